@@ -1,0 +1,19 @@
+// The subcommands of the softreg CLI. Each registers its options on a CLI11 app and returns the
+// function that runs it after parsing; that function returns the process exit code.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace softreg::cli {
+
+/// Exit codes: 0 success, 1 error (bad file, failed acceptance check), 2 usage error.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;
+inline constexpr int kExitUsage = 2;
+
+using CommandRunner = std::function<int()>;
+
+CommandRunner add_train_command(CLI::App& app);
+
+}  // namespace softreg::cli

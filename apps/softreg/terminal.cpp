@@ -1,0 +1,38 @@
+// Progress bar drawing.
+#include "terminal.hpp"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <fmt/format.h>
+
+namespace softreg::cli {
+namespace {
+constexpr int kBarWidth = 30;
+constexpr auto kRedrawInterval = std::chrono::milliseconds(50);
+}  // namespace
+
+bool is_terminal(int fd) { return ::isatty(fd) == 1; }
+
+void ProgressBar::update(const std::string& label, std::size_t done, std::size_t total) {
+  if (!enabled_ || total == 0) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (shown_ && done < total && now - last_draw_ < kRedrawInterval) return;
+  last_draw_ = now;
+  const int filled = static_cast<int>(static_cast<double>(kBarWidth) * static_cast<double>(done) /
+                                      static_cast<double>(total));
+  std::string bar(static_cast<std::size_t>(filled), '#');
+  bar.resize(kBarWidth, '.');
+  fmt::print(stderr, "\r{} [{}] {:3d}%\x1b[K", label, bar, static_cast<int>(100 * done / total));
+  std::fflush(stderr);
+  shown_ = true;
+}
+
+void ProgressBar::clear() {
+  if (!shown_) return;
+  fmt::print(stderr, "\r\x1b[K");
+  std::fflush(stderr);
+  shown_ = false;
+}
+
+}  // namespace softreg::cli

@@ -1,0 +1,62 @@
+// A labelled image set held as bytes (pixels 0..255), plus finding Fashion-MNIST on disk.
+// The model sees pixels scaled to [0,1] (the seed's ToTensor); the scaling happens where rows are used.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace softreg {
+
+/// Fashion-MNIST's ten classes, in label order.
+inline constexpr int kFashionMnistClasses = 10;
+inline constexpr std::array<std::string_view, kFashionMnistClasses> kFashionMnistClassNames = {
+    "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"};
+
+/// Images as bytes, row-major (one image per row of height*width bytes), and one label per image.
+struct Dataset {
+  std::size_t count = 0;
+  std::size_t height = 0;
+  std::size_t width = 0;
+  int num_classes = 0;
+  std::vector<std::uint8_t> pixels;  // count * features() bytes
+  std::vector<std::uint8_t> labels;  // count labels, each < num_classes
+
+  std::size_t features() const { return height * width; }
+  const std::uint8_t* image(std::size_t i) const { return pixels.data() + i * features(); }
+};
+
+/// Loads an images file and a labels file (IDX, raw or gzip) and checks that they belong together:
+/// equal counts and every label < num_classes.
+Dataset load_dataset(const std::filesystem::path& images, const std::filesystem::path& labels, int num_classes);
+
+/// The four files of an MNIST-style folder.
+struct DataFiles {
+  std::filesystem::path folder;
+  std::filesystem::path train_images, train_labels, test_images, test_labels;
+};
+
+/// Looks for the four files (each by its plain name or with .gz) in `folder`; nullopt if any is missing.
+std::optional<DataFiles> find_data_files(const std::filesystem::path& folder);
+
+/// The folders searched when no --data is given, in order: $SOFTREG_DATA, ./data/fashion-mnist,
+/// ~/.cache/softreg/fashion-mnist, /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist).
+std::vector<std::filesystem::path> default_data_folders();
+
+/// Finds the data: in `explicit_folder` if given (an error names the missing files), otherwise in the
+/// first complete default folder (an error lists where it looked and how to get the data).
+DataFiles locate_data(const std::optional<std::filesystem::path>& explicit_folder);
+
+/// Train and test sets loaded together; their image sizes must agree.
+struct TrainTestData {
+  Dataset train;
+  Dataset test;
+};
+TrainTestData load_train_test(const DataFiles& files, int num_classes = kFashionMnistClasses);
+
+}  // namespace softreg

@@ -1,0 +1,44 @@
+// Files a run leaves behind: the run folder, metrics.csv and summary.json, all written atomically
+// (temp file in the same folder, then rename) so a reader never sees half a file.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "softreg/metrics.hpp"
+#include "softreg/train.hpp"
+
+namespace softreg {
+
+/// Writes `content` to a temp file beside `path`, flushes it and renames it over `path`.
+void write_file_atomic(const std::filesystem::path& path, std::string_view content);
+
+/// Creates runs_root/<UTC timestamp> (with a -2, -3... suffix if taken) and points runs_root/latest at it.
+std::filesystem::path create_run_folder(const std::filesystem::path& runs_root);
+
+/// Creates `folder` (and parents) if needed; an error if it exists and is not a folder.
+void ensure_folder(const std::filesystem::path& folder);
+
+/// metrics.csv: header epoch,train_loss,train_acc,test_acc,test_loss,seconds; numbers printed so they
+/// read back to the same double.
+std::string metrics_csv(const std::vector<EpochMetrics>& epochs);
+
+struct RunSummary {
+  TrainConfig config;
+  std::vector<EpochMetrics> epochs;
+  std::vector<AcceptanceCheck> checks;  // empty when skipped
+  std::string data_folder;
+  std::string run_folder;
+  std::size_t train_examples = 0;
+  std::size_t test_examples = 0;
+  double seconds_load = 0;
+  double seconds_train = 0;
+  double seconds_total = 0;
+};
+
+/// summary.json: the recipe, seed, threads, final metrics and timings.
+std::string summary_json(const RunSummary& summary);
+
+}  // namespace softreg

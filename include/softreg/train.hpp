@@ -1,0 +1,71 @@
+// The seed's training loop: shuffle, minibatches (the last one partial), SGD, and per-epoch metrics
+// (train loss and accuracy as seen during the epoch, then test loss and accuracy).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "softreg/dataset.hpp"
+#include "softreg/kernels.hpp"
+#include "softreg/model.hpp"
+#include "softreg/parallel.hpp"
+#include "softreg/rng.hpp"
+
+namespace softreg {
+
+/// The recipe; the defaults are the seed's.
+struct TrainConfig {
+  double lr = 0.1;
+  std::size_t batch_size = 256;
+  int epochs = 10;
+  std::uint64_t seed = 0;
+  double init_std = 0.01;
+  int threads = 1;
+};
+
+struct EpochMetrics {
+  int epoch = 0;
+  double train_loss = 0;  // mean over the epoch's examples, each from the forward pass before its update
+  double train_acc = 0;
+  double test_acc = 0;
+  double test_loss = 0;
+  double seconds = 0;  // training plus test evaluation
+};
+
+class Trainer {
+ public:
+  /// Draws the initial weights from the seed. The datasets must outlive the trainer.
+  Trainer(const TrainConfig& config, const Dataset& train, const Dataset& test);
+
+  /// Called after each batch with the examples done so far in the epoch and the epoch's total.
+  using BatchCallback = std::function<void(std::size_t done, std::size_t total)>;
+
+  /// One pass over the shuffled training set, then the test evaluation.
+  EpochMetrics run_epoch(const BatchCallback& on_batch = {});
+
+  int epochs_done() const { return epochs_done_; }
+  const SoftmaxModel& model() const { return model_; }
+  const TrainConfig& config() const { return config_; }
+  ThreadPool& pool() { return pool_; }
+
+ private:
+  BatchSums train_batch(std::span<const std::uint32_t> rows);
+
+  TrainConfig config_;
+  const Dataset& train_;
+  const Dataset& test_;
+  Rng rng_;
+  SoftmaxModel model_;
+  ThreadPool pool_;
+  int epochs_done_ = 0;
+  std::vector<std::uint32_t> order_;
+  // One gradient buffer and workspace per thread; summed in thread order after each batch.
+  std::vector<WeightMatrix> thread_dW_;
+  std::vector<BiasVector> thread_db_;
+  std::vector<BatchSums> thread_sums_;
+  std::vector<KernelWorkspace> workspaces_;
+};
+
+}  // namespace softreg

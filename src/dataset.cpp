@@ -1,0 +1,113 @@
+// Loading and locating datasets; all file checks live in idx.cpp, the cross-file checks here.
+#include "softreg/dataset.hpp"
+
+#include <cstdlib>
+#include <future>
+
+#include "softreg/error.hpp"
+#include "softreg/idx.hpp"
+
+namespace softreg {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::array<const char*, 4> kFileNames = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                                   "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
+
+std::optional<fs::path> find_one(const fs::path& folder, const std::string& name) {
+  std::error_code ec;
+  for (const fs::path& candidate : {folder / name, folder / (name + ".gz")}) {
+    if (fs::is_regular_file(candidate, ec)) return candidate;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+Dataset load_dataset(const fs::path& images_path, const fs::path& labels_path, int num_classes) {
+  // The two files are independent, so decode them side by side: decompression dominates loading.
+  auto labels_future = std::async(std::launch::async, [&] { return read_idx_file(labels_path, kIdxLabelsMagic); });
+  IdxArray images = read_idx_file(images_path, kIdxImagesMagic);
+  IdxArray labels = labels_future.get();
+
+  Dataset set;
+  set.count = images.dims[0];
+  set.height = images.dims[1];
+  set.width = images.dims[2];
+  set.num_classes = num_classes;
+  if (labels.dims[0] != set.count) {
+    throw Error::in_file(labels_path, "has " + std::to_string(labels.dims[0]) + " labels, but " +
+                                          images_path.filename().string() + " has " +
+                                          std::to_string(set.count) + " images");
+  }
+  for (std::size_t i = 0; i < labels.data.size(); ++i) {
+    if (labels.data[i] >= num_classes) {
+      throw Error::in_file(labels_path, "label " + std::to_string(labels.data[i]) + " at index " +
+                                            std::to_string(i) + " is out of range (expected < " +
+                                            std::to_string(num_classes) + " classes)");
+    }
+  }
+  set.pixels = std::move(images.data);
+  set.labels = std::move(labels.data);
+  return set;
+}
+
+std::optional<DataFiles> find_data_files(const fs::path& folder) {
+  std::array<fs::path, 4> found;
+  for (std::size_t i = 0; i < kFileNames.size(); ++i) {
+    auto path = find_one(folder, kFileNames[i]);
+    if (!path) return std::nullopt;
+    found[i] = *path;
+  }
+  return DataFiles{folder, found[0], found[1], found[2], found[3]};
+}
+
+std::vector<fs::path> default_data_folders() {
+  std::vector<fs::path> folders;
+  if (const char* env = std::getenv("SOFTREG_DATA"); env && *env) folders.emplace_back(env);
+  folders.emplace_back("data/fashion-mnist");
+  if (const char* home = std::getenv("HOME"); home && *home) {
+    folders.push_back(fs::path(home) / ".cache/softreg/fashion-mnist");
+  }
+  folders.emplace_back("/usr/share/datasets/fashion-mnist");
+  return folders;
+}
+
+DataFiles locate_data(const std::optional<fs::path>& explicit_folder) {
+  if (explicit_folder) {
+    std::error_code ec;
+    if (!fs::is_directory(*explicit_folder, ec)) {
+      throw Error("--data " + explicit_folder->string() + ": not a folder");
+    }
+    if (auto files = find_data_files(*explicit_folder)) return *files;
+    std::string missing;
+    for (const char* name : kFileNames) {
+      if (!find_one(*explicit_folder, name)) missing += std::string(missing.empty() ? "" : ", ") + name + "[.gz]";
+    }
+    throw Error("--data " + explicit_folder->string() + ": missing " + missing);
+  }
+  std::string looked;
+  for (const fs::path& folder : default_data_folders()) {
+    if (auto files = find_data_files(folder)) return *files;
+    looked += (looked.empty() ? "" : ", ") + folder.string();
+  }
+  throw Error("no Fashion-MNIST data found (looked in " + looked +
+              "); install it with 'apt-get install dataset-fashion-mnist' or pass --data DIR");
+}
+
+TrainTestData load_train_test(const DataFiles& files, int num_classes) {
+  auto test_future =
+      std::async(std::launch::async, [&] { return load_dataset(files.test_images, files.test_labels, num_classes); });
+  Dataset train = load_dataset(files.train_images, files.train_labels, num_classes);
+  Dataset test = test_future.get();
+  if (train.height != test.height || train.width != test.width) {
+    throw Error::in_file(files.test_images,
+                         "images are " + std::to_string(test.height) + "x" + std::to_string(test.width) +
+                             " but the training images are " + std::to_string(train.height) + "x" +
+                             std::to_string(train.width));
+  }
+  return {std::move(train), std::move(test)};
+}
+
+}  // namespace softreg

@@ -1,0 +1,145 @@
+// Run folder and report files.
+#include "softreg/io.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "softreg/error.hpp"
+
+namespace softreg {
+namespace fs = std::filesystem;
+
+void write_file_atomic(const fs::path& path, std::string_view content) {
+  const fs::path folder = path.has_parent_path() ? path.parent_path() : fs::path(".");
+  std::string temp = (folder / ("." + path.filename().string() + ".tmp.XXXXXX")).string();
+  const int fd = ::mkstemp(temp.data());
+  if (fd < 0) throw Error::in_file(path, std::string("cannot create a temp file: ") + std::strerror(errno));
+  const auto fail = [&](const char* what) {
+    const int saved = errno;
+    ::close(fd);
+    ::unlink(temp.c_str());
+    return Error::in_file(path, std::string(what) + ": " + std::strerror(saved));
+  };
+  std::size_t written = 0;
+  while (written < content.size()) {
+    const ssize_t n = ::write(fd, content.data() + written, content.size() - written);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw fail("write failed");
+    }
+    written += static_cast<std::size_t>(n);
+  }
+  // mkstemp makes the file 0600; give it the usual permissions for an output file.
+  if (::fchmod(fd, 0644) != 0) throw fail("chmod failed");
+  if (::close(fd) != 0) {
+    ::unlink(temp.c_str());
+    throw Error::in_file(path, std::string("close failed: ") + std::strerror(errno));
+  }
+  if (::rename(temp.c_str(), path.c_str()) != 0) {
+    const int saved = errno;
+    ::unlink(temp.c_str());
+    throw Error::in_file(path, std::string("cannot rename into place: ") + std::strerror(saved));
+  }
+}
+
+void ensure_folder(const fs::path& folder) {
+  std::error_code ec;
+  if (fs::exists(folder, ec) && !fs::is_directory(folder, ec)) throw Error::in_file(folder, "exists and is not a folder");
+  fs::create_directories(folder, ec);
+  if (ec) throw Error::in_file(folder, "cannot create folder: " + ec.message());
+}
+
+fs::path create_run_folder(const fs::path& runs_root) {
+  ensure_folder(runs_root);
+  const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &utc);
+  fs::path run;
+  for (int attempt = 1;; ++attempt) {
+    run = runs_root / (attempt == 1 ? std::string(stamp) : fmt::format("{}-{}", stamp, attempt));
+    if (::mkdir(run.c_str(), 0755) == 0) break;  // mkdir is atomic: two runs never share a folder
+    if (errno != EEXIST || attempt > 1000) {
+      throw Error::in_file(run, std::string("cannot create run folder: ") + std::strerror(errno));
+    }
+  }
+  // Replace runs/latest atomically: a new symlink under a temp name, renamed over the old one.
+  const fs::path latest = runs_root / "latest";
+  const fs::path temp_link = runs_root / fmt::format(".latest.tmp.{}", ::getpid());
+  std::error_code ec;
+  fs::remove(temp_link, ec);
+  fs::create_directory_symlink(run.filename(), temp_link, ec);
+  if (!ec) fs::rename(temp_link, latest, ec);
+  if (ec) {
+    fs::remove(temp_link, ec);
+    // Not fatal: the run itself is fine, only the convenience link could not be updated.
+  }
+  return run;
+}
+
+std::string metrics_csv(const std::vector<EpochMetrics>& epochs) {
+  std::string csv = "epoch,train_loss,train_acc,test_acc,test_loss,seconds\n";
+  for (const EpochMetrics& m : epochs) {
+    csv += fmt::format("{},{},{},{},{},{:.4f}\n", m.epoch, m.train_loss, m.train_acc, m.test_acc, m.test_loss,
+                       m.seconds);
+  }
+  return csv;
+}
+
+std::string summary_json(const RunSummary& s) {
+  nlohmann::ordered_json j;
+  j["tool"] = "softreg";
+  j["recipe"] = {{"lr", s.config.lr},
+                 {"batch_size", s.config.batch_size},
+                 {"epochs", s.config.epochs},
+                 {"init_std", s.config.init_std}};
+  j["seed"] = s.config.seed;
+  j["threads"] = s.config.threads;
+  j["data"] = s.data_folder;
+  j["run_folder"] = s.run_folder;
+  j["train_examples"] = s.train_examples;
+  j["test_examples"] = s.test_examples;
+  if (!s.epochs.empty()) {
+    const EpochMetrics& last = s.epochs.back();
+    j["epochs_done"] = last.epoch;
+    j["train_loss"] = last.train_loss;
+    j["train_acc"] = last.train_acc;
+    j["test_acc"] = last.test_acc;
+    j["test_loss"] = last.test_loss;
+  }
+  j["seconds_load"] = s.seconds_load;
+  j["seconds_train"] = s.seconds_train;
+  j["seconds_total"] = s.seconds_total;
+  if (!s.checks.empty()) {
+    bool all_passed = true;
+    auto checks = nlohmann::ordered_json::array();
+    for (const AcceptanceCheck& c : s.checks) {
+      checks.push_back({{"check", c.name}, {"value", c.value}, {"passed", c.passed}});
+      all_passed = all_passed && c.passed;
+    }
+    j["checks"] = checks;
+    j["checks_passed"] = all_passed;
+  }
+  auto per_epoch = nlohmann::ordered_json::array();
+  for (const EpochMetrics& m : s.epochs) {
+    per_epoch.push_back({{"epoch", m.epoch},
+                         {"train_loss", m.train_loss},
+                         {"train_acc", m.train_acc},
+                         {"test_acc", m.test_acc},
+                         {"test_loss", m.test_loss},
+                         {"seconds", m.seconds}});
+  }
+  j["per_epoch"] = per_epoch;
+  return j.dump(2) + "\n";
+}
+
+}  // namespace softreg

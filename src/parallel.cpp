@@ -1,0 +1,73 @@
+// ThreadPool: persistent workers woken once per loop, so a loop per minibatch stays cheap.
+#include "softreg/parallel.hpp"
+
+namespace softreg {
+
+ThreadPool::ThreadPool(int threads) {
+  for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  work_ready_.notify_all();
+  for (auto& worker : workers_) worker.join();
+}
+
+void ThreadPool::run_share(int thread_index) {
+  const std::size_t stride = static_cast<std::size_t>(threads());
+  for (std::size_t i = static_cast<std::size_t>(thread_index); i < tasks_; i += stride) {
+    try {
+      (*task_)(i);
+    } catch (...) {
+      std::lock_guard lock(mutex_);
+      if (!error_) error_ = std::current_exception();
+    }
+  }
+}
+
+void ThreadPool::worker_loop(int worker_index) {
+  std::size_t seen_generation = 0;
+  for (;;) {
+    {
+      std::unique_lock lock(mutex_);
+      work_ready_.wait(lock, [&] { return stopping_ || generation_ != seen_generation; });
+      if (stopping_) return;
+      seen_generation = generation_;
+    }
+    run_share(worker_index);
+    {
+      std::lock_guard lock(mutex_);
+      if (--pending_ == 0) work_done_.notify_one();
+    }
+  }
+}
+
+void ThreadPool::run(std::size_t tasks, const std::function<void(std::size_t)>& task) {
+  if (workers_.empty() || tasks <= 1) {
+    for (std::size_t i = 0; i < tasks; ++i) task(i);
+    return;
+  }
+  {
+    std::lock_guard lock(mutex_);
+    task_ = &task;
+    tasks_ = tasks;
+    pending_ = static_cast<int>(workers_.size());
+    error_ = nullptr;
+    ++generation_;
+  }
+  work_ready_.notify_all();
+  run_share(0);
+  std::unique_lock lock(mutex_);
+  work_done_.wait(lock, [&] { return pending_ == 0; });
+  if (error_) std::rethrow_exception(error_);
+}
+
+int hardware_threads() {
+  const unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : static_cast<int>(n);
+}
+
+}  // namespace softreg
