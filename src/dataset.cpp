@@ -27,7 +27,8 @@ std::optional<fs::path> find_one(const fs::path& folder, const std::string& name
 
 Dataset load_dataset(const fs::path& images_path, const fs::path& labels_path, int num_classes) {
   // The two files are independent, so decode them side by side: decompression dominates loading.
-  auto labels_future = std::async(std::launch::async, [&] { return read_idx_file(labels_path, kIdxLabelsMagic); });
+  auto labels_future =
+      std::async(std::launch::async, [&] { return read_idx_file(labels_path, kIdxLabelsMagic); });
   IdxArray images = read_idx_file(images_path, kIdxImagesMagic);
   IdxArray labels = labels_future.get();
 
@@ -83,7 +84,8 @@ DataFiles locate_data(const std::optional<fs::path>& explicit_folder) {
     if (auto files = find_data_files(*explicit_folder)) return *files;
     std::string missing;
     for (const char* name : kFileNames) {
-      if (!find_one(*explicit_folder, name)) missing += std::string(missing.empty() ? "" : ", ") + name + "[.gz]";
+      if (!find_one(*explicit_folder, name))
+        missing += std::string(missing.empty() ? "" : ", ") + name + "[.gz]";
     }
     throw Error("--data " + explicit_folder->string() + ": missing " + missing);
   }
@@ -97,15 +99,15 @@ DataFiles locate_data(const std::optional<fs::path>& explicit_folder) {
 }
 
 TrainTestData load_train_test(const DataFiles& files, int num_classes) {
-  auto test_future =
-      std::async(std::launch::async, [&] { return load_dataset(files.test_images, files.test_labels, num_classes); });
+  auto test_future = std::async(
+      std::launch::async, [&] { return load_dataset(files.test_images, files.test_labels, num_classes); });
   Dataset train = load_dataset(files.train_images, files.train_labels, num_classes);
   Dataset test = test_future.get();
   if (train.height != test.height || train.width != test.width) {
-    throw Error::in_file(files.test_images,
-                         "images are " + std::to_string(test.height) + "x" + std::to_string(test.width) +
-                             " but the training images are " + std::to_string(train.height) + "x" +
-                             std::to_string(train.width));
+    throw Error::in_file(files.test_images, "images are " + std::to_string(test.height) + "x" +
+                                                std::to_string(test.width) + " but the training images are " +
+                                                std::to_string(train.height) + "x" +
+                                                std::to_string(train.width));
   }
   return {std::move(train), std::move(test)};
 }

@@ -36,7 +36,8 @@ std::string magic_hint(std::uint32_t found) {
   if (found == kIdxImagesMagic) return " (is this an images file?)";
   if ((found >> 16) != 0) return " (not an IDX file)";
   const std::uint32_t type = (found >> 8) & 0xff;
-  if (type != kIdxTypeUnsignedByte) return " (element type " + std::to_string(type) + "; only unsigned bytes, 8, are read)";
+  if (type != kIdxTypeUnsignedByte)
+    return " (element type " + std::to_string(type) + "; only unsigned bytes, 8, are read)";
   return " (" + std::to_string(found & 0xff) + " dimensions)";
 }
 
@@ -52,15 +53,15 @@ bool is_gzip(std::span<const std::uint8_t> bytes) {
 
 std::vector<std::uint8_t> gunzip(std::span<const std::uint8_t> compressed, const std::string& source) {
   // A gzip member is at least 18 bytes: 10 of header, 8 of trailer.
-  if (compressed.size() < 18) throw Error(source + ": gzip data is truncated (" +
-                                          std::to_string(compressed.size()) + " bytes)");
-  std::unique_ptr<libdeflate_decompressor, DecompressorDeleter> decompressor(
-      libdeflate_alloc_decompressor());
+  if (compressed.size() < 18)
+    throw Error(source + ": gzip data is truncated (" + std::to_string(compressed.size()) + " bytes)");
+  std::unique_ptr<libdeflate_decompressor, DecompressorDeleter> decompressor(libdeflate_alloc_decompressor());
   if (!decompressor) throw Error(source + ": out of memory for the gzip decompressor");
 
   const std::size_t max_output = compressed.size() * kMaxDeflateRatio + (1u << 16);
   // The trailer of the last member holds its size modulo 2^32: exact for the usual one-member file.
-  std::size_t capacity = std::min<std::size_t>(read_le32(compressed.data() + compressed.size() - 4), max_output);
+  std::size_t capacity =
+      std::min<std::size_t>(read_le32(compressed.data() + compressed.size() - 4), max_output);
   std::vector<std::uint8_t> out(std::max<std::size_t>(capacity, 1));
 
   std::size_t in_pos = 0;
@@ -72,7 +73,8 @@ std::vector<std::uint8_t> gunzip(std::span<const std::uint8_t> compressed, const
         decompressor.get(), compressed.data() + in_pos, compressed.size() - in_pos, out.data() + out_pos,
         out.size() - out_pos, &in_used, &out_written);
     if (result == LIBDEFLATE_INSUFFICIENT_SPACE) {
-      if (out.size() >= max_output) throw Error(source + ": gzip data is corrupt (decodes past any valid size)");
+      if (out.size() >= max_output)
+        throw Error(source + ": gzip data is corrupt (decodes past any valid size)");
       out.resize(std::min(max_output, out.size() * 2 + (1u << 20)));
       continue;  // retry this member with room to spare
     }
@@ -103,7 +105,8 @@ std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& path) {
   return bytes;
 }
 
-IdxArray parse_idx(std::span<const std::uint8_t> bytes, std::uint32_t expected_magic, const std::string& source) {
+IdxArray parse_idx(std::span<const std::uint8_t> bytes, std::uint32_t expected_magic,
+                   const std::string& source) {
   const auto fail = [&](const std::string& what) { return Error(source + ": " + what); };
   if (bytes.size() < 4) {
     throw fail("too short for an IDX header (" + std::to_string(bytes.size()) + " bytes)");
@@ -114,12 +117,13 @@ IdxArray parse_idx(std::span<const std::uint8_t> bytes, std::uint32_t expected_m
                magic_hint(magic));
   }
   // The magic fixes the type byte (0x08) and the dimension count (its low byte).
-  static_assert((kIdxImagesMagic >> 8) == kIdxTypeUnsignedByte && (kIdxLabelsMagic >> 8) == kIdxTypeUnsignedByte);
+  static_assert((kIdxImagesMagic >> 8) == kIdxTypeUnsignedByte &&
+                (kIdxLabelsMagic >> 8) == kIdxTypeUnsignedByte);
   const std::size_t ndims = magic & 0xff;
   const std::size_t header_size = 4 + 4 * ndims;
   if (bytes.size() < header_size) {
-    throw fail("truncated header: " + std::to_string(ndims) + " dimensions need " + std::to_string(header_size) +
-               " bytes, file has " + std::to_string(bytes.size()));
+    throw fail("truncated header: " + std::to_string(ndims) + " dimensions need " +
+               std::to_string(header_size) + " bytes, file has " + std::to_string(bytes.size()));
   }
   IdxArray array;
   std::uint64_t elements = 1;
@@ -136,8 +140,8 @@ IdxArray parse_idx(std::span<const std::uint8_t> bytes, std::uint32_t expected_m
   }
   const std::uint64_t data_size = bytes.size() - header_size;
   if (data_size < elements) {
-    throw fail("truncated: header says " + shape + " = " + std::to_string(elements) + " bytes of data, found " +
-               std::to_string(data_size));
+    throw fail("truncated: header says " + shape + " = " + std::to_string(elements) +
+               " bytes of data, found " + std::to_string(data_size));
   }
   if (data_size > elements) {
     throw fail(std::to_string(data_size - elements) + " trailing bytes after the " + shape + " data");

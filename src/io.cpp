@@ -5,11 +5,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <ctime>
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "softreg/error.hpp"
@@ -52,7 +52,8 @@ void write_file_atomic(const fs::path& path, std::string_view content) {
 
 void ensure_folder(const fs::path& folder) {
   std::error_code ec;
-  if (fs::exists(folder, ec) && !fs::is_directory(folder, ec)) throw Error::in_file(folder, "exists and is not a folder");
+  if (fs::exists(folder, ec) && !fs::is_directory(folder, ec))
+    throw Error::in_file(folder, "exists and is not a folder");
   fs::create_directories(folder, ec);
   if (ec) throw Error::in_file(folder, "cannot create folder: " + ec.message());
 }

@@ -26,7 +26,8 @@ Evaluation evaluate(const SoftmaxModel& model, const Dataset& data, ThreadPool& 
                                       std::span(result.predictions).subspan(begin, end - begin), workspace);
   });
   BatchSums total;
-  for (const BatchSums& sums : block_sums) total += sums;
+  for (const BatchSums& sums : block_sums)
+    total += sums;
   if (data.count > 0) {
     result.loss = total.loss / static_cast<double>(data.count);
     result.accuracy = static_cast<double>(total.correct) / static_cast<double>(data.count);

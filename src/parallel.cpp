@@ -4,7 +4,8 @@
 namespace softreg {
 
 ThreadPool::ThreadPool(int threads) {
-  for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  for (int i = 1; i < threads; ++i)
+    workers_.emplace_back([this, i] { worker_loop(i); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -13,7 +14,8 @@ ThreadPool::~ThreadPool() {
     stopping_ = true;
   }
   work_ready_.notify_all();
-  for (auto& worker : workers_) worker.join();
+  for (auto& worker : workers_)
+    worker.join();
 }
 
 void ThreadPool::run_share(int thread_index) {
@@ -47,7 +49,8 @@ void ThreadPool::worker_loop(int worker_index) {
 
 void ThreadPool::run(std::size_t tasks, const std::function<void(std::size_t)>& task) {
   if (workers_.empty() || tasks <= 1) {
-    for (std::size_t i = 0; i < tasks; ++i) task(i);
+    for (std::size_t i = 0; i < tasks; ++i)
+      task(i);
     return;
   }
   {

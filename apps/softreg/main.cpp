@@ -1,7 +1,8 @@
 // softreg: softmax regression on IDX image datasets (Fashion-MNIST by default).
 // Parses the command line, runs one subcommand and turns every error into one line and an exit code.
-#include <cstdio>
 #include <fmt/format.h>
+#include <cstdio>
+#include <string>
 
 #include "commands.hpp"
 #include "softreg/error.hpp"
@@ -17,10 +18,24 @@ int main(int argc, char** argv) {
   CommandRunner train = add_train_command(app);
 
   try {
+    // CLI11 would call a misspelt command "A subcommand is required"; name it instead.
+    std::string known;
+    bool is_known = false;
+    for (const CLI::App* sub : app.get_subcommands({})) {
+      known += (known.empty() ? "" : ", ") + sub->get_name();
+      is_known = is_known || (argc > 1 && sub->get_name() == argv[1]);
+    }
+    if (argc > 1 && argv[1][0] != '-' && !is_known) {
+      fmt::print(stderr, "softreg: error: unknown command '{}' (commands: {})\n", argv[1], known);
+      return kExitUsage;
+    }
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
-    fmt::print(stderr, "softreg: error: {} (see 'softreg --help')\n", e.what());
+    const auto parsed = app.get_subcommands();
+    const std::string help =
+        parsed.empty() ? "softreg --help" : "softreg " + parsed.front()->get_name() + " --help";
+    fmt::print(stderr, "softreg: error: {} (see '{}')\n", e.what(), help);
     return kExitUsage;
   }
 

@@ -2,10 +2,10 @@
 // metrics.csv and summary.json in a run folder, and the seed's acceptance checks at the end.
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fmt/format.h>
 #include <optional>
 
 #include "commands.hpp"
@@ -80,15 +80,16 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
   progress.clear();
 
   const std::filesystem::path run_folder =
-      options.out.empty() ? create_run_folder("runs") : (ensure_folder(options.out), std::filesystem::path(options.out));
+      options.out.empty() ? create_run_folder("runs")
+                          : (ensure_folder(options.out), std::filesystem::path(options.out));
 
   if (show_table) {
     fmt::print(table, "data: {} ({} train, {} test, {}x{}), loaded in {:.2f} s\n", files.folder.string(),
                data.train.count, data.test.count, data.train.height, data.train.width, seconds_load);
-    fmt::print(table, "recipe: lr {}, batch size {}, {} epochs, seed {}, {} thread{}\n", config.lr, config.batch_size,
-               config.epochs, config.seed, config.threads, config.threads == 1 ? "" : "s");
-    fmt::print(table, "{:>5}  {:>10}  {:>9}  {:>8}  {:>9}  {:>7}\n", "epoch", "train_loss", "train_acc", "test_acc",
-               "test_loss", "seconds");
+    fmt::print(table, "recipe: lr {}, batch size {}, {} epochs, seed {}, {} thread{}\n", config.lr,
+               config.batch_size, config.epochs, config.seed, config.threads, config.threads == 1 ? "" : "s");
+    fmt::print(table, "{:>5}  {:>10}  {:>9}  {:>8}  {:>9}  {:>7}\n", "epoch", "train_loss", "train_acc",
+               "test_acc", "test_loss", "seconds");
     std::fflush(table);
   }
 
@@ -125,7 +126,8 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
 
   if (options.json) fmt::print("{}", summary_json(summary));
   if (show_table) {
-    fmt::print(table, "test accuracy {:.4f} after {} epochs; {:.2f} s in all (load {:.2f} s, train {:.2f} s)\n",
+    fmt::print(table,
+               "test accuracy {:.4f} after {} epochs; {:.2f} s in all (load {:.2f} s, train {:.2f} s)\n",
                last.test_acc, last.epoch, summary.seconds_total, summary.seconds_load, summary.seconds_train);
     fmt::print(table, "run folder: {}\n", run_folder.string());
   }
@@ -148,19 +150,25 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
 CommandRunner add_train_command(CLI::App& app) {
   const auto process_start = std::chrono::steady_clock::now();
   auto options = std::make_shared<TrainOptions>();
-  CLI::App* cmd = app.add_subcommand("train", "Train softmax regression with the seed's recipe (minibatch SGD)");
-  cmd->add_option("--data", options->data,
-                  "Folder with train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], "
-                  "t10k-labels-idx1-ubyte[.gz] (default: $SOFTREG_DATA, ./data/fashion-mnist, "
-                  "~/.cache/softreg/fashion-mnist, /usr/share/datasets/fashion-mnist)");
+  CLI::App* cmd =
+      app.add_subcommand("train", "Train softmax regression with the seed's recipe (minibatch SGD)");
+  cmd->add_option(
+      "--data", options->data,
+      "Folder with train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], "
+      "t10k-labels-idx1-ubyte[.gz] (default: $SOFTREG_DATA, ./data/fashion-mnist, "
+      "~/.cache/softreg/fashion-mnist, /usr/share/datasets/fashion-mnist)");
   cmd->add_option("--epochs", options->epochs, "Passes over the training set")->capture_default_str();
-  cmd->add_option("--batch-size", options->batch_size, "Examples per SGD step (the last batch may be smaller)")
+  cmd->add_option("--batch-size", options->batch_size,
+                  "Examples per SGD step (the last batch may be smaller)")
       ->capture_default_str();
   cmd->add_option("--lr", options->lr, "Learning rate")->capture_default_str();
-  cmd->add_option("--seed", options->seed, "Seed for the initial weights and the shuffling")->capture_default_str();
-  cmd->add_option("--init-std", options->init_std, "Standard deviation of the initial weights")->capture_default_str();
+  cmd->add_option("--seed", options->seed, "Seed for the initial weights and the shuffling")
+      ->capture_default_str();
+  cmd->add_option("--init-std", options->init_std, "Standard deviation of the initial weights")
+      ->capture_default_str();
   cmd->add_option("--threads", options->threads, "Threads (default: all cores)")->capture_default_str();
-  cmd->add_option("--out", options->out, "Run folder (default: runs/<UTC timestamp>, with runs/latest pointing at it)");
+  cmd->add_option("--out", options->out,
+                  "Run folder (default: runs/<UTC timestamp>, with runs/latest pointing at it)");
   cmd->add_flag("--json", options->json, "Print only the summary JSON on stdout (the table goes to stderr)");
   cmd->add_flag("--quiet", options->quiet, "No progress bar and no table");
   cmd->add_flag("--no-check", options->no_check, "Skip the seed's acceptance checks");

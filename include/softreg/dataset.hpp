@@ -33,7 +33,8 @@ struct Dataset {
 
 /// Loads an images file and a labels file (IDX, raw or gzip) and checks that they belong together:
 /// equal counts and every label < num_classes.
-Dataset load_dataset(const std::filesystem::path& images, const std::filesystem::path& labels, int num_classes);
+Dataset load_dataset(const std::filesystem::path& images, const std::filesystem::path& labels,
+                     int num_classes);
 
 /// The four files of an MNIST-style folder.
 struct DataFiles {

@@ -33,7 +33,8 @@ std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& path);
 
 /// Parses an unsigned-byte IDX buffer (already decompressed) whose magic must be `expected_magic`.
 /// Checks the magic, the dimension sizes and that the buffer length matches the header exactly.
-IdxArray parse_idx(std::span<const std::uint8_t> bytes, std::uint32_t expected_magic, const std::string& source);
+IdxArray parse_idx(std::span<const std::uint8_t> bytes, std::uint32_t expected_magic,
+                   const std::string& source);
 
 /// Reads an IDX file, raw or gzip-compressed, and parses it (see parse_idx).
 IdxArray read_idx_file(const std::filesystem::path& path, std::uint32_t expected_magic);

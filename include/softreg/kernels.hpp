@@ -34,8 +34,9 @@ struct KernelWorkspace {
 
 /// Over the rows `rows` of `data`: returns the summed cross-entropy and correct count, and adds the
 /// gradient of the summed loss to dW (D,K) and db (K).
-BatchSums accumulate_gradient(const Dataset& data, std::span<const std::uint32_t> rows, const SoftmaxModel& model,
-                              WeightMatrix& dW, BiasVector& db, KernelWorkspace& workspace);
+BatchSums accumulate_gradient(const Dataset& data, std::span<const std::uint32_t> rows,
+                              const SoftmaxModel& model, WeightMatrix& dW, BiasVector& db,
+                              KernelWorkspace& workspace);
 
 /// Forward pass over the contiguous rows [begin, end): summed loss and correct count. When
 /// `predictions` is not empty it receives the argmax class of each row (end - begin entries).

@@ -45,7 +45,8 @@ template <class T>
 Vector<T> cross_entropy_rows(const RowMatrix<T>& logits, std::span<const std::uint8_t> labels) {
   const RowMatrix<T> log_probs = log_softmax_rows(logits);
   Vector<T> loss(logits.rows());
-  for (Eigen::Index i = 0; i < logits.rows(); ++i) loss(i) = -log_probs(i, labels[static_cast<std::size_t>(i)]);
+  for (Eigen::Index i = 0; i < logits.rows(); ++i)
+    loss(i) = -log_probs(i, labels[static_cast<std::size_t>(i)]);
   return loss;
 }
 
@@ -59,10 +60,10 @@ int argmax(const Row& row) {
 
 template <class T>
 struct LossAndGrad {
-  T loss_sum = 0;             // sum over the batch of the cross-entropy
-  std::int64_t correct = 0;   // rows whose argmax logit is the label
-  ColMatrix<T> dW;            // (D,K) gradient of loss_sum
-  Vector<T> db;               // (K)
+  T loss_sum = 0;            // sum over the batch of the cross-entropy
+  std::int64_t correct = 0;  // rows whose argmax logit is the label
+  ColMatrix<T> dW;           // (D,K) gradient of loss_sum
+  Vector<T> db;              // (K)
 };
 
 /// The summed batch loss and its analytic gradient.

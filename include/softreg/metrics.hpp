@@ -13,8 +13,8 @@ namespace softreg {
 
 struct Evaluation {
   std::size_t count = 0;
-  double loss = 0;      // mean cross-entropy
-  double accuracy = 0;  // fraction of argmax predictions equal to the label
+  double loss = 0;                        // mean cross-entropy
+  double accuracy = 0;                    // fraction of argmax predictions equal to the label
   std::vector<std::uint8_t> predictions;  // argmax class per example
 };
 

@@ -11,7 +11,8 @@ namespace {
 const std::array<float, 256>& pixel_scale_table() {
   static const std::array<float, 256> table = [] {
     std::array<float, 256> t{};
-    for (int v = 0; v < 256; ++v) t[static_cast<std::size_t>(v)] = static_cast<float>(v) / 255.0f;
+    for (int v = 0; v < 256; ++v)
+      t[static_cast<std::size_t>(v)] = static_cast<float>(v) / 255.0f;
     return t;
   }();
   return table;
@@ -25,7 +26,8 @@ void gather_rows(const Dataset& data, std::size_t n, RowIndex row_index, RowMatr
   for (std::size_t i = 0; i < n; ++i) {
     const std::uint8_t* src = data.image(row_index(i));
     float* dst = X.data() + i * D;
-    for (std::size_t d = 0; d < D; ++d) dst[d] = scale[src[d]];
+    for (std::size_t d = 0; d < D; ++d)
+      dst[d] = scale[src[d]];
   }
 }
 
@@ -45,13 +47,15 @@ BatchSums softmax_cross_entropy_rows(RowMatrix<float>& logits, Label label_of, b
     }
     const float row_max = o[best];
     float sum = 0;
-    for (Eigen::Index k = 0; k < K; ++k) sum += std::exp(o[k] - row_max);
+    for (Eigen::Index k = 0; k < K; ++k)
+      sum += std::exp(o[k] - row_max);
     sums.loss += static_cast<double>(row_max + std::log(sum) - o[y]);
     sums.correct += (best == y);
     if (!predictions.empty()) predictions[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(best);
     if (to_gradient) {
       const float inv_sum = 1.0f / sum;
-      for (Eigen::Index k = 0; k < K; ++k) o[k] = std::exp(o[k] - row_max) * inv_sum;
+      for (Eigen::Index k = 0; k < K; ++k)
+        o[k] = std::exp(o[k] - row_max) * inv_sum;
       o[y] -= 1.0f;
     }
   }
@@ -60,9 +64,11 @@ BatchSums softmax_cross_entropy_rows(RowMatrix<float>& logits, Label label_of, b
 
 }  // namespace
 
-BatchSums accumulate_gradient(const Dataset& data, std::span<const std::uint32_t> rows, const SoftmaxModel& model,
-                              WeightMatrix& dW, BiasVector& db, KernelWorkspace& ws) {
-  gather_rows(data, rows.size(), [&](std::size_t i) { return rows[i]; }, ws.X);
+BatchSums accumulate_gradient(const Dataset& data, std::span<const std::uint32_t> rows,
+                              const SoftmaxModel& model, WeightMatrix& dW, BiasVector& db,
+                              KernelWorkspace& ws) {
+  gather_rows(
+      data, rows.size(), [&](std::size_t i) { return rows[i]; }, ws.X);
   ws.logits.noalias() = ws.X * model.W;
   ws.logits.rowwise() += model.b.transpose();
   const BatchSums sums = softmax_cross_entropy_rows(
@@ -74,11 +80,13 @@ BatchSums accumulate_gradient(const Dataset& data, std::span<const std::uint32_t
 
 BatchSums evaluate_rows(const Dataset& data, std::size_t begin, std::size_t end, const SoftmaxModel& model,
                         std::span<std::uint8_t> predictions, KernelWorkspace& ws) {
-  gather_rows(data, end - begin, [&](std::size_t i) { return begin + i; }, ws.X);
+  gather_rows(
+      data, end - begin, [&](std::size_t i) { return begin + i; }, ws.X);
   ws.logits.noalias() = ws.X * model.W;
   ws.logits.rowwise() += model.b.transpose();
   return softmax_cross_entropy_rows(
-      ws.logits, [&](std::size_t i) { return int{data.labels[begin + i]}; }, /*to_gradient=*/false, predictions);
+      ws.logits, [&](std::size_t i) { return int{data.labels[begin + i]}; }, /*to_gradient=*/false,
+      predictions);
 }
 
 }  // namespace softreg

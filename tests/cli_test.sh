@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The softreg command line as a user meets it: help and version, exit codes (0 ok, 1 error, 2 usage),
+# one-line error messages, and the files a training run leaves behind.
+# Usage: cli_test.sh path/to/softreg
+set -u
+softreg=$(realpath "$1")
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work" || exit 1
+passed=0
+failed=0
+
+ok() { passed=$((passed + 1)); }
+fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
+
+# expect CODE PATTERN -- ARGS...: exit code CODE and PATTERN (grep -E) in stdout+stderr; for non-zero
+# codes also exactly one line on stderr.
+expect() {
+  local code=$1 pattern=$2
+  shift 3
+  "$softreg" "$@" >out.txt 2>err.txt
+  local got=$?
+  if [ "$got" -ne "$code" ]; then fail "softreg $* exited $got, expected $code: $(cat err.txt)"; return; fi
+  if ! cat out.txt err.txt | grep -qE -- "$pattern"; then fail "softreg $*: no '$pattern' in: $(cat out.txt err.txt)"; return; fi
+  if [ "$code" -ne 0 ] && [ "$(wc -l <err.txt)" -ne 1 ]; then fail "softreg $*: stderr is not one line: $(cat err.txt)"; return; fi
+  ok
+}
+
+expect 0 '^softreg [0-9]+\.[0-9]+\.[0-9]+$' -- --version
+expect 0 'train' -- --help
+expect 0 '--batch-size' -- train --help
+expect 2 'softreg: error: .*subcommand' --
+expect 2 "softreg: error: unknown command 'frobnicate'" -- frobnicate
+expect 2 'softreg: error: .*--wat' -- train --wat
+expect 2 'softreg: error: --lr must be > 0, got 0' -- train --lr 0
+expect 2 'softreg: error: --lr must be > 0, got -1' -- train --lr -1
+expect 2 'softreg: error: .*--lr' -- train --lr abc
+expect 2 'softreg: error: --batch-size must be >= 1, got 0' -- train --batch-size 0
+expect 2 'softreg: error: --epochs must be between 1 and' -- train --epochs 0
+expect 2 'softreg: error: --threads must be between 1 and' -- train --threads 0
+expect 2 'softreg: error: .*--epochs' -- train --epochs 1.5
+expect 1 'softreg: error: --data /nonexistent: not a folder' -- train --data /nonexistent
+
+# A data folder with one malformed file: the error names the file and what is wrong.
+mkdir bad
+printf '\x00\x00\x08\x01\x00\x00\x00\x02\x00\x01' >bad/train-labels-idx1-ubyte
+printf '\x00\x00\x08\x01\x00\x00\x00\x02\x00\x01' >bad/t10k-labels-idx1-ubyte
+printf '\x00\x00\x08\x03\x00\x00\x00\x02\x00\x00\x00\x01\x00\x00\x00\x02\x01\x02\x03' >bad/train-images-idx3-ubyte
+cp bad/train-images-idx3-ubyte bad/t10k-images-idx3-ubyte
+expect 1 'train-images-idx3-ubyte: truncated: header says 2x1x2 = 4 bytes of data, found 3' -- train --data bad
+expect 2 'softreg: error: --lr must be > 0' -- train --data bad --lr 0  # flags are checked before data
+rm bad/t10k-labels-idx1-ubyte
+expect 1 'softreg: error: --data bad: missing t10k-labels-idx1-ubyte\[.gz\]' -- train --data bad
+# Labels file where images are expected: the magic check says so.
+mkdir swapped
+cp /usr/share/datasets/fashion-mnist/* swapped/ 2>/dev/null
+if [ -f swapped/t10k-labels-idx1-ubyte.gz ]; then
+  cp swapped/t10k-labels-idx1-ubyte.gz swapped/t10k-images-idx3-ubyte.gz
+  expect 1 't10k-images-idx3-ubyte.gz: expected magic 2051, found 2049 \(is this a labels file\?\)' -- train --data swapped
+fi
+
+# A short real run: one epoch fails the seed's checks (train loss is still ~0.79), --no-check skips them.
+expect 1 'acceptance check failed: train loss < 0.5 \(got 0\.7' -- train --epochs 1 --out run1 --quiet
+expect 0 'test accuracy' -- train --epochs 1 --no-check --out run2 --threads 2
+[ "$(head -1 run2/metrics.csv)" = "epoch,train_loss,train_acc,test_acc,test_loss,seconds" ] && ok || fail "metrics.csv header"
+[ "$(wc -l <run2/metrics.csv)" -eq 2 ] && ok || fail "metrics.csv has $(wc -l <run2/metrics.csv) lines, expected 2"
+grep -q '"seconds_total"' run2/summary.json && ok || fail "summary.json lacks seconds_total"
+[ -z "$(find run1 run2 -name '*.tmp*')" ] && ok || fail "temp files left behind"
+
+# --json: the summary is the only thing on stdout.
+"$softreg" train --epochs 2 --no-check --json --seed 3 --threads 2 --out run3 >json.txt 2>/dev/null && ok || fail "--json run"
+[ "$(head -c1 json.txt)" = "{" ] && [ "$(tail -c2 json.txt)" = "}" ] && grep -q '"test_acc"' json.txt && ok ||
+  fail "--json stdout is not just the summary: $(head -3 json.txt)"
+cmp -s json.txt run3/summary.json && ok || fail "--json output differs from summary.json"
+
+# Same seed and threads: bit-identical metrics apart from the seconds column.
+"$softreg" train --epochs 2 --no-check --quiet --seed 3 --threads 2 --out run4 && ok || fail "repeat run"
+cmp -s <(cut -d, -f1-5 run3/metrics.csv) <(cut -d, -f1-5 run4/metrics.csv) && ok || fail "repeat run differs"
+
+# Default run folder: runs/<UTC timestamp> and runs/latest pointing at it.
+"$softreg" train --epochs 1 --no-check --quiet && ok || fail "default run folder"
+[ -L runs/latest ] && [ -f runs/latest/summary.json ] && ok || fail "runs/latest missing"
+ls runs | grep -qE '^[0-9]{8}T[0-9]{6}Z$' && ok || fail "no timestamped run folder: $(ls runs)"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

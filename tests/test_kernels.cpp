@@ -1,0 +1,110 @@
+// The training and evaluation kernels against the readable reference math in double precision.
+#include <gtest/gtest.h>
+
+#include <numeric>
+
+#include "softreg/kernels.hpp"
+#include "softreg/loss.hpp"
+#include "softreg/metrics.hpp"
+#include "test_util.hpp"
+
+namespace softreg {
+namespace {
+
+struct Problem {
+  Dataset data = test::random_dataset(/*n=*/300, /*h=*/28, /*w=*/28, /*classes=*/10, /*seed=*/3);
+  SoftmaxModel model;
+  Problem() {
+    Rng rng(11);
+    model = SoftmaxModel::initialized(784, 10, /*init_std=*/0.05, rng);
+    for (int k = 0; k < 10; ++k)
+      model.b(k) = 0.1f * static_cast<float>(k - 5);
+  }
+  RowMatrix<double> rows_as_double(std::span<const std::uint32_t> rows) const {
+    RowMatrix<double> X(static_cast<Eigen::Index>(rows.size()), 784);
+    for (std::size_t i = 0; i < rows.size(); ++i)
+      for (std::size_t d = 0; d < 784; ++d)
+        X(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(d)) = data.image(rows[i])[d] / 255.0;
+    return X;
+  }
+  std::vector<std::uint8_t> labels_of(std::span<const std::uint32_t> rows) const {
+    std::vector<std::uint8_t> y;
+    for (auto r : rows)
+      y.push_back(data.labels[r]);
+    return y;
+  }
+};
+
+TEST(Kernels, GradientMatchesReferenceOnShuffledRows) {
+  const Problem p;
+  std::vector<std::uint32_t> rows = {17, 3, 299, 42, 42, 0, 150, 77, 5, 230, 111, 64, 12};
+  const LossAndGrad<double> ref =
+      loss_and_grad(p.rows_as_double(rows), ColMatrix<double>(p.model.W.cast<double>()),
+                    Vector<double>(p.model.b.cast<double>()), p.labels_of(rows));
+  WeightMatrix dW = WeightMatrix::Zero(784, 10);
+  BiasVector db = BiasVector::Zero(10);
+  KernelWorkspace ws;
+  const BatchSums sums = accumulate_gradient(p.data, rows, p.model, dW, db, ws);
+  // Float32 sums of 13 rows x 784 products of O(1): relative error ~1e-6; the bounds leave 10x room.
+  EXPECT_NEAR(sums.loss, ref.loss_sum, 1e-5 * std::abs(ref.loss_sum));
+  EXPECT_EQ(sums.correct, ref.correct);
+  EXPECT_LT((dW.cast<double>() - ref.dW).cwiseAbs().maxCoeff(), 1e-5);
+  EXPECT_LT((db.cast<double>() - ref.db).cwiseAbs().maxCoeff(), 1e-5);
+
+  // The kernel accumulates: a second call adds the same gradient again.
+  accumulate_gradient(p.data, rows, p.model, dW, db, ws);
+  EXPECT_LT((dW.cast<double>() - 2 * ref.dW).cwiseAbs().maxCoeff(), 2e-5);
+}
+
+TEST(Kernels, EvaluationMatchesReferenceAndIgnoresThreadCount) {
+  const Problem p;
+  std::vector<std::uint32_t> all(p.data.count);
+  std::iota(all.begin(), all.end(), 0u);
+  const RowMatrix<double> X = p.rows_as_double(all);
+  const RowMatrix<double> logits =
+      (X * p.model.W.cast<double>()).rowwise() + p.model.b.cast<double>().transpose();
+  const double ref_loss = cross_entropy_rows(logits, p.data.labels).mean();
+
+  ThreadPool one(1), three(3);
+  const Evaluation e1 = evaluate(p.model, p.data, one);
+  const Evaluation e3 = evaluate(p.model, p.data, three);
+  EXPECT_NEAR(e1.loss, ref_loss, 1e-5);
+  std::size_t correct = 0;
+  for (Eigen::Index i = 0; i < logits.rows(); ++i) {
+    const int best = argmax(logits.row(i));
+    EXPECT_EQ(e1.predictions[static_cast<std::size_t>(i)], best) << "row " << i;
+    correct += best == p.data.labels[static_cast<std::size_t>(i)];
+  }
+  EXPECT_DOUBLE_EQ(e1.accuracy, static_cast<double>(correct) / 300.0);
+  // Fixed blocks combined in order: bit-identical whatever the thread count.
+  EXPECT_EQ(e1.loss, e3.loss);
+  EXPECT_EQ(e1.predictions, e3.predictions);
+}
+
+TEST(Metrics, AcceptanceChecksFailWhereTheSeedWould) {
+  const auto pass = acceptance_checks(0.45, 0.85, 0.83);
+  for (const auto& c : pass)
+    EXPECT_TRUE(c.passed) << c.name;
+  const auto fail = acceptance_checks(0.5, 0.7, std::nan(""));
+  for (const auto& c : fail)
+    EXPECT_FALSE(c.passed) << c.name;
+  EXPECT_EQ(fail[0].name, "train loss < 0.5");
+}
+
+TEST(ThreadPool, RunsEveryTaskOnceAndRethrows) {
+  ThreadPool pool(4);
+  std::vector<int> hits(1000, 0);
+  pool.run(hits.size(), [&](std::size_t i) { hits[i] += 1; });
+  EXPECT_EQ(std::accumulate(hits.begin(), hits.end(), 0), 1000);
+  EXPECT_TRUE(std::all_of(hits.begin(), hits.end(), [](int h) { return h == 1; }));
+  EXPECT_THROW(pool.run(8,
+                        [](std::size_t i) {
+                          if (i == 5) throw std::runtime_error("task 5");
+                        }),
+               std::runtime_error);
+  pool.run(2, [&](std::size_t i) { hits[i] = 7; });  // still usable after an exception
+  EXPECT_EQ(hits[1], 7);
+}
+
+}  // namespace
+}  // namespace softreg

@@ -1,0 +1,150 @@
+// Training loop: seeded initialization and shuffling, partial last batch, bit-identical repeats.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <numeric>
+
+#include "softreg/error.hpp"
+#include "softreg/optim.hpp"
+#include "softreg/train.hpp"
+#include "test_util.hpp"
+
+namespace softreg {
+namespace {
+
+TEST(Rng, NormalHasTheRequestedMoments) {
+  Rng rng(1);
+  const int n = 200000;
+  double sum = 0, sum_sq = 0;
+  for (int i = 0; i < n; ++i) {
+    const double x = rng.normal(0.0, 0.01);
+    sum += x;
+    sum_sq += x * x;
+  }
+  const double mean = sum / n, stddev = std::sqrt(sum_sq / n - mean * mean);
+  // Standard error of the mean is 0.01/sqrt(n) = 2.2e-5; of the std about 1.6e-5. Five of each.
+  EXPECT_NEAR(mean, 0.0, 1.1e-4);
+  EXPECT_NEAR(stddev, 0.01, 8e-5);
+}
+
+TEST(Rng, ShuffleIsAPermutationAndRepeatsFromState) {
+  Rng a(42);
+  std::vector<std::uint32_t> v(1000);
+  std::iota(v.begin(), v.end(), 0u);
+  const std::string state = a.state();
+  a.shuffle(v);
+  std::vector<std::uint32_t> sorted = v;
+  std::sort(sorted.begin(), sorted.end());
+  for (std::uint32_t i = 0; i < 1000; ++i)
+    EXPECT_EQ(sorted[i], i);
+  EXPECT_FALSE(std::is_sorted(v.begin(), v.end()));
+
+  Rng b(0);
+  b.set_state(state);
+  std::vector<std::uint32_t> w(1000);
+  std::iota(w.begin(), w.end(), 0u);
+  b.shuffle(w);
+  EXPECT_EQ(v, w);
+  EXPECT_THROW(b.set_state("not a state"), Error);
+}
+
+TEST(Model, InitializationFollowsTheSeed) {
+  Rng a(5), b(5), c(6);
+  const SoftmaxModel m1 = SoftmaxModel::initialized(784, 10, 0.01, a);
+  const SoftmaxModel m2 = SoftmaxModel::initialized(784, 10, 0.01, b);
+  const SoftmaxModel m3 = SoftmaxModel::initialized(784, 10, 0.01, c);
+  EXPECT_EQ(m1.W, m2.W);
+  EXPECT_NE(m1.W, m3.W);
+  EXPECT_TRUE(m1.b.isZero(0));
+  EXPECT_EQ(m1.inputs(), 784);
+  EXPECT_EQ(m1.classes(), 10);
+  const double stddev = std::sqrt(m1.W.cast<double>().array().square().mean());
+  EXPECT_NEAR(stddev, 0.01, 0.0005);  // 7840 draws: standard error of the std about 8e-5
+}
+
+TEST(Optim, StepDividesByTheActualBatchSize) {
+  SoftmaxModel m;
+  m.W = WeightMatrix::Constant(2, 3, 1.0f);
+  m.b = BiasVector::Constant(3, 1.0f);
+  sgd_step(m, WeightMatrix::Constant(2, 3, 4.0f), BiasVector::Constant(3, 2.0f), /*lr=*/0.5,
+           /*batch_size=*/4);
+  EXPECT_FLOAT_EQ(m.W(1, 2), 0.5f);  // 1 - 0.5 * 4 / 4
+  EXPECT_FLOAT_EQ(m.b(0), 0.75f);    // 1 - 0.5 * 2 / 4
+}
+
+struct SmallProblem {
+  Dataset train = test::random_dataset(/*n=*/1000, 8, 8, /*classes=*/4, /*seed=*/1);
+  Dataset test = test::random_dataset(/*n=*/200, 8, 8, /*classes=*/4, /*seed=*/2);
+  SmallProblem() {
+    // Make the classes learnable: brighten a band of pixels chosen by the label.
+    for (auto* set : {&train, &test}) {
+      for (std::size_t i = 0; i < set->count; ++i) {
+        std::uint8_t* img = set->pixels.data() + i * set->features();
+        for (std::size_t d = 16u * set->labels[i]; d < 16u * set->labels[i] + 16; ++d)
+          img[d] = 255;
+      }
+    }
+  }
+};
+
+TrainConfig small_config(int threads) {
+  TrainConfig c;
+  c.batch_size = 64;  // 1000 = 15 * 64 + 40: the last batch is partial
+  c.epochs = 3;
+  c.seed = 9;
+  c.threads = threads;
+  return c;
+}
+
+TEST(Trainer, SameSeedGivesBitIdenticalWeights) {
+  const SmallProblem p;
+  for (int threads : {1, 2, 3}) {
+    Trainer a(small_config(threads), p.train, p.test);
+    Trainer b(small_config(threads), p.train, p.test);
+    const EpochMetrics ma = a.run_epoch();
+    const EpochMetrics mb = b.run_epoch();
+    EXPECT_EQ(a.model().W, b.model().W) << threads << " threads";
+    EXPECT_EQ(a.model().b, b.model().b) << threads << " threads";
+    EXPECT_EQ(ma.train_loss, mb.train_loss);
+    EXPECT_EQ(ma.test_acc, mb.test_acc);
+  }
+  TrainConfig other = small_config(1);
+  other.seed = 10;
+  Trainer a(small_config(1), p.train, p.test), c(other, p.train, p.test);
+  a.run_epoch();
+  c.run_epoch();
+  EXPECT_NE(a.model().W, c.model().W);
+}
+
+TEST(Trainer, ThreadCountsAgreeWithinRounding) {
+  const SmallProblem p;
+  Trainer one(small_config(1), p.train, p.test), two(small_config(2), p.train, p.test);
+  const EpochMetrics m1 = one.run_epoch(), m2 = two.run_epoch();
+  EXPECT_LT((one.model().W - two.model().W).cwiseAbs().maxCoeff(), 1e-5f);
+  EXPECT_NEAR(m1.train_loss, m2.train_loss, 1e-5);
+}
+
+TEST(Trainer, LearnsAndReportsEachBatch) {
+  const SmallProblem p;
+  Trainer trainer(small_config(2), p.train, p.test);
+  std::vector<std::size_t> progress;
+  EpochMetrics first = trainer.run_epoch([&](std::size_t done, std::size_t total) {
+    EXPECT_EQ(total, 1000u);
+    progress.push_back(done);
+  });
+  ASSERT_EQ(progress.size(), 16u);  // 15 full batches and one of 40
+  EXPECT_EQ(progress[14], 960u);
+  EXPECT_EQ(progress.back(), 1000u);
+  EpochMetrics last = first;
+  for (int e = 0; e < 5; ++e)
+    last = trainer.run_epoch();
+  EXPECT_EQ(last.epoch, 6);
+  EXPECT_EQ(trainer.epochs_done(), 6);
+  EXPECT_LT(last.train_loss, first.train_loss);
+  EXPECT_GT(last.test_acc, 0.9);  // the band makes the classes separable
+  EXPECT_GT(first.train_loss, 0.0);
+  EXPECT_TRUE(std::isfinite(last.test_loss));
+}
+
+}  // namespace
+}  // namespace softreg

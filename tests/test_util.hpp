@@ -1,0 +1,83 @@
+// Helpers shared by the tests: temp folders and hand-made IDX files.
+#pragma once
+
+#include <libdeflate.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "softreg/dataset.hpp"
+
+namespace softreg::test {
+
+/// A fresh folder removed at the end of the test.
+class TempDir {
+ public:
+  TempDir() {
+    std::random_device rd;
+    path_ = std::filesystem::temp_directory_path() /
+            ("softreg-test-" + std::to_string(rd()) + std::to_string(rd()));
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+inline void write_bytes(const std::filesystem::path& path, const std::vector<std::uint8_t>& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
+inline void put_be32(std::vector<std::uint8_t>& out, std::uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8)
+    out.push_back(static_cast<std::uint8_t>(v >> shift));
+}
+
+/// An IDX file: magic, dims, then the data bytes as given (which may disagree with dims on purpose).
+inline std::vector<std::uint8_t> idx_bytes(std::uint32_t magic, const std::vector<std::uint32_t>& dims,
+                                           const std::vector<std::uint8_t>& data) {
+  std::vector<std::uint8_t> out;
+  put_be32(out, magic);
+  for (std::uint32_t d : dims)
+    put_be32(out, d);
+  out.insert(out.end(), data.begin(), data.end());
+  return out;
+}
+
+inline std::vector<std::uint8_t> gzip_bytes(const std::vector<std::uint8_t>& raw) {
+  libdeflate_compressor* c = libdeflate_alloc_compressor(6);
+  std::vector<std::uint8_t> out(libdeflate_gzip_compress_bound(c, raw.size()));
+  out.resize(libdeflate_gzip_compress(c, raw.data(), raw.size(), out.data(), out.size()));
+  libdeflate_free_compressor(c);
+  return out;
+}
+
+/// A dataset of n random h x w images with labels in [0, classes), for unit tests.
+inline Dataset random_dataset(std::size_t n, std::size_t h, std::size_t w, int classes, std::uint32_t seed) {
+  std::mt19937 gen(seed);
+  Dataset set;
+  set.count = n;
+  set.height = h;
+  set.width = w;
+  set.num_classes = classes;
+  set.pixels.resize(n * h * w);
+  set.labels.resize(n);
+  for (auto& p : set.pixels)
+    p = static_cast<std::uint8_t>(gen() % 256);
+  for (auto& l : set.labels)
+    l = static_cast<std::uint8_t>(gen() % static_cast<unsigned>(classes));
+  return set;
+}
+
+}  // namespace softreg::test
