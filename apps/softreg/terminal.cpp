@@ -30,6 +30,13 @@ void ProgressBar::update(const std::string& label, std::size_t done, std::size_t
   shown_ = true;
 }
 
+void ProgressBar::message(const std::string& text) {
+  if (!enabled_) return;
+  fmt::print(stderr, "\r{}\x1b[K", text);
+  std::fflush(stderr);
+  shown_ = true;
+}
+
 void ProgressBar::clear() {
   if (!shown_) return;
   fmt::print(stderr, "\r\x1b[K");

@@ -18,6 +18,8 @@ class ProgressBar {
 
   /// Shows `label` and done/total as a bar.
   void update(const std::string& label, std::size_t done, std::size_t total);
+  /// Shows a one-line status message in place of the bar.
+  void message(const std::string& text);
   /// Erases the bar so a normal line can be printed.
   void clear();
 

@@ -74,7 +74,7 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
   const DataFiles files =
       locate_data(options.data.empty() ? std::nullopt : std::optional<std::filesystem::path>(options.data));
   const auto load_start = std::chrono::steady_clock::now();
-  progress.update("loading " + files.folder.string(), 0, 1);
+  progress.message("loading " + files.folder.string() + " ...");
   const TrainTestData data = load_train_test(files);
   const double seconds_load = seconds_since(load_start);
   progress.clear();
