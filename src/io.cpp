@@ -11,8 +11,10 @@
 #include <cstring>
 #include <ctime>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "softreg/error.hpp"
+#include "softreg/idx.hpp"
 
 namespace softreg {
 namespace fs = std::filesystem;
@@ -94,6 +96,28 @@ std::string metrics_csv(const std::vector<EpochMetrics>& epochs) {
                        m.seconds);
   }
   return csv;
+}
+
+std::vector<EpochMetrics> read_metrics_csv(const fs::path& path) {
+  const std::vector<std::uint8_t> bytes = read_file_bytes(path);
+  std::istringstream in(std::string(bytes.begin(), bytes.end()));
+  std::string line;
+  std::vector<EpochMetrics> epochs;
+  if (!std::getline(in, line) || line != "epoch,train_loss,train_acc,test_acc,test_loss,seconds") {
+    throw Error::in_file(path, "line 1 is not the metrics.csv header");
+  }
+  for (int line_number = 2; std::getline(in, line); ++line_number) {
+    EpochMetrics m;
+    char comma[5];
+    std::istringstream fields(line);
+    fields >> m.epoch >> comma[0] >> m.train_loss >> comma[1] >> m.train_acc >> comma[2] >> m.test_acc >>
+        comma[3] >> m.test_loss >> comma[4] >> m.seconds;
+    if (!fields || std::string(comma, 5) != ",,,,," || !(fields >> std::ws).eof()) {
+      throw Error::in_file(path, "line " + std::to_string(line_number) + " is not a metrics row");
+    }
+    epochs.push_back(m);
+  }
+  return epochs;
 }
 
 std::string summary_json(const RunSummary& s) {

@@ -2,6 +2,7 @@
 #include "softreg/metrics.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 #include "softreg/kernels.hpp"
 
@@ -33,6 +34,39 @@ Evaluation evaluate(const SoftmaxModel& model, const Dataset& data, ThreadPool& 
     result.accuracy = static_cast<double>(total.correct) / static_cast<double>(data.count);
   }
   return result;
+}
+
+ClassificationReport classification_report(std::span<const std::uint8_t> labels,
+                                           std::span<const std::uint8_t> predictions, int num_classes) {
+  const auto K = static_cast<std::size_t>(num_classes);
+  ClassificationReport report;
+  report.count = labels.size();
+  report.confusion.assign(K, std::vector<std::int64_t>(K, 0));
+  std::int64_t correct = 0;
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    ++report.confusion[labels[i]][predictions[i]];
+    correct += labels[i] == predictions[i];
+  }
+  if (report.count > 0) {
+    const double n = static_cast<double>(report.count);
+    report.accuracy = static_cast<double>(correct) / n;
+    report.accuracy_stderr = std::sqrt(report.accuracy * (1 - report.accuracy) / n);
+  }
+  for (std::size_t k = 0; k < K; ++k) {
+    std::int64_t predicted = 0, actual = 0;
+    for (std::size_t j = 0; j < K; ++j) {
+      predicted += report.confusion[j][k];
+      actual += report.confusion[k][j];
+    }
+    const double hits = static_cast<double>(report.confusion[k][k]);
+    ClassMetrics m;
+    m.support = actual;
+    m.precision = predicted > 0 ? hits / static_cast<double>(predicted) : 0.0;
+    m.recall = actual > 0 ? hits / static_cast<double>(actual) : 0.0;
+    m.f1 = m.precision + m.recall > 0 ? 2 * m.precision * m.recall / (m.precision + m.recall) : 0.0;
+    report.per_class.push_back(m);
+  }
+  return report;
 }
 
 std::vector<AcceptanceCheck> acceptance_checks(double train_loss, double train_acc, double test_acc) {

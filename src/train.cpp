@@ -6,6 +6,7 @@
 #include <chrono>
 #include <numeric>
 
+#include "softreg/error.hpp"
 #include "softreg/metrics.hpp"
 #include "softreg/optim.hpp"
 
@@ -25,6 +26,26 @@ Trainer::Trainer(const TrainConfig& config, const Dataset& train, const Dataset&
   thread_db_.assign(threads, BiasVector::Zero(model_.b.size()));
   thread_sums_.resize(threads);
   workspaces_.resize(threads);
+  epoch_rng_state_ = rng_.state();
+}
+
+TrainerState Trainer::state() const {
+  return {model_, epoch_rng_state_, epochs_done_, batches_done_, partial_sums_.loss, partial_sums_.correct};
+}
+
+void Trainer::restore(const TrainerState& state) {
+  if (state.model.W.rows() != model_.W.rows() || state.model.W.cols() != model_.W.cols() ||
+      state.model.b.size() != model_.b.size()) {
+    throw Error("checkpoint model shape does not match the data");
+  }
+  const std::size_t batches_per_epoch = (train_.count + config_.batch_size - 1) / config_.batch_size;
+  if (state.batches_done >= batches_per_epoch) throw Error("checkpoint is past the end of its epoch");
+  rng_.set_state(state.epoch_rng_state);
+  model_ = state.model;
+  epoch_rng_state_ = state.epoch_rng_state;
+  epochs_done_ = state.epochs_done;
+  batches_done_ = state.batches_done;
+  partial_sums_ = {state.partial_loss, state.partial_correct};
 }
 
 BatchSums Trainer::train_batch(std::span<const std::uint32_t> rows) {
@@ -51,20 +72,29 @@ BatchSums Trainer::train_batch(std::span<const std::uint32_t> rows) {
   return sums;
 }
 
-EpochMetrics Trainer::run_epoch(const BatchCallback& on_batch) {
+std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
+                                               const StopRequest& should_stop) {
   const auto start = std::chrono::steady_clock::now();
-  // A fresh permutation each epoch (like torch.randperm), so it depends only on the generator state.
+  // A fresh permutation each epoch (like torch.randperm), drawn from the state saved at the epoch's
+  // start: an epoch continued after a stop or a restore sees the same order.
+  rng_.set_state(epoch_rng_state_);
   std::iota(order_.begin(), order_.end(), 0u);
   rng_.shuffle(order_);
 
-  BatchSums epoch_sums;
-  for (std::size_t begin = 0; begin < order_.size(); begin += config_.batch_size) {
+  for (std::size_t begin = batches_done_ * config_.batch_size; begin < order_.size();
+       begin += config_.batch_size) {
     const std::size_t end = std::min(order_.size(), begin + config_.batch_size);
-    epoch_sums += train_batch(std::span<const std::uint32_t>(order_).subspan(begin, end - begin));
+    partial_sums_ += train_batch(std::span<const std::uint32_t>(order_).subspan(begin, end - begin));
+    ++batches_done_;
     if (on_batch) on_batch(end, order_.size());
+    if (end < order_.size() && should_stop && should_stop()) return std::nullopt;
   }
+  const BatchSums epoch_sums = partial_sums_;
   const Evaluation test = evaluate(model_, test_, pool_);
   ++epochs_done_;
+  batches_done_ = 0;
+  partial_sums_ = {};
+  epoch_rng_state_ = rng_.state();
 
   EpochMetrics metrics;
   metrics.epoch = epochs_done_;

@@ -82,5 +82,58 @@ cmp -s <(cut -d, -f1-5 run3/metrics.csv) <(cut -d, -f1-5 run4/metrics.csv) && ok
 [ -L runs/latest ] && [ -f runs/latest/summary.json ] && ok || fail "runs/latest missing"
 ls runs | grep -qE '^[0-9]{8}T[0-9]{6}Z$' && ok || fail "no timestamped run folder: $(ls runs)"
 
+# A saved model: eval and predict.
+[ -f run2/model.safetensors ] && ok || fail "train left no model.safetensors"
+expect 0 'accuracy 0\.[0-9]+ ± 0\.00[0-9]+' -- eval --model run2/model.safetensors
+expect 0 '"accuracy_stderr"' -- eval --model run2/model.safetensors --json --split train
+grep -q '"per_class":\[{"class":0,"name":"t-shirt"' out.txt && grep -q '"confusion":\[\[' out.txt && ok ||
+  fail "eval --json lacks per_class/confusion: $(head -c 300 out.txt)"
+expect 2 'softreg: error: .*--split' -- eval --model run2/model.safetensors --split valid
+expect 2 'softreg: error: .*--model' -- eval
+expect 1 'softreg: error: nope.safetensors: cannot open for reading' -- eval --model nope.safetensors
+printf 'not a model' >junk.safetensors
+expect 1 'junk.safetensors: header length .* does not fit' -- eval --model junk.safetensors
+expect 0 '^test:0: [a-z -]+ 0\.[0-9]{3}, ' -- predict --model run2/model.safetensors --index 0..2
+[ "$(wc -l <out.txt)" -eq 3 ] && ok || fail "predict --index 0..2 printed $(wc -l <out.txt) lines"
+expect 0 '^\{"input":"test:7","label":[0-9],"top":\[\{"class":[0-9],"name":"[a-z -]+","prob":0\.[0-9]+\}\]\}$' -- \
+  predict --model run2/model.safetensors --index 7 --json --top 1
+expect 2 'softreg: error: --index must be I or I\.\.J' -- predict --model run2/model.safetensors --index x..3
+expect 2 'softreg: error: --index 10000 is past the last test image \(9999\)' -- predict --model run2/model.safetensors --index 10000
+expect 2 'softreg: error: give image files to predict' -- predict --model run2/model.safetensors
+# Image files: a 56x56 binary PGM (a bright block on black) and a file that is not an image.
+{ printf 'P5\n56 56\n255\n'; for y in $(seq 56); do
+    if [ "$y" -gt 10 ] && [ "$y" -lt 46 ]; then head -c 16 /dev/zero; head -c 24 /dev/zero | tr '\0' '\310'; head -c 16 /dev/zero
+    else head -c 56 /dev/zero; fi; done; } >block.pgm
+printf 'hello' >notes.txt
+"$softreg" predict --model run2/model.safetensors --json block.pgm notes.txt block.pgm >out.txt 2>err.txt
+[ $? -eq 1 ] && ok || fail "predict with one bad file should exit 1"
+[ "$(grep -c '"input":"block.pgm"' out.txt)" -eq 2 ] && ok || fail "good files not predicted: $(cat out.txt)"
+grep -q 'notes.txt: cannot read as an image' err.txt && [ "$(wc -l <err.txt)" -eq 1 ] && ok || fail "bad file error: $(cat err.txt)"
+expect 0 'block.pgm: ' -- predict --model run2/model.safetensors --invert --top 10 block.pgm
+
+# Ctrl-C saves a checkpoint; --resume continues it to the same weights as an uninterrupted run.
+"$softreg" train --epochs 12 --threads 2 --seed 4 --quiet --no-check --out straight && ok || fail "straight run"
+"$softreg" train --epochs 12 --threads 2 --seed 4 --quiet --no-check --out stopped 2>stop.txt &
+pid=$!
+for _ in $(seq 100); do [ -f stopped/metrics.csv ] && break; sleep 0.02; done
+kill -INT $pid
+wait $pid
+code=$?
+if [ $code -eq 130 ]; then
+  grep -qE '^softreg: interrupted .*; resume with: softreg train --resume stopped$' stop.txt && ok || fail "interrupt message: $(cat stop.txt)"
+  expect 2 '--lr cannot be changed with --resume' -- train --resume stopped --lr 0.5
+  "$softreg" train --resume stopped --quiet --no-check && ok || fail "resume failed"
+elif [ $code -eq 0 ]; then
+  echo "note: the run finished before Ctrl-C arrived; resume not exercised"
+else
+  fail "interrupted run exited $code: $(cat stop.txt)"
+fi
+cmp -s straight/model.safetensors stopped/model.safetensors && ok || fail "resumed model differs from the uninterrupted one"
+cmp -s <(cut -d, -f1-5 straight/metrics.csv) <(cut -d, -f1-5 stopped/metrics.csv) && ok || fail "resumed metrics differ"
+"$softreg" train --resume stopped --epochs 13 --quiet --no-check && [ "$(wc -l <stopped/metrics.csv)" -eq 14 ] && ok ||
+  fail "resume with more epochs"
+expect 2 '--epochs 5 is less than the 13 epochs stopped already has' -- train --resume stopped --epochs 5
+expect 1 '--resume nowhere: no model.safetensors there' -- train --resume nowhere
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

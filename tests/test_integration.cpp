@@ -1,37 +1,92 @@
 // The seed's full recipe on the real Fashion-MNIST (Debian's dataset-fashion-mnist, installed by
-// scripts/setup): 10 epochs must pass the seed's acceptance checks and track PyTorch's statistics.
+// scripts/setup): 10 epochs must pass the seed's acceptance checks and track PyTorch's statistics, and
+// the trained model must classify test images saved as ordinary picture files like the originals.
 #include <gtest/gtest.h>
 
+#include <stb_image_write.h>
+
 #include "softreg/dataset.hpp"
+#include "softreg/image.hpp"
+#include "softreg/kernels.hpp"
 #include "softreg/metrics.hpp"
 #include "softreg/train.hpp"
+#include "test_util.hpp"
 
 namespace softreg {
 namespace {
 
-TEST(FashionMnist, SeedRecipePassesAcceptanceChecks) {
-  const DataFiles files = locate_data(std::filesystem::path("/usr/share/datasets/fashion-mnist"));
-  const TrainTestData data = load_train_test(files);
-  ASSERT_EQ(data.train.count, 60000u);
-  ASSERT_EQ(data.test.count, 10000u);
-  ASSERT_EQ(data.train.features(), 784u);
+class FashionMnist : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const DataFiles files = locate_data(std::filesystem::path("/usr/share/datasets/fashion-mnist"));
+    data_ = new TrainTestData(load_train_test(files));
+    TrainConfig config;  // the seed's recipe: lr 0.1, batch 256, 10 epochs, N(0, 0.01)
+    config.threads = 2;
+    trainer_ = new Trainer(config, data_->train, data_->test);
+    for (int e = 0; e < config.epochs; ++e)
+      epochs_.push_back(trainer_->run_epoch().value());
+  }
+  static void TearDownTestSuite() {
+    delete trainer_;
+    delete data_;
+  }
+  static inline TrainTestData* data_ = nullptr;
+  static inline Trainer* trainer_ = nullptr;
+  static inline std::vector<EpochMetrics> epochs_;
+};
 
-  TrainConfig config;  // the seed's recipe: lr 0.1, batch 256, 10 epochs, N(0, 0.01)
-  config.threads = 2;
-  Trainer trainer(config, data.train, data.test);
-  std::vector<EpochMetrics> epochs;
-  for (int e = 0; e < config.epochs; ++e)
-    epochs.push_back(trainer.run_epoch());
-
-  const EpochMetrics& last = epochs.back();
+TEST_F(FashionMnist, SeedRecipePassesAcceptanceChecks) {
+  ASSERT_EQ(data_->train.count, 60000u);
+  ASSERT_EQ(data_->test.count, 10000u);
+  ASSERT_EQ(data_->train.features(), 784u);
+  ASSERT_EQ(epochs_.size(), 10u);
+  const EpochMetrics& last = epochs_.back();
   for (const AcceptanceCheck& c : acceptance_checks(last.train_loss, last.train_acc, last.test_acc)) {
     EXPECT_TRUE(c.passed) << c.name << ": " << c.value;
   }
   // PyTorch over 26 seeds: epoch-1 loss 0.787 +- 0.002, epoch-10 loss 0.4474 +- 0.0004, test acc
   // 0.830 +- 0.0035 (../shared/reference/README.md). The bands are about five of those deviations.
-  EXPECT_NEAR(epochs.front().train_loss, 0.787, 0.01);
+  EXPECT_NEAR(epochs_.front().train_loss, 0.787, 0.01);
   EXPECT_NEAR(last.train_loss, 0.4474, 0.002);
   EXPECT_NEAR(last.test_acc, 0.830, 0.018);
+}
+
+TEST_F(FashionMnist, PicturesOfTestImagesAreClassifiedLikeTheOriginals) {
+  test::TempDir dir;
+  const SoftmaxModel& model = trainer_->model();
+  const Dataset& test = data_->test;
+  int jpeg_agree = 0;
+  const int images = 20;
+  for (int i = 0; i < images; ++i) {
+    // Scale the 28x28 image up 3x (nearest neighbour) as an RGB picture, as a user's file might be.
+    std::vector<std::uint8_t> rgb;
+    for (int y = 0; y < 84; ++y)
+      for (int x = 0; x < 84; ++x) {
+        const std::uint8_t v = test.image(static_cast<std::size_t>(i))[(y / 3) * 28 + x / 3];
+        rgb.insert(rgb.end(), {v, v, v});
+      }
+    const auto png = dir / ("img" + std::to_string(i) + ".png");
+    const auto jpg = dir / ("img" + std::to_string(i) + ".jpg");
+    ASSERT_TRUE(stbi_write_png(png.c_str(), 84, 84, 3, rgb.data(), 84 * 3));
+    ASSERT_TRUE(stbi_write_jpg(jpg.c_str(), 84, 84, 3, rgb.data(), 90));
+
+    const auto predict_file = [&](const std::filesystem::path& path) {
+      Dataset one;
+      one.count = 1;
+      one.height = one.width = 28;
+      one.num_classes = 10;
+      one.pixels = resize_area(read_gray_image(path), 28, 28).pixels;
+      one.labels = {0};
+      return argmax(logits_of_rows(one, 0, 1, model).row(0));
+    };
+    const int original = argmax(
+        logits_of_rows(test, static_cast<std::size_t>(i), static_cast<std::size_t>(i) + 1, model).row(0));
+    // PNG is lossless and 3x3 blocks average back exactly: the same pixels, the same class.
+    EXPECT_EQ(predict_file(png), original) << "image " << i;
+    jpeg_agree += predict_file(jpg) == original;
+  }
+  // JPEG changes pixels a little; a class can flip only where two were nearly tied.
+  EXPECT_GE(jpeg_agree, images - 1);
 }
 
 }  // namespace

@@ -101,8 +101,8 @@ TEST(Trainer, SameSeedGivesBitIdenticalWeights) {
   for (int threads : {1, 2, 3}) {
     Trainer a(small_config(threads), p.train, p.test);
     Trainer b(small_config(threads), p.train, p.test);
-    const EpochMetrics ma = a.run_epoch();
-    const EpochMetrics mb = b.run_epoch();
+    const EpochMetrics ma = a.run_epoch().value();
+    const EpochMetrics mb = b.run_epoch().value();
     EXPECT_EQ(a.model().W, b.model().W) << threads << " threads";
     EXPECT_EQ(a.model().b, b.model().b) << threads << " threads";
     EXPECT_EQ(ma.train_loss, mb.train_loss);
@@ -119,7 +119,7 @@ TEST(Trainer, SameSeedGivesBitIdenticalWeights) {
 TEST(Trainer, ThreadCountsAgreeWithinRounding) {
   const SmallProblem p;
   Trainer one(small_config(1), p.train, p.test), two(small_config(2), p.train, p.test);
-  const EpochMetrics m1 = one.run_epoch(), m2 = two.run_epoch();
+  const EpochMetrics m1 = one.run_epoch().value(), m2 = two.run_epoch().value();
   EXPECT_LT((one.model().W - two.model().W).cwiseAbs().maxCoeff(), 1e-5f);
   EXPECT_NEAR(m1.train_loss, m2.train_loss, 1e-5);
 }
@@ -128,7 +128,7 @@ TEST(Trainer, LearnsAndReportsEachBatch) {
   const SmallProblem p;
   Trainer trainer(small_config(2), p.train, p.test);
   std::vector<std::size_t> progress;
-  EpochMetrics first = trainer.run_epoch([&](std::size_t done, std::size_t total) {
+  EpochMetrics first = *trainer.run_epoch([&](std::size_t done, std::size_t total) {
     EXPECT_EQ(total, 1000u);
     progress.push_back(done);
   });
@@ -137,7 +137,7 @@ TEST(Trainer, LearnsAndReportsEachBatch) {
   EXPECT_EQ(progress.back(), 1000u);
   EpochMetrics last = first;
   for (int e = 0; e < 5; ++e)
-    last = trainer.run_epoch();
+    last = trainer.run_epoch().value();
   EXPECT_EQ(last.epoch, 6);
   EXPECT_EQ(trainer.epochs_done(), 6);
   EXPECT_LT(last.train_loss, first.train_loss);

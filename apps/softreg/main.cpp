@@ -13,9 +13,12 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "softreg " SOFTREG_VERSION);
   app.require_subcommand(1);
   app.footer(
-      "Exit codes: 0 success, 1 error (bad data file, failed acceptance check), 2 usage error.\n"
+      "Exit codes: 0 success, 1 error (bad data or model file, failed acceptance check), 2 usage error,\n"
+      "130 training interrupted by Ctrl-C (the run folder holds a checkpoint to --resume).\n"
       "Run 'softreg COMMAND --help' for the options of a command.");
   CommandRunner train = add_train_command(app);
+  CommandRunner eval = add_eval_command(app);
+  CommandRunner predict = add_predict_command(app);
 
   try {
     // CLI11 would call a misspelt command "A subcommand is required"; name it instead.
@@ -41,6 +44,8 @@ int main(int argc, char** argv) {
 
   try {
     if (app.got_subcommand("train")) return train();
+    if (app.got_subcommand("eval")) return eval();
+    if (app.got_subcommand("predict")) return predict();
     return kExitUsage;
   } catch (const softreg::UsageError& e) {
     fmt::print(stderr, "softreg: error: {}\n", e.what());

@@ -1,18 +1,23 @@
-// softreg train: the seed's recipe on Fashion-MNIST (or any IDX folder), with a per-epoch table,
-// metrics.csv and summary.json in a run folder, and the seed's acceptance checks at the end.
+// softreg train: the seed's recipe on Fashion-MNIST (or any IDX folder), with a per-epoch table, a run
+// folder (metrics.csv, summary.json, model.safetensors saved after every epoch), the seed's acceptance
+// checks at the end, and Ctrl-C / --resume that continue a run bit for bit.
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <atomic>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <optional>
 
 #include "commands.hpp"
+#include "common.hpp"
 #include "softreg/dataset.hpp"
 #include "softreg/error.hpp"
 #include "softreg/io.hpp"
 #include "softreg/metrics.hpp"
+#include "softreg/model_io.hpp"
 #include "softreg/parallel.hpp"
 #include "softreg/train.hpp"
 #include "terminal.hpp"
@@ -20,9 +25,18 @@
 namespace softreg::cli {
 namespace {
 
-// Upper bounds that only catch typos; nothing in the math needs them.
-constexpr long long kMaxThreads = 1024;
+// Upper bound that only catches typos.
 constexpr long long kMaxEpochs = 1'000'000;
+// The conventional exit status of a program stopped by SIGINT.
+constexpr int kExitInterrupted = 130;
+
+std::atomic<bool> g_stop_requested{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "the SIGINT handler needs a lock-free flag");
+
+extern "C" void on_sigint(int) {
+  g_stop_requested.store(true);
+  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C stops at once
+}
 
 struct TrainOptions {
   std::string data;
@@ -33,20 +47,26 @@ struct TrainOptions {
   double init_std = 0.01;
   long long threads = hardware_threads();
   std::string out;
+  std::string resume;
   bool json = false;
   bool quiet = false;
   bool no_check = false;
+  // Set after parsing: which recipe flags the user gave (a resumed run keeps its checkpoint's recipe).
+  std::vector<std::string> recipe_flags_given;
+  bool epochs_given = false;
 };
+
+void check_epochs(long long epochs) {
+  if (epochs < 1 || epochs > kMaxEpochs) {
+    throw UsageError(fmt::format("--epochs must be between 1 and {}, got {}", kMaxEpochs, epochs));
+  }
+}
 
 TrainConfig validated_config(const TrainOptions& o) {
   if (!std::isfinite(o.lr) || o.lr <= 0) throw UsageError(fmt::format("--lr must be > 0, got {}", o.lr));
   if (o.batch_size < 1) throw UsageError(fmt::format("--batch-size must be >= 1, got {}", o.batch_size));
-  if (o.epochs < 1 || o.epochs > kMaxEpochs) {
-    throw UsageError(fmt::format("--epochs must be between 1 and {}, got {}", kMaxEpochs, o.epochs));
-  }
-  if (o.threads < 1 || o.threads > kMaxThreads) {
-    throw UsageError(fmt::format("--threads must be between 1 and {}, got {}", kMaxThreads, o.threads));
-  }
+  check_epochs(o.epochs);
+  check_threads(o.threads);
   if (!std::isfinite(o.init_std) || o.init_std < 0) {
     throw UsageError(fmt::format("--init-std must be >= 0, got {}", o.init_std));
   }
@@ -64,36 +84,102 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+std::vector<std::string> class_names_for(int classes) {
+  std::vector<std::string> names;
+  for (int k = 0; k < classes; ++k) {
+    names.push_back(classes == kFashionMnistClasses
+                        ? std::string(kFashionMnistClassNames[static_cast<std::size_t>(k)])
+                        : std::to_string(k));
+  }
+  return names;
+}
+
+// Where a run starts from: a fresh recipe, or a checkpoint in a run folder.
+struct RunStart {
+  TrainConfig config;
+  std::optional<TrainerState> state;
+  std::vector<EpochMetrics> history;
+  std::optional<std::filesystem::path> data;
+  std::optional<std::filesystem::path> run_folder;
+};
+
+RunStart resume_from(const TrainOptions& options) {
+  if (!options.recipe_flags_given.empty()) {
+    throw UsageError(
+        options.recipe_flags_given.front() +
+        " cannot be changed with --resume (the checkpoint's recipe is used; --epochs may be raised)");
+  }
+  const std::filesystem::path folder = options.resume;
+  const std::filesystem::path model_path = folder / "model.safetensors";
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(model_path, ec)) {
+    throw Error("--resume " + folder.string() + ": no model.safetensors there (not a softreg run folder?)");
+  }
+  const ModelFile checkpoint = load_model(model_path);
+  RunStart start;
+  start.config = config_from_metadata(checkpoint, model_path.string());
+  if (options.epochs_given) {
+    check_epochs(options.epochs);
+    start.config.epochs = static_cast<int>(options.epochs);
+  }
+  start.state = trainer_state_from(checkpoint, model_path.string());
+  if (start.state->epochs_done > start.config.epochs) {
+    throw UsageError(fmt::format("--epochs {} is less than the {} epochs {} already has", start.config.epochs,
+                                 start.state->epochs_done, folder.string()));
+  }
+  std::vector<EpochMetrics> history = read_metrics_csv(folder / "metrics.csv");
+  if (history.size() < static_cast<std::size_t>(start.state->epochs_done)) {
+    throw Error::in_file(folder / "metrics.csv", fmt::format("has {} epochs, the checkpoint {}",
+                                                             history.size(), start.state->epochs_done));
+  }
+  history.resize(static_cast<std::size_t>(start.state->epochs_done));
+  start.history = std::move(history);
+  start.data = optional_path(options.data);
+  if (!start.data) {
+    if (auto it = checkpoint.metadata.find("data_folder"); it != checkpoint.metadata.end())
+      start.data = it->second;
+  }
+  start.run_folder = folder;
+  return start;
+}
+
 int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point process_start) {
-  const TrainConfig config = validated_config(options);
+  RunStart start;
+  if (options.resume.empty()) {
+    start.config = validated_config(options);
+    start.data = optional_path(options.data);
+  } else {
+    start = resume_from(options);
+  }
+  const TrainConfig& config = start.config;
+
+  g_stop_requested = false;
+  std::signal(SIGINT, on_sigint);
   // With --json the summary is the only thing on stdout; the human-readable table moves to stderr.
   std::FILE* table = options.json ? stderr : stdout;
   const bool show_table = !options.quiet;
   ProgressBar progress(!options.quiet && is_terminal(STDERR_FILENO));
 
-  const DataFiles files =
-      locate_data(options.data.empty() ? std::nullopt : std::optional<std::filesystem::path>(options.data));
+  const DataFiles files = locate_data(start.data);
   const auto load_start = std::chrono::steady_clock::now();
   progress.message("loading " + files.folder.string() + " ...");
   const TrainTestData data = load_train_test(files);
   const double seconds_load = seconds_since(load_start);
   progress.clear();
 
-  const std::filesystem::path run_folder =
-      options.out.empty() ? create_run_folder("runs")
-                          : (ensure_folder(options.out), std::filesystem::path(options.out));
-
-  if (show_table) {
-    fmt::print(table, "data: {} ({} train, {} test, {}x{}), loaded in {:.2f} s\n", files.folder.string(),
-               data.train.count, data.test.count, data.train.height, data.train.width, seconds_load);
-    fmt::print(table, "recipe: lr {}, batch size {}, {} epochs, seed {}, {} thread{}\n", config.lr,
-               config.batch_size, config.epochs, config.seed, config.threads, config.threads == 1 ? "" : "s");
-    fmt::print(table, "{:>5}  {:>10}  {:>9}  {:>8}  {:>9}  {:>7}\n", "epoch", "train_loss", "train_acc",
-               "test_acc", "test_loss", "seconds");
-    std::fflush(table);
+  std::filesystem::path run_folder;
+  if (start.run_folder) {
+    run_folder = *start.run_folder;
+  } else if (options.out.empty()) {
+    run_folder = create_run_folder("runs");
+  } else {
+    run_folder = options.out;
+    ensure_folder(run_folder);
   }
 
   Trainer trainer(config, data.train, data.test);
+  if (start.state) trainer.restore(*start.state);
+
   RunSummary summary;
   summary.config = config;
   summary.data_folder = files.folder.string();
@@ -101,22 +187,66 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
   summary.train_examples = data.train.count;
   summary.test_examples = data.test.count;
   summary.seconds_load = seconds_load;
+  summary.epochs = std::move(start.history);
+
+  const auto print_row = [&](const EpochMetrics& m) {
+    fmt::print(table, "{:>5}  {:>10.4f}  {:>9.4f}  {:>8.4f}  {:>9.4f}  {:>7.3f}\n", m.epoch, m.train_loss,
+               m.train_acc, m.test_acc, m.test_loss, m.seconds);
+    std::fflush(table);
+  };
+  if (show_table) {
+    fmt::print(table, "data: {} ({} train, {} test, {}x{}), loaded in {:.2f} s\n", files.folder.string(),
+               data.train.count, data.test.count, data.train.height, data.train.width, seconds_load);
+    fmt::print(table, "recipe: lr {}, batch size {}, {} epochs, seed {}, {} thread{}\n", config.lr,
+               config.batch_size, config.epochs, config.seed, config.threads, config.threads == 1 ? "" : "s");
+    if (start.state) {
+      fmt::print(table, "resuming {} at epoch {}, batch {}\n", run_folder.string(),
+                 start.state->epochs_done + 1, start.state->batches_done);
+    }
+    fmt::print(table, "{:>5}  {:>10}  {:>9}  {:>8}  {:>9}  {:>7}\n", "epoch", "train_loss", "train_acc",
+               "test_acc", "test_loss", "seconds");
+    for (const EpochMetrics& m : summary.epochs)
+      print_row(m);
+  }
+
+  const auto save_checkpoint = [&] {
+    ModelFile file;
+    file.model = trainer.model();
+    file.class_names = class_names_for(trainer.model().classes());
+    file.height = static_cast<int>(data.train.height);
+    file.width = static_cast<int>(data.train.width);
+    file.metadata =
+        checkpoint_metadata(config, trainer.state(),
+                            summary.epochs.empty() ? nullptr : &summary.epochs.back(), files.folder.string());
+    save_model(run_folder / "model.safetensors", file);
+    write_file_atomic(run_folder / "metrics.csv", metrics_csv(summary.epochs));
+  };
 
   const auto train_start = std::chrono::steady_clock::now();
-  for (int epoch = 1; epoch <= config.epochs; ++epoch) {
-    const std::string label = fmt::format("epoch {}/{}", epoch, config.epochs);
-    const EpochMetrics m =
-        trainer.run_epoch([&](std::size_t done, std::size_t total) { progress.update(label, done, total); });
+  while (trainer.epochs_done() < config.epochs) {
+    const std::string label = fmt::format("epoch {}/{}", trainer.epochs_done() + 1, config.epochs);
+    const std::optional<EpochMetrics> m =
+        trainer.run_epoch([&](std::size_t done, std::size_t total) { progress.update(label, done, total); },
+                          [] { return g_stop_requested.load(); });
     progress.clear();
-    summary.epochs.push_back(m);
-    if (show_table) {
-      fmt::print(table, "{:>5}  {:>10.4f}  {:>9.4f}  {:>8.4f}  {:>9.4f}  {:>7.3f}\n", m.epoch, m.train_loss,
-                 m.train_acc, m.test_acc, m.test_loss, m.seconds);
-      std::fflush(table);
+    if (m) {
+      summary.epochs.push_back(*m);
+      if (show_table) print_row(*m);
     }
-    // Rewritten after every epoch so that a reader can follow the run as it goes.
-    write_file_atomic(run_folder / "metrics.csv", metrics_csv(summary.epochs));
+    // Saved after every epoch (and at a stop), so an interrupted run loses at most one batch.
+    save_checkpoint();
+    if (g_stop_requested && trainer.epochs_done() < config.epochs) {
+      const TrainerState state = trainer.state();
+      const std::string where =
+          state.batches_done > 0
+              ? fmt::format("in epoch {} after {} batches", state.epochs_done + 1, state.batches_done)
+              : fmt::format("after epoch {}", state.epochs_done);
+      fmt::print(stderr, "softreg: interrupted {}; saved {}; resume with: softreg train --resume {}\n", where,
+                 (run_folder / "model.safetensors").string(), run_folder.string());
+      return kExitInterrupted;
+    }
   }
+  std::signal(SIGINT, SIG_DFL);
   summary.seconds_train = seconds_since(train_start);
 
   const EpochMetrics& last = summary.epochs.back();
@@ -152,27 +282,39 @@ CommandRunner add_train_command(CLI::App& app) {
   auto options = std::make_shared<TrainOptions>();
   CLI::App* cmd =
       app.add_subcommand("train", "Train softmax regression with the seed's recipe (minibatch SGD)");
+  add_data_option(*cmd, options->data);
+  CLI::Option* epochs =
+      cmd->add_option("--epochs", options->epochs, "Passes over the training set (in all, when resuming)")
+          ->capture_default_str();
+  const std::vector<CLI::Option*> recipe = {
+      cmd->add_option("--batch-size", options->batch_size,
+                      "Examples per SGD step (the last batch may be smaller)")
+          ->capture_default_str(),
+      cmd->add_option("--lr", options->lr, "Learning rate")->capture_default_str(),
+      cmd->add_option("--seed", options->seed, "Seed for the initial weights and the shuffling")
+          ->capture_default_str(),
+      cmd->add_option("--init-std", options->init_std, "Standard deviation of the initial weights")
+          ->capture_default_str(),
+      cmd->add_option("--threads", options->threads,
+                      "Threads (default: all cores); results depend on the count")
+          ->capture_default_str(),
+  };
+  CLI::Option* out = cmd->add_option(
+      "--out", options->out, "Run folder (default: runs/<UTC timestamp>, with runs/latest pointing at it)");
   cmd->add_option(
-      "--data", options->data,
-      "Folder with train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], "
-      "t10k-labels-idx1-ubyte[.gz] (default: $SOFTREG_DATA, ./data/fashion-mnist, "
-      "~/.cache/softreg/fashion-mnist, /usr/share/datasets/fashion-mnist)");
-  cmd->add_option("--epochs", options->epochs, "Passes over the training set")->capture_default_str();
-  cmd->add_option("--batch-size", options->batch_size,
-                  "Examples per SGD step (the last batch may be smaller)")
-      ->capture_default_str();
-  cmd->add_option("--lr", options->lr, "Learning rate")->capture_default_str();
-  cmd->add_option("--seed", options->seed, "Seed for the initial weights and the shuffling")
-      ->capture_default_str();
-  cmd->add_option("--init-std", options->init_std, "Standard deviation of the initial weights")
-      ->capture_default_str();
-  cmd->add_option("--threads", options->threads, "Threads (default: all cores)")->capture_default_str();
-  cmd->add_option("--out", options->out,
-                  "Run folder (default: runs/<UTC timestamp>, with runs/latest pointing at it)");
+         "--resume", options->resume,
+         "Continue the run in this folder from its model.safetensors (after Ctrl-C or to add epochs)")
+      ->excludes(out);
   cmd->add_flag("--json", options->json, "Print only the summary JSON on stdout (the table goes to stderr)");
   cmd->add_flag("--quiet", options->quiet, "No progress bar and no table");
   cmd->add_flag("--no-check", options->no_check, "Skip the seed's acceptance checks");
-  return [options, process_start] { return run_train(*options, process_start); };
+  return [options, process_start, epochs, recipe] {
+    options->epochs_given = epochs->count() > 0;
+    for (const CLI::Option* o : recipe) {
+      if (o->count() > 0) options->recipe_flags_given.push_back(o->get_name());
+    }
+    return run_train(*options, process_start);
+  };
 }
 
 }  // namespace softreg::cli

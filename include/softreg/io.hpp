@@ -25,6 +25,9 @@ void ensure_folder(const std::filesystem::path& folder);
 /// read back to the same double.
 std::string metrics_csv(const std::vector<EpochMetrics>& epochs);
 
+/// Reads a metrics.csv written by metrics_csv (for resuming a run); errors name the file and line.
+std::vector<EpochMetrics> read_metrics_csv(const std::filesystem::path& path);
+
 struct RunSummary {
   TrainConfig config;
   std::vector<EpochMetrics> epochs;

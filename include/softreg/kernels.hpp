@@ -43,4 +43,8 @@ BatchSums accumulate_gradient(const Dataset& data, std::span<const std::uint32_t
 BatchSums evaluate_rows(const Dataset& data, std::size_t begin, std::size_t end, const SoftmaxModel& model,
                         std::span<std::uint8_t> predictions, KernelWorkspace& workspace);
 
+/// Logits of the contiguous rows [begin, end), (end - begin, K).
+RowMatrix<float> logits_of_rows(const Dataset& data, std::size_t begin, std::size_t end,
+                                const SoftmaxModel& model);
+
 }  // namespace softreg

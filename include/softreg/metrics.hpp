@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,27 @@ struct Evaluation {
 /// Evaluates over fixed blocks of rows spread over the pool; the blocks are combined in order, so the
 /// result does not depend on the number of threads.
 Evaluation evaluate(const SoftmaxModel& model, const Dataset& data, ThreadPool& pool);
+
+/// Per-class figures from a confusion matrix. A class never predicted has precision 0, one absent
+/// from the labels recall 0, and F1 is 0 when both are (the convention of scikit-learn's zero_division=0).
+struct ClassMetrics {
+  double precision = 0;
+  double recall = 0;
+  double f1 = 0;
+  std::int64_t support = 0;  // examples of this class
+};
+
+struct ClassificationReport {
+  std::size_t count = 0;
+  double accuracy = 0;
+  double accuracy_stderr = 0;                        // binomial standard error sqrt(acc (1 - acc) / n)
+  std::vector<std::vector<std::int64_t>> confusion;  // [true class][predicted class], K x K
+  std::vector<ClassMetrics> per_class;
+};
+
+/// Confusion matrix, accuracy with its standard error and per-class precision, recall and F1.
+ClassificationReport classification_report(std::span<const std::uint8_t> labels,
+                                           std::span<const std::uint8_t> predictions, int num_classes);
 
 /// The seed's acceptance checks on the final epoch: train loss < 0.5, train acc > 0.7, test acc > 0.7.
 struct AcceptanceCheck {

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "softreg/dataset.hpp"
@@ -34,6 +36,17 @@ struct EpochMetrics {
   double seconds = 0;  // training plus test evaluation
 };
 
+/// Everything needed to continue training bit for bit: the model, the generator state before the
+/// current epoch's shuffle, and how far into that epoch training got (0 batches at an epoch boundary).
+struct TrainerState {
+  SoftmaxModel model;
+  std::string epoch_rng_state;
+  int epochs_done = 0;
+  std::size_t batches_done = 0;
+  double partial_loss = 0;  // summed loss of the batches done in the unfinished epoch
+  std::int64_t partial_correct = 0;
+};
+
 class Trainer {
  public:
   /// Draws the initial weights from the seed. The datasets must outlive the trainer.
@@ -42,8 +55,18 @@ class Trainer {
   /// Called after each batch with the examples done so far in the epoch and the epoch's total.
   using BatchCallback = std::function<void(std::size_t done, std::size_t total)>;
 
-  /// One pass over the shuffled training set, then the test evaluation.
-  EpochMetrics run_epoch(const BatchCallback& on_batch = {});
+  /// Asked after each batch; returning true stops the epoch early (see run_epoch).
+  using StopRequest = std::function<bool()>;
+
+  /// One pass over the shuffled training set, then the test evaluation. Continues an epoch that was
+  /// stopped or restored part-way. Returns nullopt when `should_stop` ended the epoch before its last
+  /// batch; state() then describes the point reached, and the next call picks up from there.
+  std::optional<EpochMetrics> run_epoch(const BatchCallback& on_batch = {},
+                                        const StopRequest& should_stop = {});
+
+  /// The state to save in a checkpoint, and to restore it into a trainer built with the same config.
+  TrainerState state() const;
+  void restore(const TrainerState& state);
 
   int epochs_done() const { return epochs_done_; }
   const SoftmaxModel& model() const { return model_; }
@@ -60,6 +83,9 @@ class Trainer {
   SoftmaxModel model_;
   ThreadPool pool_;
   int epochs_done_ = 0;
+  std::string epoch_rng_state_;  // generator state before the current epoch's shuffle
+  std::size_t batches_done_ = 0;
+  BatchSums partial_sums_;
   std::vector<std::uint32_t> order_;
   // One gradient buffer and workspace per thread; summed in thread order after each batch.
   std::vector<WeightMatrix> thread_dW_;

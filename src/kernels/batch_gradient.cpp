@@ -89,4 +89,14 @@ BatchSums evaluate_rows(const Dataset& data, std::size_t begin, std::size_t end,
       predictions);
 }
 
+RowMatrix<float> logits_of_rows(const Dataset& data, std::size_t begin, std::size_t end,
+                                const SoftmaxModel& model) {
+  KernelWorkspace ws;
+  gather_rows(
+      data, end - begin, [&](std::size_t i) { return begin + i; }, ws.X);
+  RowMatrix<float> logits = ws.X * model.W;
+  logits.rowwise() += model.b.transpose();
+  return logits;
+}
+
 }  // namespace softreg

@@ -1,0 +1,108 @@
+// softreg eval: a saved model on the test (or train) split: loss, accuracy with its standard error,
+// per-class precision/recall/F1 and the confusion matrix, as a table or one JSON object.
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.hpp"
+#include "common.hpp"
+#include "model_data.hpp"
+#include "softreg/metrics.hpp"
+#include "softreg/model_io.hpp"
+#include "softreg/parallel.hpp"
+
+namespace softreg::cli {
+namespace {
+
+struct EvalOptions {
+  std::string model;
+  std::string data;
+  std::string split = "test";
+  long long threads = hardware_threads();
+  bool json = false;
+};
+
+int run_eval(const EvalOptions& options) {
+  check_threads(options.threads);
+  const ModelFile model = load_model(options.model);
+  std::string folder;
+  const Dataset data = load_split_for_model(model, optional_path(options.data), options.split, &folder);
+  ThreadPool pool(static_cast<int>(options.threads));
+  const Evaluation evaluation = evaluate(model.model, data, pool);
+  const ClassificationReport report =
+      classification_report(data.labels, evaluation.predictions, model.model.classes());
+
+  if (options.json) {
+    nlohmann::ordered_json j;
+    j["model"] = options.model;
+    j["data"] = folder;
+    j["split"] = options.split;
+    j["count"] = report.count;
+    j["loss"] = evaluation.loss;
+    j["accuracy"] = report.accuracy;
+    j["accuracy_stderr"] = report.accuracy_stderr;
+    auto per_class = nlohmann::ordered_json::array();
+    for (std::size_t k = 0; k < report.per_class.size(); ++k) {
+      const ClassMetrics& c = report.per_class[k];
+      per_class.push_back({{"class", k},
+                           {"name", model.class_names[k]},
+                           {"precision", c.precision},
+                           {"recall", c.recall},
+                           {"f1", c.f1},
+                           {"support", c.support}});
+    }
+    j["per_class"] = per_class;
+    j["confusion"] = report.confusion;
+    fmt::print("{}\n", j.dump());
+    return kExitOk;
+  }
+
+  fmt::print("model: {} ({} classes, {}x{} images)\n", options.model, model.model.classes(), model.height,
+             model.width);
+  fmt::print("data: {}, {} split, {} examples\n", folder, options.split, report.count);
+  fmt::print("loss {:.4f}   accuracy {:.4f} ± {:.4f} (standard error)\n\n", evaluation.loss, report.accuracy,
+             report.accuracy_stderr);
+  std::size_t name_width = 5;
+  for (const auto& name : model.class_names)
+    name_width = std::max(name_width, name.size());
+  fmt::print("{:<{}}  {:>9}  {:>6}  {:>6}  {:>7}\n", "class", name_width, "precision", "recall", "f1",
+             "support");
+  for (std::size_t k = 0; k < report.per_class.size(); ++k) {
+    const ClassMetrics& c = report.per_class[k];
+    fmt::print("{:<{}}  {:>9.4f}  {:>6.4f}  {:>6.4f}  {:>7}\n", model.class_names[k], name_width, c.precision,
+               c.recall, c.f1, c.support);
+  }
+  std::size_t row_label_width = 0;
+  for (std::size_t k = 0; k < model.class_names.size(); ++k) {
+    row_label_width = std::max(row_label_width, fmt::format("{} {}", k, model.class_names[k]).size());
+  }
+  fmt::print("\nconfusion matrix (rows: true class, columns: predicted class)\n{:<{}}", "", row_label_width);
+  for (std::size_t k = 0; k < report.confusion.size(); ++k)
+    fmt::print(" {:>5}", k);
+  fmt::print("\n");
+  for (std::size_t t = 0; t < report.confusion.size(); ++t) {
+    fmt::print("{:<{}}", fmt::format("{} {}", t, model.class_names[t]), row_label_width);
+    for (std::int64_t count : report.confusion[t])
+      fmt::print(" {:>5}", count);
+    fmt::print("\n");
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+CommandRunner add_eval_command(CLI::App& app) {
+  auto options = std::make_shared<EvalOptions>();
+  CLI::App* cmd =
+      app.add_subcommand("eval", "Evaluate a saved model: loss, accuracy, per-class metrics, confusion");
+  cmd->add_option("--model", options->model, "A model.safetensors written by softreg train")->required();
+  add_data_option(*cmd, options->data);
+  cmd->add_option("--split", options->split, "Which split to evaluate on")
+      ->check(CLI::IsMember({"train", "test"}))
+      ->capture_default_str();
+  cmd->add_option("--threads", options->threads, "Threads (default: all cores)")->capture_default_str();
+  cmd->add_flag("--json", options->json, "Print one JSON object instead of the table");
+  return [options] { return run_eval(*options); };
+}
+
+}  // namespace softreg::cli

@@ -1,0 +1,162 @@
+// softreg predict: the top-k classes of test images (--index) or of the user's own image files, which are
+// converted to grayscale and resized to the model's input size by area averaging.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+#include <nlohmann/json.hpp>
+#include <numeric>
+
+#include "commands.hpp"
+#include "common.hpp"
+#include "model_data.hpp"
+#include "softreg/error.hpp"
+#include "softreg/image.hpp"
+#include "softreg/kernels.hpp"
+#include "softreg/model_io.hpp"
+
+namespace softreg::cli {
+namespace {
+
+struct PredictOptions {
+  std::string model;
+  std::string data;
+  std::string index;
+  std::vector<std::string> images;
+  long long top = 3;
+  bool invert = false;
+  bool json = false;
+};
+
+struct IndexRange {
+  std::size_t first = 0;
+  std::size_t last = 0;  // inclusive
+};
+
+// "I" or "I..J" (inclusive).
+IndexRange parse_index_range(const std::string& text) {
+  const auto parse = [&](std::string_view part) {
+    std::size_t value = 0;
+    const auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), value);
+    if (part.empty() || ec != std::errc() || end != part.data() + part.size()) {
+      throw UsageError("--index must be I or I..J with whole numbers, got '" + text + "'");
+    }
+    return value;
+  };
+  const std::size_t dots = text.find("..");
+  IndexRange range;
+  range.first = parse(std::string_view(text).substr(0, dots));
+  range.last = dots == std::string::npos ? range.first : parse(std::string_view(text).substr(dots + 2));
+  if (range.last < range.first) throw UsageError("--index range '" + text + "' is empty (J < I)");
+  return range;
+}
+
+struct Prediction {
+  std::string input;
+  std::optional<int> label;  // the true class, for test images
+  std::vector<double> probabilities;
+};
+
+void print_prediction(const Prediction& p, const ModelFile& model, std::size_t top, bool json) {
+  std::vector<int> order(p.probabilities.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+    return p.probabilities[static_cast<std::size_t>(a)] > p.probabilities[static_cast<std::size_t>(b)];
+  });
+  order.resize(std::min(top, order.size()));
+  if (json) {
+    nlohmann::ordered_json j;
+    j["input"] = p.input;
+    if (p.label) j["label"] = *p.label;
+    auto list = nlohmann::ordered_json::array();
+    for (int k : order) {
+      list.push_back({{"class", k},
+                      {"name", model.class_names[static_cast<std::size_t>(k)]},
+                      {"prob", p.probabilities[static_cast<std::size_t>(k)]}});
+    }
+    j["top"] = list;
+    fmt::print("{}\n", j.dump());
+  } else {
+    std::string line = p.input + ":";
+    for (int k : order) {
+      line += fmt::format(" {} {:.3f}", model.class_names[static_cast<std::size_t>(k)],
+                          p.probabilities[static_cast<std::size_t>(k)]);
+      if (k != order.back()) line += ",";
+    }
+    if (p.label) {
+      line += fmt::format("  (true: {}{})", model.class_names[static_cast<std::size_t>(*p.label)],
+                          *p.label == order.front() ? "" : ", wrong");
+    }
+    fmt::print("{}\n", line);
+  }
+  std::fflush(stdout);
+}
+
+int run_predict(const PredictOptions& options) {
+  if (options.index.empty() && options.images.empty()) {
+    throw UsageError("give image files to predict, or --index I..J for test images");
+  }
+  if (options.top < 1) throw UsageError(fmt::format("--top must be >= 1, got {}", options.top));
+  std::optional<IndexRange> range;
+  if (!options.index.empty()) range = parse_index_range(options.index);
+
+  const ModelFile model = load_model(options.model);
+  const auto top = static_cast<std::size_t>(options.top);
+  const int K = model.model.classes();
+
+  if (range) {
+    const Dataset test = load_split_for_model(model, optional_path(options.data), "test");
+    if (range->last >= test.count) {
+      throw UsageError(
+          fmt::format("--index {} is past the last test image ({})", options.index, test.count - 1));
+    }
+    const RowMatrix<float> logits = logits_of_rows(test, range->first, range->last + 1, model.model);
+    for (std::size_t i = range->first; i <= range->last; ++i) {
+      print_prediction({fmt::format("test:{}", i), test.labels[i],
+                        probabilities(logits.row(static_cast<Eigen::Index>(i - range->first)).data(), K)},
+                       model, top, options.json);
+    }
+  }
+
+  int failures = 0;
+  for (const std::string& path : options.images) {
+    try {
+      GrayImage image = resize_area(read_gray_image(path), model.width, model.height);
+      if (options.invert) invert(image);
+      Dataset one;
+      one.count = 1;
+      one.height = static_cast<std::size_t>(model.height);
+      one.width = static_cast<std::size_t>(model.width);
+      one.num_classes = K;
+      one.pixels = std::move(image.pixels);
+      one.labels = {0};
+      const RowMatrix<float> logits = logits_of_rows(one, 0, 1, model.model);
+      print_prediction({path, std::nullopt, probabilities(logits.data(), K)}, model, top, options.json);
+    } catch (const Error& e) {
+      // One bad file does not stop the others; the exit code reports it.
+      fmt::print(stderr, "softreg: error: {}\n", e.what());
+      ++failures;
+    }
+  }
+  return failures > 0 ? kExitFailure : kExitOk;
+}
+
+}  // namespace
+
+CommandRunner add_predict_command(CLI::App& app) {
+  auto options = std::make_shared<PredictOptions>();
+  CLI::App* cmd =
+      app.add_subcommand("predict", "Predict the class of test images or of your own image files");
+  cmd->add_option("--model", options->model, "A model.safetensors written by softreg train")->required();
+  cmd->add_option("images", options->images, "Image files (PNG, JPEG, BMP, PGM, ...), any size and colour");
+  cmd->add_option("--index", options->index, "Test images I or I..J (inclusive), by index");
+  add_data_option(*cmd, options->data);
+  cmd->add_option("--top", options->top, "How many classes to show per input")->capture_default_str();
+  cmd->add_flag(
+      "--invert", options->invert,
+      "Invert the images (for dark objects on a light background; Fashion-MNIST is light on black)");
+  cmd->add_flag("--json", options->json, "One JSON object per input, one per line");
+  return [options] { return run_predict(*options); };
+}
+
+}  // namespace softreg::cli

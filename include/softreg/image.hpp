@@ -1,0 +1,27 @@
+// User images for prediction: decoding (PNG, JPEG, BMP, PGM/PPM, GIF, TGA via stb_image), conversion to
+// grayscale and resizing by area averaging to the model's input size.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <vector>
+
+namespace softreg {
+
+struct GrayImage {
+  int width = 0;
+  int height = 0;
+  std::vector<std::uint8_t> pixels;  // row-major, width * height
+};
+
+/// Decodes an image file of any size and colour into 8-bit grayscale. Errors name the file.
+GrayImage read_gray_image(const std::filesystem::path& path);
+
+/// Resizes by area averaging: each output pixel is the mean of the source area it covers (partial
+/// pixels weighted by their overlap), rounded to the nearest byte.
+GrayImage resize_area(const GrayImage& image, int width, int height);
+
+/// 255 - pixel, for dark objects on a light background (Fashion-MNIST is a light object on black).
+void invert(GrayImage& image);
+
+}  // namespace softreg
