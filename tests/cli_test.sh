@@ -82,6 +82,18 @@ cmp -s <(cut -d, -f1-5 run3/metrics.csv) <(cut -d, -f1-5 run4/metrics.csv) && ok
 [ -L runs/latest ] && [ -f runs/latest/summary.json ] && ok || fail "runs/latest missing"
 ls runs | grep -qE '^[0-9]{8}T[0-9]{6}Z$' && ok || fail "no timestamped run folder: $(ls runs)"
 
+# Pictures: a default run draws all four; --no-plots none; plot redraws them with other choices.
+for f in curves.png curves.svg predictions.png confusion.png confusion.csv weights.png; do
+  [ -s "run2/$f" ] && ok || fail "run2/$f missing"
+done
+"$softreg" train --epochs 1 --no-check --quiet --no-plots --out noplots && [ -z "$(ls noplots | grep -E '\.(png|svg)$')" ] && ok ||
+  fail "--no-plots still drew: $(ls noplots)"
+expect 0 'wrote curves.png, curves.svg, predictions.png, confusion.png, confusion.csv, weights.png in pics' -- \
+  plot run2 --n 30 --misclassified --out pics
+[ "$(head -1 pics/confusion.csv | tr ',' '\n' | wc -l)" -eq 11 ] && ok || fail "confusion.csv header"
+expect 2 'softreg: error: --n must be >= 1, got 0' -- plot run2 --n 0
+expect 1 'softreg: error: nowhere/model.safetensors: cannot open for reading' -- plot nowhere
+
 # A saved model: eval and predict.
 [ -f run2/model.safetensors ] && ok || fail "train left no model.safetensors"
 expect 0 'accuracy 0\.[0-9]+ ± 0\.00[0-9]+' -- eval --model run2/model.safetensors

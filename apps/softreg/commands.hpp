@@ -17,5 +17,6 @@ using CommandRunner = std::function<int()>;
 CommandRunner add_train_command(CLI::App& app);
 CommandRunner add_eval_command(CLI::App& app);
 CommandRunner add_predict_command(CLI::App& app);
+CommandRunner add_plot_command(CLI::App& app);
 
 }  // namespace softreg::cli

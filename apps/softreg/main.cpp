@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   CommandRunner train = add_train_command(app);
   CommandRunner eval = add_eval_command(app);
   CommandRunner predict = add_predict_command(app);
+  CommandRunner plot = add_plot_command(app);
 
   try {
     // CLI11 would call a misspelt command "A subcommand is required"; name it instead.
@@ -46,6 +47,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("train")) return train();
     if (app.got_subcommand("eval")) return eval();
     if (app.got_subcommand("predict")) return predict();
+    if (app.got_subcommand("plot")) return plot();
     return kExitUsage;
   } catch (const softreg::UsageError& e) {
     fmt::print(stderr, "softreg: error: {}\n", e.what());

@@ -30,6 +30,18 @@ void ProgressBar::update(const std::string& label, std::size_t done, std::size_t
   shown_ = true;
 }
 
+void LiveView::draw(const std::vector<std::string>& lines) {
+  if (!enabled_) return;
+  std::string out;
+  if (lines_drawn_ > 0) out += fmt::format("\x1b[{}A", lines_drawn_);  // back to the block's first line
+  out += "\r\x1b[J";                                                   // and clear everything below
+  for (const std::string& line : lines)
+    out += line + "\n";
+  std::fputs(out.c_str(), stderr);
+  std::fflush(stderr);
+  lines_drawn_ = lines.size();
+}
+
 void ProgressBar::message(const std::string& text) {
   if (!enabled_) return;
   fmt::print(stderr, "\r{}\x1b[K", text);

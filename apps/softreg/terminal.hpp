@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstddef>
 #include <string>
+#include <vector>
 
 namespace softreg::cli {
 
@@ -27,6 +28,17 @@ class ProgressBar {
   bool enabled_;
   bool shown_ = false;
   std::chrono::steady_clock::time_point last_draw_{};
+};
+
+/// A block of lines on stderr that is redrawn in place (cursor moved back up over the previous draw).
+class LiveView {
+ public:
+  explicit LiveView(bool enabled) : enabled_(enabled) {}
+  void draw(const std::vector<std::string>& lines);
+
+ private:
+  bool enabled_;
+  std::size_t lines_drawn_ = 0;
 };
 
 }  // namespace softreg::cli

@@ -13,12 +13,14 @@
 
 #include "commands.hpp"
 #include "common.hpp"
+#include "pictures.hpp"
 #include "softreg/dataset.hpp"
 #include "softreg/error.hpp"
 #include "softreg/io.hpp"
 #include "softreg/metrics.hpp"
 #include "softreg/model_io.hpp"
 #include "softreg/parallel.hpp"
+#include "softreg/plot.hpp"
 #include "softreg/train.hpp"
 #include "terminal.hpp"
 
@@ -27,6 +29,8 @@ namespace {
 
 // Upper bound that only catches typos.
 constexpr long long kMaxEpochs = 1'000'000;
+// Table rows kept in the live terminal view (all of them are in metrics.csv).
+constexpr std::size_t kLiveTableRows = 15;
 // The conventional exit status of a program stopped by SIGINT.
 constexpr int kExitInterrupted = 130;
 
@@ -51,6 +55,9 @@ struct TrainOptions {
   bool json = false;
   bool quiet = false;
   bool no_check = false;
+  bool no_plots = false;
+  long long grid_count = 6;
+  bool misclassified = false;
   // Set after parsing: which recipe flags the user gave (a resumed run keeps its checkpoint's recipe).
   std::vector<std::string> recipe_flags_given;
   bool epochs_given = false;
@@ -62,11 +69,16 @@ void check_epochs(long long epochs) {
   }
 }
 
+void check_grid_count(long long n) {
+  if (n < 1) throw UsageError(fmt::format("--n must be >= 1, got {}", n));
+}
+
 TrainConfig validated_config(const TrainOptions& o) {
   if (!std::isfinite(o.lr) || o.lr <= 0) throw UsageError(fmt::format("--lr must be > 0, got {}", o.lr));
   if (o.batch_size < 1) throw UsageError(fmt::format("--batch-size must be >= 1, got {}", o.batch_size));
   check_epochs(o.epochs);
   check_threads(o.threads);
+  check_grid_count(o.grid_count);
   if (!std::isfinite(o.init_std) || o.init_std < 0) {
     throw UsageError(fmt::format("--init-std must be >= 0, got {}", o.init_std));
   }
@@ -118,6 +130,7 @@ RunStart resume_from(const TrainOptions& options) {
   const ModelFile checkpoint = load_model(model_path);
   RunStart start;
   start.config = config_from_metadata(checkpoint, model_path.string());
+  check_grid_count(options.grid_count);
   if (options.epochs_given) {
     check_epochs(options.epochs);
     start.config.epochs = static_cast<int>(options.epochs);
@@ -158,7 +171,12 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
   // With --json the summary is the only thing on stdout; the human-readable table moves to stderr.
   std::FILE* table = options.json ? stderr : stdout;
   const bool show_table = !options.quiet;
-  ProgressBar progress(!options.quiet && is_terminal(STDERR_FILENO));
+  // On a terminal the curves are drawn in braille above the table, redrawn after every epoch; the
+  // table is then part of that view, and goes to stdout as plain lines only when stdout is not a terminal.
+  const bool live = !options.quiet && is_terminal(STDERR_FILENO);
+  const bool table_lines = show_table && (!live || (!options.json && !is_terminal(STDOUT_FILENO)));
+  ProgressBar progress(live);
+  LiveView live_view(live);
 
   const DataFiles files = locate_data(start.data);
   const auto load_start = std::chrono::steady_clock::now();
@@ -189,10 +207,27 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
   summary.seconds_load = seconds_load;
   summary.epochs = std::move(start.history);
 
+  const std::string table_header = fmt::format("{:>5}  {:>10}  {:>9}  {:>8}  {:>9}  {:>7}", "epoch",
+                                               "train_loss", "train_acc", "test_acc", "test_loss", "seconds");
+  const auto format_row = [](const EpochMetrics& m) {
+    return fmt::format("{:>5}  {:>10.4f}  {:>9.4f}  {:>8.4f}  {:>9.4f}  {:>7.3f}", m.epoch, m.train_loss,
+                       m.train_acc, m.test_acc, m.test_loss, m.seconds);
+  };
   const auto print_row = [&](const EpochMetrics& m) {
-    fmt::print(table, "{:>5}  {:>10.4f}  {:>9.4f}  {:>8.4f}  {:>9.4f}  {:>7.3f}\n", m.epoch, m.train_loss,
-               m.train_acc, m.test_acc, m.test_loss, m.seconds);
+    if (!table_lines) return;
+    fmt::print(table, "{}\n", format_row(m));
     std::fflush(table);
+  };
+  const auto redraw_live = [&] {
+    if (!live) return;
+    std::vector<std::string> lines = plot::braille_chart(curve_series(summary.epochs), config.epochs,
+                                                         /*width=*/60, /*height=*/8, /*color=*/true);
+    lines.push_back(table_header);
+    const std::size_t shown = std::min<std::size_t>(summary.epochs.size(), kLiveTableRows);
+    for (std::size_t i = summary.epochs.size() - shown; i < summary.epochs.size(); ++i) {
+      lines.push_back(format_row(summary.epochs[i]));
+    }
+    live_view.draw(lines);
   };
   if (show_table) {
     fmt::print(table, "data: {} ({} train, {} test, {}x{}), loaded in {:.2f} s\n", files.folder.string(),
@@ -203,11 +238,11 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
       fmt::print(table, "resuming {} at epoch {}, batch {}\n", run_folder.string(),
                  start.state->epochs_done + 1, start.state->batches_done);
     }
-    fmt::print(table, "{:>5}  {:>10}  {:>9}  {:>8}  {:>9}  {:>7}\n", "epoch", "train_loss", "train_acc",
-               "test_acc", "test_loss", "seconds");
+    if (table_lines) fmt::print(table, "{}\n", table_header);
     for (const EpochMetrics& m : summary.epochs)
       print_row(m);
   }
+  redraw_live();
 
   const auto save_checkpoint = [&] {
     ModelFile file;
@@ -231,7 +266,10 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
     progress.clear();
     if (m) {
       summary.epochs.push_back(*m);
-      if (show_table) print_row(*m);
+      print_row(*m);
+      redraw_live();
+      // Redrawn and replaced atomically after every epoch: a viewer open on it follows training.
+      if (!options.no_plots) write_curves(run_folder, summary.epochs, config.epochs);
     }
     // Saved after every epoch (and at a stop), so an interrupted run loses at most one batch.
     save_checkpoint();
@@ -249,6 +287,18 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
   std::signal(SIGINT, SIG_DFL);
   summary.seconds_train = seconds_since(train_start);
 
+  std::vector<std::string> pictures;
+  if (!options.no_plots) {
+    progress.message("drawing pictures ...");
+    write_curves(run_folder, summary.epochs, config.epochs);
+    const Evaluation test = evaluate(trainer.model(), data.test, trainer.pool());
+    pictures = write_model_pictures(run_folder, trainer.model(), data.test, test.predictions,
+                                    class_names_for(trainer.model().classes()),
+                                    {static_cast<int>(options.grid_count), options.misclassified});
+    pictures.insert(pictures.begin(), {"curves.png", "curves.svg"});
+    progress.clear();
+  }
+
   const EpochMetrics& last = summary.epochs.back();
   if (!options.no_check) summary.checks = acceptance_checks(last.train_loss, last.train_acc, last.test_acc);
   summary.seconds_total = seconds_since(process_start);
@@ -259,7 +309,8 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
     fmt::print(table,
                "test accuracy {:.4f} after {} epochs; {:.2f} s in all (load {:.2f} s, train {:.2f} s)\n",
                last.test_acc, last.epoch, summary.seconds_total, summary.seconds_load, summary.seconds_train);
-    fmt::print(table, "run folder: {}\n", run_folder.string());
+    fmt::print(table, "run folder: {}{}\n", run_folder.string(),
+               pictures.empty() ? "" : fmt::format(" (pictures: {})", fmt::join(pictures, ", ")));
   }
   std::string failed;
   for (const AcceptanceCheck& c : summary.checks) {
@@ -308,6 +359,10 @@ CommandRunner add_train_command(CLI::App& app) {
   cmd->add_flag("--json", options->json, "Print only the summary JSON on stdout (the table goes to stderr)");
   cmd->add_flag("--quiet", options->quiet, "No progress bar and no table");
   cmd->add_flag("--no-check", options->no_check, "Skip the seed's acceptance checks");
+  cmd->add_flag("--no-plots", options->no_plots,
+                "Draw no pictures (curves, predictions, confusion matrix, weight templates)");
+  cmd->add_option("--n", options->grid_count, "Test images in predictions.png")->capture_default_str();
+  cmd->add_flag("--misclassified", options->misclassified, "predictions.png shows only wrong predictions");
   return [options, process_start, epochs, recipe] {
     options->epochs_given = epochs->count() > 0;
     for (const CLI::Option* o : recipe) {

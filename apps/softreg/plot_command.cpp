@@ -1,0 +1,74 @@
+// softreg plot: (re)draws the pictures of a run folder from its model.safetensors and metrics.csv,
+// e.g. with more images in the prediction grid or only the misclassified ones.
+#include <fmt/format.h>
+
+#include "commands.hpp"
+#include "common.hpp"
+#include "model_data.hpp"
+#include "pictures.hpp"
+#include "softreg/error.hpp"
+#include "softreg/io.hpp"
+#include "softreg/metrics.hpp"
+#include "softreg/model_io.hpp"
+#include "softreg/parallel.hpp"
+
+namespace softreg::cli {
+namespace {
+
+struct PlotOptions {
+  std::string run;
+  std::string out;
+  std::string data;
+  long long grid_count = 6;
+  bool misclassified = false;
+  long long threads = hardware_threads();
+};
+
+int run_plot(const PlotOptions& options) {
+  if (options.grid_count < 1) throw UsageError(fmt::format("--n must be >= 1, got {}", options.grid_count));
+  check_threads(options.threads);
+  const std::filesystem::path run = options.run;
+  const std::filesystem::path out = options.out.empty() ? run : std::filesystem::path(options.out);
+  const ModelFile model = load_model(run / "model.safetensors");
+  ensure_folder(out);
+
+  std::vector<std::string> written;
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(run / "metrics.csv", ec)) {
+    const std::vector<EpochMetrics> epochs = read_metrics_csv(run / "metrics.csv");
+    if (!epochs.empty()) {
+      int total = epochs.back().epoch;
+      if (auto it = model.metadata.find("epochs"); it != model.metadata.end()) {
+        total = std::max(total, std::atoi(it->second.c_str()));
+      }
+      write_curves(out, epochs, total);
+      written = {"curves.png", "curves.svg"};
+    }
+  }
+  const Dataset test = load_split_for_model(model, optional_path(options.data), "test");
+  ThreadPool pool(static_cast<int>(options.threads));
+  const Evaluation evaluation = evaluate(model.model, test, pool);
+  const std::vector<std::string> pictures =
+      write_model_pictures(out, model.model, test, evaluation.predictions, model.class_names,
+                           {static_cast<int>(options.grid_count), options.misclassified});
+  written.insert(written.end(), pictures.begin(), pictures.end());
+  fmt::print("wrote {} in {}\n", fmt::join(written, ", "), out.string());
+  return kExitOk;
+}
+
+}  // namespace
+
+CommandRunner add_plot_command(CLI::App& app) {
+  auto options = std::make_shared<PlotOptions>();
+  CLI::App* cmd =
+      app.add_subcommand("plot", "Draw the pictures of a run: curves, predictions, confusion, weights");
+  cmd->add_option("run", options->run, "Run folder (holding model.safetensors and metrics.csv)")->required();
+  cmd->add_option("--out", options->out, "Folder for the pictures (default: the run folder)");
+  add_data_option(*cmd, options->data);
+  cmd->add_option("--n", options->grid_count, "Test images in predictions.png")->capture_default_str();
+  cmd->add_flag("--misclassified", options->misclassified, "predictions.png shows only wrong predictions");
+  cmd->add_option("--threads", options->threads, "Threads (default: all cores)")->capture_default_str();
+  return [options] { return run_plot(*options); };
+}
+
+}  // namespace softreg::cli

@@ -1,0 +1,429 @@
+// Drawing the pictures with cairo. Everything is rendered into memory and then written with
+// write_file_atomic, so an image viewer open on a file never sees half of it.
+#include <cairo-svg.h>
+#include <cairo.h>
+
+#include <fmt/format.h>
+#include <algorithm>
+#include <cmath>
+#include <memory>
+
+#include "softreg/error.hpp"
+#include "softreg/io.hpp"
+#include "softreg/plot.hpp"
+
+namespace softreg::plot {
+namespace {
+
+constexpr const char* kFontFamily = "DejaVu Sans";  // fonts-dejavu-core, installed by scripts/setup
+
+struct Color {
+  double r, g, b;
+};
+// The seed's Animator styles: '-' (matplotlib's first colour), 'm--', 'g-.'.
+constexpr Color kSeriesColors[] = {
+    {0.122, 0.467, 0.706}, {0.75, 0.0, 0.75}, {0.0, 0.5, 0.0}, {0.84, 0.15, 0.16}};
+constexpr Color kWrong = {0.84, 0.1, 0.1};
+constexpr Color kText = {0.1, 0.1, 0.1};
+constexpr Color kGrid = {0.88, 0.88, 0.88};
+
+struct SurfaceDeleter {
+  void operator()(cairo_surface_t* s) const { cairo_surface_destroy(s); }
+};
+struct ContextDeleter {
+  void operator()(cairo_t* c) const { cairo_destroy(c); }
+};
+using Surface = std::unique_ptr<cairo_surface_t, SurfaceDeleter>;
+using Context = std::unique_ptr<cairo_t, ContextDeleter>;
+
+cairo_status_t append_to_string(void* closure, const unsigned char* data, unsigned int length) {
+  static_cast<std::string*>(closure)->append(reinterpret_cast<const char*>(data), length);
+  return CAIRO_STATUS_SUCCESS;
+}
+
+void check(cairo_status_t status, const std::filesystem::path& path) {
+  if (status != CAIRO_STATUS_SUCCESS)
+    throw Error::in_file(path, std::string("drawing failed: ") + cairo_status_to_string(status));
+}
+
+// Renders with `draw(cr)` on a white w x h canvas and writes the PNG atomically.
+template <class Draw>
+void write_png(const std::filesystem::path& path, int width, int height, Draw&& draw) {
+  Surface surface(cairo_image_surface_create(CAIRO_FORMAT_RGB24, width, height));
+  check(cairo_surface_status(surface.get()), path);
+  Context cr(cairo_create(surface.get()));
+  cairo_set_source_rgb(cr.get(), 1, 1, 1);
+  cairo_paint(cr.get());
+  draw(cr.get());
+  check(cairo_status(cr.get()), path);
+  cairo_surface_flush(surface.get());
+  std::string bytes;
+  check(cairo_surface_write_to_png_stream(surface.get(), append_to_string, &bytes), path);
+  write_file_atomic(path, bytes);
+}
+
+template <class Draw>
+void write_svg(const std::filesystem::path& path, int width, int height, Draw&& draw) {
+  std::string bytes;
+  {
+    Surface surface(cairo_svg_surface_create_for_stream(append_to_string, &bytes, width, height));
+    check(cairo_surface_status(surface.get()), path);
+    Context cr(cairo_create(surface.get()));
+    cairo_set_source_rgb(cr.get(), 1, 1, 1);
+    cairo_paint(cr.get());
+    draw(cr.get());
+    check(cairo_status(cr.get()), path);
+    cairo_surface_finish(surface.get());  // flushes the SVG into `bytes`
+  }
+  write_file_atomic(path, bytes);
+}
+
+void set_color(cairo_t* cr, Color c) {
+  cairo_set_source_rgb(cr, c.r, c.g, c.b);
+}
+
+void set_font(cairo_t* cr, double size, bool bold = false) {
+  cairo_select_font_face(cr, kFontFamily, CAIRO_FONT_SLANT_NORMAL,
+                         bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
+  cairo_set_font_size(cr, size);
+}
+
+double text_width(cairo_t* cr, const std::string& text) {
+  cairo_text_extents_t e;
+  cairo_text_extents(cr, text.c_str(), &e);
+  return e.x_advance;
+}
+
+// Text anchored at (x, y): ax = 0 left, 0.5 centre, 1 right; ay = 0 top, 0.5 middle, 1 baseline-ish bottom.
+void draw_text(cairo_t* cr, const std::string& text, double x, double y, double ax, double ay) {
+  cairo_font_extents_t fe;
+  cairo_font_extents(cr, &fe);
+  const double width = text_width(cr, text);
+  const double height = fe.ascent + fe.descent;
+  cairo_move_to(cr, x - ax * width, y - ay * height + fe.ascent);
+  cairo_show_text(cr, text.c_str());
+}
+
+std::string tick_label(double value, double step) {
+  const int decimals = std::max(0, static_cast<int>(std::ceil(-std::log10(step) - 1e-9)));
+  return fmt::format("{:.{}f}", value, decimals);
+}
+
+void set_dash(cairo_t* cr, int style) {
+  static const double dashed[] = {7, 4};
+  static const double dash_dot[] = {7, 3, 1.5, 3};
+  if (style == 1)
+    cairo_set_dash(cr, dashed, 2, 0);
+  else if (style == 2)
+    cairo_set_dash(cr, dash_dot, 4, 0);
+  else
+    cairo_set_dash(cr, nullptr, 0, 0);
+}
+
+void render_curves(cairo_t* cr, int width, int height, const std::vector<Series>& series, int total_epochs) {
+  std::vector<std::vector<double>> values;
+  for (const Series& s : series)
+    values.push_back(s.values);
+  const auto [y_lo, y_hi] = curves_y_range(values);
+  PlotArea area;
+  area.frame = {64, 20, width - 64.0 - 24, height - 20.0 - 56};
+  area.x_lo = 1;
+  area.x_hi = std::max(2, total_epochs);
+  area.y_lo = y_lo;
+  area.y_hi = y_hi;
+  const Ticks y_ticks = nice_ticks(y_lo, y_hi, 6);
+  Ticks x_ticks = nice_ticks(1, area.x_hi, 10);
+  x_ticks.step = std::max(1.0, x_ticks.step);
+
+  // Grid and ticks.
+  set_font(cr, 13);
+  cairo_set_line_width(cr, 1);
+  for (double y : y_ticks.values) {
+    if (y < y_lo - 1e-9 || y > y_hi + 1e-9) continue;
+    set_color(cr, kGrid);
+    cairo_move_to(cr, area.frame.x, std::round(area.py(y)) + 0.5);
+    cairo_line_to(cr, area.frame.x + area.frame.width, std::round(area.py(y)) + 0.5);
+    cairo_stroke(cr);
+    set_color(cr, kText);
+    draw_text(cr, tick_label(y, y_ticks.step), area.frame.x - 8, area.py(y), 1, 0.5);
+  }
+  for (double x = 1; x <= area.x_hi + 1e-9; x += x_ticks.step) {
+    set_color(cr, kGrid);
+    cairo_move_to(cr, std::round(area.px(x)) + 0.5, area.frame.y);
+    cairo_line_to(cr, std::round(area.px(x)) + 0.5, area.frame.y + area.frame.height);
+    cairo_stroke(cr);
+    set_color(cr, kText);
+    draw_text(cr, tick_label(x, 1), area.px(x), area.frame.y + area.frame.height + 6, 0.5, 0);
+  }
+  draw_text(cr, "epoch", area.frame.x + area.frame.width / 2, height - 6, 0.5, 1);
+  set_color(cr, kText);
+  cairo_rectangle(cr, area.frame.x + 0.5, area.frame.y + 0.5, area.frame.width, area.frame.height);
+  cairo_stroke(cr);
+
+  // The series, clipped to the frame.
+  cairo_save(cr);
+  cairo_rectangle(cr, area.frame.x, area.frame.y, area.frame.width, area.frame.height);
+  cairo_clip(cr);
+  for (std::size_t s = 0; s < series.size(); ++s) {
+    set_color(cr, kSeriesColors[s % 4]);
+    cairo_set_line_width(cr, 2);
+    set_dash(cr, static_cast<int>(s % 3));
+    bool drawing = false;
+    for (std::size_t i = 0; i < series[s].values.size(); ++i) {
+      const double v = series[s].values[i];
+      if (!std::isfinite(v)) {
+        drawing = false;
+        continue;
+      }
+      if (drawing)
+        cairo_line_to(cr, area.px(static_cast<double>(i + 1)), area.py(v));
+      else
+        cairo_move_to(cr, area.px(static_cast<double>(i + 1)), area.py(v));
+      drawing = true;
+    }
+    cairo_stroke(cr);
+    set_dash(cr, 0);
+    for (std::size_t i = 0; i < series[s].values.size(); ++i) {
+      if (!std::isfinite(series[s].values[i])) continue;
+      cairo_arc(cr, area.px(static_cast<double>(i + 1)), area.py(series[s].values[i]), 3, 0, 2 * M_PI);
+      cairo_fill(cr);
+    }
+  }
+  cairo_restore(cr);
+
+  // Legend where the curves leave room.
+  set_font(cr, 13);
+  double label_width = 0;
+  for (const Series& s : series)
+    label_width = std::max(label_width, text_width(cr, s.name));
+  const double row = 20, sample = 30;
+  const Rect box =
+      place_legend(area, label_width + sample + 24, row * static_cast<double>(series.size()) + 10, values);
+  cairo_set_source_rgba(cr, 1, 1, 1, 0.9);
+  cairo_rectangle(cr, box.x, box.y, box.width, box.height);
+  cairo_fill_preserve(cr);
+  set_color(cr, {0.7, 0.7, 0.7});
+  cairo_set_line_width(cr, 1);
+  cairo_stroke(cr);
+  for (std::size_t s = 0; s < series.size(); ++s) {
+    const double y = box.y + 5 + row * (static_cast<double>(s) + 0.5);
+    set_color(cr, kSeriesColors[s % 4]);
+    cairo_set_line_width(cr, 2);
+    set_dash(cr, static_cast<int>(s % 3));
+    cairo_move_to(cr, box.x + 8, y);
+    cairo_line_to(cr, box.x + 8 + sample, y);
+    cairo_stroke(cr);
+    set_dash(cr, 0);
+    set_color(cr, kText);
+    draw_text(cr, series[s].name, box.x + 14 + sample, y, 0, 0.5);
+  }
+}
+
+// A gray image surface (RGB24) of the given bytes, for drawing scaled with nearest-neighbour filtering.
+Surface gray_surface(const std::uint8_t* pixels, int width, int height) {
+  Surface surface(cairo_image_surface_create(CAIRO_FORMAT_RGB24, width, height));
+  cairo_surface_flush(surface.get());
+  unsigned char* data = cairo_image_surface_get_data(surface.get());
+  const int stride = cairo_image_surface_get_stride(surface.get());
+  for (int y = 0; y < height; ++y) {
+    auto* row = reinterpret_cast<std::uint32_t*>(data + y * stride);
+    for (int x = 0; x < width; ++x) {
+      const std::uint32_t v = pixels[y * width + x];
+      row[x] = (v << 16) | (v << 8) | v;
+    }
+  }
+  cairo_surface_mark_dirty(surface.get());
+  return surface;
+}
+
+void paint_scaled(cairo_t* cr, cairo_surface_t* image, const Rect& where, double scale) {
+  cairo_save(cr);
+  cairo_translate(cr, where.x, where.y);
+  cairo_scale(cr, scale, scale);
+  cairo_set_source_surface(cr, image, 0, 0);
+  cairo_pattern_set_filter(cairo_get_source(cr), CAIRO_FILTER_NEAREST);  // crisp pixels, no blur
+  cairo_paint(cr);
+  cairo_restore(cr);
+}
+
+}  // namespace
+
+void draw_training_curves(const std::vector<Series>& series, int total_epochs,
+                          const std::filesystem::path& png, const std::filesystem::path& svg) {
+  constexpr int kWidth = 720, kHeight = 440;
+  write_png(png, kWidth, kHeight,
+            [&](cairo_t* cr) { render_curves(cr, kWidth, kHeight, series, total_epochs); });
+  if (!svg.empty()) {
+    write_svg(svg, kWidth, kHeight,
+              [&](cairo_t* cr) { render_curves(cr, kWidth, kHeight, series, total_epochs); });
+  }
+}
+
+void draw_prediction_grid(const Dataset& data, const std::vector<GridItem>& items,
+                          const std::vector<std::string>& class_names, const std::filesystem::path& png) {
+  const int h = static_cast<int>(data.height), w = static_cast<int>(data.width);
+  const GridLayout g = prediction_grid_layout(static_cast<int>(std::max<std::size_t>(items.size(), 1)), w, h);
+  write_png(png, static_cast<int>(std::ceil(g.width)), static_cast<int>(std::ceil(g.height)),
+            [&](cairo_t* cr) {
+              if (items.empty()) {
+                set_font(cr, g.font_size);
+                set_color(cr, kText);
+                draw_text(cr, "no images", g.width / 2, g.height / 2, 0.5, 0.5);
+                return;
+              }
+              for (std::size_t i = 0; i < items.size(); ++i) {
+                const GridItem& item = items[i];
+                const int truth = data.labels[item.index];
+                const bool wrong = item.predicted != truth;
+                const Rect title = g.title_rect(static_cast<int>(i));
+                const Rect image = g.image_rect(static_cast<int>(i));
+                set_font(cr, g.font_size);
+                set_color(cr, kText);
+                const double cx = title.x + title.width / 2;
+                draw_text(cr, class_names[static_cast<std::size_t>(truth)], cx, title.y + 2, 0.5, 0);
+                set_font(cr, g.font_size, /*bold=*/wrong);
+                set_color(cr, wrong ? kWrong : Color{0.35, 0.35, 0.35});
+                draw_text(cr, class_names[static_cast<std::size_t>(item.predicted)], cx,
+                          title.y + 2 + g.font_size * 1.3, 0.5, 0);
+                Surface surface = gray_surface(data.image(item.index), w, h);
+                paint_scaled(cr, surface.get(), image, g.image_scale);
+                if (wrong) {
+                  set_color(cr, kWrong);
+                  cairo_set_line_width(cr, g.image_scale >= 2 ? 3 : 2);
+                  cairo_rectangle(cr, image.x - 1.5, image.y - 1.5, image.width + 3, image.height + 3);
+                  cairo_stroke(cr);
+                }
+              }
+              set_font(cr, g.font_size);
+              set_color(cr, {0.35, 0.35, 0.35});
+              draw_text(cr, "above each image: true label, then predicted label (red and framed when wrong)",
+                        g.margin, g.height - g.margin, 0, 1);
+            });
+}
+
+void draw_confusion_matrix(const std::vector<std::vector<std::int64_t>>& confusion,
+                           const std::vector<std::string>& class_names, const std::filesystem::path& png) {
+  const int K = static_cast<int>(confusion.size());
+  const double cell = 52, label_space = 110, top = 40, bottom_labels = 80;
+  const int width = static_cast<int>(label_space + 30 + K * cell + 20);
+  const int height = static_cast<int>(top + K * cell + bottom_labels + 10);
+  std::int64_t max_count = 1;
+  for (const auto& row : confusion)
+    for (std::int64_t c : row)
+      max_count = std::max(max_count, c);
+  write_png(png, width, height, [&](cairo_t* cr) {
+    const double x0 = label_space + 30, y0 = top;
+    set_font(cr, 14, true);
+    set_color(cr, kText);
+    draw_text(cr, "predicted class", x0 + K * cell / 2, 10, 0.5, 0);
+    cairo_save(cr);
+    cairo_translate(cr, 12, y0 + K * cell / 2);
+    cairo_rotate(cr, -M_PI / 2);
+    draw_text(cr, "true class", 0, 0, 0.5, 0);
+    cairo_restore(cr);
+    for (int t = 0; t < K; ++t) {
+      for (int p = 0; p < K; ++p) {
+        const double share =
+            static_cast<double>(confusion[static_cast<std::size_t>(t)][static_cast<std::size_t>(p)]) /
+            static_cast<double>(max_count);
+        // White to dark blue; the square root keeps small off-diagonal counts visible.
+        const double v = std::sqrt(share);
+        cairo_set_source_rgb(cr, 1 - 0.97 * v, 1 - 0.78 * v, 1 - 0.5 * v);
+        cairo_rectangle(cr, x0 + p * cell, y0 + t * cell, cell, cell);
+        cairo_fill(cr);
+        set_font(cr, 13, t == p);
+        if (v > 0.55)
+          cairo_set_source_rgb(cr, 1, 1, 1);
+        else
+          set_color(cr, kText);
+        draw_text(cr, std::to_string(confusion[static_cast<std::size_t>(t)][static_cast<std::size_t>(p)]),
+                  x0 + (p + 0.5) * cell, y0 + (t + 0.5) * cell, 0.5, 0.5);
+      }
+    }
+    set_color(cr, {0.6, 0.6, 0.6});
+    cairo_set_line_width(cr, 1);
+    cairo_rectangle(cr, x0 + 0.5, y0 + 0.5, K * cell, K * cell);
+    cairo_stroke(cr);
+    set_font(cr, 13);
+    set_color(cr, kText);
+    for (int k = 0; k < K; ++k) {
+      draw_text(cr, class_names[static_cast<std::size_t>(k)], x0 - 8, y0 + (k + 0.5) * cell, 1, 0.5);
+      cairo_save(cr);
+      cairo_translate(cr, x0 + (k + 0.5) * cell, y0 + K * cell + 8);
+      cairo_rotate(cr, -M_PI / 4);
+      draw_text(cr, class_names[static_cast<std::size_t>(k)], 0, 0, 1, 0.5);
+      cairo_restore(cr);
+    }
+  });
+}
+
+void draw_weight_templates(const SoftmaxModel& model, int height, int width,
+                           const std::vector<std::string>& class_names, const std::filesystem::path& png) {
+  const int K = model.classes();
+  const int columns = std::min(K, 5), rows = (K + columns - 1) / columns;
+  const int scale = std::max(1, 168 / std::max(height, width));
+  const double tile_w = width * scale, tile_h = height * scale, title = 24, gap = 14, margin = 14,
+               footer = 26;
+  const int W = static_cast<int>(2 * margin + columns * tile_w + (columns - 1) * gap);
+  const int H = static_cast<int>(2 * margin + rows * (title + tile_h) + (rows - 1) * gap + footer);
+  write_png(png, W, H, [&](cairo_t* cr) {
+    for (int k = 0; k < K; ++k) {
+      const double x = margin + (k % columns) * (tile_w + gap);
+      const double y = margin + (k / columns) * (title + tile_h + gap);
+      set_font(cr, 14);
+      set_color(cr, kText);
+      draw_text(cr, class_names[static_cast<std::size_t>(k)], x + tile_w / 2, y, 0.5, 0);
+      const auto column = model.W.col(k);
+      const double max_abs = std::max(1e-12, static_cast<double>(column.cwiseAbs().maxCoeff()));
+      Surface surface(cairo_image_surface_create(CAIRO_FORMAT_RGB24, width, height));
+      cairo_surface_flush(surface.get());
+      unsigned char* data = cairo_image_surface_get_data(surface.get());
+      const int stride = cairo_image_surface_get_stride(surface.get());
+      for (int py = 0; py < height; ++py) {
+        auto* row = reinterpret_cast<std::uint32_t*>(data + py * stride);
+        for (int px = 0; px < width; ++px) {
+          const double v = std::clamp(column(py * width + px) / max_abs, -1.0, 1.0);
+          // Diverging: white at zero, towards red (0.70, 0.09, 0.17) or blue (0.13, 0.40, 0.67).
+          const Color end = v >= 0 ? Color{0.70, 0.09, 0.17} : Color{0.13, 0.40, 0.67};
+          const double a = std::abs(v);
+          const auto channel = [&](double c) {
+            return static_cast<std::uint32_t>(std::lround(255 * (1 - a + a * c)));
+          };
+          row[px] = (channel(end.r) << 16) | (channel(end.g) << 8) | channel(end.b);
+        }
+      }
+      cairo_surface_mark_dirty(surface.get());
+      paint_scaled(cr, surface.get(), {x, y + title, tile_w, tile_h}, scale);
+    }
+    set_font(cr, 12);
+    set_color(cr, {0.35, 0.35, 0.35});
+    draw_text(
+        cr,
+        "weights per class: red positive, blue negative, white zero (each class scaled to its largest |w|)",
+        W / 2.0, H - margin, 0.5, 1);
+  });
+}
+
+std::string confusion_csv(const std::vector<std::vector<std::int64_t>>& confusion,
+                          const std::vector<std::string>& class_names) {
+  const auto quoted = [](const std::string& s) {
+    if (s.find_first_of(",\"\n") == std::string::npos) return s;
+    std::string q = "\"";
+    for (char c : s)
+      q += c == '"' ? std::string("\"\"") : std::string(1, c);
+    return q + "\"";
+  };
+  std::string csv = "true\\predicted";
+  for (const auto& name : class_names)
+    csv += "," + quoted(name);
+  csv += "\n";
+  for (std::size_t t = 0; t < confusion.size(); ++t) {
+    csv += quoted(class_names[t]);
+    for (std::int64_t c : confusion[t])
+      csv += "," + std::to_string(c);
+    csv += "\n";
+  }
+  return csv;
+}
+
+}  // namespace softreg::plot
