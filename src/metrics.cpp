@@ -12,19 +12,30 @@ namespace {
 constexpr std::size_t kEvalBlockRows = 512;
 }  // namespace
 
-Evaluation evaluate(const SoftmaxModel& model, const Dataset& data, ThreadPool& pool) {
+Evaluation evaluate(const SoftmaxModel& model, const Dataset& data, ThreadPool& pool, KernelChoice kernel) {
   Evaluation result;
   result.count = data.count;
   result.predictions.resize(data.count);
   const std::size_t blocks = (data.count + kEvalBlockRows - 1) / kEvalBlockRows;
   std::vector<BatchSums> block_sums(blocks);
   std::vector<KernelWorkspace> workspaces(static_cast<std::size_t>(pool.threads()));
+  const bool fast = kernel == KernelChoice::kFast && model.classes() == kFastClasses;
   pool.run(blocks, [&](std::size_t block) {
     const std::size_t begin = block * kEvalBlockRows;
     const std::size_t end = std::min(data.count, begin + kEvalBlockRows);
     auto& workspace = workspaces[block % workspaces.size()];  // task i runs on thread i % threads
-    block_sums[block] = evaluate_rows(data, begin, end, model,
-                                      std::span(result.predictions).subspan(begin, end - begin), workspace);
+    if (fast) {
+      std::vector<const std::uint8_t*> pixels(end - begin);
+      for (std::size_t i = begin; i < end; ++i) pixels[i - begin] = data.image(i);
+      std::vector<float> loss(end - begin);
+      block_sums[block].correct = fast_forward_rows({pixels.data(), data.labels.data() + begin, end - begin,
+                                                     data.features(), model.W.data(), model.b.data(), 1.0f / 255.0f,
+                                                     loss.data(), result.predictions.data() + begin, nullptr});
+      for (float l : loss) block_sums[block].loss += l;
+    } else {
+      block_sums[block] = evaluate_rows(data, begin, end, model,
+                                        std::span(result.predictions).subspan(begin, end - begin), workspace);
+    }
   });
   BatchSums total;
   for (const BatchSums& sums : block_sums)

@@ -68,6 +68,23 @@ void ThreadPool::run(std::size_t tasks, const std::function<void(std::size_t)>& 
   if (error_) std::rethrow_exception(error_);
 }
 
+void SpinBarrier::arrive_and_wait() {
+  if (threads_ <= 1) return;
+  const std::uint32_t generation = generation_.load(std::memory_order_acquire);
+  if (arrived_.fetch_add(1, std::memory_order_acq_rel) == threads_ - 1) {
+    arrived_.store(0, std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
+    return;
+  }
+  // Spin for the usual microseconds between phases; yield if the wait is long (an oversubscribed machine).
+  for (int spins = 0; generation_.load(std::memory_order_acquire) == generation; ++spins) {
+    if (spins > 2000) std::this_thread::yield();
+#if defined(__x86_64__) || defined(__i386__)
+    else __builtin_ia32_pause();
+#endif
+  }
+}
+
 int hardware_threads() {
   const unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : static_cast<int>(n);

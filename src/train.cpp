@@ -3,6 +3,8 @@
 #include "softreg/train.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <exception>
 #include <chrono>
 #include <numeric>
 
@@ -72,8 +74,92 @@ BatchSums Trainer::train_batch(std::span<const std::uint32_t> rows) {
   return sums;
 }
 
-std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
-                                               const StopRequest& should_stop) {
+bool Trainer::uses_fast_path() const {
+  return config_.kernel == KernelChoice::kFast && model_.classes() == kFastClasses;
+}
+
+bool Trainer::train_epoch_naive(const BatchCallback& on_batch, const StopRequest& should_stop) {
+  for (std::size_t begin = batches_done_ * config_.batch_size; begin < order_.size(); begin += config_.batch_size) {
+    const std::size_t end = std::min(order_.size(), begin + config_.batch_size);
+    partial_sums_ += train_batch(std::span<const std::uint32_t>(order_).subspan(begin, end - begin));
+    ++batches_done_;
+    if (on_batch) on_batch(end, order_.size());
+    if (end < order_.size() && should_stop && should_stop()) return false;
+  }
+  return true;
+}
+
+bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest& should_stop) {
+  // The whole epoch runs as one team of threads that meet at two barriers per batch:
+  //   1. each thread runs the forward pass on its slice of the batch's rows (writing dlogits);
+  //   2. each thread updates its own range of inputs of W from all the batch's rows; thread 0 also
+  //      updates b and does the bookkeeping.
+  // No thread sums another's partial gradient, so the weights do not depend on the thread count.
+  const std::size_t threads = static_cast<std::size_t>(pool_.threads());
+  const std::size_t B = config_.batch_size, D = train_.features(), n = order_.size();
+  const int K = kFastClasses;
+  constexpr float kPixelScale = 1.0f / 255.0f;
+  batch_pixels_.resize(B);
+  batch_labels_.resize(B);
+  batch_dlogits_.resize(B * K);
+  batch_loss_.resize(B);
+  // Input ranges at multiples of 16 floats: whole SIMD vectors on every target (16 lanes at most).
+  constexpr std::size_t kGrain = 16;
+  const std::size_t d_chunk = (D + threads * kGrain - 1) / (threads * kGrain) * kGrain;
+  std::vector<std::int64_t> thread_correct(threads, 0);
+  SpinBarrier barrier(static_cast<int>(threads));
+  std::atomic<bool> stop{false};
+  std::exception_ptr error;
+  const std::size_t first = batches_done_ * B;
+
+  pool_.run(threads, [&](std::size_t t) {
+    for (std::size_t begin = first; begin < n; begin += B) {
+      const std::size_t count = std::min(n, begin + B) - begin;
+      const std::size_t slice = (count + threads - 1) / threads;
+      const std::size_t r0 = std::min(count, t * slice), r1 = std::min(count, r0 + slice);
+      for (std::size_t r = r0; r < r1; ++r) {
+        batch_pixels_[r] = train_.image(order_[begin + r]);
+        batch_labels_[r] = train_.labels[order_[begin + r]];
+      }
+      if (r0 < r1) {
+        thread_correct[t] += fast_forward_rows({batch_pixels_.data() + r0, batch_labels_.data() + r0, r1 - r0, D,
+                                                model_.W.data(), model_.b.data(), kPixelScale, batch_loss_.data() + r0,
+                                                nullptr, batch_dlogits_.data() + r0 * K});
+      }
+      barrier.arrive_and_wait();
+
+      const std::size_t d0 = std::min(D, t * d_chunk), d1 = std::min(D, d0 + d_chunk);
+      const float step = static_cast<float>(config_.lr / static_cast<double>(count));
+      if (d0 < d1) {
+        fast_update_columns({batch_pixels_.data(), batch_dlogits_.data(), count, D, d0, d1, step, kPixelScale,
+                             model_.W.data()});
+      }
+      if (t == 0) {
+        try {
+          for (int k = 0; k < K; ++k) {
+            float db = 0;
+            for (std::size_t r = 0; r < count; ++r) db += batch_dlogits_[r * K + static_cast<std::size_t>(k)];
+            model_.b(k) -= step * db;
+          }
+          for (std::size_t r = 0; r < count; ++r) partial_sums_.loss += batch_loss_[r];
+          ++batches_done_;
+          if (on_batch) on_batch(begin + count, n);
+          if (begin + count < n && should_stop && should_stop()) stop = true;
+        } catch (...) {
+          error = std::current_exception();
+          stop = true;
+        }
+      }
+      barrier.arrive_and_wait();
+      if (stop) return;
+    }
+  });
+  for (std::int64_t c : thread_correct) partial_sums_.correct += c;
+  if (error) std::rethrow_exception(error);
+  return !stop;
+}
+
+std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch, const StopRequest& should_stop) {
   const auto start = std::chrono::steady_clock::now();
   // A fresh permutation each epoch (like torch.randperm), drawn from the state saved at the epoch's
   // start: an epoch continued after a stop or a restore sees the same order.
@@ -81,16 +167,11 @@ std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
   std::iota(order_.begin(), order_.end(), 0u);
   rng_.shuffle(order_);
 
-  for (std::size_t begin = batches_done_ * config_.batch_size; begin < order_.size();
-       begin += config_.batch_size) {
-    const std::size_t end = std::min(order_.size(), begin + config_.batch_size);
-    partial_sums_ += train_batch(std::span<const std::uint32_t>(order_).subspan(begin, end - begin));
-    ++batches_done_;
-    if (on_batch) on_batch(end, order_.size());
-    if (end < order_.size() && should_stop && should_stop()) return std::nullopt;
-  }
+  const bool finished =
+      uses_fast_path() ? train_epoch_fast(on_batch, should_stop) : train_epoch_naive(on_batch, should_stop);
+  if (!finished) return std::nullopt;
   const BatchSums epoch_sums = partial_sums_;
-  const Evaluation test = evaluate(model_, test_, pool_);
+  const Evaluation test = evaluate(model_, test_, pool_, config_.kernel);
   ++epochs_done_;
   batches_done_ = 0;
   partial_sums_ = {};

@@ -7,6 +7,8 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
+#include <vector>
 
 #include "softreg/dataset.hpp"
 #include "softreg/loss.hpp"
@@ -46,5 +48,60 @@ BatchSums evaluate_rows(const Dataset& data, std::size_t begin, std::size_t end,
 /// Logits of the contiguous rows [begin, end), (end - begin, K).
 RowMatrix<float> logits_of_rows(const Dataset& data, std::size_t begin, std::size_t end,
                                 const SoftmaxModel& model);
+
+// ---- The fast path (kernels/fused_softmax.cpp) -----------------------------------------------------
+
+/// The number of classes the fast path is compiled for (Fashion-MNIST's and MNIST's 10); other counts
+/// use the Eigen path above.
+inline constexpr int kFastClasses = 10;
+
+/// Which implementation training and evaluation use.
+enum class KernelChoice { kFast, kNaive };
+
+/// Arguments of fast_forward_rows. W is (K,D) row-major (the data of a WeightMatrix), b is (K).
+struct FastForwardArgs {
+  const std::uint8_t* const* row_pixels;  // count pointers to rows of D bytes
+  const std::uint8_t* labels;             // count labels
+  std::size_t count;
+  std::size_t inputs;  // D
+  const float* W;
+  const float* b;
+  float pixel_scale;         // 1/255: applied to the dot products, not to every pixel
+  float* row_loss;           // out: count losses
+  std::uint8_t* predictions;  // out, optional: count argmax classes
+  float* dlogits;            // out, optional: (count,K) softmax - onehot
+};
+/// Forward pass for kFastClasses classes; returns the number of rows whose argmax is the label.
+std::int64_t fast_forward_rows(const FastForwardArgs& args);
+
+/// Arguments of fast_update_columns.
+struct FastUpdateArgs {
+  const std::uint8_t* const* row_pixels;  // the batch's rows
+  const float* dlogits;                   // (count,K) from fast_forward_rows
+  std::size_t count;
+  std::size_t inputs;  // D
+  std::size_t d_begin;  // the inputs this call updates: [d_begin, d_end)
+  std::size_t d_end;
+  float step;         // lr / batch size
+  float pixel_scale;  // 1/255
+  float* W;           // (K,D), updated in place
+};
+/// The fused backward pass and SGD step on W for inputs [d_begin, d_end):
+/// W[k][d] -= step * sum_rows dlogits[r][k] * x_r[d]. Disjoint ranges can run on different threads.
+void fast_update_columns(const FastUpdateArgs& args);
+
+/// Peak single-core multiply-add throughput with the fast path's SIMD target, in floating-point
+/// operations per second: the best of repeated timed loops over `seconds`.
+double probe_fma_flops_per_second(double seconds);
+/// Read bandwidth of one core streaming through a buffer of `bytes`, in bytes per second.
+double probe_read_bytes_per_second(std::size_t bytes);
+
+/// The instruction set the fast path runs with on this CPU (e.g. "AVX3" for AVX-512, "AVX2", "SSE4").
+std::string simd_target();
+/// The instruction sets compiled in and supported by this CPU, best first.
+std::vector<std::string> simd_targets_available();
+/// Makes the fast path use the named instruction set (one of simd_targets_available()); "" undoes it.
+/// For tests and benchmarks that show each path works.
+void restrict_simd_targets(const std::string& name);
 
 }  // namespace softreg

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "softreg/dataset.hpp"
+#include "softreg/kernels.hpp"
 #include "softreg/model.hpp"
 #include "softreg/parallel.hpp"
 
@@ -21,7 +22,8 @@ struct Evaluation {
 
 /// Evaluates over fixed blocks of rows spread over the pool; the blocks are combined in order, so the
 /// result does not depend on the number of threads.
-Evaluation evaluate(const SoftmaxModel& model, const Dataset& data, ThreadPool& pool);
+Evaluation evaluate(const SoftmaxModel& model, const Dataset& data, ThreadPool& pool,
+                    KernelChoice kernel = KernelChoice::kFast);
 
 /// Per-class figures from a confusion matrix. A class never predicted has precision 0, one absent
 /// from the labels recall 0, and F1 is 0 when both are (the convention of scikit-learn's zero_division=0).

@@ -3,7 +3,9 @@
 // the number of tasks, never on thread timing.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
+#include <cstdint>
 #include <cstddef>
 #include <exception>
 #include <functional>
@@ -41,6 +43,19 @@ class ThreadPool {
   int pending_ = 0;
   bool stopping_ = false;
   std::exception_ptr error_;
+};
+
+/// A reusable barrier for a fixed team of threads that meet many times a second (twice per minibatch):
+/// it spins briefly, then yields, instead of sleeping on a condition variable.
+class SpinBarrier {
+ public:
+  explicit SpinBarrier(int threads) : threads_(threads) {}
+  void arrive_and_wait();
+
+ private:
+  const int threads_;
+  std::atomic<int> arrived_{0};
+  std::atomic<std::uint32_t> generation_{0};
 };
 
 /// The number of hardware threads, at least 1.

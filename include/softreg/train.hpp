@@ -25,6 +25,8 @@ struct TrainConfig {
   std::uint64_t seed = 0;
   double init_std = 0.01;
   int threads = 1;
+  /// kFast: the SIMD kernels (when the data has kFastClasses classes); kNaive: the Eigen reference path.
+  KernelChoice kernel = KernelChoice::kFast;
 };
 
 struct EpochMetrics {
@@ -75,6 +77,11 @@ class Trainer {
 
  private:
   BatchSums train_batch(std::span<const std::uint32_t> rows);
+  bool uses_fast_path() const;
+  // The rest of the epoch with the fast kernels; false if should_stop ended it early.
+  bool train_epoch_fast(const BatchCallback& on_batch, const StopRequest& should_stop);
+  // The rest of the epoch with the naive kernels; false if should_stop ended it early.
+  bool train_epoch_naive(const BatchCallback& on_batch, const StopRequest& should_stop);
 
   TrainConfig config_;
   const Dataset& train_;
@@ -92,6 +99,11 @@ class Trainer {
   std::vector<BiasVector> thread_db_;
   std::vector<BatchSums> thread_sums_;
   std::vector<KernelWorkspace> workspaces_;
+  // Fast path buffers for one batch.
+  std::vector<const std::uint8_t*> batch_pixels_;
+  std::vector<std::uint8_t> batch_labels_;
+  std::vector<float> batch_dlogits_;
+  std::vector<float> batch_loss_;
 };
 
 }  // namespace softreg

@@ -1,0 +1,198 @@
+// Google Benchmark cases for the hot kernels: the fused SIMD path against its naive Eigen twin, per
+// batch size, per SIMD target and per thread count. Registered as quick CTest smoke runs; for real
+// figures run build/bench/softreg_bench directly (see BENCHMARKS.md).
+#include <benchmark/benchmark.h>
+
+#include <numeric>
+
+#include "softreg/kernels.hpp"
+#include "softreg/optim.hpp"
+#include "softreg/train.hpp"
+
+namespace softreg {
+namespace {
+
+constexpr std::size_t kFlopsPerRow = 2 * 2 * 784 * 10;  // forward + backward multiply-adds
+
+// A training set shaped like Fashion-MNIST (60,000 images of 28x28) with random pixels.
+const Dataset& synthetic_train() {
+  static const Dataset data = [] {
+    Dataset d;
+    d.count = 60000;
+    d.height = d.width = 28;
+    d.num_classes = 10;
+    d.pixels.resize(d.count * 784);
+    d.labels.resize(d.count);
+    std::uint32_t state = 12345;
+    for (auto& p : d.pixels) p = static_cast<std::uint8_t>((state = state * 1664525u + 1013904223u) >> 24);
+    for (std::size_t i = 0; i < d.count; ++i) d.labels[i] = static_cast<std::uint8_t>(i % 10);
+    return d;
+  }();
+  return data;
+}
+
+std::vector<std::uint32_t> shuffled_rows(std::size_t n) {
+  std::vector<std::uint32_t> rows(n);
+  std::iota(rows.begin(), rows.end(), 0u);
+  Rng rng(1);
+  rng.shuffle(rows);
+  return rows;
+}
+
+SoftmaxModel initial_model() {
+  Rng rng(0);
+  return SoftmaxModel::initialized(784, 10, 0.01, rng);
+}
+
+// One SGD step on a batch of shuffled rows with the fused kernels, one thread.
+void BM_FusedStep(benchmark::State& state) {
+  const Dataset& data = synthetic_train();
+  const auto B = static_cast<std::size_t>(state.range(0));
+  const auto rows = shuffled_rows(data.count);
+  SoftmaxModel model = initial_model();
+  std::vector<const std::uint8_t*> pixels(B);
+  std::vector<std::uint8_t> labels(B);
+  std::vector<float> dlogits(B * 10), loss(B);
+  std::size_t offset = 0;
+  for (auto _ : state) {
+    if (offset + B > data.count) offset = 0;
+    for (std::size_t r = 0; r < B; ++r) {
+      pixels[r] = data.image(rows[offset + r]);
+      labels[r] = data.labels[rows[offset + r]];
+    }
+    offset += B;
+    benchmark::DoNotOptimize(fast_forward_rows({pixels.data(), labels.data(), B, 784, model.W.data(), model.b.data(),
+                                                1.0f / 255, loss.data(), nullptr, dlogits.data()}));
+    fast_update_columns({pixels.data(), dlogits.data(), B, 784, 0, 784, 0.1f / static_cast<float>(B), 1.0f / 255,
+                         model.W.data()});
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * B));
+  state.counters["GFLOP/s"] = benchmark::Counter(static_cast<double>(state.iterations() * B * kFlopsPerRow) / 1e9,
+                                                 benchmark::Counter::kIsRate);
+  state.SetLabel(simd_target());
+}
+BENCHMARK(BM_FusedStep)->Arg(64)->Arg(256)->Arg(1024);
+
+void BM_ProbeFma(benchmark::State& state) {
+  double flops = 0;
+  for (auto _ : state) flops = probe_fma_flops_per_second(0.05);
+  state.counters["GFLOP/s"] = flops / 1e9;
+  state.SetLabel(simd_target());
+}
+BENCHMARK(BM_ProbeFma)->Iterations(3);
+
+// The two halves of the fused step on their own (batch 256, one thread).
+void BM_FusedHalves(benchmark::State& state) {
+  const Dataset& data = synthetic_train();
+  const std::size_t B = 256;
+  const bool forward = state.range(0) == 0;
+  const auto rows = shuffled_rows(data.count);
+  SoftmaxModel model = initial_model();
+  std::vector<const std::uint8_t*> pixels(B);
+  std::vector<std::uint8_t> labels(B);
+  std::vector<float> dlogits(B * 10, 0.01f), loss(B);
+  std::size_t offset = 0;
+  for (auto _ : state) {
+    if (offset + B > data.count) offset = 0;
+    for (std::size_t r = 0; r < B; ++r) {
+      pixels[r] = data.image(rows[offset + r]);
+      labels[r] = data.labels[rows[offset + r]];
+    }
+    offset += B;
+    if (forward) {
+      benchmark::DoNotOptimize(fast_forward_rows({pixels.data(), labels.data(), B, 784, model.W.data(),
+                                                  model.b.data(), 1.0f / 255, loss.data(), nullptr, dlogits.data()}));
+    } else {
+      fast_update_columns({pixels.data(), dlogits.data(), B, 784, 0, 784, 1e-9f, 1.0f / 255, model.W.data()});
+    }
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * B));
+  state.SetLabel(forward ? "forward" : "update");
+}
+BENCHMARK(BM_FusedHalves)->Arg(0)->Arg(1);
+
+// The same step with the naive twin: gather to floats, Eigen products, separate SGD update.
+void BM_NaiveStep(benchmark::State& state) {
+  const Dataset& data = synthetic_train();
+  const auto B = static_cast<std::size_t>(state.range(0));
+  const auto rows = shuffled_rows(data.count);
+  SoftmaxModel model = initial_model();
+  WeightMatrix dW(784, 10);
+  BiasVector db(10);
+  KernelWorkspace ws;
+  std::size_t offset = 0;
+  for (auto _ : state) {
+    if (offset + B > data.count) offset = 0;
+    dW.setZero();
+    db.setZero();
+    benchmark::DoNotOptimize(
+        accumulate_gradient(data, std::span(rows).subspan(offset, B), model, dW, db, ws));
+    sgd_step(model, dW, db, 0.1, B);
+    offset += B;
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * B));
+  state.counters["GFLOP/s"] = benchmark::Counter(static_cast<double>(state.iterations() * B * kFlopsPerRow) / 1e9,
+                                                 benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_NaiveStep)->Arg(64)->Arg(256)->Arg(1024);
+
+// The fused step forced onto each SIMD target this CPU has (AVX-512, AVX2, SSE4, ...).
+void BM_FusedStepPerTarget(benchmark::State& state) {
+  const auto targets = simd_targets_available();
+  const auto index = static_cast<std::size_t>(state.range(0));
+  if (index >= targets.size()) {
+    state.SkipWithError("target not available on this CPU");
+    return;
+  }
+  restrict_simd_targets(targets[index]);
+  const Dataset& data = synthetic_train();
+  const std::size_t B = 256;
+  const auto rows = shuffled_rows(data.count);
+  SoftmaxModel model = initial_model();
+  std::vector<const std::uint8_t*> pixels(B);
+  std::vector<std::uint8_t> labels(B);
+  std::vector<float> dlogits(B * 10), loss(B);
+  std::size_t offset = 0;
+  for (auto _ : state) {
+    if (offset + B > data.count) offset = 0;
+    for (std::size_t r = 0; r < B; ++r) {
+      pixels[r] = data.image(rows[offset + r]);
+      labels[r] = data.labels[rows[offset + r]];
+    }
+    offset += B;
+    benchmark::DoNotOptimize(fast_forward_rows({pixels.data(), labels.data(), B, 784, model.W.data(), model.b.data(),
+                                                1.0f / 255, loss.data(), nullptr, dlogits.data()}));
+    fast_update_columns({pixels.data(), dlogits.data(), B, 784, 0, 784, 0.1f / B, 1.0f / 255, model.W.data()});
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * B));
+  state.SetLabel(simd_target());
+  restrict_simd_targets("");
+}
+BENCHMARK(BM_FusedStepPerTarget)->DenseRange(0, 3);
+
+// A whole epoch of the seed's recipe (batch 256) through Trainer, per kernel and thread count.
+void BM_Epoch(benchmark::State& state) {
+  const Dataset& data = synthetic_train();
+  static const Dataset tiny_test = [] {
+    Dataset d = synthetic_train();
+    d.count = 256;
+    d.pixels.resize(256 * 784);
+    d.labels.resize(256);
+    return d;
+  }();
+  TrainConfig config;
+  config.threads = static_cast<int>(state.range(0));
+  config.kernel = state.range(1) ? KernelChoice::kFast : KernelChoice::kNaive;
+  Trainer trainer(config, data, tiny_test);
+  for (auto _ : state) benchmark::DoNotOptimize(trainer.run_epoch());
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * data.count));
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      static_cast<double>(state.iterations() * data.count * kFlopsPerRow) / 1e9, benchmark::Counter::kIsRate);
+  state.SetLabel(state.range(1) ? "fast" : "naive");
+}
+BENCHMARK(BM_Epoch)->ArgsProduct({{1, 2}, {0, 1}})->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace softreg
+
+BENCHMARK_MAIN();

@@ -1,0 +1,242 @@
+// The fast path of training and evaluation: SIMD over the 784 inputs with Google Highway, compiled
+// for several instruction sets (SSE4, AVX2, AVX-512, ...) and dispatched at run time to the best the
+// CPU has. Pixels stay bytes until they are used (converted in registers), 1/255 is applied to the
+// sums instead of to every pixel, and the SGD update is fused into the backward pass:
+//   forward_rows:    per row, logits o = (x . W_k) / 255 + b_k, stable softmax, loss, argmax,
+//                    dlogits = softmax(o) - onehot(y)
+//   update_columns:  for d in a range of inputs, W_k[d] -= step / 255 * sum_rows dlogits[r][k] * x_r[d]
+// The naive twins are loss_and_grad (loss.hpp) and accumulate_gradient + sgd_step; tests compare them.
+//
+// N = rows, D = inputs, K = classes (10 here: the register blocking keeps K accumulators live).
+// W is (K,D) row-major: class k's D weights are contiguous (our column-major (D,K) WeightMatrix).
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/fused_softmax.cpp"
+// clang-format off
+#include <hwy/foreach_target.h>  // must come before highway.h: it re-includes this file per target
+#include <hwy/highway.h>
+// clang-format on
+#include <hwy/cache_control.h>
+#include <hwy/contrib/math/math-inl.h>
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "softreg/error.hpp"
+#include "softreg/kernels.hpp"
+
+HWY_BEFORE_NAMESPACE();
+namespace softreg {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// How many rows ahead the forward pass prefetches: the shuffled rows come from anywhere in the 47 MB
+// training set, so each must be on its way from memory well before it is needed.
+constexpr std::size_t kPrefetchRowsAhead = 4;
+
+// Targets with 32 vector registers can keep two blocks of K accumulators live; AVX2 and SSE have 16.
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+constexpr int kBlock = 2;
+#else
+constexpr int kBlock = 1;
+#endif
+
+// Compilers fold a load into each multiply-add that uses it, which loads W once per row instead of once
+// per block of rows and saturates the load ports; an empty asm pins the loaded vector in a register.
+template <class V>
+HWY_INLINE void KeepInRegister(V& v) {
+#if HWY_ARCH_X86 && HWY_TARGET != HWY_SCALAR && HWY_TARGET != HWY_EMU128 && (defined(__GNUC__) || defined(__clang__))
+  asm("" : "+x"(v.raw));
+#else
+  (void)v;
+#endif
+}
+
+template <class D>
+HWY_INLINE auto LoadPixels(D df, const std::uint8_t* p) {
+  const hn::Rebind<std::int32_t, D> di;
+  const hn::Rebind<std::uint8_t, D> du8;
+  return hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(du8, p)));
+}
+
+// logits[r][k] = (x_r . W_k) * pixel_scale + b_k for `rows` rows starting at `first`. Computing all the
+// dot products first keeps the multiply-adds streaming; the softmax follows in a separate pass.
+template <int K, int R>
+void DotRows(const FastForwardArgs& a, std::size_t first, float* logits) {
+  const hn::ScalableTag<float> df;
+  using V = decltype(hn::Zero(df));
+  const std::size_t lanes = hn::Lanes(df);
+  const std::size_t D = a.inputs;
+  const std::size_t vector_end = D - D % lanes;
+  const std::uint8_t* x[R];
+  for (int r = 0; r < R; ++r) x[r] = a.row_pixels[first + static_cast<std::size_t>(r)];
+  V acc[R][K];
+  for (int r = 0; r < R; ++r)
+    for (int k = 0; k < K; ++k) acc[r][k] = hn::Zero(df);
+  for (std::size_t d = 0; d < vector_end; d += lanes) {
+    V xv[R];
+    for (int r = 0; r < R; ++r) xv[r] = LoadPixels(df, x[r] + d);
+    for (int k = 0; k < K; ++k) {
+      V w = hn::LoadU(df, a.W + k * D + d);  // loaded once for R rows
+      KeepInRegister(w);
+      for (int r = 0; r < R; ++r) acc[r][k] = hn::MulAdd(xv[r], w, acc[r][k]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int k = 0; k < K; ++k) {
+      float sum = hn::GetLane(hn::SumOfLanes(df, acc[r][k]));
+      for (std::size_t d = vector_end; d < D; ++d) sum += static_cast<float>(x[r][d]) * a.W[k * D + d];
+      logits[static_cast<std::size_t>(r) * K + k] = sum * a.pixel_scale + a.b[k];
+    }
+  }
+}
+
+template <int K>
+std::int64_t ForwardRowsK(const FastForwardArgs& a) {
+  // Without dlogits the logits go to a scratch buffer (evaluation).
+  thread_local std::vector<float> scratch;
+  thread_local std::vector<float> label_logit;
+  float* logits = a.dlogits;
+  if (!logits) {
+    scratch.resize(a.count * K);
+    logits = scratch.data();
+  }
+  label_logit.resize(a.count);
+
+  std::size_t i = 0;
+  for (; i + kBlock <= a.count; i += kBlock) {
+    for (int r = 0; r < kBlock; ++r) {
+      if (i + r + kPrefetchRowsAhead * kBlock < a.count) {
+        const std::uint8_t* ahead = a.row_pixels[i + r + kPrefetchRowsAhead * kBlock];
+        for (std::size_t offset = 0; offset < a.inputs; offset += 64) hwy::Prefetch(ahead + offset);
+      }
+    }
+    DotRows<K, kBlock>(a, i, logits + i * K);
+  }
+  for (; i < a.count; ++i) DotRows<K, 1>(a, i, logits + i * K);
+
+  // Stable softmax: subtract each row's max so every exp is <= 1; remember the label's shifted logit.
+  std::int64_t correct = 0;
+  for (std::size_t row = 0; row < a.count; ++row) {
+    float* o = logits + row * K;
+    int best = 0;
+    for (int k = 1; k < K; ++k) {
+      if (o[k] > o[best]) best = k;
+    }
+    const float row_max = o[best];
+    for (int k = 0; k < K; ++k) o[k] -= row_max;
+    label_logit[row] = o[a.labels[row]];
+    correct += best == a.labels[row];
+    if (a.predictions) a.predictions[row] = static_cast<std::uint8_t>(best);
+  }
+  // exp over all rows at once: a flat array, whole vectors.
+  const hn::ScalableTag<float> df;
+  const std::size_t lanes = hn::Lanes(df);
+  const std::size_t total = a.count * K;
+  std::size_t j = 0;
+  for (; j + lanes <= total; j += lanes) hn::StoreU(hn::Exp(df, hn::LoadU(df, logits + j)), df, logits + j);
+  for (; j < total; ++j) logits[j] = std::exp(logits[j]);
+
+  for (std::size_t row = 0; row < a.count; ++row) {
+    float* e = logits + row * K;
+    float sum = 0;
+    for (int k = 0; k < K; ++k) sum += e[k];
+    a.row_loss[row] = std::log(sum) - label_logit[row];  // log sum exp(o - max) - (o_y - max)
+    if (a.dlogits) {
+      const float inv_sum = 1.0f / sum;
+      for (int k = 0; k < K; ++k) e[k] *= inv_sum;
+      e[a.labels[row]] -= 1.0f;
+    }
+  }
+  return correct;
+}
+
+// W[k][d..d+lanes*B) -= step * sum_r g[r][k] * x_r[d..]: K*B accumulators stay in registers while every
+// row of the batch streams past them; each broadcast of g[r][k] serves B vectors.
+template <int K, int B>
+void UpdateBlock(const FastUpdateArgs& a, std::size_t d, float step) {
+  const hn::ScalableTag<float> df;
+  using V = decltype(hn::Zero(df));
+  const std::size_t lanes = hn::Lanes(df);
+  const std::size_t D = a.inputs;
+  V acc[B][K];
+  for (int b = 0; b < B; ++b)
+    for (int k = 0; k < K; ++k) acc[b][k] = hn::Zero(df);
+  for (std::size_t r = 0; r < a.count; ++r) {
+    V xv[B];
+    for (int b = 0; b < B; ++b) xv[b] = LoadPixels(df, a.row_pixels[r] + d + static_cast<std::size_t>(b) * lanes);
+    const float* g = a.dlogits + r * K;
+    for (int k = 0; k < K; ++k) {
+      const V gk = hn::Set(df, g[k]);
+      for (int b = 0; b < B; ++b) acc[b][k] = hn::MulAdd(gk, xv[b], acc[b][k]);
+    }
+  }
+  const V neg_step = hn::Set(df, -step);
+  for (int b = 0; b < B; ++b) {
+    for (int k = 0; k < K; ++k) {
+      float* w = a.W + k * D + d + static_cast<std::size_t>(b) * lanes;
+      hn::StoreU(hn::MulAdd(neg_step, acc[b][k], hn::LoadU(df, w)), df, w);
+    }
+  }
+}
+
+template <int K>
+void UpdateColumnsK(const FastUpdateArgs& a) {
+  const hn::ScalableTag<float> df;
+  const std::size_t lanes = hn::Lanes(df);
+  const float step = a.step * a.pixel_scale;
+  std::size_t d = a.d_begin;
+  for (; d + kBlock * lanes <= a.d_end; d += kBlock * lanes) UpdateBlock<K, kBlock>(a, d, step);
+  for (; d + lanes <= a.d_end; d += lanes) UpdateBlock<K, 1>(a, d, step);
+  for (; d < a.d_end; ++d) {  // inputs left over when D is not a multiple of the vector width
+    for (int k = 0; k < K; ++k) {
+      float sum = 0;
+      for (std::size_t r = 0; r < a.count; ++r) sum += a.dlogits[r * K + k] * static_cast<float>(a.row_pixels[r][d]);
+      a.W[k * a.inputs + d] -= step * sum;
+    }
+  }
+}
+
+std::int64_t ForwardRows(const FastForwardArgs& args) { return ForwardRowsK<kFastClasses>(args); }
+void UpdateColumns(const FastUpdateArgs& args) { UpdateColumnsK<kFastClasses>(args); }
+std::int64_t CompiledTarget() { return HWY_TARGET; }
+
+}  // namespace HWY_NAMESPACE
+}  // namespace softreg
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace softreg {
+
+HWY_EXPORT(ForwardRows);
+HWY_EXPORT(UpdateColumns);
+HWY_EXPORT(CompiledTarget);
+
+std::int64_t fast_forward_rows(const FastForwardArgs& args) { return HWY_DYNAMIC_DISPATCH(ForwardRows)(args); }
+void fast_update_columns(const FastUpdateArgs& args) { HWY_DYNAMIC_DISPATCH(UpdateColumns)(args); }
+
+std::string simd_target() { return hwy::TargetName(HWY_DYNAMIC_DISPATCH(CompiledTarget)()); }
+
+std::vector<std::string> simd_targets_available() {
+  std::vector<std::string> names;
+  for (std::int64_t target : hwy::SupportedAndGeneratedTargets()) names.emplace_back(hwy::TargetName(target));
+  return names;
+}
+
+void restrict_simd_targets(const std::string& name) {
+  if (name.empty()) {
+    hwy::SetSupportedTargetsForTest(0);
+    return;
+  }
+  for (std::int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    if (name == hwy::TargetName(target)) {
+      hwy::SetSupportedTargetsForTest(target);
+      return;
+    }
+  }
+  throw Error("SIMD target '" + name + "' is not available on this CPU");
+}
+
+}  // namespace softreg
+#endif  // HWY_ONCE
