@@ -24,8 +24,10 @@ const Dataset& synthetic_train() {
     d.pixels.resize(d.count * 784);
     d.labels.resize(d.count);
     std::uint32_t state = 12345;
-    for (auto& p : d.pixels) p = static_cast<std::uint8_t>((state = state * 1664525u + 1013904223u) >> 24);
-    for (std::size_t i = 0; i < d.count; ++i) d.labels[i] = static_cast<std::uint8_t>(i % 10);
+    for (auto& p : d.pixels)
+      p = static_cast<std::uint8_t>((state = state * 1664525u + 1013904223u) >> 24);
+    for (std::size_t i = 0; i < d.count; ++i)
+      d.labels[i] = static_cast<std::uint8_t>(i % 10);
     return d;
   }();
   return data;
@@ -61,21 +63,23 @@ void BM_FusedStep(benchmark::State& state) {
       labels[r] = data.labels[rows[offset + r]];
     }
     offset += B;
-    benchmark::DoNotOptimize(fast_forward_rows({pixels.data(), labels.data(), B, 784, model.W.data(), model.b.data(),
-                                                1.0f / 255, loss.data(), nullptr, dlogits.data()}));
-    fast_update_columns({pixels.data(), dlogits.data(), B, 784, 0, 784, 0.1f / static_cast<float>(B), 1.0f / 255,
-                         model.W.data()});
+    benchmark::DoNotOptimize(
+        fast_forward_rows({pixels.data(), labels.data(), B, 784, model.W.data(), model.b.data(), 1.0f / 255,
+                           loss.data(), nullptr, dlogits.data()}));
+    fast_update_columns({pixels.data(), dlogits.data(), B, 784, 0, 784, 0.1f / static_cast<float>(B),
+                         1.0f / 255, model.W.data()});
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * B));
-  state.counters["GFLOP/s"] = benchmark::Counter(static_cast<double>(state.iterations() * B * kFlopsPerRow) / 1e9,
-                                                 benchmark::Counter::kIsRate);
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      static_cast<double>(state.iterations() * B * kFlopsPerRow) / 1e9, benchmark::Counter::kIsRate);
   state.SetLabel(simd_target());
 }
 BENCHMARK(BM_FusedStep)->Arg(64)->Arg(256)->Arg(1024);
 
 void BM_ProbeFma(benchmark::State& state) {
   double flops = 0;
-  for (auto _ : state) flops = probe_fma_flops_per_second(0.05);
+  for (auto _ : state)
+    flops = probe_fma_flops_per_second(0.05);
   state.counters["GFLOP/s"] = flops / 1e9;
   state.SetLabel(simd_target());
 }
@@ -100,8 +104,9 @@ void BM_FusedHalves(benchmark::State& state) {
     }
     offset += B;
     if (forward) {
-      benchmark::DoNotOptimize(fast_forward_rows({pixels.data(), labels.data(), B, 784, model.W.data(),
-                                                  model.b.data(), 1.0f / 255, loss.data(), nullptr, dlogits.data()}));
+      benchmark::DoNotOptimize(
+          fast_forward_rows({pixels.data(), labels.data(), B, 784, model.W.data(), model.b.data(), 1.0f / 255,
+                             loss.data(), nullptr, dlogits.data()}));
     } else {
       fast_update_columns({pixels.data(), dlogits.data(), B, 784, 0, 784, 1e-9f, 1.0f / 255, model.W.data()});
     }
@@ -131,8 +136,8 @@ void BM_NaiveStep(benchmark::State& state) {
     offset += B;
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * B));
-  state.counters["GFLOP/s"] = benchmark::Counter(static_cast<double>(state.iterations() * B * kFlopsPerRow) / 1e9,
-                                                 benchmark::Counter::kIsRate);
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      static_cast<double>(state.iterations() * B * kFlopsPerRow) / 1e9, benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_NaiveStep)->Arg(64)->Arg(256)->Arg(1024);
 
@@ -160,9 +165,11 @@ void BM_FusedStepPerTarget(benchmark::State& state) {
       labels[r] = data.labels[rows[offset + r]];
     }
     offset += B;
-    benchmark::DoNotOptimize(fast_forward_rows({pixels.data(), labels.data(), B, 784, model.W.data(), model.b.data(),
-                                                1.0f / 255, loss.data(), nullptr, dlogits.data()}));
-    fast_update_columns({pixels.data(), dlogits.data(), B, 784, 0, 784, 0.1f / B, 1.0f / 255, model.W.data()});
+    benchmark::DoNotOptimize(
+        fast_forward_rows({pixels.data(), labels.data(), B, 784, model.W.data(), model.b.data(), 1.0f / 255,
+                           loss.data(), nullptr, dlogits.data()}));
+    fast_update_columns(
+        {pixels.data(), dlogits.data(), B, 784, 0, 784, 0.1f / B, 1.0f / 255, model.W.data()});
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * B));
   state.SetLabel(simd_target());
@@ -184,7 +191,8 @@ void BM_Epoch(benchmark::State& state) {
   config.threads = static_cast<int>(state.range(0));
   config.kernel = state.range(1) ? KernelChoice::kFast : KernelChoice::kNaive;
   Trainer trainer(config, data, tiny_test);
-  for (auto _ : state) benchmark::DoNotOptimize(trainer.run_epoch());
+  for (auto _ : state)
+    benchmark::DoNotOptimize(trainer.run_epoch());
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * data.count));
   state.counters["GFLOP/s"] = benchmark::Counter(
       static_cast<double>(state.iterations() * data.count * kFlopsPerRow) / 1e9, benchmark::Counter::kIsRate);

@@ -26,12 +26,14 @@ Evaluation evaluate(const SoftmaxModel& model, const Dataset& data, ThreadPool& 
     auto& workspace = workspaces[block % workspaces.size()];  // task i runs on thread i % threads
     if (fast) {
       std::vector<const std::uint8_t*> pixels(end - begin);
-      for (std::size_t i = begin; i < end; ++i) pixels[i - begin] = data.image(i);
+      for (std::size_t i = begin; i < end; ++i)
+        pixels[i - begin] = data.image(i);
       std::vector<float> loss(end - begin);
-      block_sums[block].correct = fast_forward_rows({pixels.data(), data.labels.data() + begin, end - begin,
-                                                     data.features(), model.W.data(), model.b.data(), 1.0f / 255.0f,
-                                                     loss.data(), result.predictions.data() + begin, nullptr});
-      for (float l : loss) block_sums[block].loss += l;
+      block_sums[block].correct = fast_forward_rows(
+          {pixels.data(), data.labels.data() + begin, end - begin, data.features(), model.W.data(),
+           model.b.data(), 1.0f / 255.0f, loss.data(), result.predictions.data() + begin, nullptr});
+      for (float l : loss)
+        block_sums[block].loss += l;
     } else {
       block_sums[block] = evaluate_rows(data, begin, end, model,
                                         std::span(result.predictions).subspan(begin, end - begin), workspace);

@@ -80,7 +80,8 @@ void SpinBarrier::arrive_and_wait() {
   for (int spins = 0; generation_.load(std::memory_order_acquire) == generation; ++spins) {
     if (spins > 2000) std::this_thread::yield();
 #if defined(__x86_64__) || defined(__i386__)
-    else __builtin_ia32_pause();
+    else
+      __builtin_ia32_pause();
 #endif
   }
 }

@@ -4,8 +4,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <exception>
 #include <chrono>
+#include <exception>
 #include <numeric>
 
 #include "softreg/error.hpp"
@@ -79,7 +79,8 @@ bool Trainer::uses_fast_path() const {
 }
 
 bool Trainer::train_epoch_naive(const BatchCallback& on_batch, const StopRequest& should_stop) {
-  for (std::size_t begin = batches_done_ * config_.batch_size; begin < order_.size(); begin += config_.batch_size) {
+  for (std::size_t begin = batches_done_ * config_.batch_size; begin < order_.size();
+       begin += config_.batch_size) {
     const std::size_t end = std::min(order_.size(), begin + config_.batch_size);
     partial_sums_ += train_batch(std::span<const std::uint32_t>(order_).subspan(begin, end - begin));
     ++batches_done_;
@@ -122,13 +123,15 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
         batch_labels_[r] = train_.labels[order_[begin + r]];
       }
       if (r0 < r1) {
-        thread_correct[t] += fast_forward_rows({batch_pixels_.data() + r0, batch_labels_.data() + r0, r1 - r0, D,
-                                                model_.W.data(), model_.b.data(), kPixelScale, batch_loss_.data() + r0,
-                                                nullptr, batch_dlogits_.data() + r0 * K});
+        thread_correct[t] += fast_forward_rows(
+            {batch_pixels_.data() + r0, batch_labels_.data() + r0, r1 - r0, D, model_.W.data(),
+             model_.b.data(), kPixelScale, batch_loss_.data() + r0, nullptr, batch_dlogits_.data() + r0 * K});
       }
       barrier.arrive_and_wait();
 
-      const std::size_t d0 = std::min(D, t * d_chunk), d1 = std::min(D, d0 + d_chunk);
+      // Thread 0 also does the bookkeeping, so it takes the last (shortest) range of inputs.
+      const std::size_t chunk = threads - 1 - t;
+      const std::size_t d0 = std::min(D, chunk * d_chunk), d1 = std::min(D, d0 + d_chunk);
       const float step = static_cast<float>(config_.lr / static_cast<double>(count));
       if (d0 < d1) {
         fast_update_columns({batch_pixels_.data(), batch_dlogits_.data(), count, D, d0, d1, step, kPixelScale,
@@ -138,10 +141,12 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
         try {
           for (int k = 0; k < K; ++k) {
             float db = 0;
-            for (std::size_t r = 0; r < count; ++r) db += batch_dlogits_[r * K + static_cast<std::size_t>(k)];
+            for (std::size_t r = 0; r < count; ++r)
+              db += batch_dlogits_[r * K + static_cast<std::size_t>(k)];
             model_.b(k) -= step * db;
           }
-          for (std::size_t r = 0; r < count; ++r) partial_sums_.loss += batch_loss_[r];
+          for (std::size_t r = 0; r < count; ++r)
+            partial_sums_.loss += batch_loss_[r];
           ++batches_done_;
           if (on_batch) on_batch(begin + count, n);
           if (begin + count < n && should_stop && should_stop()) stop = true;
@@ -154,12 +159,14 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
       if (stop) return;
     }
   });
-  for (std::int64_t c : thread_correct) partial_sums_.correct += c;
+  for (std::int64_t c : thread_correct)
+    partial_sums_.correct += c;
   if (error) std::rethrow_exception(error);
   return !stop;
 }
 
-std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch, const StopRequest& should_stop) {
+std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
+                                               const StopRequest& should_stop) {
   const auto start = std::chrono::steady_clock::now();
   // A fresh permutation each epoch (like torch.randperm), drawn from the state saved at the epoch's
   // start: an epoch continued after a stop or a restore sees the same order.

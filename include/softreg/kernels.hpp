@@ -66,10 +66,10 @@ struct FastForwardArgs {
   std::size_t inputs;  // D
   const float* W;
   const float* b;
-  float pixel_scale;         // 1/255: applied to the dot products, not to every pixel
-  float* row_loss;           // out: count losses
+  float pixel_scale;          // 1/255: applied to the dot products, not to every pixel
+  float* row_loss;            // out: count losses
   std::uint8_t* predictions;  // out, optional: count argmax classes
-  float* dlogits;            // out, optional: (count,K) softmax - onehot
+  float* dlogits;             // out, optional: (count,K) softmax - onehot
 };
 /// Forward pass for kFastClasses classes; returns the number of rows whose argmax is the label.
 std::int64_t fast_forward_rows(const FastForwardArgs& args);
@@ -79,7 +79,7 @@ struct FastUpdateArgs {
   const std::uint8_t* const* row_pixels;  // the batch's rows
   const float* dlogits;                   // (count,K) from fast_forward_rows
   std::size_t count;
-  std::size_t inputs;  // D
+  std::size_t inputs;   // D
   std::size_t d_begin;  // the inputs this call updates: [d_begin, d_end)
   std::size_t d_end;
   float step;         // lr / batch size

@@ -46,7 +46,8 @@ constexpr int kBlock = 1;
 // per block of rows and saturates the load ports; an empty asm pins the loaded vector in a register.
 template <class V>
 HWY_INLINE void KeepInRegister(V& v) {
-#if HWY_ARCH_X86 && HWY_TARGET != HWY_SCALAR && HWY_TARGET != HWY_EMU128 && (defined(__GNUC__) || defined(__clang__))
+#if HWY_ARCH_X86 && HWY_TARGET != HWY_SCALAR && HWY_TARGET != HWY_EMU128 && \
+    (defined(__GNUC__) || defined(__clang__))
   asm("" : "+x"(v.raw));
 #else
   (void)v;
@@ -70,23 +71,28 @@ void DotRows(const FastForwardArgs& a, std::size_t first, float* logits) {
   const std::size_t D = a.inputs;
   const std::size_t vector_end = D - D % lanes;
   const std::uint8_t* x[R];
-  for (int r = 0; r < R; ++r) x[r] = a.row_pixels[first + static_cast<std::size_t>(r)];
+  for (int r = 0; r < R; ++r)
+    x[r] = a.row_pixels[first + static_cast<std::size_t>(r)];
   V acc[R][K];
   for (int r = 0; r < R; ++r)
-    for (int k = 0; k < K; ++k) acc[r][k] = hn::Zero(df);
+    for (int k = 0; k < K; ++k)
+      acc[r][k] = hn::Zero(df);
   for (std::size_t d = 0; d < vector_end; d += lanes) {
     V xv[R];
-    for (int r = 0; r < R; ++r) xv[r] = LoadPixels(df, x[r] + d);
+    for (int r = 0; r < R; ++r)
+      xv[r] = LoadPixels(df, x[r] + d);
     for (int k = 0; k < K; ++k) {
       V w = hn::LoadU(df, a.W + k * D + d);  // loaded once for R rows
       KeepInRegister(w);
-      for (int r = 0; r < R; ++r) acc[r][k] = hn::MulAdd(xv[r], w, acc[r][k]);
+      for (int r = 0; r < R; ++r)
+        acc[r][k] = hn::MulAdd(xv[r], w, acc[r][k]);
     }
   }
   for (int r = 0; r < R; ++r) {
     for (int k = 0; k < K; ++k) {
       float sum = hn::GetLane(hn::SumOfLanes(df, acc[r][k]));
-      for (std::size_t d = vector_end; d < D; ++d) sum += static_cast<float>(x[r][d]) * a.W[k * D + d];
+      for (std::size_t d = vector_end; d < D; ++d)
+        sum += static_cast<float>(x[r][d]) * a.W[k * D + d];
       logits[static_cast<std::size_t>(r) * K + k] = sum * a.pixel_scale + a.b[k];
     }
   }
@@ -104,17 +110,27 @@ std::int64_t ForwardRowsK(const FastForwardArgs& a) {
   }
   label_logit.resize(a.count);
 
+  // Ask for every row at once (into L2): the shuffled rows are scattered over the whole training set,
+  // and a light loop of prefetches keeps many memory requests in flight, where the arithmetic below
+  // would reach each row only after the previous one is done.
+  for (std::size_t row = 0; row < a.count; ++row) {
+    for (std::size_t offset = 0; offset < a.inputs; offset += 64)
+      __builtin_prefetch(a.row_pixels[row] + offset, 0, 2);
+  }
+
   std::size_t i = 0;
   for (; i + kBlock <= a.count; i += kBlock) {
     for (int r = 0; r < kBlock; ++r) {
       if (i + r + kPrefetchRowsAhead * kBlock < a.count) {
         const std::uint8_t* ahead = a.row_pixels[i + r + kPrefetchRowsAhead * kBlock];
-        for (std::size_t offset = 0; offset < a.inputs; offset += 64) hwy::Prefetch(ahead + offset);
+        for (std::size_t offset = 0; offset < a.inputs; offset += 64)
+          hwy::Prefetch(ahead + offset);
       }
     }
     DotRows<K, kBlock>(a, i, logits + i * K);
   }
-  for (; i < a.count; ++i) DotRows<K, 1>(a, i, logits + i * K);
+  for (; i < a.count; ++i)
+    DotRows<K, 1>(a, i, logits + i * K);
 
   // Stable softmax: subtract each row's max so every exp is <= 1; remember the label's shifted logit.
   std::int64_t correct = 0;
@@ -125,7 +141,8 @@ std::int64_t ForwardRowsK(const FastForwardArgs& a) {
       if (o[k] > o[best]) best = k;
     }
     const float row_max = o[best];
-    for (int k = 0; k < K; ++k) o[k] -= row_max;
+    for (int k = 0; k < K; ++k)
+      o[k] -= row_max;
     label_logit[row] = o[a.labels[row]];
     correct += best == a.labels[row];
     if (a.predictions) a.predictions[row] = static_cast<std::uint8_t>(best);
@@ -135,17 +152,29 @@ std::int64_t ForwardRowsK(const FastForwardArgs& a) {
   const std::size_t lanes = hn::Lanes(df);
   const std::size_t total = a.count * K;
   std::size_t j = 0;
-  for (; j + lanes <= total; j += lanes) hn::StoreU(hn::Exp(df, hn::LoadU(df, logits + j)), df, logits + j);
-  for (; j < total; ++j) logits[j] = std::exp(logits[j]);
+  for (; j + lanes <= total; j += lanes)
+    hn::StoreU(hn::Exp(df, hn::LoadU(df, logits + j)), df, logits + j);
+  if (j < total) {
+    // The remainder goes through the same vector exp (padded), so a value's exp never depends on where
+    // its row falls in the batch: results stay independent of how rows are split between threads.
+    HWY_ALIGN float tail[hn::MaxLanes(df)] = {};
+    for (std::size_t t = j; t < total; ++t)
+      tail[t - j] = logits[t];
+    hn::Store(hn::Exp(df, hn::Load(df, tail)), df, tail);
+    for (std::size_t t = j; t < total; ++t)
+      logits[t] = tail[t - j];
+  }
 
   for (std::size_t row = 0; row < a.count; ++row) {
     float* e = logits + row * K;
     float sum = 0;
-    for (int k = 0; k < K; ++k) sum += e[k];
+    for (int k = 0; k < K; ++k)
+      sum += e[k];
     a.row_loss[row] = std::log(sum) - label_logit[row];  // log sum exp(o - max) - (o_y - max)
     if (a.dlogits) {
       const float inv_sum = 1.0f / sum;
-      for (int k = 0; k < K; ++k) e[k] *= inv_sum;
+      for (int k = 0; k < K; ++k)
+        e[k] *= inv_sum;
       e[a.labels[row]] -= 1.0f;
     }
   }
@@ -162,14 +191,17 @@ void UpdateBlock(const FastUpdateArgs& a, std::size_t d, float step) {
   const std::size_t D = a.inputs;
   V acc[B][K];
   for (int b = 0; b < B; ++b)
-    for (int k = 0; k < K; ++k) acc[b][k] = hn::Zero(df);
+    for (int k = 0; k < K; ++k)
+      acc[b][k] = hn::Zero(df);
   for (std::size_t r = 0; r < a.count; ++r) {
     V xv[B];
-    for (int b = 0; b < B; ++b) xv[b] = LoadPixels(df, a.row_pixels[r] + d + static_cast<std::size_t>(b) * lanes);
+    for (int b = 0; b < B; ++b)
+      xv[b] = LoadPixels(df, a.row_pixels[r] + d + static_cast<std::size_t>(b) * lanes);
     const float* g = a.dlogits + r * K;
     for (int k = 0; k < K; ++k) {
       const V gk = hn::Set(df, g[k]);
-      for (int b = 0; b < B; ++b) acc[b][k] = hn::MulAdd(gk, xv[b], acc[b][k]);
+      for (int b = 0; b < B; ++b)
+        acc[b][k] = hn::MulAdd(gk, xv[b], acc[b][k]);
     }
   }
   const V neg_step = hn::Set(df, -step);
@@ -186,21 +218,36 @@ void UpdateColumnsK(const FastUpdateArgs& a) {
   const hn::ScalableTag<float> df;
   const std::size_t lanes = hn::Lanes(df);
   const float step = a.step * a.pixel_scale;
+  // With several threads, half of the batch's rows were read by another core: ask for this range of
+  // them up front, as the forward pass does.
+  for (std::size_t r = 0; r < a.count; ++r) {
+    for (std::size_t offset = a.d_begin; offset < a.d_end; offset += 64)
+      __builtin_prefetch(a.row_pixels[r] + offset, 0, 2);
+  }
   std::size_t d = a.d_begin;
-  for (; d + kBlock * lanes <= a.d_end; d += kBlock * lanes) UpdateBlock<K, kBlock>(a, d, step);
-  for (; d + lanes <= a.d_end; d += lanes) UpdateBlock<K, 1>(a, d, step);
+  for (; d + kBlock * lanes <= a.d_end; d += kBlock * lanes)
+    UpdateBlock<K, kBlock>(a, d, step);
+  for (; d + lanes <= a.d_end; d += lanes)
+    UpdateBlock<K, 1>(a, d, step);
   for (; d < a.d_end; ++d) {  // inputs left over when D is not a multiple of the vector width
     for (int k = 0; k < K; ++k) {
       float sum = 0;
-      for (std::size_t r = 0; r < a.count; ++r) sum += a.dlogits[r * K + k] * static_cast<float>(a.row_pixels[r][d]);
+      for (std::size_t r = 0; r < a.count; ++r)
+        sum += a.dlogits[r * K + k] * static_cast<float>(a.row_pixels[r][d]);
       a.W[k * a.inputs + d] -= step * sum;
     }
   }
 }
 
-std::int64_t ForwardRows(const FastForwardArgs& args) { return ForwardRowsK<kFastClasses>(args); }
-void UpdateColumns(const FastUpdateArgs& args) { UpdateColumnsK<kFastClasses>(args); }
-std::int64_t CompiledTarget() { return HWY_TARGET; }
+std::int64_t ForwardRows(const FastForwardArgs& args) {
+  return ForwardRowsK<kFastClasses>(args);
+}
+void UpdateColumns(const FastUpdateArgs& args) {
+  UpdateColumnsK<kFastClasses>(args);
+}
+std::int64_t CompiledTarget() {
+  return HWY_TARGET;
+}
 
 }  // namespace HWY_NAMESPACE
 }  // namespace softreg
@@ -213,22 +260,27 @@ HWY_EXPORT(ForwardRows);
 HWY_EXPORT(UpdateColumns);
 HWY_EXPORT(CompiledTarget);
 
-std::int64_t fast_forward_rows(const FastForwardArgs& args) { return HWY_DYNAMIC_DISPATCH(ForwardRows)(args); }
-void fast_update_columns(const FastUpdateArgs& args) { HWY_DYNAMIC_DISPATCH(UpdateColumns)(args); }
+std::int64_t fast_forward_rows(const FastForwardArgs& args) {
+  return HWY_DYNAMIC_DISPATCH(ForwardRows)(args);
+}
+void fast_update_columns(const FastUpdateArgs& args) {
+  HWY_DYNAMIC_DISPATCH(UpdateColumns)(args);
+}
 
-std::string simd_target() { return hwy::TargetName(HWY_DYNAMIC_DISPATCH(CompiledTarget)()); }
+std::string simd_target() {
+  return hwy::TargetName(HWY_DYNAMIC_DISPATCH(CompiledTarget)());
+}
 
 std::vector<std::string> simd_targets_available() {
   std::vector<std::string> names;
-  for (std::int64_t target : hwy::SupportedAndGeneratedTargets()) names.emplace_back(hwy::TargetName(target));
+  for (std::int64_t target : hwy::SupportedAndGeneratedTargets())
+    names.emplace_back(hwy::TargetName(target));
   return names;
 }
 
 void restrict_simd_targets(const std::string& name) {
-  if (name.empty()) {
-    hwy::SetSupportedTargetsForTest(0);
-    return;
-  }
+  hwy::SetSupportedTargetsForTest(0);  // back to what the CPU supports, then narrow it down
+  if (name.empty()) return;
   for (std::int64_t target : hwy::SupportedAndGeneratedTargets()) {
     if (name == hwy::TargetName(target)) {
       hwy::SetSupportedTargetsForTest(target);

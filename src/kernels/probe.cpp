@@ -25,13 +25,16 @@ double FmaLoop(std::int64_t iterations, float* sink) {
   using V = decltype(hn::Zero(df));
   constexpr int kChains = 12;
   V acc[kChains];
-  for (int c = 0; c < kChains; ++c) acc[c] = hn::Set(df, 0.001f * static_cast<float>(c));
+  for (int c = 0; c < kChains; ++c)
+    acc[c] = hn::Set(df, 0.001f * static_cast<float>(c));
   const V a = hn::Set(df, 0.999999f), b = hn::Set(df, 1e-7f);
   for (std::int64_t i = 0; i < iterations; ++i) {
-    for (int c = 0; c < kChains; ++c) acc[c] = hn::MulAdd(acc[c], a, b);
+    for (int c = 0; c < kChains; ++c)
+      acc[c] = hn::MulAdd(acc[c], a, b);
   }
   V total = acc[0];
-  for (int c = 1; c < kChains; ++c) total = hn::Add(total, acc[c]);
+  for (int c = 1; c < kChains; ++c)
+    total = hn::Add(total, acc[c]);
   *sink = hn::GetLane(hn::SumOfLanes(df, total));  // keeps the loop from being optimised away
   return 2.0 * kChains * static_cast<double>(hn::Lanes(df)) * static_cast<double>(iterations);
 }
@@ -49,7 +52,8 @@ float SumBuffer(const float* data, std::size_t count) {
     s3 = hn::Add(s3, hn::LoadU(df, data + i + 3 * lanes));
   }
   float sum = hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))));
-  for (; i < count; ++i) sum += data[i];
+  for (; i < count; ++i)
+    sum += data[i];
   return sum;
 }
 

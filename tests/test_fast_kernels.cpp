@@ -1,0 +1,184 @@
+// The fused SIMD kernels against their naive twins (loss_and_grad in double precision, the Eigen
+// training path), on every instruction set this CPU has, and the fast trainer's determinism.
+#include <gtest/gtest.h>
+
+#include <numeric>
+
+#include "softreg/error.hpp"
+#include "softreg/kernels.hpp"
+#include "softreg/loss.hpp"
+#include "softreg/metrics.hpp"
+#include "softreg/train.hpp"
+#include "test_util.hpp"
+
+namespace softreg {
+namespace {
+
+constexpr int K = kFastClasses;
+
+struct Batch {
+  Dataset data;
+  SoftmaxModel model;
+  std::vector<std::uint32_t> rows;
+  std::vector<const std::uint8_t*> pixels;
+  std::vector<std::uint8_t> labels;
+
+  Batch(std::size_t side, std::size_t n, double init_std, std::uint32_t seed)
+      : data(test::random_dataset(n + 50, side, side, K, seed)) {
+    Rng rng(seed);
+    model = SoftmaxModel::initialized(static_cast<int>(side * side), K, init_std, rng);
+    for (int k = 0; k < K; ++k)
+      model.b(k) = 0.05f * static_cast<float>(k - 4);
+    for (std::size_t i = 0; i < n; ++i)
+      rows.push_back(static_cast<std::uint32_t>((i * 37 + 11) % data.count));
+    for (auto r : rows) {
+      pixels.push_back(data.image(r));
+      labels.push_back(data.labels[r]);
+    }
+  }
+  LossAndGrad<double> reference() const {
+    RowMatrix<double> X(static_cast<Eigen::Index>(rows.size()), static_cast<Eigen::Index>(data.features()));
+    for (std::size_t i = 0; i < rows.size(); ++i)
+      for (std::size_t d = 0; d < data.features(); ++d)
+        X(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(d)) = data.image(rows[i])[d] / 255.0;
+    return loss_and_grad(X, ColMatrix<double>(model.W.cast<double>()), Vector<double>(model.b.cast<double>()),
+                         labels);
+  }
+};
+
+// Runs the fused forward and update on the batch and checks both against the double-precision math.
+void expect_fast_matches_reference(const Batch& batch, const std::string& where) {
+  const std::size_t n = batch.rows.size(), D = batch.data.features();
+  const LossAndGrad<double> ref = batch.reference();
+  std::vector<float> loss(n), dlogits(n * K);
+  std::vector<std::uint8_t> predictions(n);
+  const std::int64_t correct =
+      fast_forward_rows({batch.pixels.data(), batch.labels.data(), n, D, batch.model.W.data(),
+                         batch.model.b.data(), 1.0f / 255, loss.data(), predictions.data(), dlogits.data()});
+  // Float32 sums of D products of O(0.1) values: relative error ~1e-6 in the logits; 2e-5 leaves room.
+  EXPECT_NEAR(std::accumulate(loss.begin(), loss.end(), 0.0), ref.loss_sum, 2e-5 * ref.loss_sum) << where;
+  EXPECT_EQ(correct, ref.correct) << where;
+
+  // dlogits reproduce the reference gradient: db = column sums.
+  for (int k = 0; k < K; ++k) {
+    double db = 0;
+    for (std::size_t r = 0; r < n; ++r)
+      db += dlogits[r * K + static_cast<std::size_t>(k)];
+    EXPECT_NEAR(db, ref.db(k), 2e-5 * static_cast<double>(n)) << where << " class " << k;
+  }
+  // The fused update, split into two input ranges as two threads would: W - step * dW.
+  SoftmaxModel updated = batch.model;
+  const float step = 0.1f / static_cast<float>(n);
+  const std::size_t split = D / 2 / 16 * 16;
+  for (auto [d0, d1] : {std::pair<std::size_t, std::size_t>{0, split}, {split, D}}) {
+    fast_update_columns(
+        {batch.pixels.data(), dlogits.data(), n, D, d0, d1, step, 1.0f / 255, updated.W.data()});
+  }
+  const ColMatrix<double> expected = batch.model.W.cast<double>() - static_cast<double>(step) * ref.dW;
+  EXPECT_LT((updated.W.cast<double>() - expected).cwiseAbs().maxCoeff(), 1e-6) << where;
+}
+
+TEST(FastKernels, MatchNaiveMathOnEachSimdTarget) {
+  const std::vector<std::string> targets = simd_targets_available();
+  ASSERT_FALSE(targets.empty());
+  const Batch mnist_shaped(/*side=*/28, /*n=*/77, /*init_std=*/0.05, /*seed=*/1);
+  const Batch odd_width(/*side=*/5, /*n=*/9, /*init_std=*/0.3, /*seed=*/2);  // D = 25: vector tails
+  for (const std::string& target : targets) {
+    restrict_simd_targets(target);
+    EXPECT_EQ(simd_target(), target);
+    expect_fast_matches_reference(mnist_shaped, target + " 28x28");
+    expect_fast_matches_reference(odd_width, target + " 5x5");
+  }
+  restrict_simd_targets("");
+  EXPECT_EQ(simd_target(), targets.front());  // the best one again
+  EXPECT_THROW(restrict_simd_targets("NOT-A-TARGET"), Error);
+}
+
+TEST(FastKernels, CpusWithoutAvx512StillGetAVectorPath) {
+  // On an AVX-512 machine, pretend it is an AVX2-only CPU: dispatch must pick AVX2, not a scalar path.
+  const auto targets = simd_targets_available();
+  if (std::find(targets.begin(), targets.end(), "AVX2") == targets.end())
+    GTEST_SKIP() << "no AVX2 on this CPU";
+  restrict_simd_targets("AVX2");
+  EXPECT_EQ(simd_target(), "AVX2");
+  expect_fast_matches_reference(Batch(28, 40, 0.05, 3), "AVX2 only");
+  restrict_simd_targets("");
+}
+
+TEST(FastKernels, ExtremeLogitsStayFinite) {
+  Batch batch(28, 16, 0.01, 4);
+  batch.model.W *= 1e4f;  // logits of order +-1e4: the seed's exp would overflow
+  std::vector<float> loss(16), dlogits(16 * K);
+  fast_forward_rows({batch.pixels.data(), batch.labels.data(), 16, 784, batch.model.W.data(),
+                     batch.model.b.data(), 1.0f / 255, loss.data(), nullptr, dlogits.data()});
+  for (float l : loss)
+    EXPECT_TRUE(std::isfinite(l) && l >= 0);
+  for (float g : dlogits)
+    EXPECT_TRUE(std::isfinite(g) && g >= -1 && g <= 1);
+}
+
+// Ten classes that a linear model can learn: each label brightens its own band of pixels.
+Dataset learnable(std::size_t n, std::uint32_t seed) {
+  Dataset d = test::random_dataset(n, 28, 28, K, seed);
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint8_t* img = d.pixels.data() + i * 784;
+    for (std::size_t p = 0; p < 784; ++p)
+      img[p] = static_cast<std::uint8_t>(img[p] / 3);
+    for (std::size_t p = 70u * d.labels[i]; p < 70u * d.labels[i] + 70; ++p)
+      img[p] = 200;
+  }
+  return d;
+}
+
+TEST(FastTrainer, AgreesWithTheNaivePath) {
+  const Dataset train = learnable(3000, 5), test = learnable(500, 6);
+  TrainConfig config;
+  config.batch_size = 256;  // 3000 = 11 * 256 + 184: a partial last batch
+  config.seed = 3;
+  config.threads = 2;
+  config.kernel = KernelChoice::kNaive;
+  Trainer naive(config, train, test);
+  config.kernel = KernelChoice::kFast;
+  Trainer fast(config, train, test);
+  for (int epoch = 0; epoch < 3; ++epoch) {
+    const EpochMetrics a = naive.run_epoch().value(), b = fast.run_epoch().value();
+    // Same math in another order and with 1/255 applied to sums instead of pixels: float rounding only.
+    EXPECT_NEAR(a.train_loss, b.train_loss, 1e-5 * a.train_loss) << "epoch " << epoch;
+    EXPECT_NEAR(a.test_loss, b.test_loss, 1e-5 * a.test_loss) << "epoch " << epoch;
+    EXPECT_NEAR(a.train_acc, b.train_acc, 2.0 / 3000) << "epoch " << epoch;  // a near-tie may flip
+    EXPECT_NEAR(a.test_acc, b.test_acc, 2.0 / 500) << "epoch " << epoch;
+  }
+  EXPECT_LT((naive.model().W - fast.model().W).cwiseAbs().maxCoeff(), 1e-5f);
+  EXPECT_LT((naive.model().b - fast.model().b).cwiseAbs().maxCoeff(), 1e-5f);
+  ThreadPool pool(2);
+  const Evaluation ea = evaluate(fast.model(), test, pool, KernelChoice::kNaive);
+  const Evaluation eb = evaluate(fast.model(), test, pool, KernelChoice::kFast);
+  EXPECT_NEAR(ea.loss, eb.loss, 1e-5 * ea.loss);
+  EXPECT_EQ(ea.predictions, eb.predictions);
+}
+
+TEST(FastTrainer, WeightsDoNotDependOnTheThreadCount) {
+  // Each thread owns whole inputs of W and sums every row in the same order, so the result is the
+  // same bit for bit with 1, 2 or 3 threads (the naive path only promises this per thread count).
+  const Dataset train = learnable(1500, 7), test = learnable(200, 8);
+  std::vector<SoftmaxModel> models;
+  std::vector<double> losses;
+  for (int threads : {1, 2, 3}) {
+    TrainConfig config;
+    config.batch_size = 100;
+    config.seed = 4;
+    config.threads = threads;
+    Trainer trainer(config, train, test);
+    trainer.run_epoch();
+    losses.push_back(trainer.run_epoch()->train_loss);
+    models.push_back(trainer.model());
+  }
+  for (std::size_t i = 1; i < models.size(); ++i) {
+    EXPECT_EQ(models[i].W, models[0].W) << i;
+    EXPECT_EQ(models[i].b, models[0].b) << i;
+    EXPECT_EQ(losses[i], losses[0]) << i;
+  }
+}
+
+}  // namespace
+}  // namespace softreg
