@@ -178,7 +178,9 @@ std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
       uses_fast_path() ? train_epoch_fast(on_batch, should_stop) : train_epoch_naive(on_batch, should_stop);
   if (!finished) return std::nullopt;
   const BatchSums epoch_sums = partial_sums_;
+  const auto eval_start = std::chrono::steady_clock::now();
   const Evaluation test = evaluate(model_, test_, pool_, config_.kernel);
+  const auto end = std::chrono::steady_clock::now();
   ++epochs_done_;
   batches_done_ = 0;
   partial_sums_ = {};
@@ -190,7 +192,9 @@ std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
   metrics.train_acc = static_cast<double>(epoch_sums.correct) / static_cast<double>(train_.count);
   metrics.test_loss = test.loss;
   metrics.test_acc = test.accuracy;
-  metrics.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  metrics.seconds = std::chrono::duration<double>(end - start).count();
+  metrics.train_seconds = std::chrono::duration<double>(eval_start - start).count();
+  metrics.eval_seconds = std::chrono::duration<double>(end - eval_start).count();
   return metrics;
 }
 

@@ -18,5 +18,6 @@ CommandRunner add_train_command(CLI::App& app);
 CommandRunner add_eval_command(CLI::App& app);
 CommandRunner add_predict_command(CLI::App& app);
 CommandRunner add_plot_command(CLI::App& app);
+CommandRunner add_bench_command(CLI::App& app);
 
 }  // namespace softreg::cli

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   CommandRunner eval = add_eval_command(app);
   CommandRunner predict = add_predict_command(app);
   CommandRunner plot = add_plot_command(app);
+  CommandRunner bench = add_bench_command(app);
 
   try {
     // CLI11 would call a misspelt command "A subcommand is required"; name it instead.
@@ -48,6 +49,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("eval")) return eval();
     if (app.got_subcommand("predict")) return predict();
     if (app.got_subcommand("plot")) return plot();
+    if (app.got_subcommand("bench")) return bench();
     return kExitUsage;
   } catch (const softreg::UsageError& e) {
     fmt::print(stderr, "softreg: error: {}\n", e.what());

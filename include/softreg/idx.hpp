@@ -32,9 +32,10 @@ std::vector<std::uint8_t> gunzip(std::span<const std::uint8_t> compressed, const
 std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& path);
 
 /// Parses an unsigned-byte IDX buffer (already decompressed) whose magic must be `expected_magic`.
-/// Checks the magic, the dimension sizes and that the buffer length matches the header exactly.
-IdxArray parse_idx(std::span<const std::uint8_t> bytes, std::uint32_t expected_magic,
-                   const std::string& source);
+/// Checks the magic, the dimension sizes and that the buffer length matches the header exactly (unless
+/// check_length is false: then only the header is read and `data` is left empty).
+IdxArray parse_idx(std::span<const std::uint8_t> bytes, std::uint32_t expected_magic, const std::string& source,
+                   bool check_length = true);
 
 /// Reads an IDX file, raw or gzip-compressed, and parses it (see parse_idx).
 IdxArray read_idx_file(const std::filesystem::path& path, std::uint32_t expected_magic);

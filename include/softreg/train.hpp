@@ -35,7 +35,9 @@ struct EpochMetrics {
   double train_acc = 0;
   double test_acc = 0;
   double test_loss = 0;
-  double seconds = 0;  // training plus test evaluation
+  double seconds = 0;        // training plus test evaluation
+  double train_seconds = 0;  // the pass over the training set alone
+  double eval_seconds = 0;   // the test evaluation alone
 };
 
 /// Everything needed to continue training bit for bit: the model, the generator state before the
