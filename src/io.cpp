@@ -161,7 +161,9 @@ std::string summary_json(const RunSummary& s) {
                          {"train_acc", m.train_acc},
                          {"test_acc", m.test_acc},
                          {"test_loss", m.test_loss},
-                         {"seconds", m.seconds}});
+                         {"seconds", m.seconds},
+                         {"train_seconds", m.train_seconds},
+                         {"eval_seconds", m.eval_seconds}});
   }
   j["per_epoch"] = per_epoch;
   return j.dump(2) + "\n";
