@@ -23,10 +23,9 @@ runs=(
 for ((round = 1; round <= rounds; ++round)); do
   for i in "${!runs[@]}"; do
     cmd=${runs[$i]#*|}
-    /usr/bin/time -f "%e %M" -o "$out/time" bash -c "$cmd" >"$out/stdout" 2>/dev/null
+    /usr/bin/time -f "%e %M" -o "$out/time" bash -c "$cmd" >"$out/stdout.$round.$i" 2>/dev/null
     read -r wall rss_kb <"$out/time"
-    summary=$(tail -n 1 "$out/stdout")
-    echo "$i $wall $rss_kb $summary" >>"$out/results"
+    echo "$i $wall $rss_kb $out/stdout.$round.$i" >>"$out/results"
     echo "round $round: ${runs[$i]%%|*}: ${wall}s" >&2
   done
 done
@@ -37,8 +36,12 @@ path, n = sys.argv[1], int(sys.argv[2])
 names = [r.split("|")[0] for r in sys.argv[3:3 + n]]
 rows = {i: [] for i in range(n)}
 for line in open(path):
-    i, wall, rss, summary = line.split(" ", 3)
-    s = json.loads(summary)
+    i, wall, rss, stdout = line.split()
+    text = open(stdout).read()
+    try:
+        s = json.loads(text)  # softreg --json prints only the summary
+    except json.JSONDecodeError:
+        s = json.loads(text.strip().splitlines()[-1])  # the references end with a JSON line
     # Training time per epoch, test evaluation excluded, the median over the run's epochs.
     key = "train_seconds" if s.get("tool") == "softreg" else "train_s"
     epoch = statistics.median(e[key] for e in s["per_epoch"])

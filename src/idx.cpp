@@ -4,10 +4,17 @@
 
 #include <libdeflate.h>
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <memory>
+#include <optional>
 
+#include "softreg/atomic_file.hpp"
 #include "softreg/error.hpp"
 
 namespace softreg {
@@ -105,8 +112,8 @@ std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& path) {
   return bytes;
 }
 
-IdxArray parse_idx(std::span<const std::uint8_t> bytes, std::uint32_t expected_magic, const std::string& source,
-                   bool check_length) {
+IdxArray parse_idx(std::span<const std::uint8_t> bytes, std::uint32_t expected_magic,
+                   const std::string& source, bool check_length) {
   const auto fail = [&](const std::string& what) { return Error(source + ": " + what); };
   if (bytes.size() < 4) {
     throw fail("too short for an IDX header (" + std::to_string(bytes.size()) + " bytes)");
@@ -160,7 +167,8 @@ IdxArray parse_idx_in_place(std::vector<std::uint8_t>&& bytes, std::uint32_t exp
                                    expected_magic, source, /*check_length=*/false);
   const std::size_t header_size = 4 + 4 * header_only.dims.size();
   std::uint64_t elements = 1;
-  for (std::uint32_t d : header_only.dims) elements *= d;
+  for (std::uint32_t d : header_only.dims)
+    elements *= d;
   if (bytes.size() - header_size != elements) parse_idx(bytes, expected_magic, source);  // throws the message
   bytes.erase(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(header_size));
   header_only.data = std::move(bytes);
@@ -168,9 +176,124 @@ IdxArray parse_idx_in_place(std::vector<std::uint8_t>&& bytes, std::uint32_t exp
 }
 }  // namespace
 
+std::filesystem::path idx_cache_folder() {
+  if (const char* env = std::getenv("SOFTREG_CACHE"); env && *env) {
+    return std::string_view(env) == "off" ? std::filesystem::path() : std::filesystem::path(env);
+  }
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg)
+    return std::filesystem::path(xdg) / "softreg/idx";
+  if (const char* home = std::getenv("HOME"); home && *home)
+    return std::filesystem::path(home) / ".cache/softreg/idx";
+  return {};
+}
+
+namespace {
+
+// A cache entry: this header, then the decoded bytes. The source's identity (size, modification time,
+// inode) says whether the entry belongs to the file as it is now; the CRC-32 says whether the entry
+// itself is intact.
+struct CacheHeader {
+  char magic[8];
+  std::uint64_t source_size;
+  std::int64_t source_mtime_ns;
+  std::uint64_t source_inode;
+  std::uint64_t data_size;
+  std::uint32_t crc32;
+  std::uint32_t reserved;
+};
+constexpr char kCacheMagic[8] = {'S', 'R', 'I', 'D', 'X', 'C', '0', '1'};
+
+struct SourceIdentity {
+  std::uint64_t size = 0;
+  std::int64_t mtime_ns = 0;
+  std::uint64_t inode = 0;
+};
+
+std::optional<SourceIdentity> identify(const std::filesystem::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  return SourceIdentity{static_cast<std::uint64_t>(st.st_size),
+                        static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec,
+                        static_cast<std::uint64_t>(st.st_ino)};
+}
+
+std::filesystem::path cache_entry(const std::filesystem::path& folder, const std::filesystem::path& source) {
+  std::error_code ec;
+  const std::string absolute = std::filesystem::absolute(source, ec).lexically_normal().string();
+  std::uint64_t hash = 1469598103934665603ull;  // FNV-1a: the entry name only has to be stable
+  for (unsigned char c : absolute)
+    hash = (hash ^ c) * 1099511628211ull;
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(hash));
+  return folder / (std::string(hex) + "-" + source.filename().string() + ".idx");
+}
+
+std::optional<std::vector<std::uint8_t>> read_cache_entry(const std::filesystem::path& entry,
+                                                          const SourceIdentity& source) {
+  std::ifstream in(entry, std::ios::binary);
+  CacheHeader header{};
+  if (!in || !in.read(reinterpret_cast<char*>(&header), sizeof header)) return std::nullopt;
+  if (std::memcmp(header.magic, kCacheMagic, sizeof kCacheMagic) != 0 || header.source_size != source.size ||
+      header.source_mtime_ns != source.mtime_ns || header.source_inode != source.inode ||
+      header.data_size > source.size * kMaxDeflateRatio + (1u << 16)) {
+    return std::nullopt;
+  }
+  std::vector<std::uint8_t> data(header.data_size);
+  if (!in.read(reinterpret_cast<char*>(data.data()), static_cast<std::streamsize>(data.size())) ||
+      in.peek() != std::char_traits<char>::eof()) {
+    return std::nullopt;
+  }
+  if (libdeflate_crc32(0, data.data(), data.size()) != header.crc32) return std::nullopt;
+  return data;
+}
+
+void write_cache_entry(const std::filesystem::path& entry, const SourceIdentity& source,
+                       const std::vector<std::uint8_t>& data) {
+  CacheHeader header{};
+  std::memcpy(header.magic, kCacheMagic, sizeof kCacheMagic);
+  header.source_size = source.size;
+  header.source_mtime_ns = source.mtime_ns;
+  header.source_inode = source.inode;
+  header.data_size = data.size();
+  header.crc32 = libdeflate_crc32(0, data.data(), data.size());
+  try {
+    std::error_code ec;
+    std::filesystem::create_directories(entry.parent_path(), ec);
+    write_file_atomic(entry, {std::string_view(reinterpret_cast<const char*>(&header), sizeof header),
+                              std::string_view(reinterpret_cast<const char*>(data.data()), data.size())});
+  } catch (const Error&) {
+    // A read-only or full disk: the cache only saves time, so carry on without it.
+  }
+}
+
+bool starts_with_gzip_signature(const std::filesystem::path& path) {  // cheap: two bytes
+  std::ifstream in(path, std::ios::binary);
+  std::uint8_t signature[2] = {0, 0};
+  return in.read(reinterpret_cast<char*>(signature), 2) && is_gzip(signature);
+}
+
+}  // namespace
+
 IdxArray read_idx_file(const std::filesystem::path& path, std::uint32_t expected_magic) {
+  const std::filesystem::path folder = idx_cache_folder();
+  const bool gzipped = starts_with_gzip_signature(path);
+  const std::optional<SourceIdentity> source = gzipped && !folder.empty() ? identify(path) : std::nullopt;
+  const std::filesystem::path entry = source ? cache_entry(folder, path) : std::filesystem::path();
+  if (source) {
+    if (std::optional<std::vector<std::uint8_t>> cached = read_cache_entry(entry, *source)) {
+      return parse_idx_in_place(std::move(*cached), expected_magic, path.string());
+    }
+  }
   std::vector<std::uint8_t> bytes = read_file_bytes(path);
-  if (is_gzip(bytes)) bytes = gunzip(bytes, path.string());
+  if (is_gzip(bytes)) {
+    {
+      bytes = gunzip(bytes, path.string());
+      // Only a file that parses is worth keeping: a bad one must keep failing with its own message.
+      parse_idx(std::span(bytes).first(std::min<std::size_t>(bytes.size(), 4 + 4 * 255)), expected_magic,
+                path.string(), /*check_length=*/false);
+      if (source) write_cache_entry(entry, *source, bytes);
+    }
+  }
   return parse_idx_in_place(std::move(bytes), expected_magic, path.string());
 }
 

@@ -1,6 +1,8 @@
 // IDX reader and dataset loading on tiny hand-made files: raw, gzipped, and each kind of malformed file.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include "softreg/dataset.hpp"
 #include "softreg/error.hpp"
 #include "softreg/idx.hpp"
@@ -210,6 +212,87 @@ TEST(Dataset, SearchesEnvironmentFolderFirst) {
   ASSERT_FALSE(folders.empty());
   EXPECT_EQ(folders.front(), dir.path());
   EXPECT_EQ(folders.back(), "/usr/share/datasets/fashion-mnist");
+}
+
+}  // namespace
+}  // namespace softreg
+
+namespace softreg {
+namespace {
+
+// Points SOFTREG_CACHE at a fresh folder for one test.
+class IdxCache : public ::testing::Test {
+ protected:
+  void SetUp() override { ::setenv("SOFTREG_CACHE", (dir_ / "cache").c_str(), 1); }
+  void TearDown() override { ::unsetenv("SOFTREG_CACHE"); }
+  std::vector<std::filesystem::path> entries() const {
+    std::vector<std::filesystem::path> found;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(dir_ / "cache", ec))
+      found.push_back(e.path());
+    return found;
+  }
+  test::TempDir dir_;
+  const std::vector<std::uint8_t> pixels_ = {0, 1, 2, 3, 4, 5, 250, 251, 252, 253, 254, 255};
+};
+
+// Replaces an entry's decoded bytes with `data` and fixes its CRC, as a valid entry for other content.
+void forge_entry(const std::filesystem::path& entry, const std::vector<std::uint8_t>& data) {
+  std::vector<std::uint8_t> bytes = read_file_bytes(entry);
+  const std::size_t header = bytes.size() - data.size();
+  std::copy(data.begin(), data.end(), bytes.begin() + static_cast<std::ptrdiff_t>(header));
+  const std::uint32_t crc = libdeflate_crc32(0, data.data(), data.size());
+  std::memcpy(bytes.data() + 40, &crc, 4);  // CacheHeader::crc32 sits after 8 + 4 * 8 bytes
+  test::write_bytes(entry, bytes);
+}
+
+TEST_F(IdxCache, SecondReadComesFromTheCache) {
+  const auto raw = test::idx_bytes(kIdxImagesMagic, {2, 2, 3}, pixels_);
+  test::write_bytes(dir_ / "img.gz", test::gzip_bytes(raw));
+  EXPECT_EQ(read_idx_file(dir_ / "img.gz", kIdxImagesMagic).data, pixels_);
+  ASSERT_EQ(entries().size(), 1u);
+  // An entry for other content (valid CRC) is what the next read returns: proof that it is used.
+  auto other = raw;
+  other.at(other.size() - 1) = 7;
+  forge_entry(entries()[0], other);
+  EXPECT_EQ(read_idx_file(dir_ / "img.gz", kIdxImagesMagic).data.back(), 7);
+}
+
+TEST_F(IdxCache, CorruptOrStaleEntriesArePassedOver) {
+  const auto raw = test::idx_bytes(kIdxImagesMagic, {2, 2, 3}, pixels_);
+  test::write_bytes(dir_ / "img.gz", test::gzip_bytes(raw));
+  read_idx_file(dir_ / "img.gz", kIdxImagesMagic);
+  ASSERT_EQ(entries().size(), 1u);
+  // A flipped byte without a matching CRC: ignored, the file is decoded again and the entry rewritten.
+  auto bytes = read_file_bytes(entries()[0]);
+  bytes.back() ^= 0xff;
+  test::write_bytes(entries()[0], bytes);
+  EXPECT_EQ(read_idx_file(dir_ / "img.gz", kIdxImagesMagic).data, pixels_);
+  EXPECT_EQ(read_file_bytes(entries()[0]).back(), pixels_.back());
+  // A changed source (new content, new size): the old entry no longer matches.
+  auto changed = pixels_;
+  changed[0] = 99;
+  test::write_bytes(dir_ / "img.gz", test::gzip_bytes(test::idx_bytes(kIdxImagesMagic, {3, 2, 2}, changed)));
+  const IdxArray reread = read_idx_file(dir_ / "img.gz", kIdxImagesMagic);
+  EXPECT_EQ(reread.dims, (std::vector<std::uint32_t>{3, 2, 2}));
+  EXPECT_EQ(reread.data[0], 99);
+}
+
+TEST_F(IdxCache, OffMeansNoEntriesAndRawFilesNeedNone) {
+  test::write_bytes(dir_ / "raw", test::idx_bytes(kIdxImagesMagic, {2, 2, 3}, pixels_));
+  read_idx_file(dir_ / "raw", kIdxImagesMagic);
+  EXPECT_TRUE(entries().empty());  // nothing to save for an uncompressed file
+  ::setenv("SOFTREG_CACHE", "off", 1);
+  EXPECT_TRUE(idx_cache_folder().empty());
+  test::write_bytes(dir_ / "img.gz", test::gzip_bytes(test::idx_bytes(kIdxImagesMagic, {2, 2, 3}, pixels_)));
+  EXPECT_EQ(read_idx_file(dir_ / "img.gz", kIdxImagesMagic).data, pixels_);
+  EXPECT_TRUE(entries().empty());
+  // Bad files keep failing with their own message, cached or not.
+  test::write_bytes(dir_ / "bad.gz", test::gzip_bytes(test::idx_bytes(kIdxLabelsMagic, {2}, {1, 2})));
+  ::setenv("SOFTREG_CACHE", (dir_ / "cache").c_str(), 1);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    EXPECT_THROW(read_idx_file(dir_ / "bad.gz", kIdxImagesMagic), Error);
+  }
 }
 
 }  // namespace

@@ -4,9 +4,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <algorithm>
 #include <chrono>
-#include <fmt/format.h>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -60,9 +60,11 @@ double probe_flops(int threads, double seconds) {
     team.emplace_back([&, t] { results[static_cast<std::size_t>(t)] = probe_fma_flops_per_second(seconds); });
   }
   results[0] = probe_fma_flops_per_second(seconds);
-  for (auto& thread : team) thread.join();
+  for (auto& thread : team)
+    thread.join();
   double total = 0;
-  for (double r : results) total += r;
+  for (double r : results)
+    total += r;
   return total;
 }
 
@@ -77,7 +79,8 @@ int run_bench(const BenchOptions& options, double startup_seconds) {
   const auto load_start = std::chrono::steady_clock::now();
   const DataFiles files = locate_data(optional_path(options.data));
   const TrainTestData data = load_train_test(files);
-  const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
+  const double load_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
 
   TrainConfig config;
   config.epochs = static_cast<int>(options.epochs);
@@ -85,7 +88,8 @@ int run_bench(const BenchOptions& options, double startup_seconds) {
   config.kernel = options.kernel == "naive" ? KernelChoice::kNaive : KernelChoice::kFast;
   Trainer trainer(config, data.train, data.test);
   std::vector<EpochMetrics> epochs;
-  for (int e = 0; e < config.epochs; ++e) epochs.push_back(trainer.run_epoch().value());
+  for (int e = 0; e < config.epochs; ++e)
+    epochs.push_back(trainer.run_epoch().value());
 
   const double peak_mb = peak_rss_mb();  // before the probe's own 256 MB buffer
   // The probe runs after training so that it does not warm or heat the cores for the timed part.
@@ -106,7 +110,8 @@ int run_bench(const BenchOptions& options, double startup_seconds) {
   const double train_per_epoch = sorted[sorted.size() / 2];  // the median: robust to a noisy neighbour
   const double train_best = sorted.front();
   double eval_total = 0;
-  for (double e : eval_times) eval_total += e;
+  for (double e : eval_times)
+    eval_total += e;
   const double eval_per_epoch = eval_total / static_cast<double>(epochs.size());
   const double compute_floor = flops_per_epoch / flops_per_second;
   const double memory_floor = bytes_per_epoch / read_bytes_per_second;
@@ -144,14 +149,17 @@ int run_bench(const BenchOptions& options, double startup_seconds) {
              config.threads == 1 ? "" : "s", options.kernel, target);
   fmt::print("  process start      {:8.3f} s   (exec to main, 10 ms resolution)\n", startup_seconds);
   fmt::print("  data load          {:8.3f} s   ({})\n", load_seconds, files.folder.string());
-  fmt::print("  train per epoch    {:8.4f} s   median of {} (best {:.4f} s)\n", train_per_epoch, epochs.size(),
-             train_best);
+  fmt::print("  train per epoch    {:8.4f} s   median of {} (best {:.4f} s)\n", train_per_epoch,
+             epochs.size(), train_best);
   fmt::print("  eval per epoch     {:8.4f} s   ({} test images)\n", eval_per_epoch, data.test.count);
   fmt::print("  throughput         {:8.2f} M examples/s, {:.1f} GFLOP/s, {:.2f} GB/s of pixels\n",
-             n / train_per_epoch / 1e6, flops_per_epoch / train_per_epoch / 1e9, bytes_per_epoch / train_per_epoch / 1e9);
-  fmt::print("  machine probe      {:8.1f} GFLOP/s peak on {} thread{}, {:.1f} GB/s read\n", flops_per_second / 1e9,
-             config.threads, config.threads == 1 ? "" : "s", read_bytes_per_second / 1e9);
-  fmt::print("  floor per epoch    {:8.4f} s   (compute {:.4f} s, memory {:.4f} s)\n", floor, compute_floor, memory_floor);
+             n / train_per_epoch / 1e6, flops_per_epoch / train_per_epoch / 1e9,
+             bytes_per_epoch / train_per_epoch / 1e9);
+  fmt::print("  machine probe      {:8.1f} GFLOP/s peak on {} thread{}, {:.1f} GB/s read\n",
+             flops_per_second / 1e9, config.threads, config.threads == 1 ? "" : "s",
+             read_bytes_per_second / 1e9);
+  fmt::print("  floor per epoch    {:8.4f} s   (compute {:.4f} s, memory {:.4f} s)\n", floor, compute_floor,
+             memory_floor);
   fmt::print("  ratio to floor     {:8.2f} x\n", train_per_epoch / floor);
   fmt::print("  peak memory        {:8.1f} MB   (resident, before the probe)\n", peak_mb);
   fmt::print("  final metrics      train loss {:.4f}, train acc {:.4f}, test acc {:.4f}\n", last.train_loss,
@@ -164,14 +172,16 @@ int run_bench(const BenchOptions& options, double startup_seconds) {
 CommandRunner add_bench_command(CLI::App& app) {
   const double startup = seconds_since_process_start();
   auto options = std::make_shared<BenchOptions>();
-  CLI::App* cmd = app.add_subcommand("bench", "Time the seed's recipe phase by phase against this machine's floor");
+  CLI::App* cmd =
+      app.add_subcommand("bench", "Time the seed's recipe phase by phase against this machine's floor");
   add_data_option(*cmd, options->data);
   cmd->add_option("--epochs", options->epochs, "Epochs to time")->capture_default_str();
   cmd->add_option("--threads", options->threads, "Threads (default: all cores)")->capture_default_str();
   cmd->add_option("--kernel", options->kernel, "fast (SIMD) or naive (the Eigen reference path)")
       ->check(CLI::IsMember({"fast", "naive"}))
       ->capture_default_str();
-  cmd->add_option("--probe-seconds", options->probe_seconds, "How long the FMA probe runs")->capture_default_str();
+  cmd->add_option("--probe-seconds", options->probe_seconds, "How long the FMA probe runs")
+      ->capture_default_str();
   cmd->add_flag("--json", options->json, "One JSON object for machines");
   return [options, startup] { return run_bench(*options, startup); };
 }

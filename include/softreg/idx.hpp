@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -34,10 +35,18 @@ std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& path);
 /// Parses an unsigned-byte IDX buffer (already decompressed) whose magic must be `expected_magic`.
 /// Checks the magic, the dimension sizes and that the buffer length matches the header exactly (unless
 /// check_length is false: then only the header is read and `data` is left empty).
-IdxArray parse_idx(std::span<const std::uint8_t> bytes, std::uint32_t expected_magic, const std::string& source,
-                   bool check_length = true);
+IdxArray parse_idx(std::span<const std::uint8_t> bytes, std::uint32_t expected_magic,
+                   const std::string& source, bool check_length = true);
 
-/// Reads an IDX file, raw or gzip-compressed, and parses it (see parse_idx).
+/// Where decoded copies of gzip-compressed IDX files are kept, so later runs skip the decompression:
+/// $SOFTREG_CACHE, else $XDG_CACHE_HOME/softreg/idx, else ~/.cache/softreg/idx. Empty when
+/// SOFTREG_CACHE is "off" (or no folder can be named).
+std::filesystem::path idx_cache_folder();
+
+/// Reads an IDX file, raw or gzip-compressed, and parses it (see parse_idx). A gzipped file's decoded
+/// bytes are taken from the cache when its entry matches the file (size, modification time, inode) and
+/// its CRC-32 checks out; otherwise the file is decoded and the entry (re)written. A cache that cannot
+/// be read or written is passed over: it only ever saves time.
 IdxArray read_idx_file(const std::filesystem::path& path, std::uint32_t expected_magic);
 
 }  // namespace softreg

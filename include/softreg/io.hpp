@@ -7,13 +7,11 @@
 #include <string_view>
 #include <vector>
 
+#include "softreg/atomic_file.hpp"
 #include "softreg/metrics.hpp"
 #include "softreg/train.hpp"
 
 namespace softreg {
-
-/// Writes `content` to a temp file beside `path`, flushes it and renames it over `path`.
-void write_file_atomic(const std::filesystem::path& path, std::string_view content);
 
 /// Creates runs_root/<UTC timestamp> (with a -2, -3... suffix if taken) and points runs_root/latest at it.
 std::filesystem::path create_run_folder(const std::filesystem::path& runs_root);
