@@ -147,5 +147,17 @@ cmp -s <(cut -d, -f1-5 straight/metrics.csv) <(cut -d, -f1-5 stopped/metrics.csv
 expect 2 '--epochs 5 is less than the 13 epochs stopped already has' -- train --resume stopped --epochs 5
 expect 1 '--resume nowhere: no model.safetensors there' -- train --resume nowhere
 
+# softreg bench: the JSON has the promised keys; the naive kernel trains to the same accuracy.
+"$softreg" bench --epochs 1 --probe-seconds 0.05 --json >bench.json 2>err.txt && ok || fail "bench: $(cat err.txt)"
+for key in train_seconds_per_epoch floor_seconds_per_epoch load_seconds eval_seconds peak_rss_mb threads; do
+  grep -q "\"$key\": [0-9]" bench.json && ok || fail "bench --json lacks $key"
+done
+expect 2 'softreg: error: --simd NOPE: not available here' -- bench --simd NOPE
+"$softreg" train --epochs 1 --no-check --quiet --no-plots --kernel naive --out naive && ok || fail "train --kernel naive"
+fast_acc=$(cut -d, -f4 run2/metrics.csv | tail -1)
+naive_acc=$(cut -d, -f4 naive/metrics.csv | tail -1)
+awk -v a="$fast_acc" -v b="$naive_acc" 'BEGIN { d = a - b; exit !(d < 0.002 && d > -0.002) }' && ok ||
+  fail "fast and naive test accuracy differ: $fast_acc vs $naive_acc"
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

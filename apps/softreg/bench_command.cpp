@@ -28,6 +28,7 @@ struct BenchOptions {
   long long threads = hardware_threads();
   std::string kernel = "fast";
   double probe_seconds = 0.3;
+  std::string simd;
   bool json = false;
 };
 
@@ -75,6 +76,14 @@ int run_bench(const BenchOptions& options, double startup_seconds) {
   }
   if (!(options.probe_seconds > 0 && options.probe_seconds <= 10)) {
     throw UsageError(fmt::format("--probe-seconds must be in (0, 10], got {}", options.probe_seconds));
+  }
+  if (!options.simd.empty()) {
+    try {
+      restrict_simd_targets(options.simd);
+    } catch (const Error& e) {
+      throw UsageError(fmt::format("--simd {}: not available here (available: {})", options.simd,
+                                   fmt::join(simd_targets_available(), ", ")));
+    }
   }
   const auto load_start = std::chrono::steady_clock::now();
   const DataFiles files = locate_data(optional_path(options.data));
@@ -182,6 +191,9 @@ CommandRunner add_bench_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--probe-seconds", options->probe_seconds, "How long the FMA probe runs")
       ->capture_default_str();
+  cmd->add_option(
+      "--simd", options->simd,
+      "Force the fast path's instruction set, e.g. AVX2 or SSE4 (default: the best this CPU has)");
   cmd->add_flag("--json", options->json, "One JSON object for machines");
   return [options, startup] { return run_bench(*options, startup); };
 }

@@ -56,6 +56,7 @@ struct TrainOptions {
   bool quiet = false;
   bool no_check = false;
   bool no_plots = false;
+  std::string kernel = "fast";
   long long grid_count = 6;
   bool misclassified = false;
   // Set after parsing: which recipe flags the user gave (a resumed run keeps its checkpoint's recipe).
@@ -89,6 +90,7 @@ TrainConfig validated_config(const TrainOptions& o) {
   config.seed = o.seed;
   config.init_std = o.init_std;
   config.threads = static_cast<int>(o.threads);
+  config.kernel = o.kernel == "naive" ? KernelChoice::kNaive : KernelChoice::kFast;
   return config;
 }
 
@@ -359,6 +361,9 @@ CommandRunner add_train_command(CLI::App& app) {
   cmd->add_flag("--json", options->json, "Print only the summary JSON on stdout (the table goes to stderr)");
   cmd->add_flag("--quiet", options->quiet, "No progress bar and no table");
   cmd->add_flag("--no-check", options->no_check, "Skip the seed's acceptance checks");
+  cmd->add_option("--kernel", options->kernel, "fast (SIMD, 10 classes) or naive (the Eigen reference path)")
+      ->check(CLI::IsMember({"fast", "naive"}))
+      ->capture_default_str();
   cmd->add_flag("--no-plots", options->no_plots,
                 "Draw no pictures (curves, predictions, confusion matrix, weight templates)");
   cmd->add_option("--n", options->grid_count, "Test images in predictions.png")->capture_default_str();
