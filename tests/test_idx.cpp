@@ -19,16 +19,7 @@ using test::write_bytes;
 const std::vector<std::uint8_t> kPixels = {0,   1,   2,   3,   4,   5,
                                            250, 251, 252, 253, 254, 255};  // 2 images of 2x3
 
-// Expects `f` to throw softreg::Error whose message contains `fragment`.
-template <class F>
-void expect_error(F&& f, const std::string& fragment) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error containing: " << fragment;
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << "message was: " << e.what();
-  }
-}
+using test::expect_error;
 
 TEST(Idx, ReadsRawImages) {
   TempDir dir;

@@ -13,15 +13,7 @@
 namespace softreg {
 namespace {
 
-template <class F>
-void expect_error(F&& f, const std::string& fragment) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error containing: " << fragment;
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << "message was: " << e.what();
-  }
-}
+using test::expect_error;
 
 ModelFile small_model() {
   ModelFile file;

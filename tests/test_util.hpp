@@ -10,9 +10,23 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "softreg/dataset.hpp"
+#include "softreg/error.hpp"
 
 namespace softreg::test {
+
+/// Expects `f` to throw softreg::Error whose message contains `fragment`.
+template <class F>
+void expect_error(F&& f, const std::string& fragment) {
+  try {
+    f();
+    ADD_FAILURE() << "expected an error containing: " << fragment;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << "message was: " << e.what();
+  }
+}
 
 /// A fresh folder removed at the end of the test.
 class TempDir {

@@ -46,33 +46,35 @@ void check(cairo_status_t status, const std::filesystem::path& path) {
     throw Error::in_file(path, std::string("drawing failed: ") + cairo_status_to_string(status));
 }
 
-// Renders with `draw(cr)` on a white w x h canvas and writes the PNG atomically.
+// Paints the surface white and renders `draw(cr)` on it.
 template <class Draw>
-void write_png(const std::filesystem::path& path, int width, int height, Draw&& draw) {
-  Surface surface(cairo_image_surface_create(CAIRO_FORMAT_RGB24, width, height));
-  check(cairo_surface_status(surface.get()), path);
-  Context cr(cairo_create(surface.get()));
+void render(cairo_surface_t* surface, const std::filesystem::path& path, Draw&& draw) {
+  check(cairo_surface_status(surface), path);
+  Context cr(cairo_create(surface));
   cairo_set_source_rgb(cr.get(), 1, 1, 1);
   cairo_paint(cr.get());
   draw(cr.get());
   check(cairo_status(cr.get()), path);
+}
+
+// Renders on a w x h canvas and writes the PNG atomically.
+template <class Draw>
+void write_png(const std::filesystem::path& path, int width, int height, Draw&& draw) {
+  Surface surface(cairo_image_surface_create(CAIRO_FORMAT_RGB24, width, height));
+  render(surface.get(), path, draw);
   cairo_surface_flush(surface.get());
   std::string bytes;
   check(cairo_surface_write_to_png_stream(surface.get(), append_to_string, &bytes), path);
   write_file_atomic(path, bytes);
 }
 
+// Renders on a w x h canvas and writes the SVG atomically.
 template <class Draw>
 void write_svg(const std::filesystem::path& path, int width, int height, Draw&& draw) {
   std::string bytes;
   {
     Surface surface(cairo_svg_surface_create_for_stream(append_to_string, &bytes, width, height));
-    check(cairo_surface_status(surface.get()), path);
-    Context cr(cairo_create(surface.get()));
-    cairo_set_source_rgb(cr.get(), 1, 1, 1);
-    cairo_paint(cr.get());
-    draw(cr.get());
-    check(cairo_status(cr.get()), path);
+    render(surface.get(), path, draw);
     cairo_surface_finish(surface.get());  // flushes the SVG into `bytes`
   }
   write_file_atomic(path, bytes);
@@ -219,21 +221,29 @@ void render_curves(cairo_t* cr, int width, int height, const std::vector<Series>
   }
 }
 
-// A gray image surface (RGB24) of the given bytes, for drawing scaled with nearest-neighbour filtering.
-Surface gray_surface(const std::uint8_t* pixels, int width, int height) {
+// An RGB24 image surface whose pixel (x, y) is pixel_rgb(x, y) as 0xRRGGBB, for drawing scaled with
+// nearest-neighbour filtering.
+template <class PixelRgb>
+Surface image_surface(int width, int height, PixelRgb&& pixel_rgb) {
   Surface surface(cairo_image_surface_create(CAIRO_FORMAT_RGB24, width, height));
   cairo_surface_flush(surface.get());
   unsigned char* data = cairo_image_surface_get_data(surface.get());
   const int stride = cairo_image_surface_get_stride(surface.get());
   for (int y = 0; y < height; ++y) {
     auto* row = reinterpret_cast<std::uint32_t*>(data + y * stride);
-    for (int x = 0; x < width; ++x) {
-      const std::uint32_t v = pixels[y * width + x];
-      row[x] = (v << 16) | (v << 8) | v;
-    }
+    for (int x = 0; x < width; ++x)
+      row[x] = pixel_rgb(x, y);
   }
   cairo_surface_mark_dirty(surface.get());
   return surface;
+}
+
+// A gray image of bytes.
+Surface gray_surface(const std::uint8_t* pixels, int width, int height) {
+  return image_surface(width, height, [&](int x, int y) {
+    const std::uint32_t v = pixels[y * width + x];
+    return (v << 16) | (v << 8) | v;
+  });
 }
 
 void paint_scaled(cairo_t* cr, cairo_surface_t* image, const Rect& where, double scale) {
@@ -375,24 +385,16 @@ void draw_weight_templates(const SoftmaxModel& model, int height, int width,
       draw_text(cr, class_names[static_cast<std::size_t>(k)], x + tile_w / 2, y, 0.5, 0);
       const auto column = model.W.col(k);
       const double max_abs = std::max(1e-12, static_cast<double>(column.cwiseAbs().maxCoeff()));
-      Surface surface(cairo_image_surface_create(CAIRO_FORMAT_RGB24, width, height));
-      cairo_surface_flush(surface.get());
-      unsigned char* data = cairo_image_surface_get_data(surface.get());
-      const int stride = cairo_image_surface_get_stride(surface.get());
-      for (int py = 0; py < height; ++py) {
-        auto* row = reinterpret_cast<std::uint32_t*>(data + py * stride);
-        for (int px = 0; px < width; ++px) {
-          const double v = std::clamp(column(py * width + px) / max_abs, -1.0, 1.0);
-          // Diverging: white at zero, towards red (0.70, 0.09, 0.17) or blue (0.13, 0.40, 0.67).
-          const Color end = v >= 0 ? Color{0.70, 0.09, 0.17} : Color{0.13, 0.40, 0.67};
-          const double a = std::abs(v);
-          const auto channel = [&](double c) {
-            return static_cast<std::uint32_t>(std::lround(255 * (1 - a + a * c)));
-          };
-          row[px] = (channel(end.r) << 16) | (channel(end.g) << 8) | channel(end.b);
-        }
-      }
-      cairo_surface_mark_dirty(surface.get());
+      Surface surface = image_surface(width, height, [&](int px, int py) {
+        const double v = std::clamp(column(py * width + px) / max_abs, -1.0, 1.0);
+        // Diverging: white at zero, towards red (0.70, 0.09, 0.17) or blue (0.13, 0.40, 0.67).
+        const Color end = v >= 0 ? Color{0.70, 0.09, 0.17} : Color{0.13, 0.40, 0.67};
+        const double a = std::abs(v);
+        const auto channel = [&](double c) {
+          return static_cast<std::uint32_t>(std::lround(255 * (1 - a + a * c)));
+        };
+        return (channel(end.r) << 16) | (channel(end.g) << 8) | channel(end.b);
+      });
       paint_scaled(cr, surface.get(), {x, y + title, tile_w, tile_h}, scale);
     }
     set_font(cr, 12);
