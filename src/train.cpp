@@ -97,7 +97,8 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
   //      updates b and does the bookkeeping.
   // No thread sums another's partial gradient, so the weights do not depend on the thread count.
   const std::size_t threads = static_cast<std::size_t>(pool_.threads());
-  const std::size_t B = config_.batch_size, D = train_.features(), n = order_.size();
+  const std::size_t n = order_.size(), D = train_.features();
+  const std::size_t B = std::min(config_.batch_size, n);  // a batch larger than the data is the whole data
   const int K = kFastClasses;
   constexpr float kPixelScale = 1.0f / 255.0f;
   batch_pixels_.resize(B);
