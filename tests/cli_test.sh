@@ -147,6 +147,10 @@ cmp -s <(cut -d, -f1-5 straight/metrics.csv) <(cut -d, -f1-5 stopped/metrics.csv
 expect 2 '--epochs 5 is less than the 13 epochs stopped already has' -- train --resume stopped --epochs 5
 expect 1 '--resume nowhere: no model.safetensors there' -- train --resume nowhere
 
+# A batch larger than the training set is one batch of all of it, not an allocation failure.
+"$softreg" train --batch-size 100000000000 --epochs 1 --no-check --quiet --no-plots --out huge && ok ||
+  fail "train --batch-size 1e11"
+
 # softreg bench: the JSON has the promised keys; the naive kernel trains to the same accuracy.
 "$softreg" bench --epochs 1 --probe-seconds 0.05 --json >bench.json 2>err.txt && ok || fail "bench: $(cat err.txt)"
 for key in train_seconds_per_epoch floor_seconds_per_epoch load_seconds eval_seconds peak_rss_mb threads; do
