@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "softreg/error.hpp"
+#include "softreg/loss.hpp"
 
 namespace softreg::cli {
 
@@ -25,14 +26,11 @@ Dataset load_split_for_model(const ModelFile& model, const std::optional<std::fi
 }
 
 std::vector<double> probabilities(const float* logits, int classes) {
-  const double row_max = *std::max_element(logits, logits + classes);
-  std::vector<double> p(static_cast<std::size_t>(classes));
-  double sum = 0;
-  for (int k = 0; k < classes; ++k)
-    sum += p[static_cast<std::size_t>(k)] = std::exp(logits[k] - row_max);
-  for (double& v : p)
-    v /= sum;
-  return p;
+  // The library's stable softmax, on one row promoted to double.
+  RowMatrix<double> row(1, classes);
+  for (int k = 0; k < classes; ++k) row(0, k) = logits[k];
+  const RowMatrix<double> p = softmax_rows(row);
+  return std::vector<double>(p.data(), p.data() + classes);
 }
 
 }  // namespace softreg::cli
