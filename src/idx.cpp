@@ -202,6 +202,8 @@ struct CacheHeader {
   std::uint32_t reserved;
 };
 constexpr char kCacheMagic[8] = {'S', 'R', 'I', 'D', 'X', 'C', '0', '1'};
+// Four files per dataset: room for a handful of datasets.
+constexpr std::size_t kMaxCacheEntries = 16;
 
 struct SourceIdentity {
   std::uint64_t size = 0;
@@ -247,6 +249,20 @@ std::optional<std::vector<std::uint8_t>> read_cache_entry(const std::filesystem:
   return data;
 }
 
+// Keeps the cache folder to the kMaxCacheEntries most recently written entries: entries are never read
+// for files that are gone, so without a bound a folder of temporary datasets would grow forever.
+void prune_cache(const std::filesystem::path& folder) {
+  std::error_code ec;
+  std::vector<std::pair<std::filesystem::file_time_type, std::filesystem::path>> entries;
+  for (const auto& e : std::filesystem::directory_iterator(folder, ec)) {
+    if (e.path().extension() == ".idx") entries.emplace_back(e.last_write_time(ec), e.path());
+  }
+  if (entries.size() <= kMaxCacheEntries) return;
+  std::sort(entries.begin(), entries.end());
+  for (std::size_t i = 0; i + kMaxCacheEntries < entries.size(); ++i)
+    std::filesystem::remove(entries[i].second, ec);
+}
+
 void write_cache_entry(const std::filesystem::path& entry, const SourceIdentity& source,
                        const std::vector<std::uint8_t>& data) {
   CacheHeader header{};
@@ -264,6 +280,7 @@ void write_cache_entry(const std::filesystem::path& entry, const SourceIdentity&
   } catch (const Error&) {
     // A read-only or full disk: the cache only saves time, so carry on without it.
   }
+  prune_cache(entry.parent_path());
 }
 
 bool starts_with_gzip_signature(const std::filesystem::path& path) {  // cheap: two bytes

@@ -269,6 +269,20 @@ TEST_F(IdxCache, CorruptOrStaleEntriesArePassedOver) {
   EXPECT_EQ(reread.data[0], 99);
 }
 
+TEST_F(IdxCache, KeepsAtMostSixteenEntries) {
+  for (int i = 0; i < 20; ++i) {
+    const auto name = "img" + std::to_string(i) + ".gz";
+    test::write_bytes(dir_ / name, test::gzip_bytes(test::idx_bytes(kIdxImagesMagic, {2, 2, 3}, pixels_)));
+    read_idx_file(dir_ / name, kIdxImagesMagic);
+  }
+  EXPECT_EQ(entries().size(), 16u);
+  // The newest is among those kept.
+  bool newest_kept = false;
+  for (const auto& e : entries())
+    newest_kept = newest_kept || e.filename().string().find("img19.gz") != std::string::npos;
+  EXPECT_TRUE(newest_kept);
+}
+
 TEST_F(IdxCache, OffMeansNoEntriesAndRawFilesNeedNone) {
   test::write_bytes(dir_ / "raw", test::idx_bytes(kIdxImagesMagic, {2, 2, 3}, pixels_));
   read_idx_file(dir_ / "raw", kIdxImagesMagic);
