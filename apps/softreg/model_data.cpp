@@ -28,7 +28,8 @@ Dataset load_split_for_model(const ModelFile& model, const std::optional<std::fi
 std::vector<double> probabilities(const float* logits, int classes) {
   // The library's stable softmax, on one row promoted to double.
   RowMatrix<double> row(1, classes);
-  for (int k = 0; k < classes; ++k) row(0, k) = logits[k];
+  for (int k = 0; k < classes; ++k)
+    row(0, k) = logits[k];
   const RowMatrix<double> p = softmax_rows(row);
   return std::vector<double>(p.data(), p.data() + classes);
 }
