@@ -149,6 +149,12 @@ cmp -s <(cut -d, -f1-5 straight/metrics.csv) <(cut -d, -f1-5 stopped/metrics.csv
 expect 2 '--epochs 5 is less than the 41 epochs stopped already has' -- train --resume stopped --epochs 5
 expect 1 '--resume nowhere: no model.safetensors there' -- train --resume nowhere
 
+# softreg data: what was found and what is in it.
+expect 0 '^data: /usr/share/datasets/fashion-mnist \(all four files pass the checks\)' -- data --data /usr/share/datasets/fashion-mnist
+grep -qE '^  9  ankle boot     6000    1000$' out.txt && ok || fail "data: class table: $(cat out.txt)"
+expect 0 '"per_class": \[' -- data --json
+expect 1 'softreg: error: --data bad: missing t10k-labels-idx1-ubyte' -- data --data bad
+
 # A batch larger than the training set is one batch of all of it, not an allocation failure.
 "$softreg" train --batch-size 100000000000 --epochs 1 --no-check --quiet --no-plots --out huge && ok ||
   fail "train --batch-size 1e11"

@@ -19,5 +19,6 @@ CommandRunner add_eval_command(CLI::App& app);
 CommandRunner add_predict_command(CLI::App& app);
 CommandRunner add_plot_command(CLI::App& app);
 CommandRunner add_bench_command(CLI::App& app);
+CommandRunner add_data_command(CLI::App& app);
 
 }  // namespace softreg::cli

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   CommandRunner predict = add_predict_command(app);
   CommandRunner plot = add_plot_command(app);
   CommandRunner bench = add_bench_command(app);
+  CommandRunner data = add_data_command(app);
 
   try {
     // CLI11 would call a misspelt command "A subcommand is required"; name it instead.
@@ -50,6 +51,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("predict")) return predict();
     if (app.got_subcommand("plot")) return plot();
     if (app.got_subcommand("bench")) return bench();
+    if (app.got_subcommand("data")) return data();
     return kExitUsage;
   } catch (const softreg::UsageError& e) {
     fmt::print(stderr, "softreg: error: {}\n", e.what());
