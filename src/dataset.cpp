@@ -25,6 +25,16 @@ std::optional<fs::path> find_one(const fs::path& folder, const std::string& name
 
 }  // namespace
 
+std::vector<std::string> default_class_names(int classes) {
+  std::vector<std::string> names;
+  for (int k = 0; k < classes; ++k) {
+    names.push_back(classes == kFashionMnistClasses
+                        ? std::string(kFashionMnistClassNames[static_cast<std::size_t>(k)])
+                        : std::to_string(k));
+  }
+  return names;
+}
+
 Dataset load_dataset(const fs::path& images_path, const fs::path& labels_path, int num_classes) {
   // The two files are independent, so decode them side by side: decompression dominates loading.
   auto labels_future =

@@ -31,7 +31,7 @@ Evaluation evaluate(const SoftmaxModel& model, const Dataset& data, ThreadPool& 
       std::vector<float> loss(end - begin);
       block_sums[block].correct = fast_forward_rows(
           {pixels.data(), data.labels.data() + begin, end - begin, data.features(), model.W.data(),
-           model.b.data(), 1.0f / 255.0f, loss.data(), result.predictions.data() + begin, nullptr});
+           model.b.data(), kPixelScale, loss.data(), result.predictions.data() + begin, nullptr});
       for (float l : loss)
         block_sums[block].loss += l;
     } else {

@@ -23,12 +23,13 @@ Trainer::Trainer(const TrainConfig& config, const Dataset& train, const Dataset&
                                        rng_)),
       pool_(config.threads),
       order_(train.count) {
+  epoch_rng_state_ = rng_.state();
+  if (uses_fast_path()) return;  // the per-thread gradient buffers below serve only the naive path
   const auto threads = static_cast<std::size_t>(pool_.threads());
   thread_dW_.assign(threads, WeightMatrix::Zero(model_.W.rows(), model_.W.cols()));
   thread_db_.assign(threads, BiasVector::Zero(model_.b.size()));
   thread_sums_.resize(threads);
   workspaces_.resize(threads);
-  epoch_rng_state_ = rng_.state();
 }
 
 TrainerState Trainer::state() const {
@@ -100,7 +101,6 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
   const std::size_t n = order_.size(), D = train_.features();
   const std::size_t B = std::min(config_.batch_size, n);  // a batch larger than the data is the whole data
   const int K = kFastClasses;
-  constexpr float kPixelScale = 1.0f / 255.0f;
   batch_pixels_.resize(B);
   batch_labels_.resize(B);
   batch_dlogits_.resize(B * K);

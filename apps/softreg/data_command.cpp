@@ -70,9 +70,9 @@ int run_data(const DataOptions& options) {
              data.train.height, data.train.width, data.train.count, data.test.count, train.mean_pixel,
              test.mean_pixel);
   fmt::print("{:>3}  {:<10}  {:>7}  {:>6}\n", "", "class", "train", "test");
+  const std::vector<std::string> names = default_class_names(data.train.num_classes);
   for (std::size_t k = 0; k < train.per_class.size(); ++k) {
-    const std::string name =
-        data.train.num_classes == kFashionMnistClasses ? std::string(kFashionMnistClassNames[k]) : "";
+    const std::string& name = names[k];
     fmt::print("{:>3}  {:<10}  {:>7}  {:>6}\n", k, name, train.per_class[k], test.per_class[k]);
   }
   fmt::print("loaded in {:.2f} s; decoded copies of .gz files: {}\n", seconds,

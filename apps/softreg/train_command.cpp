@@ -98,16 +98,6 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-std::vector<std::string> class_names_for(int classes) {
-  std::vector<std::string> names;
-  for (int k = 0; k < classes; ++k) {
-    names.push_back(classes == kFashionMnistClasses
-                        ? std::string(kFashionMnistClassNames[static_cast<std::size_t>(k)])
-                        : std::to_string(k));
-  }
-  return names;
-}
-
 // Where a run starts from: a fresh recipe, or a checkpoint in a run folder.
 struct RunStart {
   TrainConfig config;
@@ -249,7 +239,7 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
   const auto save_checkpoint = [&] {
     ModelFile file;
     file.model = trainer.model();
-    file.class_names = class_names_for(trainer.model().classes());
+    file.class_names = default_class_names(trainer.model().classes());
     file.height = static_cast<int>(data.train.height);
     file.width = static_cast<int>(data.train.width);
     file.metadata =
@@ -295,7 +285,7 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
     write_curves(run_folder, summary.epochs, config.epochs);
     const Evaluation test = evaluate(trainer.model(), data.test, trainer.pool());
     pictures = write_model_pictures(run_folder, trainer.model(), data.test, test.predictions,
-                                    class_names_for(trainer.model().classes()),
+                                    default_class_names(trainer.model().classes()),
                                     {static_cast<int>(options.grid_count), options.misclassified});
     pictures.insert(pictures.begin(), {"curves.png", "curves.svg"});
     progress.clear();

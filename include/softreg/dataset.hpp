@@ -18,6 +18,9 @@ inline constexpr int kFashionMnistClasses = 10;
 inline constexpr std::array<std::string_view, kFashionMnistClasses> kFashionMnistClassNames = {
     "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"};
 
+/// Names for `classes` classes: Fashion-MNIST's for 10, the class numbers otherwise.
+std::vector<std::string> default_class_names(int classes);
+
 /// Images as bytes, row-major (one image per row of height*width bytes), and one label per image.
 struct Dataset {
   std::size_t count = 0;

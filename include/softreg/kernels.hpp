@@ -55,6 +55,9 @@ RowMatrix<float> logits_of_rows(const Dataset& data, std::size_t begin, std::siz
 /// use the Eigen path above.
 inline constexpr int kFastClasses = 10;
 
+/// ToTensor's scaling of a pixel byte, which the fast path applies to dot products instead of pixels.
+inline constexpr float kPixelScale = 1.0f / 255.0f;
+
 /// Which implementation training and evaluation use.
 enum class KernelChoice { kFast, kNaive };
 
