@@ -10,12 +10,16 @@
 
 #include "softreg/error.hpp"
 #include "softreg/metrics.hpp"
-#include "softreg/optim.hpp"
 
 namespace softreg {
 
 Trainer::Trainer(const TrainConfig& config, const Dataset& train, const Dataset& test)
+    : Trainer(config, train, test, std::make_unique<Sgd>(config.lr)) {}
+
+Trainer::Trainer(const TrainConfig& config, const Dataset& train, const Dataset& test,
+                 std::unique_ptr<Optimizer> optimizer)
     : config_(config),
+      optimizer_(std::move(optimizer)),
       train_(train),
       test_(test),
       rng_(config.seed),
@@ -23,6 +27,7 @@ Trainer::Trainer(const TrainConfig& config, const Dataset& train, const Dataset&
                                        rng_)),
       pool_(config.threads),
       order_(train.count) {
+  if (!optimizer_) throw Error("the trainer needs an optimizer");
   epoch_rng_state_ = rng_.state();
   if (uses_fast_path()) return;  // the per-thread gradient buffers below serve only the naive path
   const auto threads = static_cast<std::size_t>(pool_.threads());
@@ -71,12 +76,16 @@ BatchSums Trainer::train_batch(std::span<const std::uint32_t> rows) {
     thread_db_[0] += thread_db_[s];
     sums += thread_sums_[s];
   }
-  sgd_step(model_, thread_dW_[0], thread_db_[0], config_.lr, rows.size());
+  optimizer_->step(model_, thread_dW_[0], thread_db_[0], rows.size());
   return sums;
 }
 
 bool Trainer::uses_fast_path() const {
   return config_.kernel == KernelChoice::kFast && model_.classes() == kFastClasses;
+}
+
+bool Trainer::uses_fused_sgd() const {
+  return uses_fast_path() && dynamic_cast<const Sgd*>(optimizer_.get()) != nullptr;
 }
 
 bool Trainer::train_epoch_naive(const BatchCallback& on_batch, const StopRequest& should_stop) {
@@ -94,9 +103,13 @@ bool Trainer::train_epoch_naive(const BatchCallback& on_batch, const StopRequest
 bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest& should_stop) {
   // The whole epoch runs as one team of threads that meet at two barriers per batch:
   //   1. each thread runs the forward pass on its slice of the batch's rows (writing dlogits);
-  //   2. each thread updates its own range of inputs of W from all the batch's rows; thread 0 also
-  //      updates b and does the bookkeeping.
-  // No thread sums another's partial gradient, so the weights do not depend on the thread count.
+  //   2. each thread computes its own range of inputs of dW from all the batch's rows; thread 0 also
+  //      computes db and does the bookkeeping.
+  // For plain SGD, step 2 applies the update as it goes (the fused kernel). Any other optimizer steps
+  // on thread 0 once the whole gradient is there, and the team meets a third time before the next
+  // batch reads W. No thread sums another's partial gradient, so the weights do not depend on the
+  // thread count.
+  const bool fused = uses_fused_sgd();
   const std::size_t threads = static_cast<std::size_t>(pool_.threads());
   const std::size_t n = order_.size(), D = train_.features();
   const std::size_t B = std::min(config_.batch_size, n);  // a batch larger than the data is the whole data
@@ -105,6 +118,10 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
   batch_labels_.resize(B);
   batch_dlogits_.resize(B * K);
   batch_loss_.resize(B);
+  if (!fused) {
+    batch_dW_.resize(model_.W.rows(), model_.W.cols());
+    batch_db_.resize(model_.b.size());
+  }
   // Input ranges at multiples of 16 floats: whole SIMD vectors on every target (16 lanes at most).
   constexpr std::size_t kGrain = 16;
   const std::size_t d_chunk = (D + threads * kGrain - 1) / (threads * kGrain) * kGrain;
@@ -134,18 +151,29 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
       const std::size_t chunk = threads - 1 - t;
       const std::size_t d0 = std::min(D, chunk * d_chunk), d1 = std::min(D, d0 + d_chunk);
       const float step = static_cast<float>(config_.lr / static_cast<double>(count));
-      if (d0 < d1) {
+      if (d0 < d1 && fused) {
         fast_update_columns({batch_pixels_.data(), batch_dlogits_.data(), count, D, d0, d1, step, kPixelScale,
                              model_.W.data()});
+      } else if (d0 < d1) {
+        fast_gradient_columns(
+            {batch_pixels_.data(), batch_dlogits_.data(), count, D, d0, d1, kPixelScale, batch_dW_.data()});
       }
       if (t == 0) {
-        try {
-          for (int k = 0; k < K; ++k) {
-            float db = 0;
-            for (std::size_t r = 0; r < count; ++r)
-              db += batch_dlogits_[r * K + static_cast<std::size_t>(k)];
+        for (int k = 0; k < K; ++k) {
+          float db = 0;
+          for (std::size_t r = 0; r < count; ++r)
+            db += batch_dlogits_[r * K + static_cast<std::size_t>(k)];
+          if (fused) {
             model_.b(k) -= step * db;
+          } else {
+            batch_db_(k) = db;
           }
+        }
+      }
+      if (!fused) barrier.arrive_and_wait();  // the whole gradient is there
+      if (t == 0) {
+        try {
+          if (!fused) optimizer_->step(model_, batch_dW_, batch_db_, count);
           for (std::size_t r = 0; r < count; ++r)
             partial_sums_.loss += batch_loss_[r];
           ++batches_done_;

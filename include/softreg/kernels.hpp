@@ -91,7 +91,24 @@ struct FastUpdateArgs {
 };
 /// The fused backward pass and SGD step on W for inputs [d_begin, d_end):
 /// W[k][d] -= step * sum_rows dlogits[r][k] * x_r[d]. Disjoint ranges can run on different threads.
+/// This is fast_gradient_columns followed by sgd_step, done in one pass over the batch's rows.
 void fast_update_columns(const FastUpdateArgs& args);
+
+/// Arguments of fast_gradient_columns.
+struct FastGradientArgs {
+  const std::uint8_t* const* row_pixels;  // the batch's rows
+  const float* dlogits;                   // (count,K) from fast_forward_rows
+  std::size_t count;
+  std::size_t inputs;   // D
+  std::size_t d_begin;  // the inputs this call computes: [d_begin, d_end)
+  std::size_t d_end;
+  float pixel_scale;  // 1/255
+  float* dW;          // out: (K,D), the data of a WeightMatrix; only inputs [d_begin, d_end) are written
+};
+/// The backward pass on W for inputs [d_begin, d_end): the gradient of the summed loss,
+/// dW[k][d] = sum_rows dlogits[r][k] * x_r[d], for any optimizer to apply. Disjoint ranges can run on
+/// different threads.
+void fast_gradient_columns(const FastGradientArgs& args);
 
 /// Peak single-core multiply-add throughput with the fast path's SIMD target, in floating-point
 /// operations per second: the best of repeated timed loops over `seconds`.

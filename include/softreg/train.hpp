@@ -1,5 +1,6 @@
-// The seed's training loop: shuffle, minibatches (the last one partial), SGD, and per-epoch metrics
-// (train loss and accuracy as seen during the epoch, then test loss and accuracy).
+// The seed's training loop: shuffle, minibatches (the last one partial), an optimizer step per batch
+// (the seed's SGD unless another Optimizer is given), and per-epoch metrics (train loss and accuracy
+// as seen during the epoch, then test loss and accuracy). run.hpp builds a whole run on top of it.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include "softreg/dataset.hpp"
 #include "softreg/kernels.hpp"
 #include "softreg/model.hpp"
+#include "softreg/optim.hpp"
 #include "softreg/parallel.hpp"
 #include "softreg/rng.hpp"
 
@@ -53,8 +55,12 @@ struct TrainerState {
 
 class Trainer {
  public:
-  /// Draws the initial weights from the seed. The datasets must outlive the trainer.
+  /// Draws the initial weights from the seed; trains with the seed's SGD at config.lr. The datasets
+  /// must outlive the trainer.
   Trainer(const TrainConfig& config, const Dataset& train, const Dataset& test);
+  /// The same with another optimizer (config.lr is then only recorded, not used).
+  Trainer(const TrainConfig& config, const Dataset& train, const Dataset& test,
+          std::unique_ptr<Optimizer> optimizer);
 
   /// Called after each batch with the examples done so far in the epoch and the epoch's total.
   using BatchCallback = std::function<void(std::size_t done, std::size_t total)>;
@@ -75,17 +81,23 @@ class Trainer {
   int epochs_done() const { return epochs_done_; }
   const SoftmaxModel& model() const { return model_; }
   const TrainConfig& config() const { return config_; }
+  const Optimizer& optimizer() const { return *optimizer_; }
   ThreadPool& pool() { return pool_; }
+
+  /// True when batches go through the SIMD kernels (kFast and a class count they are compiled for).
+  bool uses_fast_path() const;
+  /// True when the fast path applies plain SGD inside its backward pass instead of calling step().
+  bool uses_fused_sgd() const;
 
  private:
   BatchSums train_batch(std::span<const std::uint32_t> rows);
-  bool uses_fast_path() const;
   // The rest of the epoch with the fast kernels; false if should_stop ended it early.
   bool train_epoch_fast(const BatchCallback& on_batch, const StopRequest& should_stop);
   // The rest of the epoch with the naive kernels; false if should_stop ended it early.
   bool train_epoch_naive(const BatchCallback& on_batch, const StopRequest& should_stop);
 
   TrainConfig config_;
+  std::unique_ptr<Optimizer> optimizer_;
   const Dataset& train_;
   const Dataset& test_;
   Rng rng_;
@@ -106,6 +118,9 @@ class Trainer {
   std::vector<std::uint8_t> batch_labels_;
   std::vector<float> batch_dlogits_;
   std::vector<float> batch_loss_;
+  // The batch gradient, for optimizers other than the fused SGD.
+  WeightMatrix batch_dW_;
+  BiasVector batch_db_;
 };
 
 }  // namespace softreg

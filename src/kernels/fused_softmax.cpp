@@ -1,10 +1,12 @@
 // The fast path of training and evaluation: SIMD over the 784 inputs with Google Highway, compiled
 // for several instruction sets (SSE4, AVX2, AVX-512, ...) and dispatched at run time to the best the
 // CPU has. Pixels stay bytes until they are used (converted in registers), 1/255 is applied to the
-// sums instead of to every pixel, and the SGD update is fused into the backward pass:
-//   forward_rows:    per row, logits o = (x . W_k) / 255 + b_k, stable softmax, loss, argmax,
-//                    dlogits = softmax(o) - onehot(y)
-//   update_columns:  for d in a range of inputs, W_k[d] -= step / 255 * sum_rows dlogits[r][k] * x_r[d]
+// sums instead of to every pixel. The backward pass either returns the gradient (for any optimizer) or,
+// for plain SGD, applies the step as it goes (fused, so W is read and written once per batch):
+//   forward_rows:     per row, logits o = (x . W_k) / 255 + b_k, stable softmax, loss, argmax,
+//                     dlogits = softmax(o) - onehot(y)
+//   gradient_columns: for d in a range of inputs, dW_k[d] = 1/255 * sum_rows dlogits[r][k] * x_r[d]
+//   update_columns:   the same sum, applied at once: W_k[d] -= step / 255 * sum_rows ...
 // The naive twins are loss_and_grad (loss.hpp) and accumulate_gradient + sgd_step; tests compare them.
 //
 // N = rows, D = inputs, K = classes (10 here: the register blocking keeps K accumulators live).
@@ -181,10 +183,11 @@ std::int64_t ForwardRowsK(const FastForwardArgs& a) {
   return correct;
 }
 
-// W[k][d..d+lanes*B) -= step * sum_r g[r][k] * x_r[d..]: K*B accumulators stay in registers while every
-// row of the batch streams past them; each broadcast of g[r][k] serves B vectors.
-template <int K, int B>
-void UpdateBlock(const FastUpdateArgs& a, std::size_t d, float step) {
+// sum_r g[r][k] * x_r[d..d+lanes*B) for every k: K*B accumulators stay in registers while every row of
+// the batch streams past them; each broadcast of g[r][k] serves B vectors. kApplyStep: W[k][d..] -=
+// scale * sum (the fused SGD step); otherwise out[k][d..] = scale * sum (the gradient).
+template <int K, int B, bool kApplyStep>
+void ColumnBlock(const FastUpdateArgs& a, std::size_t d, float scale) {
   const hn::ScalableTag<float> df;
   using V = decltype(hn::Zero(df));
   const std::size_t lanes = hn::Lanes(df);
@@ -204,20 +207,23 @@ void UpdateBlock(const FastUpdateArgs& a, std::size_t d, float step) {
         acc[b][k] = hn::MulAdd(gk, xv[b], acc[b][k]);
     }
   }
-  const V neg_step = hn::Set(df, -step);
   for (int b = 0; b < B; ++b) {
     for (int k = 0; k < K; ++k) {
-      float* w = a.W + k * D + d + static_cast<std::size_t>(b) * lanes;
-      hn::StoreU(hn::MulAdd(neg_step, acc[b][k], hn::LoadU(df, w)), df, w);
+      float* out = a.W + k * D + d + static_cast<std::size_t>(b) * lanes;
+      if constexpr (kApplyStep) {
+        hn::StoreU(hn::MulAdd(hn::Set(df, -scale), acc[b][k], hn::LoadU(df, out)), df, out);
+      } else {
+        hn::StoreU(hn::Mul(hn::Set(df, scale), acc[b][k]), df, out);
+      }
     }
   }
 }
 
-template <int K>
-void UpdateColumnsK(const FastUpdateArgs& a) {
+template <int K, bool kApplyStep>
+void ColumnsK(const FastUpdateArgs& a) {
   const hn::ScalableTag<float> df;
   const std::size_t lanes = hn::Lanes(df);
-  const float step = a.step * a.pixel_scale;
+  const float scale = kApplyStep ? a.step * a.pixel_scale : a.pixel_scale;
   // With several threads, half of the batch's rows were read by another core: ask for this range of
   // them up front, as the forward pass does.
   for (std::size_t r = 0; r < a.count; ++r) {
@@ -226,15 +232,19 @@ void UpdateColumnsK(const FastUpdateArgs& a) {
   }
   std::size_t d = a.d_begin;
   for (; d + kBlock * lanes <= a.d_end; d += kBlock * lanes)
-    UpdateBlock<K, kBlock>(a, d, step);
+    ColumnBlock<K, kBlock, kApplyStep>(a, d, scale);
   for (; d + lanes <= a.d_end; d += lanes)
-    UpdateBlock<K, 1>(a, d, step);
+    ColumnBlock<K, 1, kApplyStep>(a, d, scale);
   for (; d < a.d_end; ++d) {  // inputs left over when D is not a multiple of the vector width
     for (int k = 0; k < K; ++k) {
       float sum = 0;
       for (std::size_t r = 0; r < a.count; ++r)
         sum += a.dlogits[r * K + k] * static_cast<float>(a.row_pixels[r][d]);
-      a.W[k * a.inputs + d] -= step * sum;
+      if constexpr (kApplyStep) {
+        a.W[k * a.inputs + d] -= scale * sum;
+      } else {
+        a.W[k * a.inputs + d] = scale * sum;
+      }
     }
   }
 }
@@ -243,7 +253,13 @@ std::int64_t ForwardRows(const FastForwardArgs& args) {
   return ForwardRowsK<kFastClasses>(args);
 }
 void UpdateColumns(const FastUpdateArgs& args) {
-  UpdateColumnsK<kFastClasses>(args);
+  ColumnsK<kFastClasses, /*kApplyStep=*/true>(args);
+}
+void GradientColumns(const FastGradientArgs& args) {
+  // The same loop as the fused update, writing scale * sum into dW instead of subtracting it from W.
+  ColumnsK<kFastClasses, /*kApplyStep=*/false>({args.row_pixels, args.dlogits, args.count, args.inputs,
+                                                args.d_begin, args.d_end, /*step=*/1.0f, args.pixel_scale,
+                                                args.dW});
 }
 std::int64_t CompiledTarget() {
   return HWY_TARGET;
@@ -258,6 +274,7 @@ namespace softreg {
 
 HWY_EXPORT(ForwardRows);
 HWY_EXPORT(UpdateColumns);
+HWY_EXPORT(GradientColumns);
 HWY_EXPORT(CompiledTarget);
 
 std::int64_t fast_forward_rows(const FastForwardArgs& args) {
@@ -265,6 +282,9 @@ std::int64_t fast_forward_rows(const FastForwardArgs& args) {
 }
 void fast_update_columns(const FastUpdateArgs& args) {
   HWY_DYNAMIC_DISPATCH(UpdateColumns)(args);
+}
+void fast_gradient_columns(const FastGradientArgs& args) {
+  HWY_DYNAMIC_DISPATCH(GradientColumns)(args);
 }
 
 std::string simd_target() {
