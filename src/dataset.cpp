@@ -122,4 +122,17 @@ TrainTestData load_train_test(const DataFiles& files, int num_classes) {
   return {std::move(train), std::move(test)};
 }
 
+DatasetStats dataset_stats(const Dataset& data) {
+  DatasetStats stats;
+  stats.per_class.assign(static_cast<std::size_t>(data.num_classes), 0);
+  for (std::uint8_t label : data.labels)
+    ++stats.per_class[label];
+  std::uint64_t sum = 0;
+  for (std::uint8_t p : data.pixels)
+    sum += p;
+  stats.mean_pixel =
+      data.pixels.empty() ? 0 : static_cast<double>(sum) / static_cast<double>(data.pixels.size()) / 255.0;
+  return stats;
+}
+
 }  // namespace softreg

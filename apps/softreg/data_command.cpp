@@ -18,30 +18,12 @@ struct DataOptions {
   bool json = false;
 };
 
-struct SplitSummary {
-  std::vector<std::int64_t> per_class;
-  double mean_pixel = 0;  // in [0, 1], as the model sees pixels
-};
-
-SplitSummary summarize(const Dataset& set) {
-  SplitSummary s;
-  s.per_class.assign(static_cast<std::size_t>(set.num_classes), 0);
-  for (std::uint8_t label : set.labels)
-    ++s.per_class[label];
-  std::uint64_t sum = 0;
-  for (std::uint8_t p : set.pixels)
-    sum += p;
-  s.mean_pixel =
-      set.pixels.empty() ? 0 : static_cast<double>(sum) / static_cast<double>(set.pixels.size()) / 255.0;
-  return s;
-}
-
 int run_data(const DataOptions& options) {
   const DataFiles files = locate_data(optional_path(options.data));
   const auto start = std::chrono::steady_clock::now();
   const TrainTestData data = load_train_test(files);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const SplitSummary train = summarize(data.train), test = summarize(data.test);
+  const DatasetStats train = dataset_stats(data.train), test = dataset_stats(data.test);
   const std::filesystem::path cache = idx_cache_folder();
 
   if (options.json) {

@@ -6,10 +6,7 @@
 
 #include "commands.hpp"
 #include "common.hpp"
-#include "model_data.hpp"
-#include "softreg/metrics.hpp"
-#include "softreg/model_io.hpp"
-#include "softreg/parallel.hpp"
+#include "softreg/inference.hpp"
 
 namespace softreg::cli {
 namespace {
@@ -25,12 +22,12 @@ struct EvalOptions {
 int run_eval(const EvalOptions& options) {
   check_threads(options.threads);
   const ModelFile model = load_model(options.model);
-  std::string folder;
-  const Dataset data = load_split_for_model(model, optional_path(options.data), options.split, &folder);
+  const SplitData split = load_split_for_model(model, optional_path(options.data), options.split);
+  const std::string folder = split.folder.string();
   ThreadPool pool(static_cast<int>(options.threads));
-  const Evaluation evaluation = evaluate(model.model, data, pool);
-  const ClassificationReport report =
-      classification_report(data.labels, evaluation.predictions, model.model.classes());
+  const ModelEvaluation result = evaluate_model(model.model, split.data, pool);
+  const Evaluation& evaluation = result.evaluation;
+  const ClassificationReport& report = result.report;
 
   if (options.json) {
     nlohmann::ordered_json j;

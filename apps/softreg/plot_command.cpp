@@ -4,13 +4,9 @@
 
 #include "commands.hpp"
 #include "common.hpp"
-#include "model_data.hpp"
-#include "pictures.hpp"
 #include "softreg/error.hpp"
-#include "softreg/io.hpp"
-#include "softreg/metrics.hpp"
-#include "softreg/model_io.hpp"
 #include "softreg/parallel.hpp"
+#include "softreg/run.hpp"
 
 namespace softreg::cli {
 namespace {
@@ -29,29 +25,10 @@ int run_plot(const PlotOptions& options) {
   check_threads(options.threads);
   const std::filesystem::path run = options.run;
   const std::filesystem::path out = options.out.empty() ? run : std::filesystem::path(options.out);
-  const ModelFile model = load_model(run / "model.safetensors");
-  ensure_folder(out);
-
-  std::vector<std::string> written;
-  std::error_code ec;
-  if (std::filesystem::is_regular_file(run / "metrics.csv", ec)) {
-    const std::vector<EpochMetrics> epochs = read_metrics_csv(run / "metrics.csv");
-    if (!epochs.empty()) {
-      int total = epochs.back().epoch;
-      if (auto it = model.metadata.find("epochs"); it != model.metadata.end()) {
-        total = std::max(total, std::atoi(it->second.c_str()));
-      }
-      write_curves(out, epochs, total);
-      written = {"curves.png", "curves.svg"};
-    }
-  }
-  const Dataset test = load_split_for_model(model, optional_path(options.data), "test");
   ThreadPool pool(static_cast<int>(options.threads));
-  const Evaluation evaluation = evaluate(model.model, test, pool);
-  const std::vector<std::string> pictures =
-      write_model_pictures(out, model.model, test, evaluation.predictions, model.class_names,
-                           {static_cast<int>(options.grid_count), options.misclassified});
-  written.insert(written.end(), pictures.begin(), pictures.end());
+  const std::vector<std::string> written =
+      redraw_run_pictures(run, out, optional_path(options.data),
+                          {static_cast<int>(options.grid_count), options.misclassified}, pool);
   fmt::print("wrote {} in {}\n", fmt::join(written, ", "), out.string());
   return kExitOk;
 }

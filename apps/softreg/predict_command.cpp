@@ -2,18 +2,13 @@
 // converted to grayscale and resized to the model's input size by area averaging.
 #include <fmt/format.h>
 
-#include <algorithm>
 #include <charconv>
 #include <nlohmann/json.hpp>
-#include <numeric>
 
 #include "commands.hpp"
 #include "common.hpp"
-#include "model_data.hpp"
 #include "softreg/error.hpp"
-#include "softreg/image.hpp"
-#include "softreg/kernels.hpp"
-#include "softreg/model_io.hpp"
+#include "softreg/inference.hpp"
 
 namespace softreg::cli {
 namespace {
@@ -51,19 +46,8 @@ IndexRange parse_index_range(const std::string& text) {
   return range;
 }
 
-struct Prediction {
-  std::string input;
-  std::optional<int> label;  // the true class, for test images
-  std::vector<double> probabilities;
-};
-
 void print_prediction(const Prediction& p, const ModelFile& model, std::size_t top, bool json) {
-  std::vector<int> order(p.probabilities.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
-    return p.probabilities[static_cast<std::size_t>(a)] > p.probabilities[static_cast<std::size_t>(b)];
-  });
-  order.resize(std::min(top, order.size()));
+  const std::vector<int> order = p.top(top);
   if (json) {
     nlohmann::ordered_json j;
     j["input"] = p.input;
@@ -102,36 +86,21 @@ int run_predict(const PredictOptions& options) {
 
   const ModelFile model = load_model(options.model);
   const auto top = static_cast<std::size_t>(options.top);
-  const int K = model.model.classes();
 
   if (range) {
-    const Dataset test = load_split_for_model(model, optional_path(options.data), "test");
+    const Dataset test = load_split_for_model(model, optional_path(options.data), "test").data;
     if (range->last >= test.count) {
       throw UsageError(
           fmt::format("--index {} is past the last test image ({})", options.index, test.count - 1));
     }
-    const RowMatrix<float> logits = logits_of_rows(test, range->first, range->last + 1, model.model);
-    for (std::size_t i = range->first; i <= range->last; ++i) {
-      print_prediction({fmt::format("test:{}", i), test.labels[i],
-                        probabilities(logits.row(static_cast<Eigen::Index>(i - range->first)).data(), K)},
-                       model, top, options.json);
-    }
+    for (const Prediction& p : predict_rows(model.model, test, range->first, range->last))
+      print_prediction(p, model, top, options.json);
   }
 
   int failures = 0;
   for (const std::string& path : options.images) {
     try {
-      GrayImage image = resize_area(read_gray_image(path), model.width, model.height);
-      if (options.invert) invert(image);
-      Dataset one;
-      one.count = 1;
-      one.height = static_cast<std::size_t>(model.height);
-      one.width = static_cast<std::size_t>(model.width);
-      one.num_classes = K;
-      one.pixels = std::move(image.pixels);
-      one.labels = {0};
-      const RowMatrix<float> logits = logits_of_rows(one, 0, 1, model.model);
-      print_prediction({path, std::nullopt, probabilities(logits.data(), K)}, model, top, options.json);
+      print_prediction(predict_image_file(model, path, options.invert), model, top, options.json);
     } catch (const Error& e) {
       // One bad file does not stop the others; the exit code reports it.
       fmt::print(stderr, "softreg: error: {}\n", e.what());

@@ -1,6 +1,6 @@
-// softreg train: the seed's recipe on Fashion-MNIST (or any IDX folder), with a per-epoch table, a run
-// folder (metrics.csv, summary.json, model.safetensors saved after every epoch), the seed's acceptance
-// checks at the end, and Ctrl-C / --resume that continue a run bit for bit.
+// softreg train: the seed's recipe on Fashion-MNIST (or any IDX folder), with a per-epoch table and a
+// live terminal chart, Ctrl-C and --resume. The run itself (its folder, checkpoints, checks, pictures)
+// is the library's softreg::TrainingRun; this file parses flags, turns SIGINT into a stop request and prints.
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -13,15 +13,10 @@
 
 #include "commands.hpp"
 #include "common.hpp"
-#include "pictures.hpp"
 #include "softreg/dataset.hpp"
 #include "softreg/error.hpp"
-#include "softreg/io.hpp"
-#include "softreg/metrics.hpp"
-#include "softreg/model_io.hpp"
-#include "softreg/parallel.hpp"
 #include "softreg/plot.hpp"
-#include "softreg/train.hpp"
+#include "softreg/run.hpp"
 #include "terminal.hpp"
 
 namespace softreg::cli {
@@ -98,65 +93,37 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// Where a run starts from: a fresh recipe, or a checkpoint in a run folder.
-struct RunStart {
-  TrainConfig config;
-  std::optional<TrainerState> state;
-  std::vector<EpochMetrics> history;
-  std::optional<std::filesystem::path> data;
-  std::optional<std::filesystem::path> run_folder;
-};
-
-RunStart resume_from(const TrainOptions& options) {
+// The saved run that --resume names, with --epochs applied; the recipe flags may not change.
+SavedRun saved_run_to_resume(const TrainOptions& options) {
   if (!options.recipe_flags_given.empty()) {
     throw UsageError(
         options.recipe_flags_given.front() +
         " cannot be changed with --resume (the checkpoint's recipe is used; --epochs may be raised)");
   }
-  const std::filesystem::path folder = options.resume;
-  const std::filesystem::path model_path = folder / "model.safetensors";
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(model_path, ec)) {
-    throw Error("--resume " + folder.string() + ": no model.safetensors there (not a softreg run folder?)");
+  SavedRun saved;
+  try {
+    saved = load_saved_run(options.resume);
+  } catch (const Error& e) {
+    throw Error(std::string("--resume ") + e.what());
   }
-  const ModelFile checkpoint = load_model(model_path);
-  RunStart start;
-  start.config = config_from_metadata(checkpoint, model_path.string());
   check_grid_count(options.grid_count);
   if (options.epochs_given) {
     check_epochs(options.epochs);
-    start.config.epochs = static_cast<int>(options.epochs);
+    saved.config.epochs = static_cast<int>(options.epochs);
   }
-  start.state = trainer_state_from(checkpoint, model_path.string());
-  if (start.state->epochs_done > start.config.epochs) {
-    throw UsageError(fmt::format("--epochs {} is less than the {} epochs {} already has", start.config.epochs,
-                                 start.state->epochs_done, folder.string()));
+  if (saved.state.epochs_done > saved.config.epochs) {
+    throw UsageError(fmt::format("--epochs {} is less than the {} epochs {} already has", saved.config.epochs,
+                                 saved.state.epochs_done, options.resume));
   }
-  std::vector<EpochMetrics> history = read_metrics_csv(folder / "metrics.csv");
-  if (history.size() < static_cast<std::size_t>(start.state->epochs_done)) {
-    throw Error::in_file(folder / "metrics.csv", fmt::format("has {} epochs, the checkpoint {}",
-                                                             history.size(), start.state->epochs_done));
-  }
-  history.resize(static_cast<std::size_t>(start.state->epochs_done));
-  start.history = std::move(history);
-  start.data = optional_path(options.data);
-  if (!start.data) {
-    if (auto it = checkpoint.metadata.find("data_folder"); it != checkpoint.metadata.end())
-      start.data = it->second;
-  }
-  start.run_folder = folder;
-  return start;
+  return saved;
 }
 
 int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point process_start) {
-  RunStart start;
-  if (options.resume.empty()) {
-    start.config = validated_config(options);
-    start.data = optional_path(options.data);
-  } else {
-    start = resume_from(options);
-  }
-  const TrainConfig& config = start.config;
+  std::optional<SavedRun> saved;
+  if (!options.resume.empty()) saved = saved_run_to_resume(options);
+  const TrainConfig config = saved ? saved->config : validated_config(options);
+  std::optional<std::filesystem::path> data_folder = optional_path(options.data);
+  if (!data_folder && saved && !saved->data_folder.empty()) data_folder = saved->data_folder;
 
   g_stop_requested = false;
   std::signal(SIGINT, on_sigint);
@@ -170,34 +137,25 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
   ProgressBar progress(live);
   LiveView live_view(live);
 
-  const DataFiles files = locate_data(start.data);
+  const DataFiles files = locate_data(data_folder);
   const auto load_start = std::chrono::steady_clock::now();
   progress.message("loading " + files.folder.string() + " ...");
   const TrainTestData data = load_train_test(files);
   const double seconds_load = seconds_since(load_start);
   progress.clear();
 
-  std::filesystem::path run_folder;
-  if (start.run_folder) {
-    run_folder = *start.run_folder;
-  } else if (options.out.empty()) {
-    run_folder = create_run_folder("runs");
+  RunOptions run_options;
+  if (saved) {
+    run_options.folder = saved->folder;
   } else {
-    run_folder = options.out;
-    ensure_folder(run_folder);
+    run_options.folder = options.out.empty() ? create_run_folder("runs") : std::filesystem::path(options.out);
   }
-
-  Trainer trainer(config, data.train, data.test);
-  if (start.state) trainer.restore(*start.state);
-
-  RunSummary summary;
-  summary.config = config;
-  summary.data_folder = files.folder.string();
-  summary.run_folder = run_folder.string();
-  summary.train_examples = data.train.count;
-  summary.test_examples = data.test.count;
-  summary.seconds_load = seconds_load;
-  summary.epochs = std::move(start.history);
+  run_options.data_folder = files.folder.string();
+  run_options.live_curves = !options.no_plots;
+  run_options.seconds_load = seconds_load;
+  run_options.started = process_start;
+  TrainingRun run = saved ? TrainingRun(*saved, data, run_options) : TrainingRun(config, data, run_options);
+  const std::filesystem::path run_folder = *run.folder();
 
   const std::string table_header = fmt::format("{:>5}  {:>10}  {:>9}  {:>8}  {:>9}  {:>7}", "epoch",
                                                "train_loss", "train_acc", "test_acc", "test_loss", "seconds");
@@ -212,12 +170,13 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
   };
   const auto redraw_live = [&] {
     if (!live) return;
-    std::vector<std::string> lines = plot::braille_chart(curve_series(summary.epochs), config.epochs,
+    const std::vector<EpochMetrics>& epochs = run.history();
+    std::vector<std::string> lines = plot::braille_chart(plot::curve_series(epochs), config.epochs,
                                                          /*width=*/60, /*height=*/8, /*color=*/true);
     lines.push_back(table_header);
-    const std::size_t shown = std::min<std::size_t>(summary.epochs.size(), kLiveTableRows);
-    for (std::size_t i = summary.epochs.size() - shown; i < summary.epochs.size(); ++i) {
-      lines.push_back(format_row(summary.epochs[i]));
+    const std::size_t shown = std::min<std::size_t>(epochs.size(), kLiveTableRows);
+    for (std::size_t i = epochs.size() - shown; i < epochs.size(); ++i) {
+      lines.push_back(format_row(epochs[i]));
     }
     live_view.draw(lines);
   };
@@ -226,89 +185,62 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
                data.train.count, data.test.count, data.train.height, data.train.width, seconds_load);
     fmt::print(table, "recipe: lr {}, batch size {}, {} epochs, seed {}, {} thread{}\n", config.lr,
                config.batch_size, config.epochs, config.seed, config.threads, config.threads == 1 ? "" : "s");
-    if (start.state) {
+    if (saved) {
       fmt::print(table, "resuming {} at epoch {}, batch {}\n", run_folder.string(),
-                 start.state->epochs_done + 1, start.state->batches_done);
+                 saved->state.epochs_done + 1, saved->state.batches_done);
     }
     if (table_lines) fmt::print(table, "{}\n", table_header);
-    for (const EpochMetrics& m : summary.epochs)
+    for (const EpochMetrics& m : run.history())
       print_row(m);
   }
   redraw_live();
 
-  const auto save_checkpoint = [&] {
-    ModelFile file;
-    file.model = trainer.model();
-    file.class_names = default_class_names(trainer.model().classes());
-    file.height = static_cast<int>(data.train.height);
-    file.width = static_cast<int>(data.train.width);
-    file.metadata =
-        checkpoint_metadata(config, trainer.state(),
-                            summary.epochs.empty() ? nullptr : &summary.epochs.back(), files.folder.string());
-    save_model(run_folder / "model.safetensors", file);
-    write_file_atomic(run_folder / "metrics.csv", metrics_csv(summary.epochs));
-  };
-
-  const auto train_start = std::chrono::steady_clock::now();
-  while (trainer.epochs_done() < config.epochs) {
-    const std::string label = fmt::format("epoch {}/{}", trainer.epochs_done() + 1, config.epochs);
-    const std::optional<EpochMetrics> m =
-        trainer.run_epoch([&](std::size_t done, std::size_t total) { progress.update(label, done, total); },
-                          [] { return g_stop_requested.load(); });
+  RunCallbacks callbacks;
+  if (live) {
+    callbacks.on_batch = [&](std::size_t done, std::size_t total) {
+      progress.update(fmt::format("epoch {}/{}", run.epochs_done() + 1, config.epochs), done, total);
+    };
+  }
+  callbacks.on_epoch = [&](const EpochMetrics& m) {
     progress.clear();
-    if (m) {
-      summary.epochs.push_back(*m);
-      print_row(*m);
-      redraw_live();
-      // Redrawn and replaced atomically after every epoch: a viewer open on it follows training.
-      if (!options.no_plots) write_curves(run_folder, summary.epochs, config.epochs);
-    }
-    // Saved after every epoch (and at a stop), so an interrupted run loses at most one batch.
-    save_checkpoint();
-    if (g_stop_requested && trainer.epochs_done() < config.epochs) {
-      const TrainerState state = trainer.state();
-      const std::string where =
-          state.batches_done > 0
-              ? fmt::format("in epoch {} after {} batches", state.epochs_done + 1, state.batches_done)
-              : fmt::format("after epoch {}", state.epochs_done);
-      fmt::print(stderr, "softreg: interrupted {}; saved {}; resume with: softreg train --resume {}\n", where,
-                 (run_folder / "model.safetensors").string(), run_folder.string());
-      return kExitInterrupted;
-    }
+    print_row(m);
+    redraw_live();
+  };
+  callbacks.should_stop = [] { return g_stop_requested.load(); };
+  if (run.train(callbacks) == RunStatus::kStopped) {
+    progress.clear();
+    const TrainerState state = run.state();
+    const std::string where = state.batches_done > 0 ? fmt::format("in epoch {} after {} batches",
+                                                                   state.epochs_done + 1, state.batches_done)
+                                                     : fmt::format("after epoch {}", state.epochs_done);
+    fmt::print(stderr, "softreg: interrupted {}; saved {}; resume with: softreg train --resume {}\n", where,
+               (run_folder / "model.safetensors").string(), run_folder.string());
+    return kExitInterrupted;
   }
   std::signal(SIGINT, SIG_DFL);
-  summary.seconds_train = seconds_since(train_start);
 
-  std::vector<std::string> pictures;
-  if (!options.no_plots) {
-    progress.message("drawing pictures ...");
-    write_curves(run_folder, summary.epochs, config.epochs);
-    const Evaluation test = evaluate(trainer.model(), data.test, trainer.pool());
-    pictures = write_model_pictures(run_folder, trainer.model(), data.test, test.predictions,
-                                    default_class_names(trainer.model().classes()),
-                                    {static_cast<int>(options.grid_count), options.misclassified});
-    pictures.insert(pictures.begin(), {"curves.png", "curves.svg"});
-    progress.clear();
-  }
+  if (!options.no_plots) progress.message("drawing pictures ...");
+  const RunReport report =
+      run.finish({.acceptance_checks = !options.no_check,
+                  .pictures = !options.no_plots,
+                  .grid = {static_cast<int>(options.grid_count), options.misclassified}});
+  progress.clear();
+  const RunSummary& summary = report.summary;
 
   const EpochMetrics& last = summary.epochs.back();
-  if (!options.no_check) summary.checks = acceptance_checks(last.train_loss, last.train_acc, last.test_acc);
-  summary.seconds_total = seconds_since(process_start);
-  write_file_atomic(run_folder / "summary.json", summary_json(summary));
-
   if (options.json) fmt::print("{}", summary_json(summary));
   if (show_table) {
     fmt::print(table,
                "test accuracy {:.4f} after {} epochs; {:.2f} s in all (load {:.2f} s, train {:.2f} s)\n",
                last.test_acc, last.epoch, summary.seconds_total, summary.seconds_load, summary.seconds_train);
-    fmt::print(table, "run folder: {}{}\n", run_folder.string(),
-               pictures.empty() ? "" : fmt::format(" (pictures: {})", fmt::join(pictures, ", ")));
+    fmt::print(
+        table, "run folder: {}{}\n", run_folder.string(),
+        report.pictures.empty() ? "" : fmt::format(" (pictures: {})", fmt::join(report.pictures, ", ")));
   }
-  std::string failed;
-  for (const AcceptanceCheck& c : summary.checks) {
-    if (!c.passed) failed += fmt::format("{}{} (got {:.4f})", failed.empty() ? "" : ", ", c.name, c.value);
-  }
-  if (!failed.empty()) {
+  if (!report.failed_checks.empty()) {
+    std::string failed;
+    for (const AcceptanceCheck& c : report.failed_checks)
+      failed += fmt::format("{}{} (got {:.4f})", failed.empty() ? "" : ", ", c.name, c.value);
     fmt::print(stderr, "softreg: acceptance check failed: {}\n", failed);
     return kExitFailure;
   }

@@ -34,6 +34,13 @@ struct Dataset {
   const std::uint8_t* image(std::size_t i) const { return pixels.data() + i * features(); }
 };
 
+/// What is in a dataset: examples per class and the mean pixel in [0, 1] (as the model sees pixels).
+struct DatasetStats {
+  std::vector<std::int64_t> per_class;  // num_classes counts
+  double mean_pixel = 0;
+};
+DatasetStats dataset_stats(const Dataset& data);
+
 /// Loads an images file and a labels file (IDX, raw or gzip) and checks that they belong together:
 /// equal counts and every label < num_classes.
 Dataset load_dataset(const std::filesystem::path& images, const std::filesystem::path& labels,

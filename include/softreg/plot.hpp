@@ -14,6 +14,7 @@
 
 #include "softreg/dataset.hpp"
 #include "softreg/model.hpp"
+#include "softreg/train.hpp"
 
 namespace softreg::plot {
 
@@ -110,6 +111,29 @@ void draw_weight_templates(const SoftmaxModel& model, int height, int width,
 /// The confusion matrix as CSV: a header of predicted class names, one row per true class.
 std::string confusion_csv(const std::vector<std::vector<std::int64_t>>& confusion,
                           const std::vector<std::string>& class_names);
+
+// ---- A run's pictures ----------------------------------------------------------------------------
+
+/// The seed's three curves (train loss, train acc, test acc) from the per-epoch metrics.
+std::vector<Series> curve_series(const std::vector<EpochMetrics>& epochs);
+
+/// curves.png and curves.svg in `folder`.
+void write_curves(const std::filesystem::path& folder, const std::vector<EpochMetrics>& epochs,
+                  int total_epochs);
+
+/// Which test images the prediction grid shows.
+struct GridChoice {
+  int count = 6;               // how many images (the seed shows 6)
+  bool misclassified = false;  // only the mistakes
+};
+
+/// predictions.png, confusion.png, confusion.csv and weights.png in `folder`, from the model's
+/// predictions on `test`. Returns the names of the files written.
+std::vector<std::string> write_model_pictures(const std::filesystem::path& folder, const SoftmaxModel& model,
+                                              const Dataset& test,
+                                              const std::vector<std::uint8_t>& predictions,
+                                              const std::vector<std::string>& class_names,
+                                              const GridChoice& grid);
 
 // ---- Terminal ------------------------------------------------------------------------------------
 

@@ -1,0 +1,132 @@
+// A training run as one object, shared by every front end (the CLI, Python, the server): the recipe,
+// the data, the trainer and the per-epoch history, and optionally a run folder that it keeps current.
+// With a folder, every epoch (and every stop) leaves a checkpoint that resumes bit for bit
+// (model.safetensors) and metrics.csv, optionally the live curves; finish() adds the acceptance
+// checks, the pictures and summary.json. Without a folder nothing is written: training alone.
+//
+//   TrainingRun run(config, data, {.folder = "runs/a"});
+//   if (run.train({.should_stop = stop}) == RunStatus::kStopped) { /* later: */ }
+//   TrainingRun resumed(load_saved_run("runs/a"), data);   // continues bit for bit
+//   const RunReport report = run.finish({});
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "softreg/dataset.hpp"
+#include "softreg/io.hpp"
+#include "softreg/metrics.hpp"
+#include "softreg/model_io.hpp"
+#include "softreg/plot.hpp"
+#include "softreg/train.hpp"
+
+namespace softreg {
+
+/// How a run is kept and reported.
+struct RunOptions {
+  /// The run folder (created if missing). None: the run writes no file.
+  std::optional<std::filesystem::path> folder;
+  /// Where the data came from: recorded in the checkpoint (a resumed run looks there) and summary.json.
+  std::string data_folder;
+  /// Redraw curves.png and curves.svg in the folder after every epoch, so a viewer follows training.
+  bool live_curves = true;
+  /// Class names for the model file and the pictures; empty: default_class_names(K).
+  std::vector<std::string> class_names;
+  /// Seconds the front end spent loading the data (summary.json's seconds_load).
+  double seconds_load = 0;
+  /// What summary.json's seconds_total counts from; none: the construction of the TrainingRun.
+  std::optional<std::chrono::steady_clock::time_point> started;
+};
+
+/// Hooks into train(); each may be empty.
+struct RunCallbacks {
+  /// After every batch: examples done in the epoch and the epoch's total.
+  Trainer::BatchCallback on_batch;
+  /// After every finished epoch, once its checkpoint is written.
+  std::function<void(const EpochMetrics&)> on_epoch;
+  /// Asked after every batch but an epoch's last, and after every epoch; true stops the run there
+  /// (with a checkpoint in the folder) and train() returns kStopped.
+  Trainer::StopRequest should_stop;
+};
+
+enum class RunStatus {
+  kFinished,  // all the recipe's epochs are done
+  kStopped,   // should_stop asked to stop first; train() again continues from there
+};
+
+/// A run folder read back to resume it: the recipe, the trainer state and the epochs already done.
+struct SavedRun {
+  std::filesystem::path folder;
+  TrainConfig config;
+  TrainerState state;
+  std::vector<EpochMetrics> history;  // epochs_done rows of metrics.csv
+  std::string data_folder;            // as recorded ("" when none was)
+};
+
+/// Reads folder/model.safetensors and folder/metrics.csv; an error names the file and what is wrong.
+SavedRun load_saved_run(const std::filesystem::path& folder);
+
+/// What finish() adds at the end.
+struct FinishOptions {
+  bool acceptance_checks = true;  // the seed's checks on the last epoch
+  bool pictures = true;           // curves, prediction grid, confusion matrix, weights (folder only)
+  plot::GridChoice grid;
+};
+
+struct RunReport {
+  RunSummary summary;                 // as written to summary.json
+  std::vector<std::string> pictures;  // the picture files drawn, by name
+  std::vector<AcceptanceCheck> failed_checks;
+};
+
+class TrainingRun {
+ public:
+  /// A new run of `config` on `data`, which must outlive the run.
+  TrainingRun(const TrainConfig& config, const TrainTestData& data, RunOptions options = {});
+  /// Continues a saved run (saved.config.epochs may have been raised). Without options.folder it
+  /// keeps writing into saved.folder; options.data_folder defaults to the recorded one.
+  TrainingRun(const SavedRun& saved, const TrainTestData& data, RunOptions options = {});
+
+  /// Trains epoch after epoch up to config().epochs, checkpointing each; see RunCallbacks.
+  RunStatus train(const RunCallbacks& callbacks = {});
+
+  /// After training: the acceptance checks, the pictures and summary.json (those two with a folder).
+  RunReport finish(const FinishOptions& options = {});
+
+  /// Writes model.safetensors and metrics.csv now (train() does after every epoch and at a stop).
+  void save_checkpoint() const;
+
+  /// The model with what a reader needs (class names, image size) and the checkpoint metadata.
+  ModelFile model_file() const;
+
+  const std::vector<EpochMetrics>& history() const { return history_; }
+  const TrainConfig& config() const { return trainer_.config(); }
+  const SoftmaxModel& model() const { return trainer_.model(); }
+  TrainerState state() const { return trainer_.state(); }
+  int epochs_done() const { return trainer_.epochs_done(); }
+  const std::optional<std::filesystem::path>& folder() const { return options_.folder; }
+  const std::vector<std::string>& class_names() const { return options_.class_names; }
+  Trainer& trainer() { return trainer_; }
+
+ private:
+  const TrainTestData& data_;
+  RunOptions options_;
+  Trainer trainer_;
+  std::vector<EpochMetrics> history_;
+  std::chrono::steady_clock::time_point started_;
+  double seconds_train_ = 0;
+};
+
+/// Redraws the pictures of the run folder `run` into `out` from its model.safetensors (on the test
+/// split found as locate_data(data) finds it) and its metrics.csv when present. Returns the names of
+/// the files written.
+std::vector<std::string> redraw_run_pictures(const std::filesystem::path& run,
+                                             const std::filesystem::path& out,
+                                             const std::optional<std::filesystem::path>& data,
+                                             const plot::GridChoice& grid, ThreadPool& pool);
+
+}  // namespace softreg

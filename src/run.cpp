@@ -1,0 +1,177 @@
+// The life of a training run: start or resume, epochs with a checkpoint after each, the final checks,
+// pictures and summary. Front ends only choose the folder, parse flags and print.
+#include "softreg/run.hpp"
+
+#include <fmt/format.h>
+
+#include "softreg/error.hpp"
+#include "softreg/inference.hpp"
+
+namespace softreg {
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+RunOptions with_defaults(RunOptions options, const TrainTestData& data) {
+  if (options.class_names.empty()) options.class_names = default_class_names(data.train.num_classes);
+  if (options.class_names.size() != static_cast<std::size_t>(data.train.num_classes)) {
+    throw Error(
+        fmt::format("{} class names for {} classes", options.class_names.size(), data.train.num_classes));
+  }
+  if (options.folder) ensure_folder(*options.folder);
+  return options;
+}
+
+}  // namespace
+
+SavedRun load_saved_run(const std::filesystem::path& folder) {
+  const std::filesystem::path model_path = folder / "model.safetensors";
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(model_path, ec)) {
+    throw Error::in_file(folder, "no model.safetensors there (not a softreg run folder?)");
+  }
+  const ModelFile checkpoint = load_model(model_path);
+  SavedRun saved;
+  saved.folder = folder;
+  saved.config = config_from_metadata(checkpoint, model_path.string());
+  saved.state = trainer_state_from(checkpoint, model_path.string());
+  std::vector<EpochMetrics> history = read_metrics_csv(folder / "metrics.csv");
+  if (history.size() < static_cast<std::size_t>(saved.state.epochs_done)) {
+    throw Error::in_file(folder / "metrics.csv", fmt::format("has {} epochs, the checkpoint {}",
+                                                             history.size(), saved.state.epochs_done));
+  }
+  history.resize(static_cast<std::size_t>(saved.state.epochs_done));
+  saved.history = std::move(history);
+  if (auto it = checkpoint.metadata.find("data_folder"); it != checkpoint.metadata.end())
+    saved.data_folder = it->second;
+  return saved;
+}
+
+TrainingRun::TrainingRun(const TrainConfig& config, const TrainTestData& data, RunOptions options)
+    : data_(data),
+      options_(with_defaults(std::move(options), data)),
+      trainer_(config, data.train, data.test),
+      started_(options_.started.value_or(std::chrono::steady_clock::now())) {}
+
+TrainingRun::TrainingRun(const SavedRun& saved, const TrainTestData& data, RunOptions options)
+    : data_(data),
+      options_(with_defaults(
+          [&] {
+            if (!options.folder) options.folder = saved.folder;
+            if (options.data_folder.empty()) options.data_folder = saved.data_folder;
+            return std::move(options);
+          }(),
+          data)),
+      trainer_(saved.config, data.train, data.test),
+      history_(saved.history),
+      started_(options_.started.value_or(std::chrono::steady_clock::now())) {
+  if (saved.state.epochs_done > saved.config.epochs) {
+    throw Error(fmt::format("{}: the recipe has {} epochs, but {} are already done", saved.folder.string(),
+                            saved.config.epochs, saved.state.epochs_done));
+  }
+  trainer_.restore(saved.state);
+}
+
+ModelFile TrainingRun::model_file() const {
+  ModelFile file;
+  file.model = trainer_.model();
+  file.class_names = options_.class_names;
+  file.height = static_cast<int>(data_.train.height);
+  file.width = static_cast<int>(data_.train.width);
+  file.metadata = checkpoint_metadata(trainer_.config(), trainer_.state(),
+                                      history_.empty() ? nullptr : &history_.back(), options_.data_folder);
+  return file;
+}
+
+void TrainingRun::save_checkpoint() const {
+  if (!options_.folder) return;
+  save_model(*options_.folder / "model.safetensors", model_file());
+  write_file_atomic(*options_.folder / "metrics.csv", metrics_csv(history_));
+}
+
+RunStatus TrainingRun::train(const RunCallbacks& callbacks) {
+  const auto start = std::chrono::steady_clock::now();
+  const int epochs = trainer_.config().epochs;
+  RunStatus status = RunStatus::kFinished;
+  while (trainer_.epochs_done() < epochs) {
+    const std::optional<EpochMetrics> m = trainer_.run_epoch(callbacks.on_batch, callbacks.should_stop);
+    if (m) {
+      history_.push_back(*m);
+      // Redrawn and replaced atomically after every epoch: a viewer open on it follows training.
+      if (options_.folder && options_.live_curves) plot::write_curves(*options_.folder, history_, epochs);
+    }
+    // Saved after every epoch (and at a stop), so an interrupted run loses at most one batch.
+    save_checkpoint();
+    if (m && callbacks.on_epoch) callbacks.on_epoch(*m);
+    if (!m || (trainer_.epochs_done() < epochs && callbacks.should_stop && callbacks.should_stop())) {
+      status = RunStatus::kStopped;
+      break;
+    }
+  }
+  seconds_train_ += seconds_since(start);
+  return status;
+}
+
+RunReport TrainingRun::finish(const FinishOptions& options) {
+  if (history_.empty()) throw Error("the run has no finished epoch to report");
+  RunReport report;
+  RunSummary& summary = report.summary;
+  summary.config = trainer_.config();
+  summary.epochs = history_;
+  summary.data_folder = options_.data_folder;
+  summary.run_folder = options_.folder ? options_.folder->string() : "";
+  summary.train_examples = data_.train.count;
+  summary.test_examples = data_.test.count;
+  summary.seconds_load = options_.seconds_load;
+  summary.seconds_train = seconds_train_;
+
+  if (options_.folder && options.pictures) {
+    const std::filesystem::path& folder = *options_.folder;
+    plot::write_curves(folder, history_, trainer_.config().epochs);
+    const Evaluation test = evaluate(trainer_.model(), data_.test, trainer_.pool());
+    report.pictures = plot::write_model_pictures(folder, trainer_.model(), data_.test, test.predictions,
+                                                 options_.class_names, options.grid);
+    report.pictures.insert(report.pictures.begin(), {"curves.png", "curves.svg"});
+  }
+  if (options.acceptance_checks) {
+    const EpochMetrics& last = history_.back();
+    summary.checks = acceptance_checks(last.train_loss, last.train_acc, last.test_acc);
+    for (const AcceptanceCheck& c : summary.checks) {
+      if (!c.passed) report.failed_checks.push_back(c);
+    }
+  }
+  summary.seconds_total = seconds_since(started_);
+  if (options_.folder) write_file_atomic(*options_.folder / "summary.json", summary_json(summary));
+  return report;
+}
+
+std::vector<std::string> redraw_run_pictures(const std::filesystem::path& run,
+                                             const std::filesystem::path& out,
+                                             const std::optional<std::filesystem::path>& data,
+                                             const plot::GridChoice& grid, ThreadPool& pool) {
+  const ModelFile model = load_model(run / "model.safetensors");
+  ensure_folder(out);
+  std::vector<std::string> written;
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(run / "metrics.csv", ec)) {
+    const std::vector<EpochMetrics> epochs = read_metrics_csv(run / "metrics.csv");
+    if (!epochs.empty()) {
+      int total = epochs.back().epoch;
+      if (auto it = model.metadata.find("epochs"); it != model.metadata.end()) {
+        total = std::max(total, std::atoi(it->second.c_str()));
+      }
+      plot::write_curves(out, epochs, total);
+      written = {"curves.png", "curves.svg"};
+    }
+  }
+  const Dataset test = load_split_for_model(model, data, "test").data;
+  const Evaluation evaluation = evaluate(model.model, test, pool);
+  const std::vector<std::string> pictures =
+      plot::write_model_pictures(out, model.model, test, evaluation.predictions, model.class_names, grid);
+  written.insert(written.end(), pictures.begin(), pictures.end());
+  return written;
+}
+
+}  // namespace softreg

@@ -1,0 +1,254 @@
+// A whole training run through the library alone (no CLI): a run folder kept current epoch by epoch,
+// a stop request mid-epoch and at an epoch boundary, resume from the folder to the same bits as an
+// uninterrupted run, a run without a folder, and the library's evaluation and prediction calls.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "softreg/error.hpp"
+#include "softreg/inference.hpp"
+#include "softreg/io.hpp"
+#include "softreg/run.hpp"
+#include "test_util.hpp"
+
+namespace softreg {
+namespace {
+
+// Ten learnable classes of 8x8 images: each label brightens its own band of pixels.
+Dataset learnable(std::size_t n, std::uint32_t seed) {
+  Dataset d = test::random_dataset(n, 8, 8, 10, seed);
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint8_t* img = d.pixels.data() + i * 64;
+    for (std::size_t p = 0; p < 64; ++p)
+      img[p] = static_cast<std::uint8_t>(img[p] / 4);
+    for (std::size_t p = 6u * d.labels[i]; p < 6u * d.labels[i] + 6; ++p)
+      img[p] = 230;
+  }
+  return d;
+}
+
+TrainConfig recipe() {
+  TrainConfig c;
+  c.batch_size = 50;  // 900 = 18 batches
+  c.epochs = 4;
+  c.lr = 1.0;  // the bands are faint (6 of 64 pixels): the seed's 0.1 would need many more epochs
+  c.seed = 12;
+  c.threads = 2;
+  return c;
+}
+
+std::string file_bytes(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+class RunTest : public ::testing::Test {
+ protected:
+  TrainTestData data{learnable(900, 1), learnable(200, 2)};
+  test::TempDir dir;
+};
+
+TEST_F(RunTest, WritesTheFolderEveryEpochAndFinishesWithChecksPicturesAndSummary) {
+  TrainingRun run(recipe(), data, {.folder = dir / "run", .data_folder = "synthetic"});
+  std::vector<int> epochs_seen;
+  std::size_t batches = 0;
+  const RunStatus status = run.train({.on_batch =
+                                          [&](std::size_t, std::size_t total) {
+                                            EXPECT_EQ(total, 900u);
+                                            ++batches;
+                                          },
+                                      .on_epoch =
+                                          [&](const EpochMetrics& m) {
+                                            epochs_seen.push_back(m.epoch);
+                                            // The checkpoint of this epoch is already on disk.
+                                            EXPECT_EQ(load_saved_run(dir / "run").state.epochs_done, m.epoch);
+                                          },
+                                      .should_stop = {}});
+  EXPECT_EQ(status, RunStatus::kFinished);
+  EXPECT_EQ(epochs_seen, (std::vector<int>{1, 2, 3, 4}));
+  EXPECT_EQ(batches, 4u * 18u);
+  ASSERT_EQ(run.history().size(), 4u);
+  EXPECT_LT(run.history().back().train_loss, run.history().front().train_loss);
+  EXPECT_TRUE(std::filesystem::exists(dir / "run" / "curves.png"));  // the live curves
+
+  const RunReport report = run.finish({.acceptance_checks = true, .pictures = true, .grid = {4, false}});
+  EXPECT_EQ(report.pictures, (std::vector<std::string>{"curves.png", "curves.svg", "predictions.png",
+                                                       "confusion.png", "confusion.csv", "weights.png"}));
+  for (const std::string& name : report.pictures)
+    EXPECT_GT(std::filesystem::file_size(dir / "run" / name), 0u) << name;
+  ASSERT_EQ(report.summary.checks.size(), 3u);
+  EXPECT_TRUE(report.failed_checks.empty());  // the bands make this easy: loss < 0.5, acc > 0.7
+  const auto summary = nlohmann::json::parse(file_bytes(dir / "run" / "summary.json"));
+  EXPECT_EQ(summary["epochs_done"], 4);
+  EXPECT_EQ(summary["data"], "synthetic");
+  EXPECT_EQ(summary["checks_passed"], true);
+  EXPECT_EQ(file_bytes(dir / "run" / "summary.json"), summary_json(report.summary));
+  EXPECT_EQ(read_metrics_csv(dir / "run" / "metrics.csv").size(), 4u);
+  EXPECT_EQ(load_saved_run(dir / "run").config.lr, 1.0);
+  const ModelFile model = load_model(dir / "run" / "model.safetensors");
+  EXPECT_EQ(model.model.W, run.model().W);
+  EXPECT_EQ(model.class_names, default_class_names(10));
+  EXPECT_EQ(model.height, 8);
+}
+
+TEST_F(RunTest, StoppedAndResumedFromTheFolderEqualsUninterrupted) {
+  TrainingRun straight(recipe(), data, {.folder = dir / "straight", .data_folder = "synthetic"});
+  ASSERT_EQ(straight.train(), RunStatus::kFinished);
+  straight.finish({.acceptance_checks = false, .pictures = false, .grid = {}});
+
+  // Stop in the middle of epoch 2 (after its 7th batch), as Ctrl-C would.
+  int asked = 0;
+  RunStatus status;
+  {
+    TrainingRun first(recipe(), data, {.folder = dir / "stopped", .data_folder = "synthetic"});
+    status =
+        first.train({.on_batch = {}, .on_epoch = {}, .should_stop = [&] { return ++asked == 17 + 1 + 7; }});
+    EXPECT_EQ(first.epochs_done(), 1);
+  }
+  ASSERT_EQ(status, RunStatus::kStopped);
+  SavedRun saved = load_saved_run(dir / "stopped");
+  EXPECT_EQ(saved.state.epochs_done, 1);
+  EXPECT_EQ(saved.state.batches_done, 7u);
+  EXPECT_EQ(saved.history.size(), 1u);
+  EXPECT_EQ(saved.data_folder, "synthetic");
+  EXPECT_EQ(saved.config.epochs, 4);
+
+  // Resume, and stop again at the end of epoch 3 (the question asked after the epoch).
+  {
+    TrainingRun second(saved, data);
+    EXPECT_EQ(second.folder(), dir / "stopped");
+    int epochs_finished = 0;
+    EXPECT_EQ(second.train({.on_batch = {},
+                            .on_epoch = [&](const EpochMetrics&) { ++epochs_finished; },
+                            .should_stop = [&] { return epochs_finished == 2; }}),
+              RunStatus::kStopped);
+    EXPECT_EQ(second.epochs_done(), 3);
+    EXPECT_EQ(second.state().batches_done, 0u);
+  }
+  saved = load_saved_run(dir / "stopped");
+  EXPECT_EQ(saved.state.epochs_done, 3);
+  TrainingRun third(saved, data);
+  ASSERT_EQ(third.train(), RunStatus::kFinished);
+  third.finish({.acceptance_checks = false, .pictures = false, .grid = {}});
+
+  EXPECT_EQ(third.model().W, straight.model().W);
+  EXPECT_EQ(third.model().b, straight.model().b);
+  ASSERT_EQ(third.history().size(), 4u);
+  for (std::size_t e = 0; e < 4; ++e) {
+    EXPECT_EQ(third.history()[e].train_loss, straight.history()[e].train_loss) << e;
+    EXPECT_EQ(third.history()[e].test_acc, straight.history()[e].test_acc) << e;
+  }
+  // The checkpoints hold the same bytes: weights, recipe, state and metrics.
+  EXPECT_EQ(file_bytes(dir / "stopped" / "model.safetensors"),
+            file_bytes(dir / "straight" / "model.safetensors"));
+}
+
+TEST_F(RunTest, MoreEpochsOnAFinishedRun) {
+  {
+    TrainConfig two = recipe();
+    two.epochs = 2;
+    TrainingRun run(two, data, {.folder = dir / "run"});
+    ASSERT_EQ(run.train(), RunStatus::kFinished);
+  }
+  SavedRun saved = load_saved_run(dir / "run");
+  saved.config.epochs = 4;
+  TrainingRun more(saved, data);
+  ASSERT_EQ(more.train(), RunStatus::kFinished);
+  TrainingRun straight(recipe(), data);
+  straight.train();
+  EXPECT_EQ(more.model().W, straight.model().W);
+  EXPECT_EQ(read_metrics_csv(dir / "run" / "metrics.csv").size(), 4u);
+
+  saved = load_saved_run(dir / "run");
+  saved.config.epochs = 3;  // fewer than done
+  test::expect_error([&] { TrainingRun(saved, data); }, "the recipe has 3 epochs, but 4 are already done");
+}
+
+TEST_F(RunTest, WithoutAFolderNothingIsWritten) {
+  const std::filesystem::path before = std::filesystem::current_path();
+  std::filesystem::current_path(dir.path());
+  TrainingRun run(recipe(), data);
+  EXPECT_EQ(run.train(), RunStatus::kFinished);
+  const RunReport report = run.finish();
+  std::filesystem::current_path(before);
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
+  EXPECT_TRUE(report.pictures.empty());
+  EXPECT_EQ(report.summary.run_folder, "");
+  EXPECT_EQ(report.summary.epochs.size(), 4u);
+  EXPECT_EQ(report.summary.checks.size(), 3u);
+  EXPECT_GT(report.summary.seconds_train, 0.0);
+  // One epoch at a tiny learning rate fails the checks (the loss is still near ln 10), and the report
+  // lists exactly the failed ones.
+  TrainConfig slow = recipe();
+  slow.epochs = 1;
+  slow.lr = 0.001;
+  TrainingRun barely(slow, data);
+  barely.train();
+  const RunReport failed = barely.finish();
+  ASSERT_FALSE(failed.failed_checks.empty());
+  EXPECT_EQ(failed.failed_checks[0].name, "train loss < 0.5");
+  EXPECT_GT(failed.failed_checks[0].value, 2.0);
+  std::size_t not_passed = 0;
+  for (const AcceptanceCheck& c : failed.summary.checks)
+    not_passed += !c.passed;
+  EXPECT_EQ(failed.failed_checks.size(), not_passed);
+  // The same recipe gives the same model with or without a folder.
+  TrainingRun with_folder(recipe(), data, {.folder = dir / "f"});
+  with_folder.train();
+  EXPECT_EQ(with_folder.model().W, run.model().W);
+}
+
+TEST_F(RunTest, BadFoldersAreClearErrors) {
+  test::expect_error([&] { load_saved_run(dir / "nothing"); }, "nothing: no model.safetensors there");
+  TrainingRun run(recipe(), data, {.folder = dir / "run"});
+  test::expect_error([&] { run.finish(); }, "no finished epoch");
+  std::ofstream(dir / "file") << "x";
+  test::expect_error([&] { TrainingRun(recipe(), data, {.folder = dir / "file"}); },
+                     "exists and is not a folder");
+  test::expect_error(
+      [&] {
+        TrainingRun(recipe(), data, {.class_names = {"a", "b"}});
+      },
+      "2 class names for 10 classes");
+  // A checkpoint whose metrics.csv lost rows.
+  TrainConfig one = recipe();
+  one.epochs = 2;
+  TrainingRun(one, data, {.folder = dir / "short"}).train();
+  write_file_atomic(dir / "short" / "metrics.csv", "epoch,train_loss,train_acc,test_acc,test_loss,seconds\n");
+  test::expect_error([&] { load_saved_run(dir / "short"); }, "metrics.csv: has 0 epochs, the checkpoint 2");
+}
+
+TEST(Inference, PredictionsAndEvaluationOfAModel) {
+  const Dataset test = learnable(300, 3);
+  TrainTestData data{learnable(900, 4), learnable(100, 5)};
+  TrainingRun run(recipe(), data);
+  run.train();
+  ThreadPool pool(2);
+  const ModelEvaluation result = evaluate_model(run.model(), test, pool);
+  EXPECT_EQ(result.report.count, 300u);
+  EXPECT_EQ(result.report.accuracy, result.evaluation.accuracy);
+  EXPECT_GT(result.report.accuracy, 0.9);
+
+  const std::vector<Prediction> predictions = predict_rows(run.model(), test, 10, 14);
+  ASSERT_EQ(predictions.size(), 5u);
+  for (std::size_t i = 0; i < predictions.size(); ++i) {
+    const Prediction& p = predictions[i];
+    EXPECT_EQ(p.input, "test:" + std::to_string(10 + i));
+    EXPECT_EQ(p.label, test.labels[10 + i]);
+    double sum = 0;
+    for (double q : p.probabilities)
+      sum += q;
+    EXPECT_NEAR(sum, 1.0, 1e-12);
+    const std::vector<int> top = p.top(3);
+    ASSERT_EQ(top.size(), 3u);
+    EXPECT_GE(p.probabilities[top[0]], p.probabilities[top[1]]);
+    EXPECT_GE(p.probabilities[top[1]], p.probabilities[top[2]]);
+    EXPECT_EQ(top[0], result.evaluation.predictions[10 + i]);
+  }
+  EXPECT_EQ(predictions[0].top(99).size(), 10u);
+  test::expect_error([&] { predict_rows(run.model(), test, 5, 300); }, "rows 5..300 are not inside the 300");
+}
+
+}  // namespace
+}  // namespace softreg
