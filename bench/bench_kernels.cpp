@@ -21,11 +21,12 @@ const Dataset& synthetic_train() {
     d.count = 60000;
     d.height = d.width = 28;
     d.num_classes = 10;
-    d.pixels.resize(d.count * 784);
+    std::vector<std::uint8_t> pixels(d.count * 784);
     d.labels.resize(d.count);
     std::uint32_t state = 12345;
-    for (auto& p : d.pixels)
+    for (auto& p : pixels)
       p = static_cast<std::uint8_t>((state = state * 1664525u + 1013904223u) >> 24);
+    d.pixels = std::move(pixels);
     for (std::size_t i = 0; i < d.count; ++i)
       d.labels[i] = static_cast<std::uint8_t>(i % 10);
     return d;

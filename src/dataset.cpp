@@ -60,7 +60,7 @@ Dataset load_dataset(const fs::path& images_path, const fs::path& labels_path, i
     }
   }
   set.pixels = std::move(images.data);
-  set.labels = std::move(labels.data);
+  set.labels.assign(labels.data.begin(), labels.data.end());  // small: one byte an image
   return set;
 }
 

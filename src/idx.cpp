@@ -154,24 +154,24 @@ IdxArray parse_idx(std::span<const std::uint8_t> bytes, std::uint32_t expected_m
   if (data_size > elements) {
     throw fail(std::to_string(data_size - elements) + " trailing bytes after the " + shape + " data");
   }
-  array.data.assign(bytes.begin() + static_cast<std::ptrdiff_t>(header_size), bytes.end());
+  array.data =
+      std::vector<std::uint8_t>(bytes.begin() + static_cast<std::ptrdiff_t>(header_size), bytes.end());
   return array;
 }
 
 namespace {
-// parse_idx on a buffer we own: the checks are the same, but the data stays where it is (the header
-// is cut off in place) instead of being copied, so loading holds one copy of the 47 MB, not two.
-IdxArray parse_idx_in_place(std::vector<std::uint8_t>&& bytes, std::uint32_t expected_magic,
-                            const std::string& source) {
-  IdxArray header_only = parse_idx(std::span(bytes).first(std::min<std::size_t>(bytes.size(), 4 + 4 * 255)),
-                                   expected_magic, source, /*check_length=*/false);
+// parse_idx on bytes that stay alive (a mapped file, a decoded buffer): the checks are the same, but
+// the elements are used where they are instead of being copied.
+IdxArray parse_idx_in_place(const Bytes& bytes, std::uint32_t expected_magic, const std::string& source) {
+  const std::span<const std::uint8_t> all = bytes;
+  IdxArray header_only = parse_idx(all.first(std::min<std::size_t>(all.size(), 4 + 4 * 255)), expected_magic,
+                                   source, /*check_length=*/false);
   const std::size_t header_size = 4 + 4 * header_only.dims.size();
   std::uint64_t elements = 1;
   for (std::uint32_t d : header_only.dims)
     elements *= d;
-  if (bytes.size() - header_size != elements) parse_idx(bytes, expected_magic, source);  // throws the message
-  bytes.erase(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(header_size));
-  header_only.data = std::move(bytes);
+  if (all.size() - header_size != elements) parse_idx(all, expected_magic, source);  // throws the message
+  header_only.data = bytes.subview(header_size, static_cast<std::size_t>(elements));
   return header_only;
 }
 }  // namespace
@@ -230,23 +230,25 @@ std::filesystem::path cache_entry(const std::filesystem::path& folder, const std
   return folder / (std::string(hex) + "-" + source.filename().string() + ".idx");
 }
 
-std::optional<std::vector<std::uint8_t>> read_cache_entry(const std::filesystem::path& entry,
-                                                          const SourceIdentity& source) {
-  std::ifstream in(entry, std::ios::binary);
+// The entry's decoded bytes, mapped in place; nullopt if the entry is missing, stale or damaged.
+std::optional<Bytes> read_cache_entry(const std::filesystem::path& entry, const SourceIdentity& source) {
+  std::shared_ptr<const MappedFile> mapped;
+  try {
+    mapped = map_file(entry);
+  } catch (const Error&) {
+    return std::nullopt;
+  }
   CacheHeader header{};
-  if (!in || !in.read(reinterpret_cast<char*>(&header), sizeof header)) return std::nullopt;
+  if (mapped->size < sizeof header) return std::nullopt;
+  std::memcpy(&header, mapped->data, sizeof header);
   if (std::memcmp(header.magic, kCacheMagic, sizeof kCacheMagic) != 0 || header.source_size != source.size ||
       header.source_mtime_ns != source.mtime_ns || header.source_inode != source.inode ||
-      header.data_size > source.size * kMaxDeflateRatio + (1u << 16)) {
+      header.data_size != mapped->size - sizeof header) {
     return std::nullopt;
   }
-  std::vector<std::uint8_t> data(header.data_size);
-  if (!in.read(reinterpret_cast<char*>(data.data()), static_cast<std::streamsize>(data.size())) ||
-      in.peek() != std::char_traits<char>::eof()) {
-    return std::nullopt;
-  }
-  if (libdeflate_crc32(0, data.data(), data.size()) != header.crc32) return std::nullopt;
-  return data;
+  const std::uint8_t* data = mapped->data + sizeof header;
+  if (libdeflate_crc32(0, data, header.data_size) != header.crc32) return std::nullopt;
+  return Bytes::view(mapped, data, header.data_size);
 }
 
 // Keeps the cache folder to the kMaxCacheEntries most recently written entries: entries are never read
@@ -297,21 +299,22 @@ IdxArray read_idx_file(const std::filesystem::path& path, std::uint32_t expected
   const std::optional<SourceIdentity> source = gzipped && !folder.empty() ? identify(path) : std::nullopt;
   const std::filesystem::path entry = source ? cache_entry(folder, path) : std::filesystem::path();
   if (source) {
-    if (std::optional<std::vector<std::uint8_t>> cached = read_cache_entry(entry, *source)) {
-      return parse_idx_in_place(std::move(*cached), expected_magic, path.string());
+    if (std::optional<Bytes> cached = read_cache_entry(entry, *source)) {
+      return parse_idx_in_place(*cached, expected_magic, path.string());
     }
   }
-  std::vector<std::uint8_t> bytes = read_file_bytes(path);
-  if (is_gzip(bytes)) {
-    {
-      bytes = gunzip(bytes, path.string());
-      // Only a file that parses is worth keeping: a bad one must keep failing with its own message.
-      parse_idx(std::span(bytes).first(std::min<std::size_t>(bytes.size(), 4 + 4 * 255)), expected_magic,
-                path.string(), /*check_length=*/false);
-      if (source) write_cache_entry(entry, *source, bytes);
-    }
+  if (!gzipped) {
+    // Used where it lies. (The same holds as for any mapped file: a file truncated by someone else while
+    // softreg reads it can end the process; softreg itself only ever replaces files by renaming.)
+    const std::shared_ptr<const MappedFile> mapped = map_file(path);
+    return parse_idx_in_place(Bytes::view(mapped, mapped->data, mapped->size), expected_magic, path.string());
   }
-  return parse_idx_in_place(std::move(bytes), expected_magic, path.string());
+  std::vector<std::uint8_t> bytes = gunzip(read_file_bytes(path), path.string());
+  // Only a file that parses is worth keeping: a bad one must keep failing with its own message.
+  parse_idx(std::span(bytes).first(std::min<std::size_t>(bytes.size(), 4 + 4 * 255)), expected_magic,
+            path.string(), /*check_length=*/false);
+  if (source) write_cache_entry(entry, *source, bytes);
+  return parse_idx_in_place(Bytes(std::move(bytes)), expected_magic, path.string());
 }
 
 }  // namespace softreg

@@ -121,7 +121,7 @@ TEST(FastKernels, ExtremeLogitsStayFinite) {
 Dataset learnable(std::size_t n, std::uint32_t seed) {
   Dataset d = test::random_dataset(n, 28, 28, K, seed);
   for (std::size_t i = 0; i < n; ++i) {
-    std::uint8_t* img = d.pixels.data() + i * 784;
+    std::uint8_t* img = d.pixels.mutable_data() + i * 784;
     for (std::size_t p = 0; p < 784; ++p)
       img[p] = static_cast<std::uint8_t>(img[p] / 3);
     for (std::size_t p = 70u * d.labels[i]; p < 70u * d.labels[i] + 70; ++p)

@@ -79,7 +79,7 @@ struct SmallProblem {
     // Make the classes learnable: brighten a band of pixels chosen by the label.
     for (auto* set : {&train, &test}) {
       for (std::size_t i = 0; i < set->count; ++i) {
-        std::uint8_t* img = set->pixels.data() + i * set->features();
+        std::uint8_t* img = set->pixels.mutable_data() + i * set->features();
         for (std::size_t d = 16u * set->labels[i]; d < 16u * set->labels[i] + 16; ++d)
           img[d] = 255;
       }

@@ -85,10 +85,11 @@ inline Dataset random_dataset(std::size_t n, std::size_t h, std::size_t w, int c
   set.height = h;
   set.width = w;
   set.num_classes = classes;
-  set.pixels.resize(n * h * w);
+  std::vector<std::uint8_t> pixels(n * h * w);
   set.labels.resize(n);
-  for (auto& p : set.pixels)
+  for (auto& p : pixels)
     p = static_cast<std::uint8_t>(gen() % 256);
+  set.pixels = std::move(pixels);
   for (auto& l : set.labels)
     l = static_cast<std::uint8_t>(gen() % static_cast<unsigned>(classes));
   return set;

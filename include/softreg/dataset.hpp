@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "softreg/bytes.hpp"
+
 namespace softreg {
 
 /// Fashion-MNIST's ten classes, in label order.
@@ -22,12 +24,13 @@ inline constexpr std::array<std::string_view, kFashionMnistClasses> kFashionMnis
 std::vector<std::string> default_class_names(int classes);
 
 /// Images as bytes, row-major (one image per row of height*width bytes), and one label per image.
+/// Loaded pixels are a view of the memory-mapped file (or decoded buffer): no per-run copy.
 struct Dataset {
   std::size_t count = 0;
   std::size_t height = 0;
   std::size_t width = 0;
   int num_classes = 0;
-  std::vector<std::uint8_t> pixels;  // count * features() bytes
+  Bytes pixels;                      // count * features() bytes
   std::vector<std::uint8_t> labels;  // count labels, each < num_classes
 
   std::size_t features() const { return height * width; }

@@ -11,16 +11,19 @@
 #include <string>
 #include <vector>
 
+#include "softreg/bytes.hpp"
+
 namespace softreg {
 
 /// Magic numbers of unsigned-byte IDX files: 0x00000803 (3-D images) and 0x00000801 (1-D labels).
 inline constexpr std::uint32_t kIdxImagesMagic = 2051;
 inline constexpr std::uint32_t kIdxLabelsMagic = 2049;
 
-/// An IDX array of unsigned bytes: its dimensions and its elements in row-major order.
+/// An IDX array of unsigned bytes: its dimensions and its elements in row-major order (read from a
+/// file: a view of the memory-mapped file or of the decoded buffer, never a second copy).
 struct IdxArray {
   std::vector<std::uint32_t> dims;
-  std::vector<std::uint8_t> data;
+  Bytes data;
 };
 
 /// True when the bytes start with the gzip signature (1f 8b).
@@ -43,10 +46,11 @@ IdxArray parse_idx(std::span<const std::uint8_t> bytes, std::uint32_t expected_m
 /// SOFTREG_CACHE is "off" (or no folder can be named).
 std::filesystem::path idx_cache_folder();
 
-/// Reads an IDX file, raw or gzip-compressed, and parses it (see parse_idx). A gzipped file's decoded
-/// bytes are taken from the cache when its entry matches the file (size, modification time, inode) and
-/// its CRC-32 checks out; otherwise the file is decoded and the entry (re)written. A cache that cannot
-/// be read or written is passed over: it only ever saves time.
+/// Reads an IDX file, raw or gzip-compressed, and parses it (see parse_idx). A raw file is
+/// memory-mapped and its elements used in place. A gzipped file's decoded bytes are taken from the
+/// cache (memory-mapped too) when its entry matches the file (size, modification time, inode) and its
+/// CRC-32 checks out; otherwise the file is decoded and the entry (re)written. A cache that cannot be
+/// read or written is passed over: it only ever saves time.
 IdxArray read_idx_file(const std::filesystem::path& path, std::uint32_t expected_magic);
 
 }  // namespace softreg

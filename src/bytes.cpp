@@ -1,0 +1,118 @@
+// Owned-or-viewed bytes and read-only file mappings.
+#include "softreg/bytes.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "softreg/error.hpp"
+
+namespace softreg {
+
+Bytes::Bytes(std::vector<std::uint8_t> bytes) {
+  auto owned = std::make_shared<std::vector<std::uint8_t>>(std::move(bytes));
+  owned_ = owned.get();
+  data_ = owned->data();
+  size_ = owned->size();
+  owner_ = std::move(owned);
+}
+
+Bytes Bytes::view(std::shared_ptr<const void> keep_alive, const std::uint8_t* data, std::size_t size) {
+  Bytes bytes;
+  bytes.owner_ = std::move(keep_alive);
+  bytes.data_ = data;
+  bytes.size_ = size;
+  return bytes;
+}
+
+Bytes Bytes::subview(std::size_t offset, std::size_t size) const {
+  if (offset > size_ || size > size_ - offset) throw Error("Bytes::subview out of range");
+  return view(owner_, data_ + offset, size);
+}
+
+std::uint8_t* Bytes::mutable_data() {
+  // Another Bytes sharing the vector would see the write: copy unless this is its only user.
+  if (!owned_ || owner_.use_count() > 1) *this = Bytes(std::vector<std::uint8_t>(begin(), end()));
+  return owned_->data();
+}
+
+void Bytes::resize(std::size_t size) {
+  mutable_data();
+  owned_->resize(size);
+  data_ = owned_->data();
+  size_ = size;
+}
+
+bool operator==(const Bytes& a, const Bytes& b) {
+  return a.size_ == b.size_ && (a.data_ == b.data_ || std::equal(a.begin(), a.end(), b.begin()));
+}
+
+namespace {
+
+// Mappings smaller than this are touched on the calling thread alone: threads cost more than they save.
+constexpr std::size_t kParallelTouchBytes = std::size_t{8} << 20;
+constexpr std::size_t kPageBytes = 4096;
+
+// Reads one byte of every page. Even after MAP_POPULATE, the first access to each page of a mapping
+// costs about 1.7 us on the virtual machines we measured (47 MB of images: 20 ms), against 4 ms for
+// reading all of it afterwards, so the first touch is spread over every core.
+void touch_pages(const std::uint8_t* data, std::size_t size) {
+  const auto touch = [data](std::size_t begin, std::size_t end) {
+    std::uint8_t sink = 0;
+    for (std::size_t i = begin; i < end; i += kPageBytes)
+      sink = static_cast<std::uint8_t>(sink ^ data[i]);
+    asm volatile("" : : "r"(sink));  // the reads must happen though nothing uses them
+  };
+  const std::size_t threads =
+      size < kParallelTouchBytes ? 1 : std::max<std::size_t>(1, std::thread::hardware_concurrency());
+  const std::size_t pages = (size + kPageBytes - 1) / kPageBytes;
+  const std::size_t share = (pages + threads - 1) / threads * kPageBytes;
+  std::vector<std::thread> helpers;
+  for (std::size_t t = 1; t < threads; ++t) {
+    const std::size_t begin = std::min(size, t * share), end = std::min(size, begin + share);
+    if (begin < end) helpers.emplace_back(touch, begin, end);
+  }
+  touch(0, std::min(size, share));
+  for (std::thread& h : helpers)
+    h.join();
+}
+
+}  // namespace
+
+MappedFile::~MappedFile() {
+  if (data && size > 0) ::munmap(const_cast<std::uint8_t*>(data), size);
+}
+
+std::shared_ptr<const MappedFile> map_file(const std::filesystem::path& path, bool populate) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error::in_file(path, std::string("cannot open for reading: ") + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw Error::in_file(path,
+                         S_ISDIR(st.st_mode) ? "is a directory, expected a file" : "is not a regular file");
+  }
+  auto mapped = std::make_shared<MappedFile>();
+  mapped->size = static_cast<std::size_t>(st.st_size);
+  if (mapped->size > 0) {
+    void* p = ::mmap(nullptr, mapped->size, PROT_READ, MAP_PRIVATE | (populate ? MAP_POPULATE : 0), fd, 0);
+    if (p == MAP_FAILED) {
+      const int error = errno;
+      ::close(fd);
+      throw Error::in_file(path, std::string("cannot map into memory: ") + std::strerror(error));
+    }
+    mapped->data = static_cast<const std::uint8_t*>(p);
+    if (populate) touch_pages(mapped->data, mapped->size);
+  }
+  ::close(fd);  // the mapping keeps the file open
+  return mapped;
+}
+
+}  // namespace softreg

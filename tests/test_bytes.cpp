@@ -1,0 +1,99 @@
+// Owned-or-viewed bytes: reads never copy, writes never reach a view's memory or another copy, and
+// data sets come out of IDX files and the decoded cache as views of the mapped file.
+#include <gtest/gtest.h>
+
+#include "softreg/bytes.hpp"
+#include "softreg/dataset.hpp"
+#include "softreg/idx.hpp"
+#include "test_util.hpp"
+
+namespace softreg {
+namespace {
+
+TEST(Bytes, OwnedBytesAreWrittenInPlaceUntilShared) {
+  Bytes a(std::vector<std::uint8_t>{1, 2, 3});
+  EXPECT_FALSE(a.is_view());
+  const std::uint8_t* before = a.data();
+  a.mutable_data()[0] = 9;  // the only user: no copy
+  EXPECT_EQ(a.data(), before);
+  EXPECT_EQ(a, Bytes(std::vector<std::uint8_t>{9, 2, 3}));
+
+  Bytes b = a;  // shares the memory until one of them writes
+  EXPECT_EQ(b.data(), a.data());
+  b.mutable_data()[1] = 7;
+  EXPECT_NE(b.data(), a.data());
+  EXPECT_EQ(a, Bytes(std::vector<std::uint8_t>{9, 2, 3}));
+  EXPECT_EQ(b, Bytes(std::vector<std::uint8_t>{9, 7, 3}));
+
+  b.resize(5);
+  EXPECT_EQ(b, Bytes(std::vector<std::uint8_t>{9, 7, 3, 0, 0}));
+  EXPECT_THROW(b.subview(4, 2), Error);
+  EXPECT_EQ(b.subview(1, 2), Bytes(std::vector<std::uint8_t>{7, 3}));
+}
+
+TEST(Bytes, WritingAViewCopiesAndLeavesItsMemoryAlone) {
+  auto memory = std::make_shared<std::vector<std::uint8_t>>(std::vector<std::uint8_t>{5, 6, 7, 8});
+  Bytes view = Bytes::view(memory, memory->data() + 1, 2);
+  EXPECT_TRUE(view.is_view());
+  EXPECT_EQ(view[0], 6);
+  EXPECT_EQ(std::span<const std::uint8_t>(view).size(), 2u);
+  view.mutable_data()[0] = 0;
+  EXPECT_FALSE(view.is_view());
+  EXPECT_EQ(view, Bytes(std::vector<std::uint8_t>{0, 7}));
+  EXPECT_EQ(*memory, (std::vector<std::uint8_t>{5, 6, 7, 8}));
+}
+
+TEST(MapFile, MapsWholeFilesAndNamesTheProblem) {
+  test::TempDir dir;
+  std::vector<std::uint8_t> big(9u << 20);  // above the size that is touched by several threads
+  for (std::size_t i = 0; i < big.size(); ++i)
+    big[i] = static_cast<std::uint8_t>(i * 31 + 7);
+  test::write_bytes(dir / "big", big);
+  const auto mapped = map_file(dir / "big");
+  ASSERT_EQ(mapped->size, big.size());
+  EXPECT_TRUE(std::equal(big.begin(), big.end(), mapped->data));
+  EXPECT_EQ(map_file(dir / "big", /*populate=*/false)->data[12345], big[12345]);
+
+  test::write_bytes(dir / "empty", {});
+  EXPECT_EQ(map_file(dir / "empty")->size, 0u);
+  test::expect_error([&] { map_file(dir / "missing"); }, "missing: cannot open for reading");
+  test::expect_error([&] { map_file(dir.path()); }, "is a directory, expected a file");
+}
+
+TEST(MapFile, DataSetsAreViewsOfTheirFiles) {
+  test::TempDir dir;
+  const std::vector<std::uint8_t> pixels = {1, 2, 3, 4, 5, 6, 7, 8};
+  test::write_bytes(dir / "img", test::idx_bytes(kIdxImagesMagic, {2, 2, 2}, pixels));
+  test::write_bytes(dir / "lab", test::idx_bytes(kIdxLabelsMagic, {2}, {0, 1}));
+  test::write_bytes(dir / "img.gz", test::gzip_bytes(test::idx_bytes(kIdxImagesMagic, {2, 2, 2}, pixels)));
+
+  const Dataset raw = load_dataset(dir / "img", dir / "lab", 2);
+  EXPECT_TRUE(raw.pixels.is_view());
+  EXPECT_EQ(raw.pixels, Bytes(pixels));
+  // A gzipped file: the decoded buffer without its header, first without a cache, then from it.
+  const char* before = std::getenv("SOFTREG_CACHE");
+  const std::string saved = before ? before : "";
+  for (const char* cache : {"off", ""}) {
+    setenv("SOFTREG_CACHE", *cache ? cache : (dir / "cache").c_str(), 1);
+    for (int pass = 0; pass < 2; ++pass) {
+      const IdxArray a = read_idx_file(dir / "img.gz", kIdxImagesMagic);
+      EXPECT_TRUE(a.data.is_view());
+      EXPECT_EQ(a.data, Bytes(pixels)) << cache << " pass " << pass;
+    }
+  }
+  EXPECT_FALSE(std::filesystem::is_empty(dir / "cache"));
+  if (before) {
+    setenv("SOFTREG_CACHE", saved.c_str(), 1);
+  } else {
+    unsetenv("SOFTREG_CACHE");
+  }
+
+  // Writing to a loaded data set changes the copy, never the file.
+  Dataset copy = raw;
+  copy.pixels.mutable_data()[0] = 99;
+  EXPECT_EQ(load_dataset(dir / "img", dir / "lab", 2).pixels[0], 1);
+  EXPECT_EQ(raw.pixels[0], 1);
+}
+
+}  // namespace
+}  // namespace softreg
