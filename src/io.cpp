@@ -110,6 +110,7 @@ std::string summary_json(const RunSummary& s) {
   }
   j["seconds_load"] = s.seconds_load;
   j["seconds_train"] = s.seconds_train;
+  j["seconds_checkpoints"] = s.seconds_checkpoints;
   j["seconds_total"] = s.seconds_total;
   if (!s.checks.empty()) {
     bool all_passed = true;
@@ -130,7 +131,8 @@ std::string summary_json(const RunSummary& s) {
                          {"test_loss", m.test_loss},
                          {"seconds", m.seconds},
                          {"train_seconds", m.train_seconds},
-                         {"eval_seconds", m.eval_seconds}});
+                         {"eval_seconds", m.eval_seconds},
+                         {"barrier_wait_seconds", m.barrier_wait_seconds}});
   }
   j["per_epoch"] = per_epoch;
   return j.dump(2) + "\n";

@@ -97,6 +97,7 @@ RunStatus TrainingRun::train(const RunCallbacks& callbacks) {
   RunStatus status = RunStatus::kFinished;
   while (trainer_.epochs_done() < epochs) {
     const std::optional<EpochMetrics> m = trainer_.run_epoch(callbacks.on_batch, callbacks.should_stop);
+    const auto saving = std::chrono::steady_clock::now();
     if (m) {
       history_.push_back(*m);
       // Redrawn and replaced atomically after every epoch: a viewer open on it follows training.
@@ -104,6 +105,7 @@ RunStatus TrainingRun::train(const RunCallbacks& callbacks) {
     }
     // Saved after every epoch (and at a stop), so an interrupted run loses at most one batch.
     save_checkpoint();
+    seconds_checkpoints_ += seconds_since(saving);
     if (m && callbacks.on_epoch) callbacks.on_epoch(*m);
     if (!m || (trainer_.epochs_done() < epochs && callbacks.should_stop && callbacks.should_stop())) {
       status = RunStatus::kStopped;
@@ -126,6 +128,7 @@ RunReport TrainingRun::finish(const FinishOptions& options) {
   summary.test_examples = data_.test.count;
   summary.seconds_load = options_.seconds_load;
   summary.seconds_train = seconds_train_;
+  summary.seconds_checkpoints = seconds_checkpoints_;
 
   if (options_.folder && options.pictures) {
     const std::filesystem::path& folder = *options_.folder;

@@ -126,7 +126,15 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
   constexpr std::size_t kGrain = 16;
   const std::size_t d_chunk = (D + threads * kGrain - 1) / (threads * kGrain) * kGrain;
   std::vector<std::int64_t> thread_correct(threads, 0);
+  std::vector<double> thread_wait(threads, 0.0);  // seconds each thread spent at the barriers
   SpinBarrier barrier(static_cast<int>(threads));
+  // Meets the team; the time spent waiting for the others is what a second thread fails to gain.
+  const auto meet = [&](std::size_t t) {
+    if (threads == 1) return;
+    const auto arrived = std::chrono::steady_clock::now();
+    barrier.arrive_and_wait();
+    thread_wait[t] += std::chrono::duration<double>(std::chrono::steady_clock::now() - arrived).count();
+  };
   std::atomic<bool> stop{false};
   std::exception_ptr error;
   const std::size_t first = batches_done_ * B;
@@ -145,7 +153,7 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
             {batch_pixels_.data() + r0, batch_labels_.data() + r0, r1 - r0, D, model_.W.data(),
              model_.b.data(), kPixelScale, batch_loss_.data() + r0, nullptr, batch_dlogits_.data() + r0 * K});
       }
-      barrier.arrive_and_wait();
+      meet(t);
 
       // Thread 0 also does the bookkeeping, so it takes the last (shortest) range of inputs.
       const std::size_t chunk = threads - 1 - t;
@@ -170,7 +178,7 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
           }
         }
       }
-      if (!fused) barrier.arrive_and_wait();  // the whole gradient is there
+      if (!fused) meet(t);  // the whole gradient is there
       if (t == 0) {
         try {
           if (!fused) optimizer_->step(model_, batch_dW_, batch_db_, count);
@@ -184,12 +192,14 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
           stop = true;
         }
       }
-      barrier.arrive_and_wait();
+      meet(t);
       if (stop) return;
     }
   });
   for (std::int64_t c : thread_correct)
     partial_sums_.correct += c;
+  for (double w : thread_wait)
+    barrier_wait_ += w / static_cast<double>(threads);
   if (error) std::rethrow_exception(error);
   return !stop;
 }
@@ -224,6 +234,8 @@ std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
   metrics.seconds = std::chrono::duration<double>(end - start).count();
   metrics.train_seconds = std::chrono::duration<double>(eval_start - start).count();
   metrics.eval_seconds = std::chrono::duration<double>(end - eval_start).count();
+  metrics.barrier_wait_seconds = barrier_wait_;
+  barrier_wait_ = 0;
   return metrics;
 }
 

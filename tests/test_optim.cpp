@@ -182,3 +182,28 @@ TEST(Trainer, EveryBatchGoesToTheOptimizer) {
 
 }  // namespace
 }  // namespace softreg
+
+namespace softreg {
+namespace {
+
+TEST(Trainer, ReportsTheTimeThreadsWaitAtBarriers) {
+  const Dataset train = learnable(1000, 11), test = learnable(100, 12);
+  for (int threads : {1, 2}) {
+    for (KernelChoice kernel : {KernelChoice::kFast, KernelChoice::kNaive}) {
+      Trainer trainer(config_for(threads, kernel), train, test);
+      const EpochMetrics m = trainer.run_epoch().value();
+      EXPECT_GE(m.barrier_wait_seconds, 0.0);
+      EXPECT_LE(m.barrier_wait_seconds, m.train_seconds);
+      // One thread never waits; the naive path has no barriers of its own.
+      if (threads == 1 || kernel == KernelChoice::kNaive) {
+        EXPECT_EQ(m.barrier_wait_seconds, 0.0);
+      }
+    }
+  }
+  // Two threads meet twice per batch: some waiting is always measured (clock reads alone take time).
+  Trainer two(config_for(2, KernelChoice::kFast), train, test);
+  EXPECT_GT(two.run_epoch()->barrier_wait_seconds, 0.0);
+}
+
+}  // namespace
+}  // namespace softreg

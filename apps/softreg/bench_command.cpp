@@ -1,6 +1,7 @@
 // softreg bench: the seed's recipe timed phase by phase (process start, data load, training per epoch,
-// evaluation) with throughput, peak memory and the distance to this machine's own floor, which a short
-// probe measures: peak multiply-add throughput on the threads used and memory read bandwidth.
+// evaluation, checkpoints, waiting at barriers) with throughput, peak memory and the distance to this
+// machine's own floor, which a short probe measures: peak multiply-add throughput on the threads used and
+// memory read bandwidth.
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -17,7 +18,7 @@
 #include "softreg/error.hpp"
 #include "softreg/kernels.hpp"
 #include "softreg/parallel.hpp"
-#include "softreg/train.hpp"
+#include "softreg/run.hpp"
 
 namespace softreg::cli {
 namespace {
@@ -69,7 +70,32 @@ double probe_flops(int threads, double seconds) {
   return total;
 }
 
-int run_bench(const BenchOptions& options, double startup_seconds) {
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// A fresh folder under the temp directory, removed with everything in it at the end of the scope.
+class TempFolder {
+ public:
+  explicit TempFolder(const std::string& prefix) {
+    std::string pattern = (std::filesystem::temp_directory_path() / (prefix + "-XXXXXX")).string();
+    if (!::mkdtemp(pattern.data())) throw Error::in_file(pattern, "cannot create a temp folder");
+    path_ = pattern;
+  }
+  ~TempFolder() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempFolder(const TempFolder&) = delete;
+  TempFolder& operator=(const TempFolder&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+int run_bench(const BenchOptions& options, double startup_seconds,
+              std::chrono::steady_clock::time_point main_start) {
   check_threads(options.threads);
   if (options.epochs < 1 || options.epochs > 1000) {
     throw UsageError(fmt::format("--epochs must be between 1 and 1000, got {}", options.epochs));
@@ -95,10 +121,15 @@ int run_bench(const BenchOptions& options, double startup_seconds) {
   config.epochs = static_cast<int>(options.epochs);
   config.threads = static_cast<int>(options.threads);
   config.kernel = options.kernel == "naive" ? KernelChoice::kNaive : KernelChoice::kFast;
-  Trainer trainer(config, data.train, data.test);
-  std::vector<EpochMetrics> epochs;
-  for (int e = 0; e < config.epochs; ++e)
-    epochs.push_back(trainer.run_epoch().value());
+  // The recipe as 'softreg train --no-plots' runs it, per-epoch checkpoints included, in a folder that
+  // is removed afterwards.
+  const TempFolder folder("softreg-bench");
+  TrainingRun run(config, data,
+                  {.folder = folder.path(), .data_folder = files.folder.string(), .live_curves = false});
+  run.train();
+  const RunSummary summary = run.finish({.acceptance_checks = false, .pictures = false}).summary;
+  const double process_seconds = startup_seconds + seconds_since(main_start);
+  const std::vector<EpochMetrics>& epochs = summary.epochs;
 
   const double peak_mb = peak_rss_mb();  // before the probe's own 256 MB buffer
   // The probe runs after training so that it does not warm or heat the cores for the timed part.
@@ -110,7 +141,10 @@ int run_bench(const BenchOptions& options, double startup_seconds) {
   const double flops_per_epoch = 4 * n * D * K;  // forward and backward multiply-adds
   const double bytes_per_epoch = n * D;          // the pixels, read once as bytes
   std::vector<double> train_times, eval_times;
+  double barrier_wait = 0, train_total = 0;
   for (const auto& m : epochs) {
+    barrier_wait += m.barrier_wait_seconds;
+    train_total += m.train_seconds;
     train_times.push_back(m.train_seconds);
     eval_times.push_back(m.eval_seconds);
   }
@@ -126,6 +160,8 @@ int run_bench(const BenchOptions& options, double startup_seconds) {
   const double memory_floor = bytes_per_epoch / read_bytes_per_second;
   const double floor = std::max(compute_floor, memory_floor);
   const EpochMetrics& last = epochs.back();
+  const double barrier_wait_fraction = barrier_wait / train_total;
+  const double checkpoint_per_epoch = summary.seconds_checkpoints / static_cast<double>(epochs.size());
   const std::string target = config.kernel == KernelChoice::kFast ? simd_target() : "eigen";
 
   if (options.json) {
@@ -136,14 +172,19 @@ int run_bench(const BenchOptions& options, double startup_seconds) {
     j["simd_target"] = target;
     j["startup_seconds"] = startup_seconds;
     j["load_seconds"] = load_seconds;
+    j["seconds_load"] = load_seconds;
     j["train_seconds_per_epoch"] = train_per_epoch;
     j["train_seconds_per_epoch_best"] = train_best;
     j["train_seconds_each_epoch"] = train_times;
     j["eval_seconds"] = eval_per_epoch;
+    j["checkpoint_seconds"] = checkpoint_per_epoch;
+    j["barrier_wait_fraction"] = barrier_wait_fraction;
+    j["process_seconds"] = process_seconds;
     j["examples_per_second"] = n / train_per_epoch;
     j["gflops"] = flops_per_epoch / train_per_epoch / 1e9;
     j["gbytes_per_second"] = bytes_per_epoch / train_per_epoch / 1e9;
     j["probe_gflops"] = flops_per_second / 1e9;
+    j["probe_gflops_per_thread"] = flops_per_second / 1e9 / config.threads;
     j["probe_read_gbytes_per_second"] = read_bytes_per_second / 1e9;
     j["floor_seconds_per_epoch"] = floor;
     j["ratio_to_floor"] = train_per_epoch / floor;
@@ -161,6 +202,12 @@ int run_bench(const BenchOptions& options, double startup_seconds) {
   fmt::print("  train per epoch    {:8.4f} s   median of {} (best {:.4f} s)\n", train_per_epoch,
              epochs.size(), train_best);
   fmt::print("  eval per epoch     {:8.4f} s   ({} test images)\n", eval_per_epoch, data.test.count);
+  fmt::print("  checkpoint         {:8.4f} s   per epoch (model.safetensors and metrics.csv)\n",
+             checkpoint_per_epoch);
+  fmt::print("  barrier wait       {:8.1f} %   of the training time (threads waiting for each other)\n",
+             100 * barrier_wait_fraction);
+  fmt::print("  whole process      {:8.3f} s   (exec to the last checkpoint, as train --no-plots)\n",
+             process_seconds);
   fmt::print("  throughput         {:8.2f} M examples/s, {:.1f} GFLOP/s, {:.2f} GB/s of pixels\n",
              n / train_per_epoch / 1e6, flops_per_epoch / train_per_epoch / 1e9,
              bytes_per_epoch / train_per_epoch / 1e9);
@@ -180,6 +227,7 @@ int run_bench(const BenchOptions& options, double startup_seconds) {
 
 CommandRunner add_bench_command(CLI::App& app) {
   const double startup = seconds_since_process_start();
+  const auto main_start = std::chrono::steady_clock::now();
   auto options = std::make_shared<BenchOptions>();
   CLI::App* cmd =
       app.add_subcommand("bench", "Time the seed's recipe phase by phase against this machine's floor");
@@ -195,7 +243,7 @@ CommandRunner add_bench_command(CLI::App& app) {
       "--simd", options->simd,
       "Force the fast path's instruction set, e.g. AVX2 or SSE4 (default: the best this CPU has)");
   cmd->add_flag("--json", options->json, "One JSON object for machines");
-  return [options, startup] { return run_bench(*options, startup); };
+  return [options, startup, main_start] { return run_bench(*options, startup, main_start); };
 }
 
 }  // namespace softreg::cli

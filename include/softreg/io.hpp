@@ -36,6 +36,7 @@ struct RunSummary {
   std::size_t test_examples = 0;
   double seconds_load = 0;
   double seconds_train = 0;
+  double seconds_checkpoints = 0;  // of seconds_train: writing the per-epoch checkpoints and curves
   double seconds_total = 0;
 };
 

@@ -119,6 +119,7 @@ class TrainingRun {
   std::vector<EpochMetrics> history_;
   std::chrono::steady_clock::time_point started_;
   double seconds_train_ = 0;
+  double seconds_checkpoints_ = 0;
 };
 
 /// Redraws the pictures of the run folder `run` into `out` from its model.safetensors (on the test

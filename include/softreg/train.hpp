@@ -40,6 +40,9 @@ struct EpochMetrics {
   double seconds = 0;        // training plus test evaluation
   double train_seconds = 0;  // the pass over the training set alone
   double eval_seconds = 0;   // the test evaluation alone
+  /// Of train_seconds, the time the threads waited for each other at the fast path's barriers
+  /// (their mean); 0 with one thread and on the naive path.
+  double barrier_wait_seconds = 0;
 };
 
 /// Everything needed to continue training bit for bit: the model, the generator state before the
@@ -107,6 +110,7 @@ class Trainer {
   std::string epoch_rng_state_;  // generator state before the current epoch's shuffle
   std::size_t batches_done_ = 0;
   BatchSums partial_sums_;
+  double barrier_wait_ = 0;  // in the current epoch so far
   std::vector<std::uint32_t> order_;
   // One gradient buffer and workspace per thread; summed in thread order after each batch.
   std::vector<WeightMatrix> thread_dW_;
