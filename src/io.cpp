@@ -93,7 +93,23 @@ std::string summary_json(const RunSummary& s) {
   j["recipe"] = {{"lr", s.config.lr},
                  {"batch_size", s.config.batch_size},
                  {"epochs", s.config.epochs},
-                 {"init_std", s.config.init_std}};
+                 {"init_std", s.config.init_std},
+                 {"optimizer", s.config.optimizer},
+                 {"l2", s.config.l2},
+                 {"schedule", s.config.schedule.kind},
+                 {"warmup_epochs", s.config.schedule.warmup_epochs}};
+  if (s.config.optimizer == "momentum" || s.config.optimizer == "nesterov") {
+    j["recipe"]["momentum"] = s.config.momentum;
+  } else if (s.config.optimizer.starts_with("adam")) {
+    j["recipe"]["beta1"] = s.config.beta1;
+    j["recipe"]["beta2"] = s.config.beta2;
+    j["recipe"]["eps"] = s.config.eps;
+    if (s.config.optimizer == "adamw") j["recipe"]["weight_decay"] = s.config.weight_decay;
+  }
+  if (s.config.schedule.kind == "step") {
+    j["recipe"]["lr_step_epochs"] = s.config.schedule.step_epochs;
+    j["recipe"]["lr_gamma"] = s.config.schedule.gamma;
+  }
   j["seed"] = s.config.seed;
   j["threads"] = s.config.threads;
   j["data"] = s.data_folder;

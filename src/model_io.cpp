@@ -2,11 +2,13 @@
 #include "softreg/model_io.hpp"
 
 #include <fmt/format.h>
+#include <algorithm>
 #include <bit>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <type_traits>
 
@@ -120,6 +122,14 @@ std::string serialize_model(const ModelFile& file) {
   header["__metadata__"] = metadata;
   header["weight"] = {{"dtype", "F32"}, {"shape", {K, D}}, {"data_offsets", {0, weight_bytes}}};
   header["bias"] = {{"dtype", "F32"}, {"shape", {K}}, {"data_offsets", {weight_bytes, weight_bytes + K * 4}}};
+  std::uint64_t offset = weight_bytes + static_cast<std::uint64_t>(K) * 4;
+  for (const auto& [name, values] : file.extra_tensors) {
+    if (name == "weight" || name == "bias" || name == "__metadata__")
+      throw Error("extra tensor name '" + name + "' is taken");
+    const std::uint64_t bytes = values.size() * 4;
+    header[name] = {{"dtype", "F32"}, {"shape", {values.size()}}, {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
   std::string header_text = header.dump();
   // Pad with spaces so the tensor data starts 8-byte aligned, as the reference implementation does.
   header_text.resize((header_text.size() + 7) / 8 * 8, ' ');
@@ -132,6 +142,8 @@ std::string serialize_model(const ModelFile& file) {
   // W is column-major (D,K): each class's D weights are contiguous, i.e. weight[K, D] row-major.
   append_le_floats(out, m.W.data(), static_cast<std::size_t>(K * D));
   append_le_floats(out, m.b.data(), static_cast<std::size_t>(K));
+  for (const auto& [name, values] : file.extra_tensors)  // std::map: the order of the offsets above
+    append_le_floats(out, values.data(), values.size());
   return out;
 }
 
@@ -199,6 +211,15 @@ ModelFile parse_model(std::string_view bytes, const std::string& source) {
     file.model.b(k) = read_le_float(data.data() + bias.begin + 4 * k);
   if (!file.model.W.allFinite()) throw fail("tensor 'weight' holds NaN or infinite values");
   if (!file.model.b.allFinite()) throw fail("tensor 'bias' holds NaN or infinite values");
+  for (const TensorEntry& t : tensors) {
+    if (t.name == "weight" || t.name == "bias") continue;
+    std::vector<float> values((t.end - t.begin) / 4);
+    for (std::size_t i = 0; i < values.size(); ++i)
+      values[i] = read_le_float(data.data() + t.begin + 4 * i);
+    if (!std::all_of(values.begin(), values.end(), [](float v) { return std::isfinite(v); }))
+      throw fail("tensor '" + t.name + "' holds NaN or infinite values");
+    file.extra_tensors[t.name] = std::move(values);
+  }
 
   // softreg's own metadata; a plain safetensors file from elsewhere gets square images and numbered classes.
   if (const auto it = file.metadata.find("format_version"); it != file.metadata.end()) {
@@ -259,6 +280,18 @@ std::map<std::string, std::string> checkpoint_metadata(const TrainConfig& config
   meta["seed"] = std::to_string(config.seed);
   meta["init_std"] = fmt::format("{}", config.init_std);
   meta["threads"] = std::to_string(config.threads);
+  meta["optimizer"] = config.optimizer;
+  meta["momentum"] = fmt::format("{}", config.momentum);
+  meta["beta1"] = fmt::format("{}", config.beta1);
+  meta["beta2"] = fmt::format("{}", config.beta2);
+  meta["eps"] = fmt::format("{}", config.eps);
+  meta["weight_decay"] = fmt::format("{}", config.weight_decay);
+  meta["l2"] = fmt::format("{}", config.l2);
+  meta["schedule"] = config.schedule.kind;
+  meta["warmup_epochs"] = fmt::format("{}", config.schedule.warmup_epochs);
+  meta["lr_step_epochs"] = std::to_string(config.schedule.step_epochs);
+  meta["lr_gamma"] = fmt::format("{}", config.schedule.gamma);
+  meta["optimizer_steps"] = std::to_string(state.optimizer.steps);
   meta["data_folder"] = data_folder;
   meta["epochs_done"] = std::to_string(state.epochs_done);
   meta["batches_done"] = std::to_string(state.batches_done);
@@ -317,8 +350,31 @@ TrainConfig config_from_metadata(const ModelFile& file, const std::string& sourc
   config.seed = parse_number<std::uint64_t>(file, "seed", source);
   config.init_std = parse_number<double>(file, "init_std", source);
   config.threads = parse_number<int>(file, "threads", source);
+  // Written since the optimizers came; a checkpoint from before has the seed's SGD.
+  const auto optional_number = [&](const std::string& key, double fallback) {
+    return file.metadata.contains(key) ? parse_number<double>(file, key, source) : fallback;
+  };
+  if (const auto it = file.metadata.find("optimizer"); it != file.metadata.end())
+    config.optimizer = it->second;
+  if (const auto it = file.metadata.find("schedule"); it != file.metadata.end())
+    config.schedule.kind = it->second;
+  config.momentum = optional_number("momentum", config.momentum);
+  config.beta1 = optional_number("beta1", config.beta1);
+  config.beta2 = optional_number("beta2", config.beta2);
+  config.eps = optional_number("eps", config.eps);
+  config.weight_decay = optional_number("weight_decay", config.weight_decay);
+  config.l2 = optional_number("l2", config.l2);
+  config.schedule.warmup_epochs = optional_number("warmup_epochs", config.schedule.warmup_epochs);
+  config.schedule.step_epochs =
+      static_cast<int>(optional_number("lr_step_epochs", config.schedule.step_epochs));
+  config.schedule.gamma = optional_number("lr_gamma", config.schedule.gamma);
   if (!(config.lr > 0) || config.batch_size < 1 || config.epochs < 1 || config.threads < 1 ||
-      !(config.init_std >= 0)) {
+      !(config.init_std >= 0) || !(config.l2 >= 0) || !(config.momentum >= 0 && config.momentum < 1) ||
+      !(config.beta1 >= 0 && config.beta1 < 1) || !(config.beta2 >= 0 && config.beta2 < 1) ||
+      !(config.eps > 0) || !(config.weight_decay >= 0) || !(config.schedule.warmup_epochs >= 0) ||
+      config.schedule.step_epochs < 1 || !(config.schedule.gamma > 0 && config.schedule.gamma <= 1) ||
+      std::ranges::find(kOptimizerNames, config.optimizer) == std::end(kOptimizerNames) ||
+      std::ranges::find(kScheduleNames, config.schedule.kind) == std::end(kScheduleNames)) {
     throw Error(source + ": __metadata__ holds an invalid recipe");
   }
   return config;
@@ -332,6 +388,11 @@ TrainerState trainer_state_from(const ModelFile& file, const std::string& source
   state.batches_done = parse_number<std::size_t>(file, "batches_done", source);
   state.partial_loss = parse_number<double>(file, "partial_loss", source);
   state.partial_correct = parse_number<std::int64_t>(file, "partial_correct", source);
+  if (file.metadata.contains("optimizer_steps"))
+    state.optimizer.steps = parse_number<std::int64_t>(file, "optimizer_steps", source);
+  for (const auto& [name, values] : file.extra_tensors) {
+    if (name.starts_with("optimizer.")) state.optimizer.buffers[name.substr(10)] = values;
+  }
   if (state.epochs_done < 0 || state.partial_correct < 0)
     throw Error(source + ": __metadata__ holds an invalid training state");
   return state;

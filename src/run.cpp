@@ -80,8 +80,11 @@ ModelFile TrainingRun::model_file() const {
   file.class_names = options_.class_names;
   file.height = static_cast<int>(data_.train.height);
   file.width = static_cast<int>(data_.train.width);
-  file.metadata = checkpoint_metadata(trainer_.config(), trainer_.state(),
-                                      history_.empty() ? nullptr : &history_.back(), options_.data_folder);
+  const TrainerState state = trainer_.state();
+  file.metadata = checkpoint_metadata(trainer_.config(), state, history_.empty() ? nullptr : &history_.back(),
+                                      options_.data_folder);
+  for (const auto& [name, values] : state.optimizer.buffers)
+    file.extra_tensors["optimizer." + name] = values;
   return file;
 }
 

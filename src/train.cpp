@@ -14,7 +14,7 @@
 namespace softreg {
 
 Trainer::Trainer(const TrainConfig& config, const Dataset& train, const Dataset& test)
-    : Trainer(config, train, test, std::make_unique<Sgd>(config.lr)) {}
+    : Trainer(config, train, test, make_optimizer(config.optimizer_settings())) {}
 
 Trainer::Trainer(const TrainConfig& config, const Dataset& train, const Dataset& test,
                  std::unique_ptr<Optimizer> optimizer)
@@ -38,7 +38,20 @@ Trainer::Trainer(const TrainConfig& config, const Dataset& train, const Dataset&
 }
 
 TrainerState Trainer::state() const {
-  return {model_, epoch_rng_state_, epochs_done_, batches_done_, partial_sums_.loss, partial_sums_.correct};
+  return {model_,
+          epoch_rng_state_,
+          epochs_done_,
+          batches_done_,
+          partial_sums_.loss,
+          partial_sums_.correct,
+          optimizer_->state()};
+}
+
+double Trainer::current_lr() const {
+  const std::size_t B = std::min(config_.batch_size, train_.count);
+  const std::size_t batches_per_epoch = (train_.count + B - 1) / B;
+  return scheduled_lr(config_.schedule, config_.lr, epochs_done_, batches_done_, batches_per_epoch,
+                      config_.epochs);
 }
 
 void Trainer::restore(const TrainerState& state) {
@@ -54,6 +67,7 @@ void Trainer::restore(const TrainerState& state) {
   epochs_done_ = state.epochs_done;
   batches_done_ = state.batches_done;
   partial_sums_ = {state.partial_loss, state.partial_correct};
+  optimizer_->restore(state.optimizer, model_);
 }
 
 BatchSums Trainer::train_batch(std::span<const std::uint32_t> rows) {
@@ -76,6 +90,8 @@ BatchSums Trainer::train_batch(std::span<const std::uint32_t> rows) {
     thread_db_[0] += thread_db_[s];
     sums += thread_sums_[s];
   }
+  add_l2_gradient(thread_dW_[0], model_.W, config_.l2, rows.size());
+  optimizer_->set_learning_rate(current_lr());
   optimizer_->step(model_, thread_dW_[0], thread_db_[0], rows.size());
   return sums;
 }
@@ -85,7 +101,8 @@ bool Trainer::uses_fast_path() const {
 }
 
 bool Trainer::uses_fused_sgd() const {
-  return uses_fast_path() && dynamic_cast<const Sgd*>(optimizer_.get()) != nullptr;
+  // The fused kernel applies the plain step; an L2 term needs the gradient first.
+  return uses_fast_path() && config_.l2 == 0 && dynamic_cast<const Sgd*>(optimizer_.get()) != nullptr;
 }
 
 bool Trainer::train_epoch_naive(const BatchCallback& on_batch, const StopRequest& should_stop) {
@@ -142,6 +159,8 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
   pool_.run(threads, [&](std::size_t t) {
     for (std::size_t begin = first; begin < n; begin += B) {
       const std::size_t count = std::min(n, begin + B) - begin;
+      // Read before the first barrier: thread 0 moves batches_done_ on after it.
+      const double lr = current_lr();
       const std::size_t slice = (count + threads - 1) / threads;
       const std::size_t r0 = std::min(count, t * slice), r1 = std::min(count, r0 + slice);
       for (std::size_t r = r0; r < r1; ++r) {
@@ -158,7 +177,7 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
       // Thread 0 also does the bookkeeping, so it takes the last (shortest) range of inputs.
       const std::size_t chunk = threads - 1 - t;
       const std::size_t d0 = std::min(D, chunk * d_chunk), d1 = std::min(D, d0 + d_chunk);
-      const float step = static_cast<float>(config_.lr / static_cast<double>(count));
+      const float step = static_cast<float>(lr / static_cast<double>(count));
       if (d0 < d1 && fused) {
         fast_update_columns({batch_pixels_.data(), batch_dlogits_.data(), count, D, d0, d1, step, kPixelScale,
                              model_.W.data()});
@@ -181,7 +200,11 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
       if (!fused) meet(t);  // the whole gradient is there
       if (t == 0) {
         try {
-          if (!fused) optimizer_->step(model_, batch_dW_, batch_db_, count);
+          if (!fused) {
+            add_l2_gradient(batch_dW_, model_.W, config_.l2, count);
+            optimizer_->set_learning_rate(lr);
+            optimizer_->step(model_, batch_dW_, batch_db_, count);
+          }
           for (std::size_t r = 0; r < count; ++r)
             partial_sums_.loss += batch_loss_[r];
           ++batches_done_;

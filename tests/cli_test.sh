@@ -40,6 +40,18 @@ expect 2 'softreg: error: --epochs must be between 1 and' -- train --epochs 0
 expect 2 'softreg: error: --threads must be between 1 and' -- train --threads 0
 expect 2 'softreg: error: .*--epochs' -- train --epochs 1.5
 expect 1 'softreg: error: --data /nonexistent: not a folder' -- train --data /nonexistent
+expect 2 'softreg: error: --momentum must be in \[0, 1\), got 1' -- train --momentum 1
+expect 2 'softreg: error: --beta1 must be in \[0, 1\), got 1.5' -- train --beta1 1.5
+expect 2 'softreg: error: --beta2 must be in \[0, 1\), got -0.1' -- train --beta2 -0.1
+expect 2 'softreg: error: --l2 must be >= 0, got nan' -- train --l2 nan
+expect 2 'softreg: error: --l2 must be >= 0, got -1' -- train --l2 -1
+expect 2 'softreg: error: --eps must be > 0, got 0' -- train --eps 0
+expect 2 'softreg: error: --weight-decay must be >= 0, got -1' -- train --weight-decay -1
+expect 2 'softreg: error: --optimizer: rmsprop not in' -- train --optimizer rmsprop
+expect 2 'softreg: error: --schedule: linear not in' -- train --schedule linear
+expect 2 'softreg: error: --warmup must be between 0 and --epochs \(10\), got 20' -- train --warmup 20
+expect 2 'softreg: error: --lr-step must be between 1 and' -- train --lr-step 0
+expect 2 'softreg: error: --lr-gamma must be in \(0, 1\], got 0' -- train --lr-gamma 0
 
 # A data folder with one malformed file: the error names the file and what is wrong.
 mkdir bad
@@ -148,6 +160,19 @@ cmp -s <(cut -d, -f1-5 straight/metrics.csv) <(cut -d, -f1-5 stopped/metrics.csv
   fail "resume with more epochs"
 expect 2 '--epochs 5 is less than the 41 epochs stopped already has' -- train --resume stopped --epochs 5
 expect 1 '--resume nowhere: no model.safetensors there' -- train --resume nowhere
+
+# Adam with L2, warmup and a step schedule: stopped after 2 epochs and resumed to 3, it ends with the same
+# weights and moments as one run of 3 (the optimizer's state travels in model.safetensors).
+adam=(--optimizer adam --lr 0.002 --l2 1e-4 --schedule step --lr-step 1 --lr-gamma 0.5 --warmup 1 --threads 2
+      --seed 5 --no-check --quiet --no-plots)
+"$softreg" train "${adam[@]}" --epochs 3 --out adam3 && ok || fail "adam run"
+"$softreg" train "${adam[@]}" --epochs 2 --out adam2 && "$softreg" train --resume adam2 --epochs 3 --quiet --no-check &&
+  ok || fail "adam run resumed"
+cmp -s adam3/model.safetensors adam2/model.safetensors && ok || fail "resumed adam model differs from one run"
+grep -q '"optimizer": "adam"' adam3/summary.json && grep -q '"l2": 0.0001' adam3/summary.json && ok ||
+  fail "summary.json lacks the optimizer: $(head -c 300 adam3/summary.json)"
+expect 2 '--optimizer cannot be changed with --resume' -- train --resume adam2 --optimizer sgd
+awk -F, 'NR == 4 { exit !($4 > 0.8) }' adam3/metrics.csv && ok || fail "adam: test acc $(tail -1 adam3/metrics.csv)"
 
 # softreg data: what was found and what is in it.
 expect 0 '^data: /usr/share/datasets/fashion-mnist \(all four files pass the checks\)' -- data --data /usr/share/datasets/fashion-mnist

@@ -32,7 +32,8 @@ def load_file(path):
 tensors = load_file(sys.argv[1] if len(sys.argv) > 1 else "runs/latest/model.safetensors")
 classes, inputs = tensors["weight"].shape
 linear = torch.nn.Linear(inputs, classes)
-linear.load_state_dict(tensors)
+# A checkpoint may also hold the optimizer's buffers ("optimizer.*"); the model is weight and bias.
+linear.load_state_dict({"weight": tensors["weight"], "bias": tensors["bias"]})
 from fmnist_data import load_idx_arrays  # noqa: E402
 
 _, _, Xte, yte = load_idx_arrays()

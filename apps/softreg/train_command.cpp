@@ -52,6 +52,17 @@ struct TrainOptions {
   bool no_check = false;
   bool no_plots = false;
   std::string kernel = "fast";
+  std::string optimizer = "sgd";
+  double momentum = 0.9;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.01;
+  double l2 = 0;
+  std::string schedule = "constant";
+  double warmup = 0;
+  long long lr_step = 1;
+  double lr_gamma = 0.1;
   long long grid_count = 6;
   bool misclassified = false;
   // Set after parsing: which recipe flags the user gave (a resumed run keeps its checkpoint's recipe).
@@ -78,7 +89,32 @@ TrainConfig validated_config(const TrainOptions& o) {
   if (!std::isfinite(o.init_std) || o.init_std < 0) {
     throw UsageError(fmt::format("--init-std must be >= 0, got {}", o.init_std));
   }
+  const auto check_unit_interval = [](const char* flag, double value) {  // [0, 1)
+    if (!(value >= 0 && value < 1))
+      throw UsageError(fmt::format("{} must be in [0, 1), got {}", flag, value));
+  };
+  check_unit_interval("--momentum", o.momentum);
+  check_unit_interval("--beta1", o.beta1);
+  check_unit_interval("--beta2", o.beta2);
+  if (!std::isfinite(o.eps) || o.eps <= 0) throw UsageError(fmt::format("--eps must be > 0, got {}", o.eps));
+  if (!std::isfinite(o.weight_decay) || o.weight_decay < 0)
+    throw UsageError(fmt::format("--weight-decay must be >= 0, got {}", o.weight_decay));
+  if (!std::isfinite(o.l2) || o.l2 < 0) throw UsageError(fmt::format("--l2 must be >= 0, got {}", o.l2));
+  if (!std::isfinite(o.warmup) || o.warmup < 0 || o.warmup > static_cast<double>(o.epochs))
+    throw UsageError(fmt::format("--warmup must be between 0 and --epochs ({}), got {}", o.epochs, o.warmup));
+  if (o.lr_step < 1 || o.lr_step > kMaxEpochs)
+    throw UsageError(fmt::format("--lr-step must be between 1 and {}, got {}", kMaxEpochs, o.lr_step));
+  if (!(o.lr_gamma > 0 && o.lr_gamma <= 1))
+    throw UsageError(fmt::format("--lr-gamma must be in (0, 1], got {}", o.lr_gamma));
   TrainConfig config;
+  config.optimizer = o.optimizer;
+  config.momentum = o.momentum;
+  config.beta1 = o.beta1;
+  config.beta2 = o.beta2;
+  config.eps = o.eps;
+  config.weight_decay = o.weight_decay;
+  config.l2 = o.l2;
+  config.schedule = {o.schedule, o.warmup, static_cast<int>(o.lr_step), o.lr_gamma};
   config.lr = o.lr;
   config.batch_size = static_cast<std::size_t>(o.batch_size);
   config.epochs = static_cast<int>(o.epochs);
@@ -183,8 +219,10 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
   if (show_table) {
     fmt::print(table, "data: {} ({} train, {} test, {}x{}), loaded in {:.2f} s\n", files.folder.string(),
                data.train.count, data.test.count, data.train.height, data.train.width, seconds_load);
-    fmt::print(table, "recipe: lr {}, batch size {}, {} epochs, seed {}, {} thread{}\n", config.lr,
-               config.batch_size, config.epochs, config.seed, config.threads, config.threads == 1 ? "" : "s");
+    fmt::print(table, "recipe: {}lr {}, batch size {}, {} epochs, seed {}, {} thread{}{}\n",
+               config.optimizer == "sgd" ? "" : config.optimizer + ", ", config.lr, config.batch_size,
+               config.epochs, config.seed, config.threads, config.threads == 1 ? "" : "s",
+               config.l2 > 0 ? fmt::format(", l2 {}", config.l2) : "");
     if (saved) {
       fmt::print(table, "resuming {} at epoch {}, batch {}\n", run_folder.string(),
                  saved->state.epochs_done + 1, saved->state.batches_done);
@@ -272,6 +310,34 @@ CommandRunner add_train_command(CLI::App& app) {
           ->capture_default_str(),
       cmd->add_option("--threads", options->threads,
                       "Threads (default: all cores); results depend on the count")
+          ->capture_default_str(),
+      cmd->add_option("--optimizer", options->optimizer,
+                      "sgd (the seed's), momentum, nesterov, adam or adamw (as torch.optim's)")
+          ->check(CLI::IsMember({"sgd", "momentum", "nesterov", "adam", "adamw"}))
+          ->capture_default_str(),
+      cmd->add_option("--momentum", options->momentum, "Momentum of momentum and nesterov, in [0, 1)")
+          ->capture_default_str(),
+      cmd->add_option("--beta1", options->beta1, "Adam's first-moment decay, in [0, 1)")
+          ->capture_default_str(),
+      cmd->add_option("--beta2", options->beta2, "Adam's second-moment decay, in [0, 1)")
+          ->capture_default_str(),
+      cmd->add_option("--eps", options->eps, "Adam's epsilon, > 0")->capture_default_str(),
+      cmd->add_option("--weight-decay", options->weight_decay, "AdamW's decoupled weight decay of W, >= 0")
+          ->capture_default_str(),
+      cmd->add_option("--l2", options->l2,
+                      "L2 penalty: objective = mean cross-entropy + L2/2 * ||W||^2 (b not penalized); "
+                      "scikit-learn's C is 1 / (L2 * training examples)")
+          ->capture_default_str(),
+      cmd->add_option("--schedule", options->schedule,
+                      "Learning rate over the run: constant, step (times --lr-gamma every --lr-step "
+                      "epochs) or cosine (down to 0 at the end)")
+          ->check(CLI::IsMember({"constant", "step", "cosine"}))
+          ->capture_default_str(),
+      cmd->add_option("--warmup", options->warmup, "Epochs of linear warmup before the schedule")
+          ->capture_default_str(),
+      cmd->add_option("--lr-step", options->lr_step, "step schedule: epochs between reductions")
+          ->capture_default_str(),
+      cmd->add_option("--lr-gamma", options->lr_gamma, "step schedule: factor of each reduction, in (0, 1]")
           ->capture_default_str(),
   };
   CLI::Option* out = cmd->add_option(

@@ -26,6 +26,8 @@ struct ModelFile {
   int width = 0;
   /// Everything in __metadata__, including the keys above as written (recipe, metrics, training state).
   std::map<std::string, std::string> metadata;
+  /// Further float32 tensors by name, stored flat (a checkpoint's optimizer buffers, "optimizer.*").
+  std::map<std::string, std::vector<float>> extra_tensors;
 };
 
 /// The bytes of a safetensors file holding `file` (metadata keys for the names, size and format are

@@ -29,6 +29,22 @@ struct TrainConfig {
   int threads = 1;
   /// kFast: the SIMD kernels (when the data has kFastClasses classes); kNaive: the Eigen reference path.
   KernelChoice kernel = KernelChoice::kFast;
+
+  // Beyond the seed (the defaults leave its recipe as it is):
+  std::string optimizer = "sgd";  // sgd, momentum, nesterov, adam, adamw (kOptimizerNames)
+  double momentum = 0.9;          // momentum, nesterov
+  double beta1 = 0.9;             // adam, adamw
+  double beta2 = 0.999;           // adam, adamw
+  double eps = 1e-8;              // adam, adamw
+  double weight_decay = 0.01;     // adamw: decoupled decay of W
+  /// The objective is mean cross-entropy + l2/2 * ||W||^2 (b is not penalized); scikit-learn's
+  /// LogisticRegression(C) is l2 = 1 / (C * training examples).
+  double l2 = 0;
+  LrSchedule schedule;
+
+  OptimizerSettings optimizer_settings() const {
+    return {optimizer, lr, momentum, beta1, beta2, eps, weight_decay};
+  }
 };
 
 struct EpochMetrics {
@@ -54,14 +70,15 @@ struct TrainerState {
   std::size_t batches_done = 0;
   double partial_loss = 0;  // summed loss of the batches done in the unfinished epoch
   std::int64_t partial_correct = 0;
+  OptimizerState optimizer;  // momentum buffers, moments (none for plain SGD)
 };
 
 class Trainer {
  public:
-  /// Draws the initial weights from the seed; trains with the seed's SGD at config.lr. The datasets
-  /// must outlive the trainer.
+  /// Draws the initial weights from the seed; trains with the optimizer the config names (the seed's
+  /// SGD by default). The datasets must outlive the trainer.
   Trainer(const TrainConfig& config, const Dataset& train, const Dataset& test);
-  /// The same with another optimizer (config.lr is then only recorded, not used).
+  /// The same with another optimizer (config.lr and the schedule still set its learning rate).
   Trainer(const TrainConfig& config, const Dataset& train, const Dataset& test,
           std::unique_ptr<Optimizer> optimizer);
 
@@ -94,6 +111,8 @@ class Trainer {
 
  private:
   BatchSums train_batch(std::span<const std::uint32_t> rows);
+  // The learning rate of the next batch, from the recipe's schedule.
+  double current_lr() const;
   // The rest of the epoch with the fast kernels; false if should_stop ended it early.
   bool train_epoch_fast(const BatchCallback& on_batch, const StopRequest& should_stop);
   // The rest of the epoch with the naive kernels; false if should_stop ended it early.
