@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <exception>
 #include <numeric>
 
@@ -105,11 +106,28 @@ bool Trainer::uses_fused_sgd() const {
   return uses_fast_path() && config_.l2 == 0 && dynamic_cast<const Sgd*>(optimizer_.get()) != nullptr;
 }
 
+namespace {
+// A batch whose mean loss is this many times ln(K), the loss of a fresh model, has run away: even a
+// learning rate ten times the seed's stays far below it. (Non-finite losses count too.)
+constexpr double kDivergedLossFactor = 100;
+}  // namespace
+
+void Trainer::check_batch_loss(double loss_sum, std::size_t count, double lr) const {
+  const double mean = loss_sum / static_cast<double>(count);
+  const int K = model_.classes();
+  if (!std::isfinite(mean) || mean > kDivergedLossFactor * std::log(std::max(K, 2))) {
+    throw TrainingDiverged(epochs_done_ + 1, batches_done_ + 1, mean, lr, K);
+  }
+}
+
 bool Trainer::train_epoch_naive(const BatchCallback& on_batch, const StopRequest& should_stop) {
   for (std::size_t begin = batches_done_ * config_.batch_size; begin < order_.size();
        begin += config_.batch_size) {
     const std::size_t end = std::min(order_.size(), begin + config_.batch_size);
-    partial_sums_ += train_batch(std::span<const std::uint32_t>(order_).subspan(begin, end - begin));
+    const double lr = current_lr();
+    const BatchSums sums = train_batch(std::span<const std::uint32_t>(order_).subspan(begin, end - begin));
+    check_batch_loss(sums.loss, end - begin, lr);
+    partial_sums_ += sums;
     ++batches_done_;
     if (on_batch) on_batch(end, order_.size());
     if (end < order_.size() && should_stop && should_stop()) return false;
@@ -205,6 +223,10 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
             optimizer_->set_learning_rate(lr);
             optimizer_->step(model_, batch_dW_, batch_db_, count);
           }
+          double batch_loss = 0;
+          for (std::size_t r = 0; r < count; ++r)
+            batch_loss += batch_loss_[r];
+          check_batch_loss(batch_loss, count, lr);
           for (std::size_t r = 0; r < count; ++r)
             partial_sums_.loss += batch_loss_[r];
           ++batches_done_;

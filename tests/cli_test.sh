@@ -180,6 +180,11 @@ grep -qE '^  9  ankle boot     6000    1000$' out.txt && ok || fail "data: class
 expect 0 '"per_class": \[' -- data --json
 expect 1 'softreg: error: --data bad: missing t10k-labels-idx1-ubyte' -- data --data bad
 
+# A learning rate far too large: stopped at the first runaway batch, one line, nothing written.
+expect 1 '^softreg: error: training diverged in epoch 1, batch [0-9]+: mean batch loss .*; try a smaller --lr than 10000; no checkpoint was written$' -- \
+  train --lr 1e4 --quiet --no-plots --out diverged
+[ -z "$(ls diverged)" ] && ok || fail "a diverged run left files: $(ls diverged)"
+
 # A batch larger than the training set is one batch of all of it, not an allocation failure.
 "$softreg" train --batch-size 100000000000 --epochs 1 --no-check --quiet --no-plots --out huge && ok ||
   fail "train --batch-size 1e11"

@@ -252,3 +252,52 @@ TEST(Inference, PredictionsAndEvaluationOfAModel) {
 
 }  // namespace
 }  // namespace softreg
+
+namespace softreg {
+namespace {
+
+TEST_F(RunTest, ADivergingRunStopsAndKeepsTheLastGoodCheckpoint) {
+  TrainConfig one = recipe();
+  one.epochs = 1;
+  TrainingRun(one, data, {.folder = dir / "run"}).train();
+  const std::string good = file_bytes(dir / "run" / "model.safetensors");
+
+  // The same run continued with a learning rate ten thousand times too large.
+  SavedRun saved = load_saved_run(dir / "run");
+  saved.config.epochs = 2;
+  saved.config.lr = 1e4;
+  TrainingRun wild(saved, data);
+  try {
+    wild.train();
+    ADD_FAILURE() << "no divergence reported";
+  } catch (const TrainingDiverged& e) {
+    EXPECT_EQ(e.epoch, 2);
+    EXPECT_LE(e.batch, 3u);  // caught within a few batches
+    EXPECT_TRUE(!std::isfinite(e.mean_loss) || e.mean_loss > 100 * std::log(10.0));
+    EXPECT_NE(std::string(e.what()).find("try a learning rate below 10000"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(file_bytes(dir / "run" / "model.safetensors"), good);  // never overwritten
+  EXPECT_EQ(read_metrics_csv(dir / "run" / "metrics.csv").size(), 1u);
+}
+
+TEST(Trainer, DivergenceIsCaughtOnBothPaths) {
+  const TrainTestData data{learnable(600, 5), learnable(100, 6)};
+  for (KernelChoice kernel : {KernelChoice::kFast, KernelChoice::kNaive}) {
+    for (const char* optimizer : {"sgd", "adam"}) {
+      TrainConfig config = recipe();
+      config.kernel = kernel;
+      config.optimizer = optimizer;
+      config.lr = 1e5;
+      Trainer trainer(config, data.train, data.test);
+      EXPECT_THROW(trainer.run_epoch(), TrainingDiverged) << optimizer;
+    }
+  }
+  // The learning rates of the usual range never trip it.
+  TrainConfig brisk = recipe();
+  brisk.lr = 3;
+  Trainer trainer(brisk, data.train, data.test);
+  EXPECT_NO_THROW(trainer.run_epoch());
+}
+
+}  // namespace
+}  // namespace softreg

@@ -245,7 +245,20 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
     redraw_live();
   };
   callbacks.should_stop = [] { return g_stop_requested.load(); };
-  if (run.train(callbacks) == RunStatus::kStopped) {
+  RunStatus status;
+  try {
+    status = run.train(callbacks);
+  } catch (const TrainingDiverged& e) {
+    progress.clear();
+    const int kept = run.epochs_done();  // the epochs of the last checkpoint written
+    throw Error(fmt::format(
+        "training diverged in epoch {}, batch {}: mean batch loss {:.4g} (a fresh model's is {:.2f}); try a "
+        "smaller --lr than {:g}; {}",
+        e.epoch, e.batch, e.mean_loss, std::log(data.train.num_classes), e.lr,
+        kept > 0 ? fmt::format("{} keeps the checkpoint of epoch {}", run_folder.string(), kept)
+                 : std::string("no checkpoint was written")));
+  }
+  if (status == RunStatus::kStopped) {
     progress.clear();
     const TrainerState state = run.state();
     const std::string where = state.batches_done > 0 ? fmt::format("in epoch {} after {} batches",

@@ -17,6 +17,17 @@ class Error : public std::runtime_error {
   static Error in_file(const std::filesystem::path& path, const std::string& what);
 };
 
+/// Training stopped because the loss ran away: a batch's mean loss was not finite or far above the
+/// ln(classes) a fresh model starts from. The weights are no longer usable; what was saved before is.
+class TrainingDiverged : public Error {
+ public:
+  TrainingDiverged(int epoch, std::size_t batch, double mean_loss, double lr, int classes);
+  int epoch;          // 1-based
+  std::size_t batch;  // 1-based, within the epoch
+  double mean_loss;
+  double lr;
+};
+
 /// A command-line usage error (bad flag or value); the CLI exits with code 2 for these.
 class UsageError : public Error {
  public:

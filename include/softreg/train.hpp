@@ -91,6 +91,8 @@ class Trainer {
   /// One pass over the shuffled training set, then the test evaluation. Continues an epoch that was
   /// stopped or restored part-way. Returns nullopt when `should_stop` ended the epoch before its last
   /// batch; state() then describes the point reached, and the next call picks up from there.
+  /// Throws TrainingDiverged at the first batch whose mean loss is not finite or above 100 ln(K); the
+  /// trainer is then unusable (its weights took that step).
   std::optional<EpochMetrics> run_epoch(const BatchCallback& on_batch = {},
                                         const StopRequest& should_stop = {});
 
@@ -113,6 +115,8 @@ class Trainer {
   BatchSums train_batch(std::span<const std::uint32_t> rows);
   // The learning rate of the next batch, from the recipe's schedule.
   double current_lr() const;
+  // Throws TrainingDiverged if the batch's loss has run away.
+  void check_batch_loss(double loss_sum, std::size_t count, double lr) const;
   // The rest of the epoch with the fast kernels; false if should_stop ended it early.
   bool train_epoch_fast(const BatchCallback& on_batch, const StopRequest& should_stop);
   // The rest of the epoch with the naive kernels; false if should_stop ended it early.
