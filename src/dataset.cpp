@@ -1,11 +1,14 @@
 // Loading and locating datasets; all file checks live in idx.cpp, the cross-file checks here.
 #include "softreg/dataset.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <future>
 
 #include "softreg/error.hpp"
 #include "softreg/idx.hpp"
+#include "softreg/rng.hpp"
 
 namespace softreg {
 namespace fs = std::filesystem;
@@ -133,6 +136,38 @@ DatasetStats dataset_stats(const Dataset& data) {
   stats.mean_pixel =
       data.pixels.empty() ? 0 : static_cast<double>(sum) / static_cast<double>(data.pixels.size()) / 255.0;
   return stats;
+}
+
+std::vector<std::uint32_t> stratified_holdout(const Dataset& data, double fraction, std::uint64_t seed) {
+  // Its own generator (not the run's), so a hold-out leaves the initial weights and shuffles alone.
+  Rng rng(seed ^ 0x76616c6964617465ull);  // "validate"
+  std::vector<std::vector<std::uint32_t>> by_class(static_cast<std::size_t>(data.num_classes));
+  for (std::size_t i = 0; i < data.count; ++i)
+    by_class[data.labels[i]].push_back(static_cast<std::uint32_t>(i));
+  std::vector<std::uint32_t> held;
+  for (std::vector<std::uint32_t>& rows : by_class) {
+    rng.shuffle(rows);
+    const auto take = static_cast<std::size_t>(std::llround(fraction * static_cast<double>(rows.size())));
+    held.insert(held.end(), rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(take));
+  }
+  std::sort(held.begin(), held.end());
+  return held;
+}
+
+Dataset subset(const Dataset& data, std::span<const std::uint32_t> rows) {
+  Dataset part;
+  part.count = rows.size();
+  part.height = data.height;
+  part.width = data.width;
+  part.num_classes = data.num_classes;
+  std::vector<std::uint8_t> pixels(rows.size() * data.features());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    std::copy(data.image(rows[i]), data.image(rows[i]) + data.features(),
+              pixels.begin() + static_cast<std::ptrdiff_t>(i * data.features()));
+    part.labels.push_back(data.labels[rows[i]]);
+  }
+  part.pixels = std::move(pixels);
+  return part;
 }
 
 }  // namespace softreg

@@ -56,11 +56,18 @@ fs::path create_run_folder(const fs::path& runs_root) {
   return run;
 }
 
+namespace {
+constexpr std::string_view kMetricsHeader = "epoch,train_loss,train_acc,test_acc,test_loss,seconds";
+constexpr std::string_view kValidationColumns = ",val_loss,val_acc";
+}  // namespace
+
 std::string metrics_csv(const std::vector<EpochMetrics>& epochs) {
-  std::string csv = "epoch,train_loss,train_acc,test_acc,test_loss,seconds\n";
+  const bool validation = !epochs.empty() && epochs.front().has_validation;
+  std::string csv = std::string(kMetricsHeader) + (validation ? std::string(kValidationColumns) : "") + "\n";
   for (const EpochMetrics& m : epochs) {
-    csv += fmt::format("{},{},{},{},{},{:.4f}\n", m.epoch, m.train_loss, m.train_acc, m.test_acc, m.test_loss,
+    csv += fmt::format("{},{},{},{},{},{:.4f}", m.epoch, m.train_loss, m.train_acc, m.test_acc, m.test_loss,
                        m.seconds);
+    csv += validation ? fmt::format(",{},{}\n", m.val_loss, m.val_acc) : "\n";
   }
   return csv;
 }
@@ -70,16 +77,23 @@ std::vector<EpochMetrics> read_metrics_csv(const fs::path& path) {
   std::istringstream in(std::string(bytes.begin(), bytes.end()));
   std::string line;
   std::vector<EpochMetrics> epochs;
-  if (!std::getline(in, line) || line != "epoch,train_loss,train_acc,test_acc,test_loss,seconds") {
+  const bool header_ok = std::getline(in, line) && line.starts_with(kMetricsHeader);
+  const std::string_view rest = header_ok ? std::string_view(line).substr(kMetricsHeader.size()) : "";
+  if (!header_ok || (!rest.empty() && rest != kValidationColumns)) {
     throw Error::in_file(path, "line 1 is not the metrics.csv header");
   }
+  const bool validation = !rest.empty();
   for (int line_number = 2; std::getline(in, line); ++line_number) {
     EpochMetrics m;
-    char comma[5];
+    char comma[7] = {',', ',', ',', ',', ',', ',', ','};
     std::istringstream fields(line);
     fields >> m.epoch >> comma[0] >> m.train_loss >> comma[1] >> m.train_acc >> comma[2] >> m.test_acc >>
         comma[3] >> m.test_loss >> comma[4] >> m.seconds;
-    if (!fields || std::string(comma, 5) != ",,,,," || !(fields >> std::ws).eof()) {
+    if (validation) {
+      fields >> comma[5] >> m.val_loss >> comma[6] >> m.val_acc;
+      m.has_validation = true;
+    }
+    if (!fields || std::string(comma, 7) != ",,,,,,," || !(fields >> std::ws).eof()) {
       throw Error::in_file(path, "line " + std::to_string(line_number) + " is not a metrics row");
     }
     epochs.push_back(m);
@@ -117,12 +131,20 @@ std::string summary_json(const RunSummary& s) {
   j["train_examples"] = s.train_examples;
   j["test_examples"] = s.test_examples;
   if (!s.epochs.empty()) {
-    const EpochMetrics& last = s.epochs.back();
+    // The figures of the model the run keeps: the best epoch's after early stopping.
+    const EpochMetrics& last =
+        s.stopped_early ? s.epochs[static_cast<std::size_t>(s.best_epoch - 1)] : s.epochs.back();
     j["epochs_done"] = last.epoch;
     j["train_loss"] = last.train_loss;
     j["train_acc"] = last.train_acc;
     j["test_acc"] = last.test_acc;
     j["test_loss"] = last.test_loss;
+  }
+  if (s.best_epoch > 0) {
+    j["val_fraction"] = s.config.val_fraction;
+    j["best_epoch"] = s.best_epoch;
+    j["best_val_acc"] = s.epochs[static_cast<std::size_t>(s.best_epoch - 1)].val_acc;
+    j["stopped_early"] = s.stopped_early;
   }
   j["seconds_load"] = s.seconds_load;
   j["seconds_train"] = s.seconds_train;
@@ -149,6 +171,10 @@ std::string summary_json(const RunSummary& s) {
                          {"train_seconds", m.train_seconds},
                          {"eval_seconds", m.eval_seconds},
                          {"barrier_wait_seconds", m.barrier_wait_seconds}});
+    if (m.has_validation) {
+      per_epoch.back()["val_loss"] = m.val_loss;
+      per_epoch.back()["val_acc"] = m.val_acc;
+    }
   }
   j["per_epoch"] = per_epoch;
   return j.dump(2) + "\n";

@@ -292,6 +292,8 @@ std::map<std::string, std::string> checkpoint_metadata(const TrainConfig& config
   meta["lr_step_epochs"] = std::to_string(config.schedule.step_epochs);
   meta["lr_gamma"] = fmt::format("{}", config.schedule.gamma);
   meta["optimizer_steps"] = std::to_string(state.optimizer.steps);
+  meta["val_fraction"] = fmt::format("{}", config.val_fraction);
+  meta["early_stop"] = std::to_string(config.early_stop);
   meta["data_folder"] = data_folder;
   meta["epochs_done"] = std::to_string(state.epochs_done);
   meta["batches_done"] = std::to_string(state.batches_done);
@@ -368,10 +370,13 @@ TrainConfig config_from_metadata(const ModelFile& file, const std::string& sourc
   config.schedule.step_epochs =
       static_cast<int>(optional_number("lr_step_epochs", config.schedule.step_epochs));
   config.schedule.gamma = optional_number("lr_gamma", config.schedule.gamma);
+  config.val_fraction = optional_number("val_fraction", config.val_fraction);
+  config.early_stop = static_cast<int>(optional_number("early_stop", config.early_stop));
   if (!(config.lr > 0) || config.batch_size < 1 || config.epochs < 1 || config.threads < 1 ||
       !(config.init_std >= 0) || !(config.l2 >= 0) || !(config.momentum >= 0 && config.momentum < 1) ||
       !(config.beta1 >= 0 && config.beta1 < 1) || !(config.beta2 >= 0 && config.beta2 < 1) ||
       !(config.eps > 0) || !(config.weight_decay >= 0) || !(config.schedule.warmup_epochs >= 0) ||
+      !(config.val_fraction >= 0 && config.val_fraction < 1) || config.early_stop < 0 ||
       config.schedule.step_epochs < 1 || !(config.schedule.gamma > 0 && config.schedule.gamma <= 1) ||
       std::ranges::find(kOptimizerNames, config.optimizer) == std::end(kOptimizerNames) ||
       std::ranges::find(kScheduleNames, config.schedule.kind) == std::end(kScheduleNames)) {

@@ -72,6 +72,17 @@ TrainingRun::TrainingRun(const SavedRun& saved, const TrainTestData& data, RunOp
                             saved.config.epochs, saved.state.epochs_done));
   }
   trainer_.restore(saved.state);
+  for (const EpochMetrics& m : history_) {
+    if (m.has_validation && m.val_acc > best_val_acc_) {
+      best_val_acc_ = m.val_acc;
+      best_epoch_ = m.epoch;
+    }
+  }
+  std::error_code ec;
+  const std::filesystem::path best = *options_.folder / "best.safetensors";
+  if (best_epoch_ > 0 && std::filesystem::is_regular_file(best, ec)) {
+    best_state_ = trainer_state_from(load_model(best), best.string());
+  }
 }
 
 ModelFile TrainingRun::model_file() const {
@@ -81,8 +92,12 @@ ModelFile TrainingRun::model_file() const {
   file.height = static_cast<int>(data_.train.height);
   file.width = static_cast<int>(data_.train.width);
   const TrainerState state = trainer_.state();
-  file.metadata = checkpoint_metadata(trainer_.config(), state, history_.empty() ? nullptr : &history_.back(),
-                                      options_.data_folder);
+  // The metrics of the epoch the weights come from (after early stopping, not the last one trained).
+  const EpochMetrics* metrics =
+      state.epochs_done > 0 && static_cast<std::size_t>(state.epochs_done) <= history_.size()
+          ? &history_[static_cast<std::size_t>(state.epochs_done - 1)]
+          : nullptr;
+  file.metadata = checkpoint_metadata(trainer_.config(), state, metrics, options_.data_folder);
   for (const auto& [name, values] : state.optimizer.buffers)
     file.extra_tensors["optimizer." + name] = values;
   return file;
@@ -106,9 +121,26 @@ RunStatus TrainingRun::train(const RunCallbacks& callbacks) {
       // Redrawn and replaced atomically after every epoch: a viewer open on it follows training.
       if (options_.folder && options_.live_curves) plot::write_curves(*options_.folder, history_, epochs);
     }
+    if (m && m->has_validation && m->val_acc > best_val_acc_) {
+      best_val_acc_ = m->val_acc;
+      best_epoch_ = m->epoch;
+      best_state_ = trainer_.state();
+      if (options_.folder) save_model(*options_.folder / "best.safetensors", model_file());
+    }
+    const int patience = trainer_.config().early_stop;
+    const bool stop_early = m && patience > 0 && best_state_ && m->epoch - best_epoch_ >= patience &&
+                            trainer_.epochs_done() < epochs;
+    if (stop_early) {
+      trainer_.restore(*best_state_);  // keep the best epoch's model
+      stopped_early_ = true;
+    }
     // Saved after every epoch (and at a stop), so an interrupted run loses at most one batch.
     save_checkpoint();
     seconds_checkpoints_ += seconds_since(saving);
+    if (stop_early) {
+      if (callbacks.on_epoch) callbacks.on_epoch(*m);
+      break;
+    }
     if (m && callbacks.on_epoch) callbacks.on_epoch(*m);
     if (!m || (trainer_.epochs_done() < epochs && callbacks.should_stop && callbacks.should_stop())) {
       status = RunStatus::kStopped;
@@ -141,8 +173,12 @@ RunReport TrainingRun::finish(const FinishOptions& options) {
                                                  options_.class_names, options.grid);
     report.pictures.insert(report.pictures.begin(), {"curves.png", "curves.svg"});
   }
+  summary.best_epoch = best_epoch_;
+  summary.stopped_early = stopped_early_;
   if (options.acceptance_checks) {
-    const EpochMetrics& last = history_.back();
+    // The checks judge the model the run keeps: the best epoch's after early stopping.
+    const EpochMetrics& last =
+        stopped_early_ ? history_[static_cast<std::size_t>(best_epoch_ - 1)] : history_.back();
     summary.checks = acceptance_checks(last.train_loss, last.train_acc, last.test_acc);
     for (const AcceptanceCheck& c : summary.checks) {
       if (!c.passed) report.failed_checks.push_back(c);

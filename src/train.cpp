@@ -2,11 +2,14 @@
 // summed in slice order, so a run is bit-for-bit repeatable for a given seed and thread count.
 #include "softreg/train.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <exception>
+#include <iterator>
 #include <numeric>
 
 #include "softreg/error.hpp"
@@ -29,6 +32,21 @@ Trainer::Trainer(const TrainConfig& config, const Dataset& train, const Dataset&
       pool_(config.threads),
       order_(train.count) {
   if (!optimizer_) throw Error("the trainer needs an optimizer");
+  train_rows_.resize(train.count);
+  std::iota(train_rows_.begin(), train_rows_.end(), 0u);
+  if (config.val_fraction > 0) {
+    const std::vector<std::uint32_t> held = stratified_holdout(train, config.val_fraction, config.seed);
+    if (held.empty() || held.size() == train.count) {
+      throw Error(fmt::format("a validation fraction of {} leaves {} of {} examples for training",
+                              config.val_fraction, train.count - held.size(), train.count));
+    }
+    validation_ = subset(train, held);
+    std::vector<std::uint32_t> rest;
+    std::set_difference(train_rows_.begin(), train_rows_.end(), held.begin(), held.end(),
+                        std::back_inserter(rest));
+    train_rows_ = std::move(rest);
+    order_.resize(train_rows_.size());
+  }
   epoch_rng_state_ = rng_.state();
   if (uses_fast_path()) return;  // the per-thread gradient buffers below serve only the naive path
   const auto threads = static_cast<std::size_t>(pool_.threads());
@@ -49,8 +67,8 @@ TrainerState Trainer::state() const {
 }
 
 double Trainer::current_lr() const {
-  const std::size_t B = std::min(config_.batch_size, train_.count);
-  const std::size_t batches_per_epoch = (train_.count + B - 1) / B;
+  const std::size_t B = std::min(config_.batch_size, train_rows_.size());
+  const std::size_t batches_per_epoch = (train_rows_.size() + B - 1) / B;
   return scheduled_lr(config_.schedule, config_.lr, epochs_done_, batches_done_, batches_per_epoch,
                       config_.epochs);
 }
@@ -60,7 +78,7 @@ void Trainer::restore(const TrainerState& state) {
       state.model.b.size() != model_.b.size()) {
     throw Error("checkpoint model shape does not match the data");
   }
-  const std::size_t batches_per_epoch = (train_.count + config_.batch_size - 1) / config_.batch_size;
+  const std::size_t batches_per_epoch = (train_rows_.size() + config_.batch_size - 1) / config_.batch_size;
   if (state.batches_done >= batches_per_epoch) throw Error("checkpoint is past the end of its epoch");
   rng_.set_state(state.epoch_rng_state);
   model_ = state.model;
@@ -255,7 +273,7 @@ std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
   // A fresh permutation each epoch (like torch.randperm), drawn from the state saved at the epoch's
   // start: an epoch continued after a stop or a restore sees the same order.
   rng_.set_state(epoch_rng_state_);
-  std::iota(order_.begin(), order_.end(), 0u);
+  std::copy(train_rows_.begin(), train_rows_.end(), order_.begin());
   rng_.shuffle(order_);
 
   const bool finished =
@@ -272,8 +290,14 @@ std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
 
   EpochMetrics metrics;
   metrics.epoch = epochs_done_;
-  metrics.train_loss = epoch_sums.loss / static_cast<double>(train_.count);
-  metrics.train_acc = static_cast<double>(epoch_sums.correct) / static_cast<double>(train_.count);
+  metrics.train_loss = epoch_sums.loss / static_cast<double>(order_.size());
+  metrics.train_acc = static_cast<double>(epoch_sums.correct) / static_cast<double>(order_.size());
+  if (validation_) {
+    const Evaluation val = evaluate(model_, *validation_, pool_, config_.kernel);
+    metrics.has_validation = true;
+    metrics.val_loss = val.loss;
+    metrics.val_acc = val.accuracy;
+  }
   metrics.test_loss = test.loss;
   metrics.test_acc = test.accuracy;
   metrics.seconds = std::chrono::duration<double>(end - start).count();

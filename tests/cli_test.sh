@@ -180,6 +180,18 @@ grep -qE '^  9  ankle boot     6000    1000$' out.txt && ok || fail "data: class
 expect 0 '"per_class": \[' -- data --json
 expect 1 'softreg: error: --data bad: missing t10k-labels-idx1-ubyte' -- data --data bad
 
+# Validation and early stopping: the chosen epoch's model is kept, and eval sees it.
+expect 2 'softreg: error: --val-fraction must be in \(0, 1\), got 1' -- train --val-fraction 1
+expect 2 'softreg: error: --val-fraction must be in \(0, 1\), got 0' -- train --val-fraction 0
+expect 2 'softreg: error: --early-stop needs --val-fraction' -- train --early-stop 3
+expect 0 'early stop after epoch [0-9]+: no better validation accuracy for 1 epochs; kept epoch [0-9]+' -- \
+  train --val-fraction 0.1 --early-stop 1 --optimizer momentum --lr 0.05 --epochs 40 --threads 2 --no-plots --out early
+[ "$(head -1 early/metrics.csv)" = "epoch,train_loss,train_acc,test_acc,test_loss,seconds,val_loss,val_acc" ] && ok ||
+  fail "metrics.csv header with validation: $(head -1 early/metrics.csv)"
+kept_acc=$(grep -o '"test_acc": [0-9.]*' early/summary.json | head -1 | cut -d' ' -f2)
+"$softreg" eval --model early/model.safetensors --json | grep -q "\"accuracy\":$kept_acc" && ok ||
+  fail "eval of the kept model does not give summary.json's test_acc $kept_acc"
+
 # A learning rate far too large: stopped at the first runaway batch, one line, nothing written.
 expect 1 '^softreg: error: training diverged in epoch 1, batch [0-9]+: mean batch loss .*; try a smaller --lr than 10000; no checkpoint was written$' -- \
   train --lr 1e4 --quiet --no-plots --out diverged

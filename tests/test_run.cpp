@@ -301,3 +301,86 @@ TEST(Trainer, DivergenceIsCaughtOnBothPaths) {
 
 }  // namespace
 }  // namespace softreg
+
+namespace softreg {
+namespace {
+
+TEST(Validation, StratifiedHoldoutIsSeededAndKeepsTheClassShares) {
+  const Dataset data = learnable(1000, 21);
+  const std::vector<std::uint32_t> held = stratified_holdout(data, 0.2, 7);
+  EXPECT_EQ(held, stratified_holdout(data, 0.2, 7));
+  EXPECT_NE(held, stratified_holdout(data, 0.2, 8));
+  EXPECT_TRUE(std::is_sorted(held.begin(), held.end()));
+  const DatasetStats all = dataset_stats(data);
+  const Dataset part = subset(data, held);
+  const DatasetStats part_stats = dataset_stats(part);
+  for (std::size_t k = 0; k < all.per_class.size(); ++k)
+    EXPECT_EQ(part_stats.per_class[k], std::llround(0.2 * static_cast<double>(all.per_class[k]))) << k;
+  for (std::size_t i = 0; i < held.size(); ++i) {
+    EXPECT_EQ(part.labels[i], data.labels[held[i]]);
+    EXPECT_TRUE(std::equal(data.image(held[i]), data.image(held[i]) + 64, part.image(i)));
+  }
+}
+
+TEST(Validation, TheTrainerNeverTrainsOnTheHeldOutRows) {
+  const TrainTestData data{learnable(1000, 22), learnable(100, 23)};
+  TrainConfig config = recipe();
+  config.val_fraction = 0.25;
+  Trainer trainer(config, data.train, data.test);
+  ASSERT_TRUE(trainer.validation().has_value());
+  EXPECT_EQ(trainer.train_count() + trainer.validation()->count, 1000u);
+  std::size_t seen = 0;
+  const EpochMetrics m = trainer
+                             .run_epoch([&](std::size_t done, std::size_t total) {
+                               seen = done;
+                               EXPECT_EQ(total, trainer.train_count());
+                             })
+                             .value();
+  EXPECT_EQ(seen, trainer.train_count());
+  EXPECT_TRUE(m.has_validation);
+  EXPECT_GT(m.val_acc, 0.9);
+  // Changing the held-out part changes the training: the validation rows were not used.
+  TrainConfig other = config;
+  other.val_fraction = 0.5;
+  Trainer more_held(other, data.train, data.test);
+  more_held.run_epoch();
+  EXPECT_NE(more_held.model().W, trainer.model().W);
+  // Without validation, nothing is held out.
+  EXPECT_FALSE(Trainer(recipe(), data.train, data.test).validation().has_value());
+}
+
+TEST_F(RunTest, EarlyStoppingKeepsTheBestEpoch) {
+  TrainConfig config = recipe();
+  config.epochs = 40;
+  config.val_fraction = 0.2;
+  config.early_stop = 2;
+  TrainingRun run(config, data, {.folder = dir / "run"});
+  EXPECT_EQ(run.train(), RunStatus::kFinished);
+  ASSERT_TRUE(run.stopped_early());
+  const std::vector<EpochMetrics>& h = run.history();
+  ASSERT_LT(h.size(), 40u);
+  const int best = run.best_epoch();
+  EXPECT_EQ(static_cast<int>(h.size()), best + 2);  // two epochs without a better one
+  for (const EpochMetrics& m : h)
+    EXPECT_LE(m.val_acc, h[static_cast<std::size_t>(best - 1)].val_acc);
+  for (std::size_t e = static_cast<std::size_t>(best); e < h.size(); ++e)
+    EXPECT_LT(h[e].val_acc, h[static_cast<std::size_t>(best - 1)].val_acc + 1e-12);
+  EXPECT_EQ(run.epochs_done(), best);  // the model went back to the best epoch
+  const ModelFile kept = load_model(dir / "run" / "model.safetensors");
+  EXPECT_EQ(kept.model.W, load_model(dir / "run" / "best.safetensors").model.W);
+  EXPECT_EQ(kept.model.W, run.model().W);
+  const std::vector<EpochMetrics> csv = read_metrics_csv(dir / "run" / "metrics.csv");
+  ASSERT_EQ(csv.size(), h.size());
+  EXPECT_TRUE(csv.back().has_validation);
+  EXPECT_EQ(csv.back().val_acc, h.back().val_acc);
+  const RunReport report = run.finish({.acceptance_checks = true, .pictures = false, .grid = {}});
+  EXPECT_EQ(report.summary.best_epoch, best);
+  EXPECT_TRUE(report.summary.stopped_early);
+  const auto summary = nlohmann::json::parse(file_bytes(dir / "run" / "summary.json"));
+  EXPECT_EQ(summary["best_epoch"], best);
+  EXPECT_EQ(summary["epochs_done"], best);
+  EXPECT_EQ(summary["test_acc"], h[static_cast<std::size_t>(best - 1)].test_acc);
+}
+
+}  // namespace
+}  // namespace softreg

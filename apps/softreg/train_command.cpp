@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -63,6 +64,9 @@ struct TrainOptions {
   double warmup = 0;
   long long lr_step = 1;
   double lr_gamma = 0.1;
+  double val_fraction = 0;
+  long long early_stop = 0;
+  bool val_fraction_given = false;
   long long grid_count = 6;
   bool misclassified = false;
   // Set after parsing: which recipe flags the user gave (a resumed run keeps its checkpoint's recipe).
@@ -106,7 +110,15 @@ TrainConfig validated_config(const TrainOptions& o) {
     throw UsageError(fmt::format("--lr-step must be between 1 and {}, got {}", kMaxEpochs, o.lr_step));
   if (!(o.lr_gamma > 0 && o.lr_gamma <= 1))
     throw UsageError(fmt::format("--lr-gamma must be in (0, 1], got {}", o.lr_gamma));
+  if (o.val_fraction_given && !(o.val_fraction > 0 && o.val_fraction < 1))
+    throw UsageError(fmt::format("--val-fraction must be in (0, 1), got {}", o.val_fraction));
+  if (o.early_stop < 0 || o.early_stop > kMaxEpochs)
+    throw UsageError(fmt::format("--early-stop must be between 1 and {}, got {}", kMaxEpochs, o.early_stop));
+  if (o.early_stop > 0 && !o.val_fraction_given)
+    throw UsageError("--early-stop needs --val-fraction (only the validation set may choose the epoch)");
   TrainConfig config;
+  config.val_fraction = o.val_fraction_given ? o.val_fraction : 0;
+  config.early_stop = static_cast<int>(o.early_stop);
   config.optimizer = o.optimizer;
   config.momentum = o.momentum;
   config.beta1 = o.beta1;
@@ -193,11 +205,14 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
   TrainingRun run = saved ? TrainingRun(*saved, data, run_options) : TrainingRun(config, data, run_options);
   const std::filesystem::path run_folder = *run.folder();
 
-  const std::string table_header = fmt::format("{:>5}  {:>10}  {:>9}  {:>8}  {:>9}  {:>7}", "epoch",
-                                               "train_loss", "train_acc", "test_acc", "test_loss", "seconds");
-  const auto format_row = [](const EpochMetrics& m) {
-    return fmt::format("{:>5}  {:>10.4f}  {:>9.4f}  {:>8.4f}  {:>9.4f}  {:>7.3f}", m.epoch, m.train_loss,
-                       m.train_acc, m.test_acc, m.test_loss, m.seconds);
+  const bool validation = config.val_fraction > 0;
+  const std::string table_header = fmt::format(
+      "{:>5}  {:>10}  {:>9}  {:>8}  {:>9}  {:>7}{}", "epoch", "train_loss", "train_acc", "test_acc",
+      "test_loss", "seconds", validation ? fmt::format("  {:>8}  {:>7}", "val_loss", "val_acc") : "");
+  const auto format_row = [validation](const EpochMetrics& m) {
+    return fmt::format("{:>5}  {:>10.4f}  {:>9.4f}  {:>8.4f}  {:>9.4f}  {:>7.3f}{}", m.epoch, m.train_loss,
+                       m.train_acc, m.test_acc, m.test_loss, m.seconds,
+                       validation ? fmt::format("  {:>8.4f}  {:>7.4f}", m.val_loss, m.val_acc) : "");
   };
   const auto print_row = [&](const EpochMetrics& m) {
     if (!table_lines) return;
@@ -278,8 +293,20 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
   progress.clear();
   const RunSummary& summary = report.summary;
 
-  const EpochMetrics& last = summary.epochs.back();
+  const EpochMetrics& last = run.stopped_early()
+                                 ? summary.epochs[static_cast<std::size_t>(run.best_epoch() - 1)]
+                                 : summary.epochs.back();
   if (options.json) fmt::print("{}", summary_json(summary));
+  if (show_table && run.stopped_early()) {
+    fmt::print(table,
+               "early stop after epoch {}: no better validation accuracy for {} epochs; kept epoch {}\n",
+               summary.epochs.back().epoch, config.early_stop, run.best_epoch());
+  }
+  if (show_table && validation) {
+    fmt::print(table, "best validation accuracy {:.4f} at epoch {}: best.safetensors{}\n",
+               summary.epochs[static_cast<std::size_t>(run.best_epoch() - 1)].val_acc, run.best_epoch(),
+               run.stopped_early() ? " (and model.safetensors, as the run stopped early)" : "");
+  }
   if (show_table) {
     fmt::print(table,
                "test accuracy {:.4f} after {} epochs; {:.2f} s in all (load {:.2f} s, train {:.2f} s)\n",
@@ -352,6 +379,12 @@ CommandRunner add_train_command(CLI::App& app) {
           ->capture_default_str(),
       cmd->add_option("--lr-gamma", options->lr_gamma, "step schedule: factor of each reduction, in (0, 1]")
           ->capture_default_str(),
+      cmd->add_option(
+          "--val-fraction", options->val_fraction,
+          "Hold out this part of the training set (seeded, stratified) for validation, in (0, 1)"),
+      cmd->add_option("--early-stop", options->early_stop,
+                      "With --val-fraction: stop after this many epochs without a better validation "
+                      "accuracy and keep the best epoch's model"),
   };
   CLI::Option* out = cmd->add_option(
       "--out", options->out, "Run folder (default: runs/<UTC timestamp>, with runs/latest pointing at it)");
@@ -371,6 +404,9 @@ CommandRunner add_train_command(CLI::App& app) {
   cmd->add_flag("--misclassified", options->misclassified, "predictions.png shows only wrong predictions");
   return [options, process_start, epochs, recipe] {
     options->epochs_given = epochs->count() > 0;
+    options->val_fraction_given = std::any_of(recipe.begin(), recipe.end(), [](const CLI::Option* o) {
+      return o->get_name() == "--val-fraction" && o->count() > 0;
+    });
     for (const CLI::Option* o : recipe) {
       if (o->count() > 0) options->recipe_flags_given.push_back(o->get_name());
     }

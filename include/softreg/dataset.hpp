@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,6 +37,13 @@ struct Dataset {
   std::size_t features() const { return height * width; }
   const std::uint8_t* image(std::size_t i) const { return pixels.data() + i * features(); }
 };
+
+/// A seeded, stratified hold-out: about `fraction` of each class's examples (rounded per class), chosen
+/// from `seed` alone, as sorted row indices. Deterministic for a given dataset, fraction and seed.
+std::vector<std::uint32_t> stratified_holdout(const Dataset& data, double fraction, std::uint64_t seed);
+
+/// The given rows of `data` as a dataset of their own (a copy; for small parts such as a validation set).
+Dataset subset(const Dataset& data, std::span<const std::uint32_t> rows);
 
 /// What is in a dataset: examples per class and the mean pixel in [0, 1] (as the model sees pixels).
 struct DatasetStats {

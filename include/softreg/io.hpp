@@ -19,8 +19,8 @@ std::filesystem::path create_run_folder(const std::filesystem::path& runs_root);
 /// Creates `folder` (and parents) if needed; an error if it exists and is not a folder.
 void ensure_folder(const std::filesystem::path& folder);
 
-/// metrics.csv: header epoch,train_loss,train_acc,test_acc,test_loss,seconds; numbers printed so they
-/// read back to the same double.
+/// metrics.csv: header epoch,train_loss,train_acc,test_acc,test_loss,seconds (then val_loss,val_acc with
+/// validation); numbers printed so they read back to the same double.
 std::string metrics_csv(const std::vector<EpochMetrics>& epochs);
 
 /// Reads a metrics.csv written by metrics_csv (for resuming a run); errors name the file and line.
@@ -34,6 +34,8 @@ struct RunSummary {
   std::string run_folder;
   std::size_t train_examples = 0;
   std::size_t test_examples = 0;
+  int best_epoch = 0;          // with validation: the epoch of the best validation accuracy (1-based)
+  bool stopped_early = false;  // early stopping ended the run before its last epoch
   double seconds_load = 0;
   double seconds_train = 0;
   double seconds_checkpoints = 0;  // of seconds_train: writing the per-epoch checkpoints and curves

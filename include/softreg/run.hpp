@@ -42,7 +42,10 @@ struct RunOptions {
   std::optional<std::chrono::steady_clock::time_point> started;
 };
 
-/// Hooks into train(); each may be empty.
+/// Hooks into train(); each may be empty. With validation (TrainConfig::val_fraction), the folder also
+/// gets best.safetensors, the checkpoint of the best validation accuracy so far; with early stopping
+/// (TrainConfig::early_stop) train() ends once that many epochs bring no better one, and the run's model
+/// (and model.safetensors) goes back to the best epoch's.
 struct RunCallbacks {
   /// After every batch: examples done in the epoch and the epoch's total.
   Trainer::BatchCallback on_batch;
@@ -111,6 +114,10 @@ class TrainingRun {
   const std::optional<std::filesystem::path>& folder() const { return options_.folder; }
   const std::vector<std::string>& class_names() const { return options_.class_names; }
   Trainer& trainer() { return trainer_; }
+  /// With validation: the epoch (1-based) of the best validation accuracy so far, 0 before the first.
+  int best_epoch() const { return best_epoch_; }
+  /// True when early stopping ended training; the run's model is then the best epoch's.
+  bool stopped_early() const { return stopped_early_; }
 
  private:
   const TrainTestData& data_;
@@ -120,6 +127,11 @@ class TrainingRun {
   std::chrono::steady_clock::time_point started_;
   double seconds_train_ = 0;
   double seconds_checkpoints_ = 0;
+  // The best validation accuracy so far: its epoch and the state to go back to when stopping early.
+  int best_epoch_ = 0;
+  double best_val_acc_ = -1;
+  std::optional<TrainerState> best_state_;
+  bool stopped_early_ = false;
 };
 
 /// Redraws the pictures of the run folder `run` into `out` from its model.safetensors (on the test

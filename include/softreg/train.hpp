@@ -41,6 +41,11 @@ struct TrainConfig {
   /// LogisticRegression(C) is l2 = 1 / (C * training examples).
   double l2 = 0;
   LrSchedule schedule;
+  /// Part of the training set held out (seeded, stratified) for validation; 0: none. The model never
+  /// trains on it, and only it chooses anything (early stopping); the test set never does.
+  double val_fraction = 0;
+  /// With validation: stop after this many epochs without a better validation accuracy; 0: never.
+  int early_stop = 0;
 
   OptimizerSettings optimizer_settings() const {
     return {optimizer, lr, momentum, beta1, beta2, eps, weight_decay};
@@ -59,6 +64,9 @@ struct EpochMetrics {
   /// Of train_seconds, the time the threads waited for each other at the fast path's barriers
   /// (their mean); 0 with one thread and on the naive path.
   double barrier_wait_seconds = 0;
+  bool has_validation = false;  // the two below are set
+  double val_loss = 0;
+  double val_acc = 0;
 };
 
 /// Everything needed to continue training bit for bit: the model, the generator state before the
@@ -101,6 +109,9 @@ class Trainer {
   void restore(const TrainerState& state);
 
   int epochs_done() const { return epochs_done_; }
+  /// The examples trained on per epoch (the training set less the validation rows).
+  std::size_t train_count() const { return train_rows_.size(); }
+  const std::optional<Dataset>& validation() const { return validation_; }
   const SoftmaxModel& model() const { return model_; }
   const TrainConfig& config() const { return config_; }
   const Optimizer& optimizer() const { return *optimizer_; }
@@ -126,6 +137,8 @@ class Trainer {
   std::unique_ptr<Optimizer> optimizer_;
   const Dataset& train_;
   const Dataset& test_;
+  std::vector<std::uint32_t> train_rows_;  // the rows trained on: all but the validation rows
+  std::optional<Dataset> validation_;      // a copy of the held-out rows
   Rng rng_;
   SoftmaxModel model_;
   ThreadPool pool_;
