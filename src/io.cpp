@@ -140,6 +140,15 @@ std::string summary_json(const RunSummary& s) {
     j["test_acc"] = last.test_acc;
     j["test_loss"] = last.test_loss;
   }
+  if (s.lbfgs) {
+    j["recipe"]["max_iter"] = s.config.max_iter;
+    j["recipe"]["tol"] = s.config.tol;
+    j["lbfgs"] = {{"iterations", s.lbfgs->iterations},
+                  {"evaluations", s.lbfgs->evaluations},
+                  {"objective", s.lbfgs->objective},
+                  {"grad_inf_norm", s.lbfgs->grad_inf_norm},
+                  {"stop_reason", s.lbfgs->stop_reason}};
+  }
   if (s.best_epoch > 0) {
     j["val_fraction"] = s.config.val_fraction;
     j["best_epoch"] = s.best_epoch;

@@ -294,6 +294,8 @@ std::map<std::string, std::string> checkpoint_metadata(const TrainConfig& config
   meta["optimizer_steps"] = std::to_string(state.optimizer.steps);
   meta["val_fraction"] = fmt::format("{}", config.val_fraction);
   meta["early_stop"] = std::to_string(config.early_stop);
+  meta["max_iter"] = std::to_string(config.max_iter);
+  meta["tol"] = fmt::format("{}", config.tol);
   meta["data_folder"] = data_folder;
   meta["epochs_done"] = std::to_string(state.epochs_done);
   meta["batches_done"] = std::to_string(state.batches_done);
@@ -372,12 +374,15 @@ TrainConfig config_from_metadata(const ModelFile& file, const std::string& sourc
   config.schedule.gamma = optional_number("lr_gamma", config.schedule.gamma);
   config.val_fraction = optional_number("val_fraction", config.val_fraction);
   config.early_stop = static_cast<int>(optional_number("early_stop", config.early_stop));
+  config.max_iter = static_cast<int>(optional_number("max_iter", config.max_iter));
+  config.tol = optional_number("tol", config.tol);
   if (!(config.lr > 0) || config.batch_size < 1 || config.epochs < 1 || config.threads < 1 ||
       !(config.init_std >= 0) || !(config.l2 >= 0) || !(config.momentum >= 0 && config.momentum < 1) ||
       !(config.beta1 >= 0 && config.beta1 < 1) || !(config.beta2 >= 0 && config.beta2 < 1) ||
       !(config.eps > 0) || !(config.weight_decay >= 0) || !(config.schedule.warmup_epochs >= 0) ||
       !(config.val_fraction >= 0 && config.val_fraction < 1) || config.early_stop < 0 ||
-      config.schedule.step_epochs < 1 || !(config.schedule.gamma > 0 && config.schedule.gamma <= 1) ||
+      config.max_iter < 1 || !(config.tol >= 0) || config.schedule.step_epochs < 1 ||
+      !(config.schedule.gamma > 0 && config.schedule.gamma <= 1) ||
       std::ranges::find(kOptimizerNames, config.optimizer) == std::end(kOptimizerNames) ||
       std::ranges::find(kScheduleNames, config.schedule.kind) == std::end(kScheduleNames)) {
     throw Error(source + ": __metadata__ holds an invalid recipe");

@@ -109,7 +109,54 @@ void TrainingRun::save_checkpoint() const {
   write_file_atomic(*options_.folder / "metrics.csv", metrics_csv(history_));
 }
 
+RunStatus TrainingRun::train_full_batch(const RunCallbacks& callbacks) {
+  const auto start = std::chrono::steady_clock::now();
+  const TrainConfig& config = trainer_.config();
+  SoftmaxModel model = trainer_.model();
+  FullBatchObjective objective(data_.train, trainer_.train_rows(), config.l2, trainer_.pool(), config.kernel);
+  const LbfgsResult r = lbfgs_minimize(model, objective, {config.max_iter, config.tol, /*memory=*/10},
+                                       callbacks.on_iteration, callbacks.should_stop);
+  lbfgs_ = RunSummary::Lbfgs{r.iterations, r.evaluations, r.objective, r.grad_inf_norm, r.stop_reason};
+  // The fit counts as the run's one epoch: its figures, then the checkpoint.
+  TrainerState state = trainer_.state();
+  state.model = model;
+  state.epochs_done = 1;
+  trainer_.restore(state);
+  const FullBatchValue at_optimum = objective(model);
+  EpochMetrics m;
+  m.epoch = 1;
+  m.train_loss = at_optimum.mean_loss;
+  m.train_acc = static_cast<double>(at_optimum.correct) / static_cast<double>(objective.rows());
+  m.train_seconds = seconds_since(start);
+  const auto eval_start = std::chrono::steady_clock::now();
+  const Evaluation test = evaluate(model, data_.test, trainer_.pool(), config.kernel);
+  m.test_loss = test.loss;
+  m.test_acc = test.accuracy;
+  if (trainer_.validation()) {
+    const Evaluation val = evaluate(model, *trainer_.validation(), trainer_.pool(), config.kernel);
+    m.has_validation = true;
+    m.val_loss = val.loss;
+    m.val_acc = val.accuracy;
+    best_epoch_ = 1;
+    best_val_acc_ = val.accuracy;
+  }
+  m.eval_seconds = seconds_since(eval_start);
+  m.seconds = seconds_since(start);
+  history_.push_back(m);
+  const auto saving = std::chrono::steady_clock::now();
+  if (options_.folder && options_.live_curves) plot::write_curves(*options_.folder, history_, 1);
+  save_checkpoint();
+  seconds_checkpoints_ += seconds_since(saving);
+  seconds_train_ += seconds_since(start);
+  if (callbacks.on_epoch) callbacks.on_epoch(m);
+  return RunStatus::kFinished;
+}
+
 RunStatus TrainingRun::train(const RunCallbacks& callbacks) {
+  if (trainer_.config().optimizer == "lbfgs") {
+    if (trainer_.epochs_done() > 0) return RunStatus::kFinished;  // a full-batch run is one epoch
+    return train_full_batch(callbacks);
+  }
   const auto start = std::chrono::steady_clock::now();
   const int epochs = trainer_.config().epochs;
   RunStatus status = RunStatus::kFinished;
@@ -173,6 +220,7 @@ RunReport TrainingRun::finish(const FinishOptions& options) {
                                                  options_.class_names, options.grid);
     report.pictures.insert(report.pictures.begin(), {"curves.png", "curves.svg"});
   }
+  summary.lbfgs = lbfgs_;
   summary.best_epoch = best_epoch_;
   summary.stopped_early = stopped_early_;
   if (options.acceptance_checks) {

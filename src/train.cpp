@@ -18,7 +18,10 @@
 namespace softreg {
 
 Trainer::Trainer(const TrainConfig& config, const Dataset& train, const Dataset& test)
-    : Trainer(config, train, test, make_optimizer(config.optimizer_settings())) {}
+    : Trainer(config, train, test,
+              // A full-batch (L-BFGS) run takes no minibatch steps; TrainingRun fits it instead.
+              config.optimizer == "lbfgs" ? std::make_unique<Sgd>(config.lr)
+                                          : make_optimizer(config.optimizer_settings())) {}
 
 Trainer::Trainer(const TrainConfig& config, const Dataset& train, const Dataset& test,
                  std::unique_ptr<Optimizer> optimizer)

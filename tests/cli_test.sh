@@ -192,6 +192,15 @@ kept_acc=$(grep -o '"test_acc": [0-9.]*' early/summary.json | head -1 | cut -d' 
 "$softreg" eval --model early/model.safetensors --json | grep -q "\"accuracy\":$kept_acc" && ok ||
   fail "eval of the kept model does not give summary.json's test_acc $kept_acc"
 
+# Full-batch L-BFGS: one line per iteration, its figures in summary.json, its flags checked.
+expect 2 'softreg: error: --epochs does not apply to --optimizer lbfgs' -- train --optimizer lbfgs --epochs 3
+expect 2 'softreg: error: --max-iter must be between 1 and 1000000, got 0' -- train --optimizer lbfgs --max-iter 0
+expect 2 'softreg: error: --tol must be >= 0, got -1' -- train --optimizer lbfgs --tol -1
+expect 0 '^   20  +0\.[0-9]+  +[0-9.e+-]+  ' -- train --optimizer lbfgs --l2 1e-3 --max-iter 20 --no-check --no-plots --out lbfgs
+grep -q '"stop_reason": "max_iter"' lbfgs/summary.json && grep -q '"iterations": 20' lbfgs/summary.json && ok ||
+  fail "lbfgs summary: $(grep -A5 '"lbfgs"' lbfgs/summary.json)"
+awk -F, 'NR == 2 { exit !($4 > 0.8) }' lbfgs/metrics.csv && ok || fail "lbfgs: test acc $(tail -1 lbfgs/metrics.csv)"
+
 # A learning rate far too large: stopped at the first runaway batch, one line, nothing written.
 expect 1 '^softreg: error: training diverged in epoch 1, batch [0-9]+: mean batch loss .*; try a smaller --lr than 10000; no checkpoint was written$' -- \
   train --lr 1e4 --quiet --no-plots --out diverged

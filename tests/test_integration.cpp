@@ -5,9 +5,15 @@
 
 #include <stb_image_write.h>
 
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+
 #include "softreg/dataset.hpp"
 #include "softreg/image.hpp"
 #include "softreg/kernels.hpp"
+#include "softreg/lbfgs.hpp"
+#include "softreg/loss.hpp"
 #include "softreg/metrics.hpp"
 #include "softreg/train.hpp"
 #include "test_util.hpp"
@@ -87,6 +93,53 @@ TEST_F(FashionMnist, PicturesOfTestImagesAreClassifiedLikeTheOriginals) {
   }
   // JPEG changes pixels a little; a class can flip only where two were nearly tied.
   EXPECT_GE(jpeg_agree, images - 1);
+}
+
+}  // namespace
+}  // namespace softreg
+
+namespace softreg {
+namespace {
+
+// scikit-learn's optimum of the same objective on the first 5,000 training images
+// (tests/fixtures/sklearn_lbfgs.json, made by tools/make_sklearn_fixture.py with Debian's python3-sklearn).
+TEST_F(FashionMnist, LbfgsReachesScikitLearnsOptimum) {
+  std::ifstream in(std::string(SOFTREG_FIXTURES_DIR) + "/sklearn_lbfgs.json");
+  ASSERT_TRUE(in);
+  const nlohmann::json fx = nlohmann::json::parse(in);
+  const std::size_t n = fx["rows"];
+  const double l2 = fx["l2"], theirs = fx["objective"];
+  std::vector<std::uint32_t> rows(n);
+  std::iota(rows.begin(), rows.end(), 0u);
+  const Dataset first = subset(data_->train, rows);
+
+  // softreg's objective in double precision (loss.hpp's reference math).
+  RowMatrix<double> X(static_cast<Eigen::Index>(n), 784);
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t d = 0; d < 784; ++d)
+      X(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(d)) = first.image(i)[d] / 255.0;
+  const auto objective = [&](const ColMatrix<double>& W, const Vector<double>& b) {
+    return loss_and_grad(X, W, b, std::span<const std::uint8_t>(first.labels)).loss_sum /
+               static_cast<double>(n) +
+           0.5 * l2 * W.squaredNorm();
+  };
+  // At scikit-learn's point it is the fixture's value: the two define the same objective.
+  const auto coef = fx["coef"].get<std::vector<double>>();
+  const auto intercept = fx["intercept"].get<std::vector<double>>();
+  const ColMatrix<double> W_sk =
+      Eigen::Map<const ColMatrix<double>>(coef.data(), 784, 10);  // [K,D] row-major
+  const Vector<double> b_sk = Eigen::Map<const Vector<double>>(intercept.data(), 10);
+  EXPECT_NEAR(objective(W_sk, b_sk), theirs, 1e-12 * theirs);
+
+  // softreg's L-BFGS from the seed's initial weights reaches the same minimum, to 1e-6 relative.
+  Rng rng(0);
+  SoftmaxModel model = SoftmaxModel::initialized(784, 10, 0.01, rng);
+  ThreadPool pool(2);
+  FullBatchObjective f(first, {}, l2, pool);
+  const LbfgsResult r = lbfgs_minimize(model, f, {.max_iter = 3000, .tol = 1e-6, .memory = 10});
+  const double ours = objective(model.W.cast<double>(), model.b.cast<double>());
+  EXPECT_NEAR(ours, theirs, 1e-6 * theirs) << r.stop_reason << " after " << r.iterations << " iterations";
+  EXPECT_LT(r.grad_inf_norm, 1e-5) << r.stop_reason;
 }
 
 }  // namespace

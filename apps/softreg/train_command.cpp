@@ -67,6 +67,8 @@ struct TrainOptions {
   double val_fraction = 0;
   long long early_stop = 0;
   bool val_fraction_given = false;
+  long long max_iter = 100;
+  double tol = 1e-4;
   long long grid_count = 6;
   bool misclassified = false;
   // Set after parsing: which recipe flags the user gave (a resumed run keeps its checkpoint's recipe).
@@ -116,7 +118,16 @@ TrainConfig validated_config(const TrainOptions& o) {
     throw UsageError(fmt::format("--early-stop must be between 1 and {}, got {}", kMaxEpochs, o.early_stop));
   if (o.early_stop > 0 && !o.val_fraction_given)
     throw UsageError("--early-stop needs --val-fraction (only the validation set may choose the epoch)");
+  if (o.max_iter < 1 || o.max_iter > 1'000'000)
+    throw UsageError(fmt::format("--max-iter must be between 1 and 1000000, got {}", o.max_iter));
+  if (!std::isfinite(o.tol) || o.tol < 0) throw UsageError(fmt::format("--tol must be >= 0, got {}", o.tol));
+  if (o.optimizer == "lbfgs" && o.epochs_given)
+    throw UsageError("--epochs does not apply to --optimizer lbfgs, which runs to --tol or --max-iter");
+  if (o.optimizer == "lbfgs" && o.early_stop > 0)
+    throw UsageError("--early-stop does not apply to --optimizer lbfgs (one full-batch fit)");
   TrainConfig config;
+  config.max_iter = static_cast<int>(o.max_iter);
+  config.tol = o.tol;
   config.val_fraction = o.val_fraction_given ? o.val_fraction : 0;
   config.early_stop = static_cast<int>(o.early_stop);
   config.optimizer = o.optimizer;
@@ -128,6 +139,7 @@ TrainConfig validated_config(const TrainOptions& o) {
   config.l2 = o.l2;
   config.schedule = {o.schedule, o.warmup, static_cast<int>(o.lr_step), o.lr_gamma};
   config.lr = o.lr;
+  if (o.optimizer == "lbfgs") config.epochs = 1;  // the fit is recorded as the run's one epoch
   config.batch_size = static_cast<std::size_t>(o.batch_size);
   config.epochs = static_cast<int>(o.epochs);
   config.seed = o.seed;
@@ -242,7 +254,7 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
       fmt::print(table, "resuming {} at epoch {}, batch {}\n", run_folder.string(),
                  saved->state.epochs_done + 1, saved->state.batches_done);
     }
-    if (table_lines) fmt::print(table, "{}\n", table_header);
+    if (table_lines && config.optimizer != "lbfgs") fmt::print(table, "{}\n", table_header);
     for (const EpochMetrics& m : run.history())
       print_row(m);
   }
@@ -256,10 +268,20 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
   }
   callbacks.on_epoch = [&](const EpochMetrics& m) {
     progress.clear();
+    if (table_lines && config.optimizer == "lbfgs") fmt::print(table, "{}\n", table_header);
     print_row(m);
     redraw_live();
   };
   callbacks.should_stop = [] { return g_stop_requested.load(); };
+  if (config.optimizer == "lbfgs" && table_lines) {
+    fmt::print(table, "{:>5}  {:>12}  {:>10}  {:>8}  {:>5}  {:>7}\n", "iter", "objective", "grad_inf", "step",
+               "evals", "seconds");
+    callbacks.on_iteration = [&](const LbfgsIteration& it) {
+      fmt::print(table, "{:>5}  {:>12.8f}  {:>10.3e}  {:>8.3g}  {:>5}  {:>7.3f}\n", it.iteration,
+                 it.objective, it.grad_inf_norm, it.step, it.evaluations, it.seconds);
+      std::fflush(table);
+    };
+  }
   RunStatus status;
   try {
     status = run.train(callbacks);
@@ -352,8 +374,9 @@ CommandRunner add_train_command(CLI::App& app) {
                       "Threads (default: all cores); results depend on the count")
           ->capture_default_str(),
       cmd->add_option("--optimizer", options->optimizer,
-                      "sgd (the seed's), momentum, nesterov, adam or adamw (as torch.optim's)")
-          ->check(CLI::IsMember({"sgd", "momentum", "nesterov", "adam", "adamw"}))
+                      "sgd (the seed's), momentum, nesterov, adam or adamw (as torch.optim's), or lbfgs "
+                      "(full-batch L-BFGS to --tol, in place of epochs)")
+          ->check(CLI::IsMember({"sgd", "momentum", "nesterov", "adam", "adamw", "lbfgs"}))
           ->capture_default_str(),
       cmd->add_option("--momentum", options->momentum, "Momentum of momentum and nesterov, in [0, 1)")
           ->capture_default_str(),
@@ -382,6 +405,9 @@ CommandRunner add_train_command(CLI::App& app) {
       cmd->add_option(
           "--val-fraction", options->val_fraction,
           "Hold out this part of the training set (seeded, stratified) for validation, in (0, 1)"),
+      cmd->add_option("--max-iter", options->max_iter, "lbfgs: most iterations")->capture_default_str(),
+      cmd->add_option("--tol", options->tol, "lbfgs: stop when the gradient's largest entry is at most this")
+          ->capture_default_str(),
       cmd->add_option("--early-stop", options->early_stop,
                       "With --val-fraction: stop after this many epochs without a better validation "
                       "accuracy and keep the best epoch's model"),

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,6 +35,15 @@ struct RunSummary {
   std::string run_folder;
   std::size_t train_examples = 0;
   std::size_t test_examples = 0;
+  /// A full-batch L-BFGS run's figures (optimizer "lbfgs").
+  struct Lbfgs {
+    int iterations = 0;
+    int evaluations = 0;
+    double objective = 0;
+    double grad_inf_norm = 0;
+    std::string stop_reason;
+  };
+  std::optional<Lbfgs> lbfgs;
   int best_epoch = 0;          // with validation: the epoch of the best validation accuracy (1-based)
   bool stopped_early = false;  // early stopping ended the run before its last epoch
   double seconds_load = 0;

@@ -115,7 +115,8 @@ class Adam final : public Optimizer {
 void add_l2_gradient(WeightMatrix& dW_sum, const WeightMatrix& W, double lambda, std::size_t batch_size);
 
 /// The optimizers by name, for flags and model files.
-inline constexpr const char* kOptimizerNames[] = {"sgd", "momentum", "nesterov", "adam", "adamw"};
+/// "lbfgs" is the full-batch solver (lbfgs.hpp) that TrainingRun runs instead of minibatch epochs.
+inline constexpr const char* kOptimizerNames[] = {"sgd", "momentum", "nesterov", "adam", "adamw", "lbfgs"};
 
 /// Settings of every optimizer; each uses the ones that apply to it.
 struct OptimizerSettings {

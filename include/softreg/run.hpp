@@ -19,6 +19,7 @@
 
 #include "softreg/dataset.hpp"
 #include "softreg/io.hpp"
+#include "softreg/lbfgs.hpp"
 #include "softreg/metrics.hpp"
 #include "softreg/model_io.hpp"
 #include "softreg/plot.hpp"
@@ -54,6 +55,8 @@ struct RunCallbacks {
   /// Asked after every batch but an epoch's last, and after every epoch; true stops the run there
   /// (with a checkpoint in the folder) and train() returns kStopped.
   Trainer::StopRequest should_stop;
+  /// optimizer "lbfgs": after every iteration of the full-batch fit.
+  std::function<void(const LbfgsIteration&)> on_iteration;
 };
 
 enum class RunStatus {
@@ -125,8 +128,12 @@ class TrainingRun {
   Trainer trainer_;
   std::vector<EpochMetrics> history_;
   std::chrono::steady_clock::time_point started_;
+  // optimizer "lbfgs": the full-batch fit in place of the epochs.
+  RunStatus train_full_batch(const RunCallbacks& callbacks);
+
   double seconds_train_ = 0;
   double seconds_checkpoints_ = 0;
+  std::optional<RunSummary::Lbfgs> lbfgs_;
   // The best validation accuracy so far: its epoch and the state to go back to when stopping early.
   int best_epoch_ = 0;
   double best_val_acc_ = -1;

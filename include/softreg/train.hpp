@@ -46,6 +46,10 @@ struct TrainConfig {
   double val_fraction = 0;
   /// With validation: stop after this many epochs without a better validation accuracy; 0: never.
   int early_stop = 0;
+  /// optimizer "lbfgs": full-batch L-BFGS with at most max_iter iterations, until the gradient's largest
+  /// entry is at most tol (the run then counts as one epoch).
+  int max_iter = 100;
+  double tol = 1e-4;
 
   OptimizerSettings optimizer_settings() const {
     return {optimizer, lr, momentum, beta1, beta2, eps, weight_decay};
@@ -111,6 +115,7 @@ class Trainer {
   int epochs_done() const { return epochs_done_; }
   /// The examples trained on per epoch (the training set less the validation rows).
   std::size_t train_count() const { return train_rows_.size(); }
+  const std::vector<std::uint32_t>& train_rows() const { return train_rows_; }
   const std::optional<Dataset>& validation() const { return validation_; }
   const SoftmaxModel& model() const { return model_; }
   const TrainConfig& config() const { return config_; }
