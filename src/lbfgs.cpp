@@ -59,6 +59,8 @@ struct FullBatchObjective::Buffers {
   std::vector<float> dlogits;  // (N,K)
   std::vector<float> loss;     // N
   std::vector<std::int64_t> block_correct;
+  std::vector<float> block_partial;  // (K,D) one row block's gradient, each thread writing its inputs
+  std::vector<double> block_dW_sum;  // (K,D) the blocks' gradients summed in block order
   // The naive path: one gradient per block, summed in block order.
   std::vector<WeightMatrix> block_dW;
   std::vector<BiasVector> block_db;
@@ -109,16 +111,30 @@ FullBatchValue FullBatchObjective::operator()(const SoftmaxModel& model) {
                                                   model.W.data(), model.b.data(), kPixelScale,
                                                   b.loss.data() + r0, nullptr, b.dlogits.data() + r0 * K});
     });
-    v.dW.resize(model.W.rows(), model.W.cols());
+    // Each thread owns a range of inputs and walks the row blocks in order: a block's rows stay in its
+    // cache while all of its columns pass over them (one pass over all rows per column block would stream
+    // the whole data set from memory a dozen times), and the blocks' partial sums add up in double.
+    b.block_dW_sum.assign(D * K, 0.0);
+    b.block_partial.resize(D * K);
     const std::size_t chunks = (D + kColumnGrain - 1) / kColumnGrain;
-    const std::size_t per_task = (chunks + static_cast<std::size_t>(b.pool.threads()) - 1) /
-                                 static_cast<std::size_t>(b.pool.threads());
-    b.pool.run(static_cast<std::size_t>(b.pool.threads()), [&](std::size_t t) {
+    const auto threads = static_cast<std::size_t>(b.pool.threads());
+    const std::size_t per_task = (chunks + threads - 1) / threads;
+    b.pool.run(threads, [&](std::size_t t) {
       const std::size_t d0 = std::min(D, t * per_task * kColumnGrain),
                         d1 = std::min(D, d0 + per_task * kColumnGrain);
-      if (d0 < d1)
-        fast_gradient_columns({b.pixels.data(), b.dlogits.data(), N, D, d0, d1, kPixelScale, v.dW.data()});
+      if (d0 >= d1) return;
+      for (std::size_t block = 0; block < blocks; ++block) {
+        const std::size_t r0 = block * kBlockRows, r1 = std::min(N, r0 + kBlockRows);
+        fast_gradient_columns({b.pixels.data() + r0, b.dlogits.data() + r0 * K, r1 - r0, D, d0, d1,
+                               kPixelScale, b.block_partial.data()});
+        for (std::size_t k = 0; k < K; ++k)
+          for (std::size_t d = d0; d < d1; ++d)
+            b.block_dW_sum[k * D + d] += b.block_partial[k * D + d];
+      }
     });
+    v.dW.resize(model.W.rows(), model.W.cols());
+    for (std::size_t i = 0; i < D * K; ++i)
+      v.dW.data()[i] = static_cast<float>(b.block_dW_sum[i]);
     v.db = BiasVector::Zero(static_cast<Eigen::Index>(K));
     std::vector<double> db(K, 0.0);
     for (std::size_t r = 0; r < N; ++r) {
