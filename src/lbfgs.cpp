@@ -21,12 +21,11 @@ constexpr std::size_t kColumnGrain = 16;
 
 using Vec = Eigen::VectorXd;
 
-Vec flatten(const SoftmaxModel& m) {
-  Vec x(m.W.size() + m.b.size());
-  for (Eigen::Index i = 0; i < m.W.size(); ++i)
-    x[i] = m.W.data()[i];
-  for (Eigen::Index k = 0; k < m.b.size(); ++k)
-    x[m.W.size() + k] = m.b[k];
+// W (D,K) and b (K) as one vector: the model's parameters, or a gradient's.
+Vec flatten(const WeightMatrix& W, const BiasVector& b) {
+  Vec x(W.size() + b.size());
+  x.head(W.size()) = Eigen::Map<const Eigen::VectorXf>(W.data(), W.size()).cast<double>();
+  x.tail(b.size()) = b.cast<double>();
   return x;
 }
 
@@ -35,15 +34,6 @@ void unflatten(const Vec& x, SoftmaxModel& m) {
     m.W.data()[i] = static_cast<float>(x[i]);
   for (Eigen::Index k = 0; k < m.b.size(); ++k)
     m.b[k] = static_cast<float>(x[m.W.size() + k]);
-}
-
-Vec gradient_vector(const FullBatchValue& v) {
-  Vec g(v.dW.size() + v.db.size());
-  for (Eigen::Index i = 0; i < v.dW.size(); ++i)
-    g[i] = v.dW.data()[i];
-  for (Eigen::Index k = 0; k < v.db.size(); ++k)
-    g[v.dW.size() + k] = v.db[k];
-  return g;
 }
 
 }  // namespace
@@ -209,7 +199,7 @@ std::optional<Point> wolfe_search(const Vec& x, const Vec& d, double f0, double 
     p.alpha = alpha;
     p.value = objective(trial);
     p.f = p.value.objective;
-    p.slope = gradient_vector(p.value).dot(d);
+    p.slope = flatten(p.value.dW, p.value.db).dot(d);
     ++evaluations;
     return p;
   };
@@ -260,10 +250,10 @@ LbfgsResult lbfgs_minimize(SoftmaxModel& model, FullBatchObjective& objective, c
                            const std::function<bool()>& should_stop) {
   const auto start = std::chrono::steady_clock::now();
   LbfgsResult result;
-  Vec x = flatten(model);
+  Vec x = flatten(model.W, model.b);
   FullBatchValue value = objective(model);
   result.evaluations = 1;
-  Vec g = gradient_vector(value);
+  Vec g = flatten(value.dW, value.db);
   std::deque<std::pair<Vec, Vec>> pairs;  // (s, y), newest last
   SoftmaxModel trial = model;
   result.stop_reason = "max_iter";
@@ -303,7 +293,7 @@ LbfgsResult lbfgs_minimize(SoftmaxModel& model, FullBatchObjective& objective, c
       break;
     }
     const Vec x_new = x + accepted->alpha * d;
-    const Vec g_new = gradient_vector(accepted->value);
+    const Vec g_new = flatten(accepted->value.dW, accepted->value.db);
     const Vec s = x_new - x, y = g_new - g;
     if (s.dot(y) > 1e-12 * y.squaredNorm()) {  // keep only pairs with positive curvature
       pairs.emplace_back(s, y);

@@ -119,15 +119,7 @@ TEST(FastKernels, ExtremeLogitsStayFinite) {
 
 // Ten classes that a linear model can learn: each label brightens its own band of pixels.
 Dataset learnable(std::size_t n, std::uint32_t seed) {
-  Dataset d = test::random_dataset(n, 28, 28, K, seed);
-  for (std::size_t i = 0; i < n; ++i) {
-    std::uint8_t* img = d.pixels.mutable_data() + i * 784;
-    for (std::size_t p = 0; p < 784; ++p)
-      img[p] = static_cast<std::uint8_t>(img[p] / 3);
-    for (std::size_t p = 70u * d.labels[i]; p < 70u * d.labels[i] + 70; ++p)
-      img[p] = 200;
-  }
-  return d;
+  return test::banded_dataset(n, /*side=*/28, K, /*band=*/70, /*dim=*/3, /*bright=*/200, seed);
 }
 
 TEST(FastTrainer, AgreesWithTheNaivePath) {

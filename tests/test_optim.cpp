@@ -97,15 +97,7 @@ TEST(GradientKernel, MatchesTheDoublePrecisionGradientAndTheFusedStep) {
 
 // Ten classes a linear model can learn (each label brightens its own band), 8x8 images.
 Dataset learnable(std::size_t n, std::uint32_t seed) {
-  Dataset d = test::random_dataset(n, 8, 8, K, seed);
-  for (std::size_t i = 0; i < n; ++i) {
-    std::uint8_t* img = d.pixels.mutable_data() + i * 64;
-    for (std::size_t p = 0; p < 64; ++p)
-      img[p] = static_cast<std::uint8_t>(img[p] / 4);
-    for (std::size_t p = 6u * d.labels[i]; p < 6u * d.labels[i] + 6; ++p)
-      img[p] = 230;
-  }
-  return d;
+  return test::banded_dataset(n, /*side=*/8, /*classes=*/10, /*band=*/6, /*dim=*/4, /*bright=*/230, seed);
 }
 
 TrainConfig config_for(int threads, KernelChoice kernel) {

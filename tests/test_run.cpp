@@ -17,15 +17,7 @@ namespace {
 
 // Ten learnable classes of 8x8 images: each label brightens its own band of pixels.
 Dataset learnable(std::size_t n, std::uint32_t seed) {
-  Dataset d = test::random_dataset(n, 8, 8, 10, seed);
-  for (std::size_t i = 0; i < n; ++i) {
-    std::uint8_t* img = d.pixels.mutable_data() + i * 64;
-    for (std::size_t p = 0; p < 64; ++p)
-      img[p] = static_cast<std::uint8_t>(img[p] / 4);
-    for (std::size_t p = 6u * d.labels[i]; p < 6u * d.labels[i] + 6; ++p)
-      img[p] = 230;
-  }
-  return d;
+  return test::banded_dataset(n, /*side=*/8, /*classes=*/10, /*band=*/6, /*dim=*/4, /*bright=*/230, seed);
 }
 
 TrainConfig recipe() {

@@ -95,4 +95,21 @@ inline Dataset random_dataset(std::size_t n, std::size_t h, std::size_t w, int c
   return set;
 }
 
+/// Classes a linear model can learn: random side x side images dimmed by `dim`, where label k sets the
+/// pixels [k * band, (k + 1) * band) to `bright`.
+inline Dataset banded_dataset(std::size_t n, std::size_t side, int classes, std::size_t band,
+                              std::uint8_t dim, std::uint8_t bright, std::uint32_t seed) {
+  Dataset d = random_dataset(n, side, side, classes, seed);
+  std::uint8_t* px = d.pixels.mutable_data();
+  const std::size_t D = side * side;
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint8_t* img = px + i * D;
+    for (std::size_t p = 0; p < D; ++p)
+      img[p] = static_cast<std::uint8_t>(img[p] / dim);
+    for (std::size_t p = band * d.labels[i]; p < band * d.labels[i] + band && p < D; ++p)
+      img[p] = bright;
+  }
+  return d;
+}
+
 }  // namespace softreg::test
