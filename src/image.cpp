@@ -4,16 +4,54 @@
 #include <stb_image.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <limits>
 #include <memory>
+#include <optional>
+#include <span>
 
 #include "softreg/error.hpp"
+#include "softreg/idx.hpp"
 
 namespace softreg {
 namespace {
 
 // Larger images than this are refused rather than decoded: no picture of one garment needs 100 MP.
 constexpr long long kMaxImagePixels = 100'000'000;
+// No compressed image holds more pixels per byte of file than this: deflate expands at most ~1032:1 and
+// a 1-bit image packs 8 pixels a byte (JPEG and GIF compress far less). A header that claims more is a
+// lie, caught before any pixel memory is allocated.
+constexpr long long kMaxPixelsPerFileByte = 1032 * 8;
+
+// Where the samples of a binary PGM (P5) or PPM (P6) start, and how many bytes they need; nullopt for
+// other formats. Header: magic, then width, height and maxval separated by whitespace or # comments, then
+// one whitespace byte.
+struct RawSamples {
+  std::size_t offset;
+  unsigned long long bytes;
+};
+std::optional<RawSamples> pnm_samples(std::span<const std::uint8_t> file, int width, int height) {
+  if (file.size() < 2 || file[0] != 'P' || (file[1] != '5' && file[1] != '6')) return std::nullopt;
+  std::size_t i = 2;
+  unsigned long long fields[3] = {0, 0, 0};
+  for (unsigned long long& field : fields) {
+    while (i < file.size() && (std::isspace(file[i]) || file[i] == '#')) {
+      if (file[i] == '#') {
+        while (i < file.size() && file[i] != '\n')
+          ++i;
+      } else {
+        ++i;
+      }
+    }
+    if (i >= file.size() || !std::isdigit(file[i])) return std::nullopt;  // stb's own check reports it
+    while (i < file.size() && std::isdigit(file[i]) && field < (1ull << 40))
+      field = field * 10 + (file[i++] - '0');
+  }
+  const unsigned long long channels = file[1] == '6' ? 3 : 1, sample_bytes = fields[2] > 255 ? 2 : 1;
+  return RawSamples{i + 1, static_cast<unsigned long long>(width) * static_cast<unsigned long long>(height) *
+                               channels * sample_bytes};
+}
 
 struct StbiDeleter {
   void operator()(unsigned char* p) const { stbi_image_free(p); }
@@ -44,18 +82,35 @@ GrayImage read_gray_image(const std::filesystem::path& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec))
     throw Error::in_file(path, "is a directory, expected an image file");
+  const std::vector<std::uint8_t> file = read_file_bytes(path);
+  if (file.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
+    throw Error::in_file(path, "is larger than 2 GB, too large for an image");
+  const auto size = static_cast<int>(file.size());
   int width = 0, height = 0, channels = 0;
-  if (!stbi_info(path.c_str(), &width, &height, &channels)) {
+  if (!stbi_info_from_memory(file.data(), size, &width, &height, &channels)) {
     const char* reason = stbi_failure_reason();
     throw Error::in_file(
         path, std::string("cannot read as an image (") + (reason ? reason : "unknown format") + ")");
   }
-  if (static_cast<long long>(width) * height > kMaxImagePixels) {
-    throw Error::in_file(path, "image is " + std::to_string(width) + "x" + std::to_string(height) +
-                                   ", larger than the 100-megapixel limit");
+  const long long pixels = static_cast<long long>(width) * height;
+  const std::string dims = std::to_string(width) + "x" + std::to_string(height);
+  if (pixels > kMaxImagePixels)
+    throw Error::in_file(path, "image is " + dims + ", larger than the 100-megapixel limit");
+  // Checked before decoding: the header's size must fit in the file, so a few bytes cannot cost gigabytes.
+  if (const std::optional<RawSamples> raw = pnm_samples(file, width, height)) {
+    const unsigned long long present = file.size() > raw->offset ? file.size() - raw->offset : 0;
+    if (present < raw->bytes) {
+      throw Error::in_file(path, "truncated: the header says " + dims + " pixels (" +
+                                     std::to_string(raw->bytes) + " bytes of samples), the file has " +
+                                     std::to_string(present));
+    }
+  } else if (pixels > static_cast<long long>(file.size()) * kMaxPixelsPerFileByte) {
+    throw Error::in_file(path, "the header claims " + dims + " pixels, more than a " +
+                                   std::to_string(file.size()) + "-byte file can hold");
   }
   // Asking for one channel makes stb convert colour to luminance (and drop any alpha).
-  std::unique_ptr<unsigned char, StbiDeleter> data(stbi_load(path.c_str(), &width, &height, &channels, 1));
+  std::unique_ptr<unsigned char, StbiDeleter> data(
+      stbi_load_from_memory(file.data(), size, &width, &height, &channels, 1));
   if (!data) {
     const char* reason = stbi_failure_reason();
     throw Error::in_file(path,

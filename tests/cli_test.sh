@@ -136,6 +136,11 @@ printf 'hello' >notes.txt
 [ "$(grep -c '"input":"block.pgm"' out.txt)" -eq 2 ] && ok || fail "good files not predicted: $(cat out.txt)"
 grep -q 'notes.txt: cannot read as an image' err.txt && [ "$(wc -l <err.txt)" -eq 1 ] && ok || fail "bad file error: $(cat err.txt)"
 expect 0 'block.pgm: ' -- predict --model run2/model.safetensors --invert --top 10 block.pgm
+# A 21-byte PGM whose header claims 8 x 6,506,266 pixels: refused at once, no prediction.
+printf 'P5\n 8\n6506266p000\n\n\n9' >lying.pgm
+expect 1 'lying.pgm: the header claims 8x6506266 pixels, more than a 21-byte file can hold' -- \
+  predict --model run2/model.safetensors lying.pgm
+[ ! -s out.txt ] && ok || fail "predict printed a prediction for lying.pgm: $(cat out.txt)"
 
 # Ctrl-C saves a checkpoint; --resume continues it to the same weights as an uninterrupted run.
 "$softreg" train --epochs 40 --threads 2 --seed 4 --quiet --no-check --no-plots --out straight && ok || fail "straight run"

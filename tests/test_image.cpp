@@ -71,3 +71,62 @@ TEST(Image, RejectsWhatIsNotAnImage) {
 
 }  // namespace
 }  // namespace softreg
+
+namespace softreg {
+namespace {
+
+std::vector<std::uint8_t> bytes_of(const std::string& text) {
+  return std::vector<std::uint8_t>(text.begin(), text.end());
+}
+
+TEST(Image, AHeaderClaimingMoreThanTheFileHoldsIsRefusedBeforeDecoding) {
+  test::TempDir dir;
+  // The fuzzer's finding: 21 bytes claiming 8 x 6,506,266 pixels (it cost 8 s and 1.58 GB, then a
+  // prediction for an image that is not there).
+  test::write_bytes(dir / "finding.pgm", bytes_of(std::string("P5\n 8\n6506266p000\n\n\n9")));
+  test::expect_error([&] { read_gray_image(dir / "finding.pgm"); },
+                     "finding.pgm: the header claims 8x6506266 pixels, more than a 21-byte file can hold");
+
+  // Binary PGM and PPM: the samples must all be there.
+  std::vector<std::uint8_t> pgm = bytes_of("P5\n# a comment\n10 10\n255\n");
+  pgm.resize(pgm.size() + 100, 7);
+  test::write_bytes(dir / "ok.pgm", pgm);
+  EXPECT_EQ(read_gray_image(dir / "ok.pgm").pixels, std::vector<std::uint8_t>(100, 7));
+  pgm.pop_back();
+  test::write_bytes(dir / "short.pgm", pgm);
+  test::expect_error(
+      [&] { read_gray_image(dir / "short.pgm"); },
+      "short.pgm: truncated: the header says 10x10 pixels (100 bytes of samples), the file has 99");
+  std::vector<std::uint8_t> ppm = bytes_of("P6 4 2 255 ");
+  ppm.resize(ppm.size() + 4 * 2 * 3 - 1, 9);
+  test::write_bytes(dir / "short.ppm", ppm);
+  test::expect_error([&] { read_gray_image(dir / "short.ppm"); },
+                     "the header says 4x2 pixels (24 bytes of samples)");
+
+  // PNGs of 100 bytes whose headers claim 30000 x 30000 (over the megapixel limit) and 9000 x 9000 pixels.
+  const auto png_claiming = [](std::uint32_t side) {
+    std::vector<std::uint8_t> png = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n',
+                                     0,    0,   0,   13,  'I',  'H',  'D',  'R'};
+    test::put_be32(png, side);
+    test::put_be32(png, side);
+    png.insert(png.end(), {8, 0, 0, 0, 0});  // 8-bit grey, deflate, no filter, no interlace
+    png.resize(100, 0);
+    return png;
+  };
+  test::write_bytes(dir / "huge.png", png_claiming(30000));
+  test::expect_error([&] { read_gray_image(dir / "huge.png"); },
+                     "huge.png: image is 30000x30000, larger than the 100-megapixel limit");
+  test::write_bytes(dir / "big.png", png_claiming(9000));
+  test::expect_error([&] { read_gray_image(dir / "big.png"); },
+                     "big.png: the header claims 9000x9000 pixels, more than a 100-byte file can hold");
+
+  // A real, well-compressed picture is not caught by the bound: 1,000 x 1,000 of one grey.
+  const std::vector<std::uint8_t> flat(1000 * 1000, 128);
+  ASSERT_TRUE(stbi_write_png((dir / "flat.png").c_str(), 1000, 1000, 1, flat.data(), 1000));
+  const GrayImage big = read_gray_image(dir / "flat.png");
+  EXPECT_EQ(big.width, 1000);
+  EXPECT_EQ(big.pixels[123456], 128);
+}
+
+}  // namespace
+}  // namespace softreg
