@@ -52,6 +52,9 @@ expect 2 'softreg: error: --schedule: linear not in' -- train --schedule linear
 expect 2 'softreg: error: --warmup must be between 0 and --epochs \(10\), got 20' -- train --warmup 20
 expect 2 'softreg: error: --lr-step must be between 1 and' -- train --lr-step 0
 expect 2 'softreg: error: --lr-gamma must be in \(0, 1\], got 0' -- train --lr-gamma 0
+expect 2 'softreg: error: --seed: must be >= 0, got -1' -- train --seed -1
+expect 2 'softreg: error: --init-std must be between 0 and 1, got 1e\+30' -- train --init-std 1e30
+expect 2 'softreg: error: --init-std must be between 0 and 1, got -0.5' -- train --init-std -0.5
 
 # A data folder with one malformed file: the error names the file and what is wrong.
 mkdir bad

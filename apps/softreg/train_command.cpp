@@ -25,6 +25,8 @@ namespace {
 
 // Upper bound that only catches typos.
 constexpr long long kMaxEpochs = 1'000'000;
+// Initial weights wider than this make logits in the hundreds on 784 inputs (the seed uses 0.01).
+constexpr double kMaxInitStd = 1.0;
 // Table rows kept in the live terminal view (all of them are in metrics.csv).
 constexpr std::size_t kLiveTableRows = 15;
 // The conventional exit status of a program stopped by SIGINT.
@@ -92,8 +94,8 @@ TrainConfig validated_config(const TrainOptions& o) {
   check_epochs(o.epochs);
   check_threads(o.threads);
   check_grid_count(o.grid_count);
-  if (!std::isfinite(o.init_std) || o.init_std < 0) {
-    throw UsageError(fmt::format("--init-std must be >= 0, got {}", o.init_std));
+  if (!std::isfinite(o.init_std) || o.init_std < 0 || o.init_std > kMaxInitStd) {
+    throw UsageError(fmt::format("--init-std must be between 0 and {}, got {}", kMaxInitStd, o.init_std));
   }
   const auto check_unit_interval = [](const char* flag, double value) {  // [0, 1)
     if (!(value >= 0 && value < 1))
@@ -366,9 +368,15 @@ CommandRunner add_train_command(CLI::App& app) {
                       "Examples per SGD step (the last batch may be smaller)")
           ->capture_default_str(),
       cmd->add_option("--lr", options->lr, "Learning rate")->capture_default_str(),
-      cmd->add_option("--seed", options->seed, "Seed for the initial weights and the shuffling")
+      cmd->add_option("--seed", options->seed, "Seed for the initial weights and the shuffling (>= 0)")
+          // An unsigned parse would turn -1 into 18446744073709551615.
+          ->check(CLI::Validator(
+              [](std::string& text) {
+                return text.find('-') == std::string::npos ? std::string() : "must be >= 0, got " + text;
+              },
+              "SEED"))
           ->capture_default_str(),
-      cmd->add_option("--init-std", options->init_std, "Standard deviation of the initial weights")
+      cmd->add_option("--init-std", options->init_std, "Standard deviation of the initial weights, in [0, 1]")
           ->capture_default_str(),
       cmd->add_option("--threads", options->threads,
                       "Threads (default: all cores); results depend on the count")
