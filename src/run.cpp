@@ -153,6 +153,7 @@ RunStatus TrainingRun::train_full_batch(const RunCallbacks& callbacks) {
 }
 
 RunStatus TrainingRun::train(const RunCallbacks& callbacks) {
+  if (stopped_early_) return RunStatus::kFinished;  // the model went back to the best epoch: done
   if (trainer_.config().optimizer == "lbfgs") {
     if (trainer_.epochs_done() > 0) return RunStatus::kFinished;  // a full-batch run is one epoch
     return train_full_batch(callbacks);

@@ -358,6 +358,10 @@ TEST_F(RunTest, EarlyStoppingKeepsTheBestEpoch) {
   for (std::size_t e = static_cast<std::size_t>(best); e < h.size(); ++e)
     EXPECT_LT(h[e].val_acc, h[static_cast<std::size_t>(best - 1)].val_acc + 1e-12);
   EXPECT_EQ(run.epochs_done(), best);  // the model went back to the best epoch
+  const WeightMatrix kept_W = run.model().W;
+  EXPECT_EQ(run.train(), RunStatus::kFinished);  // and stays there
+  EXPECT_EQ(run.model().W, kept_W);
+  EXPECT_EQ(run.history().size(), h.size());
   const ModelFile kept = load_model(dir / "run" / "model.safetensors");
   EXPECT_EQ(kept.model.W, load_model(dir / "run" / "best.safetensors").model.W);
   EXPECT_EQ(kept.model.W, run.model().W);
