@@ -205,7 +205,8 @@ expect 2 'softreg: error: --epochs does not apply to --optimizer lbfgs' -- train
 expect 2 'softreg: error: --max-iter must be between 1 and 1000000, got 0' -- train --optimizer lbfgs --max-iter 0
 expect 2 'softreg: error: --tol must be >= 0, got -1' -- train --optimizer lbfgs --tol -1
 expect 0 '^   20  +0\.[0-9]+  +[0-9.e+-]+  ' -- train --optimizer lbfgs --l2 1e-3 --max-iter 20 --no-check --no-plots --out lbfgs
-grep -q '"stop_reason": "max_iter"' lbfgs/summary.json && grep -q '"iterations": 20' lbfgs/summary.json && ok ||
+grep -q '"stop_reason": "max_iter"' lbfgs/summary.json && grep -q '"iterations": 20' lbfgs/summary.json &&
+  grep -q '"epochs": 1,' lbfgs/summary.json && ok ||
   fail "lbfgs summary: $(grep -A5 '"lbfgs"' lbfgs/summary.json)"
 awk -F, 'NR == 2 { exit !($4 > 0.8) }' lbfgs/metrics.csv && ok || fail "lbfgs: test acc $(tail -1 lbfgs/metrics.csv)"
 

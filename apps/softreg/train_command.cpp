@@ -141,9 +141,9 @@ TrainConfig validated_config(const TrainOptions& o) {
   config.l2 = o.l2;
   config.schedule = {o.schedule, o.warmup, static_cast<int>(o.lr_step), o.lr_gamma};
   config.lr = o.lr;
-  if (o.optimizer == "lbfgs") config.epochs = 1;  // the fit is recorded as the run's one epoch
   config.batch_size = static_cast<std::size_t>(o.batch_size);
-  config.epochs = static_cast<int>(o.epochs);
+  // The L-BFGS fit is recorded as the run's one epoch.
+  config.epochs = o.optimizer == "lbfgs" ? 1 : static_cast<int>(o.epochs);
   config.seed = o.seed;
   config.init_std = o.init_std;
   config.threads = static_cast<int>(o.threads);
