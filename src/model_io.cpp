@@ -8,7 +8,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <iterator>
 #include <nlohmann/json.hpp>
 #include <type_traits>
 
@@ -376,16 +375,10 @@ TrainConfig config_from_metadata(const ModelFile& file, const std::string& sourc
   config.early_stop = static_cast<int>(optional_number("early_stop", config.early_stop));
   config.max_iter = static_cast<int>(optional_number("max_iter", config.max_iter));
   config.tol = optional_number("tol", config.tol);
-  if (!(config.lr > 0) || config.batch_size < 1 || config.epochs < 1 || config.threads < 1 ||
-      !(config.init_std >= 0) || !(config.l2 >= 0) || !(config.momentum >= 0 && config.momentum < 1) ||
-      !(config.beta1 >= 0 && config.beta1 < 1) || !(config.beta2 >= 0 && config.beta2 < 1) ||
-      !(config.eps > 0) || !(config.weight_decay >= 0) || !(config.schedule.warmup_epochs >= 0) ||
-      !(config.val_fraction >= 0 && config.val_fraction < 1) || config.early_stop < 0 ||
-      config.max_iter < 1 || !(config.tol >= 0) || config.schedule.step_epochs < 1 ||
-      !(config.schedule.gamma > 0 && config.schedule.gamma <= 1) ||
-      std::ranges::find(kOptimizerNames, config.optimizer) == std::end(kOptimizerNames) ||
-      std::ranges::find(kScheduleNames, config.schedule.kind) == std::end(kScheduleNames)) {
-    throw Error(source + ": __metadata__ holds an invalid recipe");
+  try {
+    check_recipe(config);
+  } catch (const Error& e) {
+    throw Error(source + ": __metadata__ holds an invalid recipe (" + e.what() + ")");
   }
   return config;
 }

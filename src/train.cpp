@@ -11,11 +11,52 @@
 #include <exception>
 #include <iterator>
 #include <numeric>
+#include <string_view>
+#include <utility>
 
 #include "softreg/error.hpp"
 #include "softreg/metrics.hpp"
 
 namespace softreg {
+
+void check_recipe(const TrainConfig& c) {
+  const auto fail = [](std::string_view name, std::string_view range, auto value) {
+    throw Error(fmt::format("{} must be {}, got {}", name, range, value));
+  };
+  const auto known = [](const auto& names, const std::string& name) {
+    return std::find(std::begin(names), std::end(names), name) != std::end(names);
+  };
+  if (!(std::isfinite(c.lr) && c.lr > 0)) fail("lr", "> 0", c.lr);
+  if (c.batch_size < 1) fail("batch-size", ">= 1", c.batch_size);
+  if (c.epochs < 1 || c.epochs > kMaxEpochs)
+    fail("epochs", fmt::format("between 1 and {}", kMaxEpochs), c.epochs);
+  if (c.threads < 1) fail("threads", ">= 1", c.threads);
+  if (!(c.init_std >= 0 && c.init_std <= kMaxInitStd))
+    fail("init-std", fmt::format("between 0 and {}", kMaxInitStd), c.init_std);
+  if (!known(kOptimizerNames, c.optimizer))
+    fail("optimizer", "one of sgd, momentum, nesterov, adam, adamw, lbfgs", c.optimizer);
+  for (const auto& [name, value] :
+       {std::pair{"momentum", c.momentum}, {"beta1", c.beta1}, {"beta2", c.beta2}}) {
+    if (!(value >= 0 && value < 1)) fail(name, "in [0, 1)", value);
+  }
+  if (!(std::isfinite(c.eps) && c.eps > 0)) fail("eps", "> 0", c.eps);
+  if (!(std::isfinite(c.weight_decay) && c.weight_decay >= 0)) fail("weight-decay", ">= 0", c.weight_decay);
+  if (!(std::isfinite(c.l2) && c.l2 >= 0)) fail("l2", ">= 0", c.l2);
+  if (!known(kScheduleNames, c.schedule.kind))
+    fail("schedule", "one of constant, step, cosine", c.schedule.kind);
+  if (!(c.schedule.warmup_epochs >= 0 && c.schedule.warmup_epochs <= c.epochs))
+    fail("warmup", fmt::format("between 0 and the number of epochs ({})", c.epochs),
+         c.schedule.warmup_epochs);
+  if (c.schedule.step_epochs < 1 || c.schedule.step_epochs > kMaxEpochs)
+    fail("lr-step", fmt::format("between 1 and {}", kMaxEpochs), c.schedule.step_epochs);
+  if (!(c.schedule.gamma > 0 && c.schedule.gamma <= 1)) fail("lr-gamma", "in (0, 1]", c.schedule.gamma);
+  if (!(c.val_fraction >= 0 && c.val_fraction < 1)) fail("val-fraction", "in [0, 1)", c.val_fraction);
+  if (c.early_stop < 0 || c.early_stop > kMaxEpochs)
+    fail("early-stop", fmt::format("between 0 and {}", kMaxEpochs), c.early_stop);
+  if (c.max_iter < 1 || c.max_iter > kMaxLbfgsIterations)
+    fail("max-iter", fmt::format("between 1 and {}", kMaxLbfgsIterations), c.max_iter);
+  if (!(std::isfinite(c.tol) && c.tol >= 0)) fail("tol", ">= 0", c.tol);
+}
 
 Trainer::Trainer(const TrainConfig& config, const Dataset& train, const Dataset& test)
     : Trainer(config, train, test,

@@ -49,7 +49,7 @@ expect 2 'softreg: error: --eps must be > 0, got 0' -- train --eps 0
 expect 2 'softreg: error: --weight-decay must be >= 0, got -1' -- train --weight-decay -1
 expect 2 'softreg: error: --optimizer: rmsprop not in' -- train --optimizer rmsprop
 expect 2 'softreg: error: --schedule: linear not in' -- train --schedule linear
-expect 2 'softreg: error: --warmup must be between 0 and --epochs \(10\), got 20' -- train --warmup 20
+expect 2 'softreg: error: --warmup must be between 0 and the number of epochs \(10\), got 20' -- train --warmup 20
 expect 2 'softreg: error: --lr-step must be between 1 and' -- train --lr-step 0
 expect 2 'softreg: error: --lr-gamma must be in \(0, 1\], got 0' -- train --lr-gamma 0
 expect 2 'softreg: error: --seed: must be >= 0, got -1' -- train --seed -1

@@ -380,3 +380,43 @@ TEST_F(RunTest, EarlyStoppingKeepsTheBestEpoch) {
 
 }  // namespace
 }  // namespace softreg
+
+namespace softreg {
+namespace {
+
+TEST(Recipe, EveryFieldHasItsRangeCheckedInOnePlace) {
+  EXPECT_NO_THROW(check_recipe(TrainConfig{}));  // the seed's recipe
+  const auto expect_bad = [](auto change, const std::string& message) {
+    TrainConfig c;
+    change(c);
+    test::expect_error([&] { check_recipe(c); }, message);
+  };
+  expect_bad([](TrainConfig& c) { c.lr = 0; }, "lr must be > 0, got 0");
+  expect_bad([](TrainConfig& c) { c.batch_size = 0; }, "batch-size must be >= 1, got 0");
+  expect_bad([](TrainConfig& c) { c.epochs = 0; }, "epochs must be between 1 and 1000000, got 0");
+  expect_bad([](TrainConfig& c) { c.init_std = 2; }, "init-std must be between 0 and 1, got 2");
+  expect_bad([](TrainConfig& c) { c.optimizer = "rmsprop"; }, "optimizer must be one of");
+  expect_bad([](TrainConfig& c) { c.beta2 = 1; }, "beta2 must be in [0, 1), got 1");
+  expect_bad([](TrainConfig& c) { c.eps = 0; }, "eps must be > 0, got 0");
+  expect_bad([](TrainConfig& c) { c.l2 = -1; }, "l2 must be >= 0, got -1");
+  expect_bad([](TrainConfig& c) { c.schedule.kind = "linear"; }, "schedule must be one of");
+  expect_bad([](TrainConfig& c) { c.schedule.warmup_epochs = 11; },
+             "warmup must be between 0 and the number of epochs (10), got 11");
+  expect_bad([](TrainConfig& c) { c.schedule.gamma = 0; }, "lr-gamma must be in (0, 1], got 0");
+  expect_bad([](TrainConfig& c) { c.val_fraction = 1; }, "val-fraction must be in [0, 1), got 1");
+  expect_bad([](TrainConfig& c) { c.max_iter = 0; }, "max-iter must be between 1 and 1000000, got 0");
+  expect_bad([](TrainConfig& c) { c.tol = -1; }, "tol must be >= 0, got -1");
+
+  // A checkpoint's recipe goes through the same check.
+  ModelFile file;
+  file.model.W = WeightMatrix::Zero(4, 2);
+  file.model.b = BiasVector::Zero(2);
+  file.metadata = checkpoint_metadata(TrainConfig{}, TrainerState{}, nullptr, "");
+  EXPECT_NO_THROW(config_from_metadata(file, "ckpt"));
+  file.metadata["momentum"] = "1";
+  test::expect_error([&] { config_from_metadata(file, "ckpt"); },
+                     "ckpt: __metadata__ holds an invalid recipe (momentum must be in [0, 1), got 1)");
+}
+
+}  // namespace
+}  // namespace softreg

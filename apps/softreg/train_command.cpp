@@ -10,6 +10,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <limits>
 #include <optional>
 
 #include "commands.hpp"
@@ -23,10 +24,6 @@
 namespace softreg::cli {
 namespace {
 
-// Upper bound that only catches typos.
-constexpr long long kMaxEpochs = 1'000'000;
-// Initial weights wider than this make logits in the hundreds on 784 inputs (the seed uses 0.01).
-constexpr double kMaxInitStd = 1.0;
 // Table rows kept in the live terminal view (all of them are in metrics.csv).
 constexpr std::size_t kLiveTableRows = 15;
 // The conventional exit status of a program stopped by SIGINT.
@@ -88,50 +85,39 @@ void check_grid_count(long long n) {
   if (n < 1) throw UsageError(fmt::format("--n must be >= 1, got {}", n));
 }
 
+// A flag's integer in the recipe's narrower type, or a usage error naming the flag.
+template <class T>
+T narrowed(const char* flag, long long value) {
+  if (value < static_cast<long long>(std::numeric_limits<T>::min()) ||
+      static_cast<unsigned long long>(value) >
+          static_cast<unsigned long long>(std::numeric_limits<T>::max())) {
+    throw UsageError(fmt::format("{} is out of range, got {}", flag, value));
+  }
+  return static_cast<T>(value);
+}
+
+// The recipe the flags give. Its ranges are the library's (check_recipe); here only what is about the
+// flags themselves: their combinations, and the options outside the recipe.
 TrainConfig validated_config(const TrainOptions& o) {
-  if (!std::isfinite(o.lr) || o.lr <= 0) throw UsageError(fmt::format("--lr must be > 0, got {}", o.lr));
-  if (o.batch_size < 1) throw UsageError(fmt::format("--batch-size must be >= 1, got {}", o.batch_size));
-  check_epochs(o.epochs);
   check_threads(o.threads);
   check_grid_count(o.grid_count);
-  if (!std::isfinite(o.init_std) || o.init_std < 0 || o.init_std > kMaxInitStd) {
-    throw UsageError(fmt::format("--init-std must be between 0 and {}, got {}", kMaxInitStd, o.init_std));
-  }
-  const auto check_unit_interval = [](const char* flag, double value) {  // [0, 1)
-    if (!(value >= 0 && value < 1))
-      throw UsageError(fmt::format("{} must be in [0, 1), got {}", flag, value));
-  };
-  check_unit_interval("--momentum", o.momentum);
-  check_unit_interval("--beta1", o.beta1);
-  check_unit_interval("--beta2", o.beta2);
-  if (!std::isfinite(o.eps) || o.eps <= 0) throw UsageError(fmt::format("--eps must be > 0, got {}", o.eps));
-  if (!std::isfinite(o.weight_decay) || o.weight_decay < 0)
-    throw UsageError(fmt::format("--weight-decay must be >= 0, got {}", o.weight_decay));
-  if (!std::isfinite(o.l2) || o.l2 < 0) throw UsageError(fmt::format("--l2 must be >= 0, got {}", o.l2));
-  if (!std::isfinite(o.warmup) || o.warmup < 0 || o.warmup > static_cast<double>(o.epochs))
-    throw UsageError(fmt::format("--warmup must be between 0 and --epochs ({}), got {}", o.epochs, o.warmup));
-  if (o.lr_step < 1 || o.lr_step > kMaxEpochs)
-    throw UsageError(fmt::format("--lr-step must be between 1 and {}, got {}", kMaxEpochs, o.lr_step));
-  if (!(o.lr_gamma > 0 && o.lr_gamma <= 1))
-    throw UsageError(fmt::format("--lr-gamma must be in (0, 1], got {}", o.lr_gamma));
   if (o.val_fraction_given && !(o.val_fraction > 0 && o.val_fraction < 1))
     throw UsageError(fmt::format("--val-fraction must be in (0, 1), got {}", o.val_fraction));
-  if (o.early_stop < 0 || o.early_stop > kMaxEpochs)
-    throw UsageError(fmt::format("--early-stop must be between 1 and {}, got {}", kMaxEpochs, o.early_stop));
   if (o.early_stop > 0 && !o.val_fraction_given)
     throw UsageError("--early-stop needs --val-fraction (only the validation set may choose the epoch)");
-  if (o.max_iter < 1 || o.max_iter > 1'000'000)
-    throw UsageError(fmt::format("--max-iter must be between 1 and 1000000, got {}", o.max_iter));
-  if (!std::isfinite(o.tol) || o.tol < 0) throw UsageError(fmt::format("--tol must be >= 0, got {}", o.tol));
   if (o.optimizer == "lbfgs" && o.epochs_given)
     throw UsageError("--epochs does not apply to --optimizer lbfgs, which runs to --tol or --max-iter");
   if (o.optimizer == "lbfgs" && o.early_stop > 0)
     throw UsageError("--early-stop does not apply to --optimizer lbfgs (one full-batch fit)");
   TrainConfig config;
-  config.max_iter = static_cast<int>(o.max_iter);
-  config.tol = o.tol;
-  config.val_fraction = o.val_fraction_given ? o.val_fraction : 0;
-  config.early_stop = static_cast<int>(o.early_stop);
+  config.lr = o.lr;
+  config.batch_size = narrowed<std::size_t>("--batch-size", o.batch_size);
+  // The L-BFGS fit is recorded as the run's one epoch.
+  config.epochs = o.optimizer == "lbfgs" ? 1 : narrowed<int>("--epochs", o.epochs);
+  config.seed = o.seed;
+  config.init_std = o.init_std;
+  config.threads = static_cast<int>(o.threads);
+  config.kernel = o.kernel == "naive" ? KernelChoice::kNaive : KernelChoice::kFast;
   config.optimizer = o.optimizer;
   config.momentum = o.momentum;
   config.beta1 = o.beta1;
@@ -139,15 +125,16 @@ TrainConfig validated_config(const TrainOptions& o) {
   config.eps = o.eps;
   config.weight_decay = o.weight_decay;
   config.l2 = o.l2;
-  config.schedule = {o.schedule, o.warmup, static_cast<int>(o.lr_step), o.lr_gamma};
-  config.lr = o.lr;
-  config.batch_size = static_cast<std::size_t>(o.batch_size);
-  // The L-BFGS fit is recorded as the run's one epoch.
-  config.epochs = o.optimizer == "lbfgs" ? 1 : static_cast<int>(o.epochs);
-  config.seed = o.seed;
-  config.init_std = o.init_std;
-  config.threads = static_cast<int>(o.threads);
-  config.kernel = o.kernel == "naive" ? KernelChoice::kNaive : KernelChoice::kFast;
+  config.schedule = {o.schedule, o.warmup, narrowed<int>("--lr-step", o.lr_step), o.lr_gamma};
+  config.val_fraction = o.val_fraction_given ? o.val_fraction : 0;
+  config.early_stop = narrowed<int>("--early-stop", o.early_stop);
+  config.max_iter = narrowed<int>("--max-iter", o.max_iter);
+  config.tol = o.tol;
+  try {
+    check_recipe(config);
+  } catch (const Error& e) {
+    throw UsageError(std::string("--") + e.what());
+  }
   return config;
 }
 

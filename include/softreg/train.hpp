@@ -56,6 +56,16 @@ struct TrainConfig {
   }
 };
 
+/// Upper bounds that only catch typos (nothing in the code needs them).
+inline constexpr int kMaxEpochs = 1'000'000;
+inline constexpr int kMaxLbfgsIterations = 1'000'000;
+/// Initial weights wider than this make logits in the hundreds on 784 inputs (the seed uses 0.01).
+inline constexpr double kMaxInitStd = 1.0;
+
+/// Checks every field of a recipe against its range; throws Error naming the first one outside it,
+/// spelled as the CLI's flag without the dashes: "momentum must be in [0, 1), got 1".
+void check_recipe(const TrainConfig& config);
+
 struct EpochMetrics {
   int epoch = 0;
   double train_loss = 0;  // mean over the epoch's examples, each from the forward pass before its update
