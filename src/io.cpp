@@ -101,6 +101,10 @@ std::vector<EpochMetrics> read_metrics_csv(const fs::path& path) {
   return epochs;
 }
 
+const EpochMetrics& RunSummary::kept_epoch() const {
+  return stopped_early ? epochs.at(static_cast<std::size_t>(best_epoch - 1)) : epochs.back();
+}
+
 std::string summary_json(const RunSummary& s) {
   nlohmann::ordered_json j;
   j["tool"] = "softreg";
@@ -131,9 +135,7 @@ std::string summary_json(const RunSummary& s) {
   j["train_examples"] = s.train_examples;
   j["test_examples"] = s.test_examples;
   if (!s.epochs.empty()) {
-    // The figures of the model the run keeps: the best epoch's after early stopping.
-    const EpochMetrics& last =
-        s.stopped_early ? s.epochs[static_cast<std::size_t>(s.best_epoch - 1)] : s.epochs.back();
+    const EpochMetrics& last = s.kept_epoch();
     j["epochs_done"] = last.epoch;
     j["train_loss"] = last.train_loss;
     j["train_acc"] = last.train_acc;

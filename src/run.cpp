@@ -225,9 +225,7 @@ RunReport TrainingRun::finish(const FinishOptions& options) {
   summary.best_epoch = best_epoch_;
   summary.stopped_early = stopped_early_;
   if (options.acceptance_checks) {
-    // The checks judge the model the run keeps: the best epoch's after early stopping.
-    const EpochMetrics& last =
-        stopped_early_ ? history_[static_cast<std::size_t>(best_epoch_ - 1)] : history_.back();
+    const EpochMetrics& last = summary.kept_epoch();  // the checks judge the model the run keeps
     summary.checks = acceptance_checks(last.train_loss, last.train_acc, last.test_acc);
     for (const AcceptanceCheck& c : summary.checks) {
       if (!c.passed) report.failed_checks.push_back(c);

@@ -304,9 +304,7 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
   progress.clear();
   const RunSummary& summary = report.summary;
 
-  const EpochMetrics& last = run.stopped_early()
-                                 ? summary.epochs[static_cast<std::size_t>(run.best_epoch() - 1)]
-                                 : summary.epochs.back();
+  const EpochMetrics& last = summary.kept_epoch();
   if (options.json) fmt::print("{}", summary_json(summary));
   if (show_table && run.stopped_early()) {
     fmt::print(table,

@@ -50,6 +50,9 @@ struct RunSummary {
   double seconds_train = 0;
   double seconds_checkpoints = 0;  // of seconds_train: writing the per-epoch checkpoints and curves
   double seconds_total = 0;
+
+  /// The epoch whose model the run keeps: the best one after early stopping, else the last.
+  const EpochMetrics& kept_epoch() const;
 };
 
 /// summary.json: the recipe, seed, threads, final metrics and timings.
