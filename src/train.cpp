@@ -110,10 +110,12 @@ TrainerState Trainer::state() const {
           optimizer_->state()};
 }
 
+std::size_t Trainer::batches_per_epoch() const {
+  return (train_rows_.size() + config_.batch_size - 1) / config_.batch_size;
+}
+
 double Trainer::current_lr() const {
-  const std::size_t B = std::min(config_.batch_size, train_rows_.size());
-  const std::size_t batches_per_epoch = (train_rows_.size() + B - 1) / B;
-  return scheduled_lr(config_.schedule, config_.lr, epochs_done_, batches_done_, batches_per_epoch,
+  return scheduled_lr(config_.schedule, config_.lr, epochs_done_, batches_done_, batches_per_epoch(),
                       config_.epochs);
 }
 
@@ -122,8 +124,7 @@ void Trainer::restore(const TrainerState& state) {
       state.model.b.size() != model_.b.size()) {
     throw Error("checkpoint model shape does not match the data");
   }
-  const std::size_t batches_per_epoch = (train_rows_.size() + config_.batch_size - 1) / config_.batch_size;
-  if (state.batches_done >= batches_per_epoch) throw Error("checkpoint is past the end of its epoch");
+  if (state.batches_done >= batches_per_epoch()) throw Error("checkpoint is past the end of its epoch");
   rng_.set_state(state.epoch_rng_state);
   model_ = state.model;
   epoch_rng_state_ = state.epoch_rng_state;
@@ -133,7 +134,7 @@ void Trainer::restore(const TrainerState& state) {
   optimizer_->restore(state.optimizer, model_);
 }
 
-BatchSums Trainer::train_batch(std::span<const std::uint32_t> rows) {
+BatchSums Trainer::train_batch(std::span<const std::uint32_t> rows, double lr) {
   const std::size_t slices = thread_dW_.size();
   const std::size_t slice_rows = (rows.size() + slices - 1) / slices;
   pool_.run(slices, [&](std::size_t s) {
@@ -154,7 +155,7 @@ BatchSums Trainer::train_batch(std::span<const std::uint32_t> rows) {
     sums += thread_sums_[s];
   }
   add_l2_gradient(thread_dW_[0], model_.W, config_.l2, rows.size());
-  optimizer_->set_learning_rate(current_lr());
+  optimizer_->set_learning_rate(lr);
   optimizer_->step(model_, thread_dW_[0], thread_db_[0], rows.size());
   return sums;
 }
@@ -187,7 +188,8 @@ bool Trainer::train_epoch_naive(const BatchCallback& on_batch, const StopRequest
        begin += config_.batch_size) {
     const std::size_t end = std::min(order_.size(), begin + config_.batch_size);
     const double lr = current_lr();
-    const BatchSums sums = train_batch(std::span<const std::uint32_t>(order_).subspan(begin, end - begin));
+    const BatchSums sums =
+        train_batch(std::span<const std::uint32_t>(order_).subspan(begin, end - begin), lr);
     check_batch_loss(sums.loss, end - begin, lr);
     partial_sums_ += sums;
     ++batches_done_;
@@ -285,12 +287,10 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
             optimizer_->set_learning_rate(lr);
             optimizer_->step(model_, batch_dW_, batch_db_, count);
           }
-          double batch_loss = 0;
-          for (std::size_t r = 0; r < count; ++r)
-            batch_loss += batch_loss_[r];
-          check_batch_loss(batch_loss, count, lr);
+          const double loss_before = partial_sums_.loss;
           for (std::size_t r = 0; r < count; ++r)
             partial_sums_.loss += batch_loss_[r];
+          check_batch_loss(partial_sums_.loss - loss_before, count, lr);
           ++batches_done_;
           if (on_batch) on_batch(begin + count, n);
           if (begin + count < n && should_stop && should_stop()) stop = true;

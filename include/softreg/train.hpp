@@ -138,7 +138,8 @@ class Trainer {
   bool uses_fused_sgd() const;
 
  private:
-  BatchSums train_batch(std::span<const std::uint32_t> rows);
+  BatchSums train_batch(std::span<const std::uint32_t> rows, double lr);
+  std::size_t batches_per_epoch() const;
   // The learning rate of the next batch, from the recipe's schedule.
   double current_lr() const;
   // Throws TrainingDiverged if the batch's loss has run away.
