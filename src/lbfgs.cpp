@@ -314,6 +314,8 @@ LbfgsResult lbfgs_minimize(SoftmaxModel& model, FullBatchObjective& objective, c
   }
   unflatten(x, model);
   result.objective = value.objective;
+  result.mean_loss = value.mean_loss;
+  result.correct = value.correct;
   result.grad_inf_norm = g.lpNorm<Eigen::Infinity>();
   result.converged = result.grad_inf_norm <= options.tol;
   if (result.converged) result.stop_reason = "converged";

@@ -122,23 +122,16 @@ RunStatus TrainingRun::train_full_batch(const RunCallbacks& callbacks) {
   state.model = model;
   state.epochs_done = 1;
   trainer_.restore(state);
-  const FullBatchValue at_optimum = objective(model);
   EpochMetrics m;
   m.epoch = 1;
-  m.train_loss = at_optimum.mean_loss;
-  m.train_acc = static_cast<double>(at_optimum.correct) / static_cast<double>(objective.rows());
+  m.train_loss = r.mean_loss;
+  m.train_acc = static_cast<double>(r.correct) / static_cast<double>(objective.rows());
   m.train_seconds = seconds_since(start);
   const auto eval_start = std::chrono::steady_clock::now();
-  const Evaluation test = evaluate(model, data_.test, trainer_.pool(), config.kernel);
-  m.test_loss = test.loss;
-  m.test_acc = test.accuracy;
-  if (trainer_.validation()) {
-    const Evaluation val = evaluate(model, *trainer_.validation(), trainer_.pool(), config.kernel);
-    m.has_validation = true;
-    m.val_loss = val.loss;
-    m.val_acc = val.accuracy;
+  trainer_.evaluate_held_out(m);
+  if (m.has_validation) {
     best_epoch_ = 1;
-    best_val_acc_ = val.accuracy;
+    best_val_acc_ = m.val_acc;
   }
   m.eval_seconds = seconds_since(eval_start);
   m.seconds = seconds_since(start);

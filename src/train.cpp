@@ -311,6 +311,18 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
   return !stop;
 }
 
+void Trainer::evaluate_held_out(EpochMetrics& metrics) {
+  const Evaluation test = evaluate(model_, test_, pool_, config_.kernel);
+  metrics.test_loss = test.loss;
+  metrics.test_acc = test.accuracy;
+  if (validation_) {
+    const Evaluation val = evaluate(model_, *validation_, pool_, config_.kernel);
+    metrics.has_validation = true;
+    metrics.val_loss = val.loss;
+    metrics.val_acc = val.accuracy;
+  }
+}
+
 std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
                                                const StopRequest& should_stop) {
   const auto start = std::chrono::steady_clock::now();
@@ -323,27 +335,17 @@ std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
   const bool finished =
       uses_fast_path() ? train_epoch_fast(on_batch, should_stop) : train_epoch_naive(on_batch, should_stop);
   if (!finished) return std::nullopt;
-  const BatchSums epoch_sums = partial_sums_;
+  EpochMetrics metrics;
   const auto eval_start = std::chrono::steady_clock::now();
-  const Evaluation test = evaluate(model_, test_, pool_, config_.kernel);
+  evaluate_held_out(metrics);
   const auto end = std::chrono::steady_clock::now();
+  metrics.train_loss = partial_sums_.loss / static_cast<double>(order_.size());
+  metrics.train_acc = static_cast<double>(partial_sums_.correct) / static_cast<double>(order_.size());
   ++epochs_done_;
   batches_done_ = 0;
   partial_sums_ = {};
   epoch_rng_state_ = rng_.state();
-
-  EpochMetrics metrics;
   metrics.epoch = epochs_done_;
-  metrics.train_loss = epoch_sums.loss / static_cast<double>(order_.size());
-  metrics.train_acc = static_cast<double>(epoch_sums.correct) / static_cast<double>(order_.size());
-  if (validation_) {
-    const Evaluation val = evaluate(model_, *validation_, pool_, config_.kernel);
-    metrics.has_validation = true;
-    metrics.val_loss = val.loss;
-    metrics.val_acc = val.accuracy;
-  }
-  metrics.test_loss = test.loss;
-  metrics.test_acc = test.accuracy;
   metrics.seconds = std::chrono::duration<double>(end - start).count();
   metrics.train_seconds = std::chrono::duration<double>(eval_start - start).count();
   metrics.eval_seconds = std::chrono::duration<double>(end - eval_start).count();

@@ -84,6 +84,11 @@ TEST(Lbfgs, ConvergesWithAMonotoneObjectiveToATrueStationaryPoint) {
     for (std::size_t i = 1; i < seen.size(); ++i)
       EXPECT_LE(seen[i].objective, seen[i - 1].objective * (1 + 1e-8)) << i;
     EXPECT_LE(r.grad_inf_norm, 1e-5);
+    // The figures it returns are those of the model it returns (no need to evaluate it again).
+    const FullBatchValue at = f(m);
+    EXPECT_EQ(r.objective, at.objective);
+    EXPECT_EQ(r.mean_loss, at.mean_loss);
+    EXPECT_EQ(r.correct, at.correct);
     // Checked in double precision: the gradient there is small too (float sums over 1500 rows differ
     // from it by about 1e-6).
     const LossAndGrad<double> ref = reference(data, m);

@@ -61,8 +61,10 @@ struct LbfgsIteration {
 struct LbfgsResult {
   int iterations = 0;
   int evaluations = 0;
-  bool converged = false;  // the gradient reached tol
-  double objective = 0;
+  bool converged = false;    // the gradient reached tol
+  double objective = 0;      // at the returned model, as are the two below
+  double mean_loss = 0;      // the cross-entropy part of the objective
+  std::int64_t correct = 0;  // rows whose argmax is the label
   double grad_inf_norm = 0;
   std::string stop_reason;  // "converged", "max_iter", "stopped", "line search failed"
 };

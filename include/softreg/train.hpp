@@ -74,7 +74,7 @@ struct EpochMetrics {
   double test_loss = 0;
   double seconds = 0;        // training plus test evaluation
   double train_seconds = 0;  // the pass over the training set alone
-  double eval_seconds = 0;   // the test evaluation alone
+  double eval_seconds = 0;   // the test (and validation) evaluation alone
   /// Of train_seconds, the time the threads waited for each other at the fast path's barriers
   /// (their mean); 0 with one thread and on the naive path.
   double barrier_wait_seconds = 0;
@@ -117,6 +117,9 @@ class Trainer {
   /// trainer is then unusable (its weights took that step).
   std::optional<EpochMetrics> run_epoch(const BatchCallback& on_batch = {},
                                         const StopRequest& should_stop = {});
+
+  /// Fills the test figures of the current model, and the validation figures when there is a hold-out.
+  void evaluate_held_out(EpochMetrics& metrics);
 
   /// The state to save in a checkpoint, and to restore it into a trainer built with the same config.
   TrainerState state() const;
