@@ -28,7 +28,7 @@ const Dataset& synthetic_train() {
       p = static_cast<std::uint8_t>((state = state * 1664525u + 1013904223u) >> 24);
     d.pixels = std::move(pixels);
     for (std::size_t i = 0; i < d.count; ++i)
-      d.labels[i] = static_cast<std::uint8_t>(i % 10);
+      d.labels[i] = static_cast<Label>(i % 10);
     return d;
   }();
   return data;
@@ -54,7 +54,7 @@ struct FusedBatches {
   std::vector<std::uint32_t> rows = shuffled_rows(data.count);
   SoftmaxModel model = initial_model();
   std::vector<const std::uint8_t*> pixels;
-  std::vector<std::uint8_t> labels;
+  std::vector<Label> labels;
   std::vector<float> dlogits, loss;
   std::size_t offset = 0;
 
@@ -73,12 +73,12 @@ struct FusedBatches {
     offset += batch;
   }
   std::int64_t forward() {
-    return fast_forward_rows({pixels.data(), labels.data(), batch, 784, model.W.data(), model.b.data(),
-                              1.0f / 255, loss.data(), nullptr, dlogits.data()});
+    return fast_forward_rows({pixels.data(), labels.data(), batch, 784, 10, ElementType::kU8, model.W.data(),
+                              model.b.data(), 1.0f / 255, loss.data(), nullptr, dlogits.data()});
   }
   void update(float step) {
-    fast_update_columns(
-        {pixels.data(), dlogits.data(), batch, 784, 0, 784, step, 1.0f / 255, model.W.data()});
+    fast_update_columns({pixels.data(), dlogits.data(), batch, 784, 10, ElementType::kU8, 0, 784, step,
+                         1.0f / 255, model.W.data()});
   }
 };
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <future>
 
 #include "softreg/error.hpp"
@@ -27,6 +28,23 @@ std::optional<fs::path> find_one(const fs::path& folder, const std::string& name
 }
 
 }  // namespace
+
+std::size_t element_size(ElementType type) {
+  return type == ElementType::kF32 ? sizeof(float) : 1;
+}
+
+std::string_view element_name(ElementType type) {
+  return type == ElementType::kF32 ? "f32" : "u8";
+}
+
+float Dataset::value(std::size_t i, std::size_t d) const {
+  if (element == ElementType::kF32) {
+    float v;
+    std::memcpy(&v, image(i) + d * sizeof(float), sizeof(float));
+    return v;
+  }
+  return static_cast<float>(image(i)[d]) / 255.0f;  // a float division, exactly as ToTensor does
+}
 
 std::vector<std::string> default_class_names(int classes) {
   std::vector<std::string> names;
@@ -128,13 +146,22 @@ TrainTestData load_train_test(const DataFiles& files, int num_classes) {
 DatasetStats dataset_stats(const Dataset& data) {
   DatasetStats stats;
   stats.per_class.assign(static_cast<std::size_t>(data.num_classes), 0);
-  for (std::uint8_t label : data.labels)
+  for (Label label : data.labels)
     ++stats.per_class[label];
-  std::uint64_t sum = 0;
-  for (std::uint8_t p : data.pixels)
-    sum += p;
-  stats.mean_pixel =
-      data.pixels.empty() ? 0 : static_cast<double>(sum) / static_cast<double>(data.pixels.size()) / 255.0;
+  const std::size_t values = data.count * data.features();
+  if (values == 0) return stats;
+  if (data.element == ElementType::kU8) {
+    std::uint64_t sum = 0;
+    for (std::uint8_t p : data.pixels)
+      sum += p;
+    stats.mean_pixel = static_cast<double>(sum) / static_cast<double>(values) / 255.0;
+  } else {
+    double sum = 0;
+    for (std::size_t i = 0; i < data.count; ++i)
+      for (std::size_t d = 0; d < data.features(); ++d)
+        sum += data.value(i, d);
+    stats.mean_pixel = sum / static_cast<double>(values);
+  }
   return stats;
 }
 
@@ -160,10 +187,14 @@ Dataset subset(const Dataset& data, std::span<const std::uint32_t> rows) {
   part.height = data.height;
   part.width = data.width;
   part.num_classes = data.num_classes;
-  std::vector<std::uint8_t> pixels(rows.size() * data.features());
+  part.kind = data.kind;
+  part.element = data.element;
+  part.class_names = data.class_names;
+  const std::size_t row_bytes = data.row_bytes();
+  std::vector<std::uint8_t> pixels(rows.size() * row_bytes);
   for (std::size_t i = 0; i < rows.size(); ++i) {
-    std::copy(data.image(rows[i]), data.image(rows[i]) + data.features(),
-              pixels.begin() + static_cast<std::ptrdiff_t>(i * data.features()));
+    std::copy(data.image(rows[i]), data.image(rows[i]) + row_bytes,
+              pixels.begin() + static_cast<std::ptrdiff_t>(i * row_bytes));
     part.labels.push_back(data.labels[rows[i]]);
   }
   part.pixels = std::move(pixels);

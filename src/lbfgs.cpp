@@ -45,7 +45,7 @@ struct FullBatchObjective::Buffers {
   ThreadPool& pool;
   KernelChoice kernel;
   std::vector<const std::uint8_t*> pixels;  // row pointers, for the fast path
-  std::vector<std::uint8_t> labels;
+  std::vector<Label> labels;
   std::vector<float> dlogits;  // (N,K)
   std::vector<float> loss;     // N
   std::vector<std::int64_t> block_correct;
@@ -83,7 +83,7 @@ FullBatchValue FullBatchObjective::operator()(const SoftmaxModel& model) {
   const std::size_t blocks = (N + kBlockRows - 1) / kBlockRows;
   FullBatchValue v;
   double loss_sum = 0;
-  if (b.kernel == KernelChoice::kFast && model.classes() == kFastClasses) {
+  if (b.kernel == KernelChoice::kFast) {
     if (b.pixels.size() != N) {
       b.pixels.resize(N);
       b.labels.resize(N);
@@ -97,9 +97,9 @@ FullBatchValue FullBatchObjective::operator()(const SoftmaxModel& model) {
     b.block_correct.assign(blocks, 0);
     b.pool.run(blocks, [&](std::size_t block) {
       const std::size_t r0 = block * kBlockRows, r1 = std::min(N, r0 + kBlockRows);
-      b.block_correct[block] = fast_forward_rows({b.pixels.data() + r0, b.labels.data() + r0, r1 - r0, D,
-                                                  model.W.data(), model.b.data(), kPixelScale,
-                                                  b.loss.data() + r0, nullptr, b.dlogits.data() + r0 * K});
+      b.block_correct[block] = fast_forward_rows(
+          {b.pixels.data() + r0, b.labels.data() + r0, r1 - r0, D, K, b.data.element, model.W.data(),
+           model.b.data(), b.data.scale(), b.loss.data() + r0, nullptr, b.dlogits.data() + r0 * K});
     });
     // Each thread owns a range of inputs and walks the row blocks in order: a block's rows stay in its
     // cache while all of its columns pass over them (one pass over all rows per column block would stream
@@ -115,8 +115,8 @@ FullBatchValue FullBatchObjective::operator()(const SoftmaxModel& model) {
       if (d0 >= d1) return;
       for (std::size_t block = 0; block < blocks; ++block) {
         const std::size_t r0 = block * kBlockRows, r1 = std::min(N, r0 + kBlockRows);
-        fast_gradient_columns({b.pixels.data() + r0, b.dlogits.data() + r0 * K, r1 - r0, D, d0, d1,
-                               kPixelScale, b.block_partial.data()});
+        fast_gradient_columns({b.pixels.data() + r0, b.dlogits.data() + r0 * K, r1 - r0, D, K, b.data.element,
+                               d0, d1, b.data.scale(), b.block_partial.data()});
         for (std::size_t k = 0; k < K; ++k)
           for (std::size_t d = d0; d < d1; ++d)
             b.block_dW_sum[k * D + d] += b.block_partial[k * D + d];

@@ -19,7 +19,7 @@ Evaluation evaluate(const SoftmaxModel& model, const Dataset& data, ThreadPool& 
   const std::size_t blocks = (data.count + kEvalBlockRows - 1) / kEvalBlockRows;
   std::vector<BatchSums> block_sums(blocks);
   std::vector<KernelWorkspace> workspaces(static_cast<std::size_t>(pool.threads()));
-  const bool fast = kernel == KernelChoice::kFast && model.classes() == kFastClasses;
+  const bool fast = kernel == KernelChoice::kFast;
   pool.run(blocks, [&](std::size_t block) {
     const std::size_t begin = block * kEvalBlockRows;
     const std::size_t end = std::min(data.count, begin + kEvalBlockRows);
@@ -30,8 +30,9 @@ Evaluation evaluate(const SoftmaxModel& model, const Dataset& data, ThreadPool& 
         pixels[i - begin] = data.image(i);
       std::vector<float> loss(end - begin);
       block_sums[block].correct = fast_forward_rows(
-          {pixels.data(), data.labels.data() + begin, end - begin, data.features(), model.W.data(),
-           model.b.data(), kPixelScale, loss.data(), result.predictions.data() + begin, nullptr});
+          {pixels.data(), data.labels.data() + begin, end - begin, data.features(),
+           static_cast<std::size_t>(model.classes()), data.element, model.W.data(), model.b.data(),
+           data.scale(), loss.data(), result.predictions.data() + begin, nullptr});
       for (float l : loss)
         block_sums[block].loss += l;
     } else {
@@ -49,8 +50,8 @@ Evaluation evaluate(const SoftmaxModel& model, const Dataset& data, ThreadPool& 
   return result;
 }
 
-ClassificationReport classification_report(std::span<const std::uint8_t> labels,
-                                           std::span<const std::uint8_t> predictions, int num_classes) {
+ClassificationReport classification_report(std::span<const Label> labels, std::span<const Label> predictions,
+                                           int num_classes) {
   const auto K = static_cast<std::size_t>(num_classes);
   ClassificationReport report;
   report.count = labels.size();

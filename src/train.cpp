@@ -161,7 +161,7 @@ BatchSums Trainer::train_batch(std::span<const std::uint32_t> rows, double lr) {
 }
 
 bool Trainer::uses_fast_path() const {
-  return config_.kernel == KernelChoice::kFast && model_.classes() == kFastClasses;
+  return config_.kernel == KernelChoice::kFast;
 }
 
 bool Trainer::uses_fused_sgd() const {
@@ -212,7 +212,7 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
   const std::size_t threads = static_cast<std::size_t>(pool_.threads());
   const std::size_t n = order_.size(), D = train_.features();
   const std::size_t B = std::min(config_.batch_size, n);  // a batch larger than the data is the whole data
-  const int K = kFastClasses;
+  const std::size_t K = static_cast<std::size_t>(model_.classes());
   batch_pixels_.resize(B);
   batch_labels_.resize(B);
   batch_dlogits_.resize(B * K);
@@ -250,9 +250,10 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
         batch_labels_[r] = train_.labels[order_[begin + r]];
       }
       if (r0 < r1) {
-        thread_correct[t] += fast_forward_rows(
-            {batch_pixels_.data() + r0, batch_labels_.data() + r0, r1 - r0, D, model_.W.data(),
-             model_.b.data(), kPixelScale, batch_loss_.data() + r0, nullptr, batch_dlogits_.data() + r0 * K});
+        thread_correct[t] +=
+            fast_forward_rows({batch_pixels_.data() + r0, batch_labels_.data() + r0, r1 - r0, D, K,
+                               train_.element, model_.W.data(), model_.b.data(), train_.scale(),
+                               batch_loss_.data() + r0, nullptr, batch_dlogits_.data() + r0 * K});
       }
       meet(t);
 
@@ -261,21 +262,27 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
       const std::size_t d0 = std::min(D, chunk * d_chunk), d1 = std::min(D, d0 + d_chunk);
       const float step = static_cast<float>(lr / static_cast<double>(count));
       if (d0 < d1 && fused) {
-        fast_update_columns({batch_pixels_.data(), batch_dlogits_.data(), count, D, d0, d1, step, kPixelScale,
-                             model_.W.data()});
+        fast_update_columns({batch_pixels_.data(), batch_dlogits_.data(), count, D, K, train_.element, d0, d1,
+                             step, train_.scale(), model_.W.data()});
       } else if (d0 < d1) {
-        fast_gradient_columns(
-            {batch_pixels_.data(), batch_dlogits_.data(), count, D, d0, d1, kPixelScale, batch_dW_.data()});
+        fast_gradient_columns({batch_pixels_.data(), batch_dlogits_.data(), count, D, K, train_.element, d0,
+                               d1, train_.scale(), batch_dW_.data()});
       }
       if (t == 0) {
-        for (int k = 0; k < K; ++k) {
-          float db = 0;
-          for (std::size_t r = 0; r < count; ++r)
-            db += batch_dlogits_[r * K + static_cast<std::size_t>(k)];
+        // db_k = sum over rows of dlogits[r][k], each sum in row order; rows outside so that the
+        // dlogits are read contiguously when K is large.
+        batch_db_sum_.assign(K, 0.0f);
+        for (std::size_t r = 0; r < count; ++r) {
+          const float* g = batch_dlogits_.data() + r * K;
+          for (std::size_t k = 0; k < K; ++k)
+            batch_db_sum_[k] += g[k];
+        }
+        for (std::size_t k = 0; k < K; ++k) {
+          const auto i = static_cast<Eigen::Index>(k);
           if (fused) {
-            model_.b(k) -= step * db;
+            model_.b(i) -= step * batch_db_sum_[k];
           } else {
-            batch_db_(k) = db;
+            batch_db_(i) = batch_db_sum_[k];
           }
         }
       }

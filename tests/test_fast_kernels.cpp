@@ -2,6 +2,8 @@
 // training path), on every instruction set this CPU has, and the fast trainer's determinism.
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include <numeric>
 
 #include "softreg/error.hpp"
@@ -14,21 +16,23 @@
 namespace softreg {
 namespace {
 
-constexpr int K = kFastClasses;
-
+// A batch of n rows of side x side values with K classes, as bytes or as float32 features.
 struct Batch {
+  int K;
   Dataset data;
   SoftmaxModel model;
   std::vector<std::uint32_t> rows;
   std::vector<const std::uint8_t*> pixels;
-  std::vector<std::uint8_t> labels;
+  std::vector<Label> labels;
 
-  Batch(std::size_t side, std::size_t n, double init_std, std::uint32_t seed)
-      : data(test::random_dataset(n + 50, side, side, K, seed)) {
+  Batch(std::size_t side, std::size_t n, double init_std, std::uint32_t seed, int classes = 10,
+        ElementType element = ElementType::kU8)
+      : K(classes), data(test::random_dataset(n + 50, side, side, classes, seed)) {
+    if (element == ElementType::kF32) data = test::as_float_features(data);
     Rng rng(seed);
     model = SoftmaxModel::initialized(static_cast<int>(side * side), K, init_std, rng);
     for (int k = 0; k < K; ++k)
-      model.b(k) = 0.05f * static_cast<float>(k - 4);
+      model.b(k) = 0.05f * static_cast<float>(k % 9 - 4);
     for (std::size_t i = 0; i < n; ++i)
       rows.push_back(static_cast<std::uint32_t>((i * 37 + 11) % data.count));
     for (auto r : rows) {
@@ -40,7 +44,7 @@ struct Batch {
     RowMatrix<double> X(static_cast<Eigen::Index>(rows.size()), static_cast<Eigen::Index>(data.features()));
     for (std::size_t i = 0; i < rows.size(); ++i)
       for (std::size_t d = 0; d < data.features(); ++d)
-        X(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(d)) = data.image(rows[i])[d] / 255.0;
+        X(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(d)) = data.value(rows[i], d);
     return loss_and_grad(X, ColMatrix<double>(model.W.cast<double>()), Vector<double>(model.b.cast<double>()),
                          labels);
   }
@@ -48,23 +52,26 @@ struct Batch {
 
 // Runs the fused forward and update on the batch and checks both against the double-precision math.
 void expect_fast_matches_reference(const Batch& batch, const std::string& where) {
-  const std::size_t n = batch.rows.size(), D = batch.data.features();
+  const std::size_t n = batch.rows.size(), D = batch.data.features(), K = static_cast<std::size_t>(batch.K);
   const LossAndGrad<double> ref = batch.reference();
   std::vector<float> loss(n), dlogits(n * K);
-  std::vector<std::uint8_t> predictions(n);
+  std::vector<Label> predictions(n);
+  const ElementType element = batch.data.element;
+  const float scale = batch.data.scale();
   const std::int64_t correct =
-      fast_forward_rows({batch.pixels.data(), batch.labels.data(), n, D, batch.model.W.data(),
-                         batch.model.b.data(), 1.0f / 255, loss.data(), predictions.data(), dlogits.data()});
+      fast_forward_rows({batch.pixels.data(), batch.labels.data(), n, D, K, element, batch.model.W.data(),
+                         batch.model.b.data(), scale, loss.data(), predictions.data(), dlogits.data()});
   // Float32 sums of D products of O(0.1) values: relative error ~1e-6 in the logits; 2e-5 leaves room.
   EXPECT_NEAR(std::accumulate(loss.begin(), loss.end(), 0.0), ref.loss_sum, 2e-5 * ref.loss_sum) << where;
   EXPECT_EQ(correct, ref.correct) << where;
 
   // dlogits reproduce the reference gradient: db = column sums.
-  for (int k = 0; k < K; ++k) {
+  for (std::size_t k = 0; k < K; ++k) {
     double db = 0;
     for (std::size_t r = 0; r < n; ++r)
-      db += dlogits[r * K + static_cast<std::size_t>(k)];
-    EXPECT_NEAR(db, ref.db(k), 2e-5 * static_cast<double>(n)) << where << " class " << k;
+      db += dlogits[r * K + k];
+    EXPECT_NEAR(db, ref.db(static_cast<Eigen::Index>(k)), 2e-5 * static_cast<double>(n))
+        << where << " class " << k;
   }
   // The fused update, split into two input ranges as two threads would: W - step * dW.
   SoftmaxModel updated = batch.model;
@@ -72,10 +79,16 @@ void expect_fast_matches_reference(const Batch& batch, const std::string& where)
   const std::size_t split = D / 2 / 16 * 16;
   for (auto [d0, d1] : {std::pair<std::size_t, std::size_t>{0, split}, {split, D}}) {
     fast_update_columns(
-        {batch.pixels.data(), dlogits.data(), n, D, d0, d1, step, 1.0f / 255, updated.W.data()});
+        {batch.pixels.data(), dlogits.data(), n, D, K, element, d0, d1, step, scale, updated.W.data()});
   }
   const ColMatrix<double> expected = batch.model.W.cast<double>() - static_cast<double>(step) * ref.dW;
   EXPECT_LT((updated.W.cast<double>() - expected).cwiseAbs().maxCoeff(), 1e-6) << where;
+  // The gradient alone, over three ranges: the same sums.
+  WeightMatrix dW = WeightMatrix::Zero(batch.model.W.rows(), batch.model.W.cols());
+  for (auto [d0, d1] : {std::pair<std::size_t, std::size_t>{0, 16}, {16, split}, {split, D}}) {
+    fast_gradient_columns({batch.pixels.data(), dlogits.data(), n, D, K, element, d0, d1, scale, dW.data()});
+  }
+  EXPECT_LT((dW.cast<double>() - ref.dW).cwiseAbs().maxCoeff(), 2e-5 * static_cast<double>(n)) << where;
 }
 
 TEST(FastKernels, MatchNaiveMathOnEachSimdTarget) {
@@ -94,6 +107,22 @@ TEST(FastKernels, MatchNaiveMathOnEachSimdTarget) {
   EXPECT_THROW(restrict_simd_targets("NOT-A-TARGET"), Error);
 }
 
+TEST(FastKernels, AnyClassCountAndFloatFeaturesOnEachSimdTarget) {
+  // Tiles of 10 classes plus every partial tile width, bytes and floats, D with and without tails.
+  for (const std::string& target : simd_targets_available()) {
+    restrict_simd_targets(target);
+    for (int K : {2, 3, 10, 17, 100, 1000}) {
+      for (ElementType element : {ElementType::kU8, ElementType::kF32}) {
+        const std::size_t side = K >= 100 ? 9 : 11;  // D = 81 or 121: never a whole number of vectors
+        const std::size_t n = K >= 1000 ? 13 : 37;
+        const Batch batch(side, n, /*init_std=*/0.05, /*seed=*/static_cast<std::uint32_t>(K), K, element);
+        expect_fast_matches_reference(batch, fmt::format("{} K={} {}", target, K, element_name(element)));
+      }
+    }
+  }
+  restrict_simd_targets("");
+}
+
 TEST(FastKernels, CpusWithoutAvx512StillGetAVectorPath) {
   // On an AVX-512 machine, pretend it is an AVX2-only CPU: dispatch must pick AVX2, not a scalar path.
   const auto targets = simd_targets_available();
@@ -108,9 +137,10 @@ TEST(FastKernels, CpusWithoutAvx512StillGetAVectorPath) {
 TEST(FastKernels, ExtremeLogitsStayFinite) {
   Batch batch(28, 16, 0.01, 4);
   batch.model.W *= 1e4f;  // logits of order +-1e4: the seed's exp would overflow
-  std::vector<float> loss(16), dlogits(16 * K);
-  fast_forward_rows({batch.pixels.data(), batch.labels.data(), 16, 784, batch.model.W.data(),
-                     batch.model.b.data(), 1.0f / 255, loss.data(), nullptr, dlogits.data()});
+  std::vector<float> loss(16), dlogits(16 * 10);
+  fast_forward_rows({batch.pixels.data(), batch.labels.data(), 16, 784, 10, ElementType::kU8,
+                     batch.model.W.data(), batch.model.b.data(), 1.0f / 255, loss.data(), nullptr,
+                     dlogits.data()});
   for (float l : loss)
     EXPECT_TRUE(std::isfinite(l) && l >= 0);
   for (float g : dlogits)
@@ -119,7 +149,7 @@ TEST(FastKernels, ExtremeLogitsStayFinite) {
 
 // Ten classes that a linear model can learn: each label brightens its own band of pixels.
 Dataset learnable(std::size_t n, std::uint32_t seed) {
-  return test::banded_dataset(n, /*side=*/28, K, /*band=*/70, /*dim=*/3, /*bright=*/200, seed);
+  return test::banded_dataset(n, /*side=*/28, /*classes=*/10, /*band=*/70, /*dim=*/3, /*bright=*/200, seed);
 }
 
 TEST(FastTrainer, AgreesWithTheNaivePath) {

@@ -148,7 +148,7 @@ TEST(Dataset, LoadsMatchingImagesAndLabels) {
   EXPECT_EQ(set.width, 3u);
   EXPECT_EQ(set.features(), 6u);
   EXPECT_EQ(set.image(1)[0], 250);
-  EXPECT_EQ(set.labels, (std::vector<std::uint8_t>{9, 0}));
+  EXPECT_EQ(set.labels, (std::vector<Label>{9, 0}));
 }
 
 TEST(Dataset, RejectsCountMismatch) {
@@ -181,7 +181,7 @@ TEST(Dataset, LocatesExplicitFolderAndNamesMissingFiles) {
   EXPECT_EQ(files.train_labels.filename(), "train-labels-idx1-ubyte");
   const TrainTestData data = load_train_test(files);
   EXPECT_EQ(data.train.count, 2u);
-  EXPECT_EQ(data.test.labels, (std::vector<std::uint8_t>{1, 2}));
+  EXPECT_EQ(data.test.labels, (std::vector<Label>{1, 2}));
   expect_error([&] { locate_data(dir / "absent"); }, "absent: not a folder");
 }
 

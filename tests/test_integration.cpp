@@ -119,8 +119,7 @@ TEST_F(FashionMnist, LbfgsReachesScikitLearnsOptimum) {
     for (std::size_t d = 0; d < 784; ++d)
       X(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(d)) = first.image(i)[d] / 255.0;
   const auto objective = [&](const ColMatrix<double>& W, const Vector<double>& b) {
-    return loss_and_grad(X, W, b, std::span<const std::uint8_t>(first.labels)).loss_sum /
-               static_cast<double>(n) +
+    return loss_and_grad(X, W, b, std::span<const Label>(first.labels)).loss_sum / static_cast<double>(n) +
            0.5 * l2 * W.squaredNorm();
   };
   // At scikit-learn's point it is the fixture's value: the two define the same objective.

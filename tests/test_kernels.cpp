@@ -27,8 +27,8 @@ struct Problem {
         X(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(d)) = data.image(rows[i])[d] / 255.0;
     return X;
   }
-  std::vector<std::uint8_t> labels_of(std::span<const std::uint32_t> rows) const {
-    std::vector<std::uint8_t> y;
+  std::vector<Label> labels_of(std::span<const std::uint32_t> rows) const {
+    std::vector<Label> y;
     for (auto r : rows)
       y.push_back(data.labels[r]);
     return y;

@@ -26,7 +26,7 @@ LossAndGrad<double> reference(const Dataset& data, const SoftmaxModel& m) {
     for (std::size_t j = 0; j < data.features(); ++j)
       X(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j)) = data.image(i)[j] / 255.0;
   return loss_and_grad(X, ColMatrix<double>(m.W.cast<double>()), Vector<double>(m.b.cast<double>()),
-                       std::span<const std::uint8_t>(data.labels));
+                       std::span<const Label>(data.labels));
 }
 
 TEST(FullBatchObjective, GradientMatchesDoublePrecisionAndBothPathsAgree) {

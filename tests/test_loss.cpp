@@ -34,7 +34,7 @@ TEST(Softmax, EqualLogitsGiveUniform) {
     EXPECT_FLOAT_EQ(p(0, k), 0.1f);
     EXPECT_FLOAT_EQ(p(1, k), 0.1f);
   }
-  const std::vector<std::uint8_t> labels = {0, 7};
+  const std::vector<Label> labels = {0, 7};
   const Vector<float> loss = cross_entropy_rows(logits, labels);
   EXPECT_NEAR(loss(0), std::log(10.0f), 1e-6);
   EXPECT_NEAR(loss(1), std::log(10.0f), 1e-6);
@@ -47,7 +47,7 @@ TEST(Softmax, ExtremeLogitsStayFinite) {
   const RowMatrix<float> p = softmax_rows(logits);
   EXPECT_TRUE(p.allFinite());
   EXPECT_FLOAT_EQ(p(0, 0), 1.0f);
-  const std::vector<std::uint8_t> labels = {1, 1};
+  const std::vector<Label> labels = {1, 1};
   const Vector<float> loss = cross_entropy_rows(logits, labels);
   ASSERT_TRUE(loss.allFinite());
   EXPECT_FLOAT_EQ(loss(0), 2e4f);  // log-prob of the far class is exactly -(1e4 - -1e4)
@@ -59,7 +59,7 @@ TEST(Softmax, ExtremeLogitsStayFinite) {
   ColMatrix<float> W(2, 3);
   W << 1e4f, -1e4f, 0.0f, 0, 0, 0;
   const Vector<float> b = Vector<float>::Zero(3);
-  const std::vector<std::uint8_t> y = {1};
+  const std::vector<Label> y = {1};
   const LossAndGrad<float> g = loss_and_grad(X, W, b, y);
   EXPECT_TRUE(std::isfinite(g.loss_sum));
   EXPECT_TRUE(g.dW.allFinite());
@@ -70,7 +70,7 @@ TEST(Softmax, ExtremeLogitsStayFinite) {
 
 // Loss of the summed batch as a function of W and b, for the finite differences.
 double summed_loss(const RowMatrixD& X, const ColMatrix<double>& W, const Vector<double>& b,
-                   std::span<const std::uint8_t> y) {
+                   std::span<const Label> y) {
   const RowMatrixD logits = (X * W).rowwise() + b.transpose();
   return cross_entropy_rows(logits, y).sum();
 }
@@ -85,7 +85,7 @@ TEST(Gradient, MatchesCentralFiniteDifferences) {
   X = RowMatrixD::NullaryExpr(N, D, [&] { return normal(gen); });
   W = ColMatrix<double>::NullaryExpr(D, K, [&] { return normal(gen); });
   b = Vector<double>::NullaryExpr(K, [&] { return normal(gen); });
-  const std::vector<std::uint8_t> y = {0, 3, 1, 1, 2, 3};
+  const std::vector<Label> y = {0, 3, 1, 1, 2, 3};
   const LossAndGrad<double> g = loss_and_grad(X, W, b, y);
 
   // Central differences have O(h^2) truncation error and O(eps/h) rounding error; h = 1e-5 puts both
@@ -125,7 +125,7 @@ struct TorchFixture {
     data.width = j["width"];
     data.num_classes = j["classes"];
     data.pixels = j["pixels"].get<std::vector<std::uint8_t>>();
-    data.labels = j["labels"].get<std::vector<std::uint8_t>>();
+    data.labels = j["labels"].get<std::vector<Label>>();
     data.count = data.labels.size();
     const auto N = static_cast<Eigen::Index>(data.count), D = static_cast<Eigen::Index>(data.features());
     X.resize(N, D);

@@ -250,8 +250,8 @@ TEST(Resume, StoppedAndRestoredTrainingEqualsUninterrupted) {
 
 TEST(Metrics, ClassificationReportMatchesHandComputation) {
   // 3 classes, 8 examples.            true:      0  0  0  1  1  2  2  2
-  const std::vector<std::uint8_t> labels = {0, 0, 0, 1, 1, 2, 2, 2};
-  const std::vector<std::uint8_t> predicted = {0, 0, 1, 1, 2, 2, 2, 0};
+  const std::vector<Label> labels = {0, 0, 0, 1, 1, 2, 2, 2};
+  const std::vector<Label> predicted = {0, 0, 1, 1, 2, 2, 2, 0};
   const ClassificationReport r = classification_report(labels, predicted, 3);
   EXPECT_EQ(r.confusion, (std::vector<std::vector<std::int64_t>>{{2, 1, 0}, {0, 1, 1}, {1, 0, 2}}));
   EXPECT_DOUBLE_EQ(r.accuracy, 5.0 / 8.0);

@@ -17,7 +17,7 @@
 namespace softreg {
 namespace {
 
-constexpr int K = kFastClasses;
+constexpr int K = 10;
 
 // SGD with the same arithmetic as Sgd, but not of type Sgd: the trainer cannot fuse it, so it takes the
 // general path (gradient kernel, then step()).
@@ -62,14 +62,15 @@ TEST(GradientKernel, MatchesTheDoublePrecisionGradientAndTheFusedStep) {
       for (std::size_t i = 0; i < n; ++i)
         pixels.push_back(data.image(i));
       std::vector<float> loss(n), dlogits(n * K);
-      fast_forward_rows({pixels.data(), data.labels.data(), n, D, model.W.data(), model.b.data(), kPixelScale,
-                         loss.data(), nullptr, dlogits.data()});
+      fast_forward_rows({pixels.data(), data.labels.data(), n, D, K, ElementType::kU8, model.W.data(),
+                         model.b.data(), kPixelScale, loss.data(), nullptr, dlogits.data()});
 
       // The gradient, in two input ranges as two threads compute it.
       WeightMatrix dW = WeightMatrix::Constant(model.W.rows(), model.W.cols(), -99.0f);
       const std::size_t split = D / 2 / 16 * 16;
       for (auto [d0, d1] : {std::pair<std::size_t, std::size_t>{0, split}, {split, D}})
-        fast_gradient_columns({pixels.data(), dlogits.data(), n, D, d0, d1, kPixelScale, dW.data()});
+        fast_gradient_columns(
+            {pixels.data(), dlogits.data(), n, D, K, ElementType::kU8, d0, d1, kPixelScale, dW.data()});
 
       RowMatrix<double> X(static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(D));
       for (std::size_t i = 0; i < n; ++i)
@@ -77,7 +78,7 @@ TEST(GradientKernel, MatchesTheDoublePrecisionGradientAndTheFusedStep) {
           X(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(d)) = data.image(i)[d] / 255.0;
       const LossAndGrad<double> ref =
           loss_and_grad(X, ColMatrix<double>(model.W.cast<double>()), Vector<double>(model.b.cast<double>()),
-                        std::span<const std::uint8_t>(data.labels));
+                        std::span<const Label>(data.labels));
       // Float sums of n products of O(1) terms: absolute error well under 1e-4 for n = 53.
       EXPECT_LT((dW.cast<double>() - ref.dW).cwiseAbs().maxCoeff(), 1e-4) << target << " D=" << D;
 
@@ -85,7 +86,7 @@ TEST(GradientKernel, MatchesTheDoublePrecisionGradientAndTheFusedStep) {
       // separate multiply (one or two float ulps of W).
       SoftmaxModel fused = model, unfused = model;
       const double lr = 0.1;
-      fast_update_columns({pixels.data(), dlogits.data(), n, D, 0, D,
+      fast_update_columns({pixels.data(), dlogits.data(), n, D, K, ElementType::kU8, 0, D,
                            static_cast<float>(lr / static_cast<double>(n)), kPixelScale, fused.W.data()});
       sgd_step(unfused, dW, BiasVector::Zero(K), lr, n);
       EXPECT_LT((fused.W - unfused.W).cwiseAbs().maxCoeff(), 2e-8f) << target << " D=" << D;

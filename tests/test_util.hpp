@@ -4,6 +4,7 @@
 #include <libdeflate.h>
 
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -91,7 +92,7 @@ inline Dataset random_dataset(std::size_t n, std::size_t h, std::size_t w, int c
     p = static_cast<std::uint8_t>(gen() % 256);
   set.pixels = std::move(pixels);
   for (auto& l : set.labels)
-    l = static_cast<std::uint8_t>(gen() % static_cast<unsigned>(classes));
+    l = static_cast<Label>(gen() % static_cast<unsigned>(classes));
   return set;
 }
 
@@ -110,6 +111,25 @@ inline Dataset banded_dataset(std::size_t n, std::size_t side, int classes, std:
       img[p] = bright;
   }
   return d;
+}
+
+/// The same rows as float32 features (each byte / 255, so the model sees the same values), as a
+/// feature dataset of height 1 and width D.
+inline Dataset as_float_features(const Dataset& bytes) {
+  Dataset f = bytes;
+  f.kind = InputKind::kFeatures;
+  f.element = ElementType::kF32;
+  f.height = 1;
+  f.width = bytes.features();
+  std::vector<std::uint8_t> raw(bytes.count * f.row_bytes());
+  for (std::size_t i = 0; i < bytes.count; ++i) {
+    for (std::size_t d = 0; d < bytes.features(); ++d) {
+      const float v = bytes.value(i, d);
+      std::memcpy(raw.data() + (i * bytes.features() + d) * sizeof(float), &v, sizeof(float));
+    }
+  }
+  f.pixels = std::move(raw);
+  return f;
 }
 
 }  // namespace softreg::test

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "softreg/bytes.hpp"
+#include "softreg/model.hpp"
 
 namespace softreg {
 
@@ -24,18 +25,41 @@ inline constexpr std::array<std::string_view, kFashionMnistClasses> kFashionMnis
 /// Names for `classes` classes: Fashion-MNIST's for 10, the class numbers otherwise.
 std::vector<std::string> default_class_names(int classes);
 
-/// Images as bytes, row-major (one image per row of height*width bytes), and one label per image.
-/// Loaded pixels are a view of the memory-mapped file (or decoded buffer): no per-run copy.
+/// What a row of a dataset holds.
+enum class InputKind : std::uint8_t {
+  kImages,    // height x width grey pixels
+  kFeatures,  // a vector of numbers (embeddings, table columns): no picture to draw
+};
+/// How a row's values are stored. The model sees value * Dataset::scale().
+enum class ElementType : std::uint8_t { kU8, kF32 };
+std::size_t element_size(ElementType type);
+std::string_view element_name(ElementType type);  // "u8" or "f32"
+
+/// ToTensor's scaling of a pixel byte (and of any uint8 features): the model sees byte / 255.
+inline constexpr float kPixelScale = 1.0f / 255.0f;
+
+/// Labelled rows, row-major: one row of features() values per example, each `element` typed. Images
+/// have height*width values; feature rows have height 1 and width D. Loaded rows are a view of the
+/// memory-mapped file (or a decoded buffer): no per-run copy.
 struct Dataset {
   std::size_t count = 0;
   std::size_t height = 0;
   std::size_t width = 0;
   int num_classes = 0;
-  Bytes pixels;                      // count * features() bytes
-  std::vector<std::uint8_t> labels;  // count labels, each < num_classes
+  InputKind kind = InputKind::kImages;
+  ElementType element = ElementType::kU8;
+  Bytes pixels;                          // count * row_bytes() bytes (named for images; holds any rows)
+  std::vector<Label> labels;             // count labels, each < num_classes
+  std::vector<std::string> class_names;  // num_classes names, or empty for the defaults
 
   std::size_t features() const { return height * width; }
-  const std::uint8_t* image(std::size_t i) const { return pixels.data() + i * features(); }
+  std::size_t row_bytes() const { return features() * element_size(element); }
+  /// What each stored value is multiplied by before the model sees it: 1/255 for bytes, 1 for floats.
+  float scale() const { return element == ElementType::kU8 ? kPixelScale : 1.0f; }
+  /// The bytes of row i (uint8 values, or float32 values when element is kF32).
+  const std::uint8_t* image(std::size_t i) const { return pixels.data() + i * row_bytes(); }
+  /// Row i's value d as the model sees it (times scale).
+  float value(std::size_t i, std::size_t d) const;
 };
 
 /// A seeded, stratified hold-out: about `fraction` of each class's examples (rounded per class), chosen

@@ -43,7 +43,7 @@ BatchSums accumulate_gradient(const Dataset& data, std::span<const std::uint32_t
 /// Forward pass over the contiguous rows [begin, end): summed loss and correct count. When
 /// `predictions` is not empty it receives the argmax class of each row (end - begin entries).
 BatchSums evaluate_rows(const Dataset& data, std::size_t begin, std::size_t end, const SoftmaxModel& model,
-                        std::span<std::uint8_t> predictions, KernelWorkspace& workspace);
+                        std::span<Label> predictions, KernelWorkspace& workspace);
 
 /// Logits of the contiguous rows [begin, end), (end - begin, K).
 RowMatrix<float> logits_of_rows(const Dataset& data, std::size_t begin, std::size_t end,
@@ -51,43 +51,41 @@ RowMatrix<float> logits_of_rows(const Dataset& data, std::size_t begin, std::siz
 
 // ---- The fast path (kernels/fused_softmax.cpp) -----------------------------------------------------
 
-/// The number of classes the fast path is compiled for (Fashion-MNIST's and MNIST's 10); other counts
-/// use the Eigen path above.
-inline constexpr int kFastClasses = 10;
-
-/// ToTensor's scaling of a pixel byte, which the fast path applies to dot products instead of pixels.
-inline constexpr float kPixelScale = 1.0f / 255.0f;
-
 /// Which implementation training and evaluation use.
 enum class KernelChoice { kFast, kNaive };
 
-/// Arguments of fast_forward_rows. W is (K,D) row-major (the data of a WeightMatrix), b is (K).
+/// Arguments of fast_forward_rows. Rows hold `inputs` values of type `element` (bytes or float32); the
+/// model sees each value times `scale`. W is (K,D) row-major (the data of a WeightMatrix), b is (K).
 struct FastForwardArgs {
-  const std::uint8_t* const* row_pixels;  // count pointers to rows of D bytes
-  const std::uint8_t* labels;             // count labels
+  const std::uint8_t* const* rows;  // count pointers to rows of D values
+  const Label* labels;              // count labels
   std::size_t count;
-  std::size_t inputs;  // D
+  std::size_t inputs;   // D
+  std::size_t classes;  // K, any number from 1 to kMaxClasses
+  ElementType element;
   const float* W;
   const float* b;
-  float pixel_scale;          // 1/255: applied to the dot products, not to every pixel
-  float* row_loss;            // out: count losses
-  std::uint8_t* predictions;  // out, optional: count argmax classes
-  float* dlogits;             // out, optional: (count,K) softmax - onehot
+  float scale;         // 1/255 for pixels: applied to the dot products, not to every value
+  float* row_loss;     // out: count losses
+  Label* predictions;  // out, optional: count argmax classes
+  float* dlogits;      // out, optional: (count,K) softmax - onehot
 };
-/// Forward pass for kFastClasses classes; returns the number of rows whose argmax is the label.
+/// Forward pass; returns the number of rows whose argmax is the label.
 std::int64_t fast_forward_rows(const FastForwardArgs& args);
 
 /// Arguments of fast_update_columns.
 struct FastUpdateArgs {
-  const std::uint8_t* const* row_pixels;  // the batch's rows
-  const float* dlogits;                   // (count,K) from fast_forward_rows
+  const std::uint8_t* const* rows;  // the batch's rows
+  const float* dlogits;             // (count,K) from fast_forward_rows
   std::size_t count;
   std::size_t inputs;   // D
+  std::size_t classes;  // K
+  ElementType element;
   std::size_t d_begin;  // the inputs this call updates: [d_begin, d_end)
   std::size_t d_end;
-  float step;         // lr / batch size
-  float pixel_scale;  // 1/255
-  float* W;           // (K,D), updated in place
+  float step;   // lr / batch size
+  float scale;  // 1/255 for pixels
+  float* W;     // (K,D), updated in place
 };
 /// The fused backward pass and SGD step on W for inputs [d_begin, d_end):
 /// W[k][d] -= step * sum_rows dlogits[r][k] * x_r[d]. Disjoint ranges can run on different threads.
@@ -96,14 +94,16 @@ void fast_update_columns(const FastUpdateArgs& args);
 
 /// Arguments of fast_gradient_columns.
 struct FastGradientArgs {
-  const std::uint8_t* const* row_pixels;  // the batch's rows
-  const float* dlogits;                   // (count,K) from fast_forward_rows
+  const std::uint8_t* const* rows;  // the batch's rows
+  const float* dlogits;             // (count,K) from fast_forward_rows
   std::size_t count;
   std::size_t inputs;   // D
+  std::size_t classes;  // K
+  ElementType element;
   std::size_t d_begin;  // the inputs this call computes: [d_begin, d_end)
   std::size_t d_end;
-  float pixel_scale;  // 1/255
-  float* dW;          // out: (K,D), the data of a WeightMatrix; only inputs [d_begin, d_end) are written
+  float scale;  // 1/255 for pixels
+  float* dW;    // out: (K,D), the data of a WeightMatrix; only inputs [d_begin, d_end) are written
 };
 /// The backward pass on W for inputs [d_begin, d_end): the gradient of the summed loss,
 /// dW[k][d] = sum_rows dlogits[r][k] * x_r[d], for any optimizer to apply. Disjoint ranges can run on

@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <span>
 
+#include "softreg/model.hpp"
+
 namespace softreg {
 
 template <class T>
@@ -42,7 +44,7 @@ RowMatrix<T> softmax_rows(const RowMatrix<T>& logits) {
 
 /// Per-row cross-entropy -log softmax(o)_y.
 template <class T>
-Vector<T> cross_entropy_rows(const RowMatrix<T>& logits, std::span<const std::uint8_t> labels) {
+Vector<T> cross_entropy_rows(const RowMatrix<T>& logits, std::span<const Label> labels) {
   const RowMatrix<T> log_probs = log_softmax_rows(logits);
   Vector<T> loss(logits.rows());
   for (Eigen::Index i = 0; i < logits.rows(); ++i)
@@ -69,7 +71,7 @@ struct LossAndGrad {
 /// The summed batch loss and its analytic gradient.
 template <class T>
 LossAndGrad<T> loss_and_grad(const RowMatrix<T>& X, const ColMatrix<T>& W, const Vector<T>& b,
-                             std::span<const std::uint8_t> labels) {
+                             std::span<const Label> labels) {
   const RowMatrix<T> logits = (X * W).rowwise() + b.transpose();
   RowMatrix<T> dlogits = softmax_rows(logits);
   LossAndGrad<T> result;

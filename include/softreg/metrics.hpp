@@ -15,9 +15,9 @@ namespace softreg {
 
 struct Evaluation {
   std::size_t count = 0;
-  double loss = 0;                        // mean cross-entropy
-  double accuracy = 0;                    // fraction of argmax predictions equal to the label
-  std::vector<std::uint8_t> predictions;  // argmax class per example
+  double loss = 0;                 // mean cross-entropy
+  double accuracy = 0;             // fraction of argmax predictions equal to the label
+  std::vector<Label> predictions;  // argmax class per example
 };
 
 /// Evaluates over fixed blocks of rows spread over the pool; the blocks are combined in order, so the
@@ -43,8 +43,8 @@ struct ClassificationReport {
 };
 
 /// Confusion matrix, accuracy with its standard error and per-class precision, recall and F1.
-ClassificationReport classification_report(std::span<const std::uint8_t> labels,
-                                           std::span<const std::uint8_t> predictions, int num_classes);
+ClassificationReport classification_report(std::span<const Label> labels, std::span<const Label> predictions,
+                                           int num_classes);
 
 /// The seed's acceptance checks on the final epoch: train loss < 0.5, train acc > 0.7, test acc > 0.7.
 struct AcceptanceCheck {

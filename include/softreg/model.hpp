@@ -10,6 +10,12 @@
 
 namespace softreg {
 
+/// A class index. Two bytes: a model has at most kMaxClasses classes.
+using Label = std::uint16_t;
+/// The most classes a model may have: enough for ImageNet-scale probes (1,000 or 4,096 classes),
+/// small enough that a K x K confusion matrix stays in memory.
+inline constexpr int kMaxClasses = 4096;
+
 /// Column-major (D,K) weights: each class's D weights are contiguous, which is also the memory layout
 /// of torch.nn.Linear's (K,D) weight.
 using WeightMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;

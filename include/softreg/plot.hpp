@@ -130,8 +130,7 @@ struct GridChoice {
 /// predictions.png, confusion.png, confusion.csv and weights.png in `folder`, from the model's
 /// predictions on `test`. Returns the names of the files written.
 std::vector<std::string> write_model_pictures(const std::filesystem::path& folder, const SoftmaxModel& model,
-                                              const Dataset& test,
-                                              const std::vector<std::uint8_t>& predictions,
+                                              const Dataset& test, const std::vector<Label>& predictions,
                                               const std::vector<std::string>& class_names,
                                               const GridChoice& grid);
 

@@ -27,7 +27,7 @@ struct TrainConfig {
   std::uint64_t seed = 0;
   double init_std = 0.01;
   int threads = 1;
-  /// kFast: the SIMD kernels (when the data has kFastClasses classes); kNaive: the Eigen reference path.
+  /// kFast: the SIMD kernels (any number of classes, bytes or floats); kNaive: the Eigen reference path.
   KernelChoice kernel = KernelChoice::kFast;
 
   // Beyond the seed (the defaults leave its recipe as it is):
@@ -174,7 +174,8 @@ class Trainer {
   std::vector<KernelWorkspace> workspaces_;
   // Fast path buffers for one batch.
   std::vector<const std::uint8_t*> batch_pixels_;
-  std::vector<std::uint8_t> batch_labels_;
+  std::vector<Label> batch_labels_;
+  std::vector<float> batch_db_sum_;
   std::vector<float> batch_dlogits_;
   std::vector<float> batch_loss_;
   // The batch gradient, for optimizers other than the fused SGD.

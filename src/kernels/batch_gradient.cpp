@@ -1,6 +1,7 @@
 // Minibatch forward/backward with Eigen's blocked matrix products on a gathered float block.
 #include <array>
 #include <cmath>
+#include <cstring>
 
 #include "softreg/kernels.hpp"
 
@@ -23,6 +24,11 @@ void gather_rows(const Dataset& data, std::size_t n, RowIndex row_index, RowMatr
   const std::size_t D = data.features();
   const auto& scale = pixel_scale_table();
   X.resize(static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(D));
+  if (data.element == ElementType::kF32) {  // features as they are (scale 1)
+    for (std::size_t i = 0; i < n; ++i)
+      std::memcpy(X.data() + i * D, data.image(row_index(i)), D * sizeof(float));
+    return;
+  }
   for (std::size_t i = 0; i < n; ++i) {
     const std::uint8_t* src = data.image(row_index(i));
     float* dst = X.data() + i * D;
@@ -33,9 +39,9 @@ void gather_rows(const Dataset& data, std::size_t n, RowIndex row_index, RowMatr
 
 // Turns each row of logits into softmax(o) - onehot(y) in place (when `to_gradient`), and returns the
 // summed loss and correct count. Subtracting the row max keeps every exp <= 1.
-template <class Label>
-BatchSums softmax_cross_entropy_rows(RowMatrix<float>& logits, Label label_of, bool to_gradient,
-                                     std::span<std::uint8_t> predictions) {
+template <class LabelOf>
+BatchSums softmax_cross_entropy_rows(RowMatrix<float>& logits, LabelOf label_of, bool to_gradient,
+                                     std::span<Label> predictions) {
   BatchSums sums;
   const Eigen::Index K = logits.cols();
   for (Eigen::Index i = 0; i < logits.rows(); ++i) {
@@ -51,7 +57,7 @@ BatchSums softmax_cross_entropy_rows(RowMatrix<float>& logits, Label label_of, b
       sum += std::exp(o[k] - row_max);
     sums.loss += static_cast<double>(row_max + std::log(sum) - o[y]);
     sums.correct += (best == y);
-    if (!predictions.empty()) predictions[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(best);
+    if (!predictions.empty()) predictions[static_cast<std::size_t>(i)] = static_cast<Label>(best);
     if (to_gradient) {
       const float inv_sum = 1.0f / sum;
       for (Eigen::Index k = 0; k < K; ++k)
@@ -79,7 +85,7 @@ BatchSums accumulate_gradient(const Dataset& data, std::span<const std::uint32_t
 }
 
 BatchSums evaluate_rows(const Dataset& data, std::size_t begin, std::size_t end, const SoftmaxModel& model,
-                        std::span<std::uint8_t> predictions, KernelWorkspace& ws) {
+                        std::span<Label> predictions, KernelWorkspace& ws) {
   gather_rows(
       data, end - begin, [&](std::size_t i) { return begin + i; }, ws.X);
   ws.logits.noalias() = ws.X * model.W;

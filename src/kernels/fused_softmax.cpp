@@ -1,15 +1,16 @@
-// The fast path of training and evaluation: SIMD over the 784 inputs with Google Highway, compiled
-// for several instruction sets (SSE4, AVX2, AVX-512, ...) and dispatched at run time to the best the
-// CPU has. Pixels stay bytes until they are used (converted in registers), 1/255 is applied to the
-// sums instead of to every pixel. The backward pass either returns the gradient (for any optimizer) or,
-// for plain SGD, applies the step as it goes (fused, so W is read and written once per batch):
-//   forward_rows:     per row, logits o = (x . W_k) / 255 + b_k, stable softmax, loss, argmax,
+// The fast path of training and evaluation: SIMD over the inputs with Google Highway, compiled for
+// several instruction sets (SSE4, AVX2, AVX-512, ...) and dispatched at run time to the best the CPU
+// has. Rows are bytes (pixels, stay bytes until they are used: converted in registers, 1/255 applied to
+// the sums instead of to every value) or float32 features. The backward pass either returns the
+// gradient (for any optimizer) or, for plain SGD, applies the step as it goes (fused, so W is read and
+// written once per batch):
+//   forward_rows:     per row, logits o = (x . W_k) * scale + b_k, stable softmax, loss, argmax,
 //                     dlogits = softmax(o) - onehot(y)
-//   gradient_columns: for d in a range of inputs, dW_k[d] = 1/255 * sum_rows dlogits[r][k] * x_r[d]
-//   update_columns:   the same sum, applied at once: W_k[d] -= step / 255 * sum_rows ...
+//   gradient_columns: for d in a range of inputs, dW_k[d] = scale * sum_rows dlogits[r][k] * x_r[d]
+//   update_columns:   the same sum, applied at once: W_k[d] -= step * scale * sum_rows ...
 // The naive twins are loss_and_grad (loss.hpp) and accumulate_gradient + sgd_step; tests compare them.
 //
-// N = rows, D = inputs, K = classes (10 here: the register blocking keeps K accumulators live).
+// N = rows, D = inputs, K = classes (any number, in register tiles of up to 10 classes).
 // W is (K,D) row-major: class k's D weights are contiguous (our column-major (D,K) WeightMatrix).
 
 #undef HWY_TARGET_INCLUDE
@@ -23,6 +24,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "softreg/error.hpp"
@@ -37,12 +40,21 @@ namespace hn = hwy::HWY_NAMESPACE;
 // training set, so each must be on its way from memory well before it is needed.
 constexpr std::size_t kPrefetchRowsAhead = 4;
 
-// Targets with 32 vector registers can keep two blocks of K accumulators live; AVX2 and SSE have 16.
+// Classes are handled in tiles of up to kTile: a tile's accumulators stay in registers while the rows
+// (forward) or the inputs (backward) stream past. Fashion-MNIST's 10 classes are one tile.
+constexpr int kTile = 10;
+// Targets with 32 vector registers keep 20 accumulators live; AVX2 and SSE have 16 registers.
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
-constexpr int kBlock = 2;
+constexpr int kAccumulators = 20;
 #else
-constexpr int kBlock = 1;
+constexpr int kAccumulators = 10;
 #endif
+// Rows (forward) or vectors of inputs (backward) per block for a tile of KT classes: enough
+// independent accumulators to hide the multiply-add latency when KT is small.
+constexpr int BlockFor(int KT) {
+  const int n = kAccumulators / KT;
+  return n < 1 ? 1 : (n > 4 ? 4 : n);
+}
 
 // Compilers fold a load into each multiply-add that uses it, which loads W once per row instead of once
 // per block of rows and saturates the load ports; an empty asm pins the loaded vector in a register.
@@ -56,52 +68,102 @@ HWY_INLINE void KeepInRegister(V& v) {
 #endif
 }
 
-template <class D>
-HWY_INLINE auto LoadPixels(D df, const std::uint8_t* p) {
-  const hn::Rebind<std::int32_t, D> di;
-  const hn::Rebind<std::uint8_t, D> du8;
-  return hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(du8, p)));
+// A row's values d.. as floats: bytes are widened in registers, floats loaded as they are.
+template <class T, class D>
+HWY_INLINE auto LoadValues(D df, const std::uint8_t* row, std::size_t d) {
+  if constexpr (std::is_same_v<T, float>) {
+    return hn::LoadU(df, reinterpret_cast<const float*>(row) + d);
+  } else {
+    const hn::Rebind<std::int32_t, D> di;
+    const hn::Rebind<std::uint8_t, D> du8;
+    return hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(du8, row + d)));
+  }
+}
+template <class T>
+HWY_INLINE float ValueAt(const std::uint8_t* row, std::size_t d) {
+  if constexpr (std::is_same_v<T, float>) {
+    float v;
+    std::memcpy(&v, row + d * sizeof(float), sizeof(float));
+    return v;
+  } else {
+    return static_cast<float>(row[d]);
+  }
 }
 
-// logits[r][k] = (x_r . W_k) * pixel_scale + b_k for `rows` rows starting at `first`. Computing all the
-// dot products first keeps the multiply-adds streaming; the softmax follows in a separate pass.
-template <int K, int R>
-void DotRows(const FastForwardArgs& a, std::size_t first, float* logits) {
+// logits[r][k] = (x_r . W_k) * scale + b_k for `rows` rows starting at `first` and the KT classes
+// from k0. Computing all the dot products first keeps the multiply-adds streaming; the softmax follows
+// in a separate pass. A (row, class) sum is accumulated in the same order whatever R and KT are, so the
+// logits do not depend on how rows and classes are blocked.
+template <class T, int KT, int R>
+void DotRows(const FastForwardArgs& a, std::size_t first, std::size_t k0, float* logits) {
   const hn::ScalableTag<float> df;
   using V = decltype(hn::Zero(df));
   const std::size_t lanes = hn::Lanes(df);
-  const std::size_t D = a.inputs;
+  const std::size_t D = a.inputs, K = a.classes;
   const std::size_t vector_end = D - D % lanes;
+  const float* W = a.W + k0 * D;
   const std::uint8_t* x[R];
   for (int r = 0; r < R; ++r)
-    x[r] = a.row_pixels[first + static_cast<std::size_t>(r)];
-  V acc[R][K];
+    x[r] = a.rows[first + static_cast<std::size_t>(r)];
+  V acc[R][KT];
   for (int r = 0; r < R; ++r)
-    for (int k = 0; k < K; ++k)
+    for (int k = 0; k < KT; ++k)
       acc[r][k] = hn::Zero(df);
   for (std::size_t d = 0; d < vector_end; d += lanes) {
     V xv[R];
     for (int r = 0; r < R; ++r)
-      xv[r] = LoadPixels(df, x[r] + d);
-    for (int k = 0; k < K; ++k) {
-      V w = hn::LoadU(df, a.W + k * D + d);  // loaded once for R rows
+      xv[r] = LoadValues<T>(df, x[r], d);
+    for (int k = 0; k < KT; ++k) {
+      V w = hn::LoadU(df, W + k * D + d);  // loaded once for R rows
       KeepInRegister(w);
       for (int r = 0; r < R; ++r)
         acc[r][k] = hn::MulAdd(xv[r], w, acc[r][k]);
     }
   }
   for (int r = 0; r < R; ++r) {
-    for (int k = 0; k < K; ++k) {
+    for (int k = 0; k < KT; ++k) {
       float sum = hn::GetLane(hn::SumOfLanes(df, acc[r][k]));
       for (std::size_t d = vector_end; d < D; ++d)
-        sum += static_cast<float>(x[r][d]) * a.W[k * D + d];
-      logits[static_cast<std::size_t>(r) * K + k] = sum * a.pixel_scale + a.b[k];
+        sum += ValueAt<T>(x[r], d) * W[k * D + d];
+      logits[static_cast<std::size_t>(r) * K + k0 + k] = sum * a.scale + a.b[k0 + k];
     }
   }
 }
 
-template <int K>
-std::int64_t ForwardRowsK(const FastForwardArgs& a) {
+// The dot products of all rows with the KT classes from k0.
+template <class T, int KT>
+void DotTile(const FastForwardArgs& a, std::size_t k0, float* logits) {
+  constexpr int R = BlockFor(KT);
+  const std::size_t K = a.classes, row_bytes = a.inputs * sizeof(T);
+  std::size_t i = 0;
+  for (; i + R <= a.count; i += R) {
+    if (k0 == 0) {  // the first tile brings the rows in; later tiles find them in cache
+      for (int r = 0; r < R; ++r) {
+        if (i + r + kPrefetchRowsAhead * R < a.count) {
+          const std::uint8_t* ahead = a.rows[i + r + kPrefetchRowsAhead * R];
+          for (std::size_t offset = 0; offset < row_bytes; offset += 64)
+            hwy::Prefetch(ahead + offset);
+        }
+      }
+    }
+    DotRows<T, KT, R>(a, i, k0, logits + i * K);
+  }
+  for (; i < a.count; ++i)
+    DotRows<T, KT, 1>(a, i, k0, logits + i * K);
+}
+
+// The last tile has K % kTile classes: one instantiation per possible width.
+template <class T, int KT = kTile>
+void DotPartialTile(const FastForwardArgs& a, std::size_t k0, std::size_t width, float* logits) {
+  if constexpr (KT >= 1) {
+    if (width == static_cast<std::size_t>(KT)) return DotTile<T, KT>(a, k0, logits);
+    DotPartialTile<T, KT - 1>(a, k0, width, logits);
+  }
+}
+
+template <class T>
+std::int64_t ForwardRowsT(const FastForwardArgs& a) {
+  const std::size_t K = a.classes;
   // Without dlogits the logits go to a scratch buffer (evaluation).
   thread_local std::vector<float> scratch;
   thread_local std::vector<float> label_logit;
@@ -115,39 +177,33 @@ std::int64_t ForwardRowsK(const FastForwardArgs& a) {
   // Ask for every row at once (into L2): the shuffled rows are scattered over the whole training set,
   // and a light loop of prefetches keeps many memory requests in flight, where the arithmetic below
   // would reach each row only after the previous one is done.
+  const std::size_t row_bytes = a.inputs * sizeof(T);
   for (std::size_t row = 0; row < a.count; ++row) {
-    for (std::size_t offset = 0; offset < a.inputs; offset += 64)
-      __builtin_prefetch(a.row_pixels[row] + offset, 0, 2);
+    for (std::size_t offset = 0; offset < row_bytes; offset += 64)
+      __builtin_prefetch(a.rows[row] + offset, 0, 2);
   }
 
-  std::size_t i = 0;
-  for (; i + kBlock <= a.count; i += kBlock) {
-    for (int r = 0; r < kBlock; ++r) {
-      if (i + r + kPrefetchRowsAhead * kBlock < a.count) {
-        const std::uint8_t* ahead = a.row_pixels[i + r + kPrefetchRowsAhead * kBlock];
-        for (std::size_t offset = 0; offset < a.inputs; offset += 64)
-          hwy::Prefetch(ahead + offset);
-      }
-    }
-    DotRows<K, kBlock>(a, i, logits + i * K);
-  }
-  for (; i < a.count; ++i)
-    DotRows<K, 1>(a, i, logits + i * K);
+  // Tiles of classes outside, rows inside: a tile of W stays in cache while every row passes it (for a
+  // thousand classes W is megabytes; rows outside would stream all of it for every row).
+  std::size_t k0 = 0;
+  for (; k0 + kTile <= K; k0 += kTile)
+    DotTile<T, kTile>(a, k0, logits);
+  if (k0 < K) DotPartialTile<T>(a, k0, K - k0, logits);
 
   // Stable softmax: subtract each row's max so every exp is <= 1; remember the label's shifted logit.
   std::int64_t correct = 0;
   for (std::size_t row = 0; row < a.count; ++row) {
     float* o = logits + row * K;
-    int best = 0;
-    for (int k = 1; k < K; ++k) {
+    std::size_t best = 0;
+    for (std::size_t k = 1; k < K; ++k) {
       if (o[k] > o[best]) best = k;
     }
     const float row_max = o[best];
-    for (int k = 0; k < K; ++k)
+    for (std::size_t k = 0; k < K; ++k)
       o[k] -= row_max;
     label_logit[row] = o[a.labels[row]];
     correct += best == a.labels[row];
-    if (a.predictions) a.predictions[row] = static_cast<std::uint8_t>(best);
+    if (a.predictions) a.predictions[row] = static_cast<Label>(best);
   }
   // exp over all rows at once: a flat array, whole vectors.
   const hn::ScalableTag<float> df;
@@ -170,12 +226,12 @@ std::int64_t ForwardRowsK(const FastForwardArgs& a) {
   for (std::size_t row = 0; row < a.count; ++row) {
     float* e = logits + row * K;
     float sum = 0;
-    for (int k = 0; k < K; ++k)
+    for (std::size_t k = 0; k < K; ++k)
       sum += e[k];
     a.row_loss[row] = std::log(sum) - label_logit[row];  // log sum exp(o - max) - (o_y - max)
     if (a.dlogits) {
       const float inv_sum = 1.0f / sum;
-      for (int k = 0; k < K; ++k)
+      for (std::size_t k = 0; k < K; ++k)
         e[k] *= inv_sum;
       e[a.labels[row]] -= 1.0f;
     }
@@ -183,33 +239,33 @@ std::int64_t ForwardRowsK(const FastForwardArgs& a) {
   return correct;
 }
 
-// sum_r g[r][k] * x_r[d..d+lanes*B) for every k: K*B accumulators stay in registers while every row of
-// the batch streams past them; each broadcast of g[r][k] serves B vectors. kApplyStep: W[k][d..] -=
-// scale * sum (the fused SGD step); otherwise out[k][d..] = scale * sum (the gradient).
-template <int K, int B, bool kApplyStep>
-void ColumnBlock(const FastUpdateArgs& a, std::size_t d, float scale) {
+// sum_r g[r][k] * x_r[d..d+lanes*B) for the KT classes from k0: KT*B accumulators stay in registers
+// while every row of the batch streams past them; each broadcast of g[r][k] serves B vectors.
+// kApplyStep: W[k][d..] -= scale * sum (the fused SGD step); otherwise out[k][d..] = scale * sum.
+template <class T, int KT, int B, bool kApplyStep>
+void ColumnBlock(const FastUpdateArgs& a, std::size_t d, std::size_t k0, float scale) {
   const hn::ScalableTag<float> df;
   using V = decltype(hn::Zero(df));
   const std::size_t lanes = hn::Lanes(df);
-  const std::size_t D = a.inputs;
-  V acc[B][K];
+  const std::size_t D = a.inputs, K = a.classes;
+  V acc[B][KT];
   for (int b = 0; b < B; ++b)
-    for (int k = 0; k < K; ++k)
+    for (int k = 0; k < KT; ++k)
       acc[b][k] = hn::Zero(df);
   for (std::size_t r = 0; r < a.count; ++r) {
     V xv[B];
     for (int b = 0; b < B; ++b)
-      xv[b] = LoadPixels(df, a.row_pixels[r] + d + static_cast<std::size_t>(b) * lanes);
-    const float* g = a.dlogits + r * K;
-    for (int k = 0; k < K; ++k) {
+      xv[b] = LoadValues<T>(df, a.rows[r], d + static_cast<std::size_t>(b) * lanes);
+    const float* g = a.dlogits + r * K + k0;
+    for (int k = 0; k < KT; ++k) {
       const V gk = hn::Set(df, g[k]);
       for (int b = 0; b < B; ++b)
         acc[b][k] = hn::MulAdd(gk, xv[b], acc[b][k]);
     }
   }
   for (int b = 0; b < B; ++b) {
-    for (int k = 0; k < K; ++k) {
-      float* out = a.W + k * D + d + static_cast<std::size_t>(b) * lanes;
+    for (int k = 0; k < KT; ++k) {
+      float* out = a.W + (k0 + k) * D + d + static_cast<std::size_t>(b) * lanes;
       if constexpr (kApplyStep) {
         hn::StoreU(hn::MulAdd(hn::Set(df, -scale), acc[b][k], hn::LoadU(df, out)), df, out);
       } else {
@@ -219,27 +275,25 @@ void ColumnBlock(const FastUpdateArgs& a, std::size_t d, float scale) {
   }
 }
 
-template <int K, bool kApplyStep>
-void ColumnsK(const FastUpdateArgs& a) {
+// Columns [d_begin, d_end) for the KT classes from k0: blocks of B vectors, then single vectors, then
+// single inputs when D is not a multiple of the vector width. Every (class, input) sum runs over the
+// rows in order, whatever the blocking, so the result does not depend on it.
+template <class T, int KT, bool kApplyStep>
+void ColumnTile(const FastUpdateArgs& a, std::size_t k0, float scale) {
+  constexpr int B = BlockFor(KT);
   const hn::ScalableTag<float> df;
   const std::size_t lanes = hn::Lanes(df);
-  const float scale = kApplyStep ? a.step * a.pixel_scale : a.pixel_scale;
-  // With several threads, half of the batch's rows were read by another core: ask for this range of
-  // them up front, as the forward pass does.
-  for (std::size_t r = 0; r < a.count; ++r) {
-    for (std::size_t offset = a.d_begin; offset < a.d_end; offset += 64)
-      __builtin_prefetch(a.row_pixels[r] + offset, 0, 2);
-  }
+  const std::size_t K = a.classes;
   std::size_t d = a.d_begin;
-  for (; d + kBlock * lanes <= a.d_end; d += kBlock * lanes)
-    ColumnBlock<K, kBlock, kApplyStep>(a, d, scale);
+  for (; d + B * lanes <= a.d_end; d += B * lanes)
+    ColumnBlock<T, KT, B, kApplyStep>(a, d, k0, scale);
   for (; d + lanes <= a.d_end; d += lanes)
-    ColumnBlock<K, 1, kApplyStep>(a, d, scale);
-  for (; d < a.d_end; ++d) {  // inputs left over when D is not a multiple of the vector width
-    for (int k = 0; k < K; ++k) {
+    ColumnBlock<T, KT, 1, kApplyStep>(a, d, k0, scale);
+  for (; d < a.d_end; ++d) {
+    for (std::size_t k = k0; k < k0 + KT; ++k) {
       float sum = 0;
       for (std::size_t r = 0; r < a.count; ++r)
-        sum += a.dlogits[r * K + k] * static_cast<float>(a.row_pixels[r][d]);
+        sum += a.dlogits[r * K + k] * ValueAt<T>(a.rows[r], d);
       if constexpr (kApplyStep) {
         a.W[k * a.inputs + d] -= scale * sum;
       } else {
@@ -249,17 +303,49 @@ void ColumnsK(const FastUpdateArgs& a) {
   }
 }
 
+template <class T, bool kApplyStep, int KT = kTile>
+void ColumnPartialTile(const FastUpdateArgs& a, std::size_t k0, std::size_t width, float scale) {
+  if constexpr (KT >= 1) {
+    if (width == static_cast<std::size_t>(KT)) return ColumnTile<T, KT, kApplyStep>(a, k0, scale);
+    ColumnPartialTile<T, kApplyStep, KT - 1>(a, k0, width, scale);
+  }
+}
+
+template <class T, bool kApplyStep>
+void ColumnsT(const FastUpdateArgs& a) {
+  const float scale = kApplyStep ? a.step * a.scale : a.scale;
+  // With several threads, half of the batch's rows were read by another core: ask for this range of
+  // them up front, as the forward pass does.
+  for (std::size_t r = 0; r < a.count; ++r) {
+    for (std::size_t offset = a.d_begin * sizeof(T); offset < a.d_end * sizeof(T); offset += 64)
+      __builtin_prefetch(a.rows[r] + offset, 0, 2);
+  }
+  const std::size_t K = a.classes;
+  std::size_t k0 = 0;
+  for (; k0 + kTile <= K; k0 += kTile)
+    ColumnTile<T, kTile, kApplyStep>(a, k0, scale);
+  if (k0 < K) ColumnPartialTile<T, kApplyStep>(a, k0, K - k0, scale);
+}
+
 std::int64_t ForwardRows(const FastForwardArgs& args) {
-  return ForwardRowsK<kFastClasses>(args);
+  return args.element == ElementType::kF32 ? ForwardRowsT<float>(args) : ForwardRowsT<std::uint8_t>(args);
 }
 void UpdateColumns(const FastUpdateArgs& args) {
-  ColumnsK<kFastClasses, /*kApplyStep=*/true>(args);
+  if (args.element == ElementType::kF32) {
+    ColumnsT<float, /*kApplyStep=*/true>(args);
+  } else {
+    ColumnsT<std::uint8_t, /*kApplyStep=*/true>(args);
+  }
 }
 void GradientColumns(const FastGradientArgs& args) {
   // The same loop as the fused update, writing scale * sum into dW instead of subtracting it from W.
-  ColumnsK<kFastClasses, /*kApplyStep=*/false>({args.row_pixels, args.dlogits, args.count, args.inputs,
-                                                args.d_begin, args.d_end, /*step=*/1.0f, args.pixel_scale,
-                                                args.dW});
+  const FastUpdateArgs a{args.rows,    args.dlogits, args.count,    args.inputs, args.classes, args.element,
+                         args.d_begin, args.d_end,   /*step=*/1.0f, args.scale,  args.dW};
+  if (args.element == ElementType::kF32) {
+    ColumnsT<float, /*kApplyStep=*/false>(a);
+  } else {
+    ColumnsT<std::uint8_t, /*kApplyStep=*/false>(a);
+  }
 }
 std::int64_t CompiledTarget() {
   return HWY_TARGET;

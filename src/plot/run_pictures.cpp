@@ -21,8 +21,7 @@ void write_curves(const std::filesystem::path& folder, const std::vector<EpochMe
 }
 
 std::vector<std::string> write_model_pictures(const std::filesystem::path& folder, const SoftmaxModel& model,
-                                              const Dataset& test,
-                                              const std::vector<std::uint8_t>& predictions,
+                                              const Dataset& test, const std::vector<Label>& predictions,
                                               const std::vector<std::string>& class_names,
                                               const GridChoice& grid) {
   std::vector<GridItem> items;
