@@ -165,6 +165,42 @@ DatasetStats dataset_stats(const Dataset& data) {
   return stats;
 }
 
+Dataset synthetic_dataset(std::size_t count, std::size_t features, int classes, ElementType element,
+                          std::uint64_t seed) {
+  Dataset set;
+  set.count = count;
+  set.height = 1;
+  set.width = features;
+  set.num_classes = classes;
+  set.kind = InputKind::kFeatures;
+  set.element = element;
+  set.labels.resize(count);
+  std::vector<std::uint8_t> raw(count * set.row_bytes());
+  for (std::size_t i = 0; i < count; ++i) {
+    const auto label = static_cast<Label>(i % static_cast<std::size_t>(classes));
+    set.labels[i] = label;
+    std::uint64_t state = seed * 0x9e3779b97f4a7c15ull + i;
+    for (std::size_t d = 0; d < features; ++d) {
+      state = state * 6364136223846793005ull + 1442695040888963407ull;
+      const auto noise = static_cast<std::uint32_t>(state >> 57);  // 0..127
+      // The class's pattern: half of the features, chosen by a hash of (class, feature), are raised.
+      std::uint64_t h = (static_cast<std::uint64_t>(d) << 16 | label) + 0x9e3779b97f4a7c15ull;  // splitmix64
+      h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+      h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+      h ^= h >> 31;
+      const std::uint32_t value = noise + static_cast<std::uint32_t>(h & 1) * 128;  // 0..255
+      if (element == ElementType::kU8) {
+        raw[i * features + d] = static_cast<std::uint8_t>(value);
+      } else {
+        const float v = static_cast<float>(value) / 255.0f;
+        std::memcpy(raw.data() + (i * features + d) * sizeof(float), &v, sizeof(float));
+      }
+    }
+  }
+  set.pixels = std::move(raw);
+  return set;
+}
+
 std::vector<std::uint32_t> stratified_holdout(const Dataset& data, double fraction, std::uint64_t seed) {
   // Its own generator (not the run's), so a hold-out leaves the initial weights and shuffles alone.
   Rng rng(seed ^ 0x76616c6964617465ull);  // "validate"

@@ -202,5 +202,40 @@ TEST(FastTrainer, WeightsDoNotDependOnTheThreadCount) {
   }
 }
 
+TEST(FastTrainer, AnyShapeAgreesWithTheNaivePathAndIgnoresTheThreadCount) {
+  // Many classes (several tiles and a partial one) on float features, and bytes with 2 classes.
+  for (auto [K, element] :
+       {std::pair{17, ElementType::kF32}, {2, ElementType::kU8}, {123, ElementType::kF32}}) {
+    const Dataset train = synthetic_dataset(900, 37, K, element, 1),
+                  test = synthetic_dataset(200, 37, K, element, 2);
+    TrainConfig config;
+    config.batch_size = 64;
+    config.seed = 9;
+    config.kernel = KernelChoice::kNaive;
+    config.threads = 1;
+    Trainer naive(config, train, test);
+    config.kernel = KernelChoice::kFast;
+    std::vector<SoftmaxModel> fast_models;
+    std::vector<EpochMetrics> fast_metrics;
+    for (int threads : {1, 2, 3}) {
+      config.threads = threads;
+      Trainer fast(config, train, test);
+      fast.run_epoch();
+      fast_metrics.push_back(fast.run_epoch().value());
+      fast_models.push_back(fast.model());
+    }
+    naive.run_epoch();
+    const EpochMetrics a = naive.run_epoch().value();
+    const std::string where = fmt::format("K={} {}", K, element_name(element));
+    EXPECT_NEAR(a.train_loss, fast_metrics[0].train_loss, 1e-5 * a.train_loss + 1e-6) << where;
+    EXPECT_NEAR(a.test_loss, fast_metrics[0].test_loss, 1e-5 * a.test_loss + 1e-6) << where;
+    EXPECT_LT((naive.model().W - fast_models[0].W).cwiseAbs().maxCoeff(), 1e-5f) << where;
+    for (std::size_t i = 1; i < fast_models.size(); ++i) {
+      EXPECT_EQ(fast_models[i].W, fast_models[0].W) << where << " threads " << i + 1;
+      EXPECT_EQ(fast_models[i].b, fast_models[0].b) << where << " threads " << i + 1;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace softreg

@@ -31,6 +31,12 @@ struct BenchOptions {
   double probe_seconds = 0.3;
   std::string simd;
   bool json = false;
+  // Synthetic data of any shape instead of Fashion-MNIST (any of these given).
+  long long classes = 0;
+  long long features = 0;
+  std::string dtype;
+  long long rows = 0;
+  bool synthetic() const { return classes != 0 || features != 0 || !dtype.empty() || rows != 0; }
 };
 
 // Seconds from the kernel's creation of this process to now, from /proc (10 ms resolution).
@@ -112,8 +118,33 @@ int run_bench(const BenchOptions& options, double startup_seconds,
     }
   }
   const auto load_start = std::chrono::steady_clock::now();
-  const DataFiles files = locate_data(optional_path(options.data));
-  const TrainTestData data = load_train_test(files);
+  TrainTestData data;
+  std::string data_source;
+  if (options.synthetic()) {
+    const long long K = options.classes == 0 ? 10 : options.classes;
+    const long long D = options.features == 0 ? 784 : options.features;
+    const long long N = options.rows == 0 ? 60000 : options.rows;
+    if (K < 2 || K > kMaxClasses) {
+      throw UsageError(fmt::format("--classes must be between 2 and {}, got {}", kMaxClasses, K));
+    }
+    if (D < 1 || D > (1 << 20))
+      throw UsageError(fmt::format("--features must be between 1 and 1048576, got {}", D));
+    if (N < 1 || N > 100'000'000 || static_cast<double>(N) * static_cast<double>(D) > 4e9) {
+      throw UsageError(
+          fmt::format("--rows must be between 1 and 1e8 with rows * features <= 4e9, got {}", N));
+    }
+    const ElementType element = options.dtype == "f32" ? ElementType::kF32 : ElementType::kU8;
+    const auto test_rows = static_cast<std::size_t>(std::max(1LL, N / 6));
+    data.train = synthetic_dataset(static_cast<std::size_t>(N), static_cast<std::size_t>(D),
+                                   static_cast<int>(K), element, /*seed=*/1);
+    data.test =
+        synthetic_dataset(test_rows, static_cast<std::size_t>(D), static_cast<int>(K), element, /*seed=*/2);
+    data_source = fmt::format("synthetic: {} x {} {}, {} classes, generated", N, D, element_name(element), K);
+  } else {
+    const DataFiles files = locate_data(optional_path(options.data));
+    data = load_train_test(files);
+    data_source = files.folder.string();
+  }
   const double load_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
 
@@ -124,8 +155,7 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   // The recipe as 'softreg train --no-plots' runs it, per-epoch checkpoints included, in a folder that
   // is removed afterwards.
   const TempFolder folder("softreg-bench");
-  TrainingRun run(config, data,
-                  {.folder = folder.path(), .data_folder = files.folder.string(), .live_curves = false});
+  TrainingRun run(config, data, {.folder = folder.path(), .data_folder = data_source, .live_curves = false});
   run.train();
   const RunSummary summary = run.finish({.acceptance_checks = false, .pictures = false}).summary;
   const double process_seconds = startup_seconds + seconds_since(main_start);
@@ -139,7 +169,7 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   const double n = static_cast<double>(data.train.count), D = static_cast<double>(data.train.features()),
                K = static_cast<double>(data.train.num_classes);
   const double flops_per_epoch = 4 * n * D * K;  // forward and backward multiply-adds
-  const double bytes_per_epoch = n * D;          // the pixels, read once as bytes
+  const double bytes_per_epoch = static_cast<double>(data.train.count * data.train.row_bytes());  // read once
   std::vector<double> train_times, eval_times;
   double barrier_wait = 0, train_total = 0;
   for (const auto& m : epochs) {
@@ -170,6 +200,10 @@ int run_bench(const BenchOptions& options, double startup_seconds,
     j["epochs"] = config.epochs;
     j["kernel"] = options.kernel;
     j["simd_target"] = target;
+    j["classes"] = data.train.num_classes;
+    j["features"] = data.train.features();
+    j["dtype"] = element_name(data.train.element);
+    j["rows"] = data.train.count;
     j["startup_seconds"] = startup_seconds;
     j["load_seconds"] = load_seconds;
     j["seconds_load"] = load_seconds;
@@ -198,17 +232,19 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   fmt::print("softreg bench: {} epochs, {} thread{}, {} kernel ({})\n", config.epochs, config.threads,
              config.threads == 1 ? "" : "s", options.kernel, target);
   fmt::print("  process start      {:8.3f} s   (exec to main, 10 ms resolution)\n", startup_seconds);
-  fmt::print("  data load          {:8.3f} s   ({})\n", load_seconds, files.folder.string());
+  fmt::print("  data load          {:8.3f} s   ({})\n", load_seconds, data_source);
   fmt::print("  train per epoch    {:8.4f} s   median of {} (best {:.4f} s)\n", train_per_epoch,
              epochs.size(), train_best);
-  fmt::print("  eval per epoch     {:8.4f} s   ({} test images)\n", eval_per_epoch, data.test.count);
+  fmt::print("  shape              {} classes, {} {} features\n", data.train.num_classes,
+             data.train.features(), element_name(data.train.element));
+  fmt::print("  eval per epoch     {:8.4f} s   ({} test rows)\n", eval_per_epoch, data.test.count);
   fmt::print("  checkpoint         {:8.4f} s   per epoch (model.safetensors and metrics.csv)\n",
              checkpoint_per_epoch);
   fmt::print("  barrier wait       {:8.1f} %   of the training time (threads waiting for each other)\n",
              100 * barrier_wait_fraction);
   fmt::print("  whole process      {:8.3f} s   (exec to the last checkpoint, as train --no-plots)\n",
              process_seconds);
-  fmt::print("  throughput         {:8.2f} M examples/s, {:.1f} GFLOP/s, {:.2f} GB/s of pixels\n",
+  fmt::print("  throughput         {:8.2f} M examples/s, {:.1f} GFLOP/s, {:.2f} GB/s of data\n",
              n / train_per_epoch / 1e6, flops_per_epoch / train_per_epoch / 1e9,
              bytes_per_epoch / train_per_epoch / 1e9);
   fmt::print("  machine probe      {:8.1f} GFLOP/s peak on {} thread{}, {:.1f} GB/s read\n",
@@ -229,8 +265,9 @@ CommandRunner add_bench_command(CLI::App& app) {
   const double startup = seconds_since_process_start();
   const auto main_start = std::chrono::steady_clock::now();
   auto options = std::make_shared<BenchOptions>();
-  CLI::App* cmd =
-      app.add_subcommand("bench", "Time the seed's recipe phase by phase against this machine's floor");
+  CLI::App* cmd = app.add_subcommand(
+      "bench",
+      "Time the seed's recipe (or any shape, on synthetic data) phase by phase against this machine's floor");
   add_data_option(*cmd, options->data);
   cmd->add_option("--epochs", options->epochs, "Epochs to time")->capture_default_str();
   cmd->add_option("--threads", options->threads, "Threads (default: all cores)")->capture_default_str();
@@ -243,6 +280,11 @@ CommandRunner add_bench_command(CLI::App& app) {
       "--simd", options->simd,
       "Force the fast path's instruction set, e.g. AVX2 or SSE4 (default: the best this CPU has)");
   cmd->add_flag("--json", options->json, "One JSON object for machines");
+  cmd->add_option("--classes", options->classes, "Synthetic data with this many classes (default 10)");
+  cmd->add_option("--features", options->features, "Synthetic data with this many features (default 784)");
+  cmd->add_option("--dtype", options->dtype, "Synthetic data's values: u8 (scaled by 1/255) or f32")
+      ->check(CLI::IsMember({"u8", "f32"}));
+  cmd->add_option("--rows", options->rows, "Synthetic training rows (default 60000; test rows: a sixth)");
   return [options, startup, main_start] { return run_bench(*options, startup, main_start); };
 }
 

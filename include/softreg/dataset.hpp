@@ -69,6 +69,12 @@ std::vector<std::uint32_t> stratified_holdout(const Dataset& data, double fracti
 /// The given rows of `data` as a dataset of their own (a copy; for small parts such as a validation set).
 Dataset subset(const Dataset& data, std::span<const std::uint32_t> rows);
 
+/// A learnable synthetic dataset of any shape, for benchmarks and tests: `count` rows of `features`
+/// values (bytes, or floats in [0, 1]) with labels cycling through `classes`; each class adds its own
+/// pseudo-random pattern to uniform noise, so a linear model can tell the classes apart.
+Dataset synthetic_dataset(std::size_t count, std::size_t features, int classes, ElementType element,
+                          std::uint64_t seed);
+
 /// What is in a dataset: examples per class and the mean pixel in [0, 1] (as the model sees pixels).
 struct DatasetStats {
   std::vector<std::int64_t> per_class;  // num_classes counts

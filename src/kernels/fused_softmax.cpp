@@ -43,6 +43,10 @@ constexpr std::size_t kPrefetchRowsAhead = 4;
 // Classes are handled in tiles of up to kTile: a tile's accumulators stay in registers while the rows
 // (forward) or the inputs (backward) stream past. Fashion-MNIST's 10 classes are one tile.
 constexpr int kTile = 10;
+// With more than one tile the forward pass takes 5 classes and 4 rows at a time instead: a tile of W
+// and the rows it meets then fit in L1 together (for D = 1,024 floats, 20 + 16 KB instead of 40 + 8 KB),
+// which measured 1.2-1.4x faster for 1,000 classes and slower for 10.
+constexpr int kManyClassesForwardTile = 5;
 // Targets with 32 vector registers keep 20 accumulators live; AVX2 and SSE have 16 registers.
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
 constexpr int kAccumulators = 20;
@@ -186,8 +190,10 @@ std::int64_t ForwardRowsT(const FastForwardArgs& a) {
   // Tiles of classes outside, rows inside: a tile of W stays in cache while every row passes it (for a
   // thousand classes W is megabytes; rows outside would stream all of it for every row).
   std::size_t k0 = 0;
-  for (; k0 + kTile <= K; k0 += kTile)
-    DotTile<T, kTile>(a, k0, logits);
+  if (K > kTile) {
+    for (; k0 + kManyClassesForwardTile <= K; k0 += kManyClassesForwardTile)
+      DotTile<T, kManyClassesForwardTile>(a, k0, logits);
+  }
   if (k0 < K) DotPartialTile<T>(a, k0, K - k0, logits);
 
   // Stable softmax: subtract each row's max so every exp is <= 1; remember the label's shifted logit.
