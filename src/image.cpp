@@ -78,6 +78,12 @@ std::vector<std::vector<Tap>> area_taps(int source_size, int output_size) {
 
 }  // namespace
 
+std::optional<std::pair<int, int>> image_dimensions(const std::filesystem::path& path) {
+  int width = 0, height = 0, channels = 0;
+  if (!stbi_info(path.c_str(), &width, &height, &channels)) return std::nullopt;
+  return std::pair{width, height};
+}
+
 GrayImage read_gray_image(const std::filesystem::path& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec))

@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
+#include <fstream>
 #include <numeric>
 
 #include "softreg/error.hpp"
@@ -13,22 +15,56 @@
 
 namespace softreg {
 
-SplitData load_split_for_model(const ModelFile& model,
-                               const std::optional<std::filesystem::path>& data_folder,
+SplitData load_split_for_model(const ModelFile& model, const std::optional<DataSource>& given,
                                const std::string& split) {
   if (split != "train" && split != "test") throw Error("split must be train or test, got '" + split + "'");
-  const DataFiles files = locate_data(data_folder);
-  const bool train = split == "train";
-  const std::filesystem::path& images = train ? files.train_images : files.test_images;
-  SplitData result{
-      load_dataset(images, train ? files.train_labels : files.test_labels, model.model.classes()),
-      files.folder};
-  if (static_cast<int>(result.data.height) != model.height ||
-      static_cast<int>(result.data.width) != model.width) {
-    throw Error::in_file(images,
-                         fmt::format("images are {}x{}, but the model expects {}x{}", result.data.height,
-                                     result.data.width, model.height, model.width));
+  DataSource source;
+  if (given) {
+    source = *given;
+  } else if (const auto it = model.metadata.find("data_source"); it != model.metadata.end()) {
+    source = source_from_json(it->second, "the model's data_source");  // the data it was trained on
   }
+  const int K = model.model.classes();
+  const std::string kind = source_kind(source);
+  if (source.classes == 0 && kind == "idx") source.classes = K;
+  LoadedData loaded = load_data(source);
+  SplitData result{split == "train" ? std::move(loaded.data.train) : std::move(loaded.data.test),
+                   loaded.folder};
+  Dataset& data = result.data;
+  const auto D = static_cast<std::size_t>(model.model.inputs());
+  if (data.features() != D ||
+      (model.input == InputKind::kImages &&
+       (static_cast<int>(data.height) != model.height || static_cast<int>(data.width) != model.width))) {
+    throw Error::in_file(loaded.folder, model.input == InputKind::kImages
+                                            ? fmt::format("images are {}x{}, but the model expects {}x{}",
+                                                          data.height, data.width, model.height, model.width)
+                                            : fmt::format("rows have {} features, but the model expects {}",
+                                                          data.features(), D));
+  }
+  if (data.element != model.element) {
+    throw Error::in_file(loaded.folder, fmt::format("holds {} values, but the model was trained on {}",
+                                                    element_name(data.element), element_name(model.element)));
+  }
+  // Text labels and folder names are classes by name: map them to the model's class numbers.
+  if (data.class_names != model.class_names &&
+      (kind == "images" || data.num_classes != K ||
+       !std::all_of(data.class_names.begin(), data.class_names.end(), [](const std::string& n) {
+         return !n.empty() && std::isdigit(static_cast<unsigned char>(n[0]));
+       }))) {
+    std::vector<Label> to_model(data.class_names.size());
+    for (std::size_t k = 0; k < data.class_names.size(); ++k) {
+      const auto at = std::find(model.class_names.begin(), model.class_names.end(), data.class_names[k]);
+      if (at == model.class_names.end()) {
+        throw Error::in_file(
+            loaded.folder, fmt::format("has class '{}', which the model does not know", data.class_names[k]));
+      }
+      to_model[k] = static_cast<Label>(at - model.class_names.begin());
+    }
+    for (Label& label : data.labels)
+      label = to_model[label];
+  }
+  data.num_classes = K;
+  data.class_names = model.class_names;
   return result;
 }
 
@@ -69,6 +105,57 @@ std::vector<Prediction> predict_rows(const SoftmaxModel& model, const Dataset& d
     predictions.push_back({fmt::format("test:{}", i), data.labels[i],
                            probabilities_from_logits(logits.row(static_cast<Eigen::Index>(i - first)).data(),
                                                      model.classes())});
+  }
+  return predictions;
+}
+
+std::vector<Prediction> predict_feature_file(const ModelFile& model, const std::filesystem::path& path,
+                                             const std::string& label_column) {
+  if (model.input != InputKind::kFeatures) {
+    throw Error::in_file(path, "the model was trained on images: give image files to predict");
+  }
+  const auto D = static_cast<std::size_t>(model.model.inputs());
+  Dataset rows;
+  if (path.extension() == ".npy") {
+    NpyArray array = read_npy_file(path);
+    if (array.shape.size() == 1) array.shape = {1, array.shape[0]};  // one row
+    rows = features_from_npy(array, path.string());
+  } else {
+    // Feature columns only, or the training layout with a label column.
+    std::ifstream in(path);
+    std::string first_line;
+    std::getline(in, first_line);
+    const std::size_t cells =
+        static_cast<std::size_t>(std::count(first_line.begin(), first_line.end(), ',')) + 1;
+    if (cells == D && label_column.empty()) {
+      // No label column: read as if a dummy label came first.
+      CsvTable table = read_csv_file_without_labels(path);
+      rows = std::move(table.features);
+    } else {
+      rows = std::move(read_csv_file(path, label_column).features);
+    }
+  }
+  if (rows.features() != D) {
+    throw Error::in_file(path,
+                         fmt::format("rows have {} features, but the model expects {}", rows.features(), D));
+  }
+  if (rows.element != model.element) {
+    throw Error::in_file(path, fmt::format("holds {} values, but the model was trained on {}",
+                                           element_name(rows.element), element_name(model.element)));
+  }
+  rows.num_classes = model.model.classes();
+  rows.labels.assign(rows.count, 0);
+  std::vector<Prediction> predictions;
+  constexpr std::size_t kBlock = 1024;
+  for (std::size_t begin = 0; begin < rows.count; begin += kBlock) {
+    const std::size_t end = std::min(rows.count, begin + kBlock);
+    const RowMatrix<float> logits = logits_of_rows(rows, begin, end, model.model);
+    for (std::size_t i = begin; i < end; ++i) {
+      predictions.push_back(
+          {fmt::format("{}:{}", path.string(), i), std::nullopt,
+           probabilities_from_logits(logits.row(static_cast<Eigen::Index>(i - begin)).data(),
+                                     model.model.classes())});
+    }
   }
   return predictions;
 }

@@ -113,8 +113,16 @@ std::string serialize_model(const ModelFile& file) {
   metadata["class_names"] = json(file.class_names).dump();
   metadata["height"] = std::to_string(file.height);
   metadata["width"] = std::to_string(file.width);
-  metadata["pixel_scale"] = "x/255";  // input bytes 0..255 scaled to [0,1], as torchvision's ToTensor
-  metadata["layout"] = "logits = x @ weight.T + bias, x a row of height*width pixels in row-major order";
+  metadata["input"] = file.input == InputKind::kImages ? "images" : "features";
+  metadata["dtype"] = std::string(element_name(file.element));
+  if (file.element == ElementType::kU8) {
+    metadata["pixel_scale"] = "x/255";  // input bytes 0..255 scaled to [0,1], as torchvision's ToTensor
+  } else {
+    metadata["pixel_scale"] = "x";  // float32 features as they are
+  }
+  metadata["layout"] = file.input == InputKind::kImages
+                           ? "logits = x @ weight.T + bias, x a row of height*width pixels in row-major order"
+                           : "logits = x @ weight.T + bias, x a row of features in file column order";
 
   const std::uint64_t weight_bytes = static_cast<std::uint64_t>(K * D) * 4;
   json header;
@@ -239,6 +247,18 @@ ModelFile parse_model(std::string_view bytes, const std::string& source) {
     const auto side = static_cast<int>(std::lround(std::sqrt(static_cast<double>(D))));
     file.height = static_cast<std::int64_t>(side) * side == D ? side : 1;
     file.width = static_cast<int>(D / file.height);
+  }
+  if (const auto it = file.metadata.find("input"); it != file.metadata.end()) {
+    if (it->second != "images" && it->second != "features") {
+      throw fail(fmt::format("__metadata__ 'input' is '{}', expected images or features", it->second));
+    }
+    file.input = it->second == "images" ? InputKind::kImages : InputKind::kFeatures;
+  }
+  if (const auto it = file.metadata.find("dtype"); it != file.metadata.end()) {
+    if (it->second != "u8" && it->second != "f32") {
+      throw fail(fmt::format("__metadata__ 'dtype' is '{}', expected u8 or f32", it->second));
+    }
+    file.element = it->second == "u8" ? ElementType::kU8 : ElementType::kF32;
   }
   if (const auto it = file.metadata.find("class_names"); it != file.metadata.end()) {
     json names;

@@ -15,6 +15,7 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 }
 
 RunOptions with_defaults(RunOptions options, const TrainTestData& data) {
+  if (options.class_names.empty()) options.class_names = data.train.class_names;
   if (options.class_names.empty()) options.class_names = default_class_names(data.train.num_classes);
   if (options.class_names.size() != static_cast<std::size_t>(data.train.num_classes)) {
     throw Error(
@@ -46,6 +47,8 @@ SavedRun load_saved_run(const std::filesystem::path& folder) {
   saved.history = std::move(history);
   if (auto it = checkpoint.metadata.find("data_folder"); it != checkpoint.metadata.end())
     saved.data_folder = it->second;
+  if (auto it = checkpoint.metadata.find("data_source"); it != checkpoint.metadata.end())
+    saved.data_source = it->second;
   return saved;
 }
 
@@ -61,6 +64,7 @@ TrainingRun::TrainingRun(const SavedRun& saved, const TrainTestData& data, RunOp
           [&] {
             if (!options.folder) options.folder = saved.folder;
             if (options.data_folder.empty()) options.data_folder = saved.data_folder;
+            if (options.data_source.empty()) options.data_source = saved.data_source;
             return std::move(options);
           }(),
           data)),
@@ -91,6 +95,8 @@ ModelFile TrainingRun::model_file() const {
   file.class_names = options_.class_names;
   file.height = static_cast<int>(data_.train.height);
   file.width = static_cast<int>(data_.train.width);
+  file.input = data_.train.kind;
+  file.element = data_.train.element;
   const TrainerState state = trainer_.state();
   // The metrics of the epoch the weights come from (after early stopping, not the last one trained).
   const EpochMetrics* metrics =
@@ -98,6 +104,7 @@ ModelFile TrainingRun::model_file() const {
           ? &history_[static_cast<std::size_t>(state.epochs_done - 1)]
           : nullptr;
   file.metadata = checkpoint_metadata(trainer_.config(), state, metrics, options_.data_folder);
+  if (!options_.data_source.empty()) file.metadata["data_source"] = options_.data_source;
   for (const auto& [name, values] : state.optimizer.buffers)
     file.extra_tensors["optimizer." + name] = values;
   return file;
@@ -231,7 +238,7 @@ RunReport TrainingRun::finish(const FinishOptions& options) {
 
 std::vector<std::string> redraw_run_pictures(const std::filesystem::path& run,
                                              const std::filesystem::path& out,
-                                             const std::optional<std::filesystem::path>& data,
+                                             const std::optional<DataSource>& data,
                                              const plot::GridChoice& grid, ThreadPool& pool) {
   const ModelFile model = load_model(run / "model.safetensors");
   ensure_folder(out);

@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include <charconv>
+
 #include "softreg/error.hpp"
 
 namespace softreg::cli {
@@ -21,9 +23,99 @@ std::optional<std::filesystem::path> optional_path(const std::string& text) {
 CLI::Option* add_data_option(CLI::App& cmd, std::string& target) {
   return cmd.add_option(
       "--data", target,
-      "Folder with train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
-      "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz] (default: $SOFTREG_DATA, "
+      "An IDX folder (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
+      "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz], optional classes.txt), an image folder "
+      "(train/<class>/*.png|jpg, test/<class>/...) or a .npz (x_train, y_train, x_test, y_test) (default: "
+      "$SOFTREG_DATA, "
       "./data/fashion-mnist, ~/.cache/softreg/fashion-mnist, /usr/share/datasets/fashion-mnist)");
+}
+
+bool DataSourceFlags::given() const {
+  return !data.empty() || !train_features.empty() || !train_labels.empty() || !test_features.empty() ||
+         !test_labels.empty() || !train_csv.empty() || !test_csv.empty() || !label_column.empty() ||
+         classes != 0 || test_fraction != 0 || !image_size.empty() || skip_bad_images;
+}
+
+DataSource DataSourceFlags::source(std::uint64_t seed, int threads) const {
+  DataSource s;
+  s.data = optional_path(data);
+  s.train_features = train_features;
+  s.train_labels = train_labels;
+  s.test_features = test_features;
+  s.test_labels = test_labels;
+  s.train_csv = train_csv;
+  s.test_csv = test_csv;
+  s.label_column = label_column;
+  if (classes != 0 && (classes < 2 || classes > kMaxClasses)) {
+    throw UsageError(fmt::format("--classes must be between 2 and {}, got {}", kMaxClasses, classes));
+  }
+  s.classes = static_cast<int>(classes);
+  if (test_fraction != 0 && !(test_fraction > 0 && test_fraction < 1)) {
+    throw UsageError(fmt::format("--test-fraction must be in (0, 1), got {}", test_fraction));
+  }
+  s.test_fraction = test_fraction;
+  s.seed = seed;
+  s.skip_bad_images = skip_bad_images;
+  s.threads = threads;
+  const bool arrays =
+      !train_features.empty() || !test_features.empty() || !train_labels.empty() || !test_labels.empty();
+  const bool csv = !train_csv.empty() || !test_csv.empty();
+  if (static_cast<int>(arrays) + static_cast<int>(csv) + static_cast<int>(!data.empty()) > 1) {
+    throw UsageError(
+        "give one kind of data: --data, the --*-features/--*-labels files, or the --*-csv files");
+  }
+  if (!label_column.empty() && !csv)
+    throw UsageError("--label-column applies to --train-csv/--test-csv only");
+  if (!image_size.empty()) {
+    int h = 0, w = 0;
+    const auto x = image_size.find('x');
+    const auto parse = [](std::string_view text, int& out) {
+      const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+      return ec == std::errc() && end == text.data() + text.size() && !text.empty();
+    };
+    if (x == std::string::npos || !parse(std::string_view(image_size).substr(0, x), h) ||
+        !parse(std::string_view(image_size).substr(x + 1), w) || h < 1 || w < 1 || h > 4096 || w > 4096) {
+      throw UsageError(fmt::format(
+          "--image-size must be HxW with sides from 1 to 4096 (e.g. 28x28), got '{}'", image_size));
+    }
+    s.image_height = h;
+    s.image_width = w;
+  }
+  return s;
+}
+
+std::optional<DataSource> optional_source(const DataSourceFlags& flags, int threads) {
+  if (!flags.given()) return std::nullopt;
+  return flags.source(/*seed=*/0, threads);
+}
+
+void add_data_source_options(CLI::App& cmd, DataSourceFlags& flags) {
+  add_data_option(cmd, flags.data);
+  const std::string group = "Data";
+  cmd.add_option("--train-features", flags.train_features,
+                 "Training features: a 2-D .npy (float32/64 or uint8)")
+      ->group(group);
+  cmd.add_option("--train-labels", flags.train_labels, "Training labels: a 1-D .npy of integers or strings")
+      ->group(group);
+  cmd.add_option("--test-features", flags.test_features, "Test features (.npy)")->group(group);
+  cmd.add_option("--test-labels", flags.test_labels, "Test labels (.npy)")->group(group);
+  cmd.add_option("--train-csv", flags.train_csv, "Training rows: CSV, a label column and numeric features")
+      ->group(group);
+  cmd.add_option("--test-csv", flags.test_csv, "Test rows (CSV)")->group(group);
+  cmd.add_option("--label-column", flags.label_column,
+                 "CSV label column, by name or 0-based index (default: 0)")
+      ->group(group);
+  cmd.add_option("--classes", flags.classes, "Number of classes (default: from the labels)")->group(group);
+  cmd.add_option("--test-fraction", flags.test_fraction,
+                 "Hold out this fraction of the training data (seeded, stratified) when there is no test set")
+      ->group(group);
+  cmd.add_option(
+         "--image-size", flags.image_size,
+         "Image folders: resize every image to HxW (default: the images' size, or 28x28 if they differ)")
+      ->group(group);
+  cmd.add_flag("--skip-bad-images", flags.skip_bad_images,
+               "Image folders: pass over unreadable images, counted")
+      ->group(group);
 }
 
 }  // namespace softreg::cli

@@ -6,6 +6,8 @@
 #include <optional>
 #include <string>
 
+#include "softreg/sources.hpp"
+
 namespace softreg::cli {
 
 /// Upper bound that only catches typos; nothing in the code needs it.
@@ -19,5 +21,25 @@ std::optional<std::filesystem::path> optional_path(const std::string& text);
 
 /// Adds --data with the search order in its help text.
 CLI::Option* add_data_option(CLI::App& cmd, std::string& target);
+
+/// The flags that say where data comes from: --data (IDX folder, image folder or .npz), NPY files,
+/// CSV files, --label-column, --classes, --test-fraction, --image-size, --skip-bad-images.
+struct DataSourceFlags {
+  std::string data;
+  std::string train_features, train_labels, test_features, test_labels;
+  std::string train_csv, test_csv, label_column;
+  long long classes = 0;
+  double test_fraction = 0;
+  std::string image_size;
+  bool skip_bad_images = false;
+
+  /// True when any of the flags was given.
+  bool given() const;
+  /// The source the flags name (--image-size parsed; a UsageError names a bad value).
+  DataSource source(std::uint64_t seed, int threads) const;
+};
+void add_data_source_options(CLI::App& cmd, DataSourceFlags& flags);
+/// The source the flags name, or nullopt when none was given (then the model's own record is used).
+std::optional<DataSource> optional_source(const DataSourceFlags& flags, int threads);
 
 }  // namespace softreg::cli

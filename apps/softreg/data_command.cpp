@@ -2,6 +2,7 @@
 // whether every file passes the checks: the first thing to run when `train` cannot find or read data.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <nlohmann/json.hpp>
 
@@ -9,55 +10,86 @@
 #include "common.hpp"
 #include "softreg/dataset.hpp"
 #include "softreg/idx.hpp"
+#include "softreg/parallel.hpp"
+#include "softreg/sources.hpp"
 
 namespace softreg::cli {
 namespace {
 
 struct DataOptions {
-  std::string data;
+  DataSourceFlags data;
   bool json = false;
 };
 
 int run_data(const DataOptions& options) {
-  const DataFiles files = locate_data(optional_path(options.data));
+  const DataSource source = options.data.source(/*seed=*/0, hardware_threads());
+  const std::string kind = source_kind(source);
+  std::optional<DataFiles> files;
+  if (kind == "idx") files = locate_data(source.data);
   const auto start = std::chrono::steady_clock::now();
-  const TrainTestData data = load_train_test(files);
+  const LoadedData loaded = load_data(source);
+  const TrainTestData& data = loaded.data;
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const DatasetStats train = dataset_stats(data.train), test = dataset_stats(data.test);
   const std::filesystem::path cache = idx_cache_folder();
+  const bool images = data.train.kind == InputKind::kImages;
 
   if (options.json) {
     nlohmann::ordered_json j;
-    j["folder"] = files.folder.string();
-    j["files"] = {{"train_images", files.train_images.string()},
-                  {"train_labels", files.train_labels.string()},
-                  {"test_images", files.test_images.string()},
-                  {"test_labels", files.test_labels.string()}};
+    j["folder"] = loaded.folder.string();
+    j["kind"] = kind;
+    if (files) {
+      j["files"] = {{"train_images", files->train_images.string()},
+                    {"train_labels", files->train_labels.string()},
+                    {"test_images", files->test_images.string()},
+                    {"test_labels", files->test_labels.string()}};
+    }
+    j["input"] = images ? "images" : "features";
+    j["dtype"] = element_name(data.train.element);
     j["height"] = data.train.height;
     j["width"] = data.train.width;
+    j["features"] = data.train.features();
     j["classes"] = data.train.num_classes;
+    j["class_names"] = data.train.class_names;
     j["train"] = {
         {"count", data.train.count}, {"per_class", train.per_class}, {"mean_pixel", train.mean_pixel}};
     j["test"] = {{"count", data.test.count}, {"per_class", test.per_class}, {"mean_pixel", test.mean_pixel}};
+    j["skipped_images"] = loaded.skipped_images;
     j["load_seconds"] = seconds;
     j["cache"] = cache.empty() ? "off" : cache.string();
     fmt::print("{}\n", j.dump(2));
     return kExitOk;
   }
-  fmt::print("data: {} (all four files pass the checks)\n", files.folder.string());
-  for (const auto& path : {files.train_images, files.train_labels, files.test_images, files.test_labels}) {
-    fmt::print("  {}\n", path.string());
+  if (files) {
+    fmt::print("data: {} (all four files pass the checks)\n", files->folder.string());
+    for (const auto& path :
+         {files->train_images, files->train_labels, files->test_images, files->test_labels}) {
+      fmt::print("  {}\n", path.string());
+    }
+  } else {
+    fmt::print("data: {} ({}; every file passes the checks{})\n", loaded.folder.string(), kind,
+               loaded.skipped_images > 0
+                   ? fmt::format(", {} unreadable images skipped", loaded.skipped_images)
+                   : "");
   }
-  fmt::print("images: {}x{}, {} train, {} test; mean pixel {:.3f} (train), {:.3f} (test)\n",
-             data.train.height, data.train.width, data.train.count, data.test.count, train.mean_pixel,
-             test.mean_pixel);
-  fmt::print("{:>3}  {:<10}  {:>7}  {:>6}\n", "", "class", "train", "test");
-  const std::vector<std::string> names = default_class_names(data.train.num_classes);
+  if (images) {
+    fmt::print("images: {}x{}, {} train, {} test; mean pixel {:.3f} (train), {:.3f} (test)\n",
+               data.train.height, data.train.width, data.train.count, data.test.count, train.mean_pixel,
+               test.mean_pixel);
+  } else {
+    fmt::print("features: {} {} a row, {} train, {} test; mean value {:.3f} (train), {:.3f} (test)\n",
+               data.train.features(), element_name(data.train.element), data.train.count, data.test.count,
+               train.mean_pixel, test.mean_pixel);
+  }
+  std::size_t name_width = 5;
+  for (const std::string& name : data.train.class_names)
+    name_width = std::max(name_width, name.size());
+  fmt::print("{:>3}  {:<{}}  {:>7}  {:>6}\n", "", "class", name_width, "train", "test");
   for (std::size_t k = 0; k < train.per_class.size(); ++k) {
-    const std::string& name = names[k];
-    fmt::print("{:>3}  {:<10}  {:>7}  {:>6}\n", k, name, train.per_class[k], test.per_class[k]);
+    fmt::print("{:>3}  {:<{}}  {:>7}  {:>6}\n", k, data.train.class_names[k], name_width, train.per_class[k],
+               test.per_class[k]);
   }
-  fmt::print("loaded in {:.2f} s; decoded copies of .gz files: {}\n", seconds,
+  fmt::print("loaded in {:.2f} s; decoded copies of .gz files and image folders: {}\n", seconds,
              cache.empty() ? "off (SOFTREG_CACHE=off)" : cache.string());
   return kExitOk;
 }
@@ -67,7 +99,7 @@ int run_data(const DataOptions& options) {
 CommandRunner add_data_command(CLI::App& app) {
   auto options = std::make_shared<DataOptions>();
   CLI::App* cmd = app.add_subcommand("data", "Find the data, check every file and show what is in it");
-  add_data_option(*cmd, options->data);
+  add_data_source_options(*cmd, options->data);
   cmd->add_flag("--json", options->json, "One JSON object instead of the table");
   return [options] { return run_data(*options); };
 }

@@ -11,9 +11,12 @@
 namespace softreg::cli {
 namespace {
 
+// The most classes whose confusion matrix is printed as a table.
+constexpr std::size_t kMaxConfusionColumns = 30;
+
 struct EvalOptions {
   std::string model;
-  std::string data;
+  DataSourceFlags data;
   std::string split = "test";
   long long threads = hardware_threads();
   bool json = false;
@@ -22,7 +25,8 @@ struct EvalOptions {
 int run_eval(const EvalOptions& options) {
   check_threads(options.threads);
   const ModelFile model = load_model(options.model);
-  const SplitData split = load_split_for_model(model, optional_path(options.data), options.split);
+  const SplitData split = load_split_for_model(
+      model, optional_source(options.data, static_cast<int>(options.threads)), options.split);
   const std::string folder = split.folder.string();
   ThreadPool pool(static_cast<int>(options.threads));
   const ModelEvaluation result = evaluate_model(model.model, split.data, pool);
@@ -54,8 +58,10 @@ int run_eval(const EvalOptions& options) {
     return kExitOk;
   }
 
-  fmt::print("model: {} ({} classes, {}x{} images)\n", options.model, model.model.classes(), model.height,
-             model.width);
+  fmt::print("model: {} ({} classes, {})\n", options.model, model.model.classes(),
+             model.input == InputKind::kImages
+                 ? fmt::format("{}x{} images", model.height, model.width)
+                 : fmt::format("{} {} features", model.model.inputs(), element_name(model.element)));
   fmt::print("data: {}, {} split, {} examples\n", folder, options.split, report.count);
   fmt::print("loss {:.4f}   accuracy {:.4f} ± {:.4f} (standard error)\n\n", evaluation.loss, report.accuracy,
              report.accuracy_stderr);
@@ -72,6 +78,11 @@ int run_eval(const EvalOptions& options) {
   std::size_t row_label_width = 0;
   for (std::size_t k = 0; k < model.class_names.size(); ++k) {
     row_label_width = std::max(row_label_width, fmt::format("{} {}", k, model.class_names[k]).size());
+  }
+  if (report.confusion.size() > kMaxConfusionColumns) {
+    fmt::print("\nconfusion matrix: {} x {}, too wide for a terminal; --json has it\n",
+               report.confusion.size(), report.confusion.size());
+    return kExitOk;
   }
   fmt::print("\nconfusion matrix (rows: true class, columns: predicted class)\n{:<{}}", "", row_label_width);
   for (std::size_t k = 0; k < report.confusion.size(); ++k)
@@ -93,7 +104,7 @@ CommandRunner add_eval_command(CLI::App& app) {
   CLI::App* cmd =
       app.add_subcommand("eval", "Evaluate a saved model: loss, accuracy, per-class metrics, confusion");
   cmd->add_option("--model", options->model, "A model.safetensors written by softreg train")->required();
-  add_data_option(*cmd, options->data);
+  add_data_source_options(*cmd, options->data);
   cmd->add_option("--split", options->split, "Which split to evaluate on")
       ->check(CLI::IsMember({"train", "test"}))
       ->capture_default_str();

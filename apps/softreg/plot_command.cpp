@@ -14,7 +14,7 @@ namespace {
 struct PlotOptions {
   std::string run;
   std::string out;
-  std::string data;
+  DataSourceFlags data;
   long long grid_count = 6;
   bool misclassified = false;
   long long threads = hardware_threads();
@@ -27,7 +27,7 @@ int run_plot(const PlotOptions& options) {
   const std::filesystem::path out = options.out.empty() ? run : std::filesystem::path(options.out);
   ThreadPool pool(static_cast<int>(options.threads));
   const std::vector<std::string> written =
-      redraw_run_pictures(run, out, optional_path(options.data),
+      redraw_run_pictures(run, out, optional_source(options.data, static_cast<int>(options.threads)),
                           {static_cast<int>(options.grid_count), options.misclassified}, pool);
   fmt::print("wrote {} in {}\n", fmt::join(written, ", "), out.string());
   return kExitOk;
@@ -41,7 +41,7 @@ CommandRunner add_plot_command(CLI::App& app) {
       app.add_subcommand("plot", "Draw the pictures of a run: curves, predictions, confusion, weights");
   cmd->add_option("run", options->run, "Run folder (holding model.safetensors and metrics.csv)")->required();
   cmd->add_option("--out", options->out, "Folder for the pictures (default: the run folder)");
-  add_data_option(*cmd, options->data);
+  add_data_source_options(*cmd, options->data);
   cmd->add_option("--n", options->grid_count, "Test images in predictions.png")->capture_default_str();
   cmd->add_flag("--misclassified", options->misclassified, "predictions.png shows only wrong predictions");
   cmd->add_option("--threads", options->threads, "Threads (default: all cores)")->capture_default_str();

@@ -15,7 +15,7 @@ namespace {
 
 struct PredictOptions {
   std::string model;
-  std::string data;
+  DataSourceFlags data;
   std::string index;
   std::vector<std::string> images;
   long long top = 3;
@@ -78,7 +78,9 @@ void print_prediction(const Prediction& p, const ModelFile& model, std::size_t t
 
 int run_predict(const PredictOptions& options) {
   if (options.index.empty() && options.images.empty()) {
-    throw UsageError("give image files to predict, or --index I..J for test images");
+    throw UsageError(
+        "give image files (or, for a model trained on features, .npy/.csv files) to predict, "
+        "or --index I..J for test rows");
   }
   if (options.top < 1) throw UsageError(fmt::format("--top must be >= 1, got {}", options.top));
   std::optional<IndexRange> range;
@@ -88,7 +90,7 @@ int run_predict(const PredictOptions& options) {
   const auto top = static_cast<std::size_t>(options.top);
 
   if (range) {
-    const Dataset test = load_split_for_model(model, optional_path(options.data), "test").data;
+    const Dataset test = load_split_for_model(model, optional_source(options.data, 1), "test").data;
     if (range->last >= test.count) {
       throw UsageError(
           fmt::format("--index {} is past the last test image ({})", options.index, test.count - 1));
@@ -100,6 +102,11 @@ int run_predict(const PredictOptions& options) {
   int failures = 0;
   for (const std::string& path : options.images) {
     try {
+      if (model.input == InputKind::kFeatures) {
+        for (const Prediction& p : predict_feature_file(model, path, options.data.label_column))
+          print_prediction(p, model, top, options.json);
+        continue;
+      }
       print_prediction(predict_image_file(model, path, options.invert), model, top, options.json);
     } catch (const Error& e) {
       // One bad file does not stop the others; the exit code reports it.
@@ -114,12 +121,15 @@ int run_predict(const PredictOptions& options) {
 
 CommandRunner add_predict_command(CLI::App& app) {
   auto options = std::make_shared<PredictOptions>();
-  CLI::App* cmd =
-      app.add_subcommand("predict", "Predict the class of test images or of your own image files");
+  CLI::App* cmd = app.add_subcommand(
+      "predict", "Predict the class of test rows, of your own image files or of feature rows");
   cmd->add_option("--model", options->model, "A model.safetensors written by softreg train")->required();
-  cmd->add_option("images", options->images, "Image files (PNG, JPEG, BMP, PGM, ...), any size and colour");
+  cmd->add_option(
+      "inputs", options->images,
+      "Image files (PNG, JPEG, BMP, PGM, ...), any size and colour; for a model trained on features, "
+      ".npy or .csv files of feature rows");
   cmd->add_option("--index", options->index, "Test images I or I..J (inclusive), by index");
-  add_data_option(*cmd, options->data);
+  add_data_source_options(*cmd, options->data);
   cmd->add_option("--top", options->top, "How many classes to show per input")->capture_default_str();
   cmd->add_flag(
       "--invert", options->invert,

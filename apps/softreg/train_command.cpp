@@ -38,7 +38,7 @@ extern "C" void on_sigint(int) {
 }
 
 struct TrainOptions {
-  std::string data;
+  DataSourceFlags data;
   long long epochs = 10;
   long long batch_size = 256;
   double lr = 0.1;
@@ -171,8 +171,16 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
   std::optional<SavedRun> saved;
   if (!options.resume.empty()) saved = saved_run_to_resume(options);
   const TrainConfig config = saved ? saved->config : validated_config(options);
-  std::optional<std::filesystem::path> data_folder = optional_path(options.data);
-  if (!data_folder && saved && !saved->data_folder.empty()) data_folder = saved->data_folder;
+  // The data: from the flags, else (resuming) where the run's data came from.
+  DataSource source = options.data.source(config.seed, config.threads);
+  if (!options.data.given() && saved) {
+    if (!saved->data_source.empty()) {
+      source = source_from_json(saved->data_source, options.resume + "/model.safetensors");
+      source.threads = config.threads;
+    } else if (!saved->data_folder.empty()) {
+      source.data = saved->data_folder;
+    }
+  }
 
   g_stop_requested = false;
   std::signal(SIGINT, on_sigint);
@@ -186,10 +194,10 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
   ProgressBar progress(live);
   LiveView live_view(live);
 
-  const DataFiles files = locate_data(data_folder);
   const auto load_start = std::chrono::steady_clock::now();
-  progress.message("loading " + files.folder.string() + " ...");
-  const TrainTestData data = load_train_test(files);
+  progress.message("loading data ...");
+  const LoadedData loaded = load_data(source);
+  const TrainTestData& data = loaded.data;
   const double seconds_load = seconds_since(load_start);
   progress.clear();
 
@@ -199,7 +207,8 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
   } else {
     run_options.folder = options.out.empty() ? create_run_folder("runs") : std::filesystem::path(options.out);
   }
-  run_options.data_folder = files.folder.string();
+  run_options.data_folder = loaded.folder.string();
+  run_options.data_source = source_to_json(source);
   run_options.live_curves = !options.no_plots;
   run_options.seconds_load = seconds_load;
   run_options.started = process_start;
@@ -233,8 +242,15 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
     live_view.draw(lines);
   };
   if (show_table) {
-    fmt::print(table, "data: {} ({} train, {} test, {}x{}), loaded in {:.2f} s\n", files.folder.string(),
-               data.train.count, data.test.count, data.train.height, data.train.width, seconds_load);
+    const std::string shape =
+        data.train.kind == InputKind::kImages
+            ? fmt::format("{}x{} images", data.train.height, data.train.width)
+            : fmt::format("{} {} features", data.train.features(), element_name(data.train.element));
+    fmt::print(
+        table, "data: {} ({}: {} train, {} test, {}, {} classes{}), loaded in {:.2f} s\n",
+        loaded.folder.string(), loaded.kind, data.train.count, data.test.count, shape, data.train.num_classes,
+        loaded.skipped_images > 0 ? fmt::format(", {} unreadable images skipped", loaded.skipped_images) : "",
+        seconds_load);
     fmt::print(table, "recipe: {}lr {}, batch size {}, {} epochs, seed {}, {} thread{}{}\n",
                config.optimizer == "sgd" ? "" : config.optimizer + ", ", config.lr, config.batch_size,
                config.epochs, config.seed, config.threads, config.threads == 1 ? "" : "s",
@@ -344,7 +360,7 @@ CommandRunner add_train_command(CLI::App& app) {
   auto options = std::make_shared<TrainOptions>();
   CLI::App* cmd =
       app.add_subcommand("train", "Train softmax regression with the seed's recipe (minibatch SGD)");
-  add_data_option(*cmd, options->data);
+  add_data_source_options(*cmd, options->data);
   CLI::Option* epochs =
       cmd->add_option("--epochs", options->epochs, "Passes over the training set (in all, when resuming)")
           ->capture_default_str();

@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
+#include <utility>
 #include <vector>
 
 namespace softreg {
@@ -16,6 +18,10 @@ struct GrayImage {
 
 /// Decodes an image file of any size and colour into 8-bit grayscale. Errors name the file.
 GrayImage read_gray_image(const std::filesystem::path& path);
+
+/// The width and height an image file's header claims, without decoding it; nullopt if it is not an
+/// image stb can read.
+std::optional<std::pair<int, int>> image_dimensions(const std::filesystem::path& path);
 
 /// Resizes by area averaging: each output pixel is the mean of the source area it covers (partial
 /// pixels weighted by their overlap), rounded to the nearest byte.

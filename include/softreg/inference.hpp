@@ -13,6 +13,7 @@
 #include "softreg/metrics.hpp"
 #include "softreg/model_io.hpp"
 #include "softreg/parallel.hpp"
+#include "softreg/sources.hpp"
 
 namespace softreg {
 
@@ -22,10 +23,11 @@ struct SplitData {
   std::filesystem::path folder;  // where it was found
 };
 
-/// Loads `split` ("train" or "test") with the model's number of classes and checks that its images
-/// have the model's size; an error names the file otherwise.
-SplitData load_split_for_model(const ModelFile& model,
-                               const std::optional<std::filesystem::path>& data_folder,
+/// Loads `split` ("train" or "test") of `source` (default: the source recorded in the model, else the
+/// default Fashion-MNIST search) with the model's classes, and checks that its rows have the model's
+/// shape and value type; an error names the data otherwise. Classes named by text labels or folder
+/// names are mapped to the model's by name.
+SplitData load_split_for_model(const ModelFile& model, const std::optional<DataSource>& source,
                                const std::string& split);
 
 /// A model's figures on a dataset: mean loss, accuracy with its standard error, per-class precision,
@@ -52,6 +54,13 @@ std::vector<double> probabilities_from_logits(const float* logits, int classes);
 /// Predictions for the test images first..last (inclusive); an error if last is past the end.
 std::vector<Prediction> predict_rows(const SoftmaxModel& model, const Dataset& data, std::size_t first,
                                      std::size_t last);
+
+/// Predictions for every row of a feature file, for a model trained on features: a .npy of D columns
+/// (float32/64, or uint8 for a uint8 model) or a CSV of D feature columns, optionally with a label
+/// column as in training (then `label_column` or the first column; its labels are not needed).
+/// Inputs are named "<file>:<row>".
+std::vector<Prediction> predict_feature_file(const ModelFile& model, const std::filesystem::path& path,
+                                             const std::string& label_column);
 
 /// The prediction for an image file of any size and colour: converted to grey, resized to the model's
 /// input size by area averaging and, with `invert`, inverted (for dark objects on a light background).

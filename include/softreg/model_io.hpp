@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "softreg/dataset.hpp"
 #include "softreg/model.hpp"
 #include "softreg/train.hpp"
 
@@ -22,8 +23,10 @@ inline constexpr int kModelFormatVersion = 1;
 struct ModelFile {
   SoftmaxModel model;
   std::vector<std::string> class_names;  // K names
-  int height = 0;                        // input image size; height * width = D
+  int height = 0;                        // input image size; height * width = D (features: 1 x D)
   int width = 0;
+  InputKind input = InputKind::kImages;    // what a row is: grey pixels, or a feature vector
+  ElementType element = ElementType::kU8;  // what training read: bytes (seen as x/255) or float32 (as is)
   /// Everything in __metadata__, including the keys above as written (recipe, metrics, training state).
   std::map<std::string, std::string> metadata;
   /// Further float32 tensors by name, stored flat (a checkpoint's optimizer buffers, "optimizer.*").

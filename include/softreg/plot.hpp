@@ -127,8 +127,12 @@ struct GridChoice {
   bool misclassified = false;  // only the mistakes
 };
 
+/// The most classes the per-class pictures (confusion.png, weights.png) are drawn for.
+inline constexpr int kMaxClassesDrawn = 50;
+
 /// predictions.png, confusion.png, confusion.csv and weights.png in `folder`, from the model's
-/// predictions on `test`. Returns the names of the files written.
+/// predictions on `test` (the image pictures only for images, the per-class ones only up to
+/// kMaxClassesDrawn classes). Returns the names of the files written.
 std::vector<std::string> write_model_pictures(const std::filesystem::path& folder, const SoftmaxModel& model,
                                               const Dataset& test, const std::vector<Label>& predictions,
                                               const std::vector<std::string>& class_names,

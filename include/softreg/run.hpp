@@ -23,6 +23,7 @@
 #include "softreg/metrics.hpp"
 #include "softreg/model_io.hpp"
 #include "softreg/plot.hpp"
+#include "softreg/sources.hpp"
 #include "softreg/train.hpp"
 
 namespace softreg {
@@ -33,6 +34,7 @@ struct RunOptions {
   std::optional<std::filesystem::path> folder;
   /// Where the data came from: recorded in the checkpoint (a resumed run looks there) and summary.json.
   std::string data_folder;
+  std::string data_source;  // source_to_json of where the data came from ("" when not known)
   /// Redraw curves.png and curves.svg in the folder after every epoch, so a viewer follows training.
   bool live_curves = true;
   /// Class names for the model file and the pictures; empty: default_class_names(K).
@@ -71,6 +73,7 @@ struct SavedRun {
   TrainerState state;
   std::vector<EpochMetrics> history;  // epochs_done rows of metrics.csv
   std::string data_folder;            // as recorded ("" when none was)
+  std::string data_source;            // as recorded (source_to_json), "" in older checkpoints
 };
 
 /// Reads folder/model.safetensors and folder/metrics.csv; an error names the file and what is wrong.
@@ -142,11 +145,11 @@ class TrainingRun {
 };
 
 /// Redraws the pictures of the run folder `run` into `out` from its model.safetensors (on the test
-/// split found as locate_data(data) finds it) and its metrics.csv when present. Returns the names of
-/// the files written.
+/// split of `data`, by default the data the model records) and its metrics.csv when present. Returns
+/// the names of the files written.
 std::vector<std::string> redraw_run_pictures(const std::filesystem::path& run,
                                              const std::filesystem::path& out,
-                                             const std::optional<std::filesystem::path>& data,
+                                             const std::optional<DataSource>& data,
                                              const plot::GridChoice& grid, ThreadPool& pool);
 
 }  // namespace softreg

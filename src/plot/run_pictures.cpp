@@ -24,18 +24,32 @@ std::vector<std::string> write_model_pictures(const std::filesystem::path& folde
                                               const Dataset& test, const std::vector<Label>& predictions,
                                               const std::vector<std::string>& class_names,
                                               const GridChoice& grid) {
-  std::vector<GridItem> items;
-  for (std::size_t i = 0; i < test.count && static_cast<int>(items.size()) < grid.count; ++i) {
-    if (!grid.misclassified || predictions[i] != test.labels[i]) items.push_back({i, predictions[i]});
+  // Feature rows are not pictures, and beyond kMaxClassesDrawn classes a picture per class (or a K x K
+  // grid of cells) is no longer readable: confusion.csv has the figures then.
+  const bool images = test.kind == InputKind::kImages;
+  const bool drawable = model.classes() <= kMaxClassesDrawn;
+  std::vector<std::string> written;
+  if (images) {
+    std::vector<GridItem> items;
+    for (std::size_t i = 0; i < test.count && static_cast<int>(items.size()) < grid.count; ++i) {
+      if (!grid.misclassified || predictions[i] != test.labels[i]) items.push_back({i, predictions[i]});
+    }
+    draw_prediction_grid(test, items, class_names, folder / "predictions.png");
+    written.push_back("predictions.png");
   }
-  draw_prediction_grid(test, items, class_names, folder / "predictions.png");
-
   const ClassificationReport report = classification_report(test.labels, predictions, model.classes());
-  draw_confusion_matrix(report.confusion, class_names, folder / "confusion.png");
+  if (drawable) {
+    draw_confusion_matrix(report.confusion, class_names, folder / "confusion.png");
+    written.push_back("confusion.png");
+  }
   write_file_atomic(folder / "confusion.csv", confusion_csv(report.confusion, class_names));
-  draw_weight_templates(model, static_cast<int>(test.height), static_cast<int>(test.width), class_names,
-                        folder / "weights.png");
-  return {"predictions.png", "confusion.png", "confusion.csv", "weights.png"};
+  written.push_back("confusion.csv");
+  if (images && drawable) {
+    draw_weight_templates(model, static_cast<int>(test.height), static_cast<int>(test.width), class_names,
+                          folder / "weights.png");
+    written.push_back("weights.png");
+  }
+  return written;
 }
 
 }  // namespace softreg::plot

@@ -1,0 +1,141 @@
+// Where training data comes from besides IDX folders: NumPy arrays (.npy, .npz), CSV tables and
+// folders of images sorted into class folders (torchvision's ImageFolder layout). Every loader returns
+// the same Dataset the IDX reader does, so training, evaluation and the kernels do not care where the
+// rows came from. Errors name the file and the row, element or image that is wrong.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "softreg/bytes.hpp"
+#include "softreg/dataset.hpp"
+
+namespace softreg {
+
+// ---- NumPy ---------------------------------------------------------------------------------------
+
+/// A NumPy array as stored in a .npy file: its dtype ("<f4", "|u1", "<U5", ...), C-order shape and
+/// the raw elements (a view of the memory-mapped file when it was read from one).
+struct NpyArray {
+  std::string descr;
+  char kind = 0;  // 'f' float, 'i' signed, 'u' unsigned, 'b' bool, 'U' unicode, 'S' bytes
+  std::size_t item_size = 0;
+  std::vector<std::size_t> shape;
+  Bytes data;
+
+  std::size_t elements() const;
+};
+
+/// Parses a .npy buffer (format versions 1 to 3): magic, header dictionary, dtype, shape and that the
+/// body has exactly the bytes the header promises. Fortran order, big-endian data and object arrays are
+/// errors. `source` names the file in messages.
+NpyArray parse_npy(const Bytes& bytes, const std::string& source);
+/// Reads (memory-maps) and parses a .npy file.
+NpyArray read_npy_file(const std::filesystem::path& path);
+/// Every array in a .npz file (a zip of .npy files, stored or deflated), by name without ".npy".
+std::map<std::string, NpyArray> read_npz_file(const std::filesystem::path& path);
+
+/// Labels as read from a file before they become class indices: whole numbers, or strings (whose
+/// classes are their sorted distinct values).
+struct RawLabels {
+  std::vector<std::int64_t> numbers;  // when !is_text
+  std::vector<std::string> text;      // when is_text
+  bool is_text = false;
+  std::size_t size() const { return is_text ? text.size() : numbers.size(); }
+};
+
+/// A 2-D feature array as dataset rows: float32 used in place, float64 converted once, uint8 kept as
+/// bytes (the model sees byte / 255, like pixels). Every float must be finite.
+Dataset features_from_npy(const NpyArray& array, const std::string& source);
+/// A 1-D array of whole numbers or strings as labels.
+RawLabels labels_from_npy(const NpyArray& array, const std::string& source);
+
+// ---- CSV -----------------------------------------------------------------------------------------
+
+/// A CSV table split into feature rows (float32) and a label column. The first line is a header when
+/// any of its feature cells is not a number. `label_column` is a column name (needs a header) or a
+/// 0-based index; empty means the first column.
+struct CsvTable {
+  Dataset features;  // labels not filled in
+  RawLabels labels;
+  std::vector<std::string> feature_names;  // from the header, or empty
+};
+CsvTable read_csv_file(const std::filesystem::path& path, const std::string& label_column);
+/// A CSV table of feature columns only (for prediction); labels stay empty.
+CsvTable read_csv_file_without_labels(const std::filesystem::path& path);
+
+// ---- Labels --------------------------------------------------------------------------------------
+
+/// Turns the raw labels of a train and a test set into class indices. Numbers must be whole and in
+/// [0, classes) when `classes` is given, else classes = the largest label + 1; text labels become the
+/// index of their value among the sorted distinct values of both sets, which are the class names.
+/// Fills labels, num_classes and class_names (text labels only) of both sets.
+void assign_labels(Dataset& train, const RawLabels& train_labels, const std::string& train_source,
+                   Dataset& test, const RawLabels& test_labels, const std::string& test_source, int classes);
+
+// ---- Image folders -------------------------------------------------------------------------------
+
+/// How to read an image folder: root/train/<class>/* and root/test/<class>/* (or only root/train, or
+/// class folders directly in root, with test_fraction).
+struct ImageFolderOptions {
+  int height = 0;  // the size every image is resized to; 0: the first image's size, or 28x28 when
+  int width = 0;   // the images' sizes differ
+  bool skip_bad_images = false;  // go on past unreadable images (counted) instead of failing
+  int threads = 1;               // decode in parallel
+  bool use_cache = true;         // keep the decoded set beside the other decoded caches
+};
+/// True when `folder` looks like an image folder: a train/ folder of class folders, or class folders
+/// holding images directly.
+bool is_image_folder(const std::filesystem::path& folder);
+
+struct ImageFolderData {
+  Dataset train;
+  std::optional<Dataset> test;  // when there is a test/ folder
+  std::size_t skipped = 0;      // unreadable images passed over (skip_bad_images)
+};
+ImageFolderData load_image_folder(const std::filesystem::path& folder, const ImageFolderOptions& options);
+
+// ---- Everything together -------------------------------------------------------------------------
+
+/// What to train or evaluate on, as the CLI's flags give it; recorded in model files so eval and
+/// predict can find the same data again.
+struct DataSource {
+  std::optional<std::filesystem::path> data;  // --data: an IDX folder, an image folder or a .npz
+  std::filesystem::path train_features, train_labels, test_features, test_labels;  // .npy
+  std::filesystem::path train_csv, test_csv;
+  std::string label_column;
+  int classes = 0;           // --classes: 0 = from the data
+  double test_fraction = 0;  // a seeded stratified test split of the training data, when no test set
+  std::uint64_t seed = 0;    // for that split
+  int image_height = 0;      // --image-size (image folders)
+  int image_width = 0;
+  bool skip_bad_images = false;
+  int threads = 1;
+
+  bool uses_arrays() const { return !train_features.empty() || !test_features.empty(); }
+  bool uses_csv() const { return !train_csv.empty() || !test_csv.empty(); }
+};
+
+/// The kind of input a source gives: "idx", "images", "npy", "npz" or "csv".
+std::string source_kind(const DataSource& source);
+
+struct LoadedData {
+  TrainTestData data;
+  std::string kind;              // source_kind
+  std::filesystem::path folder;  // the folder or file the data came from (for messages and records)
+  std::size_t skipped_images = 0;
+};
+/// Loads the train and test sets a source names, checks they agree (feature count, classes) and fills
+/// class names: from classes.txt beside IDX files, folder names, text labels, Fashion-MNIST's names for
+/// Fashion-MNIST, otherwise the class numbers.
+LoadedData load_data(const DataSource& source);
+
+/// The source as a JSON string for model metadata, and back.
+std::string source_to_json(const DataSource& source);
+DataSource source_from_json(const std::string& text, const std::string& where);
+
+}  // namespace softreg

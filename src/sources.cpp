@@ -1,0 +1,884 @@
+// NumPy and CSV readers, label mapping and the choice between data sources. Image folders are in
+// image_folder.cpp.
+#include "softreg/sources.hpp"
+
+#include <fmt/format.h>
+#include <zip.h>
+
+#include <algorithm>
+#include <bit>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "softreg/error.hpp"
+#include "softreg/idx.hpp"
+
+namespace softreg {
+namespace fs = std::filesystem;
+
+// ---- NumPy ---------------------------------------------------------------------------------------
+
+std::size_t NpyArray::elements() const {
+  std::size_t n = 1;
+  for (std::size_t d : shape)
+    n *= d;
+  return n;
+}
+
+namespace {
+
+constexpr std::string_view kNpyMagic = "\x93NUMPY";
+// Arrays larger than this are surely a header that lies (and would overflow size arithmetic).
+constexpr std::size_t kMaxNpyElements = std::size_t{1} << 40;
+
+// The value of `key` in the header's Python dict literal, as text: "'<f4'", "False", "(3, 4)".
+std::string header_value(std::string_view header, std::string_view key, const std::string& source) {
+  const std::string quoted = fmt::format("'{}'", key);
+  const std::size_t at = header.find(quoted);
+  if (at == std::string_view::npos) throw Error::in_file(source, fmt::format("NPY header has no '{}'", key));
+  std::size_t i = header.find(':', at + quoted.size());
+  if (i == std::string_view::npos) throw Error::in_file(source, "NPY header is malformed");
+  ++i;
+  while (i < header.size() && header[i] == ' ')
+    ++i;
+  std::size_t end = i;
+  if (i < header.size() && header[i] == '(') {
+    end = header.find(')', i);
+    if (end == std::string_view::npos) throw Error::in_file(source, "NPY header's shape is malformed");
+    ++end;
+  } else if (i < header.size() && (header[i] == '\'' || header[i] == '"')) {
+    end = header.find(header[i], i + 1);
+    if (end == std::string_view::npos) throw Error::in_file(source, "NPY header's dtype is malformed");
+    ++end;
+  } else {
+    while (end < header.size() && header[end] != ',' && header[end] != '}')
+      ++end;
+  }
+  return std::string(header.substr(i, end - i));
+}
+
+std::vector<std::size_t> parse_shape(const std::string& text, const std::string& source) {
+  std::vector<std::size_t> shape;
+  std::size_t i = 1;  // after '('
+  while (i < text.size()) {
+    while (i < text.size() && (text[i] == ' ' || text[i] == ','))
+      ++i;
+    if (i >= text.size() || text[i] == ')') break;
+    std::size_t value = 0;
+    const auto [end, ec] = std::from_chars(text.data() + i, text.data() + text.size(), value);
+    if (ec != std::errc())
+      throw Error::in_file(source, fmt::format("NPY header's shape {} is malformed", text));
+    shape.push_back(value);
+    i = static_cast<std::size_t>(end - text.data());
+  }
+  return shape;
+}
+
+}  // namespace
+
+NpyArray parse_npy(const Bytes& bytes, const std::string& source) {
+  const auto* p = bytes.data();
+  if (bytes.size() < 10 || std::string_view(reinterpret_cast<const char*>(p), 6) != kNpyMagic) {
+    throw Error::in_file(source, "not a NumPy .npy file (no \\x93NUMPY magic)");
+  }
+  const int major = p[6];
+  std::size_t header_len = 0, header_start = 0;
+  if (major == 1) {
+    header_len = p[8] | std::size_t{p[9]} << 8;
+    header_start = 10;
+  } else if (major == 2 || major == 3) {
+    if (bytes.size() < 12) throw Error::in_file(source, "NPY file is truncated in its header");
+    header_len = p[8] | std::size_t{p[9]} << 8 | std::size_t{p[10]} << 16 | std::size_t{p[11]} << 24;
+    header_start = 12;
+  } else {
+    throw Error::in_file(source, fmt::format("NPY format version {} is not supported (1 to 3 are)", major));
+  }
+  if (header_start + header_len > bytes.size())
+    throw Error::in_file(source, "NPY file is truncated in its header");
+  const std::string_view header(reinterpret_cast<const char*>(p) + header_start, header_len);
+
+  NpyArray array;
+  std::string descr = header_value(header, "descr", source);
+  if (descr.size() < 3 || (descr.front() != '\'' && descr.front() != '"')) {
+    throw Error::in_file(source,
+                         fmt::format("NPY dtype {} is not supported (structured or object array?)", descr));
+  }
+  array.descr = descr.substr(1, descr.size() - 2);
+  const char order = array.descr[0];
+  array.kind = array.descr.size() > 1 ? array.descr[1] : 0;
+  std::size_t item = 0;
+  const auto [end, ec] =
+      std::from_chars(array.descr.data() + 2, array.descr.data() + array.descr.size(), item);
+  const bool known_kind = std::string_view("fiubUS").find(array.kind) != std::string_view::npos;
+  if (ec != std::errc() || end != array.descr.data() + array.descr.size() || !known_kind || item == 0 ||
+      item > 1024) {
+    throw Error::in_file(source, fmt::format("NPY dtype '{}' is not supported", array.descr));
+  }
+  if (order == '>' && item > 1) {
+    throw Error::in_file(source,
+                         fmt::format("NPY dtype '{}' is big-endian; save it little-endian", array.descr));
+  }
+  array.item_size = array.kind == 'U' ? 4 * item : item;
+  if (header_value(header, "fortran_order", source) != "False") {
+    throw Error::in_file(source, "NPY array is in Fortran order; save it in C order (np.ascontiguousarray)");
+  }
+  array.shape = parse_shape(header_value(header, "shape", source), source);
+  std::size_t elements = 1;
+  for (std::size_t d : array.shape) {
+    if (d != 0 && elements > kMaxNpyElements / d)
+      throw Error::in_file(source, "NPY shape is implausibly large");
+    elements *= d;
+  }
+  const std::size_t body = bytes.size() - header_start - header_len;
+  if (elements > kMaxNpyElements / array.item_size || body != elements * array.item_size) {
+    throw Error::in_file(source,
+                         fmt::format("NPY header says {} elements of {} bytes ({} bytes), but the file "
+                                     "has {} bytes after the header{}",
+                                     elements, array.item_size, elements * array.item_size, body,
+                                     body < elements * array.item_size ? " (truncated?)" : ""));
+  }
+  array.data = bytes.subview(header_start + header_len, body);
+  return array;
+}
+
+NpyArray read_npy_file(const fs::path& path) {
+  const std::shared_ptr<const MappedFile> mapped = map_file(path);
+  return parse_npy(Bytes::view(mapped, mapped->data, mapped->size), path.string());
+}
+
+std::map<std::string, NpyArray> read_npz_file(const fs::path& path) {
+  int error = 0;
+  zip_t* archive = zip_open(path.c_str(), ZIP_RDONLY, &error);
+  if (!archive) {
+    zip_error_t z;
+    zip_error_init_with_code(&z, error);
+    const std::string message = zip_error_strerror(&z);
+    zip_error_fini(&z);
+    throw Error::in_file(path, "not a readable .npz (zip) file: " + message);
+  }
+  std::unique_ptr<zip_t, decltype(&zip_discard)> closer(archive, &zip_discard);
+  std::map<std::string, NpyArray> arrays;
+  const zip_int64_t entries = zip_get_num_entries(archive, 0);
+  for (zip_int64_t i = 0; i < entries; ++i) {
+    zip_stat_t st;
+    if (zip_stat_index(archive, static_cast<zip_uint64_t>(i), 0, &st) != 0 || !(st.valid & ZIP_STAT_SIZE) ||
+        !(st.valid & ZIP_STAT_NAME)) {
+      throw Error::in_file(path, fmt::format("entry {} of the .npz cannot be read", i));
+    }
+    std::string name = st.name;
+    const std::string where = fmt::format("{} ({})", path.string(), name);
+    if (st.size > (std::size_t{1} << 40)) throw Error::in_file(where, "entry is implausibly large");
+    std::vector<std::uint8_t> content(st.size);
+    zip_file_t* file = zip_fopen_index(archive, static_cast<zip_uint64_t>(i), 0);
+    if (!file) throw Error::in_file(where, std::string("cannot open: ") + zip_strerror(archive));
+    const zip_int64_t read = zip_fread(file, content.data(), content.size());
+    const int close_error = zip_fclose(file);
+    if (read < 0 || static_cast<std::size_t>(read) != content.size() || close_error != 0) {
+      throw Error::in_file(where, "cannot be read in full (damaged archive?)");
+    }
+    if (name.size() > 4 && name.ends_with(".npy")) name.resize(name.size() - 4);
+    arrays.emplace(name, parse_npy(Bytes(std::move(content)), where));
+  }
+  return arrays;
+}
+
+namespace {
+
+template <class T>
+T load_le(const std::uint8_t* p) {
+  T v;
+  std::memcpy(&v, p, sizeof v);  // x86 and ARM Linux are little-endian, as NPY data is here
+  return v;
+}
+
+// Finite floats only: a NaN or Inf feature would turn every weight it touches into NaN.
+void check_finite(const Dataset& set, const std::string& source) {
+  if (set.element != ElementType::kF32) return;
+  const std::size_t D = set.features();
+  for (std::size_t i = 0; i < set.count; ++i) {
+    const std::uint8_t* row = set.image(i);
+    for (std::size_t d = 0; d < D; ++d) {
+      const float v = load_le<float>(row + d * sizeof(float));
+      if (!std::isfinite(v)) {
+        throw Error::in_file(source, fmt::format("row {}, column {} is {} (features must be finite numbers)",
+                                                 i, d, std::isnan(v) ? "NaN" : "infinite"));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+Dataset features_from_npy(const NpyArray& array, const std::string& source) {
+  if (array.shape.size() != 2) {
+    throw Error::in_file(source, fmt::format("features must be a 2-D array (rows x features), but it has {} "
+                                             "dimension{}",
+                                             array.shape.size(), array.shape.size() == 1 ? "" : "s"));
+  }
+  if (array.shape[1] == 0) throw Error::in_file(source, "features array has no columns");
+  Dataset set;
+  set.count = array.shape[0];
+  set.height = 1;
+  set.width = array.shape[1];
+  set.kind = InputKind::kFeatures;
+  const std::size_t n = array.elements();
+  if (array.descr == "<f4" || array.descr == "=f4") {
+    set.element = ElementType::kF32;
+    if (reinterpret_cast<std::uintptr_t>(array.data.data()) % alignof(float) == 0) {
+      set.pixels = array.data;  // in place
+    } else {
+      set.pixels = Bytes(std::vector<std::uint8_t>(array.data.begin(), array.data.end()));
+    }
+  } else if (array.descr == "<f8" || array.descr == "=f8") {
+    set.element = ElementType::kF32;
+    std::vector<std::uint8_t> floats(n * sizeof(float));
+    for (std::size_t i = 0; i < n; ++i) {
+      const double v = load_le<double>(array.data.data() + i * 8);
+      if (!std::isfinite(v)) {
+        throw Error::in_file(
+            source, fmt::format("row {}, column {} is {} (features must be finite numbers)", i / set.width,
+                                i % set.width, std::isnan(v) ? "NaN" : "infinite"));
+      }
+      if (std::abs(v) > 3.0e38) {
+        throw Error::in_file(source, fmt::format("row {}, column {} is {}, beyond float32's range",
+                                                 i / set.width, i % set.width, v));
+      }
+      const auto f = static_cast<float>(v);
+      std::memcpy(floats.data() + i * sizeof(float), &f, sizeof f);
+    }
+    set.pixels = Bytes(std::move(floats));
+  } else if (array.descr == "|u1" || array.descr == "<u1" || array.descr == "=u1") {
+    set.element = ElementType::kU8;
+    set.pixels = array.data;
+  } else {
+    throw Error::in_file(source,
+                         fmt::format("features of dtype '{}' are not supported (float32, float64 or uint8 "
+                                     "are)",
+                                     array.descr));
+  }
+  check_finite(set, source);
+  return set;
+}
+
+RawLabels labels_from_npy(const NpyArray& array, const std::string& source) {
+  const bool column = array.shape.size() == 2 && array.shape[1] == 1;
+  if (array.shape.size() != 1 && !column) {
+    throw Error::in_file(source, fmt::format("labels must be a 1-D array, but it has shape ({})",
+                                             fmt::join(array.shape, ", ")));
+  }
+  RawLabels labels;
+  const std::size_t n = array.shape[0];
+  const std::uint8_t* p = array.data.data();
+  if (array.kind == 'i' || array.kind == 'u' || array.kind == 'b') {
+    if (array.item_size != 1 && array.item_size != 2 && array.item_size != 4 && array.item_size != 8) {
+      throw Error::in_file(source, fmt::format("labels of dtype '{}' are not supported", array.descr));
+    }
+    labels.numbers.resize(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::uint8_t* e = p + i * array.item_size;
+      std::int64_t v = 0;
+      const bool is_signed = array.kind == 'i';
+      switch (array.item_size) {
+        case 1:
+          v = is_signed ? load_le<std::int8_t>(e) : load_le<std::uint8_t>(e);
+          break;
+        case 2:
+          v = is_signed ? load_le<std::int16_t>(e) : load_le<std::uint16_t>(e);
+          break;
+        case 4:
+          v = is_signed ? load_le<std::int32_t>(e) : load_le<std::uint32_t>(e);
+          break;
+        default: {
+          const auto u = load_le<std::uint64_t>(e);
+          if (!is_signed && u > static_cast<std::uint64_t>(INT64_MAX)) {
+            throw Error::in_file(source, fmt::format("label {} at index {} is out of range", u, i));
+          }
+          v = static_cast<std::int64_t>(u);
+        }
+      }
+      labels.numbers[i] = v;
+    }
+  } else if (array.kind == 'U' || array.kind == 'S') {
+    labels.is_text = true;
+    labels.text.resize(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::uint8_t* e = p + i * array.item_size;
+      std::string s;
+      if (array.kind == 'S') {
+        s.assign(reinterpret_cast<const char*>(e),
+                 strnlen(reinterpret_cast<const char*>(e), array.item_size));
+      } else {  // UTF-32 code points, zero-padded: written out as UTF-8
+        for (std::size_t c = 0; c < array.item_size / 4; ++c) {
+          const auto cp = load_le<std::uint32_t>(e + 4 * c);
+          if (cp == 0) break;
+          if (cp < 0x80) {
+            s += static_cast<char>(cp);
+          } else if (cp < 0x800) {
+            s += static_cast<char>(0xC0 | (cp >> 6));
+            s += static_cast<char>(0x80 | (cp & 0x3F));
+          } else if (cp < 0x10000) {
+            s += static_cast<char>(0xE0 | (cp >> 12));
+            s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+            s += static_cast<char>(0x80 | (cp & 0x3F));
+          } else {
+            s += static_cast<char>(0xF0 | (cp >> 18));
+            s += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+            s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+            s += static_cast<char>(0x80 | (cp & 0x3F));
+          }
+        }
+      }
+      labels.text[i] = std::move(s);
+    }
+  } else {
+    throw Error::in_file(
+        source, fmt::format("labels of dtype '{}' are not supported (integers or strings are)", array.descr));
+  }
+  return labels;
+}
+
+// ---- CSV -----------------------------------------------------------------------------------------
+
+namespace {
+
+// Splits one CSV line at commas outside double quotes; quotes are removed ("" is a quote).
+std::vector<std::string> split_csv_line(std::string_view line) {
+  std::vector<std::string> cells(1);
+  bool quoted = false;
+  for (std::size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    if (quoted) {
+      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
+        cells.back() += '"';
+        ++i;
+      } else if (c == '"') {
+        quoted = false;
+      } else {
+        cells.back() += c;
+      }
+    } else if (c == '"') {
+      quoted = true;
+    } else if (c == ',') {
+      cells.emplace_back();
+    } else {
+      cells.back() += c;
+    }
+  }
+  for (std::string& cell : cells) {  // surrounding blanks are not part of a number
+    const auto first = cell.find_first_not_of(" \t");
+    const auto last = cell.find_last_not_of(" \t\r");
+    cell = first == std::string::npos ? std::string() : cell.substr(first, last - first + 1);
+  }
+  return cells;
+}
+
+std::optional<double> parse_number(const std::string& cell) {
+  if (cell.empty()) return std::nullopt;
+  double v = 0;
+  const char* begin = cell.data() + (cell[0] == '+' ? 1 : 0);
+  const auto [end, ec] = std::from_chars(begin, cell.data() + cell.size(), v);
+  if (ec != std::errc() || end != cell.data() + cell.size()) return std::nullopt;
+  return v;
+}
+
+}  // namespace
+
+namespace {
+
+// A CSV table with a label column (with_labels) or of features only.
+CsvTable read_csv_table(const fs::path& path, const std::string& label_column, bool with_labels) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error::in_file(path, "cannot be opened");
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::size_t> line_numbers;
+  std::string line;
+  std::size_t line_number = 0;
+  while (std::getline(in, line)) {
+    ++line_number;
+    if (line_number == 1 && line.starts_with("\xEF\xBB\xBF")) line.erase(0, 3);  // a UTF-8 byte-order mark
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;          // blank lines
+    rows.push_back(split_csv_line(line));
+    line_numbers.push_back(line_number);
+  }
+  if (in.bad()) throw Error::in_file(path, "read error");
+  if (rows.empty()) throw Error::in_file(path, "is empty");
+  const std::size_t columns = rows[0].size();
+  if (with_labels && columns < 2)
+    throw Error::in_file(path, "needs a label column and at least one feature column");
+
+  // The label column: a name (looked up in the header), an index, or the first column.
+  std::size_t label_index = with_labels ? 0 : std::string::npos;
+  bool named_label = false;
+  if (with_labels && !label_column.empty()) {
+    std::size_t index = 0;
+    const auto [end, ec] =
+        std::from_chars(label_column.data(), label_column.data() + label_column.size(), index);
+    if (ec == std::errc() && end == label_column.data() + label_column.size()) {
+      if (index >= columns) {
+        throw Error::in_file(path,
+                             fmt::format("--label-column {} is out of range ({} columns)", index, columns));
+      }
+      label_index = index;
+    } else {
+      const auto it = std::find(rows[0].begin(), rows[0].end(), label_column);
+      if (it == rows[0].end()) {
+        throw Error::in_file(
+            path, fmt::format("--label-column '{}': no such column in the first line", label_column));
+      }
+      label_index = static_cast<std::size_t>(it - rows[0].begin());
+      named_label = true;
+    }
+  }
+  // The first line is a header when the label is named in it, when one of its feature cells is not a
+  // number, or when its label cell is text while the next line's label is a number.
+  bool header = named_label;
+  for (std::size_t c = 0; c < columns; ++c) {
+    if (c != label_index && !parse_number(rows[0][c])) header = true;
+  }
+  if (!header && with_labels && rows.size() > 1 && label_index < rows[1].size() &&
+      !parse_number(rows[0][label_index]) && parse_number(rows[1][label_index])) {
+    header = true;
+  }
+  CsvTable table;
+  if (header) {
+    for (std::size_t c = 0; c < columns; ++c) {
+      if (c != label_index) table.feature_names.push_back(rows[0][c]);
+    }
+  }
+  const std::size_t first = header ? 1 : 0;
+  const std::size_t n = rows.size() - first, D = columns - (with_labels ? 1 : 0);
+  if (n == 0) throw Error::in_file(path, "has a header but no rows");
+
+  // Labels: whole numbers when every label cell is one, text otherwise.
+  bool numeric_labels = true;
+  for (std::size_t r = first; r < rows.size(); ++r) {
+    if (rows[r].size() != columns) {
+      throw Error::in_file(path, fmt::format("line {} has {} cells, but the first line has {}",
+                                             line_numbers[r], rows[r].size(), columns));
+    }
+    if (!with_labels) continue;
+    const auto v = parse_number(rows[r][label_index]);
+    if (!v || *v != std::floor(*v) || std::abs(*v) > 9e15) numeric_labels = false;
+  }
+  table.labels.is_text = !numeric_labels;
+  std::vector<std::uint8_t> values(n * D * sizeof(float));
+  for (std::size_t r = first; r < rows.size(); ++r) {
+    const std::size_t i = r - first;
+    std::size_t d = 0;
+    for (std::size_t c = 0; c < columns; ++c) {
+      const std::string& cell = rows[r][c];
+      if (c == label_index) {
+        if (cell.empty())
+          throw Error::in_file(path, fmt::format("line {}: the label is missing", line_numbers[r]));
+        if (numeric_labels) {
+          table.labels.numbers.push_back(static_cast<std::int64_t>(*parse_number(cell)));
+        } else {
+          table.labels.text.push_back(cell);
+        }
+        continue;
+      }
+      const auto v = parse_number(cell);
+      if (!v) {
+        throw Error::in_file(
+            path, fmt::format("line {}, column {}: '{}' is not a number", line_numbers[r], c + 1, cell));
+      }
+      if (!std::isfinite(*v) || std::abs(*v) > 3.0e38) {
+        throw Error::in_file(path, fmt::format("line {}, column {}: {} is not a finite float32 number",
+                                               line_numbers[r], c + 1, cell));
+      }
+      const auto f = static_cast<float>(*v);
+      std::memcpy(values.data() + (i * D + d) * sizeof(float), &f, sizeof f);
+      ++d;
+    }
+  }
+  table.features.count = n;
+  table.features.height = 1;
+  table.features.width = D;
+  table.features.kind = InputKind::kFeatures;
+  table.features.element = ElementType::kF32;
+  table.features.pixels = Bytes(std::move(values));
+  return table;
+}
+
+}  // namespace
+
+CsvTable read_csv_file(const fs::path& path, const std::string& label_column) {
+  return read_csv_table(path, label_column, /*with_labels=*/true);
+}
+
+CsvTable read_csv_file_without_labels(const fs::path& path) {
+  return read_csv_table(path, "", /*with_labels=*/false);
+}
+
+// ---- Labels --------------------------------------------------------------------------------------
+
+void assign_labels(Dataset& train, const RawLabels& train_labels, const std::string& train_source,
+                   Dataset& test, const RawLabels& test_labels, const std::string& test_source, int classes) {
+  if (train_labels.is_text != test_labels.is_text) {
+    throw Error::in_file(test_source, fmt::format("labels are {}, but the training labels are {}",
+                                                  test_labels.is_text ? "text" : "numbers",
+                                                  train_labels.is_text ? "text" : "numbers"));
+  }
+  struct Part {
+    Dataset& set;
+    const RawLabels& raw;
+    const std::string& source;
+  };
+  const Part parts[2] = {{train, train_labels, train_source}, {test, test_labels, test_source}};
+  for (const Part& part : parts) {
+    if (part.raw.size() != part.set.count) {
+      throw Error::in_file(part.source,
+                           fmt::format("has {} labels for {} rows", part.raw.size(), part.set.count));
+    }
+  }
+  std::vector<std::string> names;
+  if (train_labels.is_text) {
+    std::set<std::string> distinct(train_labels.text.begin(), train_labels.text.end());
+    distinct.insert(test_labels.text.begin(), test_labels.text.end());
+    names.assign(distinct.begin(), distinct.end());
+    if (classes != 0 && static_cast<std::size_t>(classes) != names.size()) {
+      throw Error::in_file(train_source, fmt::format("--classes {} given, but the labels name {} classes",
+                                                     classes, names.size()));
+    }
+    classes = static_cast<int>(names.size());
+  } else {
+    std::int64_t largest = -1;
+    for (const Part& part : parts) {
+      for (std::size_t i = 0; i < part.raw.numbers.size(); ++i) {
+        const std::int64_t v = part.raw.numbers[i];
+        if (v < 0 || (classes != 0 && v >= classes) || v >= kMaxClasses) {
+          throw Error::in_file(part.source,
+                               fmt::format("label {} at index {} is out of range (expected 0 to {})", v, i,
+                                           (classes != 0 ? classes : kMaxClasses) - 1));
+        }
+        largest = std::max(largest, v);
+      }
+    }
+    if (classes == 0) classes = static_cast<int>(largest + 1);
+  }
+  if (classes < 2) {
+    throw Error::in_file(train_source,
+                         fmt::format("the labels name {} class{}; a classifier needs at least 2", classes,
+                                     classes == 1 ? "" : "es"));
+  }
+  if (classes > kMaxClasses) {
+    throw Error::in_file(train_source,
+                         fmt::format("{} classes; at most {} are supported", classes, kMaxClasses));
+  }
+  for (const Part& part : parts) {
+    part.set.labels.resize(part.raw.size());
+    for (std::size_t i = 0; i < part.raw.size(); ++i) {
+      part.set.labels[i] =
+          part.raw.is_text
+              ? static_cast<Label>(std::lower_bound(names.begin(), names.end(), part.raw.text[i]) -
+                                   names.begin())
+              : static_cast<Label>(part.raw.numbers[i]);
+    }
+    part.set.num_classes = classes;
+    part.set.class_names = names;
+  }
+}
+
+// ---- Everything together -------------------------------------------------------------------------
+
+namespace {
+
+// Fashion-MNIST's files as Debian and Zalando ship them: 60,000 + 10,000 28x28 images whose first
+// training labels are these. MNIST and other IDX sets of the same shape have other labels.
+bool looks_like_fashion_mnist(const Dataset& train, const Dataset& test) {
+  static constexpr std::array<Label, 16> kFirstTrainLabels = {9, 0, 0, 3, 0, 2, 7, 2, 5, 5, 0, 9, 5, 5, 7, 9};
+  return train.count == 60000 && test.count == 10000 && train.height == 28 && train.width == 28 &&
+         train.num_classes == kFashionMnistClasses &&
+         std::equal(kFirstTrainLabels.begin(), kFirstTrainLabels.end(), train.labels.begin());
+}
+
+// One name a line (blank lines at the end ignored); the count must match.
+std::vector<std::string> read_class_names_file(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) throw Error::in_file(path, "cannot be opened");
+  std::vector<std::string> names;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    names.push_back(line);
+  }
+  while (!names.empty() && names.back().empty())
+    names.pop_back();
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (names[i].empty())
+      throw Error::in_file(path, fmt::format("line {} is empty (one class name a line)", i + 1));
+  }
+  return names;
+}
+
+// Labels of a set loaded with the largest class count: the number of classes they name.
+int classes_named(const Dataset& set) {
+  int largest = -1;
+  for (Label l : set.labels)
+    largest = std::max<int>(largest, l);
+  return largest + 1;
+}
+
+TrainTestData split_off_test(Dataset all, double fraction, std::uint64_t seed) {
+  const std::vector<std::uint32_t> held = stratified_holdout(all, fraction, seed);
+  std::vector<std::uint32_t> kept;
+  kept.reserve(all.count - held.size());
+  std::size_t h = 0;
+  for (std::uint32_t i = 0; i < all.count; ++i) {
+    if (h < held.size() && held[h] == i) {
+      ++h;
+    } else {
+      kept.push_back(i);
+    }
+  }
+  return {subset(all, kept), subset(all, held)};
+}
+
+void check_same_features(const Dataset& train, const Dataset& test, const fs::path& test_source) {
+  if (train.features() != test.features()) {
+    throw Error::in_file(test_source, fmt::format("has {} features a row, but the training data has {}",
+                                                  test.features(), train.features()));
+  }
+  if (train.element != test.element) {
+    throw Error::in_file(test_source, fmt::format("holds {} values, but the training data holds {}",
+                                                  element_name(test.element), element_name(train.element)));
+  }
+}
+
+NpyArray npz_member(std::map<std::string, NpyArray>& arrays, std::initializer_list<const char*> names,
+                    const fs::path& path, bool required) {
+  for (const char* name : names) {
+    if (auto it = arrays.find(name); it != arrays.end()) return it->second;
+  }
+  if (!required) return {};
+  std::vector<std::string> present;
+  for (const auto& [name, array] : arrays)
+    present.push_back(name);
+  throw Error::in_file(path, fmt::format("has no array named {} (it has: {})", fmt::join(names, " or "),
+                                         fmt::join(present, ", ")));
+}
+
+}  // namespace
+
+std::string source_kind(const DataSource& source) {
+  if (source.uses_arrays()) return "npy";
+  if (source.uses_csv()) return "csv";
+  if (source.data && source.data->extension() == ".npz") return "npz";
+  if (source.data && is_image_folder(*source.data)) return "images";
+  return "idx";
+}
+
+LoadedData load_data(const DataSource& source) {
+  LoadedData loaded;
+  loaded.kind = source_kind(source);
+  if (source.test_fraction < 0 || source.test_fraction >= 1) {
+    throw UsageError(fmt::format("--test-fraction must be in (0, 1), got {}", source.test_fraction));
+  }
+  if (source.classes < 0 || source.classes == 1 || source.classes > kMaxClasses) {
+    throw UsageError(fmt::format("--classes must be between 2 and {}, got {}", kMaxClasses, source.classes));
+  }
+  const bool split = source.test_fraction > 0;
+  TrainTestData& data = loaded.data;
+
+  if (loaded.kind == "npy" || loaded.kind == "npz" || loaded.kind == "csv") {
+    Dataset train, test;
+    RawLabels train_labels, test_labels;
+    std::string train_name, test_name;
+    if (loaded.kind == "npy") {
+      if (source.train_features.empty() || source.train_labels.empty()) {
+        throw UsageError("--train-features needs --train-labels (and the other way round)");
+      }
+      const bool has_test = !source.test_features.empty() || !source.test_labels.empty();
+      if (has_test && (source.test_features.empty() || source.test_labels.empty())) {
+        throw UsageError("--test-features needs --test-labels (and the other way round)");
+      }
+      if (!has_test && !split) {
+        throw UsageError("no test set: give --test-features and --test-labels, or --test-fraction F");
+      }
+      if (has_test && split) throw UsageError("--test-fraction does not apply when a test set is given");
+      train = features_from_npy(read_npy_file(source.train_features), source.train_features.string());
+      train_labels = labels_from_npy(read_npy_file(source.train_labels), source.train_labels.string());
+      train_name = source.train_labels.string();
+      if (has_test) {
+        test = features_from_npy(read_npy_file(source.test_features), source.test_features.string());
+        test_labels = labels_from_npy(read_npy_file(source.test_labels), source.test_labels.string());
+        test_name = source.test_labels.string();
+        check_same_features(train, test, source.test_features);
+      }
+      loaded.folder = source.train_features.parent_path();
+    } else if (loaded.kind == "npz") {
+      const fs::path& path = *source.data;
+      auto arrays = read_npz_file(path);
+      const auto where = [&](const char* what) { return fmt::format("{} ({})", path.string(), what); };
+      train = features_from_npy(npz_member(arrays, {"x_train", "X_train", "train_features"}, path, true),
+                                where("x_train"));
+      train_labels =
+          labels_from_npy(npz_member(arrays, {"y_train", "train_labels"}, path, true), where("y_train"));
+      train_name = where("y_train");
+      NpyArray test_x = npz_member(arrays, {"x_test", "X_test", "test_features"}, path, !split);
+      if (!test_x.shape.empty()) {
+        if (split) throw UsageError("--test-fraction does not apply: " + path.string() + " has a test set");
+        test = features_from_npy(test_x, where("x_test"));
+        test_labels =
+            labels_from_npy(npz_member(arrays, {"y_test", "test_labels"}, path, true), where("y_test"));
+        test_name = where("y_test");
+        check_same_features(train, test, where("x_test"));
+      }
+      loaded.folder = path;
+    } else {
+      if (source.train_csv.empty()) throw UsageError("--test-csv needs --train-csv");
+      if (source.test_csv.empty() && !split) {
+        throw UsageError("no test set: give --test-csv, or --test-fraction F");
+      }
+      if (!source.test_csv.empty() && split)
+        throw UsageError("--test-fraction does not apply when --test-csv is given");
+      CsvTable train_table = read_csv_file(source.train_csv, source.label_column);
+      train = std::move(train_table.features);
+      train_labels = std::move(train_table.labels);
+      train_name = source.train_csv.string();
+      if (!source.test_csv.empty()) {
+        CsvTable test_table = read_csv_file(source.test_csv, source.label_column);
+        test = std::move(test_table.features);
+        test_labels = std::move(test_table.labels);
+        test_name = source.test_csv.string();
+        check_same_features(train, test, source.test_csv);
+      }
+      loaded.folder = source.train_csv.parent_path();
+    }
+    if (train.count == 0) throw Error::in_file(train_name, "has no rows");
+    test.kind = train.kind;
+    test.element = train.element;
+    test.height = 1;
+    test.width = train.width;
+    if (test_name.empty()) test_labels.is_text = train_labels.is_text;
+    assign_labels(train, train_labels, train_name, test, test_labels,
+                  test_name.empty() ? train_name : test_name, source.classes);
+    if (split) {
+      data = split_off_test(std::move(train), source.test_fraction, source.seed);
+    } else {
+      data.train = std::move(train);
+      data.test = std::move(test);
+    }
+  } else if (loaded.kind == "images") {
+    ImageFolderOptions options;
+    options.height = source.image_height;
+    options.width = source.image_width;
+    options.skip_bad_images = source.skip_bad_images;
+    options.threads = source.threads;
+    ImageFolderData images = load_image_folder(*source.data, options);
+    loaded.skipped_images = images.skipped;
+    loaded.folder = *source.data;
+    if (source.classes != 0 && source.classes != images.train.num_classes) {
+      throw Error::in_file(*source.data, fmt::format("--classes {} given, but there are {} class folders",
+                                                     source.classes, images.train.num_classes));
+    }
+    if (images.test) {
+      if (split)
+        throw UsageError("--test-fraction does not apply: " + source.data->string() + " has a test folder");
+      data.train = std::move(images.train);
+      data.test = std::move(*images.test);
+    } else if (split) {
+      data = split_off_test(std::move(images.train), source.test_fraction, source.seed);
+    } else {
+      throw UsageError(fmt::format("{} has no test folder: add {}/test/<class>/... or give --test-fraction F",
+                                   source.data->string(), source.data->string()));
+    }
+  } else {
+    if (split) throw UsageError("--test-fraction does not apply to IDX folders, which have a test set");
+    const DataFiles files = locate_data(source.data);
+    loaded.folder = files.folder;
+    data = load_train_test(files, source.classes != 0 ? source.classes : kMaxClasses);
+    const fs::path names_file = files.folder / "classes.txt";
+    std::error_code ec;
+    std::vector<std::string> names;
+    if (fs::is_regular_file(names_file, ec)) names = read_class_names_file(names_file);
+    int classes = source.classes;
+    if (classes == 0) {
+      classes = std::max(classes_named(data.train), classes_named(data.test));
+      if (!names.empty()) {
+        if (static_cast<int>(names.size()) < classes) {
+          throw Error::in_file(names_file, fmt::format("names {} classes, but the labels go up to {}",
+                                                       names.size(), classes - 1));
+        }
+        classes = static_cast<int>(names.size());
+      }
+    }
+    if (!names.empty() && static_cast<int>(names.size()) != classes) {
+      throw Error::in_file(names_file,
+                           fmt::format("names {} classes, but --classes is {}", names.size(), classes));
+    }
+    if (classes < 2) throw Error::in_file(files.train_labels, "the labels name fewer than 2 classes");
+    data.train.num_classes = data.test.num_classes = classes;
+    if (names.empty() && looks_like_fashion_mnist(data.train, data.test))
+      names = default_class_names(classes);
+    data.train.class_names = data.test.class_names = names;
+  }
+  for (Dataset* set : {&data.train, &data.test}) {
+    if (set->class_names.empty()) {
+      for (int k = 0; k < set->num_classes; ++k)
+        set->class_names.push_back(std::to_string(k));
+    }
+  }
+  return loaded;
+}
+
+std::string source_to_json(const DataSource& s) {
+  nlohmann::ordered_json j;
+  j["kind"] = source_kind(s);
+  if (s.data) j["data"] = fs::absolute(*s.data).lexically_normal().string();
+  const auto put = [&](const char* key, const fs::path& p) {
+    if (!p.empty()) j[key] = fs::absolute(p).lexically_normal().string();
+  };
+  put("train_features", s.train_features);
+  put("train_labels", s.train_labels);
+  put("test_features", s.test_features);
+  put("test_labels", s.test_labels);
+  put("train_csv", s.train_csv);
+  put("test_csv", s.test_csv);
+  if (!s.label_column.empty()) j["label_column"] = s.label_column;
+  if (s.classes != 0) j["classes"] = s.classes;
+  if (s.test_fraction != 0) {
+    j["test_fraction"] = s.test_fraction;
+    j["seed"] = s.seed;
+  }
+  if (s.image_height != 0) {
+    j["image_height"] = s.image_height;
+    j["image_width"] = s.image_width;
+  }
+  if (s.skip_bad_images) j["skip_bad_images"] = true;
+  return j.dump();
+}
+
+DataSource source_from_json(const std::string& text, const std::string& where) {
+  DataSource s;
+  try {
+    const nlohmann::json j = nlohmann::json::parse(text);
+    if (!j.is_object()) throw Error(where + ": the data source is not a JSON object");
+    const auto path = [&](const char* key) {
+      return j.contains(key) ? fs::path(j.at(key).get<std::string>()) : fs::path();
+    };
+    if (j.contains("data")) s.data = path("data");
+    s.train_features = path("train_features");
+    s.train_labels = path("train_labels");
+    s.test_features = path("test_features");
+    s.test_labels = path("test_labels");
+    s.train_csv = path("train_csv");
+    s.test_csv = path("test_csv");
+    s.label_column = j.value("label_column", std::string());
+    s.classes = j.value("classes", 0);
+    s.test_fraction = j.value("test_fraction", 0.0);
+    s.seed = j.value("seed", std::uint64_t{0});
+    s.image_height = j.value("image_height", 0);
+    s.image_width = j.value("image_width", 0);
+    s.skip_bad_images = j.value("skip_bad_images", false);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("{}: the data source record is malformed ({})", where, e.what()));
+  }
+  return s;
+}
+
+}  // namespace softreg

@@ -1,0 +1,414 @@
+// The data sources besides IDX: NPY/NPZ, CSV, image folders, label mapping, and what each does with
+// bad input. Every fixture is written by the test itself into a temporary folder.
+#include <gtest/gtest.h>
+#include <stb_image_write.h>
+#include <zip.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <limits>
+
+#include "softreg/error.hpp"
+#include "softreg/idx.hpp"
+#include "softreg/inference.hpp"
+#include "softreg/sources.hpp"
+#include "softreg/train.hpp"
+#include "test_util.hpp"
+
+namespace softreg {
+namespace {
+
+using test::TempDir;
+
+// A version 1.0 .npy file: magic, header dict padded to a multiple of 64 bytes, then the data.
+std::string npy_bytes(const std::string& descr, const std::vector<std::size_t>& shape,
+                      const std::string& data, bool fortran = false) {
+  std::string dims;
+  for (std::size_t d : shape)
+    dims += std::to_string(d) + ", ";
+  if (shape.size() > 1) dims.resize(dims.size() - 2);
+  std::string header = "{'descr': '" + descr + "', 'fortran_order': " + (fortran ? "True" : "False") +
+                       ", 'shape': (" + dims + "), }";
+  while ((10 + header.size() + 1) % 64 != 0)
+    header += ' ';
+  header += '\n';
+  std::string out = "\x93NUMPY";
+  out += '\x01';
+  out += '\x00';
+  out += static_cast<char>(header.size() & 0xff);
+  out += static_cast<char>(header.size() >> 8);
+  return out + header + data;
+}
+
+template <class T>
+std::string raw(const std::vector<T>& values) {
+  return std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(T));
+}
+
+void write_text(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary) << text;
+}
+
+// Three well separated classes of 2-D points, n per class: features, integer labels.
+struct Blobs {
+  std::vector<float> x;
+  std::vector<std::int64_t> y;
+};
+Blobs blobs(std::size_t n, std::uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> noise(0, 0.3f);
+  Blobs b;
+  const float centers[3][2] = {{0, 3}, {3, 0}, {-3, -3}};
+  for (std::size_t i = 0; i < 3 * n; ++i) {
+    const std::size_t k = i % 3;
+    b.x.push_back(centers[k][0] + noise(gen));
+    b.x.push_back(centers[k][1] + noise(gen));
+    b.y.push_back(static_cast<std::int64_t>(k));
+  }
+  return b;
+}
+
+void write_blob_npys(const TempDir& dir) {
+  const Blobs train = blobs(100, 1), test = blobs(30, 2);
+  write_text(dir / "xtr.npy", npy_bytes("<f4", {300, 2}, raw(train.x)));
+  write_text(dir / "ytr.npy", npy_bytes("<i8", {300}, raw(train.y)));
+  write_text(dir / "xte.npy", npy_bytes("<f4", {90, 2}, raw(test.x)));
+  write_text(dir / "yte.npy", npy_bytes("<i8", {90}, raw(test.y)));
+}
+
+DataSource npy_source(const TempDir& dir) {
+  DataSource s;
+  s.train_features = dir / "xtr.npy";
+  s.train_labels = dir / "ytr.npy";
+  s.test_features = dir / "xte.npy";
+  s.test_labels = dir / "yte.npy";
+  return s;
+}
+
+// Sets an environment variable for one scope.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const std::string& value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    ::setenv(name, value.c_str(), 1);
+  }
+  ~ScopedEnv() {
+    if (old_) {
+      ::setenv(name_, old_->c_str(), 1);
+    } else {
+      ::unsetenv(name_);
+    }
+  }
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(Npy, ParsesHeaderShapeAndDataInPlace) {
+  TempDir dir;
+  write_blob_npys(dir);
+  const NpyArray a = read_npy_file(dir / "xtr.npy");
+  EXPECT_EQ(a.descr, "<f4");
+  EXPECT_EQ(a.shape, (std::vector<std::size_t>{300, 2}));
+  EXPECT_TRUE(a.data.is_view());  // memory-mapped, not copied
+  const Dataset d = features_from_npy(a, "xtr.npy");
+  EXPECT_EQ(d.count, 300u);
+  EXPECT_EQ(d.features(), 2u);
+  EXPECT_EQ(d.element, ElementType::kF32);
+  EXPECT_TRUE(d.pixels.is_view());
+  EXPECT_FLOAT_EQ(d.value(0, 1), blobs(100, 1).x[1]);
+}
+
+TEST(Npy, Float64IsConvertedAndUint8ScaledLikePixels) {
+  TempDir dir;
+  write_text(dir / "f8.npy", npy_bytes("<f8", {1, 3}, raw(std::vector<double>{0.5, -2.0, 1e10})));
+  const Dataset d = features_from_npy(read_npy_file(dir / "f8.npy"), "f8");
+  EXPECT_EQ(d.element, ElementType::kF32);
+  EXPECT_FLOAT_EQ(d.value(0, 1), -2.0f);
+  write_text(dir / "u1.npy", npy_bytes("|u1", {2, 2}, raw(std::vector<std::uint8_t>{0, 51, 255, 3})));
+  const Dataset u = features_from_npy(read_npy_file(dir / "u1.npy"), "u1");
+  EXPECT_EQ(u.element, ElementType::kU8);
+  EXPECT_FLOAT_EQ(u.value(0, 1), 51.0f / 255.0f);
+}
+
+TEST(Npy, BadFilesGiveClearErrors) {
+  TempDir dir;
+  const std::string body = raw(std::vector<float>{1, 2, 3, 4});
+  const auto fails_with = [&](const std::string& name, const std::string& bytes, bool as_labels = false) {
+    write_text(dir / name, bytes);
+    return error_of([&] {
+      const NpyArray a = read_npy_file(dir / name);
+      if (as_labels) {
+        labels_from_npy(a, name);
+      } else {
+        features_from_npy(a, name);
+      }
+    });
+  };
+  EXPECT_NE(fails_with("fortran.npy", npy_bytes("<f4", {2, 2}, body, true)).find("Fortran order"),
+            std::string::npos);
+  EXPECT_NE(fails_with("truncated.npy", npy_bytes("<f4", {2, 2}, body.substr(0, 10))).find("truncated"),
+            std::string::npos);
+  EXPECT_NE(fails_with("lies.npy", npy_bytes("<f4", {3, 2}, body)).find("header says 6 elements"),
+            std::string::npos);
+  EXPECT_NE(fails_with("extra.npy", npy_bytes("<f4", {1, 2}, body)).find("header says 2 elements"),
+            std::string::npos);
+  EXPECT_NE(fails_with("dtype.npy", npy_bytes("<c8", {2, 1}, body)).find("'<c8' is not supported"),
+            std::string::npos);
+  EXPECT_NE(fails_with("int.npy", npy_bytes("<i4", {2, 2}, body)).find("features of dtype '<i4'"),
+            std::string::npos);
+  EXPECT_NE(fails_with("big.npy", npy_bytes(">f4", {2, 2}, body)).find("big-endian"), std::string::npos);
+  EXPECT_NE(fails_with("3d.npy", npy_bytes("<f4", {1, 2, 2}, body)).find("2-D"), std::string::npos);
+  EXPECT_NE(fails_with("magic.npy", "PK\x03\x04 not npy").find("not a NumPy .npy file"), std::string::npos);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_NE(fails_with("nan.npy", npy_bytes("<f4", {2, 2}, raw(std::vector<float>{1, 2, nan, 4})))
+                .find("row 1, column 0 is NaN"),
+            std::string::npos);
+  EXPECT_NE(fails_with("inf.npy", npy_bytes("<f8", {1, 2}, raw(std::vector<double>{1, INFINITY})))
+                .find("row 0, column 1 is infinite"),
+            std::string::npos);
+  EXPECT_NE(fails_with("labels2d.npy", npy_bytes("<i4", {2, 2}, body), true).find("1-D"), std::string::npos);
+  EXPECT_NE(fails_with("labelsf.npy", npy_bytes("<f4", {4}, body), true).find("labels of dtype '<f4'"),
+            std::string::npos);
+  // A mangled header of any kind is an Error, never a crash.
+  const std::string good = npy_bytes("<f4", {2, 2}, body);
+  for (std::size_t cut = 0; cut < 80; ++cut) {
+    write_text(dir / "cut.npy", good.substr(0, cut));
+    EXPECT_THROW(features_from_npy(read_npy_file(dir / "cut.npy"), "cut"), Error) << cut;
+  }
+}
+
+TEST(Labels, TextLabelsBecomeSortedClassesAndNumbersAreChecked) {
+  TempDir dir;
+  // Strings: '<U3' is UTF-32, three code points an element.
+  const std::u32string text = U"dogcatant";
+  write_text(dir / "s.npy", npy_bytes("<U3", {3}, raw(std::vector<char32_t>(text.begin(), text.end()))));
+  const RawLabels labels = labels_from_npy(read_npy_file(dir / "s.npy"), "s");
+  ASSERT_TRUE(labels.is_text);
+  EXPECT_EQ(labels.text, (std::vector<std::string>{"dog", "cat", "ant"}));
+  Dataset train, test;
+  train.count = 3;
+  test.count = 1;
+  RawLabels test_labels;
+  test_labels.is_text = true;
+  test_labels.text = {"eel"};
+  assign_labels(train, labels, "train", test, test_labels, "test", 0);
+  EXPECT_EQ(train.class_names, (std::vector<std::string>{"ant", "cat", "dog", "eel"}));
+  EXPECT_EQ(train.labels, (std::vector<Label>{2, 1, 0}));
+  EXPECT_EQ(test.labels, (std::vector<Label>{3}));
+
+  RawLabels numbers, more;
+  numbers.numbers = {0, 4, 2};
+  more.numbers = {1};
+  assign_labels(train, numbers, "train", test, more, "test", 0);
+  EXPECT_EQ(train.num_classes, 5);  // the largest label + 1
+  EXPECT_NE(error_of([&] {
+              assign_labels(train, numbers, "train", test, more, "test", 3);
+            }).find("train: label 4 at index 1 is out of range (expected 0 to 2)"),
+            std::string::npos);
+  numbers.numbers = {0, -1, 1};
+  EXPECT_NE(error_of([&] { assign_labels(train, numbers, "train", test, more, "test", 0); }).find("label -1"),
+            std::string::npos);
+  numbers.numbers = {0, 0};
+  EXPECT_NE(error_of([&] {
+              assign_labels(train, numbers, "train", test, more, "test", 0);
+            }).find("has 2 labels for 3 rows"),
+            std::string::npos);
+}
+
+TEST(Sources, NpyFilesTrainAndEvaluateLikeAnyOtherData) {
+  TempDir dir;
+  write_blob_npys(dir);
+  const LoadedData loaded = load_data(npy_source(dir));
+  EXPECT_EQ(loaded.kind, "npy");
+  EXPECT_EQ(loaded.data.train.num_classes, 3);
+  EXPECT_EQ(loaded.data.train.kind, InputKind::kFeatures);
+  TrainConfig config;
+  config.batch_size = 32;
+  Trainer trainer(config, loaded.data.train, loaded.data.test);
+  EpochMetrics last;
+  for (int e = 0; e < 5; ++e)
+    last = *trainer.run_epoch();
+  EXPECT_GT(last.test_acc, 0.99);
+
+  // Feature-count and dtype mismatches name the test file.
+  write_text(dir / "xte.npy", npy_bytes("<f4", {30, 3}, raw(std::vector<float>(90, 1.0f))));
+  EXPECT_NE(error_of([&] {
+              load_data(npy_source(dir));
+            }).find("xte.npy: has 3 features a row, but the training data has 2"),
+            std::string::npos);
+  DataSource no_test = npy_source(dir);
+  no_test.test_features.clear();
+  no_test.test_labels.clear();
+  EXPECT_THROW(load_data(no_test), UsageError);
+  no_test.test_fraction = 0.2;
+  const LoadedData split = load_data(no_test);
+  EXPECT_EQ(split.data.test.count, 60u);  // 20 of each class's 100
+  EXPECT_EQ(split.data.train.count, 240u);
+}
+
+TEST(Sources, NpzHoldsAllFourArrays) {
+  TempDir dir;
+  const Blobs train = blobs(20, 3), test = blobs(5, 4);
+  const std::string arrays[4] = {npy_bytes("<f4", {60, 2}, raw(train.x)),
+                                 npy_bytes("<i8", {60}, raw(train.y)), npy_bytes("<f4", {15, 2}, raw(test.x)),
+                                 npy_bytes("<i8", {15}, raw(test.y))};
+  const char* names[4] = {"x_train.npy", "y_train.npy", "x_test.npy", "y_test.npy"};
+  int error = 0;
+  zip_t* z = zip_open((dir / "d.npz").c_str(), ZIP_CREATE | ZIP_TRUNCATE, &error);
+  ASSERT_NE(z, nullptr);
+  for (int i = 0; i < 4; ++i) {
+    zip_source_t* src = zip_source_buffer(z, arrays[i].data(), arrays[i].size(), 0);
+    ASSERT_GE(zip_file_add(z, names[i], src, ZIP_FL_OVERWRITE), 0);
+  }
+  ASSERT_EQ(zip_close(z), 0);
+  DataSource s;
+  s.data = dir / "d.npz";
+  const LoadedData loaded = load_data(s);
+  EXPECT_EQ(loaded.kind, "npz");
+  EXPECT_EQ(loaded.data.train.count, 60u);
+  EXPECT_EQ(loaded.data.test.count, 15u);
+  EXPECT_EQ(loaded.data.test.labels[4], 1);
+  write_text(dir / "bad.npz", "PK\x03\x04 this is not a zip");
+  s.data = dir / "bad.npz";
+  EXPECT_NE(error_of([&] { load_data(s); }).find("bad.npz: not a readable .npz"), std::string::npos);
+}
+
+TEST(Csv, HeaderLabelColumnAndTextLabels) {
+  TempDir dir;
+  write_text(dir / "t.csv", "x,kind,y\n1.5,cat,2\n-1,dog,0.25\n3,cat,1e-3\n");
+  const CsvTable t = read_csv_file(dir / "t.csv", "kind");
+  EXPECT_EQ(t.feature_names, (std::vector<std::string>{"x", "y"}));
+  EXPECT_EQ(t.features.count, 3u);
+  EXPECT_FLOAT_EQ(t.features.value(1, 1), 0.25f);
+  EXPECT_EQ(t.labels.text, (std::vector<std::string>{"cat", "dog", "cat"}));
+  write_text(dir / "n.csv", "2,0.5,1\n0,1,1\n");  // no header, label first
+  const CsvTable n = read_csv_file(dir / "n.csv", "");
+  EXPECT_TRUE(n.feature_names.empty());
+  EXPECT_EQ(n.labels.numbers, (std::vector<std::int64_t>{2, 0}));
+  EXPECT_EQ(read_csv_file(dir / "n.csv", "2").labels.numbers, (std::vector<std::int64_t>{1, 1}));
+}
+
+TEST(Csv, BadTablesNameTheLineAndColumn) {
+  TempDir dir;
+  const auto fails_with = [&](const std::string& text, const std::string& column = "") {
+    write_text(dir / "bad.csv", text);
+    return error_of([&] { read_csv_file(dir / "bad.csv", column); });
+  };
+  EXPECT_NE(fails_with("y,a,b\n1,2,3\n0,5\n").find("line 3 has 2 cells, but the first line has 3"),
+            std::string::npos);
+  EXPECT_NE(fails_with("y,a,b\n1,2,3\n0,5,x7\n").find("line 3, column 3: 'x7' is not a number"),
+            std::string::npos);
+  EXPECT_NE(fails_with("y,a\n1,nan\n").find("line 2, column 2: nan is not a finite"), std::string::npos);
+  EXPECT_NE(fails_with("y,a\n1,1e999\n").find("not a number"), std::string::npos);  // out of range
+  EXPECT_NE(fails_with("y,a\n,1\n").find("line 2: the label is missing"), std::string::npos);
+  EXPECT_NE(fails_with("y,a\n1,2\n", "label").find("no such column"), std::string::npos);
+  EXPECT_NE(fails_with("").find("is empty"), std::string::npos);
+  EXPECT_NE(fails_with("y,a\n").find("header but no rows"), std::string::npos);
+}
+
+// Writes an image folder: root/<split>/<class>/<i>.png, each image a w x h grey square whose brightness
+// says its class.
+void write_image_folder(const std::filesystem::path& root, const std::string& split, int per_class, int w,
+                        int h) {
+  const char* classes[3] = {"circle", "square", "zigzag"};
+  for (int k = 0; k < 3; ++k) {
+    const auto folder = root / split / classes[k];
+    std::filesystem::create_directories(folder);
+    for (int i = 0; i < per_class; ++i) {
+      std::vector<std::uint8_t> px(static_cast<std::size_t>(w * h),
+                                   static_cast<std::uint8_t>(40 + 90 * k + i % 7));
+      const auto path = (folder / (std::to_string(i) + ".png")).string();
+      ASSERT_TRUE(stbi_write_png(path.c_str(), w, h, 1, px.data(), w));
+    }
+  }
+}
+
+TEST(ImageFolder, ReadsClassesFromFolderNamesAndCachesTheDecode) {
+  TempDir dir, cache;
+  const ScopedEnv env("SOFTREG_CACHE", cache.path().string());
+  write_image_folder(dir.path(), "train", 10, 6, 4);
+  write_image_folder(dir.path(), "test", 3, 6, 4);
+  ASSERT_TRUE(is_image_folder(dir.path()));
+  DataSource s;
+  s.data = dir.path();
+  s.threads = 2;
+  const LoadedData first = load_data(s);
+  EXPECT_EQ(first.kind, "images");
+  EXPECT_EQ(first.data.train.class_names, (std::vector<std::string>{"circle", "square", "zigzag"}));
+  EXPECT_EQ(first.data.train.count, 30u);
+  EXPECT_EQ(first.data.test.count, 9u);
+  EXPECT_EQ(first.data.train.height, 4u);  // the images' own size
+  EXPECT_EQ(first.data.train.width, 6u);
+  EXPECT_EQ(first.data.train.image(10)[0], 130);  // "square", first image
+  EXPECT_FALSE(first.data.train.pixels.is_view());
+  const LoadedData second = load_data(s);  // from the cache: mapped in place
+  EXPECT_TRUE(second.data.train.pixels.is_view());
+  EXPECT_EQ(second.data.train.pixels, first.data.train.pixels);
+  EXPECT_EQ(second.data.train.labels, first.data.train.labels);
+  s.image_height = 2;
+  s.image_width = 3;
+  const LoadedData small = load_data(s);
+  EXPECT_EQ(small.data.train.features(), 6u);
+  EXPECT_EQ(small.data.train.image(10)[0], 130);  // area averaging keeps a flat image flat
+}
+
+TEST(ImageFolder, BadImagesEmptyClassesAndMissingTest) {
+  TempDir dir;
+  const ScopedEnv env("SOFTREG_CACHE", "off");
+  write_image_folder(dir.path(), "train", 4, 5, 5);
+  write_text(dir / "train/square/broken.png", "not really a png");
+  DataSource s;
+  s.data = dir.path();
+  EXPECT_NE(error_of([&] { load_data(s); }).find("broken.png"), std::string::npos);
+  s.skip_bad_images = true;
+  s.test_fraction = 0.25;
+  const LoadedData skipped = load_data(s);
+  EXPECT_EQ(skipped.skipped_images, 1u);
+  EXPECT_EQ(skipped.data.train.count + skipped.data.test.count, 12u);
+  EXPECT_EQ(skipped.data.test.count, 3u);  // one of each class
+  s.test_fraction = 0;
+  EXPECT_THROW(load_data(s), UsageError);  // no test folder, no --test-fraction
+  std::filesystem::create_directories(dir / "train/empty");
+  s.test_fraction = 0.25;
+  EXPECT_NE(error_of([&] { load_data(s); }).find("empty: is an empty class folder"), std::string::npos);
+}
+
+TEST(Sources, IdxFoldersFindTheirClassCountAndNames) {
+  TempDir dir;
+  const std::vector<std::uint8_t> pixels(4 * 2 * 2, 7);
+  test::write_bytes(dir / "train-images-idx3-ubyte", test::idx_bytes(kIdxImagesMagic, {4, 2, 2}, pixels));
+  test::write_bytes(dir / "train-labels-idx1-ubyte", test::idx_bytes(kIdxLabelsMagic, {4}, {0, 1, 2, 1}));
+  test::write_bytes(dir / "t10k-images-idx3-ubyte", test::idx_bytes(kIdxImagesMagic, {4, 2, 2}, pixels));
+  test::write_bytes(dir / "t10k-labels-idx1-ubyte", test::idx_bytes(kIdxLabelsMagic, {4}, {0, 0, 1, 2}));
+  DataSource s;
+  s.data = dir.path();
+  LoadedData loaded = load_data(s);
+  EXPECT_EQ(loaded.data.train.num_classes, 3);  // not Fashion-MNIST's 10, not its names
+  EXPECT_EQ(loaded.data.train.class_names, (std::vector<std::string>{"0", "1", "2"}));
+  s.classes = 12;
+  EXPECT_EQ(load_data(s).data.train.num_classes, 12);
+  write_text(dir / "classes.txt", "zero\none\ntwo\nthree\n");
+  s.classes = 0;
+  loaded = load_data(s);
+  EXPECT_EQ(loaded.data.train.num_classes, 4);
+  EXPECT_EQ(loaded.data.test.class_names[3], "three");
+  write_text(dir / "classes.txt", "zero\n");
+  EXPECT_NE(error_of([&] { load_data(s); }).find("classes.txt: names 1 classes, but the labels go up to 2"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace softreg
