@@ -10,11 +10,13 @@
 #include <numeric>
 
 #include "softreg/dataset.hpp"
+#include "softreg/idx.hpp"
 #include "softreg/image.hpp"
 #include "softreg/kernels.hpp"
 #include "softreg/lbfgs.hpp"
 #include "softreg/loss.hpp"
 #include "softreg/metrics.hpp"
+#include "softreg/sources.hpp"
 #include "softreg/train.hpp"
 #include "test_util.hpp"
 
@@ -139,6 +141,87 @@ TEST_F(FashionMnist, LbfgsReachesScikitLearnsOptimum) {
   const double ours = objective(model.W.cast<double>(), model.b.cast<double>());
   EXPECT_NEAR(ours, theirs, 1e-6 * theirs) << r.stop_reason << " after " << r.iterations << " iterations";
   EXPECT_LT(r.grad_inf_norm, 1e-5) << r.stop_reason;
+}
+
+TEST_F(FashionMnist, AsAPngImageFolderItTrainsLikeTheIdxFiles) {
+  // The 10,000 test images as an ImageFolder tree (first 8,000 to train/, the rest to test/), and the
+  // same split as IDX files: the folder must decode to the same pixels and train to the same accuracy.
+  const Dataset& images = data_->test;
+  test::TempDir root, cache;
+  ::setenv("SOFTREG_CACHE", cache.path().c_str(), 1);
+  std::vector<std::uint8_t> idx_pixels[2], idx_labels[2];
+  const std::vector<std::string> names = default_class_names(10);
+  for (std::size_t i = 0; i < images.count; ++i) {
+    const int part = i < 8000 ? 0 : 1;
+    const Label y = images.labels[i];
+    const auto folder = root / (part == 0 ? "train" : "test") / names[y];
+    std::filesystem::create_directories(folder);
+    char name[32];
+    std::snprintf(name, sizeof name, "%05zu.png", i);  // sorted names keep the index order in a class
+    ASSERT_TRUE(stbi_write_png((folder / name).c_str(), 28, 28, 1, images.image(i), 28));
+    idx_pixels[part].insert(idx_pixels[part].end(), images.image(i), images.image(i) + 784);
+    idx_labels[part].push_back(static_cast<std::uint8_t>(y));
+  }
+  DataSource folder_source;
+  folder_source.data = root.path();
+  folder_source.threads = 2;
+  const LoadedData folder = load_data(folder_source);
+  ::unsetenv("SOFTREG_CACHE");
+  ASSERT_EQ(folder.kind, "images");
+  ASSERT_EQ(folder.data.train.count, 8000u);
+  ASSERT_EQ(folder.data.test.count, 2000u);
+  std::vector<std::string> sorted = names;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(folder.data.train.class_names, sorted);  // folder names, sorted
+  // Row r of the folder set is the r-th image of its class in index order: same bytes as the original.
+  std::size_t row = 0;
+  for (const std::string& cls : sorted) {
+    const auto k = static_cast<Label>(std::find(names.begin(), names.end(), cls) - names.begin());
+    for (std::size_t i = 0; i < 8000; ++i) {
+      if (images.labels[i] != k) continue;
+      ASSERT_TRUE(std::equal(images.image(i), images.image(i) + 784, folder.data.train.image(row))) << i;
+      ++row;
+    }
+  }
+  test::TempDir idx;
+  for (int part = 0; part < 2; ++part) {
+    const std::string prefix = part == 0 ? "train" : "t10k";
+    const auto n = static_cast<std::uint32_t>(idx_labels[part].size());
+    test::write_bytes(idx / (prefix + "-images-idx3-ubyte"),
+                      test::idx_bytes(kIdxImagesMagic, {n, 28, 28}, idx_pixels[part]));
+    test::write_bytes(idx / (prefix + "-labels-idx1-ubyte"),
+                      test::idx_bytes(kIdxLabelsMagic, {n}, idx_labels[part]));
+  }
+  DataSource idx_source;
+  idx_source.data = idx.path();
+  const LoadedData from_idx = load_data(idx_source);
+  TrainConfig config;
+  config.threads = 2;
+  double accuracy[2];
+  const TrainTestData* sets[2] = {&from_idx.data, &folder.data};
+  for (int s = 0; s < 2; ++s) {
+    Trainer trainer(config, sets[s]->train, sets[s]->test);
+    for (int e = 0; e < config.epochs; ++e)
+      accuracy[s] = trainer.run_epoch()->test_acc;
+  }
+  EXPECT_GT(accuracy[0], 0.78);
+  // Same data in another order (so other batches): the same accuracy within the noise of 2,000 images.
+  EXPECT_NEAR(accuracy[1], accuracy[0], 0.02);
+}
+
+TEST(ManyClasses, AThousandClassProblemIsLearnedOnTheFastPath) {
+  // 1,000 classes, each a known pattern over 128 float features plus noise: linearly separable.
+  const Dataset train = synthetic_dataset(30000, 128, 1000, ElementType::kF32, 1);
+  const Dataset test = synthetic_dataset(5000, 128, 1000, ElementType::kF32, 2);
+  TrainConfig config;
+  config.threads = 2;
+  config.epochs = 5;
+  Trainer trainer(config, train, test);
+  EpochMetrics last;
+  for (int e = 0; e < config.epochs; ++e)
+    last = *trainer.run_epoch();
+  EXPECT_GT(last.test_acc, 0.99);
+  EXPECT_GT(last.train_acc, 0.98);
 }
 
 }  // namespace
