@@ -128,7 +128,7 @@ expect 0 '^\{"input":"test:7","label":[0-9],"top":\[\{"class":[0-9],"name":"[a-z
   predict --model run2/model.safetensors --index 7 --json --top 1
 expect 2 'softreg: error: --index must be I or I\.\.J' -- predict --model run2/model.safetensors --index x..3
 expect 2 'softreg: error: --index 10000 is past the last test image \(9999\)' -- predict --model run2/model.safetensors --index 10000
-expect 2 'softreg: error: give image files to predict' -- predict --model run2/model.safetensors
+expect 2 'softreg: error: give image files \(or, for a model trained on features, .npy/.csv files\) to predict' -- predict --model run2/model.safetensors
 # Image files: a 56x56 binary PGM (a bright block on black) and a file that is not an image.
 { printf 'P5\n56 56\n255\n'; for y in $(seq 56); do
     if [ "$y" -gt 10 ] && [ "$y" -lt 46 ]; then head -c 16 /dev/zero; head -c 24 /dev/zero | tr '\0' '\310'; head -c 16 /dev/zero
@@ -231,6 +231,27 @@ fast_acc=$(cut -d, -f4 run2/metrics.csv | tail -1)
 naive_acc=$(cut -d, -f4 naive/metrics.csv | tail -1)
 awk -v a="$fast_acc" -v b="$naive_acc" 'BEGIN { d = a - b; exit !(d < 0.002 && d > -0.002) }' && ok ||
   fail "fast and naive test accuracy differ: $fast_acc vs $naive_acc"
+
+# Own data: CSV tables with text labels train, evaluate and predict; bad tables and flags are clear errors.
+{
+  echo "species,x,y"
+  for i in $(seq 1 60); do echo "ant,$((i % 5)).5,9"; echo "bee,9,$((i % 7)).25"; echo "cat,-9,-$((i % 3))"; done
+} >own-train.csv
+head -31 own-train.csv >own-test.csv
+expect 0 'test accuracy 1\.0000' -- train --train-csv own-train.csv --test-csv own-test.csv --no-plots --out own
+expect 0 '^model: own/model.safetensors \(3 classes, 2 f32 features\)' -- eval --model own/model.safetensors
+printf '9,1\n-9,-1\n' >own-rows.csv
+expect 0 'own-rows.csv:1: cat' -- predict --model own/model.safetensors own-rows.csv
+expect 0 '"class_names": \[' -- data --train-csv own-train.csv --test-csv own-test.csv --json
+printf 'species,x,y\nant,1,2\nbee,3\n' >ragged.csv
+expect 1 'softreg: error: ragged.csv: line 3 has 2 cells, but the first line has 3' -- train --train-csv ragged.csv --test-fraction 0.5
+printf 'species,x,y\nant,1,oops\n' >text.csv
+expect 1 "softreg: error: text.csv: line 2, column 3: 'oops' is not a number" -- data --train-csv text.csv --test-csv text.csv
+expect 2 'softreg: error: no test set: give --test-csv, or --test-fraction F' -- train --train-csv own-train.csv
+expect 2 'softreg: error: --classes must be between 2 and 4096, got 1' -- train --classes 1
+expect 2 "softreg: error: --image-size must be HxW" -- train --image-size 28 --train-csv own-train.csv --test-fraction 0.2
+expect 2 'softreg: error: give one kind of data' -- train --data /usr/share/datasets/fashion-mnist --train-csv own-train.csv
+expect 2 'softreg: error: --test-fraction must be in \(0, 1\), got 1.5' -- train --test-fraction 1.5
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
