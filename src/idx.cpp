@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -14,7 +15,7 @@
 #include <memory>
 #include <optional>
 
-#include "softreg/atomic_file.hpp"
+#include "softreg/decoded_cache.hpp"
 #include "softreg/error.hpp"
 
 namespace softreg {
@@ -189,100 +190,23 @@ std::filesystem::path idx_cache_folder() {
 
 namespace {
 
-// A cache entry: this header, then the decoded bytes. The source's identity (size, modification time,
-// inode) says whether the entry belongs to the file as it is now; the CRC-32 says whether the entry
-// itself is intact.
-struct CacheHeader {
-  char magic[8];
-  std::uint64_t source_size;
-  std::int64_t source_mtime_ns;
-  std::uint64_t source_inode;
-  std::uint64_t data_size;
-  std::uint32_t crc32;
-  std::uint32_t reserved;
-};
-constexpr char kCacheMagic[8] = {'S', 'R', 'I', 'D', 'X', 'C', '0', '1'};
-// Four files per dataset: room for a handful of datasets.
-constexpr std::size_t kMaxCacheEntries = 16;
+constexpr std::array<char, 8> kCacheMagic = {'S', 'R', 'I', 'D', 'X', 'C', '0', '1'};
 
-struct SourceIdentity {
-  std::uint64_t size = 0;
-  std::int64_t mtime_ns = 0;
-  std::uint64_t inode = 0;
-};
-
-std::optional<SourceIdentity> identify(const std::filesystem::path& path) {
+// What says whether a cache entry belongs to the file as it is now: size, modification time, inode.
+std::optional<CacheKey> identify(const std::filesystem::path& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return std::nullopt;
-  return SourceIdentity{static_cast<std::uint64_t>(st.st_size),
-                        static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec,
-                        static_cast<std::uint64_t>(st.st_ino)};
+  return CacheKey{kCacheMagic,
+                  {static_cast<std::uint64_t>(st.st_size),
+                   static_cast<std::uint64_t>(static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 +
+                                              st.st_mtim.tv_nsec),
+                   static_cast<std::uint64_t>(st.st_ino)}};
 }
 
 std::filesystem::path cache_entry(const std::filesystem::path& folder, const std::filesystem::path& source) {
   std::error_code ec;
-  const std::string absolute = std::filesystem::absolute(source, ec).lexically_normal().string();
-  std::uint64_t hash = 1469598103934665603ull;  // FNV-1a: the entry name only has to be stable
-  for (unsigned char c : absolute)
-    hash = (hash ^ c) * 1099511628211ull;
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(hash));
-  return folder / (std::string(hex) + "-" + source.filename().string() + ".idx");
-}
-
-// The entry's decoded bytes, mapped in place; nullopt if the entry is missing, stale or damaged.
-std::optional<Bytes> read_cache_entry(const std::filesystem::path& entry, const SourceIdentity& source) {
-  std::shared_ptr<const MappedFile> mapped;
-  try {
-    mapped = map_file(entry);
-  } catch (const Error&) {
-    return std::nullopt;
-  }
-  CacheHeader header{};
-  if (mapped->size < sizeof header) return std::nullopt;
-  std::memcpy(&header, mapped->data, sizeof header);
-  if (std::memcmp(header.magic, kCacheMagic, sizeof kCacheMagic) != 0 || header.source_size != source.size ||
-      header.source_mtime_ns != source.mtime_ns || header.source_inode != source.inode ||
-      header.data_size != mapped->size - sizeof header) {
-    return std::nullopt;
-  }
-  const std::uint8_t* data = mapped->data + sizeof header;
-  if (libdeflate_crc32(0, data, header.data_size) != header.crc32) return std::nullopt;
-  return Bytes::view(mapped, data, header.data_size);
-}
-
-// Keeps the cache folder to the kMaxCacheEntries most recently written entries: entries are never read
-// for files that are gone, so without a bound a folder of temporary datasets would grow forever.
-void prune_cache(const std::filesystem::path& folder) {
-  std::error_code ec;
-  std::vector<std::pair<std::filesystem::file_time_type, std::filesystem::path>> entries;
-  for (const auto& e : std::filesystem::directory_iterator(folder, ec)) {
-    if (e.path().extension() == ".idx") entries.emplace_back(e.last_write_time(ec), e.path());
-  }
-  if (entries.size() <= kMaxCacheEntries) return;
-  std::sort(entries.begin(), entries.end());
-  for (std::size_t i = 0; i + kMaxCacheEntries < entries.size(); ++i)
-    std::filesystem::remove(entries[i].second, ec);
-}
-
-void write_cache_entry(const std::filesystem::path& entry, const SourceIdentity& source,
-                       const std::vector<std::uint8_t>& data) {
-  CacheHeader header{};
-  std::memcpy(header.magic, kCacheMagic, sizeof kCacheMagic);
-  header.source_size = source.size;
-  header.source_mtime_ns = source.mtime_ns;
-  header.source_inode = source.inode;
-  header.data_size = data.size();
-  header.crc32 = libdeflate_crc32(0, data.data(), data.size());
-  try {
-    std::error_code ec;
-    std::filesystem::create_directories(entry.parent_path(), ec);
-    write_file_atomic(entry, {std::string_view(reinterpret_cast<const char*>(&header), sizeof header),
-                              std::string_view(reinterpret_cast<const char*>(data.data()), data.size())});
-  } catch (const Error&) {
-    // A read-only or full disk: the cache only saves time, so carry on without it.
-  }
-  prune_cache(entry.parent_path());
+  return decoded_cache_entry(folder, std::filesystem::absolute(source, ec).lexically_normal().string(),
+                             "-" + source.filename().string() + ".idx");
 }
 
 bool starts_with_gzip_signature(const std::filesystem::path& path) {  // cheap: two bytes
@@ -296,10 +220,10 @@ bool starts_with_gzip_signature(const std::filesystem::path& path) {  // cheap: 
 IdxArray read_idx_file(const std::filesystem::path& path, std::uint32_t expected_magic) {
   const std::filesystem::path folder = idx_cache_folder();
   const bool gzipped = starts_with_gzip_signature(path);
-  const std::optional<SourceIdentity> source = gzipped && !folder.empty() ? identify(path) : std::nullopt;
+  const std::optional<CacheKey> source = gzipped && !folder.empty() ? identify(path) : std::nullopt;
   const std::filesystem::path entry = source ? cache_entry(folder, path) : std::filesystem::path();
   if (source) {
-    if (std::optional<Bytes> cached = read_cache_entry(entry, *source)) {
+    if (std::optional<Bytes> cached = read_decoded_cache(entry, *source)) {
       return parse_idx_in_place(*cached, expected_magic, path.string());
     }
   }
@@ -313,7 +237,7 @@ IdxArray read_idx_file(const std::filesystem::path& path, std::uint32_t expected
   // Only a file that parses is worth keeping: a bad one must keep failing with its own message.
   parse_idx(std::span(bytes).first(std::min<std::size_t>(bytes.size(), 4 + 4 * 255)), expected_magic,
             path.string(), /*check_length=*/false);
-  if (source) write_cache_entry(entry, *source, bytes);
+  if (source) write_decoded_cache(entry, *source, bytes);
   return parse_idx_in_place(Bytes(std::move(bytes)), expected_magic, path.string());
 }
 

@@ -5,11 +5,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstring>
 #include <mutex>
 
-#include "softreg/atomic_file.hpp"
+#include "softreg/decoded_cache.hpp"
 #include "softreg/error.hpp"
 #include "softreg/idx.hpp"
 #include "softreg/image.hpp"
@@ -83,17 +84,20 @@ Listing list_split(const fs::path& split_folder, const std::vector<std::string>*
   return listing;
 }
 
-// What the cache entry of a split must match: every file's name, size and modification time, the
-// class names and the output size.
-std::uint64_t listing_fingerprint(const Listing& listing, int height, int width) {
+// What the folder's cache entry must match: every file's name, size and modification time, the
+// class names and the size asked for (0x0: the images' own).
+std::uint64_t listing_fingerprint(const Listing& train, const Listing* test, int height, int width) {
   std::string text = fmt::format("{}x{}\n", height, width);
-  for (const std::string& name : listing.classes)
-    text += name + "\n";
   std::error_code ec;
-  for (std::size_t i = 0; i < listing.files.size(); ++i) {
-    const auto size = fs::file_size(listing.files[i], ec);
-    const auto time = fs::last_write_time(listing.files[i], ec).time_since_epoch().count();
-    text += fmt::format("{}\t{}\t{}\t{}\n", listing.files[i].string(), listing.labels[i], size, time);
+  for (const Listing* listing : {&train, test}) {
+    if (!listing) continue;
+    for (const std::string& name : listing->classes)
+      text += name + "\n";
+    for (std::size_t i = 0; i < listing->files.size(); ++i) {
+      const auto size = fs::file_size(listing->files[i], ec);
+      const auto time = fs::last_write_time(listing->files[i], ec).time_since_epoch().count();
+      text += fmt::format("{}\t{}\t{}\t{}\n", listing->files[i].string(), listing->labels[i], size, time);
+    }
   }
   std::uint64_t hash = 1469598103934665603ull;  // FNV-1a over the listing, mixed with a CRC-32
   for (unsigned char c : text)
@@ -101,91 +105,61 @@ std::uint64_t listing_fingerprint(const Listing& listing, int height, int width)
   return hash ^ (std::uint64_t{libdeflate_crc32(0, text.data(), text.size())} << 32);
 }
 
-struct CacheHeader {
-  char magic[8];
-  std::uint64_t fingerprint;
-  std::uint64_t count;
-  std::uint64_t pixels_size;
-  std::uint32_t crc32;
-  std::uint32_t reserved;
+constexpr std::array<char, 8> kCacheMagic = {'S', 'R', 'I', 'M', 'G', 'C', '0', '2'};
+
+// The decoded train and test images share one entry: the output height and width (4 bytes each), then
+// the training images' pixels, then the test images'.
+struct DecodedImages {
+  int height = 0;
+  int width = 0;
+  Bytes train, test;
 };
-constexpr char kCacheMagic[8] = {'S', 'R', 'I', 'M', 'G', 'C', '0', '1'};
 
-fs::path cache_entry(const fs::path& split_folder, int height, int width) {
-  const fs::path folder = idx_cache_folder();
-  if (folder.empty()) return {};
-  std::error_code ec;
-  const std::string key =
-      fmt::format("{}|{}x{}", fs::absolute(split_folder, ec).lexically_normal().string(), height, width);
-  std::uint64_t hash = 1469598103934665603ull;
-  for (unsigned char c : key)
-    hash = (hash ^ c) * 1099511628211ull;
-  return folder / fmt::format("{:016x}-images.bin", hash);
-}
-
-std::optional<Bytes> read_cache(const fs::path& entry, std::uint64_t fingerprint, std::size_t count,
-                                std::size_t pixels_size) {
-  if (entry.empty()) return std::nullopt;
-  std::shared_ptr<const MappedFile> mapped;
-  try {
-    mapped = map_file(entry);
-  } catch (const Error&) {
+std::optional<DecodedImages> read_cache(const fs::path& entry, const CacheKey& key, std::size_t train_count,
+                                        std::size_t test_count) {
+  std::optional<Bytes> bytes = read_decoded_cache(entry, key);
+  if (!bytes || bytes->size() < 8) return std::nullopt;
+  std::uint32_t size[2];
+  std::memcpy(size, bytes->data(), sizeof size);
+  const std::size_t D = std::size_t{size[0]} * size[1];
+  if (size[0] == 0 || size[1] == 0 || size[0] > 4096 || size[1] > 4096 ||
+      bytes->size() != 8 + (train_count + test_count) * D) {
     return std::nullopt;
   }
-  CacheHeader header{};
-  if (mapped->size != sizeof header + pixels_size) return std::nullopt;
-  std::memcpy(&header, mapped->data, sizeof header);
-  const std::uint8_t* data = mapped->data + sizeof header;
-  if (std::memcmp(header.magic, kCacheMagic, sizeof kCacheMagic) != 0 || header.fingerprint != fingerprint ||
-      header.count != count || header.pixels_size != pixels_size ||
-      libdeflate_crc32(0, data, pixels_size) != header.crc32) {
-    return std::nullopt;
-  }
-  return Bytes::view(mapped, data, pixels_size);
+  return DecodedImages{static_cast<int>(size[0]), static_cast<int>(size[1]),
+                       bytes->subview(8, train_count * D),
+                       bytes->subview(8 + train_count * D, test_count * D)};
 }
 
-void write_cache(const fs::path& entry, std::uint64_t fingerprint, std::size_t count,
-                 const std::vector<std::uint8_t>& pixels) {
-  if (entry.empty()) return;
-  CacheHeader header{};
-  std::memcpy(header.magic, kCacheMagic, sizeof kCacheMagic);
-  header.fingerprint = fingerprint;
-  header.count = count;
-  header.pixels_size = pixels.size();
-  header.crc32 = libdeflate_crc32(0, pixels.data(), pixels.size());
-  try {
-    std::error_code ec;
-    fs::create_directories(entry.parent_path(), ec);
-    write_file_atomic(entry, {std::string_view(reinterpret_cast<const char*>(&header), sizeof header),
-                              std::string_view(reinterpret_cast<const char*>(pixels.data()), pixels.size())});
-  } catch (const Error&) {
-    // The cache only saves time.
+// The size every image is resized to: the one asked for, else the images' own size when all agree
+// (read from the headers only), else 28x28.
+std::pair<int, int> output_size(const Listing& train, const Listing* test,
+                                const ImageFolderOptions& options) {
+  if (options.height != 0) return {options.height, options.width};
+  std::optional<std::pair<int, int>> first;
+  bool same = true;
+  for (const Listing* listing : {&train, test}) {
+    if (!listing) continue;
+    for (const fs::path& file : listing->files) {
+      const auto size = image_dimensions(file);  // (width, height)
+      if (!size) continue;                       // the decode reports it
+      if (!first) first = size;
+      same = same && *size == *first;
+    }
   }
+  if (first && same && static_cast<long long>(first->first) * first->second <= 4096 * 4096) {
+    return {first->second, first->first};
+  }
+  return {kDefaultSide, kDefaultSide};
 }
 
-// Decodes every image of a split into height x width bytes, in parallel. Unreadable images fail the
-// load (naming the image) or, with skip_bad, are left out and counted.
-Dataset decode_split(const fs::path& split_folder, Listing listing, int height, int width,
-                     const ImageFolderOptions& options, std::size_t& skipped) {
+// Decodes every image of a listing into height x width bytes, in parallel. Unreadable images fail the
+// load (naming the first in listing order) or, with skip_bad_images, are left out (of the pixels and
+// the labels) and counted.
+std::vector<std::uint8_t> decode_images(Listing& listing, int height, int width,
+                                        const ImageFolderOptions& options, std::size_t& skipped) {
   const std::size_t D = static_cast<std::size_t>(height) * static_cast<std::size_t>(width);
   const std::size_t n = listing.files.size();
-  Dataset set;
-  set.height = static_cast<std::size_t>(height);
-  set.width = static_cast<std::size_t>(width);
-  set.num_classes = static_cast<int>(listing.classes.size());
-  set.class_names = listing.classes;
-  set.kind = InputKind::kImages;
-  set.element = ElementType::kU8;
-
-  const fs::path entry = options.use_cache ? cache_entry(split_folder, height, width) : fs::path();
-  const std::uint64_t fingerprint = listing_fingerprint(listing, height, width);
-  if (std::optional<Bytes> cached = read_cache(entry, fingerprint, n, n * D)) {
-    set.count = n;
-    set.labels = listing.labels;
-    set.pixels = std::move(*cached);
-    return set;
-  }
-
   std::vector<std::uint8_t> pixels(n * D);
   std::vector<char> ok(n, 0);
   std::mutex error_mutex;
@@ -221,14 +195,22 @@ Dataset decode_split(const fs::path& split_folder, Listing listing, int height, 
     listing.labels[kept] = listing.labels[i];
     ++kept;
   }
-  if (kept == 0) throw Error::in_file(split_folder, "none of its images could be read");
   pixels.resize(kept * D);
   listing.labels.resize(kept);
-  // Only a complete decode is cached: a run with skipped images decodes again (and reports them again).
-  if (kept == n) write_cache(entry, fingerprint, n, pixels);
-  set.count = kept;
-  set.labels = std::move(listing.labels);
-  set.pixels = Bytes(std::move(pixels));
+  return pixels;
+}
+
+Dataset images_dataset(const Listing& listing, int height, int width, Bytes pixels) {
+  Dataset set;
+  set.height = static_cast<std::size_t>(height);
+  set.width = static_cast<std::size_t>(width);
+  set.count = listing.labels.size();
+  set.num_classes = static_cast<int>(listing.classes.size());
+  set.class_names = listing.classes;
+  set.kind = InputKind::kImages;
+  set.element = ElementType::kU8;
+  set.labels = listing.labels;
+  set.pixels = std::move(pixels);
   return set;
 }
 
@@ -245,42 +227,58 @@ bool is_image_folder(const fs::path& folder) {
 }
 
 ImageFolderData load_image_folder(const fs::path& folder, const ImageFolderOptions& options) {
+  if ((options.height == 0) != (options.width == 0) || options.height < 0 || options.width < 0 ||
+      options.height > 4096 || options.width > 4096) {
+    throw UsageError(fmt::format("--image-size must be HxW with sides from 1 to 4096, got {}x{}",
+                                 options.height, options.width));
+  }
   std::error_code ec;
   const bool has_train = fs::is_directory(folder / "train", ec);
   const fs::path train_folder = has_train ? folder / "train" : folder;
   Listing train = list_split(train_folder, nullptr);
   std::optional<Listing> test;
   if (has_train && fs::is_directory(folder / "test", ec)) test = list_split(folder / "test", &train.classes);
+  const Listing* test_listing = test ? &*test : nullptr;
 
-  if ((options.height == 0) != (options.width == 0) || options.height < 0 || options.width < 0 ||
-      options.height > 4096 || options.width > 4096) {
-    throw UsageError(fmt::format("--image-size must be HxW with sides from 1 to 4096, got {}x{}",
-                                 options.height, options.width));
-  }
-  int height = options.height, width = options.width;
-  if (height == 0) {
-    // The first image's size when all agree (headers only), else 28x28.
-    std::optional<std::pair<int, int>> first;
-    bool same = true;
-    for (const Listing* listing : {&train, test ? &*test : nullptr}) {
-      if (!listing) continue;
-      for (const fs::path& file : listing->files) {
-        const auto size = image_dimensions(file);
-        if (!size) continue;  // the decode reports it
-        if (!first) first = size;
-        same = same && *size == *first;
-      }
-    }
-    if (first && same && static_cast<long long>(first->first) * first->second <= 4096 * 4096) {
-      width = first->first;
-      height = first->second;
-    } else {
-      width = height = kDefaultSide;
-    }
-  }
+  // A warm run finds everything in the cache from the listing alone: no image is opened.
+  const fs::path cache_folder = options.use_cache ? idx_cache_folder() : fs::path();
+  const fs::path entry =
+      cache_folder.empty()
+          ? fs::path()
+          : decoded_cache_entry(cache_folder,
+                                fmt::format("{}|{}x{}", fs::absolute(folder, ec).lexically_normal().string(),
+                                            options.height, options.width),
+                                "-images.img");
+  const CacheKey key{kCacheMagic,
+                     {listing_fingerprint(train, test_listing, options.height, options.width),
+                      train.files.size(), test ? test->files.size() : 0}};
   ImageFolderData data;
-  data.train = decode_split(train_folder, std::move(train), height, width, options, data.skipped);
-  if (test) data.test = decode_split(folder / "test", std::move(*test), height, width, options, data.skipped);
+  if (std::optional<DecodedImages> cached =
+          read_cache(entry, key, train.files.size(), test ? test->files.size() : 0)) {
+    data.train = images_dataset(train, cached->height, cached->width, std::move(cached->train));
+    if (test) data.test = images_dataset(*test, cached->height, cached->width, std::move(cached->test));
+    return data;
+  }
+
+  const auto [height, width] = output_size(train, test_listing, options);
+  std::vector<std::uint8_t> train_pixels = decode_images(train, height, width, options, data.skipped);
+  if (train.labels.empty()) throw Error::in_file(train_folder, "none of its images could be read");
+  std::vector<std::uint8_t> test_pixels;
+  if (test) {
+    test_pixels = decode_images(*test, height, width, options, data.skipped);
+    if (test->labels.empty()) throw Error::in_file(folder / "test", "none of its images could be read");
+  }
+  // Only a complete decode is cached: a run with skipped images decodes again (and reports them again).
+  if (data.skipped == 0 && !entry.empty()) {
+    std::vector<std::uint8_t> bytes(8);
+    const std::uint32_t size[2] = {static_cast<std::uint32_t>(height), static_cast<std::uint32_t>(width)};
+    std::memcpy(bytes.data(), size, sizeof size);
+    bytes.insert(bytes.end(), train_pixels.begin(), train_pixels.end());
+    bytes.insert(bytes.end(), test_pixels.begin(), test_pixels.end());
+    write_decoded_cache(entry, key, bytes);
+  }
+  data.train = images_dataset(train, height, width, Bytes(std::move(train_pixels)));
+  if (test) data.test = images_dataset(*test, height, width, Bytes(std::move(test_pixels)));
   return data;
 }
 

@@ -358,6 +358,19 @@ TEST(ImageFolder, ReadsClassesFromFolderNamesAndCachesTheDecode) {
   EXPECT_TRUE(second.data.train.pixels.is_view());
   EXPECT_EQ(second.data.train.pixels, first.data.train.pixels);
   EXPECT_EQ(second.data.train.labels, first.data.train.labels);
+  // A warm load decodes nothing: an image made unreadable behind the cache's back (same size and time)
+  // is not noticed, while a new image changes the listing and so the entry.
+  const auto victim = dir / "test/square/0.png";
+  const auto size = std::filesystem::file_size(victim);
+  const auto time = std::filesystem::last_write_time(victim);
+  write_text(victim, std::string(size, 'x'));
+  std::filesystem::last_write_time(victim, time);
+  EXPECT_EQ(load_data(s).data.test.pixels, first.data.test.pixels);
+  std::filesystem::copy_file(dir / "train/circle/1.png", dir / "train/circle/new.png");
+  EXPECT_THROW(load_data(s), Error);  // decoded again: the unreadable image is found now
+  std::filesystem::remove(victim);
+  EXPECT_EQ(load_data(s).data.train.count, 31u);
+  std::filesystem::remove(dir / "train/circle/new.png");
   s.image_height = 2;
   s.image_width = 3;
   const LoadedData small = load_data(s);

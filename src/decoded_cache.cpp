@@ -1,0 +1,94 @@
+// The decoded-copy cache shared by the IDX reader and image folders.
+#include "softreg/decoded_cache.hpp"
+
+#include <libdeflate.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "softreg/atomic_file.hpp"
+#include "softreg/error.hpp"
+
+namespace softreg {
+namespace {
+
+// The entry's header, then the bytes. (The layout of the IDX cache's entries since it began, whose key
+// is the source file's size, modification time and inode.)
+struct Header {
+  char magic[8];
+  std::uint64_t key[3];
+  std::uint64_t data_size;
+  std::uint32_t crc32;
+  std::uint32_t reserved;
+};
+// Per extension: room for a handful of datasets of four files each.
+constexpr std::size_t kMaxEntries = 16;
+
+void prune(const std::filesystem::path& folder, const std::filesystem::path& extension) {
+  std::error_code ec;
+  std::vector<std::pair<std::filesystem::file_time_type, std::filesystem::path>> entries;
+  for (const auto& e : std::filesystem::directory_iterator(folder, ec)) {
+    if (e.path().extension() == extension) entries.emplace_back(e.last_write_time(ec), e.path());
+  }
+  if (entries.size() <= kMaxEntries) return;
+  std::sort(entries.begin(), entries.end());
+  for (std::size_t i = 0; i + kMaxEntries < entries.size(); ++i)
+    std::filesystem::remove(entries[i].second, ec);
+}
+
+}  // namespace
+
+std::optional<Bytes> read_decoded_cache(const std::filesystem::path& entry, const CacheKey& key) {
+  if (entry.empty()) return std::nullopt;
+  std::shared_ptr<const MappedFile> mapped;
+  try {
+    mapped = map_file(entry);
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+  Header header{};
+  if (mapped->size < sizeof header) return std::nullopt;
+  std::memcpy(&header, mapped->data, sizeof header);
+  if (std::memcmp(header.magic, key.magic.data(), sizeof header.magic) != 0 ||
+      !std::equal(key.key.begin(), key.key.end(), header.key) ||
+      header.data_size != mapped->size - sizeof header) {
+    return std::nullopt;
+  }
+  const std::uint8_t* data = mapped->data + sizeof header;
+  if (libdeflate_crc32(0, data, header.data_size) != header.crc32) return std::nullopt;
+  return Bytes::view(mapped, data, header.data_size);
+}
+
+void write_decoded_cache(const std::filesystem::path& entry, const CacheKey& key,
+                         std::span<const std::uint8_t> data) {
+  if (entry.empty()) return;
+  Header header{};
+  std::memcpy(header.magic, key.magic.data(), sizeof header.magic);
+  std::copy(key.key.begin(), key.key.end(), header.key);
+  header.data_size = data.size();
+  header.crc32 = libdeflate_crc32(0, data.data(), data.size());
+  try {
+    std::error_code ec;
+    std::filesystem::create_directories(entry.parent_path(), ec);
+    write_file_atomic(entry, {std::string_view(reinterpret_cast<const char*>(&header), sizeof header),
+                              std::string_view(reinterpret_cast<const char*>(data.data()), data.size())});
+  } catch (const Error&) {
+    // A read-only or full disk: the cache only saves time, so carry on without it.
+  }
+  prune(entry.parent_path(), entry.extension());
+}
+
+std::filesystem::path decoded_cache_entry(const std::filesystem::path& folder, std::string_view text,
+                                          std::string_view suffix) {
+  std::uint64_t hash = 1469598103934665603ull;  // FNV-1a: the entry name only has to be stable
+  for (unsigned char c : text)
+    hash = (hash ^ c) * 1099511628211ull;
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(hash));
+  return folder / (std::string(hex) + std::string(suffix));
+}
+
+}  // namespace softreg
