@@ -672,152 +672,180 @@ std::string source_kind(const DataSource& source) {
   return "idx";
 }
 
+namespace {
+
+// Feature rows and their raw labels as read, before labels become classes. No test part when
+// test_name is empty (then --test-fraction makes one).
+struct FeatureParts {
+  Dataset train, test;
+  RawLabels train_labels, test_labels;
+  std::string train_name, test_name;  // the label sources, for messages
+  fs::path folder;
+  std::string test_hint;  // how to give a test set
+};
+
+FeatureParts read_npy_parts(const DataSource& source) {
+  if (source.train_features.empty() || source.train_labels.empty()) {
+    throw UsageError("--train-features needs --train-labels (and the other way round)");
+  }
+  const bool has_test = !source.test_features.empty() || !source.test_labels.empty();
+  if (has_test && (source.test_features.empty() || source.test_labels.empty())) {
+    throw UsageError("--test-features needs --test-labels (and the other way round)");
+  }
+  FeatureParts parts;
+  parts.test_hint = "give --test-features and --test-labels";
+  parts.folder = source.train_features.parent_path();
+  parts.train = features_from_npy(read_npy_file(source.train_features), source.train_features.string());
+  parts.train_labels = labels_from_npy(read_npy_file(source.train_labels), source.train_labels.string());
+  parts.train_name = source.train_labels.string();
+  if (has_test) {
+    parts.test = features_from_npy(read_npy_file(source.test_features), source.test_features.string());
+    parts.test_labels = labels_from_npy(read_npy_file(source.test_labels), source.test_labels.string());
+    parts.test_name = source.test_labels.string();
+    check_same_features(parts.train, parts.test, source.test_features);
+  }
+  return parts;
+}
+
+FeatureParts read_npz_parts(const fs::path& path) {
+  auto arrays = read_npz_file(path);
+  const auto where = [&](const char* what) { return fmt::format("{} ({})", path.string(), what); };
+  FeatureParts parts;
+  parts.test_hint = "add x_test and y_test to " + path.string();
+  parts.folder = path;
+  parts.train = features_from_npy(npz_member(arrays, {"x_train", "X_train", "train_features"}, path, true),
+                                  where("x_train"));
+  parts.train_labels =
+      labels_from_npy(npz_member(arrays, {"y_train", "train_labels"}, path, true), where("y_train"));
+  parts.train_name = where("y_train");
+  const NpyArray test_x = npz_member(arrays, {"x_test", "X_test", "test_features"}, path, false);
+  if (!test_x.shape.empty()) {
+    parts.test = features_from_npy(test_x, where("x_test"));
+    parts.test_labels =
+        labels_from_npy(npz_member(arrays, {"y_test", "test_labels"}, path, true), where("y_test"));
+    parts.test_name = where("y_test");
+    check_same_features(parts.train, parts.test, where("x_test"));
+  }
+  return parts;
+}
+
+FeatureParts read_csv_parts(const DataSource& source) {
+  if (source.train_csv.empty()) throw UsageError("--test-csv needs --train-csv");
+  FeatureParts parts;
+  parts.test_hint = "give --test-csv";
+  parts.folder = source.train_csv.parent_path();
+  CsvTable train = read_csv_file(source.train_csv, source.label_column);
+  parts.train = std::move(train.features);
+  parts.train_labels = std::move(train.labels);
+  parts.train_name = source.train_csv.string();
+  if (!source.test_csv.empty()) {
+    CsvTable test = read_csv_file(source.test_csv, source.label_column);
+    parts.test = std::move(test.features);
+    parts.test_labels = std::move(test.labels);
+    parts.test_name = source.test_csv.string();
+    check_same_features(parts.train, parts.test, source.test_csv);
+  }
+  return parts;
+}
+
+// A test set, or --test-fraction, but not both: the one place this is decided.
+void check_test_choice(bool has_test, bool split, const std::string& where, const std::string& hint) {
+  if (has_test && split) throw UsageError("--test-fraction does not apply: " + where + " has a test set");
+  if (!has_test && !split) throw UsageError("no test set: " + hint + ", or --test-fraction F");
+}
+
+TrainTestData labelled_features(FeatureParts parts, const DataSource& source) {
+  const bool split = source.test_fraction > 0, has_test = !parts.test_name.empty();
+  check_test_choice(has_test, split, parts.folder.string(), parts.test_hint);
+  if (parts.train.count == 0) throw Error::in_file(parts.train_name, "has no rows");
+  Dataset& test = parts.test;
+  test.kind = parts.train.kind;  // an empty test part takes the training rows' shape
+  test.element = parts.train.element;
+  test.height = 1;
+  test.width = parts.train.width;
+  if (!has_test) parts.test_labels.is_text = parts.train_labels.is_text;
+  assign_labels(parts.train, parts.train_labels, parts.train_name, test, parts.test_labels,
+                has_test ? parts.test_name : parts.train_name, source.classes);
+  if (split) return split_off_test(std::move(parts.train), source.test_fraction, source.seed);
+  return {std::move(parts.train), std::move(test)};
+}
+
+TrainTestData load_image_source(const DataSource& source, LoadedData& loaded) {
+  ImageFolderOptions options;
+  options.height = source.image_height;
+  options.width = source.image_width;
+  options.skip_bad_images = source.skip_bad_images;
+  options.threads = source.threads;
+  ImageFolderData images = load_image_folder(*source.data, options);
+  loaded.skipped_images = images.skipped;
+  loaded.folder = *source.data;
+  if (source.classes != 0 && source.classes != images.train.num_classes) {
+    throw Error::in_file(*source.data, fmt::format("--classes {} given, but there are {} class folders",
+                                                   source.classes, images.train.num_classes));
+  }
+  check_test_choice(images.test.has_value(), source.test_fraction > 0, source.data->string(),
+                    fmt::format("add {}/test/<class>/...", source.data->string()));
+  if (!images.test) return split_off_test(std::move(images.train), source.test_fraction, source.seed);
+  return {std::move(images.train), std::move(*images.test)};
+}
+
+TrainTestData load_idx_source(const DataSource& source, LoadedData& loaded) {
+  if (source.test_fraction > 0) {
+    throw UsageError("--test-fraction does not apply to IDX folders, which have a test set");
+  }
+  const DataFiles files = locate_data(source.data);
+  loaded.folder = files.folder;
+  TrainTestData data = load_train_test(files, source.classes != 0 ? source.classes : kMaxClasses);
+  const fs::path names_file = files.folder / "classes.txt";
+  std::error_code ec;
+  std::vector<std::string> names;
+  if (fs::is_regular_file(names_file, ec)) names = read_class_names_file(names_file);
+  int classes = source.classes;
+  if (classes == 0) {
+    classes = std::max(classes_named(data.train), classes_named(data.test));
+    if (!names.empty()) {
+      if (static_cast<int>(names.size()) < classes) {
+        throw Error::in_file(names_file, fmt::format("names {} classes, but the labels go up to {}",
+                                                     names.size(), classes - 1));
+      }
+      classes = static_cast<int>(names.size());
+    }
+  }
+  if (!names.empty() && static_cast<int>(names.size()) != classes) {
+    throw Error::in_file(names_file,
+                         fmt::format("names {} classes, but --classes is {}", names.size(), classes));
+  }
+  if (classes < 2) throw Error::in_file(files.train_labels, "the labels name fewer than 2 classes");
+  data.train.num_classes = data.test.num_classes = classes;
+  if (names.empty() && looks_like_fashion_mnist(data.train, data.test)) names = default_class_names(classes);
+  data.train.class_names = data.test.class_names = names;
+  return data;
+}
+
+}  // namespace
+
 LoadedData load_data(const DataSource& source) {
-  LoadedData loaded;
-  loaded.kind = source_kind(source);
-  if (source.test_fraction < 0 || source.test_fraction >= 1) {
+  // The ranges of the source's numbers are checked here only; front ends pass them through.
+  if (!(source.test_fraction == 0 || (source.test_fraction > 0 && source.test_fraction < 1))) {
     throw UsageError(fmt::format("--test-fraction must be in (0, 1), got {}", source.test_fraction));
   }
   if (source.classes < 0 || source.classes == 1 || source.classes > kMaxClasses) {
     throw UsageError(fmt::format("--classes must be between 2 and {}, got {}", kMaxClasses, source.classes));
   }
-  const bool split = source.test_fraction > 0;
-  TrainTestData& data = loaded.data;
-
-  if (loaded.kind == "npy" || loaded.kind == "npz" || loaded.kind == "csv") {
-    Dataset train, test;
-    RawLabels train_labels, test_labels;
-    std::string train_name, test_name;
-    if (loaded.kind == "npy") {
-      if (source.train_features.empty() || source.train_labels.empty()) {
-        throw UsageError("--train-features needs --train-labels (and the other way round)");
-      }
-      const bool has_test = !source.test_features.empty() || !source.test_labels.empty();
-      if (has_test && (source.test_features.empty() || source.test_labels.empty())) {
-        throw UsageError("--test-features needs --test-labels (and the other way round)");
-      }
-      if (!has_test && !split) {
-        throw UsageError("no test set: give --test-features and --test-labels, or --test-fraction F");
-      }
-      if (has_test && split) throw UsageError("--test-fraction does not apply when a test set is given");
-      train = features_from_npy(read_npy_file(source.train_features), source.train_features.string());
-      train_labels = labels_from_npy(read_npy_file(source.train_labels), source.train_labels.string());
-      train_name = source.train_labels.string();
-      if (has_test) {
-        test = features_from_npy(read_npy_file(source.test_features), source.test_features.string());
-        test_labels = labels_from_npy(read_npy_file(source.test_labels), source.test_labels.string());
-        test_name = source.test_labels.string();
-        check_same_features(train, test, source.test_features);
-      }
-      loaded.folder = source.train_features.parent_path();
-    } else if (loaded.kind == "npz") {
-      const fs::path& path = *source.data;
-      auto arrays = read_npz_file(path);
-      const auto where = [&](const char* what) { return fmt::format("{} ({})", path.string(), what); };
-      train = features_from_npy(npz_member(arrays, {"x_train", "X_train", "train_features"}, path, true),
-                                where("x_train"));
-      train_labels =
-          labels_from_npy(npz_member(arrays, {"y_train", "train_labels"}, path, true), where("y_train"));
-      train_name = where("y_train");
-      NpyArray test_x = npz_member(arrays, {"x_test", "X_test", "test_features"}, path, !split);
-      if (!test_x.shape.empty()) {
-        if (split) throw UsageError("--test-fraction does not apply: " + path.string() + " has a test set");
-        test = features_from_npy(test_x, where("x_test"));
-        test_labels =
-            labels_from_npy(npz_member(arrays, {"y_test", "test_labels"}, path, true), where("y_test"));
-        test_name = where("y_test");
-        check_same_features(train, test, where("x_test"));
-      }
-      loaded.folder = path;
-    } else {
-      if (source.train_csv.empty()) throw UsageError("--test-csv needs --train-csv");
-      if (source.test_csv.empty() && !split) {
-        throw UsageError("no test set: give --test-csv, or --test-fraction F");
-      }
-      if (!source.test_csv.empty() && split)
-        throw UsageError("--test-fraction does not apply when --test-csv is given");
-      CsvTable train_table = read_csv_file(source.train_csv, source.label_column);
-      train = std::move(train_table.features);
-      train_labels = std::move(train_table.labels);
-      train_name = source.train_csv.string();
-      if (!source.test_csv.empty()) {
-        CsvTable test_table = read_csv_file(source.test_csv, source.label_column);
-        test = std::move(test_table.features);
-        test_labels = std::move(test_table.labels);
-        test_name = source.test_csv.string();
-        check_same_features(train, test, source.test_csv);
-      }
-      loaded.folder = source.train_csv.parent_path();
-    }
-    if (train.count == 0) throw Error::in_file(train_name, "has no rows");
-    test.kind = train.kind;
-    test.element = train.element;
-    test.height = 1;
-    test.width = train.width;
-    if (test_name.empty()) test_labels.is_text = train_labels.is_text;
-    assign_labels(train, train_labels, train_name, test, test_labels,
-                  test_name.empty() ? train_name : test_name, source.classes);
-    if (split) {
-      data = split_off_test(std::move(train), source.test_fraction, source.seed);
-    } else {
-      data.train = std::move(train);
-      data.test = std::move(test);
-    }
-  } else if (loaded.kind == "images") {
-    ImageFolderOptions options;
-    options.height = source.image_height;
-    options.width = source.image_width;
-    options.skip_bad_images = source.skip_bad_images;
-    options.threads = source.threads;
-    ImageFolderData images = load_image_folder(*source.data, options);
-    loaded.skipped_images = images.skipped;
-    loaded.folder = *source.data;
-    if (source.classes != 0 && source.classes != images.train.num_classes) {
-      throw Error::in_file(*source.data, fmt::format("--classes {} given, but there are {} class folders",
-                                                     source.classes, images.train.num_classes));
-    }
-    if (images.test) {
-      if (split)
-        throw UsageError("--test-fraction does not apply: " + source.data->string() + " has a test folder");
-      data.train = std::move(images.train);
-      data.test = std::move(*images.test);
-    } else if (split) {
-      data = split_off_test(std::move(images.train), source.test_fraction, source.seed);
-    } else {
-      throw UsageError(fmt::format("{} has no test folder: add {}/test/<class>/... or give --test-fraction F",
-                                   source.data->string(), source.data->string()));
-    }
+  LoadedData loaded;
+  loaded.kind = source_kind(source);
+  if (loaded.kind == "images") {
+    loaded.data = load_image_source(source, loaded);
+  } else if (loaded.kind == "idx") {
+    loaded.data = load_idx_source(source, loaded);
   } else {
-    if (split) throw UsageError("--test-fraction does not apply to IDX folders, which have a test set");
-    const DataFiles files = locate_data(source.data);
-    loaded.folder = files.folder;
-    data = load_train_test(files, source.classes != 0 ? source.classes : kMaxClasses);
-    const fs::path names_file = files.folder / "classes.txt";
-    std::error_code ec;
-    std::vector<std::string> names;
-    if (fs::is_regular_file(names_file, ec)) names = read_class_names_file(names_file);
-    int classes = source.classes;
-    if (classes == 0) {
-      classes = std::max(classes_named(data.train), classes_named(data.test));
-      if (!names.empty()) {
-        if (static_cast<int>(names.size()) < classes) {
-          throw Error::in_file(names_file, fmt::format("names {} classes, but the labels go up to {}",
-                                                       names.size(), classes - 1));
-        }
-        classes = static_cast<int>(names.size());
-      }
-    }
-    if (!names.empty() && static_cast<int>(names.size()) != classes) {
-      throw Error::in_file(names_file,
-                           fmt::format("names {} classes, but --classes is {}", names.size(), classes));
-    }
-    if (classes < 2) throw Error::in_file(files.train_labels, "the labels name fewer than 2 classes");
-    data.train.num_classes = data.test.num_classes = classes;
-    if (names.empty() && looks_like_fashion_mnist(data.train, data.test))
-      names = default_class_names(classes);
-    data.train.class_names = data.test.class_names = names;
+    FeatureParts parts = loaded.kind == "npy"   ? read_npy_parts(source)
+                         : loaded.kind == "npz" ? read_npz_parts(*source.data)
+                                                : read_csv_parts(source);
+    loaded.folder = parts.folder;
+    loaded.data = labelled_features(std::move(parts), source);
   }
-  for (Dataset* set : {&data.train, &data.test}) {
+  for (Dataset* set : {&loaded.data.train, &loaded.data.test}) {
     if (set->class_names.empty()) {
       for (int k = 0; k < set->num_classes; ++k)
         set->class_names.push_back(std::to_string(k));

@@ -46,13 +46,11 @@ DataSource DataSourceFlags::source(std::uint64_t seed, int threads) const {
   s.train_csv = train_csv;
   s.test_csv = test_csv;
   s.label_column = label_column;
-  if (classes != 0 && (classes < 2 || classes > kMaxClasses)) {
+  // Their ranges are load_data's to check; here only what does not fit the library's int.
+  if (classes < 0 || classes > kMaxClasses) {
     throw UsageError(fmt::format("--classes must be between 2 and {}, got {}", kMaxClasses, classes));
   }
   s.classes = static_cast<int>(classes);
-  if (test_fraction != 0 && !(test_fraction > 0 && test_fraction < 1)) {
-    throw UsageError(fmt::format("--test-fraction must be in (0, 1), got {}", test_fraction));
-  }
   s.test_fraction = test_fraction;
   s.seed = seed;
   s.skip_bad_images = skip_bad_images;
