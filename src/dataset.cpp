@@ -46,6 +46,13 @@ float Dataset::value(std::size_t i, std::size_t d) const {
   return static_cast<float>(image(i)[d]) / 255.0f;  // a float division, exactly as ToTensor does
 }
 
+std::vector<std::string> numbered_class_names(int classes) {
+  std::vector<std::string> names;
+  for (int k = 0; k < classes; ++k)
+    names.push_back(std::to_string(k));
+  return names;
+}
+
 std::vector<std::string> default_class_names(int classes) {
   std::vector<std::string> names;
   for (int k = 0; k < classes; ++k) {

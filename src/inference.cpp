@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cctype>
 #include <fstream>
 #include <numeric>
 
@@ -45,12 +44,14 @@ SplitData load_split_for_model(const ModelFile& model, const std::optional<DataS
     throw Error::in_file(loaded.folder, fmt::format("holds {} values, but the model was trained on {}",
                                                     element_name(data.element), element_name(model.element)));
   }
-  // Text labels and folder names are classes by name: map them to the model's class numbers.
-  if (data.class_names != model.class_names &&
-      (kind == "images" || data.num_classes != K ||
-       !std::all_of(data.class_names.begin(), data.class_names.end(), [](const std::string& n) {
-         return !n.empty() && std::isdigit(static_cast<unsigned char>(n[0]));
-       }))) {
+  // Classes named by text labels, folder names or classes.txt are the model's classes of the same name;
+  // classes that only have numbers are the model's classes of the same number.
+  if (data.class_names == numbered_class_names(data.num_classes)) {
+    if (data.num_classes > K) {
+      throw Error::in_file(loaded.folder, fmt::format("has labels up to {}, but the model has {} classes",
+                                                      data.num_classes - 1, K));
+    }
+  } else if (data.class_names != model.class_names) {
     std::vector<Label> to_model(data.class_names.size());
     for (std::size_t k = 0; k < data.class_names.size(); ++k) {
       const auto at = std::find(model.class_names.begin(), model.class_names.end(), data.class_names[k]);

@@ -846,10 +846,7 @@ LoadedData load_data(const DataSource& source) {
     loaded.data = labelled_features(std::move(parts), source);
   }
   for (Dataset* set : {&loaded.data.train, &loaded.data.test}) {
-    if (set->class_names.empty()) {
-      for (int k = 0; k < set->num_classes; ++k)
-        set->class_names.push_back(std::to_string(k));
-    }
+    if (set->class_names.empty()) set->class_names = numbered_class_names(set->num_classes);
   }
   return loaded;
 }

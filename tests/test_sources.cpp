@@ -423,5 +423,39 @@ TEST(Sources, IdxFoldersFindTheirClassCountAndNames) {
             std::string::npos);
 }
 
+TEST(Sources, EvaluationDataMapsClassesToTheModelsByNameOrNumber) {
+  TempDir dir;
+  ModelFile model;
+  model.model.W = WeightMatrix::Zero(2, 3);
+  model.model.b = BiasVector::Zero(3);
+  model.height = 1;
+  model.width = 2;
+  model.input = InputKind::kFeatures;
+  model.element = ElementType::kF32;
+  model.class_names = {"ant", "bee", "cat"};
+  // The evaluation rows have only two of the three classes: sorted on their own they would be 0 and 1.
+  write_text(dir / "few.csv", "kind,x,y\ncat,1,2\nbee,3,4\ncat,5,6\n");
+  DataSource s;
+  s.train_csv = s.test_csv = dir / "few.csv";
+  const SplitData split = load_split_for_model(model, s, "test");
+  EXPECT_EQ(split.data.labels, (std::vector<Label>{2, 1, 2}));
+  EXPECT_EQ(split.data.class_names, model.class_names);
+  write_text(dir / "other.csv", "kind,x,y\ndog,1,2\ncat,3,4\n");
+  s.train_csv = s.test_csv = dir / "other.csv";
+  EXPECT_NE(error_of([&] {
+              load_split_for_model(model, s, "test");
+            }).find("has class 'dog', which the model does not know"),
+            std::string::npos);
+  // Numbered classes keep their numbers, and may not go past the model's.
+  write_text(dir / "numbers.csv", "1,1,2\n1,3,4\n");
+  s.train_csv = s.test_csv = dir / "numbers.csv";
+  EXPECT_EQ(load_split_for_model(model, s, "test").data.labels, (std::vector<Label>{1, 1}));
+  write_text(dir / "numbers.csv", "3,1,2\n0,3,4\n");
+  EXPECT_NE(error_of([&] {
+              load_split_for_model(model, s, "test");
+            }).find("has labels up to 3, but the model has 3 classes"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace softreg

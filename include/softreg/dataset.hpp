@@ -22,6 +22,9 @@ inline constexpr int kFashionMnistClasses = 10;
 inline constexpr std::array<std::string_view, kFashionMnistClasses> kFashionMnistClassNames = {
     "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"};
 
+/// "0", "1", ...: the names of classes that have only numbers.
+std::vector<std::string> numbered_class_names(int classes);
+
 /// Names for `classes` classes: Fashion-MNIST's for 10, the class numbers otherwise.
 std::vector<std::string> default_class_names(int classes);
 
