@@ -24,32 +24,42 @@ SplitData load_split_for_model(const ModelFile& model, const std::optional<DataS
     source = source_from_json(it->second, "the model's data_source");  // the data it was trained on
   }
   const int K = model.model.classes();
-  const std::string kind = source_kind(source);
-  if (source.classes == 0 && kind == "idx") source.classes = K;
-  LoadedData loaded = load_data(source);
-  SplitData result{split == "train" ? std::move(loaded.data.train) : std::move(loaded.data.test),
-                   loaded.folder};
+  SplitData result;
+  if (source_kind(source) == "idx") {
+    // Only the split asked for: the model says how many classes there are and what they are called.
+    const DataFiles files = locate_data(source.data);
+    const bool train = split == "train";
+    result = {load_dataset(train ? files.train_images : files.test_images,
+                           train ? files.train_labels : files.test_labels,
+                           source.classes != 0 ? source.classes : K),
+              files.folder};
+    result.data.class_names = numbered_class_names(result.data.num_classes);
+  } else {
+    LoadedData loaded = load_data(source);
+    result = {split == "train" ? std::move(loaded.data.train) : std::move(loaded.data.test), loaded.folder};
+  }
+  const std::filesystem::path& folder = result.folder;
   Dataset& data = result.data;
   const auto D = static_cast<std::size_t>(model.model.inputs());
   if (data.features() != D ||
       (model.input == InputKind::kImages &&
        (static_cast<int>(data.height) != model.height || static_cast<int>(data.width) != model.width))) {
-    throw Error::in_file(loaded.folder, model.input == InputKind::kImages
-                                            ? fmt::format("images are {}x{}, but the model expects {}x{}",
-                                                          data.height, data.width, model.height, model.width)
-                                            : fmt::format("rows have {} features, but the model expects {}",
-                                                          data.features(), D));
+    throw Error::in_file(
+        folder, model.input == InputKind::kImages
+                    ? fmt::format("images are {}x{}, but the model expects {}x{}", data.height, data.width,
+                                  model.height, model.width)
+                    : fmt::format("rows have {} features, but the model expects {}", data.features(), D));
   }
   if (data.element != model.element) {
-    throw Error::in_file(loaded.folder, fmt::format("holds {} values, but the model was trained on {}",
-                                                    element_name(data.element), element_name(model.element)));
+    throw Error::in_file(folder, fmt::format("holds {} values, but the model was trained on {}",
+                                             element_name(data.element), element_name(model.element)));
   }
   // Classes named by text labels, folder names or classes.txt are the model's classes of the same name;
   // classes that only have numbers are the model's classes of the same number.
   if (data.class_names == numbered_class_names(data.num_classes)) {
     if (data.num_classes > K) {
-      throw Error::in_file(loaded.folder, fmt::format("has labels up to {}, but the model has {} classes",
-                                                      data.num_classes - 1, K));
+      throw Error::in_file(
+          folder, fmt::format("has labels up to {}, but the model has {} classes", data.num_classes - 1, K));
     }
   } else if (data.class_names != model.class_names) {
     std::vector<Label> to_model(data.class_names.size());
@@ -57,7 +67,7 @@ SplitData load_split_for_model(const ModelFile& model, const std::optional<DataS
       const auto at = std::find(model.class_names.begin(), model.class_names.end(), data.class_names[k]);
       if (at == model.class_names.end()) {
         throw Error::in_file(
-            loaded.folder, fmt::format("has class '{}', which the model does not know", data.class_names[k]));
+            folder, fmt::format("has class '{}', which the model does not know", data.class_names[k]));
       }
       to_model[k] = static_cast<Label>(at - model.class_names.begin());
     }
