@@ -14,10 +14,14 @@
 namespace softreg {
 namespace {
 
-// Rows per block of the full-batch sums: the blocks are fixed, so the sums' order never depends on threads.
-constexpr std::size_t kBlockRows = 1024;
-// Input columns per task of the gradient: whole SIMD vectors on every target.
-constexpr std::size_t kColumnGrain = 16;
+// The fast path reads each row from memory once per evaluation: a block of kBlockRows rows (a few hundred KB,
+// resident in L2) goes through the forward pass and at once through the gradient over all inputs. Blocks
+// form fixed groups of kGroupBlocks; a group's blocks are summed in order into the group's double sums and
+// the groups in order at the end, so the result never depends on the thread count.
+constexpr std::size_t kBlockRows = 256;
+constexpr std::size_t kGroupBlocks = 8;
+// The naive path's blocks (one gradient each, summed in block order).
+constexpr std::size_t kNaiveBlockRows = 1024;
 
 using Vec = Eigen::VectorXd;
 
@@ -46,11 +50,14 @@ struct FullBatchObjective::Buffers {
   KernelChoice kernel;
   std::vector<const std::uint8_t*> pixels;  // row pointers, for the fast path
   std::vector<Label> labels;
-  std::vector<float> dlogits;  // (N,K)
-  std::vector<float> loss;     // N
-  std::vector<std::int64_t> block_correct;
-  std::vector<float> block_partial;  // (K,D) one row block's gradient, each thread writing its inputs
-  std::vector<double> block_dW_sum;  // (K,D) the blocks' gradients summed in block order
+  std::vector<float> loss;  // N
+  // Per group: rows whose argmax is the label, and the gradient sums (K,D) and (K) in double.
+  std::vector<std::int64_t> group_correct;
+  std::vector<double> group_dW;
+  std::vector<double> group_db;
+  // Per thread: one block's dlogits (kBlockRows,K) and gradient (K,D).
+  std::vector<std::vector<float>> thread_dlogits;
+  std::vector<std::vector<float>> thread_partial;
   // The naive path: one gradient per block, summed in block order.
   std::vector<WeightMatrix> block_dW;
   std::vector<BiasVector> block_db;
@@ -80,7 +87,6 @@ FullBatchValue FullBatchObjective::operator()(const SoftmaxModel& model) {
   Buffers& b = *buffers_;
   const std::size_t N = b.rows.size(), D = b.data.features();
   const auto K = static_cast<std::size_t>(model.classes());
-  const std::size_t blocks = (N + kBlockRows - 1) / kBlockRows;
   FullBatchValue v;
   double loss_sum = 0;
   if (b.kernel == KernelChoice::kFast) {
@@ -91,58 +97,63 @@ FullBatchValue FullBatchObjective::operator()(const SoftmaxModel& model) {
         b.pixels[i] = b.data.image(b.rows[i]);
         b.labels[i] = b.data.labels[b.rows[i]];
       }
-      b.dlogits.resize(N * K);
       b.loss.resize(N);
+      const auto threads = static_cast<std::size_t>(b.pool.threads());
+      b.thread_dlogits.assign(threads, std::vector<float>(kBlockRows * K));
+      b.thread_partial.assign(threads, std::vector<float>(K * D));
     }
-    b.block_correct.assign(blocks, 0);
-    b.pool.run(blocks, [&](std::size_t block) {
-      const std::size_t r0 = block * kBlockRows, r1 = std::min(N, r0 + kBlockRows);
-      b.block_correct[block] = fast_forward_rows(
-          {b.pixels.data() + r0, b.labels.data() + r0, r1 - r0, D, K, b.data.element, model.W.data(),
-           model.b.data(), b.data.scale(), b.loss.data() + r0, nullptr, b.dlogits.data() + r0 * K});
-    });
-    // Each thread owns a range of inputs and walks the row blocks in order: a block's rows stay in its
-    // cache while all of its columns pass over them (one pass over all rows per column block would stream
-    // the whole data set from memory a dozen times), and the blocks' partial sums add up in double.
-    b.block_dW_sum.assign(D * K, 0.0);
-    b.block_partial.resize(D * K);
-    const std::size_t chunks = (D + kColumnGrain - 1) / kColumnGrain;
-    const auto threads = static_cast<std::size_t>(b.pool.threads());
-    const std::size_t per_task = (chunks + threads - 1) / threads;
-    b.pool.run(threads, [&](std::size_t t) {
-      const std::size_t d0 = std::min(D, t * per_task * kColumnGrain),
-                        d1 = std::min(D, d0 + per_task * kColumnGrain);
-      if (d0 >= d1) return;
-      for (std::size_t block = 0; block < blocks; ++block) {
-        const std::size_t r0 = block * kBlockRows, r1 = std::min(N, r0 + kBlockRows);
-        fast_gradient_columns({b.pixels.data() + r0, b.dlogits.data() + r0 * K, r1 - r0, D, K, b.data.element,
-                               d0, d1, b.data.scale(), b.block_partial.data()});
-        for (std::size_t k = 0; k < K; ++k)
-          for (std::size_t d = d0; d < d1; ++d)
-            b.block_dW_sum[k * D + d] += b.block_partial[k * D + d];
+    const std::size_t blocks = (N + kBlockRows - 1) / kBlockRows;
+    const std::size_t groups = (blocks + kGroupBlocks - 1) / kGroupBlocks;
+    b.group_correct.assign(groups, 0);
+    b.group_dW.assign(groups * K * D, 0.0);
+    b.group_db.assign(groups * K, 0.0);
+    b.pool.run(groups, [&](std::size_t group) {
+      const std::size_t thread = group % static_cast<std::size_t>(b.pool.threads());  // ThreadPool's rule
+      float* dlogits = b.thread_dlogits[thread].data();
+      float* partial = b.thread_partial[thread].data();
+      double* dW = b.group_dW.data() + group * K * D;
+      double* db = b.group_db.data() + group * K;
+      const std::size_t block_end = std::min(blocks, (group + 1) * kGroupBlocks);
+      for (std::size_t block = group * kGroupBlocks; block < block_end; ++block) {
+        const std::size_t r0 = block * kBlockRows, count = std::min(N, r0 + kBlockRows) - r0;
+        b.group_correct[group] += fast_forward_rows({b.pixels.data() + r0, b.labels.data() + r0, count, D, K,
+                                                     b.data.element, model.W.data(), model.b.data(),
+                                                     b.data.scale(), b.loss.data() + r0, nullptr, dlogits});
+        fast_gradient_columns(
+            {b.pixels.data() + r0, dlogits, count, D, K, b.data.element, 0, D, b.data.scale(), partial});
+        for (std::size_t i = 0; i < K * D; ++i)
+          dW[i] += partial[i];
+        for (std::size_t r = 0; r < count; ++r)
+          for (std::size_t k = 0; k < K; ++k)
+            db[k] += dlogits[r * K + k];
       }
     });
+    std::vector<double> dW_sum(b.group_dW.begin(), b.group_dW.begin() + static_cast<std::ptrdiff_t>(K * D));
+    std::vector<double> db_sum(b.group_db.begin(), b.group_db.begin() + static_cast<std::ptrdiff_t>(K));
+    for (std::size_t group = 1; group < groups; ++group) {
+      for (std::size_t i = 0; i < K * D; ++i)
+        dW_sum[i] += b.group_dW[group * K * D + i];
+      for (std::size_t k = 0; k < K; ++k)
+        db_sum[k] += b.group_db[group * K + k];
+    }
     v.dW.resize(model.W.rows(), model.W.cols());
     for (std::size_t i = 0; i < D * K; ++i)
-      v.dW.data()[i] = static_cast<float>(b.block_dW_sum[i]);
-    v.db = BiasVector::Zero(static_cast<Eigen::Index>(K));
-    std::vector<double> db(K, 0.0);
-    for (std::size_t r = 0; r < N; ++r) {
-      loss_sum += b.loss[r];
-      for (std::size_t k = 0; k < K; ++k)
-        db[k] += b.dlogits[r * K + k];
-    }
+      v.dW.data()[i] = static_cast<float>(dW_sum[i]);
+    v.db.resize(static_cast<Eigen::Index>(K));
     for (std::size_t k = 0; k < K; ++k)
-      v.db[static_cast<Eigen::Index>(k)] = static_cast<float>(db[k]);
-    for (std::int64_t c : b.block_correct)
+      v.db[static_cast<Eigen::Index>(k)] = static_cast<float>(db_sum[k]);
+    for (std::size_t r = 0; r < N; ++r)
+      loss_sum += b.loss[r];
+    for (std::int64_t c : b.group_correct)
       v.correct += c;
   } else {
+    const std::size_t blocks = (N + kNaiveBlockRows - 1) / kNaiveBlockRows;
     b.block_dW.assign(blocks, WeightMatrix::Zero(model.W.rows(), model.W.cols()));
     b.block_db.assign(blocks, BiasVector::Zero(model.b.size()));
     b.block_sums.assign(blocks, {});
     b.workspaces.resize(static_cast<std::size_t>(b.pool.threads()));
     b.pool.run(blocks, [&](std::size_t block) {
-      const std::size_t r0 = block * kBlockRows, r1 = std::min(N, r0 + kBlockRows);
+      const std::size_t r0 = block * kNaiveBlockRows, r1 = std::min(N, r0 + kNaiveBlockRows);
       b.block_sums[block] = accumulate_gradient(
           b.data, std::span<const std::uint32_t>(b.rows).subspan(r0, r1 - r0), model, b.block_dW[block],
           b.block_db[block], b.workspaces[block % b.workspaces.size()]);
