@@ -145,11 +145,10 @@ std::string summary_json(const RunSummary& s) {
   if (s.lbfgs) {
     j["recipe"]["max_iter"] = s.config.max_iter;
     j["recipe"]["tol"] = s.config.tol;
-    j["lbfgs"] = {{"iterations", s.lbfgs->iterations},
-                  {"evaluations", s.lbfgs->evaluations},
-                  {"objective", s.lbfgs->objective},
-                  {"grad_inf_norm", s.lbfgs->grad_inf_norm},
-                  {"stop_reason", s.lbfgs->stop_reason}};
+    j["recipe"]["history_size"] = s.config.history_size;
+    j["lbfgs"] = {{"iterations", s.lbfgs->iterations},   {"evaluations", s.lbfgs->evaluations},
+                  {"objective", s.lbfgs->objective},     {"grad_inf_norm", s.lbfgs->grad_inf_norm},
+                  {"stop_reason", s.lbfgs->stop_reason}, {"history", s.lbfgs->history}};
   }
   if (s.best_epoch > 0) {
     j["val_fraction"] = s.config.val_fraction;

@@ -265,6 +265,9 @@ LbfgsResult lbfgs_minimize(SoftmaxModel& model, FullBatchObjective& objective, c
   FullBatchValue value = objective(model);
   result.evaluations = 1;
   Vec g = flatten(value.dW, value.db);
+  const std::size_t pair_bytes = 2 * sizeof(double) * static_cast<std::size_t>(x.size());
+  result.memory = static_cast<int>(std::clamp<std::size_t>(
+      kMaxLbfgsHistoryBytes / pair_bytes, 1, static_cast<std::size_t>(std::max(1, options.memory))));
   std::deque<std::pair<Vec, Vec>> pairs;  // (s, y), newest last
   SoftmaxModel trial = model;
   result.stop_reason = "max_iter";
@@ -308,7 +311,7 @@ LbfgsResult lbfgs_minimize(SoftmaxModel& model, FullBatchObjective& objective, c
     const Vec s = x_new - x, y = g_new - g;
     if (s.dot(y) > 1e-12 * y.squaredNorm()) {  // keep only pairs with positive curvature
       pairs.emplace_back(s, y);
-      if (static_cast<int>(pairs.size()) > options.memory) pairs.pop_front();
+      if (static_cast<int>(pairs.size()) > result.memory) pairs.pop_front();
     }
     x = x_new;
     g = g_new;

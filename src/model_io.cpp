@@ -315,6 +315,7 @@ std::map<std::string, std::string> checkpoint_metadata(const TrainConfig& config
   meta["early_stop"] = std::to_string(config.early_stop);
   meta["max_iter"] = std::to_string(config.max_iter);
   meta["tol"] = fmt::format("{}", config.tol);
+  meta["history_size"] = std::to_string(config.history_size);
   meta["data_folder"] = data_folder;
   meta["epochs_done"] = std::to_string(state.epochs_done);
   meta["batches_done"] = std::to_string(state.batches_done);
@@ -395,6 +396,7 @@ TrainConfig config_from_metadata(const ModelFile& file, const std::string& sourc
   config.early_stop = static_cast<int>(optional_number("early_stop", config.early_stop));
   config.max_iter = static_cast<int>(optional_number("max_iter", config.max_iter));
   config.tol = optional_number("tol", config.tol);
+  config.history_size = static_cast<int>(optional_number("history_size", config.history_size));
   try {
     check_recipe(config);
   } catch (const Error& e) {

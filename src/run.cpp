@@ -121,9 +121,10 @@ RunStatus TrainingRun::train_full_batch(const RunCallbacks& callbacks) {
   const TrainConfig& config = trainer_.config();
   SoftmaxModel model = trainer_.model();
   FullBatchObjective objective(data_.train, trainer_.train_rows(), config.l2, trainer_.pool(), config.kernel);
-  const LbfgsResult r = lbfgs_minimize(model, objective, {config.max_iter, config.tol, /*memory=*/10},
+  const LbfgsResult r = lbfgs_minimize(model, objective, {config.max_iter, config.tol, config.history_size},
                                        callbacks.on_iteration, callbacks.should_stop);
-  lbfgs_ = RunSummary::Lbfgs{r.iterations, r.evaluations, r.objective, r.grad_inf_norm, r.stop_reason};
+  lbfgs_ =
+      RunSummary::Lbfgs{r.iterations, r.evaluations, r.objective, r.grad_inf_norm, r.stop_reason, r.memory};
   // The fit counts as the run's one epoch: its figures, then the checkpoint.
   TrainerState state = trainer_.state();
   state.model = model;

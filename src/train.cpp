@@ -56,6 +56,8 @@ void check_recipe(const TrainConfig& c) {
   if (c.max_iter < 1 || c.max_iter > kMaxLbfgsIterations)
     fail("max-iter", fmt::format("between 1 and {}", kMaxLbfgsIterations), c.max_iter);
   if (!(std::isfinite(c.tol) && c.tol >= 0)) fail("tol", ">= 0", c.tol);
+  if (c.history_size < 1 || c.history_size > kMaxLbfgsHistory)
+    fail("history-size", fmt::format("between 1 and {}", kMaxLbfgsHistory), c.history_size);
 }
 
 Trainer::Trainer(const TrainConfig& config, const Dataset& train, const Dataset& test)

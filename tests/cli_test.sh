@@ -204,9 +204,10 @@ kept_acc=$(grep -o '"test_acc": [0-9.]*' early/summary.json | head -1 | cut -d' 
 expect 2 'softreg: error: --epochs does not apply to --optimizer lbfgs' -- train --optimizer lbfgs --epochs 3
 expect 2 'softreg: error: --max-iter must be between 1 and 1000000, got 0' -- train --optimizer lbfgs --max-iter 0
 expect 2 'softreg: error: --tol must be >= 0, got -1' -- train --optimizer lbfgs --tol -1
+expect 2 'softreg: error: --history-size must be between 1 and 10000, got 0' -- train --optimizer lbfgs --history-size 0
 expect 0 '^   20  +0\.[0-9]+  +[0-9.e+-]+  ' -- train --optimizer lbfgs --l2 1e-3 --max-iter 20 --no-check --no-plots --out lbfgs
 grep -q '"stop_reason": "max_iter"' lbfgs/summary.json && grep -q '"iterations": 20' lbfgs/summary.json &&
-  grep -q '"epochs": 1,' lbfgs/summary.json && ok ||
+  grep -q '"epochs": 1,' lbfgs/summary.json && grep -q '"history": 100' lbfgs/summary.json && ok ||
   fail "lbfgs summary: $(grep -A5 '"lbfgs"' lbfgs/summary.json)"
 awk -F, 'NR == 2 { exit !($4 > 0.8) }' lbfgs/metrics.csv && ok || fail "lbfgs: test acc $(tail -1 lbfgs/metrics.csv)"
 

@@ -128,5 +128,24 @@ TEST(Lbfgs, StopsWhenAskedAndAtMaxIter) {
   EXPECT_NEAR(f(m).objective, stopped.objective, 1e-12);
 }
 
+TEST(Lbfgs, KeepsItsHistoryWithinTheMemoryBound) {
+  Rng rng(7);
+  {
+    const Dataset data = overlapping(300, 8);
+    SoftmaxModel m = SoftmaxModel::initialized(64, 10, 0.01, rng);
+    ThreadPool pool(1);
+    FullBatchObjective f(data, {}, 0.01, pool);
+    EXPECT_EQ(lbfgs_minimize(m, f, {.max_iter = 1, .memory = 100}).memory, 100);
+  }
+  // 2,000 inputs x 100 classes: 200,100 parameters, 3.2 MB a pair, so 256 MiB hold 83 pairs.
+  const Dataset wide = test::random_dataset(40, 40, 50, 100, 9);
+  SoftmaxModel m = SoftmaxModel::initialized(2'000, 100, 0.01, rng);
+  ThreadPool pool(2);
+  FullBatchObjective f(wide, {}, 0.01, pool);
+  const LbfgsResult r = lbfgs_minimize(m, f, {.max_iter = 1, .memory = 100});
+  EXPECT_EQ(r.memory, static_cast<int>(kMaxLbfgsHistoryBytes / (16 * 200'100)));
+  EXPECT_EQ(r.memory, 83);
+}
+
 }  // namespace
 }  // namespace softreg

@@ -406,6 +406,7 @@ TEST(Recipe, EveryFieldHasItsRangeCheckedInOnePlace) {
   expect_bad([](TrainConfig& c) { c.val_fraction = 1; }, "val-fraction must be in [0, 1), got 1");
   expect_bad([](TrainConfig& c) { c.max_iter = 0; }, "max-iter must be between 1 and 1000000, got 0");
   expect_bad([](TrainConfig& c) { c.tol = -1; }, "tol must be >= 0, got -1");
+  expect_bad([](TrainConfig& c) { c.history_size = 0; }, "history-size must be between 1 and 10000, got 0");
 
   // A checkpoint's recipe goes through the same check.
   ModelFile file;

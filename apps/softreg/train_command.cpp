@@ -68,6 +68,7 @@ struct TrainOptions {
   bool val_fraction_given = false;
   long long max_iter = 100;
   double tol = 1e-4;
+  long long history_size = 100;
   long long grid_count = 6;
   bool misclassified = false;
   // Set after parsing: which recipe flags the user gave (a resumed run keeps its checkpoint's recipe).
@@ -130,6 +131,7 @@ TrainConfig validated_config(const TrainOptions& o) {
   config.early_stop = narrowed<int>("--early-stop", o.early_stop);
   config.max_iter = narrowed<int>("--max-iter", o.max_iter);
   config.tol = o.tol;
+  config.history_size = narrowed<int>("--history-size", o.history_size);
   try {
     check_recipe(config);
   } catch (const Error& e) {
@@ -416,6 +418,8 @@ CommandRunner add_train_command(CLI::App& app) {
           "Hold out this part of the training set (seeded, stratified) for validation, in (0, 1)"),
       cmd->add_option("--max-iter", options->max_iter, "lbfgs: most iterations")->capture_default_str(),
       cmd->add_option("--tol", options->tol, "lbfgs: stop when the gradient's largest entry is at most this")
+          ->capture_default_str(),
+      cmd->add_option("--history-size", options->history_size, "lbfgs: correction pairs kept")
           ->capture_default_str(),
       cmd->add_option("--early-stop", options->early_stop,
                       "With --val-fraction: stop after this many epochs without a better validation "

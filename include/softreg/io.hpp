@@ -42,6 +42,7 @@ struct RunSummary {
     double objective = 0;
     double grad_inf_norm = 0;
     std::string stop_reason;
+    int history = 0;  // correction pairs kept (history_size, or fewer for a very large model)
   };
   std::optional<Lbfgs> lbfgs;
   int best_epoch = 0;          // with validation: the epoch of the best validation accuracy (1-based)

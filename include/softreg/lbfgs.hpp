@@ -45,8 +45,12 @@ class FullBatchObjective {
 struct LbfgsOptions {
   int max_iter = 100;  // iterations (each one line search)
   double tol = 1e-4;   // stop when the gradient's largest absolute entry is at most this
-  int memory = 10;     // correction pairs kept
+  int memory = 100;    // correction pairs kept, at most kMaxLbfgsHistoryBytes of them
 };
+
+/// The correction pairs (two double vectors each) are kept within this many bytes: for a model of a
+/// million parameters that is 16 pairs, however many `memory` asks for.
+inline constexpr std::size_t kMaxLbfgsHistoryBytes = std::size_t{256} << 20;
 
 /// One iteration's report.
 struct LbfgsIteration {
@@ -66,6 +70,7 @@ struct LbfgsResult {
   double mean_loss = 0;      // the cross-entropy part of the objective
   std::int64_t correct = 0;  // rows whose argmax is the label
   double grad_inf_norm = 0;
+  int memory = 0;           // correction pairs kept: options.memory within kMaxLbfgsHistoryBytes
   std::string stop_reason;  // "converged", "max_iter", "stopped", "line search failed"
 };
 
