@@ -115,7 +115,8 @@ std::string summary_json(const RunSummary& s) {
                  {"optimizer", s.config.optimizer},
                  {"l2", s.config.l2},
                  {"schedule", s.config.schedule.kind},
-                 {"warmup_epochs", s.config.schedule.warmup_epochs}};
+                 {"warmup_epochs", s.config.schedule.warmup_epochs},
+                 {"standardize", s.config.standardize}};
   if (s.config.optimizer == "momentum" || s.config.optimizer == "nesterov") {
     j["recipe"]["momentum"] = s.config.momentum;
   } else if (s.config.optimizer.starts_with("adam")) {

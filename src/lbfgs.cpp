@@ -48,6 +48,8 @@ struct FullBatchObjective::Buffers {
   double l2;
   ThreadPool& pool;
   KernelChoice kernel;
+  std::optional<Standardization> standardization;
+  SoftmaxModel folded;                      // the model on raw inputs, with a standardization
   std::vector<const std::uint8_t*> pixels;  // row pointers, for the fast path
   std::vector<Label> labels;
   std::vector<float> loss;  // N
@@ -64,8 +66,9 @@ struct FullBatchObjective::Buffers {
   std::vector<BatchSums> block_sums;
   std::vector<KernelWorkspace> workspaces;
 
-  Buffers(const Dataset& d, std::span<const std::uint32_t> r, double lambda, ThreadPool& p, KernelChoice k)
-      : data(d), rows(r.begin(), r.end()), l2(lambda), pool(p), kernel(k) {
+  Buffers(const Dataset& d, std::span<const std::uint32_t> r, double lambda, ThreadPool& p, KernelChoice k,
+          std::optional<Standardization> s)
+      : data(d), rows(r.begin(), r.end()), l2(lambda), pool(p), kernel(k), standardization(std::move(s)) {
     if (rows.empty()) {
       rows.resize(data.count);
       std::iota(rows.begin(), rows.end(), 0u);
@@ -75,16 +78,19 @@ struct FullBatchObjective::Buffers {
 };
 
 FullBatchObjective::FullBatchObjective(const Dataset& data, std::span<const std::uint32_t> rows, double l2,
-                                       ThreadPool& pool, KernelChoice kernel)
-    : buffers_(std::make_unique<Buffers>(data, rows, l2, pool, kernel)) {}
+                                       ThreadPool& pool, KernelChoice kernel,
+                                       std::optional<Standardization> standardization)
+    : buffers_(std::make_unique<Buffers>(data, rows, l2, pool, kernel, std::move(standardization))) {}
 FullBatchObjective::~FullBatchObjective() = default;
 
 std::size_t FullBatchObjective::rows() const {
   return buffers_->rows.size();
 }
 
-FullBatchValue FullBatchObjective::operator()(const SoftmaxModel& model) {
+FullBatchValue FullBatchObjective::operator()(const SoftmaxModel& parameters) {
   Buffers& b = *buffers_;
+  if (b.standardization) fold_standardization(parameters, *b.standardization, b.folded);
+  const SoftmaxModel& model = b.standardization ? b.folded : parameters;  // what the kernels compute with
   const std::size_t N = b.rows.size(), D = b.data.features();
   const auto K = static_cast<std::size_t>(model.classes());
   FullBatchValue v;
@@ -169,10 +175,11 @@ FullBatchValue FullBatchObjective::operator()(const SoftmaxModel& model) {
       v.correct += s.correct;
     }
   }
+  if (b.standardization) standardize_gradient(v.dW, v.db, *b.standardization);
   const double n = static_cast<double>(N);
   v.mean_loss = loss_sum / n;
-  v.objective = v.mean_loss + 0.5 * b.l2 * model.W.cast<double>().squaredNorm();
-  v.dW = v.dW / static_cast<float>(n) + static_cast<float>(b.l2) * model.W;
+  v.objective = v.mean_loss + 0.5 * b.l2 * parameters.W.cast<double>().squaredNorm();
+  v.dW = v.dW / static_cast<float>(n) + static_cast<float>(b.l2) * parameters.W;
   v.db /= static_cast<float>(n);
   return v;
 }

@@ -316,6 +316,7 @@ std::map<std::string, std::string> checkpoint_metadata(const TrainConfig& config
   meta["max_iter"] = std::to_string(config.max_iter);
   meta["tol"] = fmt::format("{}", config.tol);
   meta["history_size"] = std::to_string(config.history_size);
+  meta["standardize"] = config.standardize ? "true" : "false";
   meta["data_folder"] = data_folder;
   meta["epochs_done"] = std::to_string(state.epochs_done);
   meta["batches_done"] = std::to_string(state.batches_done);
@@ -397,6 +398,11 @@ TrainConfig config_from_metadata(const ModelFile& file, const std::string& sourc
   config.max_iter = static_cast<int>(optional_number("max_iter", config.max_iter));
   config.tol = optional_number("tol", config.tol);
   config.history_size = static_cast<int>(optional_number("history_size", config.history_size));
+  if (auto it = file.metadata.find("standardize"); it != file.metadata.end()) {
+    if (it->second != "true" && it->second != "false")
+      throw Error(source + ": __metadata__ 'standardize' must be true or false, got '" + it->second + "'");
+    config.standardize = it->second == "true";
+  }
   try {
     check_recipe(config);
   } catch (const Error& e) {
@@ -417,6 +423,18 @@ TrainerState trainer_state_from(const ModelFile& file, const std::string& source
     state.optimizer.steps = parse_number<std::int64_t>(file, "optimizer_steps", source);
   for (const auto& [name, values] : file.extra_tensors) {
     if (name.starts_with("optimizer.")) state.optimizer.buffers[name.substr(10)] = values;
+  }
+  // A standardized run continues from its weights on standardized inputs, not from the folded ones.
+  const auto weight = file.extra_tensors.find(kStandardizedWeight);
+  const auto bias = file.extra_tensors.find(kStandardizedBias);
+  if ((weight == file.extra_tensors.end()) != (bias == file.extra_tensors.end()))
+    throw Error(source + ": one of the tensors 'standardized.weight' and 'standardized.bias' is missing");
+  if (weight != file.extra_tensors.end()) {
+    if (weight->second.size() != static_cast<std::size_t>(file.model.W.size()) ||
+        bias->second.size() != static_cast<std::size_t>(file.model.b.size()))
+      throw Error(source + ": the standardized weights do not have the shape of 'weight' and 'bias'");
+    std::copy(weight->second.begin(), weight->second.end(), state.model.W.data());
+    std::copy(bias->second.begin(), bias->second.end(), state.model.b.data());
   }
   if (state.epochs_done < 0 || state.partial_correct < 0)
     throw Error(source + ": __metadata__ holds an invalid training state");

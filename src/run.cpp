@@ -107,6 +107,15 @@ ModelFile TrainingRun::model_file() const {
   if (!options_.data_source.empty()) file.metadata["data_source"] = options_.data_source;
   for (const auto& [name, values] : state.optimizer.buffers)
     file.extra_tensors["optimizer." + name] = values;
+  if (const auto& s = trainer_.standardization()) {
+    // weight and bias act on raw inputs; these let a reader see the scaling and training continue.
+    file.extra_tensors[kStandardizeMean] = s->mean;
+    file.extra_tensors[kStandardizeStd] = s->std;
+    file.extra_tensors[kStandardizedWeight].assign(state.model.W.data(),
+                                                   state.model.W.data() + state.model.W.size());
+    file.extra_tensors[kStandardizedBias].assign(state.model.b.data(),
+                                                 state.model.b.data() + state.model.b.size());
+  }
   return file;
 }
 
@@ -119,8 +128,9 @@ void TrainingRun::save_checkpoint() const {
 RunStatus TrainingRun::train_full_batch(const RunCallbacks& callbacks) {
   const auto start = std::chrono::steady_clock::now();
   const TrainConfig& config = trainer_.config();
-  SoftmaxModel model = trainer_.model();
-  FullBatchObjective objective(data_.train, trainer_.train_rows(), config.l2, trainer_.pool(), config.kernel);
+  SoftmaxModel model = trainer_.parameters();
+  FullBatchObjective objective(data_.train, trainer_.train_rows(), config.l2, trainer_.pool(), config.kernel,
+                               trainer_.standardization());
   const LbfgsResult r = lbfgs_minimize(model, objective, {config.max_iter, config.tol, config.history_size},
                                        callbacks.on_iteration, callbacks.should_stop);
   lbfgs_ =

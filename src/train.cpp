@@ -94,6 +94,10 @@ Trainer::Trainer(const TrainConfig& config, const Dataset& train, const Dataset&
     order_.resize(train_rows_.size());
   }
   epoch_rng_state_ = rng_.state();
+  if (config.standardize) {
+    standardization_ = fit_standardization(train, train_rows_, pool_);
+    fold_standardization(model_, *standardization_, folded_);
+  }
   if (uses_fast_path()) return;  // the per-thread gradient buffers below serve only the naive path
   const auto threads = static_cast<std::size_t>(pool_.threads());
   thread_dW_.assign(threads, WeightMatrix::Zero(model_.W.rows(), model_.W.cols()));
@@ -129,6 +133,7 @@ void Trainer::restore(const TrainerState& state) {
   if (state.batches_done >= batches_per_epoch()) throw Error("checkpoint is past the end of its epoch");
   rng_.set_state(state.epoch_rng_state);
   model_ = state.model;
+  if (standardization_) fold_standardization(model_, *standardization_, folded_);
   epoch_rng_state_ = state.epoch_rng_state;
   epochs_done_ = state.epochs_done;
   batches_done_ = state.batches_done;
@@ -146,7 +151,7 @@ BatchSums Trainer::train_batch(std::span<const std::uint32_t> rows, double lr) {
     const std::size_t begin = std::min(rows.size(), s * slice_rows);
     const std::size_t end = std::min(rows.size(), begin + slice_rows);
     if (begin < end) {
-      thread_sums_[s] = accumulate_gradient(train_, rows.subspan(begin, end - begin), model_, thread_dW_[s],
+      thread_sums_[s] = accumulate_gradient(train_, rows.subspan(begin, end - begin), model(), thread_dW_[s],
                                             thread_db_[s], workspaces_[s]);
     }
   });
@@ -156,10 +161,16 @@ BatchSums Trainer::train_batch(std::span<const std::uint32_t> rows, double lr) {
     thread_db_[0] += thread_db_[s];
     sums += thread_sums_[s];
   }
-  add_l2_gradient(thread_dW_[0], model_.W, config_.l2, rows.size());
-  optimizer_->set_learning_rate(lr);
-  optimizer_->step(model_, thread_dW_[0], thread_db_[0], rows.size());
+  step(thread_dW_[0], thread_db_[0], rows.size(), lr);
   return sums;
+}
+
+void Trainer::step(WeightMatrix& dW, const BiasVector& db, std::size_t count, double lr) {
+  if (standardization_) standardize_gradient(dW, db, *standardization_);
+  add_l2_gradient(dW, model_.W, config_.l2, count);
+  optimizer_->set_learning_rate(lr);
+  optimizer_->step(model_, dW, db, count);
+  if (standardization_) fold_standardization(model_, *standardization_, folded_);
 }
 
 bool Trainer::uses_fast_path() const {
@@ -167,8 +178,10 @@ bool Trainer::uses_fast_path() const {
 }
 
 bool Trainer::uses_fused_sgd() const {
-  // The fused kernel applies the plain step; an L2 term needs the gradient first.
-  return uses_fast_path() && config_.l2 == 0 && dynamic_cast<const Sgd*>(optimizer_.get()) != nullptr;
+  // The fused kernel applies the plain step to the model it reads; an L2 term needs the gradient
+  // first, and standardized parameters are not the model the kernels read.
+  return uses_fast_path() && config_.l2 == 0 && !standardization_ &&
+         dynamic_cast<const Sgd*>(optimizer_.get()) != nullptr;
 }
 
 namespace {
@@ -215,6 +228,9 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
   const std::size_t n = order_.size(), D = train_.features();
   const std::size_t B = std::min(config_.batch_size, n);  // a batch larger than the data is the whole data
   const std::size_t K = static_cast<std::size_t>(model_.classes());
+  // The weights the kernels read: the parameters themselves (which the fused SGD kernel updates in
+  // place), or their folded copy in a standardized run (which step() refreshes).
+  SoftmaxModel& kernel_model = standardization_ ? folded_ : model_;
   batch_pixels_.resize(B);
   batch_labels_.resize(B);
   batch_dlogits_.resize(B * K);
@@ -254,7 +270,7 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
       if (r0 < r1) {
         thread_correct[t] +=
             fast_forward_rows({batch_pixels_.data() + r0, batch_labels_.data() + r0, r1 - r0, D, K,
-                               train_.element, model_.W.data(), model_.b.data(), train_.scale(),
+                               train_.element, kernel_model.W.data(), kernel_model.b.data(), train_.scale(),
                                batch_loss_.data() + r0, nullptr, batch_dlogits_.data() + r0 * K});
       }
       meet(t);
@@ -262,10 +278,10 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
       // Thread 0 also does the bookkeeping, so it takes the last (shortest) range of inputs.
       const std::size_t chunk = threads - 1 - t;
       const std::size_t d0 = std::min(D, chunk * d_chunk), d1 = std::min(D, d0 + d_chunk);
-      const float step = static_cast<float>(lr / static_cast<double>(count));
+      const float sgd_step = static_cast<float>(lr / static_cast<double>(count));
       if (d0 < d1 && fused) {
         fast_update_columns({batch_pixels_.data(), batch_dlogits_.data(), count, D, K, train_.element, d0, d1,
-                             step, train_.scale(), model_.W.data()});
+                             sgd_step, train_.scale(), kernel_model.W.data()});
       } else if (d0 < d1) {
         fast_gradient_columns({batch_pixels_.data(), batch_dlogits_.data(), count, D, K, train_.element, d0,
                                d1, train_.scale(), batch_dW_.data()});
@@ -282,7 +298,7 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
         for (std::size_t k = 0; k < K; ++k) {
           const auto i = static_cast<Eigen::Index>(k);
           if (fused) {
-            model_.b(i) -= step * batch_db_sum_[k];
+            kernel_model.b(i) -= sgd_step * batch_db_sum_[k];
           } else {
             batch_db_(i) = batch_db_sum_[k];
           }
@@ -291,11 +307,7 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
       if (!fused) meet(t);  // the whole gradient is there
       if (t == 0) {
         try {
-          if (!fused) {
-            add_l2_gradient(batch_dW_, model_.W, config_.l2, count);
-            optimizer_->set_learning_rate(lr);
-            optimizer_->step(model_, batch_dW_, batch_db_, count);
-          }
+          if (!fused) step(batch_dW_, batch_db_, count, lr);
           const double loss_before = partial_sums_.loss;
           for (std::size_t r = 0; r < count; ++r)
             partial_sums_.loss += batch_loss_[r];
@@ -321,11 +333,11 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
 }
 
 void Trainer::evaluate_held_out(EpochMetrics& metrics) {
-  const Evaluation test = evaluate(model_, test_, pool_, config_.kernel);
+  const Evaluation test = evaluate(model(), test_, pool_, config_.kernel);
   metrics.test_loss = test.loss;
   metrics.test_acc = test.accuracy;
   if (validation_) {
-    const Evaluation val = evaluate(model_, *validation_, pool_, config_.kernel);
+    const Evaluation val = evaluate(model(), *validation_, pool_, config_.kernel);
     metrics.has_validation = true;
     metrics.val_loss = val.loss;
     metrics.val_acc = val.accuracy;

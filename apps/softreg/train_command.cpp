@@ -69,6 +69,7 @@ struct TrainOptions {
   long long max_iter = 100;
   double tol = 1e-4;
   long long history_size = 100;
+  bool standardize = false;
   long long grid_count = 6;
   bool misclassified = false;
   // Set after parsing: which recipe flags the user gave (a resumed run keeps its checkpoint's recipe).
@@ -132,6 +133,7 @@ TrainConfig validated_config(const TrainOptions& o) {
   config.max_iter = narrowed<int>("--max-iter", o.max_iter);
   config.tol = o.tol;
   config.history_size = narrowed<int>("--history-size", o.history_size);
+  config.standardize = o.standardize;
   try {
     check_recipe(config);
   } catch (const Error& e) {
@@ -421,6 +423,9 @@ CommandRunner add_train_command(CLI::App& app) {
           ->capture_default_str(),
       cmd->add_option("--history-size", options->history_size, "lbfgs: correction pairs kept")
           ->capture_default_str(),
+      cmd->add_flag("--standardize", options->standardize,
+                    "Train on standardized inputs, (x - mean) / std of the training rows; the model file's "
+                    "weights include the scaling"),
       cmd->add_option("--early-stop", options->early_stop,
                       "With --val-fraction: stop after this many epochs without a better validation "
                       "accuracy and keep the best epoch's model"),
@@ -434,7 +439,7 @@ CommandRunner add_train_command(CLI::App& app) {
   cmd->add_flag("--json", options->json, "Print only the summary JSON on stdout (the table goes to stderr)");
   cmd->add_flag("--quiet", options->quiet, "No progress bar and no table");
   cmd->add_flag("--no-check", options->no_check, "Skip the seed's acceptance checks");
-  cmd->add_option("--kernel", options->kernel, "fast (SIMD, 10 classes) or naive (the Eigen reference path)")
+  cmd->add_option("--kernel", options->kernel, "fast (SIMD) or naive (the Eigen reference path)")
       ->check(CLI::IsMember({"fast", "naive"}))
       ->capture_default_str();
   cmd->add_flag("--no-plots", options->no_plots,

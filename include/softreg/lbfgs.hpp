@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -16,6 +17,7 @@
 #include "softreg/kernels.hpp"
 #include "softreg/model.hpp"
 #include "softreg/parallel.hpp"
+#include "softreg/standardize.hpp"
 
 namespace softreg {
 
@@ -28,11 +30,13 @@ struct FullBatchValue {
   BiasVector db;             // (K)
 };
 
-/// Evaluates f over the rows `rows` of `data` (all rows when empty), reusing its buffers.
+/// Evaluates f over the rows `rows` of `data` (all rows when empty), reusing its buffers. With a
+/// standardization, f is a function of the weights on standardized inputs (standardize.hpp).
 class FullBatchObjective {
  public:
   FullBatchObjective(const Dataset& data, std::span<const std::uint32_t> rows, double l2, ThreadPool& pool,
-                     KernelChoice kernel = KernelChoice::kFast);
+                     KernelChoice kernel = KernelChoice::kFast,
+                     std::optional<Standardization> standardization = std::nullopt);
   ~FullBatchObjective();
   FullBatchValue operator()(const SoftmaxModel& model);
   std::size_t rows() const;

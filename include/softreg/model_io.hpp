@@ -33,6 +33,13 @@ struct ModelFile {
   std::map<std::string, std::vector<float>> extra_tensors;
 };
 
+/// Extra tensors of a model trained with --standardize: the scaling (which `weight` and `bias` already
+/// include) and the weights on standardized inputs that training continues from.
+inline constexpr const char* kStandardizeMean = "standardize.mean";
+inline constexpr const char* kStandardizeStd = "standardize.std";
+inline constexpr const char* kStandardizedWeight = "standardized.weight";
+inline constexpr const char* kStandardizedBias = "standardized.bias";
+
 /// The bytes of a safetensors file holding `file` (metadata keys for the names, size and format are
 /// filled in from the struct).
 std::string serialize_model(const ModelFile& file);

@@ -16,6 +16,7 @@
 #include "softreg/optim.hpp"
 #include "softreg/parallel.hpp"
 #include "softreg/rng.hpp"
+#include "softreg/standardize.hpp"
 
 namespace softreg {
 
@@ -54,6 +55,8 @@ struct TrainConfig {
   /// an ill-conditioned problem, where a long history saves most iterations: on Fashion-MNIST 100 pairs
   /// need 93 iterations where 10 need 354. Fewer are kept when the pairs would exceed kMaxLbfgsHistoryBytes.
   int history_size = 100;
+  /// Train on standardized inputs ((x - mean) / std of the training rows; see standardize.hpp).
+  bool standardize = false;
 
   OptimizerSettings optimizer_settings() const {
     return {optimizer, lr, momentum, beta1, beta2, eps, weight_decay};
@@ -135,7 +138,12 @@ class Trainer {
   std::size_t train_count() const { return train_rows_.size(); }
   const std::vector<std::uint32_t>& train_rows() const { return train_rows_; }
   const std::optional<Dataset>& validation() const { return validation_; }
-  const SoftmaxModel& model() const { return model_; }
+  /// The model on raw inputs: what evaluates and predicts, and what model files store.
+  const SoftmaxModel& model() const { return standardization_ ? folded_ : model_; }
+  /// What the optimizer updates: the model itself, or its weights on standardized inputs.
+  const SoftmaxModel& parameters() const { return model_; }
+  /// With config.standardize: the training rows' means and deviations.
+  const std::optional<Standardization>& standardization() const { return standardization_; }
   const TrainConfig& config() const { return config_; }
   const Optimizer& optimizer() const { return *optimizer_; }
   ThreadPool& pool() { return pool_; }
@@ -147,6 +155,8 @@ class Trainer {
 
  private:
   BatchSums train_batch(std::span<const std::uint32_t> rows, double lr);
+  // The gradient sums of a batch (with respect to model()) to the step on the parameters.
+  void step(WeightMatrix& dW, const BiasVector& db, std::size_t count, double lr);
   std::size_t batches_per_epoch() const;
   // The learning rate of the next batch, from the recipe's schedule.
   double current_lr() const;
@@ -164,7 +174,9 @@ class Trainer {
   std::vector<std::uint32_t> train_rows_;  // the rows trained on: all but the validation rows
   std::optional<Dataset> validation_;      // a copy of the held-out rows
   Rng rng_;
-  SoftmaxModel model_;
+  SoftmaxModel model_;                              // the parameters
+  std::optional<Standardization> standardization_;  // with it, folded_ is model_ on raw inputs
+  SoftmaxModel folded_;
   ThreadPool pool_;
   int epochs_done_ = 0;
   std::string epoch_rng_state_;  // generator state before the current epoch's shuffle
