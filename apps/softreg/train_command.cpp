@@ -15,6 +15,7 @@
 
 #include "commands.hpp"
 #include "common.hpp"
+#include "recipe_flags.hpp"
 #include "softreg/dataset.hpp"
 #include "softreg/error.hpp"
 #include "softreg/plot.hpp"
@@ -39,107 +40,19 @@ extern "C" void on_sigint(int) {
 
 struct TrainOptions {
   DataSourceFlags data;
-  long long epochs = 10;
-  long long batch_size = 256;
-  double lr = 0.1;
-  unsigned long long seed = 0;
-  double init_std = 0.01;
-  long long threads = hardware_threads();
+  RecipeFlags recipe;
   std::string out;
   std::string resume;
   bool json = false;
   bool quiet = false;
   bool no_check = false;
   bool no_plots = false;
-  std::string kernel = "fast";
-  std::string optimizer = "sgd";
-  double momentum = 0.9;
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-8;
-  double weight_decay = 0.01;
-  double l2 = 0;
-  std::string schedule = "constant";
-  double warmup = 0;
-  long long lr_step = 1;
-  double lr_gamma = 0.1;
-  double val_fraction = 0;
-  long long early_stop = 0;
-  bool val_fraction_given = false;
-  long long max_iter = 100;
-  double tol = 1e-4;
-  long long history_size = 100;
-  bool standardize = false;
   long long grid_count = 6;
   bool misclassified = false;
-  // Set after parsing: which recipe flags the user gave (a resumed run keeps its checkpoint's recipe).
-  std::vector<std::string> recipe_flags_given;
-  bool epochs_given = false;
 };
-
-void check_epochs(long long epochs) {
-  if (epochs < 1 || epochs > kMaxEpochs) {
-    throw UsageError(fmt::format("--epochs must be between 1 and {}, got {}", kMaxEpochs, epochs));
-  }
-}
 
 void check_grid_count(long long n) {
   if (n < 1) throw UsageError(fmt::format("--n must be >= 1, got {}", n));
-}
-
-// A flag's integer in the recipe's narrower type, or a usage error naming the flag.
-template <class T>
-T narrowed(const char* flag, long long value) {
-  if (value < static_cast<long long>(std::numeric_limits<T>::min()) ||
-      static_cast<unsigned long long>(value) >
-          static_cast<unsigned long long>(std::numeric_limits<T>::max())) {
-    throw UsageError(fmt::format("{} is out of range, got {}", flag, value));
-  }
-  return static_cast<T>(value);
-}
-
-// The recipe the flags give. Its ranges are the library's (check_recipe); here only what is about the
-// flags themselves: their combinations, and the options outside the recipe.
-TrainConfig validated_config(const TrainOptions& o) {
-  check_threads(o.threads);
-  check_grid_count(o.grid_count);
-  if (o.val_fraction_given && !(o.val_fraction > 0 && o.val_fraction < 1))
-    throw UsageError(fmt::format("--val-fraction must be in (0, 1), got {}", o.val_fraction));
-  if (o.early_stop > 0 && !o.val_fraction_given)
-    throw UsageError("--early-stop needs --val-fraction (only the validation set may choose the epoch)");
-  if (o.optimizer == "lbfgs" && o.epochs_given)
-    throw UsageError("--epochs does not apply to --optimizer lbfgs, which runs to --tol or --max-iter");
-  if (o.optimizer == "lbfgs" && o.early_stop > 0)
-    throw UsageError("--early-stop does not apply to --optimizer lbfgs (one full-batch fit)");
-  TrainConfig config;
-  config.lr = o.lr;
-  config.batch_size = narrowed<std::size_t>("--batch-size", o.batch_size);
-  // The L-BFGS fit is recorded as the run's one epoch.
-  config.epochs = o.optimizer == "lbfgs" ? 1 : narrowed<int>("--epochs", o.epochs);
-  config.seed = o.seed;
-  config.init_std = o.init_std;
-  config.threads = static_cast<int>(o.threads);
-  config.kernel = o.kernel == "naive" ? KernelChoice::kNaive : KernelChoice::kFast;
-  config.optimizer = o.optimizer;
-  config.momentum = o.momentum;
-  config.beta1 = o.beta1;
-  config.beta2 = o.beta2;
-  config.eps = o.eps;
-  config.weight_decay = o.weight_decay;
-  config.l2 = o.l2;
-  config.schedule = {o.schedule, o.warmup, narrowed<int>("--lr-step", o.lr_step), o.lr_gamma};
-  config.val_fraction = o.val_fraction_given ? o.val_fraction : 0;
-  config.early_stop = narrowed<int>("--early-stop", o.early_stop);
-  config.max_iter = narrowed<int>("--max-iter", o.max_iter);
-  config.tol = o.tol;
-  config.history_size = narrowed<int>("--history-size", o.history_size);
-  config.standardize = o.standardize;
-  try {
-    check_recipe(config);
-  } catch (const Error& e) {
-    throw UsageError(std::string("--") + e.what());
-  }
-  return config;
 }
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
@@ -148,9 +61,9 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 
 // The saved run that --resume names, with --epochs applied; the recipe flags may not change.
 SavedRun saved_run_to_resume(const TrainOptions& options) {
-  if (!options.recipe_flags_given.empty()) {
+  if (!options.recipe.given.empty()) {
     throw UsageError(
-        options.recipe_flags_given.front() +
+        options.recipe.given.front() +
         " cannot be changed with --resume (the checkpoint's recipe is used; --epochs may be raised)");
   }
   SavedRun saved;
@@ -160,9 +73,9 @@ SavedRun saved_run_to_resume(const TrainOptions& options) {
     throw Error(std::string("--resume ") + e.what());
   }
   check_grid_count(options.grid_count);
-  if (options.epochs_given) {
-    check_epochs(options.epochs);
-    saved.config.epochs = static_cast<int>(options.epochs);
+  if (options.recipe.epochs_given) {
+    check_epochs(options.recipe.epochs);
+    saved.config.epochs = static_cast<int>(options.recipe.epochs);
   }
   if (saved.state.epochs_done > saved.config.epochs) {
     throw UsageError(fmt::format("--epochs {} is less than the {} epochs {} already has", saved.config.epochs,
@@ -174,7 +87,8 @@ SavedRun saved_run_to_resume(const TrainOptions& options) {
 int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point process_start) {
   std::optional<SavedRun> saved;
   if (!options.resume.empty()) saved = saved_run_to_resume(options);
-  const TrainConfig config = saved ? saved->config : validated_config(options);
+  if (!saved) check_grid_count(options.grid_count);  // resuming checks it with the saved run
+  const TrainConfig config = saved ? saved->config : recipe_config(options.recipe);
   // The data: from the flags, else (resuming) where the run's data came from.
   DataSource source = options.data.source(config.seed, config.threads);
   if (!options.data.given() && saved) {
@@ -365,71 +279,7 @@ CommandRunner add_train_command(CLI::App& app) {
   CLI::App* cmd =
       app.add_subcommand("train", "Train softmax regression with the seed's recipe (minibatch SGD)");
   add_data_source_options(*cmd, options->data);
-  CLI::Option* epochs =
-      cmd->add_option("--epochs", options->epochs, "Passes over the training set (in all, when resuming)")
-          ->capture_default_str();
-  const std::vector<CLI::Option*> recipe = {
-      cmd->add_option("--batch-size", options->batch_size,
-                      "Examples per SGD step (the last batch may be smaller)")
-          ->capture_default_str(),
-      cmd->add_option("--lr", options->lr, "Learning rate")->capture_default_str(),
-      cmd->add_option("--seed", options->seed, "Seed for the initial weights and the shuffling (>= 0)")
-          // An unsigned parse would turn -1 into 18446744073709551615.
-          ->check(CLI::Validator(
-              [](std::string& text) {
-                return text.find('-') == std::string::npos ? std::string() : "must be >= 0, got " + text;
-              },
-              "SEED"))
-          ->capture_default_str(),
-      cmd->add_option("--init-std", options->init_std, "Standard deviation of the initial weights, in [0, 1]")
-          ->capture_default_str(),
-      cmd->add_option("--threads", options->threads,
-                      "Threads (default: all cores); results depend on the count")
-          ->capture_default_str(),
-      cmd->add_option("--optimizer", options->optimizer,
-                      "sgd (the seed's), momentum, nesterov, adam or adamw (as torch.optim's), or lbfgs "
-                      "(full-batch L-BFGS to --tol, in place of epochs)")
-          ->check(CLI::IsMember({"sgd", "momentum", "nesterov", "adam", "adamw", "lbfgs"}))
-          ->capture_default_str(),
-      cmd->add_option("--momentum", options->momentum, "Momentum of momentum and nesterov, in [0, 1)")
-          ->capture_default_str(),
-      cmd->add_option("--beta1", options->beta1, "Adam's first-moment decay, in [0, 1)")
-          ->capture_default_str(),
-      cmd->add_option("--beta2", options->beta2, "Adam's second-moment decay, in [0, 1)")
-          ->capture_default_str(),
-      cmd->add_option("--eps", options->eps, "Adam's epsilon, > 0")->capture_default_str(),
-      cmd->add_option("--weight-decay", options->weight_decay, "AdamW's decoupled weight decay of W, >= 0")
-          ->capture_default_str(),
-      cmd->add_option("--l2", options->l2,
-                      "L2 penalty: objective = mean cross-entropy + L2/2 * ||W||^2 (b not penalized); "
-                      "scikit-learn's C is 1 / (L2 * training examples)")
-          ->capture_default_str(),
-      cmd->add_option("--schedule", options->schedule,
-                      "Learning rate over the run: constant, step (times --lr-gamma every --lr-step "
-                      "epochs) or cosine (down to 0 at the end)")
-          ->check(CLI::IsMember({"constant", "step", "cosine"}))
-          ->capture_default_str(),
-      cmd->add_option("--warmup", options->warmup, "Epochs of linear warmup before the schedule")
-          ->capture_default_str(),
-      cmd->add_option("--lr-step", options->lr_step, "step schedule: epochs between reductions")
-          ->capture_default_str(),
-      cmd->add_option("--lr-gamma", options->lr_gamma, "step schedule: factor of each reduction, in (0, 1]")
-          ->capture_default_str(),
-      cmd->add_option(
-          "--val-fraction", options->val_fraction,
-          "Hold out this part of the training set (seeded, stratified) for validation, in (0, 1)"),
-      cmd->add_option("--max-iter", options->max_iter, "lbfgs: most iterations")->capture_default_str(),
-      cmd->add_option("--tol", options->tol, "lbfgs: stop when the gradient's largest entry is at most this")
-          ->capture_default_str(),
-      cmd->add_option("--history-size", options->history_size, "lbfgs: correction pairs kept")
-          ->capture_default_str(),
-      cmd->add_flag("--standardize", options->standardize,
-                    "Train on standardized inputs, (x - mean) / std of the training rows; the model file's "
-                    "weights include the scaling"),
-      cmd->add_option("--early-stop", options->early_stop,
-                      "With --val-fraction: stop after this many epochs without a better validation "
-                      "accuracy and keep the best epoch's model"),
-  };
+  const RecipeOptions recipe = add_recipe_options(*cmd, options->recipe);
   CLI::Option* out = cmd->add_option(
       "--out", options->out, "Run folder (default: runs/<UTC timestamp>, with runs/latest pointing at it)");
   cmd->add_option(
@@ -439,21 +289,12 @@ CommandRunner add_train_command(CLI::App& app) {
   cmd->add_flag("--json", options->json, "Print only the summary JSON on stdout (the table goes to stderr)");
   cmd->add_flag("--quiet", options->quiet, "No progress bar and no table");
   cmd->add_flag("--no-check", options->no_check, "Skip the seed's acceptance checks");
-  cmd->add_option("--kernel", options->kernel, "fast (SIMD) or naive (the Eigen reference path)")
-      ->check(CLI::IsMember({"fast", "naive"}))
-      ->capture_default_str();
   cmd->add_flag("--no-plots", options->no_plots,
                 "Draw no pictures (curves, predictions, confusion matrix, weight templates)");
   cmd->add_option("--n", options->grid_count, "Test images in predictions.png")->capture_default_str();
   cmd->add_flag("--misclassified", options->misclassified, "predictions.png shows only wrong predictions");
-  return [options, process_start, epochs, recipe] {
-    options->epochs_given = epochs->count() > 0;
-    options->val_fraction_given = std::any_of(recipe.begin(), recipe.end(), [](const CLI::Option* o) {
-      return o->get_name() == "--val-fraction" && o->count() > 0;
-    });
-    for (const CLI::Option* o : recipe) {
-      if (o->count() > 0) options->recipe_flags_given.push_back(o->get_name());
-    }
+  return [options, process_start, recipe] {
+    recipe.note_given(options->recipe);
     return run_train(*options, process_start);
   };
 }
