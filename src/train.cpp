@@ -141,6 +141,16 @@ void Trainer::restore(const TrainerState& state) {
   optimizer_->restore(state.optimizer, model_);
 }
 
+void Trainer::warm_start(const SoftmaxModel& parameters) {
+  if (epochs_done_ > 0 || batches_done_ > 0) throw Error("a warm start comes before any training");
+  if (parameters.W.rows() != model_.W.rows() || parameters.W.cols() != model_.W.cols() ||
+      parameters.b.size() != model_.b.size()) {
+    throw Error("the warm start's model shape does not match the data");
+  }
+  model_ = parameters;
+  if (standardization_) fold_standardization(model_, *standardization_, folded_);
+}
+
 BatchSums Trainer::train_batch(std::span<const std::uint32_t> rows, double lr) {
   const std::size_t slices = thread_dW_.size();
   const std::size_t slice_rows = (rows.size() + slices - 1) / slices;
@@ -333,9 +343,11 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
 }
 
 void Trainer::evaluate_held_out(EpochMetrics& metrics) {
-  const Evaluation test = evaluate(model(), test_, pool_, config_.kernel);
-  metrics.test_loss = test.loss;
-  metrics.test_acc = test.accuracy;
+  if (test_.count > 0) {  // tuning trains without a test set
+    const Evaluation test = evaluate(model(), test_, pool_, config_.kernel);
+    metrics.test_loss = test.loss;
+    metrics.test_acc = test.accuracy;
+  }
   if (validation_) {
     const Evaluation val = evaluate(model(), *validation_, pool_, config_.kernel);
     metrics.has_validation = true;

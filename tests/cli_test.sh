@@ -192,6 +192,37 @@ st_acc=$(grep -o '"test_acc": [0-9.]*' standardized/summary.json | head -1 | cut
   fail "eval of the standardized model does not give summary.json's test_acc $st_acc"
 expect 2 '--standardize cannot be changed with --resume' -- train --resume standardized --standardize
 
+# softreg tune: the sweep on a validation split, the refit as an ordinary run folder, its JSON.
+expect 2 'softreg: error: --l2 is what tune chooses' -- tune --l2 1e-3
+expect 2 "softreg: error: --grid is FROM:TO:COUNT or a list X,Y,..., got '1e-3:1'" -- tune --grid 1e-3:1
+expect 2 "softreg: error: --grid needs numbers >= 0, got '-1'" -- tune --grid 1e-3,-1
+expect 2 'softreg: error: --lrs does not apply to --optimizer lbfgs' -- tune --lrs 0.1
+expect 2 "softreg: error: --lrs needs learning rates > 0, got '0'" -- tune --optimizer sgd --lrs 0
+expect 2 'softreg: error: --early-stop does not apply to tune' -- tune --early-stop 2
+expect 2 'softreg: error: --val-fraction must be in \(0, 1\), got 0' -- tune --val-fraction 0
+expect 2 'softreg: error: --refit-tol must be >= 0, got -1' -- tune --refit-tol -1
+"$softreg" tune --grid 1e-2,1e-3,1e-4 --threads 2 --json --no-plots --out tuned >tune.json 2>tune.err && ok ||
+  fail "tune: $(tail -2 tune.err)"
+/usr/bin/python3 - tune.json <<'PY' && ok || fail "tune JSON: $(head -c 400 tune.json)"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["best"]["optimizer"] == "lbfgs" and j["selected_by"] == "val_loss", j["best"]
+assert [t["l2"] for t in j["trials"]] == [1e-2, 1e-3, 1e-4], j["trials"]
+assert min(t["val_loss"] for t in j["trials"]) == j["val_loss"]
+assert j["train_rows"] == 54000 and j["val_rows"] == 6000, (j["train_rows"], j["val_rows"])
+assert 0.83 < j["test_acc"] < 0.86 and j["run_folder"] == "tuned", j
+PY
+grep -q "\"l2\": $(/usr/bin/python3 -c 'import json; print(json.load(open("tune.json"))["best"]["l2"])')" tuned/summary.json &&
+  grep -q '"val_fraction"' tuned/model.safetensors && ok || fail "the refit's recipe is not the winner's"
+tuned_acc=$(/usr/bin/python3 -c 'import json; print(json.load(open("tune.json"))["test_acc"])')
+"$softreg" eval --model tuned/model.safetensors --json | grep -q "\"accuracy\":$tuned_acc" && ok ||
+  fail "eval of the refit does not give tune's test_acc $tuned_acc"
+cmp -s tuned/tune.json tune.json && ok || fail "tuned/tune.json differs from what --json printed"
+"$softreg" tune --optimizer sgd --epochs 1 --lrs 0.1,1e4 --grid 1e-4 --threads 2 --no-check --out tuned-sgd >tune.txt 2>&1 &&
+  grep -qE '^ +0\.0001 +1e\+04 +nan +nan +nan +1 +[0-9.]+ +diverged$' tune.txt &&
+  grep -q 'best validation loss: l2 0.0001, lr 0.1' tune.txt && [ -s tuned-sgd/tune.png ] && ok ||
+  fail "tune with a diverging learning rate: $(cat tune.txt)"
+
 # softreg data: what was found and what is in it.
 expect 0 '^data: /usr/share/datasets/fashion-mnist \(all four files pass the checks\)' -- data --data /usr/share/datasets/fashion-mnist
 grep -qE '^  9  ankle boot     6000    1000$' out.txt && ok || fail "data: class table: $(cat out.txt)"

@@ -3,11 +3,37 @@
 
 #include <fmt/format.h>
 
+#include <atomic>
 #include <charconv>
+#include <csignal>
 
 #include "softreg/error.hpp"
 
 namespace softreg::cli {
+namespace {
+
+std::atomic<bool> g_stop_requested{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "the SIGINT handler needs a lock-free flag");
+
+extern "C" void on_sigint(int) {
+  g_stop_requested.store(true);
+  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C stops at once
+}
+
+}  // namespace
+
+void arm_stop_on_ctrl_c() {
+  g_stop_requested = false;
+  std::signal(SIGINT, on_sigint);
+}
+
+bool stop_requested() {
+  return g_stop_requested.load();
+}
+
+void disarm_stop_on_ctrl_c() {
+  std::signal(SIGINT, SIG_DFL);
+}
 
 void check_threads(long long threads) {
   if (threads < 1 || threads > kMaxThreads) {

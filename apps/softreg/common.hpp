@@ -10,6 +10,15 @@
 
 namespace softreg::cli {
 
+/// The conventional exit status of a program stopped by SIGINT.
+inline constexpr int kExitInterrupted = 130;
+
+/// Ctrl-C as a request to stop at the next safe point: after arm_stop_on_ctrl_c(), the first SIGINT
+/// makes stop_requested() true (a second one ends the process at once); disarm restores the default.
+void arm_stop_on_ctrl_c();
+bool stop_requested();
+void disarm_stop_on_ctrl_c();
+
 /// Upper bound that only catches typos; nothing in the code needs it.
 inline constexpr long long kMaxThreads = 1024;
 

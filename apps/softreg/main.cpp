@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
       "130 training interrupted by Ctrl-C (the run folder holds a checkpoint to --resume).\n"
       "Run 'softreg COMMAND --help' for the options of a command.");
   CommandRunner train = add_train_command(app);
+  CommandRunner tune = add_tune_command(app);
   CommandRunner eval = add_eval_command(app);
   CommandRunner predict = add_predict_command(app);
   CommandRunner plot = add_plot_command(app);
@@ -47,6 +48,7 @@ int main(int argc, char** argv) {
 
   try {
     if (app.got_subcommand("train")) return train();
+    if (app.got_subcommand("tune")) return tune();
     if (app.got_subcommand("eval")) return eval();
     if (app.got_subcommand("predict")) return predict();
     if (app.got_subcommand("plot")) return plot();

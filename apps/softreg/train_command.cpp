@@ -5,10 +5,8 @@
 
 #include <fmt/format.h>
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cmath>
-#include <csignal>
 #include <cstdio>
 #include <limits>
 #include <optional>
@@ -27,16 +25,6 @@ namespace {
 
 // Table rows kept in the live terminal view (all of them are in metrics.csv).
 constexpr std::size_t kLiveTableRows = 15;
-// The conventional exit status of a program stopped by SIGINT.
-constexpr int kExitInterrupted = 130;
-
-std::atomic<bool> g_stop_requested{false};
-static_assert(std::atomic<bool>::is_always_lock_free, "the SIGINT handler needs a lock-free flag");
-
-extern "C" void on_sigint(int) {
-  g_stop_requested.store(true);
-  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C stops at once
-}
 
 struct TrainOptions {
   DataSourceFlags data;
@@ -100,8 +88,7 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
     }
   }
 
-  g_stop_requested = false;
-  std::signal(SIGINT, on_sigint);
+  arm_stop_on_ctrl_c();
   // With --json the summary is the only thing on stdout; the human-readable table moves to stderr.
   std::FILE* table = options.json ? stderr : stdout;
   const bool show_table = !options.quiet;
@@ -195,7 +182,7 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
     print_row(m);
     redraw_live();
   };
-  callbacks.should_stop = [] { return g_stop_requested.load(); };
+  callbacks.should_stop = stop_requested;
   if (config.optimizer == "lbfgs" && table_lines) {
     fmt::print(table, "{:>5}  {:>12}  {:>10}  {:>8}  {:>5}  {:>7}\n", "iter", "objective", "grad_inf", "step",
                "evals", "seconds");
@@ -228,7 +215,7 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
                (run_folder / "model.safetensors").string(), run_folder.string());
     return kExitInterrupted;
   }
-  std::signal(SIGINT, SIG_DFL);
+  disarm_stop_on_ctrl_c();
 
   if (!options.no_plots) progress.message("drawing pictures ...");
   const RunReport report =

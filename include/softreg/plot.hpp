@@ -89,6 +89,18 @@ struct Series {
 void draw_training_curves(const std::vector<Series>& series, int total_epochs,
                           const std::filesystem::path& png, const std::filesystem::path& svg);
 
+/// One line of the tuning chart: a score at each L2 penalty (NaN where the trial has none).
+struct TunePath {
+  std::string name;  // "lr 0.1", or "" for a single path
+  std::vector<double> lambdas;
+  std::vector<double> val_acc;
+  std::vector<double> val_loss;
+};
+/// tune.png/tune.svg: validation accuracy (left) and loss (right) against the L2 penalty on a log axis
+/// (a penalty of 0 is drawn at the grid's left end), one line per path, the chosen trial ringed.
+void draw_tune_chart(const std::vector<TunePath>& paths, double best_lambda, std::size_t best_path,
+                     const std::filesystem::path& png, const std::filesystem::path& svg);
+
 /// One image of the prediction grid.
 struct GridItem {
   std::size_t index;  // row in the dataset

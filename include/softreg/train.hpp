@@ -126,8 +126,13 @@ class Trainer {
   std::optional<EpochMetrics> run_epoch(const BatchCallback& on_batch = {},
                                         const StopRequest& should_stop = {});
 
-  /// Fills the test figures of the current model, and the validation figures when there is a hold-out.
+  /// Fills the test figures of the current model (when the test set has rows), and the validation
+  /// figures when there is a hold-out.
   void evaluate_held_out(EpochMetrics& metrics);
+
+  /// Starts from `parameters` (as parameters() would return them) instead of the seed's initial
+  /// weights; only before the first batch. Tuning walks a regularization path this way.
+  void warm_start(const SoftmaxModel& parameters);
 
   /// The state to save in a checkpoint, and to restore it into a trainer built with the same config.
   TrainerState state() const;

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <memory>
 
 #include "softreg/error.hpp"
@@ -221,6 +222,136 @@ void render_curves(cairo_t* cr, int width, int height, const std::vector<Series>
   }
 }
 
+// One panel of the tuning chart: `value(path)` against log10 of the penalty.
+void render_tune_panel(cairo_t* cr, const Rect& frame, const std::string& title,
+                       const std::vector<TunePath>& paths, std::vector<double> TunePath::*values,
+                       double best_lambda, std::size_t best_path) {
+  double x_lo = std::numeric_limits<double>::infinity(), x_hi = -x_lo;
+  double y_lo = std::numeric_limits<double>::infinity(), y_hi = -y_lo;
+  for (const TunePath& p : paths) {
+    for (std::size_t i = 0; i < p.lambdas.size(); ++i) {
+      if (p.lambdas[i] > 0) {
+        x_lo = std::min(x_lo, std::log10(p.lambdas[i]));
+        x_hi = std::max(x_hi, std::log10(p.lambdas[i]));
+      }
+      const double v = (p.*values)[i];
+      if (std::isfinite(v)) {
+        y_lo = std::min(y_lo, v);
+        y_hi = std::max(y_hi, v);
+      }
+    }
+  }
+  if (!std::isfinite(x_lo)) x_lo = x_hi = 0;
+  if (!std::isfinite(y_lo)) y_lo = y_hi = 0;
+  const double x_zero = x_lo - 1;  // where a penalty of 0 goes
+  const bool has_zero = std::any_of(paths.begin(), paths.end(), [](const TunePath& p) {
+    return std::find(p.lambdas.begin(), p.lambdas.end(), 0.0) != p.lambdas.end();
+  });
+  PlotArea area;
+  area.frame = frame;
+  const Ticks y_ticks = nice_ticks(y_lo, y_hi, 6);
+  area.x_lo = (has_zero ? x_zero : x_lo) - 0.3;
+  area.x_hi = std::max(x_hi, area.x_lo + 1) + 0.3;
+  area.y_lo = y_ticks.lo;
+  area.y_hi = y_ticks.hi;
+  const auto x_of = [&](double lambda) { return lambda > 0 ? std::log10(lambda) : x_zero; };
+
+  set_font(cr, 12);
+  cairo_set_line_width(cr, 1);
+  for (double y : y_ticks.values) {
+    set_color(cr, kGrid);
+    cairo_move_to(cr, frame.x, std::round(area.py(y)) + 0.5);
+    cairo_line_to(cr, frame.x + frame.width, std::round(area.py(y)) + 0.5);
+    cairo_stroke(cr);
+    set_color(cr, kText);
+    draw_text(cr, tick_label(y, y_ticks.step), frame.x - 6, area.py(y), 1, 0.5);
+  }
+  const int decade_step = x_hi - x_lo > 8 ? 2 : 1;
+  for (int e = static_cast<int>(std::ceil(area.x_lo)); e <= static_cast<int>(std::floor(area.x_hi)); ++e) {
+    if ((e - static_cast<int>(std::ceil(area.x_lo))) % decade_step != 0) continue;
+    if (has_zero && e <= x_zero + 0.5) continue;
+    set_color(cr, kGrid);
+    cairo_move_to(cr, std::round(area.px(e)) + 0.5, frame.y);
+    cairo_line_to(cr, std::round(area.px(e)) + 0.5, frame.y + frame.height);
+    cairo_stroke(cr);
+    set_color(cr, kText);
+    draw_text(cr, fmt::format("1e{}", e), area.px(e), frame.y + frame.height + 5, 0.5, 0);
+  }
+  if (has_zero) draw_text(cr, "0", area.px(x_zero), frame.y + frame.height + 5, 0.5, 0);
+  draw_text(cr, "L2 penalty (log scale)", frame.x + frame.width / 2, frame.y + frame.height + 34, 0.5, 1);
+  set_font(cr, 13, true);
+  draw_text(cr, title, frame.x + frame.width / 2, frame.y - 8, 0.5, 1);
+  set_color(cr, kText);
+  cairo_rectangle(cr, frame.x + 0.5, frame.y + 0.5, frame.width, frame.height);
+  cairo_stroke(cr);
+
+  cairo_save(cr);
+  cairo_rectangle(cr, frame.x, frame.y, frame.width, frame.height);
+  cairo_clip(cr);
+  for (std::size_t s = 0; s < paths.size(); ++s) {
+    const TunePath& p = paths[s];
+    set_color(cr, kSeriesColors[s % 4]);
+    cairo_set_line_width(cr, 2);
+    set_dash(cr, static_cast<int>(s % 3));
+    bool drawing = false;
+    for (std::size_t i = 0; i < p.lambdas.size(); ++i) {
+      const double v = (p.*values)[i];
+      if (!std::isfinite(v)) {
+        drawing = false;
+        continue;
+      }
+      if (drawing)
+        cairo_line_to(cr, area.px(x_of(p.lambdas[i])), area.py(v));
+      else
+        cairo_move_to(cr, area.px(x_of(p.lambdas[i])), area.py(v));
+      drawing = true;
+    }
+    cairo_stroke(cr);
+    set_dash(cr, 0);
+    for (std::size_t i = 0; i < p.lambdas.size(); ++i) {
+      const double v = (p.*values)[i];
+      if (!std::isfinite(v)) continue;
+      cairo_arc(cr, area.px(x_of(p.lambdas[i])), area.py(v), 3, 0, 2 * M_PI);
+      cairo_fill(cr);
+      if (s == best_path && p.lambdas[i] == best_lambda) {
+        set_color(cr, kWrong);
+        cairo_set_line_width(cr, 2);
+        cairo_arc(cr, area.px(x_of(p.lambdas[i])), area.py(v), 8, 0, 2 * M_PI);
+        cairo_stroke(cr);
+        set_color(cr, kSeriesColors[s % 4]);
+      }
+    }
+  }
+  cairo_restore(cr);
+}
+
+void render_tune(cairo_t* cr, int width, int height, const std::vector<TunePath>& paths, double best_lambda,
+                 std::size_t best_path) {
+  const double legend = paths.size() > 1 ? 24 : 0;
+  const double top = 34 + legend, bottom = 50, left = 64, gap = 84;
+  const double panel_width = (width - left - gap - 20) / 2.0;
+  const Rect acc{left, top, panel_width, height - top - bottom};
+  const Rect loss{left + panel_width + gap, top, panel_width, height - top - bottom};
+  render_tune_panel(cr, acc, "validation accuracy", paths, &TunePath::val_acc, best_lambda, best_path);
+  render_tune_panel(cr, loss, "validation loss", paths, &TunePath::val_loss, best_lambda, best_path);
+  if (legend > 0) {  // one row of path names across the top
+    set_font(cr, 12);
+    double x = left;
+    for (std::size_t s = 0; s < paths.size(); ++s) {
+      set_color(cr, kSeriesColors[s % 4]);
+      cairo_set_line_width(cr, 2);
+      set_dash(cr, static_cast<int>(s % 3));
+      cairo_move_to(cr, x, 14);
+      cairo_line_to(cr, x + 24, 14);
+      cairo_stroke(cr);
+      set_dash(cr, 0);
+      set_color(cr, kText);
+      draw_text(cr, paths[s].name, x + 30, 14, 0, 0.5);
+      x += 44 + text_width(cr, paths[s].name);
+    }
+  }
+}
+
 // An RGB24 image surface whose pixel (x, y) is pixel_rgb(x, y) as 0xRRGGBB, for drawing scaled with
 // nearest-neighbour filtering.
 template <class PixelRgb>
@@ -267,6 +398,14 @@ void draw_training_curves(const std::vector<Series>& series, int total_epochs,
     write_svg(svg, kWidth, kHeight,
               [&](cairo_t* cr) { render_curves(cr, kWidth, kHeight, series, total_epochs); });
   }
+}
+
+void draw_tune_chart(const std::vector<TunePath>& paths, double best_lambda, std::size_t best_path,
+                     const std::filesystem::path& png, const std::filesystem::path& svg) {
+  constexpr int kWidth = 960, kHeight = 420;
+  const auto draw = [&](cairo_t* cr) { render_tune(cr, kWidth, kHeight, paths, best_lambda, best_path); };
+  write_png(png, kWidth, kHeight, draw);
+  if (!svg.empty()) write_svg(svg, kWidth, kHeight, draw);
 }
 
 void draw_prediction_grid(const Dataset& data, const std::vector<GridItem>& items,
