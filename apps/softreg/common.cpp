@@ -1,6 +1,8 @@
 // Shared option handling.
 #include "common.hpp"
 
+#include "commands.hpp"
+
 #include <fmt/format.h>
 
 #include <atomic>
@@ -140,6 +142,28 @@ void add_data_source_options(CLI::App& cmd, DataSourceFlags& flags) {
   cmd.add_flag("--skip-bad-images", flags.skip_bad_images,
                "Image folders: pass over unreadable images, counted")
       ->group(group);
+}
+
+RunOptions run_options_for(const std::filesystem::path& folder, const LoadedData& loaded,
+                           const DataSource& source, bool pictures, double seconds_load,
+                           std::chrono::steady_clock::time_point started) {
+  RunOptions options;
+  options.folder = folder;
+  options.data_folder = loaded.folder.string();
+  options.data_source = source_to_json(source);
+  options.live_curves = pictures;
+  options.seconds_load = seconds_load;
+  options.started = started;
+  return options;
+}
+
+int report_failed_checks(const RunReport& report) {
+  if (report.failed_checks.empty()) return kExitOk;
+  std::string failed;
+  for (const AcceptanceCheck& c : report.failed_checks)
+    failed += fmt::format("{}{} (got {:.4f})", failed.empty() ? "" : ", ", c.name, c.value);
+  fmt::print(stderr, "softreg: acceptance check failed: {}\n", failed);
+  return kExitFailure;
 }
 
 }  // namespace softreg::cli

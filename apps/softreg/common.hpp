@@ -2,10 +2,12 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <filesystem>
 #include <optional>
 #include <string>
 
+#include "softreg/run.hpp"
 #include "softreg/sources.hpp"
 
 namespace softreg::cli {
@@ -50,5 +52,14 @@ struct DataSourceFlags {
 void add_data_source_options(CLI::App& cmd, DataSourceFlags& flags);
 /// The source the flags name, or nullopt when none was given (then the model's own record is used).
 std::optional<DataSource> optional_source(const DataSourceFlags& flags, int threads);
+
+/// How train and tune keep a run folder: data recorded as loaded, live curves unless pictures are off.
+RunOptions run_options_for(const std::filesystem::path& folder, const LoadedData& loaded,
+                           const DataSource& source, bool pictures, double seconds_load,
+                           std::chrono::steady_clock::time_point started);
+
+/// Prints the failed acceptance checks of `report` as one line on stderr; returns the exit code
+/// (kExitFailure when any failed, else kExitOk).
+int report_failed_checks(const RunReport& report);
 
 }  // namespace softreg::cli

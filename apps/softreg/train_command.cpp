@@ -106,17 +106,11 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
   const double seconds_load = seconds_since(load_start);
   progress.clear();
 
-  RunOptions run_options;
-  if (saved) {
-    run_options.folder = saved->folder;
-  } else {
-    run_options.folder = options.out.empty() ? create_run_folder("runs") : std::filesystem::path(options.out);
-  }
-  run_options.data_folder = loaded.folder.string();
-  run_options.data_source = source_to_json(source);
-  run_options.live_curves = !options.no_plots;
-  run_options.seconds_load = seconds_load;
-  run_options.started = process_start;
+  const std::filesystem::path folder = saved                 ? saved->folder
+                                       : options.out.empty() ? create_run_folder("runs")
+                                                             : std::filesystem::path(options.out);
+  const RunOptions run_options =
+      run_options_for(folder, loaded, source, !options.no_plots, seconds_load, process_start);
   TrainingRun run = saved ? TrainingRun(*saved, data, run_options) : TrainingRun(config, data, run_options);
   const std::filesystem::path run_folder = *run.folder();
 
@@ -245,13 +239,7 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
         table, "run folder: {}{}\n", run_folder.string(),
         report.pictures.empty() ? "" : fmt::format(" (pictures: {})", fmt::join(report.pictures, ", ")));
   }
-  if (!report.failed_checks.empty()) {
-    std::string failed;
-    for (const AcceptanceCheck& c : report.failed_checks)
-      failed += fmt::format("{}{} (got {:.4f})", failed.empty() ? "" : ", ", c.name, c.value);
-    fmt::print(stderr, "softreg: acceptance check failed: {}\n", failed);
-    return kExitFailure;
-  }
+  if (!report.failed_checks.empty()) return report_failed_checks(report);
   if (show_table && !summary.checks.empty()) {
     fmt::print(table, "acceptance checks passed: train loss < 0.5, train acc > 0.7, test acc > 0.7\n");
   }

@@ -214,14 +214,9 @@ int run_tune(TuneCommandOptions& o, std::chrono::steady_clock::time_point proces
   // from the seed's weights like any run of that recipe.
   TrainConfig refit = result.best_config(base);
   if (full_batch) refit.tol = o.refit_tol;
-  RunOptions run_options;
-  run_options.folder = o.out.empty() ? create_run_folder("runs") : std::filesystem::path(o.out);
-  run_options.data_folder = loaded.folder.string();
-  run_options.data_source = source_to_json(source);
-  run_options.live_curves = !o.no_plots;
-  run_options.seconds_load = seconds_load;
-  run_options.started = process_start;
-  TrainingRun run(refit, data, run_options);
+  TrainingRun run(refit, data,
+                  run_options_for(o.out.empty() ? create_run_folder("runs") : std::filesystem::path(o.out),
+                                  loaded, source, !o.no_plots, seconds_load, process_start));
   if (full_batch) run.trainer().warm_start(result.best_parameters);
   if (run.train({.on_batch = {}, .on_epoch = {}, .should_stop = stop_requested, .on_iteration = {}}) ==
       RunStatus::kStopped) {
@@ -266,14 +261,7 @@ int run_tune(TuneCommandOptions& o, std::chrono::steady_clock::time_point proces
     fmt::print(table, "run folder: {} (tune.json{})\n", folder.string(),
                o.no_plots ? "" : fmt::format(", tune.png, tune.svg, {}", fmt::join(report.pictures, ", ")));
   }
-  if (!report.failed_checks.empty()) {
-    std::string failed;
-    for (const AcceptanceCheck& c : report.failed_checks)
-      failed += fmt::format("{}{} (got {:.4f})", failed.empty() ? "" : ", ", c.name, c.value);
-    fmt::print(stderr, "softreg: acceptance check failed: {}\n", failed);
-    return kExitFailure;
-  }
-  return kExitOk;
+  return report_failed_checks(report);
 }
 
 }  // namespace
