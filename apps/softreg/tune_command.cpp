@@ -41,7 +41,7 @@ struct TuneCommandOptions {
   bool no_plots = false;
 };
 
-double parse_positive_number(const std::string& text, const char* flag, const std::string& whole) {
+double parse_non_negative(const std::string& text, const char* flag, const std::string& whole) {
   double value = 0;
   const char* end = text.data() + text.size();
   const auto [ptr, ec] = std::from_chars(text.data(), end, value);
@@ -66,8 +66,8 @@ std::vector<std::string> split(const std::string& text, char separator) {
 std::vector<double> parse_grid(const std::string& text) {
   const std::vector<std::string> range = split(text, ':');
   if (range.size() == 3) {
-    const double from = parse_positive_number(range[0], "--grid", text);
-    const double to = parse_positive_number(range[1], "--grid", text);
+    const double from = parse_non_negative(range[0], "--grid", text);
+    const double to = parse_non_negative(range[1], "--grid", text);
     int count = 0;
     const auto [ptr, ec] = std::from_chars(range[2].data(), range[2].data() + range[2].size(), count);
     if (ec != std::errc() || ptr != range[2].data() + range[2].size() || count < 1 ||
@@ -83,7 +83,7 @@ std::vector<double> parse_grid(const std::string& text) {
     throw UsageError(fmt::format("--grid is FROM:TO:COUNT or a list X,Y,..., got '{}'", text));
   std::vector<double> values;
   for (const std::string& part : split(text, ','))
-    values.push_back(parse_positive_number(part, "--grid", text));
+    values.push_back(parse_non_negative(part, "--grid", text));
   if (values.size() > static_cast<std::size_t>(kMaxGridPoints))
     throw UsageError(fmt::format("--grid has more than {} values", kMaxGridPoints));
   return values;
@@ -94,7 +94,7 @@ std::vector<double> learning_rates(const TuneCommandOptions& o) {
   if (!o.lrs.empty()) {
     std::vector<double> rates;
     for (const std::string& part : split(o.lrs, ',')) {
-      rates.push_back(parse_positive_number(part, "--lrs", o.lrs));
+      rates.push_back(parse_non_negative(part, "--lrs", o.lrs));
       if (!(rates.back() > 0))
         throw UsageError(fmt::format("--lrs needs learning rates > 0, got '{}'", o.lrs));
     }
