@@ -86,6 +86,63 @@ ModelEvaluation evaluate_model(const SoftmaxModel& model, const Dataset& data, T
   return result;
 }
 
+namespace {
+
+// The value a row element has for the model (bytes as training sees them: float(byte) / 255).
+inline double row_value(const std::uint8_t* rows, std::size_t i) {
+  return static_cast<double>(static_cast<float>(rows[i]) * kPixelScale);
+}
+inline double row_value(const float* rows, std::size_t i) { return rows[i]; }
+inline double row_value(const double* rows, std::size_t i) { return rows[i]; }
+
+// D = inputs, K = classes; Wt is W transposed to (D,K) row-major doubles, so a row's K sums advance
+// together along contiguous memory.
+template <typename T>
+void exact_logits_rows(const T* rows, std::size_t first, std::size_t last, std::size_t D, std::size_t K,
+                       const std::vector<double>& Wt, const SoftmaxModel& model, double* out) {
+  for (std::size_t r = first; r < last; ++r) {
+    double* logits = out + r * K;
+    for (std::size_t k = 0; k < K; ++k)
+      logits[k] = model.b(static_cast<Eigen::Index>(k));
+    const T* x = rows + r * D;
+    for (std::size_t d = 0; d < D; ++d) {
+      const double v = row_value(x, d);
+      if (v == 0) continue;  // pixels are mostly background; skipping adds nothing either way
+      const double* w = Wt.data() + d * K;
+      for (std::size_t k = 0; k < K; ++k)
+        logits[k] += v * w[k];
+    }
+  }
+}
+
+}  // namespace
+
+void exact_logits(const SoftmaxModel& model, const void* rows, RowValues type, std::size_t count, double* out,
+                  ThreadPool& pool) {
+  const auto D = static_cast<std::size_t>(model.inputs());
+  const auto K = static_cast<std::size_t>(model.classes());
+  std::vector<double> Wt(D * K);
+  for (std::size_t k = 0; k < K; ++k)
+    for (std::size_t d = 0; d < D; ++d)
+      Wt[d * K + k] = model.W(static_cast<Eigen::Index>(d), static_cast<Eigen::Index>(k));
+  constexpr std::size_t kBlockRows = 256;
+  const std::size_t blocks = (count + kBlockRows - 1) / kBlockRows;
+  pool.run(blocks, [&](std::size_t block) {
+    const std::size_t first = block * kBlockRows, last = std::min(count, first + kBlockRows);
+    switch (type) {
+      case RowValues::kU8:
+        exact_logits_rows(static_cast<const std::uint8_t*>(rows), first, last, D, K, Wt, model, out);
+        break;
+      case RowValues::kF32:
+        exact_logits_rows(static_cast<const float*>(rows), first, last, D, K, Wt, model, out);
+        break;
+      case RowValues::kF64:
+        exact_logits_rows(static_cast<const double*>(rows), first, last, D, K, Wt, model, out);
+        break;
+    }
+  });
+}
+
 std::vector<int> Prediction::top(std::size_t k) const {
   std::vector<int> order(probabilities.size());
   std::iota(order.begin(), order.end(), 0);

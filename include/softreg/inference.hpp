@@ -48,6 +48,20 @@ struct Prediction {
   std::vector<int> top(std::size_t k) const;
 };
 
+/// How the rows given to exact_logits hold their values.
+enum class RowValues : std::uint8_t {
+  kU8,   // bytes: the model sees byte / 255, as in training
+  kF32,  // float32, as they are
+  kF64,  // float64, as they are
+};
+
+/// The logits of `count` rows (row-major, model.inputs() values each, as `type` says) into `out`,
+/// (count, K) row-major, in double precision. Each row is computed alone, in the same order whatever
+/// the rows around it, so predicting a subset gives the same values (scikit-learn checks this); rows
+/// are shared out over `pool` in fixed blocks.
+void exact_logits(const SoftmaxModel& model, const void* rows, RowValues type, std::size_t count, double* out,
+                  ThreadPool& pool);
+
 /// Softmax probabilities of one row of logits, computed stably in double precision.
 std::vector<double> probabilities_from_logits(const float* logits, int classes);
 
