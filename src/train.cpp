@@ -194,16 +194,13 @@ bool Trainer::uses_fused_sgd() const {
          dynamic_cast<const Sgd*>(optimizer_.get()) != nullptr;
 }
 
-namespace {
-// A batch whose mean loss is this many times ln(K), the loss of a fresh model, has run away: even a
-// learning rate ten times the seed's stays far below it. (Non-finite losses count too.)
-constexpr double kDivergedLossFactor = 100;
-}  // namespace
 
-void Trainer::check_batch_loss(double loss_sum, std::size_t count, double lr) const {
+void Trainer::check_batch_loss(double loss_sum, std::size_t count, double lr) {
   const double mean = loss_sum / static_cast<double>(count);
   const int K = model_.classes();
-  if (!std::isfinite(mean) || mean > kDivergedLossFactor * std::log(std::max(K, 2))) {
+  const bool runaway = mean > kRunawayLossFactor * std::log(std::max(K, 2));
+  if (runaway) ++runaway_batches_;
+  if (!std::isfinite(mean) || (runaway && config_.stop_on_runaway_loss)) {
     throw TrainingDiverged(epochs_done_ + 1, batches_done_ + 1, mean, lr, K);
   }
 }

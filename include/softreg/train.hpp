@@ -57,11 +57,18 @@ struct TrainConfig {
   int history_size = 100;
   /// Train on standardized inputs ((x - mean) / std of the training rows; see standardize.hpp).
   bool standardize = false;
+  /// Stop (TrainingDiverged) at a batch whose mean loss runs far above ln K, not only at a non-finite
+  /// one. The CLI always stops; Python may go on as scikit-learn's SGD estimators do, and warn.
+  bool stop_on_runaway_loss = true;
 
   OptimizerSettings optimizer_settings() const {
     return {optimizer, lr, momentum, beta1, beta2, eps, weight_decay};
   }
 };
+
+/// A batch whose mean loss is this many times ln(K), the loss of a fresh model, has run away: even a
+/// learning rate ten times the seed's stays far below it. (Non-finite losses count too.)
+inline constexpr double kRunawayLossFactor = 100;
 
 /// Upper bounds that only catch typos (nothing in the code needs them).
 inline constexpr int kMaxEpochs = 1'000'000;
@@ -153,6 +160,10 @@ class Trainer {
   const Optimizer& optimizer() const { return *optimizer_; }
   ThreadPool& pool() { return pool_; }
 
+  /// Batches whose loss ran away (see kRunawayLossFactor) but training went on
+  /// (config.stop_on_runaway_loss false), since the trainer was made.
+  std::size_t runaway_batches() const { return runaway_batches_; }
+
   /// True when batches go through the SIMD kernels (kFast and a class count they are compiled for).
   bool uses_fast_path() const;
   /// True when the fast path applies plain SGD inside its backward pass instead of calling step().
@@ -166,7 +177,7 @@ class Trainer {
   // The learning rate of the next batch, from the recipe's schedule.
   double current_lr() const;
   // Throws TrainingDiverged if the batch's loss has run away.
-  void check_batch_loss(double loss_sum, std::size_t count, double lr) const;
+  void check_batch_loss(double loss_sum, std::size_t count, double lr);
   // The rest of the epoch with the fast kernels; false if should_stop ended it early.
   bool train_epoch_fast(const BatchCallback& on_batch, const StopRequest& should_stop);
   // The rest of the epoch with the naive kernels; false if should_stop ended it early.
@@ -188,6 +199,7 @@ class Trainer {
   std::size_t batches_done_ = 0;
   BatchSums partial_sums_;
   double barrier_wait_ = 0;  // in the current epoch so far
+  std::size_t runaway_batches_ = 0;
   std::vector<std::uint32_t> order_;
   // One gradient buffer and workspace per thread; summed in thread order after each batch.
   std::vector<WeightMatrix> thread_dW_;

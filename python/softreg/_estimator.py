@@ -10,10 +10,12 @@ The defaults are the seed's recipe: the same seed and data give the same weights
 import json
 import math
 import numbers
+import warnings
 
 import numpy as np
 from scipy.special import expit, log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
@@ -57,6 +59,7 @@ _PARAM_TYPES = {
     "history_size": _INT,
     "standardize": (bool, np.bool_),
     "kernel": (str,),
+    "on_runaway_loss": (str,),
 }
 
 
@@ -78,6 +81,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     max_iter, tol, history_size : L-BFGS's settings.
     standardize : train on standardized inputs; the scaling is folded into coef_ and intercept_.
     kernel : "fast" (SIMD) or "naive" (the Eigen reference path).
+    on_runaway_loss : what to do when a batch's loss runs far above ln K (100 ln K, the CLI's
+        divergence check): "warn" (go on, and warn with a ConvergenceWarning once the fit ends, as
+        scikit-learn's SGD estimators go on) or "raise" (stop with softreg.TrainingDiverged, as
+        `softreg train` does). A non-finite loss always raises TrainingDiverged.
     warm_start : fit starts from the previous fit's weights instead of the seed's.
 
     Attributes: classes_, coef_ (K, D) float32, intercept_ (K,) float32, n_features_in_, n_iter_,
@@ -110,6 +117,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         history_size=100,
         standardize=False,
         kernel="fast",
+        on_runaway_loss="warn",
         warm_start=False,
     ):
         self.lr = lr
@@ -136,6 +144,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self.history_size = history_size
         self.standardize = standardize
         self.kernel = kernel
+        self.on_runaway_loss = on_runaway_loss
         self.warm_start = warm_start
 
     # ---- scikit-learn's protocol ------------------------------------------------------------------
@@ -284,6 +293,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         return X if X.dtype != np.float64 else X.astype(np.float32)
 
     def _take(self, result, classes, dtype):
+        if result["runaway_batches"]:
+            warnings.warn(
+                f"the training loss ran above {_core.RUNAWAY_LOSS_FACTOR:g} ln(K) in {result['runaway_batches']} "
+                "batches: the learning rate is too large for these inputs (try a smaller lr, or "
+                "standardize=True)", ConvergenceWarning)
         self.classes_ = classes
         self.coef_ = result["coef"]
         self.intercept_ = result["intercept"]

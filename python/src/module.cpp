@@ -85,6 +85,10 @@ TrainConfig config_from(const py::dict& p) {
   c.tol = item<double>(p, "tol");
   c.history_size = item<int>(p, "history_size");
   c.standardize = item<bool>(p, "standardize");
+  const auto runaway = item<std::string>(p, "on_runaway_loss");
+  if (runaway != "warn" && runaway != "raise")
+    throw py::value_error("on_runaway_loss must be one of warn, raise, got " + runaway);
+  c.stop_on_runaway_loss = runaway == "raise";
   if (c.optimizer == "lbfgs") c.epochs = 1;  // one full-batch fit, recorded as one epoch (as the CLI)
   try {
     check_recipe(c);
@@ -267,6 +271,7 @@ py::dict fit(const py::array& X, const py::array_t<Label>& y, int classes, const
     result["epochs_done"] = run.epochs_done();
     result["best_epoch"] = run.best_epoch();
     result["stopped_early"] = run.stopped_early();
+    result["runaway_batches"] = run.trainer().runaway_batches();
     if (config.optimizer == "lbfgs") {
       const RunReport report = run.finish({.acceptance_checks = false, .pictures = false});
       if (report.summary.lbfgs) {
@@ -404,5 +409,6 @@ PYBIND11_MODULE(_core, m) {
   m.def("load_data_folder", &load_data_folder, py::arg("folder"));
   m.def("hardware_threads", &softreg::hardware_threads);
   m.attr("MAX_CLASSES") = softreg::kMaxClasses;
+  m.attr("RUNAWAY_LOSS_FACTOR") = softreg::kRunawayLossFactor;
   m.attr("__version__") = SOFTREG_VERSION;
 }
