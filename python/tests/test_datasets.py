@@ -1,0 +1,60 @@
+"""softreg.datasets: the CLI's data discovery, as read-only views of the mapped decoded cache."""
+import numpy as np
+import pytest
+
+import softreg
+
+
+def status_kb(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/self/status")
+
+
+def anonymous_kb():
+    return status_kb("RssAnon")
+
+
+def peak_kb():
+    return status_kb("VmHWM")
+
+
+def test_fashion_mnist_by_name(fashion_mnist):
+    X_train, y_train, X_test, y_test = fashion_mnist
+    assert X_train.shape == (60000, 784) and X_test.shape == (10000, 784)
+    assert X_train.dtype == np.uint8 and y_train.shape == (60000,)
+    assert set(np.unique(y_train)) == set(range(10))
+    assert softreg.datasets.class_names()[9] == "ankle boot"
+    assert not X_train.flags.writeable and not y_train.flags.writeable
+    with pytest.raises(ValueError):
+        X_train[0, 0] = 1
+
+
+def test_load_copies_nothing():
+    softreg.datasets.load()  # warm the decoded cache
+    before = anonymous_kb()
+    arrays = softreg.datasets.load()
+    total = sum(a.nbytes for a in arrays) // 1024
+    grown = anonymous_kb() - before
+    # 55 MB of data; a copy would add that much anonymous memory, a mapping adds none of it.
+    assert total > 50_000
+    assert grown < total // 10, f"anonymous memory grew by {grown} kB for {total} kB of data"
+
+
+def test_fit_reads_rows_in_place(fashion_mnist):
+    X_train, y_train, _, _ = fashion_mnist
+    X = np.array(X_train[:30000])  # owned, resident
+    softreg.SoftmaxRegression(epochs=1).fit(X[:1000], y_train[:1000])  # warm up the code paths
+    before = peak_kb()
+    softreg.SoftmaxRegression(epochs=1).fit(X, y_train[:30000])
+    grown = peak_kb() - before
+    assert grown < X.nbytes // 1024 // 2, f"peak memory grew by {grown} kB during a fit on {X.nbytes // 1024} kB"
+
+
+def test_unknown_name_and_bad_folder():
+    with pytest.raises(ValueError, match="unknown data set 'cifar'"):
+        softreg.datasets.load("cifar")
+    with pytest.raises(ValueError, match="/no/such"):
+        softreg.datasets.load(data="/no/such")
