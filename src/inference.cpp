@@ -27,7 +27,7 @@ SplitData load_split_for_model(const ModelFile& model, const std::optional<DataS
   SplitData result;
   if (source_kind(source) == "idx") {
     // Only the split asked for: the model says how many classes there are and what they are called.
-    const DataFiles files = locate_data(source.data);
+    const DataFiles files = locate_idx_files(source);
     const bool train = split == "train";
     result = {load_dataset(train ? files.train_images : files.test_images,
                            train ? files.train_labels : files.test_labels,

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "softreg/download.hpp"
 #include "softreg/error.hpp"
 #include "softreg/idx.hpp"
 
@@ -664,6 +665,11 @@ NpyArray npz_member(std::map<std::string, NpyArray>& arrays, std::initializer_li
 
 }  // namespace
 
+DataFiles locate_idx_files(const DataSource& source) {
+  if (!source.dataset.empty() && !source.data) return locate_dataset(known_dataset(source.dataset));
+  return locate_data(source.data);
+}
+
 std::string source_kind(const DataSource& source) {
   if (source.uses_arrays()) return "npy";
   if (source.uses_csv()) return "csv";
@@ -793,7 +799,7 @@ TrainTestData load_idx_source(const DataSource& source, LoadedData& loaded) {
   if (source.test_fraction > 0) {
     throw UsageError("--test-fraction does not apply to IDX folders, which have a test set");
   }
-  const DataFiles files = locate_data(source.data);
+  const DataFiles files = locate_idx_files(source);
   loaded.folder = files.folder;
   TrainTestData data = load_train_test(files, source.classes != 0 ? source.classes : kMaxClasses);
   const fs::path names_file = files.folder / "classes.txt";
@@ -854,6 +860,7 @@ LoadedData load_data(const DataSource& source) {
 std::string source_to_json(const DataSource& s) {
   nlohmann::ordered_json j;
   j["kind"] = source_kind(s);
+  if (!s.dataset.empty()) j["dataset"] = s.dataset;
   if (s.data) j["data"] = fs::absolute(*s.data).lexically_normal().string();
   const auto put = [&](const char* key, const fs::path& p) {
     if (!p.empty()) j[key] = fs::absolute(p).lexically_normal().string();
@@ -887,6 +894,7 @@ DataSource source_from_json(const std::string& text, const std::string& where) {
       return j.contains(key) ? fs::path(j.at(key).get<std::string>()) : fs::path();
     };
     if (j.contains("data")) s.data = path("data");
+    s.dataset = j.value("dataset", std::string());
     s.train_features = path("train_features");
     s.train_labels = path("train_labels");
     s.test_features = path("test_features");

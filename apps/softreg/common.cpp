@@ -9,6 +9,7 @@
 #include <charconv>
 #include <csignal>
 
+#include "softreg/download.hpp"
 #include "softreg/error.hpp"
 
 namespace softreg::cli {
@@ -59,7 +60,7 @@ CLI::Option* add_data_option(CLI::App& cmd, std::string& target) {
 }
 
 bool DataSourceFlags::given() const {
-  return !data.empty() || !train_features.empty() || !train_labels.empty() || !test_features.empty() ||
+  return !data.empty() || !dataset.empty() || !train_features.empty() || !train_labels.empty() || !test_features.empty() ||
          !test_labels.empty() || !train_csv.empty() || !test_csv.empty() || !label_column.empty() ||
          classes != 0 || test_fraction != 0 || !image_size.empty() || skip_bad_images;
 }
@@ -67,6 +68,7 @@ bool DataSourceFlags::given() const {
 DataSource DataSourceFlags::source(std::uint64_t seed, int threads) const {
   DataSource s;
   s.data = optional_path(data);
+  if (!dataset.empty()) s.dataset = known_dataset(dataset).name;  // an unknown name is a usage error
   s.train_features = train_features;
   s.train_labels = train_labels;
   s.test_features = test_features;
@@ -90,6 +92,8 @@ DataSource DataSourceFlags::source(std::uint64_t seed, int threads) const {
     throw UsageError(
         "give one kind of data: --data, the --*-features/--*-labels files, or the --*-csv files");
   }
+  if (!dataset.empty() && (arrays || csv))
+    throw UsageError("--dataset names IDX files: it does not go with --*-features or --*-csv");
   if (!label_column.empty() && !csv)
     throw UsageError("--label-column applies to --train-csv/--test-csv only");
   if (!image_size.empty()) {
@@ -118,6 +122,9 @@ std::optional<DataSource> optional_source(const DataSourceFlags& flags, int thre
 void add_data_source_options(CLI::App& cmd, DataSourceFlags& flags) {
   add_data_option(cmd, flags.data);
   const std::string group = "Data";
+  cmd.add_option("--dataset", flags.dataset,
+                 "A data set by name (fashion-mnist, mnist, kmnist), where `softreg data download` puts it")
+      ->group(group);
   cmd.add_option("--train-features", flags.train_features,
                  "Training features: a 2-D .npy (float32/64 or uint8)")
       ->group(group);

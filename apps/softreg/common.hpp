@@ -37,6 +37,7 @@ CLI::Option* add_data_option(CLI::App& cmd, std::string& target);
 /// CSV files, --label-column, --classes, --test-fraction, --image-size, --skip-bad-images.
 struct DataSourceFlags {
   std::string data;
+  std::string dataset;
   std::string train_features, train_labels, test_features, test_labels;
   std::string train_csv, test_csv, label_column;
   long long classes = 0;

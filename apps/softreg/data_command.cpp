@@ -8,6 +8,8 @@
 
 #include "commands.hpp"
 #include "common.hpp"
+#include "download_command.hpp"
+#include "softreg/download.hpp"
 #include "softreg/dataset.hpp"
 #include "softreg/idx.hpp"
 #include "softreg/parallel.hpp"
@@ -21,11 +23,65 @@ struct DataOptions {
   bool json = false;
 };
 
+// A known data set and where it is (the first of its folders holding all four files).
+struct DatasetPresence {
+  const KnownDataset* dataset;
+  std::optional<DataFiles> files;
+  std::uintmax_t bytes = 0;
+};
+
+std::vector<DatasetPresence> dataset_presence() {
+  std::vector<DatasetPresence> out;
+  for (const KnownDataset& set : known_datasets()) {
+    DatasetPresence p{&set, std::nullopt, 0};
+    for (const std::filesystem::path& folder : dataset_folders(set)) {
+      if ((p.files = find_data_files(folder))) break;
+    }
+    if (p.files) {
+      std::error_code ec;
+      for (const auto& path : {p.files->train_images, p.files->train_labels, p.files->test_images,
+                               p.files->test_labels}) {
+        const auto size = std::filesystem::file_size(path, ec);
+        if (!ec) p.bytes += size;
+      }
+    }
+    out.push_back(p);
+  }
+  return out;
+}
+
+nlohmann::ordered_json datasets_json() {
+  nlohmann::ordered_json list = nlohmann::ordered_json::array();
+  for (const DatasetPresence& p : dataset_presence()) {
+    nlohmann::ordered_json j;
+    j["name"] = p.dataset->name;
+    j["title"] = p.dataset->title;
+    j["present"] = p.files.has_value();
+    j["folder"] = p.files ? p.files->folder.string() : "";
+    j["bytes"] = p.bytes;
+    std::vector<std::string> looked;
+    for (const auto& folder : dataset_folders(*p.dataset))
+      looked.push_back(folder.string());
+    j["looked_in"] = looked;
+    list.push_back(j);
+  }
+  return list;
+}
+
+void print_datasets() {
+  fmt::print("data sets by name (--dataset NAME; fetch with softreg data download NAME):\n");
+  for (const DatasetPresence& p : dataset_presence()) {
+    fmt::print("  {:<14} {:<70} {}\n", p.dataset->name, p.dataset->title,
+               p.files ? fmt::format("{} ({:.1f} MB)", p.files->folder.string(), static_cast<double>(p.bytes) / 1e6)
+                       : "not present");
+  }
+}
+
 int run_data(const DataOptions& options) {
   const DataSource source = options.data.source(/*seed=*/0, hardware_threads());
   const std::string kind = source_kind(source);
   std::optional<DataFiles> files;
-  if (kind == "idx") files = locate_data(source.data);
+  if (kind == "idx") files = locate_idx_files(source);
   const auto start = std::chrono::steady_clock::now();
   const LoadedData loaded = load_data(source);
   const TrainTestData& data = loaded.data;
@@ -57,9 +113,11 @@ int run_data(const DataOptions& options) {
     j["skipped_images"] = loaded.skipped_images;
     j["load_seconds"] = seconds;
     j["cache"] = cache.empty() ? "off" : cache.string();
+    j["datasets"] = datasets_json();
     fmt::print("{}\n", j.dump(2));
     return kExitOk;
   }
+  if (!options.data.given()) print_datasets();
   if (files) {
     fmt::print("data: {} (all four files pass the checks)\n", files->folder.string());
     for (const auto& path :
@@ -101,7 +159,11 @@ CommandRunner add_data_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("data", "Find the data, check every file and show what is in it");
   add_data_source_options(*cmd, options->data);
   cmd->add_flag("--json", options->json, "One JSON object instead of the table");
-  return [options] { return run_data(*options); };
+  CommandRunner download = add_download_subcommand(*cmd);
+  return [options, download] {
+    if (const int code = download(); code >= 0) return code;
+    return run_data(*options);
+  };
 }
 
 }  // namespace softreg::cli

@@ -13,6 +13,7 @@
 
 #include "commands.hpp"
 #include "common.hpp"
+#include "download_command.hpp"
 #include "recipe_flags.hpp"
 #include "softreg/dataset.hpp"
 #include "softreg/error.hpp"
@@ -37,6 +38,7 @@ struct TrainOptions {
   bool no_plots = false;
   long long grid_count = 6;
   bool misclassified = false;
+  bool download = false;
 };
 
 void check_grid_count(long long n) {
@@ -72,6 +74,23 @@ SavedRun saved_run_to_resume(const TrainOptions& options) {
   return saved;
 }
 
+// train --dataset NAME --download: when the data set is nowhere to be found, download it first.
+void fetch_dataset_if_missing(const DataSource& source) {
+  if (source.dataset.empty()) throw UsageError("--download needs --dataset NAME");
+  if (source.data) return;  // an explicit folder is looked in alone
+  const KnownDataset& dataset = known_dataset(source.dataset);
+  for (const std::filesystem::path& folder : dataset_folders(dataset)) {
+    if (find_data_files(folder)) return;
+  }
+  const std::filesystem::path folder = default_download_folder(dataset);
+  fmt::print(stderr, "softreg: {} is not here yet; downloading it into {}\n", dataset.name, folder.string());
+  try {
+    download_with_progress(dataset, folder);
+  } catch (const DownloadInterrupted&) {
+    throw Error("download interrupted; nothing unverified was left in " + folder.string());
+  }
+}
+
 int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point process_start) {
   std::optional<SavedRun> saved;
   if (!options.resume.empty()) saved = saved_run_to_resume(options);
@@ -99,6 +118,7 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
   ProgressBar progress(live);
   LiveView live_view(live);
 
+  if (options.download) fetch_dataset_if_missing(source);
   const auto load_start = std::chrono::steady_clock::now();
   progress.message("loading data ...");
   const LoadedData loaded = load_data(source);
@@ -268,6 +288,7 @@ CommandRunner add_train_command(CLI::App& app) {
                 "Draw no pictures (curves, predictions, confusion matrix, weight templates)");
   cmd->add_option("--n", options->grid_count, "Test images in predictions.png")->capture_default_str();
   cmd->add_flag("--misclassified", options->misclassified, "predictions.png shows only wrong predictions");
+  cmd->add_flag("--download", options->download, "With --dataset: download the data set when it is not found");
   return [options, process_start, recipe] {
     recipe.note_given(options->recipe);
     return run_train(*options, process_start);

@@ -105,6 +105,7 @@ ImageFolderData load_image_folder(const std::filesystem::path& folder, const Ima
 /// predict can find the same data again.
 struct DataSource {
   std::optional<std::filesystem::path> data;  // --data: an IDX folder, an image folder or a .npz
+  std::string dataset;  // --dataset: a data set by name (download.hpp), looked for where it is kept
   std::filesystem::path train_features, train_labels, test_features, test_labels;  // .npy
   std::filesystem::path train_csv, test_csv;
   std::string label_column;
@@ -122,6 +123,10 @@ struct DataSource {
 
 /// The kind of input a source gives: "idx", "images", "npy", "npz" or "csv".
 std::string source_kind(const DataSource& source);
+
+/// The four IDX files of an "idx" source: in --data when given (for a named data set too), else the
+/// named data set's folders (locate_dataset), else the default Fashion-MNIST search (locate_data).
+DataFiles locate_idx_files(const DataSource& source);
 
 struct LoadedData {
   TrainTestData data;
