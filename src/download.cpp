@@ -310,6 +310,7 @@ Attempt fetch(const std::string& url, const fs::path& part, std::uint64_t cap, c
     return attempt;
   }
   attempt.error = error[0] ? std::string(error) : curl_easy_strerror(code);
+  if (code == CURLE_OPERATION_TIMEDOUT) attempt.error = "timed out: " + attempt.error;
   attempt.transient = code != CURLE_UNSUPPORTED_PROTOCOL && code != CURLE_URL_MALFORMAT &&
                       code != CURLE_TOO_MANY_REDIRECTS && code != CURLE_COULDNT_RESOLVE_HOST &&
                       code != CURLE_FILE_COULDNT_READ_FILE;

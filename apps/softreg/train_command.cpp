@@ -39,6 +39,7 @@ struct TrainOptions {
   long long grid_count = 6;
   bool misclassified = false;
   bool download = false;
+  std::vector<std::string> mirrors;
 };
 
 void check_grid_count(long long n) {
@@ -75,7 +76,7 @@ SavedRun saved_run_to_resume(const TrainOptions& options) {
 }
 
 // train --dataset NAME --download: when the data set is nowhere to be found, download it first.
-void fetch_dataset_if_missing(const DataSource& source) {
+void fetch_dataset_if_missing(const DataSource& source, const std::vector<std::string>& mirrors) {
   if (source.dataset.empty()) throw UsageError("--download needs --dataset NAME");
   if (source.data) return;  // an explicit folder is looked in alone
   const KnownDataset& dataset = known_dataset(source.dataset);
@@ -85,7 +86,9 @@ void fetch_dataset_if_missing(const DataSource& source) {
   const std::filesystem::path folder = default_download_folder(dataset);
   fmt::print(stderr, "softreg: {} is not here yet; downloading it into {}\n", dataset.name, folder.string());
   try {
-    download_with_progress(dataset, folder);
+    DownloadOptions download;
+    download.mirrors = mirrors;
+    download_with_progress(dataset, folder, download);
   } catch (const DownloadInterrupted&) {
     throw Error("download interrupted; nothing unverified was left in " + folder.string());
   }
@@ -118,7 +121,8 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
   ProgressBar progress(live);
   LiveView live_view(live);
 
-  if (options.download) fetch_dataset_if_missing(source);
+  if (!options.mirrors.empty() && !options.download) throw UsageError("--mirror applies to --download");
+  if (options.download) fetch_dataset_if_missing(source, options.mirrors);
   const auto load_start = std::chrono::steady_clock::now();
   progress.message("loading data ...");
   const LoadedData loaded = load_data(source);
@@ -289,6 +293,7 @@ CommandRunner add_train_command(CLI::App& app) {
   cmd->add_option("--n", options->grid_count, "Test images in predictions.png")->capture_default_str();
   cmd->add_flag("--misclassified", options->misclassified, "predictions.png shows only wrong predictions");
   cmd->add_flag("--download", options->download, "With --dataset: download the data set when it is not found");
+  cmd->add_option("--mirror", options->mirrors, "With --download: base URLs to fetch from instead of the built-in ones");
   return [options, process_start, recipe] {
     recipe.note_given(options->recipe);
     return run_train(*options, process_start);
