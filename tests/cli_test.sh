@@ -40,6 +40,18 @@ expect 2 'softreg: error: --epochs must be between 1 and' -- train --epochs 0
 expect 2 'softreg: error: --threads must be between 1 and' -- train --threads 0
 expect 2 'softreg: error: .*--epochs' -- train --epochs 1.5
 expect 1 'softreg: error: --data /nonexistent: not a folder' -- train --data /nonexistent
+# Data sets by name (the downloads themselves: test_download.cpp, against a loopback server).
+expect 2 "softreg: error: unknown data set 'cifar' \(known: fashion-mnist, mnist, kmnist\)" -- train --dataset cifar
+expect 2 "softreg: error: unknown data set 'cifar'" -- data download cifar
+expect 2 'softreg: error: --download needs --dataset NAME' -- train --download
+expect 2 'softreg: error: --mirror applies to --download' -- train --dataset mnist --mirror http://127.0.0.1:9/
+expect 2 'softreg: error: --retries must be between 0 and 20, got -1' -- data download mnist --retries -1
+expect 2 'softreg: error: --stall-timeout must be between 1 and 3600, got 0' -- data download mnist --stall-timeout 0
+expect 2 'softreg: error: --connect-timeout must be between 1 and 600, got 1e\+06' -- data download mnist --connect-timeout 1e6
+expect 2 "softreg: error: --mirror must be an http://, https:// or file:// URL, got 'ftp://x/'" -- data download mnist --mirror ftp://x/
+expect 2 'softreg: error: --dataset names IDX files' -- train --dataset mnist --train-csv x.csv
+HOME=/nonexistent SOFTREG_DATA= XDG_CACHE_HOME= expect 1 "softreg: error: data set 'mnist' not found \(looked in /nonexistent/.cache/softreg/mnist\); fetch it with 'softreg data download mnist'" -- data --dataset mnist
+expect 0 '"name": "kmnist"' -- data --json
 expect 2 'softreg: error: --momentum must be in \[0, 1\), got 1' -- train --momentum 1
 expect 2 'softreg: error: --beta1 must be in \[0, 1\), got 1.5' -- train --beta1 1.5
 expect 2 'softreg: error: --beta2 must be in \[0, 1\), got -0.1' -- train --beta2 -0.1

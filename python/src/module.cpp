@@ -13,6 +13,7 @@
 #include <string>
 
 #include "softreg/dataset.hpp"
+#include "softreg/download.hpp"
 #include "softreg/error.hpp"
 #include "softreg/inference.hpp"
 #include "softreg/model_io.hpp"
@@ -368,9 +369,10 @@ py::array labels_view(const Dataset& data, const py::object& owner) {
 
 // The train and test sets of a data folder found as the CLI finds it (None: the default search for
 // Fashion-MNIST), as views of the decoded, memory-mapped data.
-py::dict load_data_folder(const std::optional<std::string>& folder) {
+py::dict load_data_folder(const std::optional<std::string>& folder, const std::string& dataset) {
   DataSource source;
   if (folder) source.data = *folder;
+  if (!dataset.empty()) source.dataset = known_dataset(dataset).name;
   auto loaded = std::make_shared<LoadedData>();
   {
     py::gil_scoped_release release;
@@ -392,6 +394,45 @@ py::dict load_data_folder(const std::optional<std::string>& folder) {
   return out;
 }
 
+py::list datasets() {
+  py::list out;
+  for (const KnownDataset& set : known_datasets()) {
+    py::dict d;
+    d["name"] = set.name;
+    d["title"] = set.title;
+    d["class_names"] = set.class_names;
+    std::vector<std::string> folders;
+    for (const auto& f : dataset_folders(set))
+      folders.push_back(f.string());
+    d["folders"] = folders;
+    out.append(d);
+  }
+  return out;
+}
+
+// Downloads a data set by name (as `softreg data download`); Ctrl-C raises KeyboardInterrupt.
+std::string download(const std::string& name, const std::optional<std::string>& folder,
+                     const std::vector<std::string>& mirrors) {
+  const KnownDataset& set = known_dataset(name);
+  const std::filesystem::path target = folder ? std::filesystem::path(*folder) : default_download_folder(set);
+  DownloadOptions options;
+  options.mirrors = mirrors;
+  bool interrupted = false;
+  options.should_stop = [&interrupted] {
+    py::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() != 0) interrupted = true;
+    return interrupted;
+  };
+  try {
+    py::gil_scoped_release release;
+    download_dataset(set, target, options);
+  } catch (const DownloadInterrupted&) {
+    if (interrupted) throw py::error_already_set();
+    throw;
+  }
+  return target.string();
+}
+
 }  // namespace
 }  // namespace softreg::python
 
@@ -406,7 +447,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("logits", &logits, py::arg("X"), py::arg("coef"), py::arg("intercept"), py::arg("threads"));
   m.def("save", &save);
   m.def("load", &load, py::arg("path"));
-  m.def("load_data_folder", &load_data_folder, py::arg("folder"));
+  m.def("load_data_folder", &load_data_folder, py::arg("folder"), py::arg("dataset"));
+  m.def("datasets", &datasets);
+  m.def("download", &download, py::arg("name"), py::arg("folder"), py::arg("mirrors"));
   m.def("hardware_threads", &softreg::hardware_threads);
   m.attr("MAX_CLASSES") = softreg::kMaxClasses;
   m.attr("RUNAWAY_LOSS_FACTOR") = softreg::kRunawayLossFactor;

@@ -53,6 +53,23 @@ def test_fit_reads_rows_in_place(fashion_mnist):
     assert grown < X.nbytes // 1024 // 2, f"peak memory grew by {grown} kB during a fit on {X.nbytes // 1024} kB"
 
 
+def test_names_and_where_they_are_looked_for(tmp_path, monkeypatch):
+    assert softreg.datasets.names() == ["fashion-mnist", "mnist", "kmnist"]
+    monkeypatch.setenv("SOFTREG_DATA", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    with pytest.raises(ValueError, match="softreg data download mnist"):
+        softreg.datasets.load("mnist")
+    # A download from a local mirror (Debian's files, verified by their content) lands in $SOFTREG_DATA.
+    folder = softreg.datasets.download("fashion-mnist", mirrors=["file:///usr/share/datasets/fashion-mnist/"])
+    assert folder == str(tmp_path / "fashion-mnist")
+    assert (tmp_path / "fashion-mnist" / "classes.txt").read_text().split("\n")[0] == "t-shirt"
+    X_train, _, _, _ = softreg.datasets.load("fashion-mnist")
+    assert X_train.shape == (60000, 784)
+    with pytest.raises(ValueError, match="could not download"):
+        softreg.datasets.load("mnist", download=True, mirrors=["file:///usr/share/datasets/fashion-mnist/"])
+
+
 def test_unknown_name_and_bad_folder():
     with pytest.raises(ValueError, match="unknown data set 'cifar'"):
         softreg.datasets.load("cifar")
