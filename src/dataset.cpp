@@ -30,11 +30,21 @@ std::optional<fs::path> find_one(const fs::path& folder, const std::string& name
 }  // namespace
 
 std::size_t element_size(ElementType type) {
-  return type == ElementType::kF32 ? sizeof(float) : 1;
+  switch (type) {
+    case ElementType::kU8: return 1;
+    case ElementType::kF32: return sizeof(float);
+    case ElementType::kF64: return sizeof(double);
+  }
+  return 1;
 }
 
 std::string_view element_name(ElementType type) {
-  return type == ElementType::kF32 ? "f32" : "u8";
+  switch (type) {
+    case ElementType::kU8: return "u8";
+    case ElementType::kF32: return "f32";
+    case ElementType::kF64: return "f64";
+  }
+  return "u8";
 }
 
 float Dataset::value(std::size_t i, std::size_t d) const {
@@ -42,6 +52,11 @@ float Dataset::value(std::size_t i, std::size_t d) const {
     float v;
     std::memcpy(&v, image(i) + d * sizeof(float), sizeof(float));
     return v;
+  }
+  if (element == ElementType::kF64) {
+    double v;
+    std::memcpy(&v, image(i) + d * sizeof(double), sizeof(double));
+    return static_cast<float>(v);
   }
   return static_cast<float>(image(i)[d]) / 255.0f;  // a float division, exactly as ToTensor does
 }

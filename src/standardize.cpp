@@ -33,6 +33,9 @@ void raw_values(const Dataset& data, std::size_t i, std::vector<double>& x) {
       std::memcpy(&v, row + d * sizeof(float), sizeof(float));
       x[d] = v;
     }
+  } else if (data.element == ElementType::kF64) {
+    for (std::size_t d = 0; d < x.size(); ++d)
+      x[d] = data.value(i, d);  // as the model sees them: rounded to float32
   } else {
     for (std::size_t d = 0; d < x.size(); ++d)
       x[d] = row[d];

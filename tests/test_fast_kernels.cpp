@@ -239,3 +239,57 @@ TEST(FastTrainer, AnyShapeAgreesWithTheNaivePathAndIgnoresTheThreadCount) {
 
 }  // namespace
 }  // namespace softreg
+
+namespace softreg {
+namespace {
+
+// Float64 rows with bits below float32's precision, and their float32 rounding.
+std::pair<Dataset, Dataset> float64_and_rounded(std::size_t n, std::size_t D, int K, std::uint64_t seed) {
+  Dataset f32 = synthetic_dataset(n, D, K, ElementType::kF32, seed);
+  Dataset f64 = f32;
+  f64.element = ElementType::kF64;
+  std::vector<std::uint8_t> wide(n * D * sizeof(double)), rounded(n * D * sizeof(float));
+  std::mt19937_64 gen(seed);
+  for (std::size_t i = 0; i < n * D; ++i) {
+    float v;
+    std::memcpy(&v, f32.pixels.data() + i * sizeof(float), sizeof(float));
+    const double x = static_cast<double>(v) + (static_cast<double>(gen() % 1000) - 500.0) * 1e-12;
+    std::memcpy(wide.data() + i * sizeof(double), &x, sizeof(double));
+    const float r = static_cast<float>(x);
+    std::memcpy(rounded.data() + i * sizeof(float), &r, sizeof(float));
+  }
+  f64.pixels = std::move(wide);
+  f32.pixels = std::move(rounded);
+  return {std::move(f64), std::move(f32)};
+}
+
+TEST(FastTrainer, Float64RowsTrainExactlyAsTheirFloat32Rounding) {
+  for (const std::string& target : simd_targets_available()) {
+    restrict_simd_targets(target);
+    for (int K : {3, 17}) {
+      const auto [train64, train32] = float64_and_rounded(700, 37, K, 3);
+      const auto [test64, test32] = float64_and_rounded(100, 37, K, 4);
+      for (KernelChoice kernel : {KernelChoice::kFast, KernelChoice::kNaive}) {
+        for (bool standardize : {false, true}) {
+          TrainConfig config;
+          config.batch_size = 64;
+          config.kernel = kernel;
+          config.standardize = standardize;
+          config.threads = 2;
+          Trainer wide(config, train64, test64), narrow(config, train32, test32);
+          const EpochMetrics a = wide.run_epoch().value(), b = narrow.run_epoch().value();
+          const std::string where = fmt::format("{} K={} {} standardize={}", target, K,
+                                                kernel == KernelChoice::kFast ? "fast" : "naive", standardize);
+          EXPECT_EQ(wide.model().W, narrow.model().W) << where;
+          EXPECT_EQ(wide.model().b, narrow.model().b) << where;
+          EXPECT_EQ(a.train_loss, b.train_loss) << where;
+          EXPECT_EQ(a.test_acc, b.test_acc) << where;
+        }
+      }
+    }
+  }
+  restrict_simd_targets("");
+}
+
+}  // namespace
+}  // namespace softreg

@@ -33,10 +33,12 @@ enum class InputKind : std::uint8_t {
   kImages,    // height x width grey pixels
   kFeatures,  // a vector of numbers (embeddings, table columns): no picture to draw
 };
-/// How a row's values are stored. The model sees value * Dataset::scale().
-enum class ElementType : std::uint8_t { kU8, kF32 };
+/// How a row's values are stored. The model sees value * Dataset::scale(). Float64 rows (NumPy arrays
+/// from Python, read where they lie) are seen rounded to float32, exactly as if converted first: the
+/// kernels compute in float32 either way.
+enum class ElementType : std::uint8_t { kU8, kF32, kF64 };
 std::size_t element_size(ElementType type);
-std::string_view element_name(ElementType type);  // "u8" or "f32"
+std::string_view element_name(ElementType type);  // "u8", "f32" or "f64"
 
 /// ToTensor's scaling of a pixel byte (and of any uint8 features): the model sees byte / 255.
 inline constexpr float kPixelScale = 1.0f / 255.0f;

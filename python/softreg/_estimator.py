@@ -1,9 +1,10 @@
 """SoftmaxRegression: softreg's softmax regression as a scikit-learn classifier.
 
 The estimator checks and converts its input the way scikit-learn's own classifiers do, then hands the
-rows to the C++ core in place: C-contiguous uint8 (pixels, seen as x/255 as in the CLI) and float32
-rows are read where they lie, float64 rows are converted once to float32 for training (the precision
-the kernels train in) and read as they are for prediction; anything else is converted once to float32.
+rows to the C++ core in place: C-contiguous uint8 (pixels, seen as x/255 as in the CLI), float32 and
+float64 rows are read where they lie (training rounds float64 values to float32 as it reads them, the
+precision its kernels compute in; prediction uses them as they are); anything else is converted once
+to float32.
 The defaults are the seed's recipe: the same seed and data give the same weights, bit for bit, as
 `softreg train`.
 """
@@ -162,8 +163,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 if not same:
                     raise ValueError("warm_start needs the classes and feature count of the previous fit")
                 start = self._state
-            result = _core.fit(self._rows_for_fit(X), y_index.astype(np.uint16), len(classes),
-                               self._core_params(), start, 0)
+            result = _core.fit(X, y_index.astype(np.uint16), len(classes), self._core_params(), start, 0)
             self._take(result, classes, X.dtype)
             self.n_iter_ = result.get("lbfgs_iterations", result["epochs_done"])
         return self
@@ -201,9 +201,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             params = self._core_params()
             if first:
                 params["epochs"] = 1
-                result = _core.fit(self._rows_for_fit(X), y_index.astype(np.uint16), len(known), params, None, 0)
+                result = _core.fit(X, y_index.astype(np.uint16), len(known), params, None, 0)
             else:
-                result = _core.fit(self._rows_for_fit(X), y_index.astype(np.uint16), len(known), params,
+                result = _core.fit(X, y_index.astype(np.uint16), len(known), params,
                                    self._state, 1)
             self._take(result, known, X.dtype)
             self.n_iter_ = result["epochs_done"]
@@ -286,11 +286,6 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             params[name] = value
         params["threads"] = self._threads()
         return params
-
-    @staticmethod
-    def _rows_for_fit(X):
-        # Training reads uint8 or float32 rows in place; float64 is converted once.
-        return X if X.dtype != np.float64 else X.astype(np.float32)
 
     def _take(self, result, classes, dtype):
         if result["runaway_batches"]:

@@ -189,7 +189,6 @@ TrainerState state_from_python(const py::dict& state) {
 // The rows as a Dataset the trainer reads in place (no copy): `keep` owns nothing, the caller's
 // array outlives the fit.
 Dataset dataset_of(const Rows& rows, const py::array_t<Label>& labels, int classes) {
-  if (rows.type == RowValues::kF64) throw py::type_error("fit reads uint8 or float32 rows");
   if (labels.ndim() != 1 || static_cast<std::size_t>(labels.shape(0)) != rows.count)
     throw py::value_error("y must be 1-D with one label per row of X");
   Dataset data;
@@ -198,7 +197,9 @@ Dataset dataset_of(const Rows& rows, const py::array_t<Label>& labels, int class
   data.width = rows.features;
   data.num_classes = classes;
   data.kind = InputKind::kFeatures;
-  data.element = rows.type == RowValues::kU8 ? ElementType::kU8 : ElementType::kF32;
+  data.element = rows.type == RowValues::kU8    ? ElementType::kU8
+                 : rows.type == RowValues::kF32 ? ElementType::kF32
+                                                : ElementType::kF64;
   data.pixels = Bytes::view(nullptr, static_cast<const std::uint8_t*>(rows.data), rows.count * data.row_bytes());
   data.labels.assign(labels.data(), labels.data() + labels.size());
   for (Label label : data.labels) {

@@ -128,6 +128,17 @@ def test_partial_fit_needs_classes_then_continues():
         model.partial_fit(X[:, :3], y)
 
 
+def test_float64_rows_train_as_their_float32_rounding():
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(700, 37))  # 37 inputs: vector tails on every SIMD width
+    y = (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 0.5)
+    for params in ({}, {"standardize": True}, {"optimizer": "adam", "lr": 0.01}, {"kernel": "naive"}):
+        wide = SoftmaxRegression(batch_size=64, **params).fit(X, y)
+        narrow = SoftmaxRegression(batch_size=64, **params).fit(X.astype(np.float32), y)
+        np.testing.assert_array_equal(wide.coef_, narrow.coef_, err_msg=str(params))
+        np.testing.assert_array_equal(wide.intercept_, narrow.intercept_, err_msg=str(params))
+
+
 def test_uint8_rows_are_pixels_seen_as_x_over_255():
     rng = np.random.default_rng(0)
     X8 = rng.integers(0, 256, size=(500, 16), dtype=np.uint8)

@@ -29,6 +29,13 @@ void gather_rows(const Dataset& data, std::size_t n, RowIndex row_index, RowMatr
       std::memcpy(X.data() + i * D, data.image(row_index(i)), D * sizeof(float));
     return;
   }
+  if (data.element == ElementType::kF64) {  // rounded to float32, as the fast kernels see them
+    for (std::size_t i = 0; i < n; ++i) {
+      for (std::size_t d = 0; d < D; ++d)
+        X(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(d)) = data.value(row_index(i), d);
+    }
+    return;
+  }
   for (std::size_t i = 0; i < n; ++i) {
     const std::uint8_t* src = data.image(row_index(i));
     float* dst = X.data() + i * D;

@@ -72,11 +72,34 @@ HWY_INLINE void KeepInRegister(V& v) {
 #endif
 }
 
-// A row's values d.. as floats: bytes are widened in registers, floats loaded as they are.
+// a * b + c for the scalar parts (tails, the logit's scale and bias), fused wherever the target has
+// FMA: the compiler would contract some of these and not others depending on inlining, and then a
+// float64 row (rounded to float) would not give exactly what its float32 rounding gives.
+HWY_INLINE float ScalarMulAdd(float a, float b, float c) {
+#if HWY_NATIVE_FMA
+  return std::fma(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
+// A row's values d.. as floats: bytes are widened in registers, floats loaded as they are, doubles
+// rounded to float (as converting the array first would).
 template <class T, class D>
 HWY_INLINE auto LoadValues(D df, const std::uint8_t* row, std::size_t d) {
   if constexpr (std::is_same_v<T, float>) {
     return hn::LoadU(df, reinterpret_cast<const float*>(row) + d);
+  } else if constexpr (std::is_same_v<T, double>) {
+    const double* p = reinterpret_cast<const double*>(row) + d;
+#if HWY_TARGET == HWY_SCALAR
+    return hn::Set(df, static_cast<float>(*p));  // one lane: nothing to combine
+#else
+    const hn::Repartition<double, D> dd;  // half as many doubles as floats fill a vector
+    const hn::Rebind<float, decltype(dd)> dh;
+    const auto lo = hn::DemoteTo(dh, hn::LoadU(dd, p));
+    const auto hi = hn::DemoteTo(dh, hn::LoadU(dd, p + hn::Lanes(dd)));
+    return hn::Combine(df, hi, lo);
+#endif
   } else {
     const hn::Rebind<std::int32_t, D> di;
     const hn::Rebind<std::uint8_t, D> du8;
@@ -89,6 +112,10 @@ HWY_INLINE float ValueAt(const std::uint8_t* row, std::size_t d) {
     float v;
     std::memcpy(&v, row + d * sizeof(float), sizeof(float));
     return v;
+  } else if constexpr (std::is_same_v<T, double>) {
+    double v;
+    std::memcpy(&v, row + d * sizeof(double), sizeof(double));
+    return static_cast<float>(v);
   } else {
     return static_cast<float>(row[d]);
   }
@@ -128,8 +155,8 @@ void DotRows(const FastForwardArgs& a, std::size_t first, std::size_t k0, float*
     for (int k = 0; k < KT; ++k) {
       float sum = hn::GetLane(hn::SumOfLanes(df, acc[r][k]));
       for (std::size_t d = vector_end; d < D; ++d)
-        sum += ValueAt<T>(x[r], d) * W[k * D + d];
-      logits[static_cast<std::size_t>(r) * K + k0 + k] = sum * a.scale + a.b[k0 + k];
+        sum = ScalarMulAdd(ValueAt<T>(x[r], d), W[k * D + d], sum);
+      logits[static_cast<std::size_t>(r) * K + k0 + k] = ScalarMulAdd(sum, a.scale, a.b[k0 + k]);
     }
   }
 }
@@ -299,9 +326,9 @@ void ColumnTile(const FastUpdateArgs& a, std::size_t k0, float scale) {
     for (std::size_t k = k0; k < k0 + KT; ++k) {
       float sum = 0;
       for (std::size_t r = 0; r < a.count; ++r)
-        sum += a.dlogits[r * K + k] * ValueAt<T>(a.rows[r], d);
+        sum = ScalarMulAdd(a.dlogits[r * K + k], ValueAt<T>(a.rows[r], d), sum);
       if constexpr (kApplyStep) {
-        a.W[k * a.inputs + d] -= scale * sum;
+        a.W[k * a.inputs + d] = ScalarMulAdd(-scale, sum, a.W[k * a.inputs + d]);
       } else {
         a.W[k * a.inputs + d] = scale * sum;
       }
@@ -334,24 +361,30 @@ void ColumnsT(const FastUpdateArgs& a) {
 }
 
 std::int64_t ForwardRows(const FastForwardArgs& args) {
-  return args.element == ElementType::kF32 ? ForwardRowsT<float>(args) : ForwardRowsT<std::uint8_t>(args);
+  switch (args.element) {
+    case ElementType::kF32: return ForwardRowsT<float>(args);
+    case ElementType::kF64: return ForwardRowsT<double>(args);
+    case ElementType::kU8: break;
+  }
+  return ForwardRowsT<std::uint8_t>(args);
+}
+template <bool kApplyStep>
+void Columns(const FastUpdateArgs& args) {
+  switch (args.element) {
+    case ElementType::kF32: return ColumnsT<float, kApplyStep>(args);
+    case ElementType::kF64: return ColumnsT<double, kApplyStep>(args);
+    case ElementType::kU8: break;
+  }
+  ColumnsT<std::uint8_t, kApplyStep>(args);
 }
 void UpdateColumns(const FastUpdateArgs& args) {
-  if (args.element == ElementType::kF32) {
-    ColumnsT<float, /*kApplyStep=*/true>(args);
-  } else {
-    ColumnsT<std::uint8_t, /*kApplyStep=*/true>(args);
-  }
+  Columns</*kApplyStep=*/true>(args);
 }
 void GradientColumns(const FastGradientArgs& args) {
   // The same loop as the fused update, writing scale * sum into dW instead of subtracting it from W.
   const FastUpdateArgs a{args.rows,    args.dlogits, args.count,    args.inputs, args.classes, args.element,
                          args.d_begin, args.d_end,   /*step=*/1.0f, args.scale,  args.dW};
-  if (args.element == ElementType::kF32) {
-    ColumnsT<float, /*kApplyStep=*/false>(a);
-  } else {
-    ColumnsT<std::uint8_t, /*kApplyStep=*/false>(a);
-  }
+  Columns</*kApplyStep=*/false>(a);
 }
 std::int64_t CompiledTarget() {
   return HWY_TARGET;
