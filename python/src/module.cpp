@@ -7,6 +7,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <signal.h>
+
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
@@ -25,6 +28,51 @@ namespace py = pybind11;
 
 namespace softreg::python {
 namespace {
+
+// Ctrl-C during a long call. Python's own SIGINT handler only sets a flag that is read with the GIL
+// held, and taking the GIL after every batch waits for any other busy Python thread (5 ms a time).
+// So while the call runs on the main thread, a C handler notes SIGINT in an atomic flag that the
+// loop reads freely; afterwards the handler is put back and the interrupt handed to Python's own
+// (KeyboardInterrupt, or whatever handler the program installed).
+std::atomic<bool> sigint_seen{false};
+extern "C" void note_sigint(int) { sigint_seen.store(true); }
+
+class CtrlC {
+ public:
+  CtrlC() {
+    const py::module_ threading = py::module_::import("threading");
+    if (!threading.attr("current_thread")().is(threading.attr("main_thread")())) return;  // not ours
+    struct sigaction current {};
+    if (sigaction(SIGINT, nullptr, &current) != 0 || current.sa_handler == SIG_IGN) return;
+    sigint_seen = false;
+    struct sigaction noting {};
+    noting.sa_handler = note_sigint;
+    sigemptyset(&noting.sa_mask);
+    active_ = sigaction(SIGINT, &noting, &saved_) == 0;
+  }
+  ~CtrlC() { restore(); }
+  CtrlC(const CtrlC&) = delete;
+  CtrlC& operator=(const CtrlC&) = delete;
+
+  bool requested() const { return active_ && sigint_seen.load(); }
+  // With the GIL, after the call: raises KeyboardInterrupt (through Python's handler) if Ctrl-C came.
+  void raise_if_requested() {
+    const bool seen = requested();
+    restore();
+    if (!seen) return;
+    PyErr_SetInterrupt();
+    if (PyErr_CheckSignals() == 0) PyErr_SetNone(PyExc_KeyboardInterrupt);
+    throw py::error_already_set();
+  }
+
+ private:
+  void restore() {
+    if (active_) sigaction(SIGINT, &saved_, nullptr);
+    active_ = false;
+  }
+  bool active_ = false;
+  struct sigaction saved_ {};
+};
 
 // A 2-D C-contiguous array's rows, unowned: the caller keeps the array alive (and, during a fit,
 // referenced by the Python frame that called us).
@@ -241,7 +289,6 @@ py::dict fit(const py::array& X, const py::array_t<Label>& y, int classes, const
   data.test.pixels = Bytes();
   data.test.labels.clear();
 
-  bool interrupted = false;
   py::dict result;
   {
     TrainingRun run(config, data, {.live_curves = false, .class_names = numbered_class_names(classes)});
@@ -250,19 +297,14 @@ py::dict fit(const py::array& X, const py::array_t<Label>& y, int classes, const
     } else if (state) {
       run.trainer().warm_start(state->model);
     }
+    CtrlC ctrl_c;
     RunCallbacks callbacks;
-    // Python's signal handlers run only when asked on the main thread with the GIL: ask between batches
-    // (the pool's thread 0 is the calling thread), and stop there when one raised (KeyboardInterrupt).
-    callbacks.should_stop = [&interrupted] {
-      py::gil_scoped_acquire gil;
-      if (PyErr_CheckSignals() != 0) interrupted = true;
-      return interrupted;
-    };
+    callbacks.should_stop = [&ctrl_c] { return ctrl_c.requested(); };  // between batches
     {
       py::gil_scoped_release release;
       run.train(callbacks);
     }
-    if (interrupted) throw py::error_already_set();
+    ctrl_c.raise_if_requested();
     result["coef"] = coef_of(run.model().W);
     result["intercept"] = vector_of(run.model().b.data(), static_cast<std::size_t>(run.model().b.size()));
     result["state"] = state_to_python(run.state());
@@ -418,17 +460,13 @@ std::string download(const std::string& name, const std::optional<std::string>& 
   const std::filesystem::path target = folder ? std::filesystem::path(*folder) : default_download_folder(set);
   DownloadOptions options;
   options.mirrors = mirrors;
-  bool interrupted = false;
-  options.should_stop = [&interrupted] {
-    py::gil_scoped_acquire gil;
-    if (PyErr_CheckSignals() != 0) interrupted = true;
-    return interrupted;
-  };
+  CtrlC ctrl_c;
+  options.should_stop = [&ctrl_c] { return ctrl_c.requested(); };
   try {
     py::gil_scoped_release release;
     download_dataset(set, target, options);
   } catch (const DownloadInterrupted&) {
-    if (interrupted) throw py::error_already_set();
+    ctrl_c.raise_if_requested();
     throw;
   }
   return target.string();

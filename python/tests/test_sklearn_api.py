@@ -260,3 +260,36 @@ def test_validation_and_early_stopping():
     model = SoftmaxRegression(val_fraction=0.2, early_stop=2, epochs=200, lr=0.5).fit(X, y)
     assert "val_acc" in model.history_[0]
     assert model.n_iter_ < 200
+
+
+def test_fit_and_predict_release_the_gil():
+    import threading
+    import time
+
+    rng = np.random.default_rng(0)
+    X = rng.random((40000, 300), dtype=np.float32)
+    y = rng.integers(0, 10, size=40000)
+    count = 0
+    done = threading.Event()
+
+    def spin():
+        nonlocal count
+        while not done.is_set():
+            count += 1
+
+    model = SoftmaxRegression(epochs=5, threads=1)
+    thread = threading.Thread(target=spin)
+    thread.start()
+    try:
+        time.sleep(0.05)
+        start_count, start = count, time.perf_counter()
+        model.fit(X, y)
+        model.predict_proba(X)
+        during, seconds = count - start_count, time.perf_counter() - start
+    finally:
+        done.set()
+        thread.join()
+    # A Python thread gets about 1e7 increments a second when it runs; holding the GIL for the whole
+    # fit would leave it a few switch intervals' worth.
+    assert seconds > 0.1
+    assert during > 1e5 * seconds, f"{during} increments in {seconds:.2f} s"
