@@ -88,7 +88,11 @@ GrayImage read_gray_image(const std::filesystem::path& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec))
     throw Error::in_file(path, "is a directory, expected an image file");
-  const std::vector<std::uint8_t> file = read_file_bytes(path);
+  return decode_gray_image(read_file_bytes(path), path.string());
+}
+
+GrayImage decode_gray_image(std::span<const std::uint8_t> file, const std::string& source) {
+  const std::filesystem::path path = source;
   if (file.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
     throw Error::in_file(path, "is larger than 2 GB, too large for an image");
   const auto size = static_cast<int>(file.size());

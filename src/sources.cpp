@@ -13,6 +13,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 
 #include "softreg/download.hpp"
 #include "softreg/error.hpp"
@@ -391,9 +392,9 @@ std::optional<double> parse_number(const std::string& cell) {
 namespace {
 
 // A CSV table with a label column (with_labels) or of features only.
-CsvTable read_csv_table(const fs::path& path, const std::string& label_column, bool with_labels) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error::in_file(path, "cannot be opened");
+// `path` names the table in messages.
+CsvTable read_csv_stream(std::istream& in, const fs::path& path, const std::string& label_column,
+                         bool with_labels) {
   std::vector<std::vector<std::string>> rows;
   std::vector<std::size_t> line_numbers;
   std::string line;
@@ -505,7 +506,18 @@ CsvTable read_csv_table(const fs::path& path, const std::string& label_column, b
   return table;
 }
 
+CsvTable read_csv_table(const fs::path& path, const std::string& label_column, bool with_labels) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error::in_file(path, "cannot be opened");
+  return read_csv_stream(in, path, label_column, with_labels);
+}
+
 }  // namespace
+
+CsvTable parse_csv(std::string_view text, const std::string& source, const std::string& label_column) {
+  std::istringstream in{std::string(text)};
+  return read_csv_stream(in, source, label_column, /*with_labels=*/true);
+}
 
 CsvTable read_csv_file(const fs::path& path, const std::string& label_column) {
   return read_csv_table(path, label_column, /*with_labels=*/true);

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <span>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -18,6 +20,8 @@ struct GrayImage {
 
 /// Decodes an image file of any size and colour into 8-bit grayscale. Errors name the file.
 GrayImage read_gray_image(const std::filesystem::path& path);
+/// The same for an image file's bytes in memory; `source` names it in messages.
+GrayImage decode_gray_image(std::span<const std::uint8_t> file, const std::string& source);
 
 /// The width and height an image file's header claims, without decoding it; nullopt if it is not an
 /// image stb can read.

@@ -9,6 +9,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "softreg/bytes.hpp"
@@ -65,6 +66,8 @@ struct CsvTable {
   std::vector<std::string> feature_names;  // from the header, or empty
 };
 CsvTable read_csv_file(const std::filesystem::path& path, const std::string& label_column);
+/// The same for CSV text in memory; `source` names it in messages.
+CsvTable parse_csv(std::string_view text, const std::string& source, const std::string& label_column);
 /// A CSV table of feature columns only (for prediction); labels stay empty.
 CsvTable read_csv_file_without_labels(const std::filesystem::path& path);
 
