@@ -53,6 +53,27 @@ std::optional<RawSamples> pnm_samples(std::span<const std::uint8_t> file, int wi
                                channels * sample_bytes};
 }
 
+// A PNG's chunks must each fit in the file: stb grows its buffer to a chunk's claimed length before
+// reading it, so a 300-byte file claiming a 1.4 GB IDAT chunk would cost 1.4 GB (found by fuzzing).
+void check_png_chunks(std::span<const std::uint8_t> file, const std::filesystem::path& path) {
+  static constexpr std::uint8_t kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  if (file.size() < 8 || !std::equal(kSignature, kSignature + 8, file.begin())) return;
+  std::size_t at = 8;
+  while (at + 12 <= file.size()) {
+    const std::uint32_t length = (std::uint32_t{file[at]} << 24) | (std::uint32_t{file[at + 1]} << 16) |
+                                 (std::uint32_t{file[at + 2]} << 8) | file[at + 3];
+    if (length > file.size() - at - 12) {
+      throw Error::in_file(path, "truncated or corrupt PNG: a chunk at byte " + std::to_string(at) + " claims " +
+                                     std::to_string(length) + " bytes, the file has " +
+                                     std::to_string(file.size() - at - 12) + " after it");
+    }
+    if (std::equal(file.begin() + static_cast<std::ptrdiff_t>(at) + 4,
+                   file.begin() + static_cast<std::ptrdiff_t>(at) + 8, "IEND"))
+      return;
+    at += 12 + length;
+  }
+}
+
 struct StbiDeleter {
   void operator()(unsigned char* p) const { stbi_image_free(p); }
 };
@@ -118,9 +139,12 @@ GrayImage decode_gray_image(std::span<const std::uint8_t> file, const std::strin
     throw Error::in_file(path, "the header claims " + dims + " pixels, more than a " +
                                    std::to_string(file.size()) + "-byte file can hold");
   }
-  // Asking for one channel makes stb convert colour to luminance (and drop any alpha).
+  check_png_chunks(file, path);
+  // The image's own channels, converted to grey here: stb's conversion of a 16-bit PPM to one
+  // channel overruns its buffer (found by fuzzing; the 16-bit PPM regression test), and its formula for
+  // the others is the one below.
   std::unique_ptr<unsigned char, StbiDeleter> data(
-      stbi_load_from_memory(file.data(), size, &width, &height, &channels, 1));
+      stbi_load_from_memory(file.data(), size, &width, &height, &channels, 0));
   if (!data) {
     const char* reason = stbi_failure_reason();
     throw Error::in_file(path,
@@ -129,8 +153,15 @@ GrayImage decode_gray_image(std::span<const std::uint8_t> file, const std::strin
   GrayImage image;
   image.width = width;
   image.height = height;
-  image.pixels.assign(data.get(),
-                      data.get() + static_cast<std::size_t>(width) * static_cast<std::size_t>(height));
+  const std::size_t n = static_cast<std::size_t>(width) * static_cast<std::size_t>(height);
+  image.pixels.resize(n);
+  const unsigned char* p = data.get();
+  const auto c = static_cast<std::size_t>(channels);
+  for (std::size_t i = 0; i < n; ++i) {
+    const unsigned char* px = p + i * c;
+    // stb's luminance (stbi__compute_y); grey with alpha keeps the grey, the alpha is dropped.
+    image.pixels[i] = c >= 3 ? static_cast<std::uint8_t>((px[0] * 77 + px[1] * 150 + px[2] * 29) >> 8) : px[0];
+  }
   return image;
 }
 

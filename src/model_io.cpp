@@ -170,7 +170,7 @@ ModelFile parse_model(std::string_view bytes, const std::string& source) {
   json header;
   try {
     header = json::parse(bytes.substr(kHeaderLengthBytes, header_size));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse errors, and numbers too large for a double (1e30816)
     throw fail(std::string("header is not valid JSON: ") + e.what());
   }
   if (!header.is_object()) throw fail("header is not a JSON object");
@@ -265,7 +265,7 @@ ModelFile parse_model(std::string_view bytes, const std::string& source) {
     json names;
     try {
       names = json::parse(it->second);
-    } catch (const json::parse_error&) {
+    } catch (const json::exception&) {
       throw fail("__metadata__ 'class_names' is not a JSON list");
     }
     if (!names.is_array() || names.size() != static_cast<std::size_t>(K) ||

@@ -163,6 +163,8 @@ std::map<std::string, NpyArray> read_npz_file(const fs::path& path) {
     throw Error::in_file(path, "not a readable .npz (zip) file: " + message);
   }
   std::unique_ptr<zip_t, decltype(&zip_discard)> closer(archive, &zip_discard);
+  std::error_code size_error;
+  const zip_uint64_t file_size = fs::file_size(path, size_error);
   std::map<std::string, NpyArray> arrays;
   const zip_int64_t entries = zip_get_num_entries(archive, 0);
   for (zip_int64_t i = 0; i < entries; ++i) {
@@ -173,7 +175,14 @@ std::map<std::string, NpyArray> read_npz_file(const fs::path& path) {
     }
     std::string name = st.name;
     const std::string where = fmt::format("{} ({})", path.string(), name);
-    if (st.size > (std::size_t{1} << 40)) throw Error::in_file(where, "entry is implausibly large");
+    // Claimed sizes are checked before anything is allocated: deflate expands at most 1032-fold.
+    constexpr zip_uint64_t kMaxDeflateRatio = 1032;
+    if (!(st.valid & ZIP_STAT_COMP_SIZE) || st.size > st.comp_size * kMaxDeflateRatio + 1024 ||
+        st.comp_size > file_size) {
+      throw Error::in_file(where, fmt::format("entry claims {} bytes from {} compressed in a {}-byte archive "
+                                              "(damaged archive?)",
+                                              st.size, st.comp_size, file_size));
+    }
     std::vector<std::uint8_t> content(st.size);
     zip_file_t* file = zip_fopen_index(archive, static_cast<zip_uint64_t>(i), 0);
     if (!file) throw Error::in_file(where, std::string("cannot open: ") + zip_strerror(archive));

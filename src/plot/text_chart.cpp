@@ -35,7 +35,9 @@ std::vector<std::string> braille_chart(const std::vector<Series>& series, int to
   std::vector<std::vector<double>> values;
   for (const Series& s : series)
     values.push_back(s.values);
-  const auto [lo, hi] = curves_y_range(values);
+  // Named copies: clang before 16 cannot capture structured bindings in the lambdas below.
+  const auto y_range = curves_y_range(values);
+  const double lo = y_range.first, hi = y_range.second;
   const int dots_x = 2 * width, dots_y = 4 * height;
   std::vector<unsigned> cells(static_cast<std::size_t>(width * height), 0);
   std::vector<int> owner(static_cast<std::size_t>(width * height), -1);  // first series to touch a cell
