@@ -30,6 +30,7 @@ constexpr long long kMaxPixelsPerFileByte = 1032 * 8;
 struct RawSamples {
   std::size_t offset;
   unsigned long long bytes;
+  unsigned long long fields[3];  // width, height, maxval as written
 };
 std::optional<RawSamples> pnm_samples(std::span<const std::uint8_t> file, int width, int height) {
   if (file.size() < 2 || file[0] != 'P' || (file[1] != '5' && file[1] != '6')) return std::nullopt;
@@ -49,8 +50,22 @@ std::optional<RawSamples> pnm_samples(std::span<const std::uint8_t> file, int wi
       field = field * 10 + (file[i++] - '0');
   }
   const unsigned long long channels = file[1] == '6' ? 3 : 1, sample_bytes = fields[2] > 255 ? 2 : 1;
-  return RawSamples{i + 1, static_cast<unsigned long long>(width) * static_cast<unsigned long long>(height) *
-                               channels * sample_bytes};
+  return RawSamples{i + 1,
+                    static_cast<unsigned long long>(width) * static_cast<unsigned long long>(height) * channels *
+                        sample_bytes,
+                    {fields[0], fields[1], fields[2]}};
+}
+
+// stb reads a PGM/PPM header's numbers into an int without an overflow check (undefined behaviour
+// for a 60-digit width; found by fuzzing): such headers are refused before stb sees them.
+void check_pnm_header(std::span<const std::uint8_t> file, const std::filesystem::path& path) {
+  const std::optional<RawSamples> header = pnm_samples(file, 0, 0);
+  if (!header) return;
+  constexpr unsigned long long kMaxSide = 1 << 24, kMaxValue = 65535;  // stb's own limits
+  if (header->fields[0] > kMaxSide || header->fields[1] > kMaxSide || header->fields[2] > kMaxValue) {
+    throw Error::in_file(path, "PGM/PPM header out of range: width and height must be at most " +
+                                   std::to_string(kMaxSide) + ", maxval at most " + std::to_string(kMaxValue));
+  }
 }
 
 // A PNG's chunks must each fit in the file: stb grows its buffer to a chunk's claimed length before
@@ -117,6 +132,7 @@ GrayImage decode_gray_image(std::span<const std::uint8_t> file, const std::strin
   if (file.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
     throw Error::in_file(path, "is larger than 2 GB, too large for an image");
   const auto size = static_cast<int>(file.size());
+  check_pnm_header(file, path);
   int width = 0, height = 0, channels = 0;
   if (!stbi_info_from_memory(file.data(), size, &width, &height, &channels)) {
     const char* reason = stbi_failure_reason();
