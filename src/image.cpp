@@ -59,12 +59,29 @@ std::optional<RawSamples> pnm_samples(std::span<const std::uint8_t> file, int wi
 // stb reads a PGM/PPM header's numbers into an int without an overflow check (undefined behaviour
 // for a 60-digit width; found by fuzzing): such headers are refused before stb sees them.
 void check_pnm_header(std::span<const std::uint8_t> file, const std::filesystem::path& path) {
-  const std::optional<RawSamples> header = pnm_samples(file, 0, 0);
-  if (!header) return;
+  if (file.size() < 2 || file[0] != 'P' || (file[1] != '5' && file[1] != '6')) return;
   constexpr unsigned long long kMaxSide = 1 << 24, kMaxValue = 65535;  // stb's own limits
-  if (header->fields[0] > kMaxSide || header->fields[1] > kMaxSide || header->fields[2] > kMaxValue) {
-    throw Error::in_file(path, "PGM/PPM header out of range: width and height must be at most " +
-                                   std::to_string(kMaxSide) + ", maxval at most " + std::to_string(kMaxValue));
+  const unsigned long long limits[3] = {kMaxSide, kMaxSide, kMaxValue};
+  // As stb reads it: whitespace and # comments, then digits, for each of width, height and maxval.
+  // Each number is checked as far as the header goes, even when a later part of it is malformed.
+  std::size_t i = 2;
+  for (const unsigned long long limit : limits) {
+    while (i < file.size() && (std::isspace(file[i]) || file[i] == '#')) {
+      if (file[i] == '#') {
+        while (i < file.size() && file[i] != '\n' && file[i] != '\r')
+          ++i;
+      } else {
+        ++i;
+      }
+    }
+    unsigned long long value = 0;
+    while (i < file.size() && std::isdigit(file[i])) {
+      value = value * 10 + (file[i++] - '0');
+      if (value > limit) {
+        throw Error::in_file(path, "PGM/PPM header out of range: width and height must be at most " +
+                                       std::to_string(kMaxSide) + ", maxval at most " + std::to_string(kMaxValue));
+      }
+    }
   }
 }
 
