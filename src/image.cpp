@@ -19,6 +19,8 @@ namespace {
 
 // Larger images than this are refused rather than decoded: no picture of one garment needs 100 MP.
 constexpr long long kMaxImagePixels = 100'000'000;
+// The longest side an image may have (a 65,536 x 1,500 panorama fits; a 1 x 100-million line does not).
+constexpr int kMaxImageSide = 65536;
 // No compressed image holds more pixels per byte of file than this: deflate expands at most ~1032:1 and
 // a 1-bit image packs 8 pixels a byte (JPEG and GIF compress far less). A header that claims more is a
 // lie, caught before any pixel memory is allocated.
@@ -171,6 +173,12 @@ GrayImage decode_gray_image(std::span<const std::uint8_t> file, const std::strin
   } else if (pixels > static_cast<long long>(file.size()) * kMaxPixelsPerFileByte) {
     throw Error::in_file(path, "the header claims " + dims + " pixels, more than a " +
                                    std::to_string(file.size()) + "-byte file can hold");
+  }
+  // A side of 0 decodes to nothing, and resizing a very tall or wide one needs an intermediate row per
+  // source line: 28 x 6.5 million doubles for a 0 x 6,553,515 PPM (found by fuzzing).
+  if (width < 1 || height < 1) throw Error::in_file(path, "image is " + dims + ": it has no pixels");
+  if (width > kMaxImageSide || height > kMaxImageSide) {
+    throw Error::in_file(path, "image is " + dims + "; each side may be at most " + std::to_string(kMaxImageSide));
   }
   check_png_chunks(file, path);
   // The image's own channels, converted to grey here: stb's conversion of a 16-bit PPM to one
