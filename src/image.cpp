@@ -93,13 +93,14 @@ void check_png_chunks(std::span<const std::uint8_t> file, const std::filesystem:
   static constexpr std::uint8_t kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   if (file.size() < 8 || !std::equal(kSignature, kSignature + 8, file.begin())) return;
   std::size_t at = 8;
-  while (at + 12 <= file.size()) {
+  // Every chunk header that is there counts, the last one too when its data is cut short.
+  while (at + 8 <= file.size()) {
     const std::uint32_t length = (std::uint32_t{file[at]} << 24) | (std::uint32_t{file[at + 1]} << 16) |
                                  (std::uint32_t{file[at + 2]} << 8) | file[at + 3];
-    if (length > file.size() - at - 12) {
+    if (length > file.size() - at - 8) {
       throw Error::in_file(path, "truncated or corrupt PNG: a chunk at byte " + std::to_string(at) + " claims " +
                                      std::to_string(length) + " bytes, the file has " +
-                                     std::to_string(file.size() - at - 12) + " after it");
+                                     std::to_string(file.size() - at - 8) + " after it");
     }
     if (std::equal(file.begin() + static_cast<std::ptrdiff_t>(at) + 4,
                    file.begin() + static_cast<std::ptrdiff_t>(at) + 8, "IEND"))

@@ -144,7 +144,13 @@ TEST(FuzzFindings, PnmHeaderNumbersTooLargeForStbAreErrors) {
         read_gray_image(std::filesystem::path(SOFTREG_FIXTURES_DIR) / "fuzz-findings/image/pnm-overflow-4a93f0fa");
       },
       "PGM/PPM header out of range");
-  EXPECT_EQ(findings("image").size(), 4u);
+  EXPECT_EQ(findings("image").size(), 5u);
+  // A PNG cut off right after a chunk header that claims 1.4 GB.
+  test::expect_error(
+      [] {
+        read_gray_image(std::filesystem::path(SOFTREG_FIXTURES_DIR) / "fuzz-findings/image/png-short-chunk-646694de");
+      },
+      "truncated or corrupt PNG");
   // A 0 x 6,553,515 PPM: nothing to decode, and resizing it would have taken 1.4 GB.
   test::expect_error(
       [] {
