@@ -2,6 +2,7 @@
 #include "softreg/atomic_file.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +13,29 @@
 
 namespace softreg {
 namespace fs = std::filesystem;
+
+FolderLock::FolderLock(const fs::path& lock_file, IfBusy if_busy, const std::string& busy_message,
+                       const std::function<void()>& on_wait, const std::function<bool()>& should_stop) {
+  fd_ = ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw Error::in_file(lock_file, std::string("cannot create the lock file: ") + std::strerror(errno));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) return;
+  if (if_busy == IfBusy::kFail) {
+    ::close(fd_);
+    throw Error(busy_message.empty() ? lock_file.string() + ": held by another process" : busy_message);
+  }
+  if (on_wait) on_wait();
+  while (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    if (should_stop && should_stop()) {
+      ::close(fd_);
+      throw Error(lock_file.string() + ": interrupted while waiting for another process");
+    }
+    ::usleep(100'000);
+  }
+}
+
+FolderLock::~FolderLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing releases the lock
+}
 
 void write_file_atomic(const fs::path& path, std::string_view content) {
   write_file_atomic(path, {content});

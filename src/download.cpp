@@ -136,31 +136,6 @@ void fsync_path(const fs::path& path, int flags) {
   ::close(fd);
 }
 
-// Holds an exclusive lock on folder/.download.lock while it lives: downloads into one folder take turns.
-class FolderLock {
- public:
-  FolderLock(const fs::path& folder, const DownloadOptions& options) {
-    const fs::path path = folder / ".download.lock";
-    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd_ < 0) throw Error::in_file(path, std::string("cannot create the lock file: ") + std::strerror(errno));
-    if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) return;
-    if (options.on_notice) options.on_notice("another softreg is downloading into " + folder.string() + "; waiting");
-    while (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-      if (options.should_stop && options.should_stop()) {
-        ::close(fd_);
-        throw DownloadInterrupted();
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  }
-  ~FolderLock() { ::close(fd_); }  // closing releases the lock
-  FolderLock(const FolderLock&) = delete;
-  FolderLock& operator=(const FolderLock&) = delete;
-
- private:
-  int fd_ = -1;
-};
-
 void global_curl_init() {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
@@ -521,7 +496,20 @@ DownloadReport download_dataset(const KnownDataset& dataset, const fs::path& fol
   fs::create_directories(folder, ec);
   if (!fs::is_directory(folder, ec)) throw Error::in_file(folder, "cannot create the folder");
   const std::vector<std::string>& mirrors = options.mirrors.empty() ? dataset.mirrors : options.mirrors;
-  const FolderLock lock(folder, options);
+  // Downloads into one folder take turns; the later one then finds the files there, verified.
+  bool interrupted = false;
+  std::unique_ptr<FolderLock> lock;
+  try {
+    lock = std::make_unique<FolderLock>(
+        folder / ".download.lock", FolderLock::IfBusy::kWait, "",
+        [&] {
+          if (options.on_notice) options.on_notice("another softreg is downloading into " + folder.string() + "; waiting");
+        },
+        [&] { return interrupted = options.should_stop && options.should_stop(); });
+  } catch (const Error&) {
+    if (interrupted) throw DownloadInterrupted();
+    throw;
+  }
   DownloadReport report{folder, {}};
   for (const PublishedFile& file : dataset.files) {
     const fs::path target = folder / file.name;

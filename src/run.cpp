@@ -14,6 +14,14 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+std::unique_ptr<FolderLock> lock_run_folder(const RunOptions& options) {
+  if (!options.folder) return nullptr;
+  return std::make_unique<FolderLock>(
+      *options.folder / ".softreg.lock", FolderLock::IfBusy::kFail,
+      options.folder->string() + ": another softreg process is training into this run folder; wait for it to "
+                                 "finish or choose another --out");
+}
+
 RunOptions with_defaults(RunOptions options, const TrainTestData& data) {
   if (options.class_names.empty()) options.class_names = data.train.class_names;
   if (options.class_names.empty()) options.class_names = default_class_names(data.train.num_classes);
@@ -55,6 +63,7 @@ SavedRun load_saved_run(const std::filesystem::path& folder) {
 TrainingRun::TrainingRun(const TrainConfig& config, const TrainTestData& data, RunOptions options)
     : data_(data),
       options_(with_defaults(std::move(options), data)),
+      folder_lock_(lock_run_folder(options_)),
       trainer_(config, data.train, data.test),
       started_(options_.started.value_or(std::chrono::steady_clock::now())) {}
 
@@ -68,6 +77,7 @@ TrainingRun::TrainingRun(const SavedRun& saved, const TrainTestData& data, RunOp
             return std::move(options);
           }(),
           data)),
+      folder_lock_(lock_run_folder(options_)),
       trainer_(saved.config, data.train, data.test),
       history_(saved.history),
       started_(options_.started.value_or(std::chrono::steady_clock::now())) {
@@ -121,8 +131,10 @@ ModelFile TrainingRun::model_file() const {
 
 void TrainingRun::save_checkpoint() const {
   if (!options_.folder) return;
-  save_model(*options_.folder / "model.safetensors", model_file());
+  // metrics.csv first: a process killed between the two renames leaves a row more than the model
+  // has epochs, which resuming drops, never a model with an epoch that metrics.csv lacks.
   write_file_atomic(*options_.folder / "metrics.csv", metrics_csv(history_));
+  save_model(*options_.folder / "model.safetensors", model_file());
 }
 
 RunStatus TrainingRun::train_full_batch(const RunCallbacks& callbacks) {

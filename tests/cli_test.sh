@@ -307,5 +307,72 @@ expect 2 "softreg: error: --image-size must be HxW" -- train --image-size 28 --t
 expect 2 'softreg: error: give one kind of data' -- train --data /usr/share/datasets/fashion-mnist --train-csv own-train.csv
 expect 2 'softreg: error: --test-fraction must be in \(0, 1\), got 1.5' -- train --test-fraction 1.5
 
+# Every numeric flag's range, at its edges: just outside is a usage error naming the flag (exit 2);
+# the edge itself is accepted. Columns: command (with what it needs), flag, outside, message, edge.
+range_table=$(cat <<'TABLE'
+train|--epochs|0|--epochs must be between 1 and 1000000, got 0|1
+train|--epochs|1000001|--epochs must be between 1 and 1000000|1
+train|--batch-size|0|--batch-size must be >= 1, got 0|1
+train|--lr|0|--lr must be > 0, got 0|1e-9
+train|--lr|inf|--lr must be > 0, got inf|1e-9
+train|--seed|-1|--seed: must be >= 0|18446744073709551615
+train|--init-std|-0.1|--init-std must be between 0 and 1|0
+train|--init-std|1.01|--init-std must be between 0 and 1|1
+train|--threads|0|--threads must be between 1 and 1024|1
+train|--threads|1025|--threads must be between 1 and 1024|1
+train|--momentum|1|--momentum must be in \[0, 1\)|0
+train|--beta1|1|--beta1 must be in \[0, 1\)|0
+train|--beta2|-0.1|--beta2 must be in \[0, 1\)|0
+train|--eps|0|--eps must be > 0|1e-30
+train|--weight-decay|-1e-9|--weight-decay must be >= 0|0
+train|--l2|-1e-9|--l2 must be >= 0|0
+train|--warmup|-1|--warmup must be between 0 and the number of epochs|1
+train --epochs 1|--warmup|2|--warmup must be between 0 and the number of epochs \(1\)|1
+train|--lr-step|0|--lr-step must be between 1 and 1000000|1
+train|--lr-gamma|0|--lr-gamma must be in \(0, 1\]|1
+train|--lr-gamma|1.01|--lr-gamma must be in \(0, 1\]|1
+train|--val-fraction|0|--val-fraction must be in \(0, 1\)|0.5
+train|--val-fraction|1|--val-fraction must be in \(0, 1\)|0.5
+train --val-fraction 0.1|--early-stop|-1|--early-stop is out of range|0
+train --optimizer lbfgs|--max-iter|0|--max-iter must be between 1 and 1000000|1
+train --optimizer lbfgs|--tol|-1e-9|--tol must be >= 0|0
+train --optimizer lbfgs|--history-size|0|--history-size must be between 1 and 10000|1
+train --optimizer lbfgs|--history-size|10001|--history-size must be between 1 and 10000|1
+train|--n|0|--n must be >= 1, got 0|1
+train|--classes|1|--classes must be between 2 and 4096|10
+train|--classes|4097|--classes must be between 2 and 4096|10
+tune --grid 1e-3|--refit-tol|-1|--refit-tol must be >= 0|0
+tune --grid 1e-3 --optimizer sgd|--lrs|0|--lrs|0.1
+eval --model run2/model.safetensors|--threads|0|--threads must be between 1 and 1024|1
+plot run2 --out range-pics|--n|0|--n must be >= 1|1
+plot run2 --out range-pics|--threads|0|--threads must be between 1 and 1024|1
+predict --model run2/model.safetensors --index 0..1|--top|0|--top must be|1
+bench --epochs 1 --probe-seconds 0.1 --rows 300|--threads|0|--threads must be between 1 and 1024|1
+bench --probe-seconds 0.1 --rows 300|--epochs|0|--epochs must be between 1 and 1000|1
+bench --epochs 1 --rows 300|--probe-seconds|0|--probe-seconds must be in \(0, 10\]|0.1
+bench --epochs 1 --probe-seconds 0.1 --rows 300 --features 8|--classes|1|--classes must be between 2 and 4096|2
+bench --epochs 1 --probe-seconds 0.1 --rows 300 --classes 2|--features|1048577|--features must be between 1 and 1048576|1
+bench --epochs 1 --probe-seconds 0.1 --classes 2 --features 8|--rows|100000001|--rows must be between 1 and 1e8|1
+data download mnist --to never|--retries|21|--retries must be between 0 and 20|-
+data download mnist --to never|--connect-timeout|0.5|--connect-timeout must be between 1 and 600|-
+data download mnist --to never|--stall-timeout|3601|--stall-timeout must be between 1 and 3600|-
+TABLE
+)
+row=0
+while IFS='|' read -r command flag outside message edge; do
+  row=$((row + 1))
+  read -ra base <<<"$command"
+  expect 2 "softreg: error: $message" -- "${base[@]}" "$flag" "$outside"
+  [ "$edge" = "-" ] && continue
+  extra=()
+  case "${base[0]}" in
+    train | tune) extra=(--no-check --no-plots --quiet --out "range-$row") ;;
+  esac
+  [ "${base[0]}" = train ] && ! grep -qE -- "--epochs|lbfgs" <<<"$command" && [ "$flag" != --epochs ] && extra+=(--epochs 1)
+  "$softreg" "${base[@]}" "$flag" "$edge" "${extra[@]}" >edge.out 2>edge.err
+  code=$?
+  if [ "$code" -eq 2 ]; then fail "softreg ${base[*]} $flag $edge (the edge) is a usage error: $(cat edge.err)"; else ok; fi
+done <<<"$range_table"
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -3,10 +3,30 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
+#include <string>
 #include <initializer_list>
 #include <string_view>
 
 namespace softreg {
+
+/// An exclusive lock (flock) on a lock file, held while the object lives and released when the process
+/// ends in any way, so a crashed holder never leaves a folder locked. Processes writing into one folder
+/// take turns (kWait) or the later one stops with an Error naming the folder (kFail).
+class FolderLock {
+ public:
+  enum class IfBusy { kWait, kFail };
+  /// kWait: `on_wait` is called once if another process holds the lock, and `should_stop` is asked while
+  /// waiting (true: throws Error "interrupted"). kFail: throws `busy_message` when it is held.
+  FolderLock(const std::filesystem::path& lock_file, IfBusy if_busy, const std::string& busy_message = {},
+             const std::function<void()>& on_wait = {}, const std::function<bool()>& should_stop = {});
+  ~FolderLock();
+  FolderLock(const FolderLock&) = delete;
+  FolderLock& operator=(const FolderLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
 
 /// Writes `content` to a temp file beside `path`, then renames it over `path`.
 void write_file_atomic(const std::filesystem::path& path, std::string_view content);

@@ -13,10 +13,12 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "softreg/atomic_file.hpp"
 #include "softreg/dataset.hpp"
 #include "softreg/io.hpp"
 #include "softreg/lbfgs.hpp"
@@ -128,6 +130,9 @@ class TrainingRun {
  private:
   const TrainTestData& data_;
   RunOptions options_;
+  // Held while the run lives: a second process training into the same folder stops with an error
+  // instead of interleaving checkpoints with this one.
+  std::unique_ptr<FolderLock> folder_lock_;
   Trainer trainer_;
   std::vector<EpochMetrics> history_;
   std::chrono::steady_clock::time_point started_;
