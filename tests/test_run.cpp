@@ -145,12 +145,17 @@ TEST_F(RunTest, MoreEpochsOnAFinishedRun) {
   }
   SavedRun saved = load_saved_run(dir / "run");
   saved.config.epochs = 4;
-  TrainingRun more(saved, data);
-  ASSERT_EQ(more.train(), RunStatus::kFinished);
-  TrainingRun straight(recipe(), data);
-  straight.train();
-  EXPECT_EQ(more.model().W, straight.model().W);
-  EXPECT_EQ(read_metrics_csv(dir / "run" / "metrics.csv").size(), 4u);
+  {
+    TrainingRun more(saved, data);
+    ASSERT_EQ(more.train(), RunStatus::kFinished);
+    TrainingRun straight(recipe(), data);
+    straight.train();
+    EXPECT_EQ(more.model().W, straight.model().W);
+    EXPECT_EQ(read_metrics_csv(dir / "run" / "metrics.csv").size(), 4u);
+    // While `more` lives it holds the folder: no second run may write there, in this process or another.
+    test::expect_error([&] { TrainingRun(load_saved_run(dir / "run"), data); },
+                       "another softreg process is training into this run folder");
+  }
 
   saved = load_saved_run(dir / "run");
   saved.config.epochs = 3;  // fewer than done
