@@ -109,6 +109,49 @@ void check_png_chunks(std::span<const std::uint8_t> file, const std::filesystem:
   }
 }
 
+// stb_image builds a JPEG Huffman table from its 16 code counts without checking that they sum to at
+// most 256, and then writes past its 257-entry array (found by fuzzing: a 12-byte file). The tables are
+// checked here first, walking the markers as stb does: fill bytes, segments by their length, and the
+// entropy-coded data of a scan up to the next marker; bytes past the end read as 0, as in stb.
+void check_jpeg_huffman_tables(std::span<const std::uint8_t> file, const std::filesystem::path& path) {
+  const auto at = [&](std::size_t i) -> unsigned { return i < file.size() ? file[i] : 0u; };
+  std::size_t p = 0;
+  while (at(p) == 0xFF && p < file.size()) ++p;  // stb skips fill bytes before SOI too
+  if (p == 0 || at(p) != 0xD8) return;          // not a JPEG
+  ++p;
+  while (p < file.size()) {
+    while (p < file.size() && at(p) != 0xFF) ++p;  // stb passes over bytes that are not a marker
+    while (p < file.size() && at(p) == 0xFF) ++p;
+    if (p >= file.size()) return;
+    const unsigned marker = at(p++);
+    if (marker == 0xD9) return;                                       // end of image
+    if ((marker >= 0xD0 && marker <= 0xD8) || marker == 0x01 || marker == 0x00) continue;  // no length
+    const std::size_t length = (at(p) << 8) | at(p + 1);
+    if (marker == 0xC4) {
+      // Tables until the declared length is used up: class/id, 16 counts, then that many values.
+      long left = static_cast<long>(length) - 2;
+      std::size_t q = p + 2;
+      while (left > 0) {
+        unsigned n = 0;
+        for (int i = 0; i < 16; ++i)
+          n += at(q + 1 + static_cast<std::size_t>(i));
+        if (n > 256) {
+          throw Error::in_file(path, "corrupt JPEG: a Huffman table has " + std::to_string(n) +
+                                         " codes, at most 256 are possible");
+        }
+        q += 17 + n;
+        left -= 17 + static_cast<long>(n);
+      }
+    }
+    p += length;
+    if (marker == 0xDA) {  // a scan: entropy-coded data runs to the next marker (FF 00 is a data byte)
+      while (p + 1 < file.size() &&
+             !(at(p) == 0xFF && at(p + 1) != 0x00 && !(at(p + 1) >= 0xD0 && at(p + 1) <= 0xD7)))
+        ++p;
+    }
+  }
+}
+
 struct StbiDeleter {
   void operator()(unsigned char* p) const { stbi_image_free(p); }
 };
@@ -152,7 +195,10 @@ GrayImage decode_gray_image(std::span<const std::uint8_t> file, const std::strin
   if (file.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
     throw Error::in_file(path, "is larger than 2 GB, too large for an image");
   const auto size = static_cast<int>(file.size());
+  // Before stb reads anything (stbi_info parses JPEG tables and PGM/PPM headers too).
   check_pnm_header(file, path);
+  check_png_chunks(file, path);
+  check_jpeg_huffman_tables(file, path);
   int width = 0, height = 0, channels = 0;
   if (!stbi_info_from_memory(file.data(), size, &width, &height, &channels)) {
     const char* reason = stbi_failure_reason();
@@ -181,7 +227,6 @@ GrayImage decode_gray_image(std::span<const std::uint8_t> file, const std::strin
   if (width > kMaxImageSide || height > kMaxImageSide) {
     throw Error::in_file(path, "image is " + dims + "; each side may be at most " + std::to_string(kMaxImageSide));
   }
-  check_png_chunks(file, path);
   // The image's own channels, converted to grey here: stb's conversion of a 16-bit PPM to one
   // channel overruns its buffer (found by fuzzing; the 16-bit PPM regression test), and its formula for
   // the others is the one below.
