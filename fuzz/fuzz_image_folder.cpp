@@ -33,8 +33,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   try {
     if (softreg::is_image_folder(root)) {
-      softreg::load_image_folder(root, {.height = 0, .width = 0, .skip_bad_images = skip_bad, .threads = 1,
-                                        .use_cache = false});
+      softreg::load_image_folder(
+          root, {.height = 0, .width = 0, .skip_bad_images = skip_bad, .threads = 1, .use_cache = false});
     }
   } catch (const softreg::Error&) {
   }

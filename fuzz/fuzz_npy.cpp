@@ -9,7 +9,8 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   try {
-    const softreg::NpyArray array = softreg::parse_npy(softreg::Bytes(std::vector<std::uint8_t>(data, data + size)), "fuzz");
+    const softreg::NpyArray array =
+        softreg::parse_npy(softreg::Bytes(std::vector<std::uint8_t>(data, data + size)), "fuzz");
     if (array.shape.size() == 2) {
       softreg::features_from_npy(array, "fuzz");
     } else {

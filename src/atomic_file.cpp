@@ -17,7 +17,8 @@ namespace fs = std::filesystem;
 FolderLock::FolderLock(const fs::path& lock_file, IfBusy if_busy, const std::string& busy_message,
                        const std::function<void()>& on_wait, const std::function<bool()>& should_stop) {
   fd_ = ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd_ < 0) throw Error::in_file(lock_file, std::string("cannot create the lock file: ") + std::strerror(errno));
+  if (fd_ < 0)
+    throw Error::in_file(lock_file, std::string("cannot create the lock file: ") + std::strerror(errno));
   if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) return;
   if (if_busy == IfBusy::kFail) {
     ::close(fd_);

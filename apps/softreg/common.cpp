@@ -60,9 +60,10 @@ CLI::Option* add_data_option(CLI::App& cmd, std::string& target) {
 }
 
 bool DataSourceFlags::given() const {
-  return !data.empty() || !dataset.empty() || !train_features.empty() || !train_labels.empty() || !test_features.empty() ||
-         !test_labels.empty() || !train_csv.empty() || !test_csv.empty() || !label_column.empty() ||
-         classes != 0 || test_fraction != 0 || !image_size.empty() || skip_bad_images;
+  return !data.empty() || !dataset.empty() || !train_features.empty() || !train_labels.empty() ||
+         !test_features.empty() || !test_labels.empty() || !train_csv.empty() || !test_csv.empty() ||
+         !label_column.empty() || classes != 0 || test_fraction != 0 || !image_size.empty() ||
+         skip_bad_images;
 }
 
 DataSource DataSourceFlags::source(std::uint64_t seed, int threads) const {

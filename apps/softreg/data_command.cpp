@@ -9,8 +9,8 @@
 #include "commands.hpp"
 #include "common.hpp"
 #include "download_command.hpp"
-#include "softreg/download.hpp"
 #include "softreg/dataset.hpp"
+#include "softreg/download.hpp"
 #include "softreg/idx.hpp"
 #include "softreg/parallel.hpp"
 #include "softreg/sources.hpp"
@@ -39,8 +39,8 @@ std::vector<DatasetPresence> dataset_presence() {
     }
     if (p.files) {
       std::error_code ec;
-      for (const auto& path : {p.files->train_images, p.files->train_labels, p.files->test_images,
-                               p.files->test_labels}) {
+      for (const auto& path :
+           {p.files->train_images, p.files->train_labels, p.files->test_images, p.files->test_labels}) {
         const auto size = std::filesystem::file_size(path, ec);
         if (!ec) p.bytes += size;
       }
@@ -71,9 +71,10 @@ nlohmann::ordered_json datasets_json() {
 void print_datasets() {
   fmt::print("data sets by name (--dataset NAME; fetch with softreg data download NAME):\n");
   for (const DatasetPresence& p : dataset_presence()) {
-    fmt::print("  {:<14} {:<70} {}\n", p.dataset->name, p.dataset->title,
-               p.files ? fmt::format("{} ({:.1f} MB)", p.files->folder.string(), static_cast<double>(p.bytes) / 1e6)
-                       : "not present");
+    fmt::print(
+        "  {:<14} {:<70} {}\n", p.dataset->name, p.dataset->title,
+        p.files ? fmt::format("{} ({:.1f} MB)", p.files->folder.string(), static_cast<double>(p.bytes) / 1e6)
+                : "not present");
   }
 }
 

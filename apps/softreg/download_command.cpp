@@ -54,9 +54,9 @@ DownloadReport download_with_progress(const KnownDataset& dataset, const std::fi
   };
   options.on_progress = [terminal](const DownloadProgress& p) {
     if (p.finished) {
-      fmt::print(stderr, "{}{}: {} in {:.1f} s ({}/s) from {}, verified ({})\n", terminal ? "\r\033[K" : "", p.file,
-                 megabytes(static_cast<double>(p.done)), p.seconds, megabytes(p.bytes_per_second), p.url,
-                 describe(p.verified));
+      fmt::print(stderr, "{}{}: {} in {:.1f} s ({}/s) from {}, verified ({})\n", terminal ? "\r\033[K" : "",
+                 p.file, megabytes(static_cast<double>(p.done)), p.seconds, megabytes(p.bytes_per_second),
+                 p.url, describe(p.verified));
       return;
     }
     if (!terminal) return;  // a log gets the one line above per file
@@ -64,9 +64,10 @@ DownloadReport download_with_progress(const KnownDataset& dataset, const std::fi
     const double fraction = p.total > 0 ? static_cast<double>(p.done) / static_cast<double>(p.total) : 0;
     constexpr int kBarWidth = 24;
     const int filled = static_cast<int>(std::min(1.0, fraction) * kBarWidth);
-    fmt::print(stderr, "\r\033[K{:<27} [{:<{}}] {} / {}  {}/s  ETA {}", p.file, std::string(filled, '#'), kBarWidth,
-               megabytes(static_cast<double>(p.done)), megabytes(static_cast<double>(p.total)),
-               megabytes(p.bytes_per_second), p.bytes_per_second > 0 ? duration(left / p.bytes_per_second) : "?");
+    fmt::print(stderr, "\r\033[K{:<27} [{:<{}}] {} / {}  {}/s  ETA {}", p.file, std::string(filled, '#'),
+               kBarWidth, megabytes(static_cast<double>(p.done)), megabytes(static_cast<double>(p.total)),
+               megabytes(p.bytes_per_second),
+               p.bytes_per_second > 0 ? duration(left / p.bytes_per_second) : "?");
     std::fflush(stderr);
   };
   arm_stop_on_ctrl_c();
@@ -80,11 +81,14 @@ DownloadReport download_with_progress(const KnownDataset& dataset, const std::fi
 CommandRunner add_download_subcommand(CLI::App& data) {
   auto flags = std::make_shared<DownloadFlags>();
   CLI::App* cmd = data.add_subcommand(
-      "download", "Download a data set by name, verify every file against its pinned SHA-256, write classes.txt");
+      "download",
+      "Download a data set by name, verify every file against its pinned SHA-256, write classes.txt");
   cmd->add_option("name", flags->name, "fashion-mnist, mnist or kmnist")->required();
-  cmd->add_option("--to", flags->to, "Folder for the files (default: ~/.cache/softreg/NAME, or $SOFTREG_DATA/NAME)");
-  cmd->add_option("--mirror", flags->mirrors,
-                  "Base URL to fetch the files from, tried in order (repeatable; replaces the built-in mirrors)");
+  cmd->add_option("--to", flags->to,
+                  "Folder for the files (default: ~/.cache/softreg/NAME, or $SOFTREG_DATA/NAME)");
+  cmd->add_option(
+      "--mirror", flags->mirrors,
+      "Base URL to fetch the files from, tried in order (repeatable; replaces the built-in mirrors)");
   cmd->add_option("--connect-timeout", flags->connect_timeout, "Seconds to wait for a connection, 1 to 600")
       ->capture_default_str();
   cmd->add_option("--stall-timeout", flags->stall_timeout,
@@ -99,11 +103,14 @@ CommandRunner add_download_subcommand(CLI::App& data) {
     if (flags->retries < 0 || flags->retries > 20)
       throw UsageError(fmt::format("--retries must be between 0 and 20, got {}", flags->retries));
     for (const std::string& mirror : flags->mirrors) {
-      if (mirror.rfind("http://", 0) != 0 && mirror.rfind("https://", 0) != 0 && mirror.rfind("file://", 0) != 0)
-        throw UsageError(fmt::format("--mirror must be an http://, https:// or file:// URL, got '{}'", mirror));
+      if (mirror.rfind("http://", 0) != 0 && mirror.rfind("https://", 0) != 0 &&
+          mirror.rfind("file://", 0) != 0)
+        throw UsageError(
+            fmt::format("--mirror must be an http://, https:// or file:// URL, got '{}'", mirror));
     }
     const KnownDataset& dataset = known_dataset(flags->name);
-    const std::filesystem::path folder = flags->to.empty() ? default_download_folder(dataset) : std::filesystem::path(flags->to);
+    const std::filesystem::path folder =
+        flags->to.empty() ? default_download_folder(dataset) : std::filesystem::path(flags->to);
     DownloadOptions options;
     options.mirrors = flags->mirrors;
     options.connect_timeout_seconds = flags->connect_timeout;
@@ -112,7 +119,8 @@ CommandRunner add_download_subcommand(CLI::App& data) {
     try {
       download_with_progress(dataset, folder, options);
     } catch (const DownloadInterrupted&) {
-      fmt::print(stderr, "\nsoftreg: download interrupted; nothing unverified was left in {}\n", folder.string());
+      fmt::print(stderr, "\nsoftreg: download interrupted; nothing unverified was left in {}\n",
+                 folder.string());
       return kExitInterrupted;
     }
     fmt::print("{}: the four files verified and classes.txt written in {}\n", dataset.name, folder.string());

@@ -292,8 +292,10 @@ CommandRunner add_train_command(CLI::App& app) {
                 "Draw no pictures (curves, predictions, confusion matrix, weight templates)");
   cmd->add_option("--n", options->grid_count, "Test images in predictions.png")->capture_default_str();
   cmd->add_flag("--misclassified", options->misclassified, "predictions.png shows only wrong predictions");
-  cmd->add_flag("--download", options->download, "With --dataset: download the data set when it is not found");
-  cmd->add_option("--mirror", options->mirrors, "With --download: base URLs to fetch from instead of the built-in ones");
+  cmd->add_flag("--download", options->download,
+                "With --dataset: download the data set when it is not found");
+  cmd->add_option("--mirror", options->mirrors,
+                  "With --download: base URLs to fetch from instead of the built-in ones");
   return [options, process_start, recipe] {
     recipe.note_given(options->recipe);
     return run_train(*options, process_start);

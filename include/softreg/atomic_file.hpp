@@ -4,8 +4,8 @@
 
 #include <filesystem>
 #include <functional>
-#include <string>
 #include <initializer_list>
+#include <string>
 #include <string_view>
 
 namespace softreg {

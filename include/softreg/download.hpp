@@ -30,10 +30,10 @@ struct PublishedFile {
 };
 
 struct KnownDataset {
-  std::string name;                   // "fashion-mnist"
-  std::string title;                  // "Fashion-MNIST (Zalando)"
-  std::vector<std::string> mirrors;   // base URLs, tried in order; a file's URL is base + name
-  std::array<PublishedFile, 4> files; // train images, train labels, test images, test labels
+  std::string name;                    // "fashion-mnist"
+  std::string title;                   // "Fashion-MNIST (Zalando)"
+  std::vector<std::string> mirrors;    // base URLs, tried in order; a file's URL is base + name
+  std::array<PublishedFile, 4> files;  // train images, train labels, test images, test labels
   std::vector<std::string> class_names;
   std::optional<std::filesystem::path> system_folder;  // where a distribution package puts it
 };

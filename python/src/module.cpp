@@ -35,7 +35,9 @@ namespace {
 // loop reads freely; afterwards the handler is put back and the interrupt handed to Python's own
 // (KeyboardInterrupt, or whatever handler the program installed).
 std::atomic<bool> sigint_seen{false};
-extern "C" void note_sigint(int) { sigint_seen.store(true); }
+extern "C" void note_sigint(int) {
+  sigint_seen.store(true);
+}
 
 class CtrlC {
  public:
@@ -222,8 +224,9 @@ py::dict state_to_python(const TrainerState& s) {
 
 TrainerState state_from_python(const py::dict& state) {
   TrainerState s;
-  s.model = model_of(state["coef"].cast<py::array_t<float, py::array::c_style | py::array::forcecast>>(),
-                     state["intercept"].cast<py::array_t<float, py::array::c_style | py::array::forcecast>>());
+  s.model =
+      model_of(state["coef"].cast<py::array_t<float, py::array::c_style | py::array::forcecast>>(),
+               state["intercept"].cast<py::array_t<float, py::array::c_style | py::array::forcecast>>());
   s.epoch_rng_state = state["rng"].cast<std::string>();
   s.epochs_done = state["epochs_done"].cast<int>();
   s.optimizer.steps = state["optimizer_steps"].cast<std::int64_t>();
@@ -248,7 +251,8 @@ Dataset dataset_of(const Rows& rows, const py::array_t<Label>& labels, int class
   data.element = rows.type == RowValues::kU8    ? ElementType::kU8
                  : rows.type == RowValues::kF32 ? ElementType::kF32
                                                 : ElementType::kF64;
-  data.pixels = Bytes::view(nullptr, static_cast<const std::uint8_t*>(rows.data), rows.count * data.row_bytes());
+  data.pixels =
+      Bytes::view(nullptr, static_cast<const std::uint8_t*>(rows.data), rows.count * data.row_bytes());
   data.labels.assign(labels.data(), labels.data() + labels.size());
   for (Label label : data.labels) {
     if (label >= classes) throw py::value_error("a label is not below the number of classes");
@@ -328,7 +332,8 @@ py::dict fit(const py::array& X, const py::array_t<Label>& y, int classes, const
 }
 
 // (N,K) logits in double precision; the GIL is released while they are computed.
-py::array_t<double> logits(const py::array& X, const py::array_t<float, py::array::c_style | py::array::forcecast>& coef,
+py::array_t<double> logits(const py::array& X,
+                           const py::array_t<float, py::array::c_style | py::array::forcecast>& coef,
                            const py::array_t<float, py::array::c_style | py::array::forcecast>& intercept,
                            int threads) {
   const Rows rows = rows_of(X);
