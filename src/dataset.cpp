@@ -31,18 +31,24 @@ std::optional<fs::path> find_one(const fs::path& folder, const std::string& name
 
 std::size_t element_size(ElementType type) {
   switch (type) {
-    case ElementType::kU8: return 1;
-    case ElementType::kF32: return sizeof(float);
-    case ElementType::kF64: return sizeof(double);
+    case ElementType::kU8:
+      return 1;
+    case ElementType::kF32:
+      return sizeof(float);
+    case ElementType::kF64:
+      return sizeof(double);
   }
   return 1;
 }
 
 std::string_view element_name(ElementType type) {
   switch (type) {
-    case ElementType::kU8: return "u8";
-    case ElementType::kF32: return "f32";
-    case ElementType::kF64: return "f64";
+    case ElementType::kU8:
+      return "u8";
+    case ElementType::kF32:
+      return "f32";
+    case ElementType::kF64:
+      return "f64";
   }
   return "u8";
 }

@@ -13,9 +13,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -36,47 +36,50 @@ std::vector<KnownDataset> make_known_datasets() {
   // Fashion-MNIST computed from Debian's dataset-fashion-mnist, whose re-compressed files hold the same
   // bytes. Mirrors as torchvision and TensorFlow Datasets use them.
   std::vector<KnownDataset> sets;
-  sets.push_back(
-      {"fashion-mnist",
-       "Fashion-MNIST: Zalando's article images, 10 classes",
-       {"http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"},
-       {{{"train-images-idx3-ubyte.gz", 26421880, "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
-          kTrainImagesBytes, "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"},
-         {"train-labels-idx1-ubyte.gz", 29515, "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
-          kTrainLabelsBytes, "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"},
-         {"t10k-images-idx3-ubyte.gz", 4422102, "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
-          kTestImagesBytes, "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"},
-         {"t10k-labels-idx1-ubyte.gz", 5148, "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
-          kTestLabelsBytes, "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"}}},
-       std::vector<std::string>(kFashionMnistClassNames.begin(), kFashionMnistClassNames.end()),
-       fs::path("/usr/share/datasets/fashion-mnist")});
+  sets.push_back({"fashion-mnist",
+                  "Fashion-MNIST: Zalando's article images, 10 classes",
+                  {"http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"},
+                  {{{"train-images-idx3-ubyte.gz", 26421880,
+                     "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84", kTrainImagesBytes,
+                     "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"},
+                    {"train-labels-idx1-ubyte.gz", 29515,
+                     "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845", kTrainLabelsBytes,
+                     "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"},
+                    {"t10k-images-idx3-ubyte.gz", 4422102,
+                     "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073", kTestImagesBytes,
+                     "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"},
+                    {"t10k-labels-idx1-ubyte.gz", 5148,
+                     "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5", kTestLabelsBytes,
+                     "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"}}},
+                  std::vector<std::string>(kFashionMnistClassNames.begin(), kFashionMnistClassNames.end()),
+                  fs::path("/usr/share/datasets/fashion-mnist")});
   sets.push_back(
       {"mnist",
        "MNIST: handwritten digits, 10 classes",
-       {"https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/",
-        "http://yann.lecun.com/exdb/mnist/"},
-       {{{"train-images-idx3-ubyte.gz", 9912422, "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-          kTrainImagesBytes, ""},
-         {"train-labels-idx1-ubyte.gz", 28881, "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-          kTrainLabelsBytes, ""},
-         {"t10k-images-idx3-ubyte.gz", 1648877, "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-          kTestImagesBytes, ""},
-         {"t10k-labels-idx1-ubyte.gz", 4542, "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-          kTestLabelsBytes, ""}}},
+       {"https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/", "http://yann.lecun.com/exdb/mnist/"},
+       {{{"train-images-idx3-ubyte.gz", 9912422,
+          "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609", kTrainImagesBytes, ""},
+         {"train-labels-idx1-ubyte.gz", 28881,
+          "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c", kTrainLabelsBytes, ""},
+         {"t10k-images-idx3-ubyte.gz", 1648877,
+          "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6", kTestImagesBytes, ""},
+         {"t10k-labels-idx1-ubyte.gz", 4542,
+          "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", kTestLabelsBytes, ""}}},
        numbered_class_names(10),
        std::nullopt});
   sets.push_back(
       {"kmnist",
        "Kuzushiji-MNIST: cursive Japanese (hiragana) characters, 10 classes",
        {"http://codh.rois.ac.jp/kmnist/dataset/kmnist/"},
-       {{{"train-images-idx3-ubyte.gz", 18165135, "51467d22d8cc72929e2a028a0428f2086b092bb31cfb79c69cc0a90ce135fde4",
-          kTrainImagesBytes, ""},
-         {"train-labels-idx1-ubyte.gz", 29497, "e38f9ebcd0f3ebcdec7fc8eabdcdaef93bb0df8ea12bee65224341c8183d8e17",
-          kTrainLabelsBytes, ""},
-         {"t10k-images-idx3-ubyte.gz", 3041136, "edd7a857845ad6bb1d0ba43fe7e794d164fe2dce499a1694695a792adfac43c5",
-          kTestImagesBytes, ""},
-         {"t10k-labels-idx1-ubyte.gz", 5120, "20bb9a0ef54c7db3efc55a92eef5582c109615df22683c380526788f98e42a1c",
-          kTestLabelsBytes, ""}}},
+       {{{"train-images-idx3-ubyte.gz", 18165135,
+          "51467d22d8cc72929e2a028a0428f2086b092bb31cfb79c69cc0a90ce135fde4", kTrainImagesBytes, ""},
+         {"train-labels-idx1-ubyte.gz", 29497,
+          "e38f9ebcd0f3ebcdec7fc8eabdcdaef93bb0df8ea12bee65224341c8183d8e17", kTrainLabelsBytes, ""},
+         {"t10k-images-idx3-ubyte.gz", 3041136,
+          "edd7a857845ad6bb1d0ba43fe7e794d164fe2dce499a1694695a792adfac43c5", kTestImagesBytes, ""},
+         {"t10k-labels-idx1-ubyte.gz", 5120,
+          "20bb9a0ef54c7db3efc55a92eef5582c109615df22683c380526788f98e42a1c", kTestLabelsBytes, ""}}},
        // kmnist_classmap.csv: the romaji of お き す つ な は ま や れ を.
        {"o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"},
        std::nullopt});
@@ -97,7 +100,8 @@ struct DigestDeleter {
 class Sha256 {
  public:
   Sha256() : ctx_(EVP_MD_CTX_new()) {
-    if (!ctx_ || EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr) != 1) throw Error("SHA-256: cannot start");
+    if (!ctx_ || EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr) != 1)
+      throw Error("SHA-256: cannot start");
   }
   void add(const void* data, std::size_t size) { EVP_DigestUpdate(ctx_.get(), data, size); }
   std::string hex_digest() {
@@ -127,7 +131,9 @@ std::string with_slash(std::string base) {
   return base;
 }
 
-std::string megabytes(std::uint64_t bytes) { return fmt::format("{:.1f} MB", static_cast<double>(bytes) / 1e6); }
+std::string megabytes(std::uint64_t bytes) {
+  return fmt::format("{:.1f} MB", static_cast<double>(bytes) / 1e6);
+}
 
 void fsync_path(const fs::path& path, int flags) {
   const int fd = ::open(path.c_str(), flags);
@@ -144,9 +150,9 @@ void global_curl_init() {
 // One HTTP(S) request for `url` into `out`, resuming at `offset` bytes (a Range request) when above 0.
 struct Attempt {
   bool ok = false;
-  bool transient = false;     // worth another try at the same mirror
-  bool interrupted = false;   // should_stop said so
-  std::string error;          // what went wrong, for the message
+  bool transient = false;    // worth another try at the same mirror
+  bool interrupted = false;  // should_stop said so
+  std::string error;         // what went wrong, for the message
 };
 
 struct TransferState {
@@ -175,7 +181,8 @@ std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user)
     long status = 0;
     curl_easy_getinfo(s.curl, CURLINFO_RESPONSE_CODE, &status);
     if (s.offset > 0 && status == 200) {  // no partial content: the whole file again, from the start
-      if (std::fflush(s.out) != 0 || ::ftruncate(fileno(s.out), 0) != 0 || std::fseek(s.out, 0, SEEK_SET) != 0) {
+      if (std::fflush(s.out) != 0 || ::ftruncate(fileno(s.out), 0) != 0 ||
+          std::fseek(s.out, 0, SEEK_SET) != 0) {
         s.write_failed = true;
         return 0;
       }
@@ -302,8 +309,8 @@ bool pause(double seconds, const DownloadOptions& options) {
   return true;
 }
 
-DownloadedFile download_file(const PublishedFile& file, const fs::path& folder, const std::vector<std::string>& mirrors,
-                             const DownloadOptions& options) {
+DownloadedFile download_file(const PublishedFile& file, const fs::path& folder,
+                             const std::vector<std::string>& mirrors, const DownloadOptions& options) {
   const fs::path target = folder / file.name;
   const fs::path part = folder / ("." + file.name + ".part");
   // What a mirror may send at most: a re-compressed file differs in size from the published one, but
@@ -324,8 +331,8 @@ DownloadedFile download_file(const PublishedFile& file, const fs::path& folder, 
       if (attempt.ok || !attempt.transient || tried >= options.retries) break;
       const double wait = options.backoff_seconds * static_cast<double>(1 << std::min(tried, 16));
       if (options.on_notice) {
-        options.on_notice(fmt::format("{}: {}; trying again in {:g} s (try {} of {})", url, attempt.error, wait,
-                                      tried + 2, options.retries + 1));
+        options.on_notice(fmt::format("{}: {}; trying again in {:g} s (try {} of {})", url, attempt.error,
+                                      wait, tried + 2, options.retries + 1));
       }
       if (!pause(wait, options)) {
         fs::remove(part, ec);
@@ -335,7 +342,8 @@ DownloadedFile download_file(const PublishedFile& file, const fs::path& folder, 
     if (!attempt.ok) {
       fs::remove(part, ec);  // the next mirror's bytes may differ (another gzip): no resuming across mirrors
       failures.push_back(fmt::format("{}: {}", url, attempt.error));
-      if (options.on_notice) options.on_notice(failures.back() + (&base != &mirrors.back() ? "; trying the next mirror" : ""));
+      if (options.on_notice)
+        options.on_notice(failures.back() + (&base != &mirrors.back() ? "; trying the next mirror" : ""));
       continue;
     }
     Verified verified;
@@ -397,7 +405,8 @@ std::vector<fs::path> dataset_folders(const KnownDataset& dataset) {
   } else if (const char* home = std::getenv("HOME"); home && *home) {
     folders.push_back(fs::path(home) / ".cache" / "softreg" / dataset.name);
   }
-  if (const char* env = std::getenv("SOFTREG_DATA"); env && *env) folders.push_back(fs::path(env) / dataset.name);
+  if (const char* env = std::getenv("SOFTREG_DATA"); env && *env)
+    folders.push_back(fs::path(env) / dataset.name);
   if (dataset.system_folder) folders.push_back(*dataset.system_folder);
   return folders;
 }
@@ -416,9 +425,10 @@ DataFiles locate_dataset(const KnownDataset& dataset) {
     if (auto files = find_data_files(folder)) return *files;
     looked += (looked.empty() ? "" : ", ") + folder.string();
   }
-  throw Error(fmt::format("data set '{}' not found (looked in {}); fetch it with 'softreg data download {}' "
-                          "(or train --download)",
-                          dataset.name, looked, dataset.name));
+  throw Error(
+      fmt::format("data set '{}' not found (looked in {}); fetch it with 'softreg data download {}' "
+                  "(or train --download)",
+                  dataset.name, looked, dataset.name));
 }
 
 std::string sha256_hex(std::span<const std::uint8_t> bytes) {
@@ -464,7 +474,8 @@ std::string gzip_content_sha256(const fs::path& path, std::uint64_t max_content)
     if (rc != Z_OK && rc != Z_STREAM_END) throw Error::in_file(path, "not a valid gzip file");
     const std::size_t produced = out.size() - z.avail_out;
     total += produced;
-    if (total > max_content) throw Error::in_file(path, fmt::format("decompresses to more than {} bytes", max_content));
+    if (total > max_content)
+      throw Error::in_file(path, fmt::format("decompresses to more than {} bytes", max_content));
     sha.add(out.data(), produced);
     if (rc == Z_STREAM_END) ended = true;
   }
@@ -491,7 +502,8 @@ Verified verify_published_file(const PublishedFile& file, const fs::path& path) 
                                          file.content_sha256.empty() ? "not pinned" : file.content_sha256));
 }
 
-DownloadReport download_dataset(const KnownDataset& dataset, const fs::path& folder, const DownloadOptions& options) {
+DownloadReport download_dataset(const KnownDataset& dataset, const fs::path& folder,
+                                const DownloadOptions& options) {
   std::error_code ec;
   fs::create_directories(folder, ec);
   if (!fs::is_directory(folder, ec)) throw Error::in_file(folder, "cannot create the folder");
@@ -503,7 +515,8 @@ DownloadReport download_dataset(const KnownDataset& dataset, const fs::path& fol
     lock = std::make_unique<FolderLock>(
         folder / ".download.lock", FolderLock::IfBusy::kWait, "",
         [&] {
-          if (options.on_notice) options.on_notice("another softreg is downloading into " + folder.string() + "; waiting");
+          if (options.on_notice)
+            options.on_notice("another softreg is downloading into " + folder.string() + "; waiting");
         },
         [&] { return interrupted = options.should_stop && options.should_stop(); });
   } catch (const Error&) {

@@ -53,8 +53,8 @@ std::optional<RawSamples> pnm_samples(std::span<const std::uint8_t> file, int wi
   }
   const unsigned long long channels = file[1] == '6' ? 3 : 1, sample_bytes = fields[2] > 255 ? 2 : 1;
   return RawSamples{i + 1,
-                    static_cast<unsigned long long>(width) * static_cast<unsigned long long>(height) * channels *
-                        sample_bytes,
+                    static_cast<unsigned long long>(width) * static_cast<unsigned long long>(height) *
+                        channels * sample_bytes,
                     {fields[0], fields[1], fields[2]}};
 }
 
@@ -81,7 +81,8 @@ void check_pnm_header(std::span<const std::uint8_t> file, const std::filesystem:
       value = value * 10 + (file[i++] - '0');
       if (value > limit) {
         throw Error::in_file(path, "PGM/PPM header out of range: width and height must be at most " +
-                                       std::to_string(kMaxSide) + ", maxval at most " + std::to_string(kMaxValue));
+                                       std::to_string(kMaxSide) + ", maxval at most " +
+                                       std::to_string(kMaxValue));
       }
     }
   }
@@ -98,8 +99,8 @@ void check_png_chunks(std::span<const std::uint8_t> file, const std::filesystem:
     const std::uint32_t length = (std::uint32_t{file[at]} << 24) | (std::uint32_t{file[at + 1]} << 16) |
                                  (std::uint32_t{file[at + 2]} << 8) | file[at + 3];
     if (length > file.size() - at - 8) {
-      throw Error::in_file(path, "truncated or corrupt PNG: a chunk at byte " + std::to_string(at) + " claims " +
-                                     std::to_string(length) + " bytes, the file has " +
+      throw Error::in_file(path, "truncated or corrupt PNG: a chunk at byte " + std::to_string(at) +
+                                     " claims " + std::to_string(length) + " bytes, the file has " +
                                      std::to_string(file.size() - at - 8) + " after it");
     }
     if (std::equal(file.begin() + static_cast<std::ptrdiff_t>(at) + 4,
@@ -116,15 +117,18 @@ void check_png_chunks(std::span<const std::uint8_t> file, const std::filesystem:
 void check_jpeg_huffman_tables(std::span<const std::uint8_t> file, const std::filesystem::path& path) {
   const auto at = [&](std::size_t i) -> unsigned { return i < file.size() ? file[i] : 0u; };
   std::size_t p = 0;
-  while (at(p) == 0xFF && p < file.size()) ++p;  // stb skips fill bytes before SOI too
-  if (p == 0 || at(p) != 0xD8) return;          // not a JPEG
+  while (at(p) == 0xFF && p < file.size())
+    ++p;                                // stb skips fill bytes before SOI too
+  if (p == 0 || at(p) != 0xD8) return;  // not a JPEG
   ++p;
   while (p < file.size()) {
-    while (p < file.size() && at(p) != 0xFF) ++p;  // stb passes over bytes that are not a marker
-    while (p < file.size() && at(p) == 0xFF) ++p;
+    while (p < file.size() && at(p) != 0xFF)
+      ++p;  // stb passes over bytes that are not a marker
+    while (p < file.size() && at(p) == 0xFF)
+      ++p;
     if (p >= file.size()) return;
     const unsigned marker = at(p++);
-    if (marker == 0xD9) return;                                       // end of image
+    if (marker == 0xD9) return;                                                            // end of image
     if ((marker >= 0xD0 && marker <= 0xD8) || marker == 0x01 || marker == 0x00) continue;  // no length
     const std::size_t length = (at(p) << 8) | at(p + 1);
     if (marker == 0xC4) {
@@ -225,7 +229,8 @@ GrayImage decode_gray_image(std::span<const std::uint8_t> file, const std::strin
   // source line: 28 x 6.5 million doubles for a 0 x 6,553,515 PPM (found by fuzzing).
   if (width < 1 || height < 1) throw Error::in_file(path, "image is " + dims + ": it has no pixels");
   if (width > kMaxImageSide || height > kMaxImageSide) {
-    throw Error::in_file(path, "image is " + dims + "; each side may be at most " + std::to_string(kMaxImageSide));
+    throw Error::in_file(path,
+                         "image is " + dims + "; each side may be at most " + std::to_string(kMaxImageSide));
   }
   // The image's own channels, converted to grey here: stb's conversion of a 16-bit PPM to one
   // channel overruns its buffer (found by fuzzing; the 16-bit PPM regression test), and its formula for
@@ -247,7 +252,8 @@ GrayImage decode_gray_image(std::span<const std::uint8_t> file, const std::strin
   for (std::size_t i = 0; i < n; ++i) {
     const unsigned char* px = p + i * c;
     // stb's luminance (stbi__compute_y); grey with alpha keeps the grey, the alpha is dropped.
-    image.pixels[i] = c >= 3 ? static_cast<std::uint8_t>((px[0] * 77 + px[1] * 150 + px[2] * 29) >> 8) : px[0];
+    image.pixels[i] =
+        c >= 3 ? static_cast<std::uint8_t>((px[0] * 77 + px[1] * 150 + px[2] * 29) >> 8) : px[0];
   }
   return image;
 }

@@ -92,8 +92,12 @@ namespace {
 inline double row_value(const std::uint8_t* rows, std::size_t i) {
   return static_cast<double>(static_cast<float>(rows[i]) * kPixelScale);
 }
-inline double row_value(const float* rows, std::size_t i) { return rows[i]; }
-inline double row_value(const double* rows, std::size_t i) { return rows[i]; }
+inline double row_value(const float* rows, std::size_t i) {
+  return rows[i];
+}
+inline double row_value(const double* rows, std::size_t i) {
+  return rows[i];
+}
 
 // D = inputs, K = classes; Wt is W transposed to (D,K) row-major doubles, so a row's K sums advance
 // together along contiguous memory.

@@ -115,7 +115,8 @@ std::string serialize_model(const ModelFile& file) {
   metadata["width"] = std::to_string(file.width);
   metadata["input"] = file.input == InputKind::kImages ? "images" : "features";
   // Float64 rows train the model float32 rows would: a reader gives it either.
-  metadata["dtype"] = std::string(element_name(file.element == ElementType::kF64 ? ElementType::kF32 : file.element));
+  metadata["dtype"] =
+      std::string(element_name(file.element == ElementType::kF64 ? ElementType::kF32 : file.element));
   if (file.element == ElementType::kU8) {
     metadata["pixel_scale"] = "x/255";  // input bytes 0..255 scaled to [0,1], as torchvision's ToTensor
   } else {

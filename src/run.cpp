@@ -18,8 +18,9 @@ std::unique_ptr<FolderLock> lock_run_folder(const RunOptions& options) {
   if (!options.folder) return nullptr;
   return std::make_unique<FolderLock>(
       *options.folder / ".softreg.lock", FolderLock::IfBusy::kFail,
-      options.folder->string() + ": another softreg process is training into this run folder; wait for it to "
-                                 "finish or choose another --out");
+      options.folder->string() +
+          ": another softreg process is training into this run folder; wait for it to "
+          "finish or choose another --out");
 }
 
 RunOptions with_defaults(RunOptions options, const TrainTestData& data) {

@@ -194,7 +194,6 @@ bool Trainer::uses_fused_sgd() const {
          dynamic_cast<const Sgd*>(optimizer_.get()) != nullptr;
 }
 
-
 void Trainer::check_batch_loss(double loss_sum, std::size_t count, double lr) {
   const double mean = loss_sum / static_cast<double>(count);
   const int K = model_.classes();

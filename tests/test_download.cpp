@@ -31,19 +31,21 @@ const fs::path kFashion = "/usr/share/datasets/fashion-mnist";
 
 // The fixture set as a known data set, with the checksums tools/make_download_fixtures.py printed.
 KnownDataset fixture_dataset(const std::string& mirror) {
-  return {"tiny",
-          "tiny fixture",
-          {mirror},
-          {{{"train-images-idx3-ubyte.gz", 335, "b670aa5c2eef41d91a2249fae7bc1518f1260e7365bcb90c7d799a0b2a7da3e5",
-             400, "69e601a24da34620bdc04cf72cdde4bbfc534b83942d09b6d0188e66d448b7e4"},
-            {"train-labels-idx1-ubyte.gz", 31, "dc7f84e14a55bec7a311080864cdcedca8175fc9485d0ad5d70f49114cff954d", 32,
-             "6e7676bc140045e3f1211a79feed7a3248bbee73df1665b18194f4557d01895c"},
-            {"t10k-images-idx3-ubyte.gz", 130, "b385063c546476dbdca1af3d9cac00eaef5837a51675dbf9210ea708fc3516b4", 144,
-             "cd19d6ba2e319ae24b7fe5e45b7fdcc91153964201136a08d038a16ceafe35c0"},
-            {"t10k-labels-idx1-ubyte.gz", 29, "33207b1ba852c452a54e7b39f6eadb9fe33712043b224297231b0dc1ddf037ec", 16,
-             "56667838b39a5ed229699d6c131e667b955adf9b0be6e6492079f8aae986b9e9"}}},
-          {"left", "right"},
-          std::nullopt};
+  return {
+      "tiny",
+      "tiny fixture",
+      {mirror},
+      {{{"train-images-idx3-ubyte.gz", 335,
+         "b670aa5c2eef41d91a2249fae7bc1518f1260e7365bcb90c7d799a0b2a7da3e5", 400,
+         "69e601a24da34620bdc04cf72cdde4bbfc534b83942d09b6d0188e66d448b7e4"},
+        {"train-labels-idx1-ubyte.gz", 31, "dc7f84e14a55bec7a311080864cdcedca8175fc9485d0ad5d70f49114cff954d",
+         32, "6e7676bc140045e3f1211a79feed7a3248bbee73df1665b18194f4557d01895c"},
+        {"t10k-images-idx3-ubyte.gz", 130, "b385063c546476dbdca1af3d9cac00eaef5837a51675dbf9210ea708fc3516b4",
+         144, "cd19d6ba2e319ae24b7fe5e45b7fdcc91153964201136a08d038a16ceafe35c0"},
+        {"t10k-labels-idx1-ubyte.gz", 29, "33207b1ba852c452a54e7b39f6eadb9fe33712043b224297231b0dc1ddf037ec",
+         16, "56667838b39a5ed229699d6c131e667b955adf9b0be6e6492079f8aae986b9e9"}}},
+      {"left", "right"},
+      std::nullopt};
 }
 
 std::string read_all(const fs::path& path) {
@@ -68,9 +70,8 @@ std::vector<std::string> listing(const fs::path& folder) {
 class LoopbackServer {
  public:
   LoopbackServer() {
-    server_.Get(R"(/(fixture|fashion)/(\w+)/([\w.-]+))", [this](const httplib::Request& req, httplib::Response& res) {
-      handle(req, res);
-    });
+    server_.Get(R"(/(fixture|fashion)/(\w+)/([\w.-]+))",
+                [this](const httplib::Request& req, httplib::Response& res) { handle(req, res); });
     port_ = server_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });
     while (!server_.is_running())
@@ -139,7 +140,8 @@ class LoopbackServer {
                                [this, body](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
                                  if (stopping_) return false;
                                  std::this_thread::sleep_for(std::chrono::milliseconds(10));
-                                 return sink.write(body->data() + offset, std::min<std::size_t>(1024, length));
+                                 return sink.write(body->data() + offset,
+                                                   std::min<std::size_t>(1024, length));
                                });
       return;
     }
@@ -178,9 +180,9 @@ TEST_F(Download, GoodFilesAreVerifiedAndLoadable) {
     EXPECT_EQ(f.verified, Verified::kPublished) << f.name;
     EXPECT_EQ(f.url, server_.url("fixture", "good") + f.name);
   }
-  EXPECT_EQ(listing(folder_), (std::vector<std::string>{"classes.txt", "t10k-images-idx3-ubyte.gz",
-                                                        "t10k-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz",
-                                                        "train-labels-idx1-ubyte.gz"}));
+  EXPECT_EQ(listing(folder_),
+            (std::vector<std::string>{"classes.txt", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
+                                      "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"}));
   EXPECT_EQ(read_all(folder_ / "classes.txt"), "left\nright\n");
   const TrainTestData data = load_train_test(*find_data_files(folder_), 2);
   EXPECT_EQ(data.train.count, 24u);
@@ -239,9 +241,11 @@ TEST_F(Download, DroppedConnectionResumesWithRange) {
   const std::vector<std::string> ranges = server_.ranges("drop/train-images-idx3-ubyte.gz");
   ASSERT_EQ(ranges.size(), 2u);
   EXPECT_EQ(ranges[0], "");
-  EXPECT_EQ(ranges[1], "bytes=" + std::to_string(fs::file_size(kFashion / "train-images-idx3-ubyte.gz") / 2) + "-");
+  EXPECT_EQ(ranges[1],
+            "bytes=" + std::to_string(fs::file_size(kFashion / "train-images-idx3-ubyte.gz") / 2) + "-");
   EXPECT_EQ(report.files[0].verified, Verified::kContent);  // Debian's re-compressed file
-  EXPECT_EQ(read_all(folder_ / "train-images-idx3-ubyte.gz"), read_all(kFashion / "train-images-idx3-ubyte.gz"));
+  EXPECT_EQ(read_all(folder_ / "train-images-idx3-ubyte.gz"),
+            read_all(kFashion / "train-images-idx3-ubyte.gz"));
 }
 
 TEST_F(Download, StallingServerTimesOutWithAClearErrorAndNoFile) {
@@ -264,7 +268,8 @@ TEST_F(Download, RedirectIsFollowed) {
   const KnownDataset set = fixture_dataset(server_.url("fixture", "redirect"));
   download_dataset(set, folder_, quick_options());
   EXPECT_EQ(server_.ranges("good/t10k-labels-idx1-ubyte.gz").size(), 1u);
-  EXPECT_EQ(read_all(folder_ / "t10k-labels-idx1-ubyte.gz"), read_all(kFixtures / "t10k-labels-idx1-ubyte.gz"));
+  EXPECT_EQ(read_all(folder_ / "t10k-labels-idx1-ubyte.gz"),
+            read_all(kFixtures / "t10k-labels-idx1-ubyte.gz"));
 }
 
 TEST_F(Download, StopRequestLeavesNoFile) {
@@ -285,7 +290,8 @@ TEST_F(Download, ABadFileAlreadyThereIsFetchedAgain) {
   const KnownDataset set = fixture_dataset(server_.url("fixture", "good"));
   const DownloadReport report = download_dataset(set, folder_, quick_options());
   EXPECT_FALSE(report.files[1].url.empty());
-  EXPECT_EQ(read_all(folder_ / "train-labels-idx1-ubyte.gz"), read_all(kFixtures / "train-labels-idx1-ubyte.gz"));
+  EXPECT_EQ(read_all(folder_ / "train-labels-idx1-ubyte.gz"),
+            read_all(kFixtures / "train-labels-idx1-ubyte.gz"));
 }
 
 TEST(DownloadChecks, ChecksumsAndContent) {
@@ -398,10 +404,11 @@ TEST_F(Download, CliDatasetFlagAndTrainDownload) {
   EXPECT_EQ(run_cli({"data", "download", "fashion-mnist", "--mirror", server_.url("fashion", "good")}), 0);
   EXPECT_TRUE(fs::exists(shared / "fashion-mnist/classes.txt"));
   EXPECT_EQ(locate_dataset(known_dataset("fashion-mnist")).folder, shared / "fashion-mnist");
-  EXPECT_EQ(run_cli({"train", "--dataset", "fashion-mnist", "--epochs", "1", "--no-check", "--no-plots", "--out",
-                     (dir_ / "run2").string()}),
+  EXPECT_EQ(run_cli({"train", "--dataset", "fashion-mnist", "--epochs", "1", "--no-check", "--no-plots",
+                     "--out", (dir_ / "run2").string()}),
             0);
-  EXPECT_NE(read_all(dir_ / "run2" / "summary.json").find((shared / "fashion-mnist").string()), std::string::npos);
+  EXPECT_NE(read_all(dir_ / "run2" / "summary.json").find((shared / "fashion-mnist").string()),
+            std::string::npos);
 }
 
 }  // namespace

@@ -278,8 +278,9 @@ TEST(FastTrainer, Float64RowsTrainExactlyAsTheirFloat32Rounding) {
           config.threads = 2;
           Trainer wide(config, train64, test64), narrow(config, train32, test32);
           const EpochMetrics a = wide.run_epoch().value(), b = narrow.run_epoch().value();
-          const std::string where = fmt::format("{} K={} {} standardize={}", target, K,
-                                                kernel == KernelChoice::kFast ? "fast" : "naive", standardize);
+          const std::string where =
+              fmt::format("{} K={} {} standardize={}", target, K,
+                          kernel == KernelChoice::kFast ? "fast" : "naive", standardize);
           EXPECT_EQ(wide.model().W, narrow.model().W) << where;
           EXPECT_EQ(wide.model().b, narrow.model().b) << where;
           EXPECT_EQ(a.train_loss, b.train_loss) << where;

@@ -100,8 +100,8 @@ namespace {
 
 std::vector<std::filesystem::path> findings(const std::string& target) {
   std::vector<std::filesystem::path> files;
-  for (const auto& entry :
-       std::filesystem::directory_iterator(std::filesystem::path(SOFTREG_FIXTURES_DIR) / "fuzz-findings" / target))
+  for (const auto& entry : std::filesystem::directory_iterator(std::filesystem::path(SOFTREG_FIXTURES_DIR) /
+                                                               "fuzz-findings" / target))
     files.push_back(entry.path());
   std::sort(files.begin(), files.end());
   return files;
@@ -112,7 +112,9 @@ TEST(FuzzFindings, SafetensorsNumberOverflowIsAnError) {
   for (const auto& path : findings("safetensors")) {
     const std::vector<std::uint8_t> bytes = read_file_bytes(path);
     test::expect_error(
-        [&] { parse_model({reinterpret_cast<const char*>(bytes.data()), bytes.size()}, path.string()); },
+        [&] {
+          parse_model({reinterpret_cast<const char*>(bytes.data()), bytes.size()}, path.string());
+        },
         "not valid JSON");
   }
 }
@@ -120,7 +122,8 @@ TEST(FuzzFindings, SafetensorsNumberOverflowIsAnError) {
 TEST(FuzzFindings, SixteenBitPpmDecodes) {
   // stb's 16-bit PPM -> one channel overran its buffer; the image is now converted to grey here.
   const std::filesystem::path sixteen_bit =
-      std::filesystem::path(SOFTREG_FIXTURES_DIR) / "fuzz-findings/image/crash-3cda6b4cb150c6cba44f2d7446744aa326919d59";
+      std::filesystem::path(SOFTREG_FIXTURES_DIR) /
+      "fuzz-findings/image/crash-3cda6b4cb150c6cba44f2d7446744aa326919d59";
   const GrayImage finding = read_gray_image(sixteen_bit);  // a 2x1 P6 with maxval 289
   EXPECT_EQ(finding.width, 2);
   EXPECT_EQ(finding.height, 1);
@@ -141,31 +144,36 @@ TEST(FuzzFindings, PnmHeaderNumbersTooLargeForStbAreErrors) {
   // A 60-digit height: stb's int parser overflowed (UBSan).
   test::expect_error(
       [] {
-        read_gray_image(std::filesystem::path(SOFTREG_FIXTURES_DIR) / "fuzz-findings/image/pnm-overflow-4a93f0fa");
+        read_gray_image(std::filesystem::path(SOFTREG_FIXTURES_DIR) /
+                        "fuzz-findings/image/pnm-overflow-4a93f0fa");
       },
       "PGM/PPM header out of range");
   EXPECT_EQ(findings("image").size(), 6u);
   // A JPEG whose Huffman table counts sum past 256 (stb wrote past its table).
   test::expect_error(
       [] {
-        read_gray_image(std::filesystem::path(SOFTREG_FIXTURES_DIR) / "fuzz-findings/image/jpeg-huffman-65f69dd2");
+        read_gray_image(std::filesystem::path(SOFTREG_FIXTURES_DIR) /
+                        "fuzz-findings/image/jpeg-huffman-65f69dd2");
       },
       "corrupt JPEG: a Huffman table has");
   // A PNG cut off right after a chunk header that claims 1.4 GB.
   test::expect_error(
       [] {
-        read_gray_image(std::filesystem::path(SOFTREG_FIXTURES_DIR) / "fuzz-findings/image/png-short-chunk-646694de");
+        read_gray_image(std::filesystem::path(SOFTREG_FIXTURES_DIR) /
+                        "fuzz-findings/image/png-short-chunk-646694de");
       },
       "truncated or corrupt PNG");
   // A 0 x 6,553,515 PPM: nothing to decode, and resizing it would have taken 1.4 GB.
   test::expect_error(
       [] {
-        read_gray_image(std::filesystem::path(SOFTREG_FIXTURES_DIR) / "fuzz-findings/image/zero-width-959bdfaf");
+        read_gray_image(std::filesystem::path(SOFTREG_FIXTURES_DIR) /
+                        "fuzz-findings/image/zero-width-959bdfaf");
       },
       "it has no pixels");
   test::expect_error(
       [] {
-        read_gray_image(std::filesystem::path(SOFTREG_FIXTURES_DIR) / "fuzz-findings/image/pnm-overflow-9b562cc3");
+        read_gray_image(std::filesystem::path(SOFTREG_FIXTURES_DIR) /
+                        "fuzz-findings/image/pnm-overflow-9b562cc3");
       },
       "PGM/PPM header out of range");
 }
@@ -174,10 +182,10 @@ TEST(FuzzFindings, ChunksAndEntriesClaimingMoreThanTheFileAreErrors) {
   // A PNG whose IDAT chunk claims 1.4 GB (stb grew its buffer to that before reading); the fuzz
   // finding (an image-folder record) was such a PNG.
   test::TempDir dir;
-  const std::vector<std::uint8_t> png = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n',
-                                         0x00, 0x00, 0x00, 0x0d, 'I', 'H', 'D', 'R',
-                                         0, 0, 0, 2, 0, 0, 0, 2, 8, 0, 0, 0, 0, 0x57, 0xdd, 0x52, 0xf8,
-                                         0x55, 0x00, 0x00, 0x00, 'I', 'D', 'A', 'T', 1, 2, 3, 4};
+  const std::vector<std::uint8_t> png = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0x00, 0x00, 0x00, 0x0d,
+                                         'I',  'H', 'D', 'R', 0,    0,    0,    2,    0,    0,    0,    2,
+                                         8,    0,   0,   0,   0,    0x57, 0xdd, 0x52, 0xf8, 0x55, 0x00, 0x00,
+                                         0x00, 'I', 'D', 'A', 'T',  1,    2,    3,    4};
   test::write_bytes(dir / "huge-chunk.png", png);
   test::expect_error([&] { read_gray_image(dir / "huge-chunk.png"); }, "claims 1426063360 bytes");
   // A .npz entry claiming far more bytes than deflate can make of its compressed size.

@@ -4,9 +4,9 @@
 #include <libdeflate.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <cstdlib>
 #include <fstream>
 #include <optional>
 #include <random>

@@ -362,18 +362,24 @@ void ColumnsT(const FastUpdateArgs& a) {
 
 std::int64_t ForwardRows(const FastForwardArgs& args) {
   switch (args.element) {
-    case ElementType::kF32: return ForwardRowsT<float>(args);
-    case ElementType::kF64: return ForwardRowsT<double>(args);
-    case ElementType::kU8: break;
+    case ElementType::kF32:
+      return ForwardRowsT<float>(args);
+    case ElementType::kF64:
+      return ForwardRowsT<double>(args);
+    case ElementType::kU8:
+      break;
   }
   return ForwardRowsT<std::uint8_t>(args);
 }
 template <bool kApplyStep>
 void Columns(const FastUpdateArgs& args) {
   switch (args.element) {
-    case ElementType::kF32: return ColumnsT<float, kApplyStep>(args);
-    case ElementType::kF64: return ColumnsT<double, kApplyStep>(args);
-    case ElementType::kU8: break;
+    case ElementType::kF32:
+      return ColumnsT<float, kApplyStep>(args);
+    case ElementType::kF64:
+      return ColumnsT<double, kApplyStep>(args);
+    case ElementType::kU8:
+      break;
   }
   ColumnsT<std::uint8_t, kApplyStep>(args);
 }
