@@ -419,12 +419,18 @@ fs::path default_download_folder(const KnownDataset& dataset) {
   return folders.front();
 }
 
-DataFiles locate_dataset(const KnownDataset& dataset) {
-  std::string looked;
+std::optional<DataFiles> find_dataset(const KnownDataset& dataset) {
   for (const fs::path& folder : dataset_folders(dataset)) {
-    if (auto files = find_data_files(folder)) return *files;
-    looked += (looked.empty() ? "" : ", ") + folder.string();
+    if (auto files = find_data_files(folder)) return files;
   }
+  return std::nullopt;
+}
+
+DataFiles locate_dataset(const KnownDataset& dataset) {
+  if (auto files = find_dataset(dataset)) return *files;
+  std::string looked;
+  for (const fs::path& folder : dataset_folders(dataset))
+    looked += (looked.empty() ? "" : ", ") + folder.string();
   throw Error(
       fmt::format("data set '{}' not found (looked in {}); fetch it with 'softreg data download {}' "
                   "(or train --download)",

@@ -32,7 +32,6 @@ constexpr long long kMaxPixelsPerFileByte = 1032 * 8;
 struct RawSamples {
   std::size_t offset;
   unsigned long long bytes;
-  unsigned long long fields[3];  // width, height, maxval as written
 };
 std::optional<RawSamples> pnm_samples(std::span<const std::uint8_t> file, int width, int height) {
   if (file.size() < 2 || file[0] != 'P' || (file[1] != '5' && file[1] != '6')) return std::nullopt;
@@ -52,10 +51,8 @@ std::optional<RawSamples> pnm_samples(std::span<const std::uint8_t> file, int wi
       field = field * 10 + (file[i++] - '0');
   }
   const unsigned long long channels = file[1] == '6' ? 3 : 1, sample_bytes = fields[2] > 255 ? 2 : 1;
-  return RawSamples{i + 1,
-                    static_cast<unsigned long long>(width) * static_cast<unsigned long long>(height) *
-                        channels * sample_bytes,
-                    {fields[0], fields[1], fields[2]}};
+  return RawSamples{i + 1, static_cast<unsigned long long>(width) * static_cast<unsigned long long>(height) *
+                               channels * sample_bytes};
 }
 
 // stb reads a PGM/PPM header's numbers into an int without an overflow check (undefined behaviour

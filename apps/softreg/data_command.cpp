@@ -33,10 +33,7 @@ struct DatasetPresence {
 std::vector<DatasetPresence> dataset_presence() {
   std::vector<DatasetPresence> out;
   for (const KnownDataset& set : known_datasets()) {
-    DatasetPresence p{&set, std::nullopt, 0};
-    for (const std::filesystem::path& folder : dataset_folders(set)) {
-      if ((p.files = find_data_files(folder))) break;
-    }
+    DatasetPresence p{&set, find_dataset(set), 0};
     if (p.files) {
       std::error_code ec;
       for (const auto& path :

@@ -80,9 +80,7 @@ void fetch_dataset_if_missing(const DataSource& source, const std::vector<std::s
   if (source.dataset.empty()) throw UsageError("--download needs --dataset NAME");
   if (source.data) return;  // an explicit folder is looked in alone
   const KnownDataset& dataset = known_dataset(source.dataset);
-  for (const std::filesystem::path& folder : dataset_folders(dataset)) {
-    if (find_data_files(folder)) return;
-  }
+  if (find_dataset(dataset)) return;
   const std::filesystem::path folder = default_download_folder(dataset);
   fmt::print(stderr, "softreg: {} is not here yet; downloading it into {}\n", dataset.name, folder.string());
   try {

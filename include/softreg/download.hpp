@@ -49,8 +49,9 @@ std::vector<std::filesystem::path> dataset_folders(const KnownDataset& dataset);
 /// Where `softreg data download` puts a data set by default: $SOFTREG_DATA/NAME when that variable is
 /// set (tests, shared machines), else the cache folder.
 std::filesystem::path default_download_folder(const KnownDataset& dataset);
-/// The first of dataset_folders holding all four files; an Error names where it looked and the
-/// command that fetches it otherwise.
+/// The files in the first of dataset_folders holding all four; nullopt when none does.
+std::optional<DataFiles> find_dataset(const KnownDataset& dataset);
+/// The same, but an Error names where it looked and the command that fetches it when none does.
 DataFiles locate_dataset(const KnownDataset& dataset);
 
 /// SHA-256 (hex) of bytes, of a file, and of a gzip file's decompressed content (at most `max_content`

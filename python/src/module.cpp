@@ -288,10 +288,9 @@ py::dict fit(const py::array& X, const py::array_t<Label>& y, int classes, const
   }
   TrainTestData data;
   data.train = dataset_of(rows, y, classes);
-  data.test = data.train;  // the shape only: no test rows, so no test evaluation
-  data.test.count = 0;
-  data.test.pixels = Bytes();
-  data.test.labels.clear();
+  // The shape only: no test rows, so no test evaluation (and no copy of the labels).
+  data.test = {.height = data.train.height, .width = data.train.width, .num_classes = classes,
+               .kind = data.train.kind, .element = data.train.element};
 
   py::dict result;
   {
