@@ -2,7 +2,6 @@
 #include "softreg/atomic_file.hpp"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,18 +13,39 @@
 namespace softreg {
 namespace fs = std::filesystem;
 
+namespace {
+
+// An open-file-description lock on the whole file: released when the descriptor is closed or the
+// process ends, like flock, but unlike flock it can be asked about without taking it (F_OFD_GETLK),
+// which is how the dashboard tells a run in training from a stopped one.
+struct flock whole_file_lock(short type) {
+  struct flock lock {};
+  lock.l_type = type;
+  lock.l_whence = SEEK_SET;
+  lock.l_start = 0;
+  lock.l_len = 0;  // to the end, however long
+  return lock;
+}
+
+bool try_lock(int fd) {
+  struct flock lock = whole_file_lock(F_WRLCK);
+  return ::fcntl(fd, F_OFD_SETLK, &lock) == 0;
+}
+
+}  // namespace
+
 FolderLock::FolderLock(const fs::path& lock_file, IfBusy if_busy, const std::string& busy_message,
                        const std::function<void()>& on_wait, const std::function<bool()>& should_stop) {
   fd_ = ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0)
     throw Error::in_file(lock_file, std::string("cannot create the lock file: ") + std::strerror(errno));
-  if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) return;
+  if (try_lock(fd_)) return;
   if (if_busy == IfBusy::kFail) {
     ::close(fd_);
     throw Error(busy_message.empty() ? lock_file.string() + ": held by another process" : busy_message);
   }
   if (on_wait) on_wait();
-  while (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+  while (!try_lock(fd_)) {
     if (should_stop && should_stop()) {
       ::close(fd_);
       throw Error(lock_file.string() + ": interrupted while waiting for another process");
@@ -36,6 +56,15 @@ FolderLock::FolderLock(const fs::path& lock_file, IfBusy if_busy, const std::str
 
 FolderLock::~FolderLock() {
   if (fd_ >= 0) ::close(fd_);  // closing releases the lock
+}
+
+bool FolderLock::is_held(const fs::path& lock_file) {
+  const int fd = ::open(lock_file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;  // no lock file: never locked
+  struct flock lock = whole_file_lock(F_WRLCK);
+  const bool held = ::fcntl(fd, F_OFD_GETLK, &lock) == 0 && lock.l_type != F_UNLCK;
+  ::close(fd);
+  return held;
 }
 
 void write_file_atomic(const fs::path& path, std::string_view content) {

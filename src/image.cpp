@@ -19,8 +19,6 @@ namespace {
 
 // Larger images than this are refused rather than decoded: no picture of one garment needs 100 MP.
 constexpr long long kMaxImagePixels = 100'000'000;
-// The longest side an image may have (a 65,536 x 1,500 panorama fits; a 1 x 100-million line does not).
-constexpr int kMaxImageSide = 65536;
 // No compressed image holds more pixels per byte of file than this: deflate expands at most ~1032:1 and
 // a 1-bit image packs 8 pixels a byte (JPEG and GIF compress far less). A header that claims more is a
 // lie, caught before any pixel memory is allocated.
@@ -184,14 +182,15 @@ std::optional<std::pair<int, int>> image_dimensions(const std::filesystem::path&
   return std::pair{width, height};
 }
 
-GrayImage read_gray_image(const std::filesystem::path& path) {
+GrayImage read_gray_image(const std::filesystem::path& path, const DecodeOptions& options) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec))
     throw Error::in_file(path, "is a directory, expected an image file");
-  return decode_gray_image(read_file_bytes(path), path.string());
+  return decode_gray_image(read_file_bytes(path), path.string(), options);
 }
 
-GrayImage decode_gray_image(std::span<const std::uint8_t> file, const std::string& source) {
+GrayImage decode_gray_image(std::span<const std::uint8_t> file, const std::string& source,
+                            const DecodeOptions& options) {
   const std::filesystem::path path = source;
   if (file.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
     throw Error::in_file(path, "is larger than 2 GB, too large for an image");
@@ -225,9 +224,10 @@ GrayImage decode_gray_image(std::span<const std::uint8_t> file, const std::strin
   // A side of 0 decodes to nothing, and resizing a very tall or wide one needs an intermediate row per
   // source line: 28 x 6.5 million doubles for a 0 x 6,553,515 PPM (found by fuzzing).
   if (width < 1 || height < 1) throw Error::in_file(path, "image is " + dims + ": it has no pixels");
-  if (width > kMaxImageSide || height > kMaxImageSide) {
-    throw Error::in_file(path,
-                         "image is " + dims + "; each side may be at most " + std::to_string(kMaxImageSide));
+  // (The default limit lets a 65,536 x 1,500 panorama through; a 1 x 100-million line is refused.)
+  const int max_side = std::min(options.max_side, kMaxImageSide);
+  if (width > max_side || height > max_side) {
+    throw Error::in_file(path, "image is " + dims + "; each side may be at most " + std::to_string(max_side));
   }
   // The image's own channels, converted to grey here: stb's conversion of a 16-bit PPM to one
   // channel overruns its buffer (found by fuzzing; the 16-bit PPM regression test), and its formula for
@@ -246,11 +246,15 @@ GrayImage decode_gray_image(std::span<const std::uint8_t> file, const std::strin
   image.pixels.resize(n);
   const unsigned char* p = data.get();
   const auto c = static_cast<std::size_t>(channels);
+  const unsigned background = options.background;
   for (std::size_t i = 0; i < n; ++i) {
     const unsigned char* px = p + i * c;
-    // stb's luminance (stbi__compute_y); grey with alpha keeps the grey, the alpha is dropped.
-    image.pixels[i] =
-        c >= 3 ? static_cast<std::uint8_t>((px[0] * 77 + px[1] * 150 + px[2] * 29) >> 8) : px[0];
+    // stb's luminance (stbi__compute_y) for colour; grey as it is.
+    const unsigned grey = c >= 3 ? (px[0] * 77u + px[1] * 150u + px[2] * 29u) >> 8 : px[0];
+    // Grey + alpha (2 channels) or RGBA (4): "over" the background, rounded to the nearest grey.
+    const bool has_alpha = c == 2 || c == 4;
+    const unsigned alpha = has_alpha ? px[c - 1] : 255u;
+    image.pixels[i] = static_cast<std::uint8_t>((grey * alpha + background * (255u - alpha) + 127u) / 255u);
   }
   return image;
 }

@@ -232,8 +232,11 @@ std::vector<Prediction> predict_feature_file(const ModelFile& model, const std::
   return predictions;
 }
 
-Prediction predict_image_file(const ModelFile& model, const std::filesystem::path& path, bool invert_image) {
-  GrayImage image = resize_area(read_gray_image(path), model.width, model.height);
+namespace {
+
+Prediction predict_gray_image(const ModelFile& model, const GrayImage& decoded, std::string input,
+                              bool invert_image) {
+  GrayImage image = resize_area(decoded, model.width, model.height);
   if (invert_image) invert(image);
   Dataset one;
   one.count = 1;
@@ -243,7 +246,27 @@ Prediction predict_image_file(const ModelFile& model, const std::filesystem::pat
   one.pixels = std::move(image.pixels);
   one.labels = {0};
   const RowMatrix<float> logits = logits_of_rows(one, 0, 1, model.model);
-  return {path.string(), std::nullopt, probabilities_from_logits(logits.data(), model.model.classes())};
+  return {std::move(input), std::nullopt, probabilities_from_logits(logits.data(), model.model.classes())};
+}
+
+// A light object on black is what the model saw in training: transparent parts are black, or white
+// when the image is about to be inverted.
+DecodeOptions decode_options_for(bool invert_image, int max_side) {
+  return {.background = static_cast<std::uint8_t>(invert_image ? 255 : 0), .max_side = max_side};
+}
+
+}  // namespace
+
+Prediction predict_image_file(const ModelFile& model, const std::filesystem::path& path, bool invert_image) {
+  return predict_gray_image(model, read_gray_image(path, decode_options_for(invert_image, kMaxImageSide)),
+                            path.string(), invert_image);
+}
+
+Prediction predict_image_bytes(const ModelFile& model, std::span<const std::uint8_t> file,
+                               const std::string& source, bool invert_image, int max_side) {
+  return predict_gray_image(model,
+                            decode_gray_image(file, source, decode_options_for(invert_image, max_side)),
+                            source, invert_image);
 }
 
 }  // namespace softreg

@@ -105,30 +105,49 @@ const EpochMetrics& RunSummary::kept_epoch() const {
   return stopped_early ? epochs.at(static_cast<std::size_t>(best_epoch - 1)) : epochs.back();
 }
 
+namespace {
+
+// The recipe as summary.json and the dashboard show it: the seed's fields, then the optimizer's own.
+nlohmann::ordered_json recipe_object(const TrainConfig& config) {
+  nlohmann::ordered_json recipe = {{"lr", config.lr},
+                                   {"batch_size", config.batch_size},
+                                   {"epochs", config.epochs},
+                                   {"init_std", config.init_std},
+                                   {"optimizer", config.optimizer},
+                                   {"l2", config.l2},
+                                   {"schedule", config.schedule.kind},
+                                   {"warmup_epochs", config.schedule.warmup_epochs},
+                                   {"standardize", config.standardize}};
+  if (config.optimizer == "momentum" || config.optimizer == "nesterov") {
+    recipe["momentum"] = config.momentum;
+  } else if (config.optimizer.starts_with("adam")) {
+    recipe["beta1"] = config.beta1;
+    recipe["beta2"] = config.beta2;
+    recipe["eps"] = config.eps;
+    if (config.optimizer == "adamw") recipe["weight_decay"] = config.weight_decay;
+  }
+  if (config.schedule.kind == "step") {
+    recipe["lr_step_epochs"] = config.schedule.step_epochs;
+    recipe["lr_gamma"] = config.schedule.gamma;
+  }
+  if (config.optimizer == "lbfgs") {
+    recipe["max_iter"] = config.max_iter;
+    recipe["tol"] = config.tol;
+    recipe["history_size"] = config.history_size;
+  }
+  return recipe;
+}
+
+}  // namespace
+
+std::string recipe_json(const TrainConfig& config) {
+  return recipe_object(config).dump();
+}
+
 std::string summary_json(const RunSummary& s) {
   nlohmann::ordered_json j;
   j["tool"] = "softreg";
-  j["recipe"] = {{"lr", s.config.lr},
-                 {"batch_size", s.config.batch_size},
-                 {"epochs", s.config.epochs},
-                 {"init_std", s.config.init_std},
-                 {"optimizer", s.config.optimizer},
-                 {"l2", s.config.l2},
-                 {"schedule", s.config.schedule.kind},
-                 {"warmup_epochs", s.config.schedule.warmup_epochs},
-                 {"standardize", s.config.standardize}};
-  if (s.config.optimizer == "momentum" || s.config.optimizer == "nesterov") {
-    j["recipe"]["momentum"] = s.config.momentum;
-  } else if (s.config.optimizer.starts_with("adam")) {
-    j["recipe"]["beta1"] = s.config.beta1;
-    j["recipe"]["beta2"] = s.config.beta2;
-    j["recipe"]["eps"] = s.config.eps;
-    if (s.config.optimizer == "adamw") j["recipe"]["weight_decay"] = s.config.weight_decay;
-  }
-  if (s.config.schedule.kind == "step") {
-    j["recipe"]["lr_step_epochs"] = s.config.schedule.step_epochs;
-    j["recipe"]["lr_gamma"] = s.config.schedule.gamma;
-  }
+  j["recipe"] = recipe_object(s.config);
   j["seed"] = s.config.seed;
   j["threads"] = s.config.threads;
   j["data"] = s.data_folder;
@@ -144,9 +163,6 @@ std::string summary_json(const RunSummary& s) {
     j["test_loss"] = last.test_loss;
   }
   if (s.lbfgs) {
-    j["recipe"]["max_iter"] = s.config.max_iter;
-    j["recipe"]["tol"] = s.config.tol;
-    j["recipe"]["history_size"] = s.config.history_size;
     j["lbfgs"] = {{"iterations", s.lbfgs->iterations},   {"evaluations", s.lbfgs->evaluations},
                   {"objective", s.lbfgs->objective},     {"grad_inf_norm", s.lbfgs->grad_inf_norm},
                   {"stop_reason", s.lbfgs->stop_reason}, {"history", s.lbfgs->history}};

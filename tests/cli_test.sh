@@ -307,6 +307,27 @@ expect 2 "softreg: error: --image-size must be HxW" -- train --image-size 28 --t
 expect 2 'softreg: error: give one kind of data' -- train --data /usr/share/datasets/fashion-mnist --train-csv own-train.csv
 expect 2 'softreg: error: --test-fraction must be in \(0, 1\), got 1.5' -- train --test-fraction 1.5
 
+# softreg serve (its API and the page: test_serve.cpp, browser_test.sh): refusals before serving.
+expect 1 'softreg: error: --runs /nonexistent: no such folder' -- serve --runs /nonexistent
+expect 2 "softreg: error: --serve-port requires --serve" -- train --serve-port 0
+expect 2 "softreg: error: --serve-host requires --serve" -- train --serve-host 0.0.0.0
+expect 1 'softreg: error: cannot listen on 256.0.0.1 \(any port\)' -- serve --runs . --host 256.0.0.1 --port 0
+"$softreg" serve --runs . --port 0 >serve.out 2>&1 &
+serve_pid=$!
+for _ in $(seq 1 100); do grep -q 'http://' serve.out && break; sleep 0.05; done
+serve_port=$(grep -o '127\.0\.0\.1:[0-9]*' serve.out | head -1 | cut -d: -f2)
+if [ -n "$serve_port" ]; then
+  ok
+  expect 1 "softreg: error: cannot listen on 127.0.0.1:$serve_port: Address already in use" -- serve --runs . --port "$serve_port"
+  expect 1 "softreg: error: cannot listen on 127.0.0.1:$serve_port: Address already in use" -- train --serve --serve-port "$serve_port" --epochs 1 --quiet --out serve-busy
+  if [ -e serve-busy/model.safetensors ]; then fail "train --serve on a busy port trained anyway"; else ok; fi
+else
+  fail "softreg serve --port 0 printed no address: $(cat serve.out)"
+fi
+kill -INT "$serve_pid"
+wait "$serve_pid"
+if [ $? -eq 0 ]; then ok; else fail "softreg serve did not exit 0 on Ctrl-C"; fi
+
 # Every numeric flag's range, at its edges: just outside is a usage error naming the flag (exit 2);
 # the edge itself is accepted. Columns: command (with what it needs), flag, outside, message, edge.
 range_table=$(cat <<'TABLE'
@@ -356,6 +377,9 @@ bench --epochs 1 --probe-seconds 0.1 --classes 2 --features 8|--rows|100000001|-
 data download mnist --to never|--retries|21|--retries must be between 0 and 20|-
 data download mnist --to never|--connect-timeout|0.5|--connect-timeout must be between 1 and 600|-
 data download mnist --to never|--stall-timeout|3601|--stall-timeout must be between 1 and 3600|-
+serve --runs .|--port|65536|--port must be from 0 to 65535|-
+serve --runs .|--port|-1|--port must be from 0 to 65535|-
+train --serve|--serve-port|65536|--serve-port must be from 0 to 65535|-
 TABLE
 )
 row=0

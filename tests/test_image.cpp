@@ -55,6 +55,31 @@ TEST(Image, ReadsPngAndJpegAsGray) {
   EXPECT_EQ(inverted.pixels[5], 0);
 }
 
+TEST(Image, CompositesTransparencyOntoTheBackground) {
+  test::TempDir dir;
+  // RGBA: a white pixel fully transparent, one half transparent, one opaque; grey + alpha the same.
+  const std::vector<std::uint8_t> rgba = {255, 255, 255, 0, 255, 255, 255, 128, 255, 255, 255, 255};
+  ASSERT_TRUE(stbi_write_png((dir / "rgba.png").c_str(), 3, 1, 4, rgba.data(), 3 * 4));
+  const std::vector<std::uint8_t> grey_alpha = {200, 0, 200, 128, 200, 255};
+  ASSERT_TRUE(stbi_write_png((dir / "ga.png").c_str(), 3, 1, 2, grey_alpha.data(), 3 * 2));
+  // Onto black (Fashion-MNIST's background), the default: transparent is 0, half is half the grey.
+  EXPECT_EQ(read_gray_image(dir / "rgba.png").pixels, (std::vector<std::uint8_t>{0, 128, 255}));
+  EXPECT_EQ(read_gray_image(dir / "ga.png").pixels, (std::vector<std::uint8_t>{0, 100, 200}));
+  // Onto white, for an image that will be inverted.
+  const DecodeOptions white{.background = 255};
+  EXPECT_EQ(read_gray_image(dir / "rgba.png", white).pixels, (std::vector<std::uint8_t>{255, 255, 255}));
+  EXPECT_EQ(read_gray_image(dir / "ga.png", white).pixels, (std::vector<std::uint8_t>{255, 227, 200}));
+}
+
+TEST(Image, RefusesSidesOverTheGivenLimit) {
+  test::TempDir dir;
+  const std::vector<std::uint8_t> row(40, 9);
+  ASSERT_TRUE(stbi_write_png((dir / "wide.png").c_str(), 40, 1, 1, row.data(), 40));
+  EXPECT_EQ(read_gray_image(dir / "wide.png", {.max_side = 40}).width, 40);
+  test::expect_error([&] { read_gray_image(dir / "wide.png", {.max_side = 39}); },
+                     "image is 40x1; each side may be at most 39");
+}
+
 TEST(Image, RejectsWhatIsNotAnImage) {
   test::TempDir dir;
   test::write_bytes(dir / "notes.txt", {'h', 'e', 'l', 'l', 'o'});

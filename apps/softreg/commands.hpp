@@ -21,5 +21,6 @@ CommandRunner add_plot_command(CLI::App& app);
 CommandRunner add_bench_command(CLI::App& app);
 CommandRunner add_data_command(CLI::App& app);
 CommandRunner add_tune_command(CLI::App& app);
+CommandRunner add_serve_command(CLI::App& app);
 
 }  // namespace softreg::cli

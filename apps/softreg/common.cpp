@@ -7,7 +7,9 @@
 
 #include <atomic>
 #include <charconv>
+#include <chrono>
 #include <csignal>
+#include <thread>
 
 #include "softreg/download.hpp"
 #include "softreg/error.hpp"
@@ -25,13 +27,19 @@ extern "C" void on_sigint(int) {
 
 }  // namespace
 
-void arm_stop_on_ctrl_c() {
+void arm_stop_on_ctrl_c(bool also_sigterm) {
   g_stop_requested = false;
   std::signal(SIGINT, on_sigint);
+  if (also_sigterm) std::signal(SIGTERM, on_sigint);
 }
 
 bool stop_requested() {
   return g_stop_requested.load();
+}
+
+void wait_for_stop_request() {
+  while (!stop_requested())
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
 }
 
 void disarm_stop_on_ctrl_c() {

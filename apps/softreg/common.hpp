@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -17,7 +18,8 @@ inline constexpr int kExitInterrupted = 130;
 
 /// Ctrl-C as a request to stop at the next safe point: after arm_stop_on_ctrl_c(), the first SIGINT
 /// makes stop_requested() true (a second one ends the process at once); disarm restores the default.
-void arm_stop_on_ctrl_c();
+/// With `also_sigterm`, SIGTERM asks the same (a server stopped by a service manager).
+void arm_stop_on_ctrl_c(bool also_sigterm = false);
 bool stop_requested();
 void disarm_stop_on_ctrl_c();
 
@@ -58,6 +60,13 @@ std::optional<DataSource> optional_source(const DataSourceFlags& flags, int thre
 RunOptions run_options_for(const std::filesystem::path& folder, const LoadedData& loaded,
                            const DataSource& source, bool pictures, double seconds_load,
                            std::chrono::steady_clock::time_point started);
+
+/// Prints the dashboard's address on `out` (and on stderr a warning when other machines can reach it).
+void announce_dashboard(std::FILE* out, const std::string& url, const std::string& host,
+                        const std::string& runs);
+
+/// Waits, polling every 100 ms, until stop_requested() (arm_stop_on_ctrl_c first).
+void wait_for_stop_request();
 
 /// Prints the failed acceptance checks of `report` as one line on stderr; returns the exit code
 /// (kExitFailure when any failed, else kExitOk).

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   CommandRunner plot = add_plot_command(app);
   CommandRunner bench = add_bench_command(app);
   CommandRunner data = add_data_command(app);
+  CommandRunner serve = add_serve_command(app);
 
   try {
     // CLI11 would call a misspelt command "A subcommand is required"; name it instead.
@@ -54,6 +55,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("plot")) return plot();
     if (app.got_subcommand("bench")) return bench();
     if (app.got_subcommand("data")) return data();
+    if (app.got_subcommand("serve")) return serve();
     return kExitUsage;
   } catch (const softreg::UsageError& e) {
     fmt::print(stderr, "softreg: error: {}\n", e.what());

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <memory>
 #include <optional>
 
 #include "commands.hpp"
@@ -19,6 +20,7 @@
 #include "softreg/error.hpp"
 #include "softreg/plot.hpp"
 #include "softreg/run.hpp"
+#include "softreg/serve.hpp"
 #include "terminal.hpp"
 
 namespace softreg::cli {
@@ -40,6 +42,9 @@ struct TrainOptions {
   bool misclassified = false;
   bool download = false;
   std::vector<std::string> mirrors;
+  bool serve = false;
+  std::string serve_host = "127.0.0.1";
+  long long serve_port = 8765;
 };
 
 void check_grid_count(long long n) {
@@ -93,6 +98,9 @@ void fetch_dataset_if_missing(const DataSource& source, const std::vector<std::s
 }
 
 int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point process_start) {
+  if (options.serve_port < 0 || options.serve_port > 65535)
+    throw UsageError(
+        fmt::format("--serve-port must be from 0 to 65535 (0: any free port), got {}", options.serve_port));
   std::optional<SavedRun> saved;
   if (!options.resume.empty()) saved = saved_run_to_resume(options);
   if (!saved) check_grid_count(options.grid_count);  // resuming checks it with the saved run
@@ -128,6 +136,21 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
   const double seconds_load = seconds_since(load_start);
   progress.clear();
 
+  // --serve: the dashboard over the folder that holds this run, started before the run folder is made, so
+  // a busy port leaves nothing behind; opened at this run.
+  std::unique_ptr<serve::Dashboard> dashboard;
+  std::string dashboard_url;
+  std::filesystem::path dashboard_root;
+  if (options.serve) {
+    const std::filesystem::path inside = saved ? saved->folder : std::filesystem::path(options.out);
+    dashboard_root = options.out.empty() && !saved ? std::filesystem::path("runs")
+                     : inside.has_parent_path()    ? inside.parent_path()
+                                                   : std::filesystem::path(".");
+    ensure_folder(dashboard_root);
+    dashboard = std::make_unique<serve::Dashboard>(serve::ServerOptions{
+        .runs = dashboard_root, .host = options.serve_host, .port = static_cast<int>(options.serve_port)});
+    dashboard->start();
+  }
   const std::filesystem::path folder = saved                 ? saved->folder
                                        : options.out.empty() ? create_run_folder("runs")
                                                              : std::filesystem::path(options.out);
@@ -135,6 +158,10 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
       run_options_for(folder, loaded, source, !options.no_plots, seconds_load, process_start);
   TrainingRun run = saved ? TrainingRun(*saved, data, run_options) : TrainingRun(config, data, run_options);
   const std::filesystem::path run_folder = *run.folder();
+  if (dashboard) {
+    dashboard_url = dashboard->url() + "#run=" + run_folder.filename().string();
+    announce_dashboard(table, dashboard_url, options.serve_host, dashboard_root.string());
+  }
 
   const bool validation = config.val_fraction > 0;
   const std::string table_header = fmt::format(
@@ -261,11 +288,21 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
         table, "run folder: {}{}\n", run_folder.string(),
         report.pictures.empty() ? "" : fmt::format(" (pictures: {})", fmt::join(report.pictures, ", ")));
   }
-  if (!report.failed_checks.empty()) return report_failed_checks(report);
-  if (show_table && !summary.checks.empty()) {
+  int exit_code = kExitOk;
+  if (!report.failed_checks.empty()) {
+    exit_code = report_failed_checks(report);
+  } else if (show_table && !summary.checks.empty()) {
     fmt::print(table, "acceptance checks passed: train loss < 0.5, train acc > 0.7, test acc > 0.7\n");
   }
-  return kExitOk;
+  if (dashboard) {
+    // The page stays useful after training (curves, confusion matrix, draw to predict) until Ctrl-C.
+    fmt::print(table, "training done; the dashboard stays up at {} (Ctrl-C to stop)\n", dashboard_url);
+    std::fflush(table);
+    arm_stop_on_ctrl_c(/*also_sigterm=*/true);
+    wait_for_stop_request();
+    dashboard->stop();
+  }
+  return exit_code;
 }
 
 }  // namespace
@@ -294,6 +331,16 @@ CommandRunner add_train_command(CLI::App& app) {
                 "With --dataset: download the data set when it is not found");
   cmd->add_option("--mirror", options->mirrors,
                   "With --download: base URLs to fetch from instead of the built-in ones");
+  CLI::Option* serve = cmd->add_flag(
+      "--serve", options->serve,
+      "Start the dashboard (softreg serve) over the run's parent folder and print its URL; it stays "
+      "up after training until Ctrl-C");
+  cmd->add_option("--serve-host", options->serve_host, "With --serve: the address to listen on")
+      ->capture_default_str()
+      ->needs(serve);
+  cmd->add_option("--serve-port", options->serve_port, "With --serve: the port (0: any free port)")
+      ->capture_default_str()
+      ->needs(serve);
   return [options, process_start, recipe] {
     recipe.note_given(options->recipe);
     return run_train(*options, process_start);

@@ -10,9 +10,10 @@
 
 namespace softreg {
 
-/// An exclusive lock (flock) on a lock file, held while the object lives and released when the process
-/// ends in any way, so a crashed holder never leaves a folder locked. Processes writing into one folder
-/// take turns (kWait) or the later one stops with an Error naming the folder (kFail).
+/// An exclusive lock (an open-file-description lock, fcntl F_OFD_SETLK) on a lock file, held while the object
+/// lives and released when the process ends in any way, so a crashed holder never leaves a folder locked.
+/// Processes writing into one folder take turns (kWait) or the later one stops with an Error naming the
+/// folder (kFail).
 class FolderLock {
  public:
   enum class IfBusy { kWait, kFail };
@@ -21,6 +22,9 @@ class FolderLock {
   FolderLock(const std::filesystem::path& lock_file, IfBusy if_busy, const std::string& busy_message = {},
              const std::function<void()>& on_wait = {}, const std::function<bool()>& should_stop = {});
   ~FolderLock();
+  /// Whether some FolderLock (in any process, this one included) holds `lock_file` now; asks without
+  /// taking the lock, so it never makes a holder-to-be fail.
+  static bool is_held(const std::filesystem::path& lock_file);
   FolderLock(const FolderLock&) = delete;
   FolderLock& operator=(const FolderLock&) = delete;
 

@@ -18,10 +18,23 @@ struct GrayImage {
   std::vector<std::uint8_t> pixels;  // row-major, width * height
 };
 
-/// Decodes an image file of any size and colour into 8-bit grayscale. Errors name the file.
-GrayImage read_gray_image(const std::filesystem::path& path);
+/// The longest side decode_gray_image accepts unless told otherwise.
+inline constexpr int kMaxImageSide = 65536;
+
+struct DecodeOptions {
+  /// The grey that transparent pixels are composited onto (alpha blending): black, the background of
+  /// Fashion-MNIST, or white for a dark object that will be inverted.
+  std::uint8_t background = 0;
+  /// Images with a longer side are refused before their pixels are decoded.
+  int max_side = kMaxImageSide;
+};
+
+/// Decodes an image file of any size and colour into 8-bit grayscale, compositing any alpha channel
+/// onto options.background. Errors name the file.
+GrayImage read_gray_image(const std::filesystem::path& path, const DecodeOptions& options = {});
 /// The same for an image file's bytes in memory; `source` names it in messages.
-GrayImage decode_gray_image(std::span<const std::uint8_t> file, const std::string& source);
+GrayImage decode_gray_image(std::span<const std::uint8_t> file, const std::string& source,
+                            const DecodeOptions& options = {});
 
 /// The width and height an image file's header claims, without decoding it; nullopt if it is not an
 /// image stb can read.

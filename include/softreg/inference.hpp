@@ -6,10 +6,12 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "softreg/dataset.hpp"
+#include "softreg/image.hpp"
 #include "softreg/metrics.hpp"
 #include "softreg/model_io.hpp"
 #include "softreg/parallel.hpp"
@@ -78,6 +80,12 @@ std::vector<Prediction> predict_feature_file(const ModelFile& model, const std::
 
 /// The prediction for an image file of any size and colour: converted to grey, resized to the model's
 /// input size by area averaging and, with `invert`, inverted (for dark objects on a light background).
+/// Transparent pixels count as background: black, or white when inverting (so they end up black).
 Prediction predict_image_file(const ModelFile& model, const std::filesystem::path& path, bool invert);
+
+/// The same for an image file's bytes (named `source` in messages and in the prediction), refusing
+/// images with a side longer than `max_side` before decoding them.
+Prediction predict_image_bytes(const ModelFile& model, std::span<const std::uint8_t> file,
+                               const std::string& source, bool invert, int max_side = kMaxImageSide);
 
 }  // namespace softreg

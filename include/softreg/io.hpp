@@ -56,6 +56,9 @@ struct RunSummary {
   const EpochMetrics& kept_epoch() const;
 };
 
+/// The recipe as summary.json records it (a JSON object: lr, batch_size, epochs, optimizer, ...).
+std::string recipe_json(const TrainConfig& config);
+
 /// summary.json: the recipe, seed, threads, final metrics and timings.
 std::string summary_json(const RunSummary& summary);
 

@@ -120,6 +120,9 @@ void draw_confusion_matrix(const std::vector<std::vector<std::int64_t>>& confusi
 void draw_weight_templates(const SoftmaxModel& model, int height, int width,
                            const std::vector<std::string>& class_names, const std::filesystem::path& png);
 
+/// The PNG bytes of a grey image (row-major bytes, 0 black), each pixel drawn as a scale x scale block.
+std::string gray_image_png(std::span<const std::uint8_t> pixels, int width, int height, int scale = 1);
+
 /// The confusion matrix as CSV: a header of predicted class names, one row per true class.
 std::string confusion_csv(const std::vector<std::vector<std::int64_t>>& confusion,
                           const std::vector<std::string>& class_names);

@@ -567,4 +567,28 @@ std::string confusion_csv(const std::vector<std::vector<std::int64_t>>& confusio
   return csv;
 }
 
+std::string gray_image_png(std::span<const std::uint8_t> pixels, int width, int height, int scale) {
+  if (width < 1 || height < 1 || scale < 1 ||
+      pixels.size() != static_cast<std::size_t>(width) * static_cast<std::size_t>(height))
+    throw Error("gray_image_png: " + std::to_string(pixels.size()) + " pixels do not make a " +
+                std::to_string(width) + "x" + std::to_string(height) + " image");
+  Surface surface(cairo_image_surface_create(CAIRO_FORMAT_RGB24, width * scale, height * scale));
+  check(cairo_surface_status(surface.get()), "image.png");
+  cairo_surface_flush(surface.get());
+  unsigned char* data = cairo_image_surface_get_data(surface.get());
+  const int stride = cairo_image_surface_get_stride(surface.get());
+  for (int y = 0; y < height * scale; ++y) {
+    auto* row = reinterpret_cast<std::uint32_t*>(data + static_cast<std::ptrdiff_t>(y) * stride);
+    for (int x = 0; x < width * scale; ++x) {
+      const std::uint32_t g = pixels[static_cast<std::size_t>(y / scale) * static_cast<std::size_t>(width) +
+                                     static_cast<std::size_t>(x / scale)];
+      row[x] = 0xff000000u | (g << 16) | (g << 8) | g;
+    }
+  }
+  cairo_surface_mark_dirty(surface.get());
+  std::string bytes;
+  check(cairo_surface_write_to_png_stream(surface.get(), append_to_string, &bytes), "image.png");
+  return bytes;
+}
+
 }  // namespace softreg::plot
