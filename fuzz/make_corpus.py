@@ -147,6 +147,14 @@ def main():
     put("image_folder", "with_test", record(0, a) + record(1, c) + record(0x80, a) + record(0x81, c))
     put("image_folder", "sizes", record(0, a) + record(1, png(3, 1, 0, [b"\x01\x02\x03"])) + record(0x41, b"junk"))
 
+    # softreg serve's paths: run id, newline, file name, newline, a metrics.csv (fuzz_serve_paths.cpp).
+    put("serve_paths", "file", b"run\nmetrics.csv\nepoch,train_loss\n1,0.5\n2,0.25\n")
+    put("serve_paths", "alias", b"latest\nmetrics.csv\n")
+    put("serve_paths", "escape", b"out\nsecret.txt\n")
+    put("serve_paths", "leak", b"run\nleak.txt\n")
+    put("serve_paths", "traversal", b"run\n../out/secret.txt\nepoch,x,note\n1,nan,\"q\"\n")
+    put("serve_paths", "dots", b"..\n.softreg.lock\n")
+
 
 if __name__ == "__main__":
     main()

@@ -143,6 +143,55 @@ for reading in "${seen[@]}"; do
 done
 check "its chart grew epoch by epoch, never back" test "$grown" = yes
 check "and ended with all $epochs epochs, finished" test "${seen[-1]:-}" = "$epochs finished"
+
+# The finished run, by hand: clicking a confusion-matrix cell shows its test images (as many as the API
+# lists), and drawing on the pad (pointer actions) shows predictions that change as the drawing grows.
+webdriver POST "/session/$session/url" "{\"url\":\"${url}#run=fashion\"}" >/dev/null
+run_script() {  # run_script JS: the string the script returns
+  webdriver POST "/session/$session/execute/sync" "{\"script\":\"$1\",\"args\":[]}" | sed -n 's/.*"value":"\(.*\)"}$/\1/p'
+}
+for _ in $(seq 1 100); do
+  [ "$(run_script "return String(document.querySelectorAll('td[data-cell]').length)")" = 100 ] && break
+  sleep 0.1
+done
+cell_count=$(curl -sf "${url}api/runs/fashion/confusion/6/0" | sed -n 's/.*"count":\([0-9]*\).*/\1/p')
+run_script "document.querySelector('td[data-cell=\\\"6,0\\\"]').click(); return ''" >/dev/null
+shown=""
+for _ in $(seq 1 100); do
+  shown=$(run_script "return String(document.querySelectorAll('#cell img').length)")
+  [ "${shown:-0}" -gt 0 ] && break
+  sleep 0.1
+done
+check "clicking cell (shirt, t-shirt) shows its ${cell_count:-?} test images (shown: ${shown:-none})" \
+  test "${shown:-0}" -eq "$(( ${cell_count:-0} < 200 ? ${cell_count:-0} : 200 ))" -a "${cell_count:-0}" -gt 0
+pad=$(webdriver POST "/session/$session/element" '{"using":"css selector","value":"#pad"}' |
+  sed -n 's/.*"element-6066-11e4-a52e-4f735466cecf":"\([^"]*\)".*/\1/p')
+stroke() {  # stroke X0 Y0 DX DY: a mouse stroke from (X0, Y0) off the pad's centre, by (DX, DY)
+  webdriver POST "/session/$session/actions" '{"actions":[{"type":"pointer","id":"mouse","parameters":{"pointerType":"mouse"},"actions":[
+    {"type":"pointerMove","duration":0,"origin":{"element-6066-11e4-a52e-4f735466cecf":"'"$pad"'"},"x":'"$1"',"y":'"$2"'},
+    {"type":"pointerDown","button":0},{"type":"pointerMove","duration":150,"origin":"pointer","x":'"$3"',"y":'"$4"'},
+    {"type":"pointerUp","button":0}]}]}' >/dev/null
+}
+top_now() {
+  run_script "const t = document.getElementById('top'); return t.dataset.input + ' ' + [...t.children].map(li => li.dataset.name + '=' + li.lastChild.textContent).join(',')"
+}
+wait_top_change() {  # wait_top_change PREVIOUS: echoes the list once it differs from PREVIOUS
+  local now=""
+  for _ in $(seq 1 50); do
+    now=$(top_now)
+    [ -n "$now" ] && [ "$now" != "$1" ] && [ "${now#drawing }" != "$now" ] && [ "$(tr -cd ',' <<<"$now" | wc -c)" -eq 9 ] && break
+    sleep 0.1
+  done
+  echo "$now"
+}
+stroke -30 -90 0 180
+first=$(wait_top_change "")
+stroke 30 -90 0 180
+second=$(wait_top_change "$first")
+echo "after one stroke: ${first:0:80}..."
+echo "after two:        ${second:0:80}..."
+check "drawing on the pad shows all ten classes with their probabilities" test "$(tr -cd ',' <<<"$first" | wc -c)" -eq 9
+check "and the prediction changes as the drawing grows" test -n "$second" -a "$second" != "$first"
 webdriver DELETE "/session/$session" >/dev/null
 
 wait "$events_pid"

@@ -101,7 +101,16 @@ TEST(RunFolders, CsvRowsAsJson) {
   EXPECT_DOUBLE_EQ(rows[1]["train_loss"].get<double>(), 0.25);
   EXPECT_EQ(rows[1]["note"], "b");
   EXPECT_EQ(serve::csv_rows_json(""), "[]");
+  // Found by fuzz_serve_paths: a cell of invalid UTF-8 made nlohmann::json throw while writing the JSON.
+  const json odd = json::parse(serve::csv_rows_json("epoch,note\n1,metrics.\xff\xff\xff\n"));
+  ASSERT_EQ(odd.size(), 1u);
+  EXPECT_EQ(odd[0]["note"], "metrics.\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd") << "each bad byte becomes U+FFFD";
   EXPECT_EQ(serve::csv_rows_json("epoch,x\n"), "[]");
+  // Also found by fuzzing: an epoch of 1e308 was cast to an integer (undefined behaviour).
+  const json huge = json::parse(serve::csv_rows_json("epoch\n1e308\n2.5\n-3\n"));
+  EXPECT_TRUE(huge[0]["epoch"].is_number_float());
+  EXPECT_TRUE(huge[1]["epoch"].is_number_float());
+  EXPECT_EQ(huge[2]["epoch"], -3);
 }
 
 TEST(RunFolders, StateFromTheLockAndTheSummary) {
@@ -419,6 +428,29 @@ TEST_F(Serve, StoppingEndsOpenEventStreams) {
   reader.join();
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
   fs::remove_all(run);
+}
+
+TEST_F(Serve, OddRunFoldersDoNotBreakTheListing) {
+  // Run folders edited by hand: cells of the wrong type, a summary of the wrong shape, a broken model.
+  const fs::path odd = *dir_ / "runs" / "odd";
+  fs::create_directories(odd);
+  write_text(odd / "metrics.csv", "epoch,seconds,train_loss\nfirst,x,0.5\n2,\xff,0.4\n");
+  write_text(odd / "summary.json", R"({"recipe": 3, "data": 5, "seconds_total": "long", "per_epoch": 7})");
+  write_text(odd / "model.safetensors", "not a model");
+  const json runs = get_json("/api/runs");
+  ASSERT_EQ(runs["runs"].size(), 3u);
+  const json& summary = runs["runs"][2];
+  EXPECT_EQ(summary["id"], "odd");
+  EXPECT_EQ(summary["state"], "stopped");
+  EXPECT_EQ(summary["epochs_done"], 2);
+  EXPECT_NE(summary["model_error"].get<std::string>().find("model.safetensors"), std::string::npos);
+  const httplib::Result events = client_->Get("/api/runs/odd/events");
+  ASSERT_TRUE(events);
+  EXPECT_EQ(events->body.find("id: 1\n"), std::string::npos) << "no epoch number, no event";
+  EXPECT_NE(events->body.find("id: 2\n"), std::string::npos);
+  EXPECT_NE(events->body.find("event: end"), std::string::npos);
+  EXPECT_EQ(client_->Post("/api/runs/odd/predict", std::string("x"), "image/png")->status, 500);
+  fs::remove_all(odd);
 }
 
 TEST_F(Serve, PredictsAnUploadedTestImageAsTheModelDoes) {

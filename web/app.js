@@ -525,6 +525,12 @@ pad.addEventListener('drop', (event) => {
 });
 $('compare-metric').addEventListener('change', drawComparison);
 
+// A link to another run (or the address edited by hand) selects it without reloading the page.
+window.addEventListener('hashchange', () => {
+  const id = hashParams().get('run');
+  if (id && (!state.selected || state.selected.id !== id)) selectRun(id);
+});
+
 clearPad();
 refreshRuns();
 setInterval(refreshRuns, 3000);

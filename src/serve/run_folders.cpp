@@ -153,8 +153,12 @@ std::string csv_rows_json(std::string_view csv) {
     }
     return cells;
   };
+  // Cells are whatever bytes the file holds: invalid UTF-8 is replaced, not thrown (found by fuzzing).
+  const auto dump = [](const nlohmann::json& value) {
+    return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  };
   nlohmann::json rows = nlohmann::json::array();
-  if (lines.empty()) return rows.dump();
+  if (lines.empty()) return dump(rows);
   const std::vector<std::string_view> header = split(lines.front());
   for (std::size_t i = 1; i < lines.size(); ++i) {
     const std::vector<std::string_view> cells = split(lines[i]);
@@ -168,7 +172,9 @@ std::string csv_rows_json(std::string_view csv) {
       const std::string key(header[c]);
       if (!numeric) {
         row[key] = std::string(cells[c]);
-      } else if (key == "epoch") {
+      } else if (key == "epoch" && value == std::floor(value) && std::fabs(value) <= 9007199254740992.0) {
+        // Epochs are whole numbers; one that is not (or beyond 2^53, where a cast could overflow: found
+        // by fuzzing) stays a double, and the event stream passes it over.
         row[key] = static_cast<long long>(value);
       } else {
         row[key] = value;
@@ -176,7 +182,7 @@ std::string csv_rows_json(std::string_view csv) {
     }
     rows.push_back(std::move(row));
   }
-  return rows.dump();
+  return dump(rows);
 }
 
 }  // namespace softreg::serve

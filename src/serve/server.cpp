@@ -225,8 +225,9 @@ struct Dashboard::Impl {
     out["epochs_done"] = rows.size();
     out["last"] = rows.empty() ? json(nullptr) : rows.back();
     double seconds = 0;
-    for (const json& row : rows)
-      seconds += row.value("seconds", 0.0);
+    for (const json& row : rows) {
+      if (row.contains("seconds") && row["seconds"].is_number()) seconds += row["seconds"].get<double>();
+    }
 
     std::int64_t newest =
         std::max(stamp_of(run / "metrics.csv").mtime_ns, stamp_of(run / "summary.json").mtime_ns);
@@ -236,11 +237,14 @@ struct Dashboard::Impl {
       if (summary.is_discarded() || !summary.is_object()) summary = nullptr;
     }
     if (summary.is_object()) {
-      out["recipe"] = summary.value("recipe", json::object());
+      // Taken as they are, whatever their type: a summary.json edited by hand must not break the listing.
+      out["recipe"] =
+          summary.contains("recipe") && summary["recipe"].is_object() ? summary["recipe"] : json::object();
       if (summary.contains("seed")) out["recipe"]["seed"] = summary["seed"];
-      out["data"] = summary.value("data", "");
-      out["checks_passed"] = summary.value("checks_passed", json(nullptr));
-      if (summary.contains("seconds_total")) seconds = summary.value("seconds_total", seconds);
+      out["data"] = summary.contains("data") ? summary["data"] : json("");
+      out["checks_passed"] = summary.contains("checks_passed") ? summary["checks_passed"] : json(nullptr);
+      if (summary.contains("seconds_total") && summary["seconds_total"].is_number())
+        seconds = summary["seconds_total"].get<double>();
       if (summary.contains("best_epoch")) out["best_epoch"] = summary["best_epoch"];
     }
     out["seconds"] = seconds;
@@ -294,44 +298,60 @@ struct Dashboard::Impl {
     auto sent = std::make_shared<long long>(after);
     res.set_chunked_content_provider(
         "text/event-stream", [this, run, sent](std::size_t, httplib::DataSink& sink) {
-          auto last_write = std::chrono::steady_clock::now();
-          FileStamp seen;
-          while (!stopping.load()) {
-            // The state first: a run seen finished (or stopped) before this read of metrics.csv has all
-            // its rows in it, so the stream never ends before its last epoch.
-            const RunState state = run_state(run);
-            const fs::path metrics = run / "metrics.csv";
-            const FileStamp stamp = stamp_of(metrics);
-            if (!(stamp == seen)) {
-              seen = stamp;
-              const json rows = json::parse(csv_rows_json(read_text(metrics).value_or("")));
-              for (const json& row : rows) {
-                const long long epoch = row.value("epoch", 0LL);
-                if (epoch <= *sent) continue;
-                const std::string event = fmt::format("id: {}\nevent: epoch\ndata: {}\n\n", epoch, dump(row));
-                if (!sink.write(event.data(), event.size())) return false;
-                *sent = epoch;
-                last_write = std::chrono::steady_clock::now();
-              }
-            }
-            if (state != RunState::kTraining) {
-              const std::string end =
-                  fmt::format("event: end\ndata: {}\n\n", dump({{"state", run_state_name(state)}}));
-              sink.write(end.data(), end.size());
-              sink.done();
-              return true;
-            }
-            if (std::chrono::steady_clock::now() - last_write >= kKeepAliveInterval) {
-              static constexpr std::string_view kComment = ": keep-alive\n\n";
-              if (!sink.write(kComment.data(), kComment.size())) return false;
-              last_write = std::chrono::steady_clock::now();
-            }
-            std::unique_lock lock(stop_mutex);
-            stop_changed.wait_for(lock, options.poll_interval, [this] { return stopping.load(); });
+          // An exception must not leave the provider: httplib runs it outside any handler's guard.
+          try {
+            return stream_epochs(run, *sent, sink);
+          } catch (const std::exception& e) {
+            const std::string event = fmt::format("event: error\ndata: {}\n\n", dump({{"error", e.what()}}));
+            sink.write(event.data(), event.size());
+            sink.done();
+            return true;
           }
-          sink.done();
-          return true;
         });
+  }
+
+  // The body of the event stream: each new row of metrics.csv as an epoch event until the run is not
+  // training (then an end event), or the server stops. False when the client has gone.
+  bool stream_epochs(const fs::path& run, long long& sent, httplib::DataSink& sink) {
+    auto last_write = std::chrono::steady_clock::now();
+    FileStamp seen;
+    while (!stopping.load()) {
+      // The state first: a run seen finished (or stopped) before this read of metrics.csv has all
+      // its rows in it, so the stream never ends before its last epoch.
+      const RunState state = run_state(run);
+      const fs::path metrics = run / "metrics.csv";
+      const FileStamp stamp = stamp_of(metrics);
+      if (!(stamp == seen)) {
+        seen = stamp;
+        const json rows = json::parse(csv_rows_json(read_text(metrics).value_or("")));
+        for (const json& row : rows) {
+          // A hand-edited metrics.csv may hold anything: rows without a whole epoch number are passed over.
+          if (!row.contains("epoch") || !row["epoch"].is_number_integer()) continue;
+          const long long epoch = row["epoch"].get<long long>();
+          if (epoch <= sent) continue;
+          const std::string event = fmt::format("id: {}\nevent: epoch\ndata: {}\n\n", epoch, dump(row));
+          if (!sink.write(event.data(), event.size())) return false;
+          sent = epoch;
+          last_write = std::chrono::steady_clock::now();
+        }
+      }
+      if (state != RunState::kTraining) {
+        const std::string end =
+            fmt::format("event: end\ndata: {}\n\n", dump({{"state", run_state_name(state)}}));
+        sink.write(end.data(), end.size());
+        sink.done();
+        return true;
+      }
+      if (std::chrono::steady_clock::now() - last_write >= kKeepAliveInterval) {
+        static constexpr std::string_view kComment = ": keep-alive\n\n";
+        if (!sink.write(kComment.data(), kComment.size())) return false;
+        last_write = std::chrono::steady_clock::now();
+      }
+      std::unique_lock lock(stop_mutex);
+      stop_changed.wait_for(lock, options.poll_interval, [this] { return stopping.load(); });
+    }
+    sink.done();
+    return true;
   }
 
   void handle_predict(const httplib::Request& req, httplib::Response& res, const std::string& id) {
@@ -373,7 +393,7 @@ struct Dashboard::Impl {
   // Runs `handler`, turning HttpError and softreg errors into JSON answers.
   template <class Handler>
   httplib::Server::Handler guarded(Handler handler) {
-    return [this, handler](const httplib::Request& req, httplib::Response& res) {
+    return [handler](const httplib::Request& req, httplib::Response& res) {
       try {
         handler(req, res);
       } catch (const HttpError& e) {
