@@ -526,6 +526,19 @@ TEST_F(Serve, TransparentUploadsAreCompositedOntoTheBackground) {
   EXPECT_EQ(probabilities(rgba_png(12, 255, 255), ""), white);
 }
 
+TEST_F(Serve, PredictOnAFileCompositesTransparencyToo) {
+  // softreg predict's path (a file): transparent black with --invert is the black background.
+  const ModelFile model = load_model(*dir_ / "runs" / "alpha" / "model.safetensors");
+  test::TempDir files;
+  write_text(files / "clear.png", rgba_png(12, 0, 0));
+  write_text(files / "black.png", plot::gray_image_png(std::vector<std::uint8_t>(144, 0), 12, 12));
+  write_text(files / "white.png", plot::gray_image_png(std::vector<std::uint8_t>(144, 255), 12, 12));
+  const auto black = predict_image_file(model, files / "black.png", false).probabilities;
+  ASSERT_NE(black, predict_image_file(model, files / "white.png", false).probabilities);
+  EXPECT_EQ(predict_image_file(model, files / "clear.png", true).probabilities, black);
+  EXPECT_EQ(predict_image_file(model, files / "clear.png", false).probabilities, black);
+}
+
 TEST_F(Serve, RefusesPathsOutsideTheRuns) {
   test::TempDir outside;
   write_text(outside / "secret.txt", "secret");
