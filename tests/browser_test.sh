@@ -93,7 +93,7 @@ if [ -z "$driver" ]; then
   exit 1
 fi
 epochs=200
-start_and_wait_for_url "$work/live.log" "$cli" train --serve --serve-port 0 --epochs $epochs --batch-size 16 \
+start_and_wait_for_url "$work/live.log" "$cli" train --serve --serve-port 0 --epochs $epochs --batch-size 8 \
   --threads 1 --out "$work/runs/live" --no-plots --no-check || exit 1
 live_pid=${pids[-1]}
 live_url=$url
