@@ -105,7 +105,9 @@ std::uint64_t listing_fingerprint(const Listing& train, const Listing* test, int
   return hash ^ (std::uint64_t{libdeflate_crc32(0, text.data(), text.size())} << 32);
 }
 
-constexpr std::array<char, 8> kCacheMagic = {'S', 'R', 'I', 'M', 'G', 'C', '0', '2'};
+// 03: transparent pixels are composited onto black (02 dropped the alpha channel), so entries decoded
+// before differ and are not reused.
+constexpr std::array<char, 8> kCacheMagic = {'S', 'R', 'I', 'M', 'G', 'C', '0', '3'};
 
 // The decoded train and test images share one entry: the output height and width (4 bytes each), then
 // the training images' pixels, then the test images'.
