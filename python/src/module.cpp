@@ -289,8 +289,11 @@ py::dict fit(const py::array& X, const py::array_t<Label>& y, int classes, const
   TrainTestData data;
   data.train = dataset_of(rows, y, classes);
   // The shape only: no test rows, so no test evaluation (and no copy of the labels).
-  data.test = {.height = data.train.height, .width = data.train.width, .num_classes = classes,
-               .kind = data.train.kind, .element = data.train.element};
+  data.test = {.height = data.train.height,
+               .width = data.train.width,
+               .num_classes = classes,
+               .kind = data.train.kind,
+               .element = data.train.element};
 
   py::dict result;
   {
