@@ -335,27 +335,7 @@ TEST(DownloadChecks, LookupOrder) {
 
 // The CLI as a separate process: exit code and what is left in the folder.
 int run_cli(const std::vector<std::string>& args, int interrupt_after_ms = -1) {
-  const pid_t pid = fork();
-  if (pid == 0) {
-    std::vector<char*> argv;
-    std::string cli = SOFTREG_CLI_PATH;
-    argv.push_back(cli.data());
-    std::vector<std::string> copy = args;
-    for (std::string& a : copy)
-      argv.push_back(a.data());
-    argv.push_back(nullptr);
-    freopen("/dev/null", "w", stdout);
-    freopen("/dev/null", "w", stderr);
-    execv(cli.c_str(), argv.data());
-    _exit(127);
-  }
-  if (interrupt_after_ms >= 0) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(interrupt_after_ms));
-    kill(pid, SIGINT);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return test::run_program(SOFTREG_CLI_PATH, args, interrupt_after_ms);
 }
 
 TEST_F(Download, CliInterruptedBySigintLeavesNoFile) {

@@ -155,21 +155,7 @@ void write_idx_folder(const fs::path& folder, const Dataset& train, const Datase
 }
 
 int run_cli(const std::vector<std::string>& args) {
-  const pid_t pid = fork();
-  if (pid == 0) {
-    std::vector<std::string> copy = args;
-    std::string cli = SOFTREG_CLI_PATH;
-    std::vector<char*> argv{cli.data()};
-    for (std::string& a : copy)
-      argv.push_back(a.data());
-    argv.push_back(nullptr);
-    if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(126);
-    execv(cli.c_str(), argv.data());
-    _exit(127);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return test::run_program(SOFTREG_CLI_PATH, args);
 }
 
 // The raw bytes of one HTTP exchange, for requests a client library would tidy up first.

@@ -1,8 +1,12 @@
-// Helpers shared by the tests: temp folders and hand-made IDX files.
+// Helpers shared by the tests: temp folders, hand-made IDX files and running the CLI as a process.
 #pragma once
 
 #include <libdeflate.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -11,6 +15,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -158,6 +163,32 @@ inline Dataset as_float_features(const Dataset& bytes) {
   }
   f.pixels = std::move(raw);
   return f;
+}
+
+/// Runs `program` with `args` as a separate process, its output thrown away, and returns its exit code
+/// (128 + the signal when a signal ended it); with `interrupt_after_ms` >= 0 it gets SIGINT that long
+/// after it started.
+inline int run_program(const std::string& program, const std::vector<std::string>& args,
+                       int interrupt_after_ms = -1) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    std::vector<std::string> copy = args;
+    std::string path = program;
+    std::vector<char*> argv{path.data()};
+    for (std::string& a : copy)
+      argv.push_back(a.data());
+    argv.push_back(nullptr);
+    if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(126);
+    execv(path.c_str(), argv.data());
+    _exit(127);
+  }
+  if (interrupt_after_ms >= 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(interrupt_after_ms));
+    kill(pid, SIGINT);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 }  // namespace softreg::test

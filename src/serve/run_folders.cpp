@@ -7,6 +7,7 @@
 #include <cmath>
 #include <system_error>
 
+#include "serve/text.hpp"
 #include "softreg/atomic_file.hpp"
 #include "softreg/serve.hpp"
 
@@ -38,13 +39,10 @@ bool is_file(const fs::path& path) {
 
 // The number of data rows of a CSV file (lines after the header that are not empty).
 std::size_t csv_data_rows(const fs::path& path) {
-  std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) return 0;
-  FILE* file = std::fopen(path.c_str(), "rb");
-  if (!file) return 0;
+  const std::string text = read_text(path).value_or("");
   std::size_t lines = 0;
   bool line_has_text = false;
-  for (int c = std::fgetc(file); c != EOF; c = std::fgetc(file)) {
+  for (const char c : text) {
     if (c == '\n') {
       lines += line_has_text ? 1 : 0;
       line_has_text = false;
@@ -53,7 +51,6 @@ std::size_t csv_data_rows(const fs::path& path) {
     }
   }
   lines += line_has_text ? 1 : 0;
-  std::fclose(file);
   return lines > 0 ? lines - 1 : 0;
 }
 
@@ -74,19 +71,10 @@ const char* run_state_name(RunState state) {
 RunState run_state(const fs::path& run) {
   // summary.json is written by finish(), after the last epoch; a resumed run trains on beneath an old
   // one, so the summary counts only when it covers every row of metrics.csv.
-  const fs::path summary = run / "summary.json";
-  if (is_file(summary)) {
+  if (const std::optional<std::string> text = read_text(run / "summary.json")) {
     try {
-      FILE* file = std::fopen(summary.c_str(), "rb");
-      std::string text;
-      if (file) {
-        char buffer[4096];
-        for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, file)) > 0;)
-          text.append(buffer, n);
-        std::fclose(file);
-      }
       // per_epoch lists every epoch trained (epochs_done is the kept one: the best after early stopping).
-      const nlohmann::json json = nlohmann::json::parse(text);
+      const nlohmann::json json = nlohmann::json::parse(*text);
       if (json.is_object() && json.contains("per_epoch") && json["per_epoch"].is_array() &&
           json["per_epoch"].size() == csv_data_rows(run / "metrics.csv"))
         return RunState::kFinished;
@@ -153,12 +141,8 @@ std::string csv_rows_json(std::string_view csv) {
     }
     return cells;
   };
-  // Cells are whatever bytes the file holds: invalid UTF-8 is replaced, not thrown (found by fuzzing).
-  const auto dump = [](const nlohmann::json& value) {
-    return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  };
   nlohmann::json rows = nlohmann::json::array();
-  if (lines.empty()) return dump(rows);
+  if (lines.empty()) return json_text(rows);
   const std::vector<std::string_view> header = split(lines.front());
   for (std::size_t i = 1; i < lines.size(); ++i) {
     const std::vector<std::string_view> cells = split(lines[i]);
@@ -182,7 +166,7 @@ std::string csv_rows_json(std::string_view csv) {
     }
     rows.push_back(std::move(row));
   }
-  return dump(rows);
+  return json_text(rows);
 }
 
 }  // namespace softreg::serve

@@ -11,12 +11,11 @@
 #include <charconv>
 #include <condition_variable>
 #include <ctime>
-#include <fstream>
 #include <list>
 #include <mutex>
-#include <sstream>
 #include <thread>
 
+#include "serve/text.hpp"
 #include "serve/web_assets.hpp"
 #include "softreg/error.hpp"
 #include "softreg/inference.hpp"
@@ -41,26 +40,13 @@ constexpr auto kKeepAliveInterval = std::chrono::seconds(5);
 // Test images are served enlarged, so that a browser shows them sharp at thumbnail size.
 constexpr int kTestImageScale = 2;
 
-// JSON text that never throws: file and class names need not be UTF-8.
-std::string dump(const json& value) {
-  return value.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
 void send_json(httplib::Response& res, const json& value, int status = 200) {
   res.status = status;
-  res.set_content(dump(value), "application/json");
+  res.set_content(json_text(value), "application/json");
 }
 
 void send_error(httplib::Response& res, int status, const std::string& message) {
   send_json(res, {{"error", message}}, status);
-}
-
-std::optional<std::string> read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 // When a file was last written, and how big it is: a file rewritten by rename changes at least one.
@@ -296,18 +282,18 @@ struct Dashboard::Impl {
     res.set_header("Cache-Control", "no-cache");
     res.set_header("X-Accel-Buffering", "no");
     auto sent = std::make_shared<long long>(after);
-    res.set_chunked_content_provider(
-        "text/event-stream", [this, run, sent](std::size_t, httplib::DataSink& sink) {
-          // An exception must not leave the provider: httplib runs it outside any handler's guard.
-          try {
-            return stream_epochs(run, *sent, sink);
-          } catch (const std::exception& e) {
-            const std::string event = fmt::format("event: error\ndata: {}\n\n", dump({{"error", e.what()}}));
-            sink.write(event.data(), event.size());
-            sink.done();
-            return true;
-          }
-        });
+    res.set_chunked_content_provider("text/event-stream", [this, run, sent](std::size_t,
+                                                                            httplib::DataSink& sink) {
+      // An exception must not leave the provider: httplib runs it outside any handler's guard.
+      try {
+        return stream_epochs(run, *sent, sink);
+      } catch (const std::exception& e) {
+        const std::string event = fmt::format("event: error\ndata: {}\n\n", json_text({{"error", e.what()}}));
+        sink.write(event.data(), event.size());
+        sink.done();
+        return true;
+      }
+    });
   }
 
   // The body of the event stream: each new row of metrics.csv as an epoch event until the run is not
@@ -329,7 +315,7 @@ struct Dashboard::Impl {
           if (!row.contains("epoch") || !row["epoch"].is_number_integer()) continue;
           const long long epoch = row["epoch"].get<long long>();
           if (epoch <= sent) continue;
-          const std::string event = fmt::format("id: {}\nevent: epoch\ndata: {}\n\n", epoch, dump(row));
+          const std::string event = fmt::format("id: {}\nevent: epoch\ndata: {}\n\n", epoch, json_text(row));
           if (!sink.write(event.data(), event.size())) return false;
           sent = epoch;
           last_write = std::chrono::steady_clock::now();
@@ -337,7 +323,7 @@ struct Dashboard::Impl {
       }
       if (state != RunState::kTraining) {
         const std::string end =
-            fmt::format("event: end\ndata: {}\n\n", dump({{"state", run_state_name(state)}}));
+            fmt::format("event: end\ndata: {}\n\n", json_text({{"state", run_state_name(state)}}));
         sink.write(end.data(), end.size());
         sink.done();
         return true;
