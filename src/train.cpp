@@ -249,20 +249,28 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
   constexpr std::size_t kGrain = 16;
   const std::size_t d_chunk = (D + threads * kGrain - 1) / (threads * kGrain) * kGrain;
   std::vector<std::int64_t> thread_correct(threads, 0);
-  std::vector<double> thread_wait(threads, 0.0);  // seconds each thread spent at the barriers
+  // Seconds each thread spent at the barriers, in forward passes and in backward passes.
+  std::vector<double> thread_wait(threads, 0.0), thread_forward(threads, 0.0), thread_backward(threads, 0.0);
+  using Clock = std::chrono::steady_clock;
+  std::vector<Clock::time_point> thread_mark(threads);  // when each thread last left a barrier
   SpinBarrier barrier(static_cast<int>(threads));
-  // Meets the team; the time spent waiting for the others is what a second thread fails to gain.
-  const auto meet = [&](std::size_t t) {
+  // Meets the team; adds the work since the last meeting to `phase`. The time spent waiting for the
+  // others is what a second thread fails to gain.
+  const auto meet = [&](std::size_t t, std::vector<double>& phase) {
+    const auto arrived = Clock::now();
+    phase[t] += std::chrono::duration<double>(arrived - thread_mark[t]).count();
+    thread_mark[t] = arrived;
     if (threads == 1) return;
-    const auto arrived = std::chrono::steady_clock::now();
     barrier.arrive_and_wait();
-    thread_wait[t] += std::chrono::duration<double>(std::chrono::steady_clock::now() - arrived).count();
+    thread_mark[t] = Clock::now();
+    thread_wait[t] += std::chrono::duration<double>(thread_mark[t] - arrived).count();
   };
   std::atomic<bool> stop{false};
   std::exception_ptr error;
   const std::size_t first = batches_done_ * B;
 
   pool_.run(threads, [&](std::size_t t) {
+    thread_mark[t] = Clock::now();
     for (std::size_t begin = first; begin < n; begin += B) {
       const std::size_t count = std::min(n, begin + B) - begin;
       // Read before the first barrier: thread 0 moves batches_done_ on after it.
@@ -279,7 +287,7 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
                                train_.element, kernel_model.W.data(), kernel_model.b.data(), train_.scale(),
                                batch_loss_.data() + r0, nullptr, batch_dlogits_.data() + r0 * K});
       }
-      meet(t);
+      meet(t, thread_forward);
 
       // Thread 0 also does the bookkeeping, so it takes the last (shortest) range of inputs.
       const std::size_t chunk = threads - 1 - t;
@@ -310,7 +318,7 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
           }
         }
       }
-      if (!fused) meet(t);  // the whole gradient is there
+      if (!fused) meet(t, thread_backward);  // the whole gradient is there
       if (t == 0) {
         try {
           if (!fused) step(batch_dW_, batch_db_, count, lr);
@@ -326,14 +334,17 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
           stop = true;
         }
       }
-      meet(t);
+      meet(t, thread_backward);
       if (stop) return;
     }
   });
   for (std::int64_t c : thread_correct)
     partial_sums_.correct += c;
-  for (double w : thread_wait)
-    barrier_wait_ += w / static_cast<double>(threads);
+  for (std::size_t t = 0; t < threads; ++t) {
+    barrier_wait_ += thread_wait[t] / static_cast<double>(threads);
+    forward_seconds_ += thread_forward[t] / static_cast<double>(threads);
+    backward_seconds_ += thread_backward[t] / static_cast<double>(threads);
+  }
   if (error) std::rethrow_exception(error);
   return !stop;
 }
@@ -379,7 +390,9 @@ std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
   metrics.train_seconds = std::chrono::duration<double>(eval_start - start).count();
   metrics.eval_seconds = std::chrono::duration<double>(end - eval_start).count();
   metrics.barrier_wait_seconds = barrier_wait_;
-  barrier_wait_ = 0;
+  metrics.forward_seconds = forward_seconds_;
+  metrics.backward_seconds = backward_seconds_;
+  barrier_wait_ = forward_seconds_ = backward_seconds_ = 0;
   return metrics;
 }
 

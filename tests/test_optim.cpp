@@ -206,6 +206,24 @@ TEST(Trainer, ReportsTheTimeThreadsWaitAtBarriers) {
   EXPECT_GT(two.run_epoch()->barrier_wait_seconds, 0.0);
 }
 
+TEST(Trainer, SplitsTheFastPassIntoForwardBackwardAndWaiting) {
+  const Dataset train = learnable(1000, 11), test = learnable(100, 12);
+  for (int threads : {1, 2}) {
+    Trainer fast(config_for(threads, KernelChoice::kFast), train, test);
+    const EpochMetrics m = fast.run_epoch().value();
+    EXPECT_GT(m.forward_seconds, 0.0) << threads;
+    EXPECT_GT(m.backward_seconds, 0.0) << threads;
+    // Each thread's three parts are consecutive intervals inside the pass, so they cannot exceed it
+    // (the rest is the shuffle and the thread pool's start).
+    EXPECT_LE(m.forward_seconds + m.backward_seconds + m.barrier_wait_seconds, m.train_seconds) << threads;
+  }
+  // The naive path has no such phases.
+  Trainer naive(config_for(1, KernelChoice::kNaive), train, test);
+  const EpochMetrics m = naive.run_epoch().value();
+  EXPECT_EQ(m.forward_seconds, 0.0);
+  EXPECT_EQ(m.backward_seconds, 0.0);
+}
+
 }  // namespace
 }  // namespace softreg
 

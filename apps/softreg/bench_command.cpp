@@ -171,9 +171,11 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   const double flops_per_epoch = 4 * n * D * K;  // forward and backward multiply-adds
   const double bytes_per_epoch = static_cast<double>(data.train.count * data.train.row_bytes());  // read once
   std::vector<double> train_times, eval_times;
-  double barrier_wait = 0, train_total = 0;
+  double barrier_wait = 0, train_total = 0, forward_total = 0, backward_total = 0;
   for (const auto& m : epochs) {
     barrier_wait += m.barrier_wait_seconds;
+    forward_total += m.forward_seconds;
+    backward_total += m.backward_seconds;
     train_total += m.train_seconds;
     train_times.push_back(m.train_seconds);
     eval_times.push_back(m.eval_seconds);
@@ -191,6 +193,8 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   const double floor = std::max(compute_floor, memory_floor);
   const EpochMetrics& last = epochs.back();
   const double barrier_wait_fraction = barrier_wait / train_total;
+  const double forward_per_epoch = forward_total / static_cast<double>(epochs.size());
+  const double backward_per_epoch = backward_total / static_cast<double>(epochs.size());
   const double checkpoint_per_epoch = summary.seconds_checkpoints / static_cast<double>(epochs.size());
   const std::string target = config.kernel == KernelChoice::kFast ? simd_target() : "eigen";
 
@@ -213,6 +217,8 @@ int run_bench(const BenchOptions& options, double startup_seconds,
     j["eval_seconds"] = eval_per_epoch;
     j["checkpoint_seconds"] = checkpoint_per_epoch;
     j["barrier_wait_fraction"] = barrier_wait_fraction;
+    j["forward_seconds_per_epoch"] = forward_per_epoch;
+    j["backward_seconds_per_epoch"] = backward_per_epoch;
     j["process_seconds"] = process_seconds;
     j["examples_per_second"] = n / train_per_epoch;
     j["gflops"] = flops_per_epoch / train_per_epoch / 1e9;
@@ -242,6 +248,11 @@ int run_bench(const BenchOptions& options, double startup_seconds,
              checkpoint_per_epoch);
   fmt::print("  barrier wait       {:8.1f} %   of the training time (threads waiting for each other)\n",
              100 * barrier_wait_fraction);
+  if (config.kernel == KernelChoice::kFast) {
+    fmt::print(
+        "  forward, backward  {:8.4f} s, {:.4f} s per epoch (each thread's mean; the rest is waiting)\n",
+        forward_per_epoch, backward_per_epoch);
+  }
   fmt::print("  whole process      {:8.3f} s   (exec to the last checkpoint, as train --no-plots)\n",
              process_seconds);
   fmt::print("  throughput         {:8.2f} M examples/s, {:.1f} GFLOP/s, {:.2f} GB/s of data\n",

@@ -93,6 +93,11 @@ struct EpochMetrics {
   /// Of train_seconds, the time the threads waited for each other at the fast path's barriers
   /// (their mean); 0 with one thread and on the naive path.
   double barrier_wait_seconds = 0;
+  /// Of train_seconds, the fast path's forward passes (softmax and loss included) and backward passes
+  /// (with the update and the bookkeeping), each the mean over the threads; 0 on the naive path. With
+  /// the barrier wait they make up the pass: they show which half fails to scale with threads.
+  double forward_seconds = 0;
+  double backward_seconds = 0;
   bool has_validation = false;  // the two below are set
   double val_loss = 0;
   double val_acc = 0;
@@ -199,6 +204,7 @@ class Trainer {
   std::size_t batches_done_ = 0;
   BatchSums partial_sums_;
   double barrier_wait_ = 0;  // in the current epoch so far
+  double forward_seconds_ = 0, backward_seconds_ = 0;
   std::size_t runaway_batches_ = 0;
   std::vector<std::uint32_t> order_;
   // One gradient buffer and workspace per thread; summed in thread order after each batch.
