@@ -347,12 +347,10 @@ void ColumnPartialTile(const FastUpdateArgs& a, std::size_t k0, std::size_t widt
 template <class T, bool kApplyStep>
 void ColumnsT(const FastUpdateArgs& a) {
   const float scale = kApplyStep ? a.step * a.scale : a.scale;
-  // With several threads, half of the batch's rows were read by another core: ask for this range of
-  // them up front, as the forward pass does.
-  for (std::size_t r = 0; r < a.count; ++r) {
-    for (std::size_t offset = a.d_begin * sizeof(T); offset < a.d_end * sizeof(T); offset += 64)
-      __builtin_prefetch(a.rows[r] + offset, 0, 2);
-  }
+  // No prefetching here, unlike the forward pass: the rows are in this core's L2 or (with several
+  // threads, the other half of the batch) in another core's, and each row's range of inputs is read
+  // in order. Asking for every row's range up front, as the forward pass does, made this pass about a
+  // fifth slower on two threads (Zen 4, BENCHMARKS.md) and did not help on one.
   const std::size_t K = a.classes;
   std::size_t k0 = 0;
   for (; k0 + kTile <= K; k0 += kTile)
