@@ -111,7 +111,9 @@ void BM_ProbeFma(benchmark::State& state) {
 BENCHMARK(BM_ProbeFma)->Iterations(3);
 
 // The two halves of the fused step on their own (batch 256, one thread), on shuffled rows of the whole
-// training set or (second argument 1) on the same cache-resident rows every time.
+// training set or (second argument 1) on the same cache-resident rows every time. In training the
+// update always follows the forward pass over the same rows, so its figure there is the resident one
+// (it does not prefetch: on rows from memory it waits for each).
 void BM_FusedHalves(benchmark::State& state) {
   const bool forward = state.range(0) == 0;
   FusedBatches batches(256);
