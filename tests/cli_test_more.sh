@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# The second half of the command-line test (the first: cli_test.sh): runaway and oversized runs, bench,
+# own data, serve's refusals, and every numeric flag's range.
+# Usage: cli_test_more.sh path/to/softreg
+source "$(dirname "${BASH_SOURCE[0]}")/cli_common.sh" "$1"
+
+# What this half uses from the first: a one-epoch model (run2, as the first half trains it).
+"$softreg" train --epochs 1 --no-check --quiet --out run2 --threads 2 && ok || fail "the one-epoch run2"
+
+# A learning rate far too large: stopped at the first runaway batch, one line, nothing written.
+expect 1 '^softreg: error: training diverged in epoch 1, batch [0-9]+: mean batch loss .*; try a smaller --lr than 10000; no checkpoint was written$' -- \
+  train --lr 1e4 --quiet --no-plots --out diverged
+[ -z "$(ls diverged)" ] && ok || fail "a diverged run left files: $(ls diverged)"
+
+# A batch larger than the training set is one batch of all of it, not an allocation failure.
+"$softreg" train --batch-size 100000000000 --epochs 1 --no-check --quiet --no-plots --out huge && ok ||
+  fail "train --batch-size 1e11"
+
+# softreg bench: the JSON has the promised keys; the naive kernel trains to the same accuracy.
+"$softreg" bench --epochs 1 --probe-seconds 0.05 --json >bench.json 2>err.txt && ok || fail "bench: $(cat err.txt)"
+for key in train_seconds_per_epoch floor_seconds_per_epoch load_seconds seconds_load eval_seconds checkpoint_seconds \
+  barrier_wait_fraction forward_seconds_per_epoch backward_seconds_per_epoch process_seconds probe_gflops probe_gflops_per_thread peak_rss_mb threads; do
+  grep -q "\"$key\": [0-9]" bench.json && ok || fail "bench --json lacks $key"
+done
+expect 2 'softreg: error: --simd NOPE: not available here' -- bench --simd NOPE
+"$softreg" train --epochs 1 --no-check --quiet --no-plots --kernel naive --out naive && ok || fail "train --kernel naive"
+fast_acc=$(cut -d, -f4 run2/metrics.csv | tail -1)
+naive_acc=$(cut -d, -f4 naive/metrics.csv | tail -1)
+awk -v a="$fast_acc" -v b="$naive_acc" 'BEGIN { d = a - b; exit !(d < 0.002 && d > -0.002) }' && ok ||
+  fail "fast and naive test accuracy differ: $fast_acc vs $naive_acc"
+
+# Own data: CSV tables with text labels train, evaluate and predict; bad tables and flags are clear errors.
+{
+  echo "species,x,y"
+  for i in $(seq 1 60); do echo "ant,$((i % 5)).5,9"; echo "bee,9,$((i % 7)).25"; echo "cat,-9,-$((i % 3))"; done
+} >own-train.csv
+head -31 own-train.csv >own-test.csv
+expect 0 'test accuracy 1\.0000' -- train --train-csv own-train.csv --test-csv own-test.csv --no-plots --out own
+expect 0 '^model: own/model.safetensors \(3 classes, 2 f32 features\)' -- eval --model own/model.safetensors
+printf '9,1\n-9,-1\n' >own-rows.csv
+expect 0 'own-rows.csv:1: cat' -- predict --model own/model.safetensors own-rows.csv
+expect 0 '"class_names": \[' -- data --train-csv own-train.csv --test-csv own-test.csv --json
+printf 'species,x,y\nant,1,2\nbee,3\n' >ragged.csv
+expect 1 'softreg: error: ragged.csv: line 3 has 2 cells, but the first line has 3' -- train --train-csv ragged.csv --test-fraction 0.5
+printf 'species,x,y\nant,1,oops\n' >text.csv
+expect 1 "softreg: error: text.csv: line 2, column 3: 'oops' is not a number" -- data --train-csv text.csv --test-csv text.csv
+expect 2 'softreg: error: no test set: give --test-csv, or --test-fraction F' -- train --train-csv own-train.csv
+expect 2 'softreg: error: --classes must be between 2 and 4096, got 1' -- train --classes 1
+expect 2 "softreg: error: --image-size must be HxW" -- train --image-size 28 --train-csv own-train.csv --test-fraction 0.2
+expect 2 'softreg: error: give one kind of data' -- train --data /usr/share/datasets/fashion-mnist --train-csv own-train.csv
+expect 2 'softreg: error: --test-fraction must be in \(0, 1\), got 1.5' -- train --test-fraction 1.5
+
+# softreg serve (its API and the page: test_serve.cpp, browser_test.sh): refusals before serving.
+expect 1 'softreg: error: --runs /nonexistent: no such folder' -- serve --runs /nonexistent
+expect 2 "softreg: error: --serve-port requires --serve" -- train --serve-port 0
+expect 2 "softreg: error: --serve-host requires --serve" -- train --serve-host 0.0.0.0
+expect 1 'softreg: error: cannot listen on 256.0.0.1 \(any port\)' -- serve --runs . --host 256.0.0.1 --port 0
+"$softreg" serve --runs . --port 0 >serve.out 2>&1 &
+serve_pid=$!
+for _ in $(seq 1 100); do grep -q 'http://' serve.out && break; sleep 0.05; done
+serve_port=$(grep -o '127\.0\.0\.1:[0-9]*' serve.out | head -1 | cut -d: -f2)
+if [ -n "$serve_port" ]; then
+  ok
+  expect 1 "softreg: error: cannot listen on 127.0.0.1:$serve_port: Address already in use" -- serve --runs . --port "$serve_port"
+  expect 1 "softreg: error: cannot listen on 127.0.0.1:$serve_port: Address already in use" -- train --serve --serve-port "$serve_port" --epochs 1 --quiet --out serve-busy
+  if [ -e serve-busy/model.safetensors ]; then fail "train --serve on a busy port trained anyway"; else ok; fi
+else
+  fail "softreg serve --port 0 printed no address: $(cat serve.out)"
+fi
+kill -INT "$serve_pid"
+wait "$serve_pid"
+if [ $? -eq 0 ]; then ok; else fail "softreg serve did not exit 0 on Ctrl-C"; fi
+
+# Every numeric flag's range, at its edges: just outside is a usage error naming the flag (exit 2);
+# the edge itself is accepted. Columns: command (with what it needs), flag, outside, message, edge.
+range_table=$(cat <<'TABLE'
+train|--epochs|0|--epochs must be between 1 and 1000000, got 0|1
+train|--epochs|1000001|--epochs must be between 1 and 1000000|1
+train|--batch-size|0|--batch-size must be >= 1, got 0|1
+train|--lr|0|--lr must be > 0, got 0|1e-9
+train|--lr|inf|--lr must be > 0, got inf|1e-9
+train|--seed|-1|--seed: must be >= 0|18446744073709551615
+train|--init-std|-0.1|--init-std must be between 0 and 1|0
+train|--init-std|1.01|--init-std must be between 0 and 1|1
+train|--threads|0|--threads must be between 1 and 1024|1
+train|--threads|1025|--threads must be between 1 and 1024|1
+train|--momentum|1|--momentum must be in \[0, 1\)|0
+train|--beta1|1|--beta1 must be in \[0, 1\)|0
+train|--beta2|-0.1|--beta2 must be in \[0, 1\)|0
+train|--eps|0|--eps must be > 0|1e-30
+train|--weight-decay|-1e-9|--weight-decay must be >= 0|0
+train|--l2|-1e-9|--l2 must be >= 0|0
+train|--warmup|-1|--warmup must be between 0 and the number of epochs|1
+train --epochs 1|--warmup|2|--warmup must be between 0 and the number of epochs \(1\)|1
+train|--lr-step|0|--lr-step must be between 1 and 1000000|1
+train|--lr-gamma|0|--lr-gamma must be in \(0, 1\]|1
+train|--lr-gamma|1.01|--lr-gamma must be in \(0, 1\]|1
+train|--val-fraction|0|--val-fraction must be in \(0, 1\)|0.5
+train|--val-fraction|1|--val-fraction must be in \(0, 1\)|0.5
+train --val-fraction 0.1|--early-stop|-1|--early-stop is out of range|0
+train --optimizer lbfgs|--max-iter|0|--max-iter must be between 1 and 1000000|1
+train --optimizer lbfgs|--tol|-1e-9|--tol must be >= 0|0
+train --optimizer lbfgs|--history-size|0|--history-size must be between 1 and 10000|1
+train --optimizer lbfgs|--history-size|10001|--history-size must be between 1 and 10000|1
+train|--n|0|--n must be >= 1, got 0|1
+train|--classes|1|--classes must be between 2 and 4096|10
+train|--classes|4097|--classes must be between 2 and 4096|10
+tune --grid 1e-3|--refit-tol|-1|--refit-tol must be >= 0|0
+tune --grid 1e-3 --optimizer sgd|--lrs|0|--lrs|0.1
+eval --model run2/model.safetensors|--threads|0|--threads must be between 1 and 1024|1
+plot run2 --out range-pics|--n|0|--n must be >= 1|1
+plot run2 --out range-pics|--threads|0|--threads must be between 1 and 1024|1
+predict --model run2/model.safetensors --index 0..1|--top|0|--top must be|1
+bench --epochs 1 --probe-seconds 0.1 --rows 300|--threads|0|--threads must be between 1 and 1024|1
+bench --probe-seconds 0.1 --rows 300|--epochs|0|--epochs must be between 1 and 1000|1
+bench --epochs 1 --rows 300|--probe-seconds|0|--probe-seconds must be in \(0, 10\]|0.1
+bench --epochs 1 --probe-seconds 0.1 --rows 300 --features 8|--classes|1|--classes must be between 2 and 4096|2
+bench --epochs 1 --probe-seconds 0.1 --rows 300 --classes 2|--features|1048577|--features must be between 1 and 1048576|1
+bench --epochs 1 --probe-seconds 0.1 --classes 2 --features 8|--rows|100000001|--rows must be between 1 and 1e8|1
+data download mnist --to never|--retries|21|--retries must be between 0 and 20|-
+data download mnist --to never|--connect-timeout|0.5|--connect-timeout must be between 1 and 600|-
+data download mnist --to never|--stall-timeout|3601|--stall-timeout must be between 1 and 3600|-
+serve --runs .|--port|65536|--port must be from 0 to 65535|-
+serve --runs .|--port|-1|--port must be from 0 to 65535|-
+train --serve|--serve-port|65536|--serve-port must be from 0 to 65535|-
+TABLE
+)
+row=0
+while IFS='|' read -r command flag outside message edge; do
+  row=$((row + 1))
+  read -ra base <<<"$command"
+  expect 2 "softreg: error: $message" -- "${base[@]}" "$flag" "$outside"
+  [ "$edge" = "-" ] && continue
+  extra=()
+  case "${base[0]}" in
+    train | tune) extra=(--no-check --no-plots --quiet --out "range-$row") ;;
+  esac
+  [ "${base[0]}" = train ] && ! grep -qE -- "--epochs|lbfgs" <<<"$command" && [ "$flag" != --epochs ] && extra+=(--epochs 1)
+  "$softreg" "${base[@]}" "$flag" "$edge" "${extra[@]}" >edge.out 2>edge.err
+  code=$?
+  if [ "$code" -eq 2 ]; then fail "softreg ${base[*]} $flag $edge (the edge) is a usage error: $(cat edge.err)"; else ok; fi
+done <<<"$range_table"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
