@@ -249,28 +249,37 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
   constexpr std::size_t kGrain = 16;
   const std::size_t d_chunk = (D + threads * kGrain - 1) / (threads * kGrain) * kGrain;
   std::vector<std::int64_t> thread_correct(threads, 0);
-  // Seconds each thread spent at the barriers, in forward passes and in backward passes.
+  // Each thread's correct predictions, and the seconds it spent at the barriers, in forward passes and in
+  // backward passes; written once at the end (adjacent counters written by both cores every batch would
+  // share a cache line).
   std::vector<double> thread_wait(threads, 0.0), thread_forward(threads, 0.0), thread_backward(threads, 0.0);
-  using Clock = std::chrono::steady_clock;
-  std::vector<Clock::time_point> thread_mark(threads);  // when each thread last left a barrier
   SpinBarrier barrier(static_cast<int>(threads));
-  // Meets the team; adds the work since the last meeting to `phase`. The time spent waiting for the
-  // others is what a second thread fails to gain.
-  const auto meet = [&](std::size_t t, std::vector<double>& phase) {
-    const auto arrived = Clock::now();
-    phase[t] += std::chrono::duration<double>(arrived - thread_mark[t]).count();
-    thread_mark[t] = arrived;
-    if (threads == 1) return;
-    barrier.arrive_and_wait();
-    thread_mark[t] = Clock::now();
-    thread_wait[t] += std::chrono::duration<double>(thread_mark[t] - arrived).count();
-  };
   std::atomic<bool> stop{false};
   std::exception_ptr error;
   const std::size_t first = batches_done_ * B;
 
   pool_.run(threads, [&](std::size_t t) {
-    thread_mark[t] = Clock::now();
+    using Clock = std::chrono::steady_clock;
+    double waited = 0, forward = 0, backward = 0;
+    std::int64_t correct = 0;
+    Clock::time_point mark = Clock::now();  // when this thread last left a barrier
+    // Meets the team; adds the work since the last meeting to `phase`. The time spent waiting for the
+    // others is what a second thread fails to gain.
+    const auto meet = [&](double& phase) {
+      const auto arrived = Clock::now();
+      phase += std::chrono::duration<double>(arrived - mark).count();
+      mark = arrived;
+      if (threads == 1) return;
+      barrier.arrive_and_wait();
+      mark = Clock::now();
+      waited += std::chrono::duration<double>(mark - arrived).count();
+    };
+    const auto record = [&] {
+      thread_correct[t] = correct;
+      thread_wait[t] = waited;
+      thread_forward[t] = forward;
+      thread_backward[t] = backward;
+    };
     for (std::size_t begin = first; begin < n; begin += B) {
       const std::size_t count = std::min(n, begin + B) - begin;
       // Read before the first barrier: thread 0 moves batches_done_ on after it.
@@ -282,12 +291,12 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
         batch_labels_[r] = train_.labels[order_[begin + r]];
       }
       if (r0 < r1) {
-        thread_correct[t] +=
+        correct +=
             fast_forward_rows({batch_pixels_.data() + r0, batch_labels_.data() + r0, r1 - r0, D, K,
                                train_.element, kernel_model.W.data(), kernel_model.b.data(), train_.scale(),
                                batch_loss_.data() + r0, nullptr, batch_dlogits_.data() + r0 * K});
       }
-      meet(t, thread_forward);
+      meet(forward);
 
       // Thread 0 also does the bookkeeping, so it takes the last (shortest) range of inputs.
       const std::size_t chunk = threads - 1 - t;
@@ -318,7 +327,7 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
           }
         }
       }
-      if (!fused) meet(t, thread_backward);  // the whole gradient is there
+      if (!fused) meet(backward);  // the whole gradient is there
       if (t == 0) {
         try {
           if (!fused) step(batch_dW_, batch_db_, count, lr);
@@ -334,9 +343,10 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
           stop = true;
         }
       }
-      meet(t, thread_backward);
-      if (stop) return;
+      meet(backward);
+      if (stop) return record();
     }
+    record();
   });
   for (std::int64_t c : thread_correct)
     partial_sums_.correct += c;
