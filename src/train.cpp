@@ -248,11 +248,14 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
   // Input ranges at multiples of 16 floats: whole SIMD vectors on every target (16 lanes at most).
   constexpr std::size_t kGrain = 16;
   const std::size_t d_chunk = (D + threads * kGrain - 1) / (threads * kGrain) * kGrain;
-  std::vector<std::int64_t> thread_correct(threads, 0);
-  // Each thread's correct predictions, and the seconds it spent at the barriers, in forward passes and in
-  // backward passes; written once at the end (adjacent counters written by both cores every batch would
-  // share a cache line).
-  std::vector<double> thread_wait(threads, 0.0), thread_forward(threads, 0.0), thread_backward(threads, 0.0);
+  // What each thread counts: its correct predictions, and the seconds it spent in forward passes, in
+  // backward passes and at the barriers. Kept on the thread's stack and copied out once at the end
+  // (adjacent counters written by both cores every batch would share a cache line).
+  struct Tally {
+    std::int64_t correct = 0;
+    double forward = 0, backward = 0, waited = 0;
+  };
+  std::vector<Tally> tallies(threads);
   SpinBarrier barrier(static_cast<int>(threads));
   std::atomic<bool> stop{false};
   std::exception_ptr error;
@@ -260,8 +263,7 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
 
   pool_.run(threads, [&](std::size_t t) {
     using Clock = std::chrono::steady_clock;
-    double waited = 0, forward = 0, backward = 0;
-    std::int64_t correct = 0;
+    Tally tally;
     Clock::time_point mark = Clock::now();  // when this thread last left a barrier
     // Meets the team; adds the work since the last meeting to `phase`. The time spent waiting for the
     // others is what a second thread fails to gain.
@@ -272,13 +274,7 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
       if (threads == 1) return;
       barrier.arrive_and_wait();
       mark = Clock::now();
-      waited += std::chrono::duration<double>(mark - arrived).count();
-    };
-    const auto record = [&] {
-      thread_correct[t] = correct;
-      thread_wait[t] = waited;
-      thread_forward[t] = forward;
-      thread_backward[t] = backward;
+      tally.waited += std::chrono::duration<double>(mark - arrived).count();
     };
     for (std::size_t begin = first; begin < n; begin += B) {
       const std::size_t count = std::min(n, begin + B) - begin;
@@ -291,12 +287,12 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
         batch_labels_[r] = train_.labels[order_[begin + r]];
       }
       if (r0 < r1) {
-        correct +=
+        tally.correct +=
             fast_forward_rows({batch_pixels_.data() + r0, batch_labels_.data() + r0, r1 - r0, D, K,
                                train_.element, kernel_model.W.data(), kernel_model.b.data(), train_.scale(),
                                batch_loss_.data() + r0, nullptr, batch_dlogits_.data() + r0 * K});
       }
-      meet(forward);
+      meet(tally.forward);
 
       // Thread 0 also does the bookkeeping, so it takes the last (shortest) range of inputs.
       const std::size_t chunk = threads - 1 - t;
@@ -327,7 +323,7 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
           }
         }
       }
-      if (!fused) meet(backward);  // the whole gradient is there
+      if (!fused) meet(tally.backward);  // the whole gradient is there
       if (t == 0) {
         try {
           if (!fused) step(batch_dW_, batch_db_, count, lr);
@@ -343,17 +339,16 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
           stop = true;
         }
       }
-      meet(backward);
-      if (stop) return record();
+      meet(tally.backward);
+      if (stop) break;
     }
-    record();
+    tallies[t] = tally;
   });
-  for (std::int64_t c : thread_correct)
-    partial_sums_.correct += c;
-  for (std::size_t t = 0; t < threads; ++t) {
-    barrier_wait_ += thread_wait[t] / static_cast<double>(threads);
-    forward_seconds_ += thread_forward[t] / static_cast<double>(threads);
-    backward_seconds_ += thread_backward[t] / static_cast<double>(threads);
+  for (const Tally& tally : tallies) {
+    partial_sums_.correct += tally.correct;
+    barrier_wait_ += tally.waited / static_cast<double>(threads);
+    forward_seconds_ += tally.forward / static_cast<double>(threads);
+    backward_seconds_ += tally.backward / static_cast<double>(threads);
   }
   if (error) std::rethrow_exception(error);
   return !stop;
