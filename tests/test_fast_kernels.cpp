@@ -134,6 +134,30 @@ TEST(FastKernels, CpusWithoutAvx512StillGetAVectorPath) {
   restrict_simd_targets("");
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+TEST(FastKernels, TargetsOfferedAreExactlyThoseTheCpuAndOsSupport) {
+  // softreg checks the CPU itself (src/kernels/simd_targets.cpp) instead of loading libhwy.so; the
+  // compiler's runtime (libgcc or compiler-rt, which also asks the OS which registers it saves) is the
+  // independent witness. Only the features both compilers can name are compared.
+  const auto targets = simd_targets_available();
+  const auto offered = [&](const char* name) {
+    return std::find(targets.begin(), targets.end(), name) != targets.end();
+  };
+  const bool sse4 = __builtin_cpu_supports("ssse3") && __builtin_cpu_supports("sse4.2") &&
+                    __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("aes");
+  const bool avx2 = sse4 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2");
+  const bool avx3 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                    __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+                    __builtin_cpu_supports("avx512cd");
+  EXPECT_EQ(offered("SSE4"), sse4);
+  EXPECT_EQ(offered("AVX2"), avx2);
+  EXPECT_EQ(offered("AVX3"), avx3);
+  EXPECT_TRUE(offered("SCALAR"));  // the fallback is always there
+  EXPECT_EQ(simd_target(), targets.front());
+}
+#endif
+
 TEST(FastKernels, ExtremeLogitsStayFinite) {
   Batch batch(28, 16, 0.01, 4);
   batch.model.W *= 1e4f;  // logits of order +-1e4: the seed's exp would overflow
