@@ -3,6 +3,7 @@
 #include "softreg/download.hpp"
 
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <openssl/evp.h>
@@ -17,7 +18,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <mutex>
 #include <thread>
 
 #include "softreg/atomic_file.hpp"
@@ -142,9 +142,52 @@ void fsync_path(const fs::path& path, int flags) {
   ::close(fd);
 }
 
-void global_curl_init() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+// libcurl is opened when the first download starts instead of being linked: with the TLS, Kerberos,
+// LDAP and SSH libraries it brings, it cost every softreg process about 3 ms at start (BENCHMARKS.md),
+// and most runs never download. The header still gives the types and constants; these are the
+// functions softreg calls.
+struct CurlLibrary {
+  decltype(&::curl_global_init) global_init = nullptr;
+  decltype(&::curl_easy_init) easy_init = nullptr;
+  decltype(&::curl_easy_cleanup) easy_cleanup = nullptr;
+  decltype(&::curl_easy_setopt) easy_setopt = nullptr;
+  decltype(&::curl_easy_getinfo) easy_getinfo = nullptr;
+  decltype(&::curl_easy_perform) easy_perform = nullptr;
+  decltype(&::curl_easy_strerror) easy_strerror = nullptr;
+};
+
+constexpr const char* kCurlLibraryName = "libcurl.so.4";  // the soname since libcurl 7.16 (2006)
+
+template <class Function>
+void resolve(void* library, const char* name, Function& function) {
+  function = reinterpret_cast<Function>(::dlsym(library, name));
+  if (!function) throw Error(fmt::format("{} has no {}: is it libcurl?", kCurlLibraryName, name));
+}
+
+CurlLibrary open_libcurl() {
+  // Never closed: libcurl's global state lives until the process ends.
+  void* library = ::dlopen(kCurlLibraryName, RTLD_NOW | RTLD_LOCAL);
+  if (!library) {
+    const char* why = ::dlerror();
+    throw Error(fmt::format("cannot load {} to download ({}); install libcurl4 (scripts/setup does)",
+                            kCurlLibraryName, why ? why : "not found"));
+  }
+  CurlLibrary curl;
+  resolve(library, "curl_global_init", curl.global_init);
+  resolve(library, "curl_easy_init", curl.easy_init);
+  resolve(library, "curl_easy_cleanup", curl.easy_cleanup);
+  resolve(library, "curl_easy_setopt", curl.easy_setopt);
+  resolve(library, "curl_easy_getinfo", curl.easy_getinfo);
+  resolve(library, "curl_easy_perform", curl.easy_perform);
+  resolve(library, "curl_easy_strerror", curl.easy_strerror);
+  if (curl.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) throw Error("libcurl: cannot initialise");
+  return curl;
+}
+
+// Opened once, by whichever download comes first (a failed attempt is tried again next time).
+const CurlLibrary& libcurl() {
+  static const CurlLibrary curl = open_libcurl();
+  return curl;
 }
 
 // One HTTP(S) request for `url` into `out`, resuming at `offset` bytes (a Range request) when above 0.
@@ -166,6 +209,7 @@ struct TransferState {
   bool write_failed = false;
   bool interrupted = false;
   bool first_write = true;
+  const CurlLibrary* api = nullptr;
   CURL* curl = nullptr;
   const DownloadOptions* options = nullptr;
   DownloadProgress progress;
@@ -179,7 +223,7 @@ std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user)
   if (s.first_write) {
     s.first_write = false;
     long status = 0;
-    curl_easy_getinfo(s.curl, CURLINFO_RESPONSE_CODE, &status);
+    s.api->easy_getinfo(s.curl, CURLINFO_RESPONSE_CODE, &status);
     if (s.offset > 0 && status == 200) {  // no partial content: the whole file again, from the start
       if (std::fflush(s.out) != 0 || ::ftruncate(fileno(s.out), 0) != 0 ||
           std::fseek(s.out, 0, SEEK_SET) != 0) {
@@ -222,18 +266,19 @@ int on_transfer_info(void* user, curl_off_t total, curl_off_t now, curl_off_t, c
 
 Attempt fetch(const std::string& url, const fs::path& part, std::uint64_t cap, const PublishedFile& file,
               const DownloadOptions& options, std::chrono::steady_clock::time_point started) {
-  global_curl_init();
+  const CurlLibrary& api = libcurl();
   Attempt attempt;
   std::error_code ec;
   const std::uint64_t offset = fs::exists(part, ec) ? fs::file_size(part, ec) : 0;
   File out = open_or_throw(part, "ab");
-  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), &curl_easy_cleanup);
+  std::unique_ptr<CURL, decltype(api.easy_cleanup)> curl(api.easy_init(), api.easy_cleanup);
   if (!curl) throw Error("libcurl: cannot start a transfer");
   TransferState state;
   state.out = out.get();
   state.part = &part;
   state.offset = offset;
   state.cap = cap;
+  state.api = &api;
   state.curl = curl.get();
   state.options = &options;
   state.progress.file = file.name;
@@ -243,29 +288,29 @@ Attempt fetch(const std::string& url, const fs::path& part, std::uint64_t cap, c
   char error[CURL_ERROR_SIZE] = {};
   const std::string range = fmt::format("{}-", offset);
   CURL* c = curl.get();
-  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
-  curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
-  curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);  // HTTP errors are errors, their bodies not data
-  curl_easy_setopt(c, CURLOPT_USERAGENT, "softreg");
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options.connect_timeout_seconds * 1000));
+  api.easy_setopt(c, CURLOPT_URL, url.c_str());
+  api.easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+  api.easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
+  api.easy_setopt(c, CURLOPT_FAILONERROR, 1L);  // HTTP errors are errors, their bodies not data
+  api.easy_setopt(c, CURLOPT_USERAGENT, "softreg");
+  api.easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options.connect_timeout_seconds * 1000));
   // A stall: below one byte a second for the stall timeout.
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, std::max(1L, static_cast<long>(options.stall_timeout_seconds)));
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https,file");
-  curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");  // a server cannot redirect to a local file
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &state);
-  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_transfer_info);
-  curl_easy_setopt(c, CURLOPT_XFERINFODATA, &state);
-  if (offset > 0) curl_easy_setopt(c, CURLOPT_RANGE, range.c_str());
+  api.easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  api.easy_setopt(c, CURLOPT_LOW_SPEED_TIME, std::max(1L, static_cast<long>(options.stall_timeout_seconds)));
+  api.easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  api.easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https,file");
+  api.easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");  // a server cannot redirect to a local file
+  api.easy_setopt(c, CURLOPT_ERRORBUFFER, error);
+  api.easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+  api.easy_setopt(c, CURLOPT_WRITEDATA, &state);
+  api.easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+  api.easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_transfer_info);
+  api.easy_setopt(c, CURLOPT_XFERINFODATA, &state);
+  if (offset > 0) api.easy_setopt(c, CURLOPT_RANGE, range.c_str());
   // The proxy variables (http_proxy, https_proxy, no_proxy) are libcurl's defaults.
-  const CURLcode code = curl_easy_perform(c);
+  const CURLcode code = api.easy_perform(c);
   long status = 0;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  api.easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
   if (std::fflush(out.get()) != 0) state.write_failed = true;
   if (state.interrupted) {
     attempt.interrupted = true;
@@ -291,7 +336,7 @@ Attempt fetch(const std::string& url, const fs::path& part, std::uint64_t cap, c
     attempt.transient = status >= 500 || status == 408 || status == 429;
     return attempt;
   }
-  attempt.error = error[0] ? std::string(error) : curl_easy_strerror(code);
+  attempt.error = error[0] ? std::string(error) : api.easy_strerror(code);
   if (code == CURLE_OPERATION_TIMEDOUT) attempt.error = "timed out: " + attempt.error;
   attempt.transient = code != CURLE_UNSUPPORTED_PROTOCOL && code != CURLE_URL_MALFORMAT &&
                       code != CURLE_TOO_MANY_REDIRECTS && code != CURLE_COULDNT_RESOLVE_HOST &&
