@@ -83,6 +83,17 @@ void expect_fast_matches_reference(const Batch& batch, const std::string& where)
   }
   const ColMatrix<double> expected = batch.model.W.cast<double>() - static_cast<double>(step) * ref.dW;
   EXPECT_LT((updated.W.cast<double>() - expected).cwiseAbs().maxCoeff(), 1e-6) << where;
+  // Asking memory for other rows on the way (the trainer's next batch) changes no bit of the update,
+  // whether the pass is long enough to ask for them all as it goes or has to finish the job after.
+  for (std::size_t ahead : {std::size_t{3}, n}) {
+    SoftmaxModel prefetching = batch.model;
+    const std::vector<const std::uint8_t*> next(batch.pixels.rbegin(), batch.pixels.rbegin() + ahead);
+    for (auto [d0, d1] : {std::pair<std::size_t, std::size_t>{0, split}, {split, D}}) {
+      fast_update_columns({batch.pixels.data(), dlogits.data(), n, D, K, element, d0, d1, step, scale,
+                           prefetching.W.data(), next.data(), next.size(), batch.data.row_bytes()});
+    }
+    EXPECT_TRUE(prefetching.W == updated.W) << where << ", " << ahead << " rows asked for";
+  }
   // The gradient alone, over three ranges: the same sums.
   WeightMatrix dW = WeightMatrix::Zero(batch.model.W.rows(), batch.model.W.cols());
   for (auto [d0, d1] : {std::pair<std::size_t, std::size_t>{0, 16}, {16, split}, {split, D}}) {

@@ -69,9 +69,14 @@ struct FastForwardArgs {
   float* row_loss;     // out: count losses
   Label* predictions;  // out, optional: count argmax classes
   float* dlogits;      // out, optional: (count,K) softmax - onehot
+  bool rows_requested = false;  // prefetch_rows has asked for these rows already: do not ask again
 };
 /// Forward pass; returns the number of rows whose argmax is the label.
 std::int64_t fast_forward_rows(const FastForwardArgs& args);
+
+/// Asks the memory system for `count` rows of `row_bytes` bytes each, into this core's caches, without
+/// waiting for them (software prefetches); a forward pass over them later finds them there.
+void prefetch_rows(const std::uint8_t* const* rows, std::size_t count, std::size_t row_bytes);
 
 /// Arguments of fast_update_columns.
 struct FastUpdateArgs {
@@ -86,6 +91,11 @@ struct FastUpdateArgs {
   float step;   // lr / batch size
   float scale;  // 1/255 for pixels
   float* W;     // (K,D), updated in place
+  // Optional: rows to ask memory for while the pass computes (the next batch's), one cache line per
+  // row of this batch it reads, so that the requests never pile up in front of the pass's own loads.
+  const std::uint8_t* const* prefetch = nullptr;
+  std::size_t prefetch_count = 0;
+  std::size_t prefetch_row_bytes = 0;
 };
 /// The fused backward pass and SGD step on W for inputs [d_begin, d_end):
 /// W[k][d] -= step * sum_rows dlogits[r][k] * x_r[d]. Disjoint ranges can run on different threads.

@@ -3,6 +3,7 @@
 // as seen during the epoch, then test loss and accuracy). run.hpp builds a whole run on top of it.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -212,9 +213,10 @@ class Trainer {
   std::vector<BiasVector> thread_db_;
   std::vector<BatchSums> thread_sums_;
   std::vector<KernelWorkspace> workspaces_;
-  // Fast path buffers for one batch.
-  std::vector<const std::uint8_t*> batch_pixels_;
-  std::vector<Label> batch_labels_;
+  // Fast path buffers for one batch; the rows and labels twice: each thread gathers its share of the
+  // next batch's (and asks memory for those rows) while the current batch's are still being read.
+  std::array<std::vector<const std::uint8_t*>, 2> batch_pixels_;
+  std::array<std::vector<Label>, 2> batch_labels_;
   std::vector<float> batch_db_sum_;
   std::vector<float> batch_dlogits_;
   std::vector<float> batch_loss_;

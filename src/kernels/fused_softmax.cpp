@@ -22,6 +22,7 @@
 #include <hwy/cache_control.h>
 #include <hwy/contrib/math/math-inl.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -205,14 +206,10 @@ std::int64_t ForwardRowsT(const FastForwardArgs& a) {
   }
   label_logit.resize(a.count);
 
-  // Ask for every row at once (into L2): the shuffled rows are scattered over the whole training set,
-  // and a light loop of prefetches keeps many memory requests in flight, where the arithmetic below
-  // would reach each row only after the previous one is done.
-  const std::size_t row_bytes = a.inputs * sizeof(T);
-  for (std::size_t row = 0; row < a.count; ++row) {
-    for (std::size_t offset = 0; offset < row_bytes; offset += 64)
-      __builtin_prefetch(a.rows[row] + offset, 0, 2);
-  }
+  // Ask for every row at once: the shuffled rows are scattered over the whole training set, and a
+  // light loop of prefetches keeps many memory requests in flight, where the arithmetic below would
+  // reach each row only after the previous one is done.
+  if (!a.rows_requested) prefetch_rows(a.rows, a.count, a.inputs * sizeof(T));
 
   // Tiles of classes outside, rows inside: a tile of W stays in cache while every row passes it (for a
   // thousand classes W is megabytes; rows outside would stream all of it for every row).
@@ -272,11 +269,34 @@ std::int64_t ForwardRowsT(const FastForwardArgs& a) {
   return correct;
 }
 
+// Walks the rows to prefetch one cache line at a time (FastUpdateArgs::prefetch).
+struct PrefetchCursor {
+  const std::uint8_t* const* rows = nullptr;
+  std::size_t count = 0, row_bytes = 0;
+  std::size_t row = 0, offset = 0;
+  std::size_t every = 1, countdown = 1;  // a line every `every` calls of maybe_next_line
+
+  HWY_INLINE void maybe_next_line() {
+    if (--countdown != 0) return;
+    countdown = every;
+    next_line();
+  }
+  HWY_INLINE void next_line() {
+    if (row >= count) return;
+    __builtin_prefetch(rows[row] + offset, 0, 2);
+    offset += 64;
+    if (offset >= row_bytes) {
+      offset = 0;
+      ++row;
+    }
+  }
+};
+
 // sum_r g[r][k] * x_r[d..d+lanes*B) for the KT classes from k0: KT*B accumulators stay in registers
 // while every row of the batch streams past them; each broadcast of g[r][k] serves B vectors.
 // kApplyStep: W[k][d..] -= scale * sum (the fused SGD step); otherwise out[k][d..] = scale * sum.
-template <class T, int KT, int B, bool kApplyStep>
-void ColumnBlock(const FastUpdateArgs& a, std::size_t d, std::size_t k0, float scale) {
+template <class T, int KT, int B, bool kApplyStep, bool kAhead>
+void ColumnBlock(const FastUpdateArgs& a, std::size_t d, std::size_t k0, float scale, PrefetchCursor& ahead) {
   const hn::ScalableTag<float> df;
   using V = decltype(hn::Zero(df));
   const std::size_t lanes = hn::Lanes(df);
@@ -289,6 +309,7 @@ void ColumnBlock(const FastUpdateArgs& a, std::size_t d, std::size_t k0, float s
     V xv[B];
     for (int b = 0; b < B; ++b)
       xv[b] = LoadValues<T>(df, a.rows[r], d + static_cast<std::size_t>(b) * lanes);
+    if constexpr (kAhead) ahead.maybe_next_line();
     const float* g = a.dlogits + r * K + k0;
     for (int k = 0; k < KT; ++k) {
       const V gk = hn::Set(df, g[k]);
@@ -311,17 +332,17 @@ void ColumnBlock(const FastUpdateArgs& a, std::size_t d, std::size_t k0, float s
 // Columns [d_begin, d_end) for the KT classes from k0: blocks of B vectors, then single vectors, then
 // single inputs when D is not a multiple of the vector width. Every (class, input) sum runs over the
 // rows in order, whatever the blocking, so the result does not depend on it.
-template <class T, int KT, bool kApplyStep>
-void ColumnTile(const FastUpdateArgs& a, std::size_t k0, float scale) {
+template <class T, int KT, bool kApplyStep, bool kAhead>
+void ColumnTile(const FastUpdateArgs& a, std::size_t k0, float scale, PrefetchCursor& ahead) {
   constexpr int B = BlockFor(KT);
   const hn::ScalableTag<float> df;
   const std::size_t lanes = hn::Lanes(df);
   const std::size_t K = a.classes;
   std::size_t d = a.d_begin;
   for (; d + B * lanes <= a.d_end; d += B * lanes)
-    ColumnBlock<T, KT, B, kApplyStep>(a, d, k0, scale);
+    ColumnBlock<T, KT, B, kApplyStep, kAhead>(a, d, k0, scale, ahead);
   for (; d + lanes <= a.d_end; d += lanes)
-    ColumnBlock<T, KT, 1, kApplyStep>(a, d, k0, scale);
+    ColumnBlock<T, KT, 1, kApplyStep, kAhead>(a, d, k0, scale, ahead);
   for (; d < a.d_end; ++d) {
     for (std::size_t k = k0; k < k0 + KT; ++k) {
       float sum = 0;
@@ -336,26 +357,56 @@ void ColumnTile(const FastUpdateArgs& a, std::size_t k0, float scale) {
   }
 }
 
-template <class T, bool kApplyStep, int KT = kTile>
-void ColumnPartialTile(const FastUpdateArgs& a, std::size_t k0, std::size_t width, float scale) {
+template <class T, bool kApplyStep, bool kAhead, int KT = kTile>
+void ColumnPartialTile(const FastUpdateArgs& a, std::size_t k0, std::size_t width, float scale,
+                       PrefetchCursor& ahead) {
   if constexpr (KT >= 1) {
-    if (width == static_cast<std::size_t>(KT)) return ColumnTile<T, KT, kApplyStep>(a, k0, scale);
-    ColumnPartialTile<T, kApplyStep, KT - 1>(a, k0, width, scale);
+    if (width == static_cast<std::size_t>(KT))
+      return ColumnTile<T, KT, kApplyStep, kAhead>(a, k0, scale, ahead);
+    ColumnPartialTile<T, kApplyStep, kAhead, KT - 1>(a, k0, width, scale, ahead);
   }
+}
+
+// All tiles of classes; kAhead: asking for the rows in `ahead` on the way.
+template <class T, bool kApplyStep, bool kAhead>
+void AllTiles(const FastUpdateArgs& a, float scale, PrefetchCursor& ahead) {
+  const std::size_t K = a.classes;
+  std::size_t k0 = 0;
+  for (; k0 + kTile <= K; k0 += kTile)
+    ColumnTile<T, kTile, kApplyStep, kAhead>(a, k0, scale, ahead);
+  if (k0 < K) ColumnPartialTile<T, kApplyStep, kAhead>(a, k0, K - k0, scale, ahead);
 }
 
 template <class T, bool kApplyStep>
 void ColumnsT(const FastUpdateArgs& a) {
   const float scale = kApplyStep ? a.step * a.scale : a.scale;
-  // No prefetching here, unlike the forward pass: the rows are in this core's L2 or (with several
-  // threads, the other half of the batch) in another core's, and each row's range of inputs is read
-  // in order. Asking for every row's range up front, as the forward pass does, made this pass about a
-  // fifth slower on two threads (Zen 4, BENCHMARKS.md) and did not help on one.
-  const std::size_t K = a.classes;
-  std::size_t k0 = 0;
-  for (; k0 + kTile <= K; k0 += kTile)
-    ColumnTile<T, kTile, kApplyStep>(a, k0, scale);
-  if (k0 < K) ColumnPartialTile<T, kApplyStep>(a, k0, K - k0, scale);
+  // No prefetching of this batch's rows, unlike the forward pass: they are in this core's L2 or (with
+  // several threads, the other half of the batch) in another core's, and each row's range of inputs is
+  // read in order. Asking for every row's range up front made this pass about a fifth slower on two
+  // threads (Zen 4, BENCHMARKS.md) and did not help on one.
+  PrefetchCursor ahead;
+  if constexpr (kApplyStep) {
+    if (a.prefetch && a.prefetch_count > 0) ahead = {a.prefetch, a.prefetch_count, a.prefetch_row_bytes};
+  }
+  if (ahead.count == 0) return AllTiles<T, kApplyStep, /*kAhead=*/false>(a, scale, ahead);
+  if constexpr (kApplyStep) {
+    // The next batch's rows (FastUpdateArgs::prefetch), a line every `every` rows read, spread over
+    // the whole pass: asked for all at once, they fill the core's queue of misses and the pass's own
+    // loads wait behind them.
+    const std::size_t lanes = hn::Lanes(hn::ScalableTag<float>());
+    const auto blocks = [&](int KT) {  // column blocks of a tile of KT classes (ColumnTile)
+      const std::size_t width = static_cast<std::size_t>(BlockFor(KT)) * lanes;
+      return (a.d_end - a.d_begin + width - 1) / width;
+    };
+    const int partial = static_cast<int>(a.classes % kTile);
+    const std::size_t rows_read =
+        a.count * (a.classes / kTile * blocks(kTile) + (partial > 0 ? blocks(partial) : 0));
+    const std::size_t lines = ahead.count * ((ahead.row_bytes + 63) / 64);
+    ahead.every = ahead.countdown = std::max<std::size_t>(1, rows_read / lines);
+    AllTiles<T, kApplyStep, /*kAhead=*/true>(a, scale, ahead);
+    while (ahead.row < ahead.count)  // a pass too short to ask for them all on the way
+      ahead.next_line();
+  }
 }
 
 std::int64_t ForwardRows(const FastForwardArgs& args) {
@@ -400,6 +451,14 @@ HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
 namespace softreg {
+
+void prefetch_rows(const std::uint8_t* const* rows, std::size_t count, std::size_t row_bytes) {
+  // Hint 2 (T1): on Zen 4 it measured faster than T0 or NTA for the forward pass (BENCHMARKS.md).
+  for (std::size_t row = 0; row < count; ++row) {
+    for (std::size_t offset = 0; offset < row_bytes; offset += 64)
+      __builtin_prefetch(rows[row] + offset, 0, 2);
+  }
+}
 
 HWY_EXPORT(ForwardRows);
 HWY_EXPORT(UpdateColumns);
