@@ -312,13 +312,17 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
       // The other buffer's last readers were the previous batch's backward passes, all done.
       const auto [next_rows, next_count] = begin + count < n ? gather(begin + count, buffer ^ 1)
                                                              : std::pair<const std::uint8_t**, std::size_t>();
-      // Only with company: on one thread, asking for the next rows during the backward pass slowed
-      // it by more than the forward pass gained (Zen 4: 2-6 % an epoch); on two it saved 3-11 %.
-      const bool ask_ahead = fused && threads > 1;
 
       // Thread 0 also does the bookkeeping, so it takes the last (shortest) range of inputs.
       const std::size_t chunk = threads - 1 - t;
       const std::size_t d0 = std::min(D, chunk * d_chunk), d1 = std::min(D, d0 + d_chunk);
+      // Only with company: on one thread, asking for the next rows during the backward pass slowed
+      // it by more than the forward pass gained (Zen 4: 2-6 % an epoch); on two it saved 3-11 %.
+      // And only when they can stay in this core's L2 cache until the next forward pass, beside what
+      // the backward pass streams through it (its columns of W and of every row of the batch).
+      const std::size_t streamed = (d1 - d0) * (K * sizeof(float) + count * element_size(train_.element));
+      const bool ask_ahead =
+          fused && threads > 1 && streamed + next_count * train_.row_bytes() <= l2_cache_bytes();
       const float sgd_step = static_cast<float>(lr / static_cast<double>(count));
       if (d0 < d1 && fused) {
         fast_update_columns({pixels, batch_dlogits_.data(), count, D, K, train_.element, d0, d1, sgd_step,

@@ -125,6 +125,8 @@ void fast_gradient_columns(const FastGradientArgs& args);
 double probe_fma_flops_per_second(double seconds);
 /// Read bandwidth of one core streaming through a buffer of `bytes`, in bytes per second.
 double probe_read_bytes_per_second(std::size_t bytes);
+/// One core's L2 cache in bytes, as the C library reports it (256 KiB where it cannot tell).
+std::size_t l2_cache_bytes();
 
 /// The instruction set the fast path runs with on this CPU (e.g. "AVX3" for AVX-512, "AVX2", "SSE4").
 std::string simd_target();

@@ -7,6 +7,8 @@
 #include <hwy/highway.h>
 // clang-format on
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdint>
 #include <vector>
@@ -63,6 +65,14 @@ HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
 namespace softreg {
+
+std::size_t l2_cache_bytes() {
+  static const std::size_t bytes = [] {
+    const long reported = ::sysconf(_SC_LEVEL2_CACHE_SIZE);  // glibc; 0 or -1 where unknown
+    return reported > 0 ? static_cast<std::size_t>(reported) : std::size_t{256} << 10;
+  }();
+  return bytes;
+}
 
 HWY_EXPORT(FmaLoop);
 HWY_EXPORT(SumBuffer);
