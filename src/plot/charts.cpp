@@ -1,14 +1,12 @@
 // Drawing the pictures with cairo. Everything is rendered into memory and then written with
 // write_file_atomic, so an image viewer open on a file never sees half of it.
-#include <cairo-svg.h>
-#include <cairo.h>
-
 #include <fmt/format.h>
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <memory>
 
+#include "plot/cairo_library.hpp"
 #include "softreg/error.hpp"
 #include "softreg/io.hpp"
 #include "softreg/plot.hpp"
@@ -29,10 +27,10 @@ constexpr Color kText = {0.1, 0.1, 0.1};
 constexpr Color kGrid = {0.88, 0.88, 0.88};
 
 struct SurfaceDeleter {
-  void operator()(cairo_surface_t* s) const { cairo_surface_destroy(s); }
+  void operator()(cairo_surface_t* s) const { cairo().surface_destroy(s); }
 };
 struct ContextDeleter {
-  void operator()(cairo_t* c) const { cairo_destroy(c); }
+  void operator()(cairo_t* c) const { cairo().destroy(c); }
 };
 using Surface = std::unique_ptr<cairo_surface_t, SurfaceDeleter>;
 using Context = std::unique_ptr<cairo_t, ContextDeleter>;
@@ -44,28 +42,28 @@ cairo_status_t append_to_string(void* closure, const unsigned char* data, unsign
 
 void check(cairo_status_t status, const std::filesystem::path& path) {
   if (status != CAIRO_STATUS_SUCCESS)
-    throw Error::in_file(path, std::string("drawing failed: ") + cairo_status_to_string(status));
+    throw Error::in_file(path, std::string("drawing failed: ") + cairo().status_to_string(status));
 }
 
 // Paints the surface white and renders `draw(cr)` on it.
 template <class Draw>
 void render(cairo_surface_t* surface, const std::filesystem::path& path, Draw&& draw) {
-  check(cairo_surface_status(surface), path);
-  Context cr(cairo_create(surface));
-  cairo_set_source_rgb(cr.get(), 1, 1, 1);
-  cairo_paint(cr.get());
+  check(cairo().surface_status(surface), path);
+  Context cr(cairo().create(surface));
+  cairo().set_source_rgb(cr.get(), 1, 1, 1);
+  cairo().paint(cr.get());
   draw(cr.get());
-  check(cairo_status(cr.get()), path);
+  check(cairo().status(cr.get()), path);
 }
 
 // Renders on a w x h canvas and writes the PNG atomically.
 template <class Draw>
 void write_png(const std::filesystem::path& path, int width, int height, Draw&& draw) {
-  Surface surface(cairo_image_surface_create(CAIRO_FORMAT_RGB24, width, height));
+  Surface surface(cairo().image_surface_create(CAIRO_FORMAT_RGB24, width, height));
   render(surface.get(), path, draw);
-  cairo_surface_flush(surface.get());
+  cairo().surface_flush(surface.get());
   std::string bytes;
-  check(cairo_surface_write_to_png_stream(surface.get(), append_to_string, &bytes), path);
+  check(cairo().surface_write_to_png_stream(surface.get(), append_to_string, &bytes), path);
   write_file_atomic(path, bytes);
 }
 
@@ -74,37 +72,37 @@ template <class Draw>
 void write_svg(const std::filesystem::path& path, int width, int height, Draw&& draw) {
   std::string bytes;
   {
-    Surface surface(cairo_svg_surface_create_for_stream(append_to_string, &bytes, width, height));
+    Surface surface(cairo().svg_surface_create_for_stream(append_to_string, &bytes, width, height));
     render(surface.get(), path, draw);
-    cairo_surface_finish(surface.get());  // flushes the SVG into `bytes`
+    cairo().surface_finish(surface.get());  // flushes the SVG into `bytes`
   }
   write_file_atomic(path, bytes);
 }
 
 void set_color(cairo_t* cr, Color c) {
-  cairo_set_source_rgb(cr, c.r, c.g, c.b);
+  cairo().set_source_rgb(cr, c.r, c.g, c.b);
 }
 
 void set_font(cairo_t* cr, double size, bool bold = false) {
-  cairo_select_font_face(cr, kFontFamily, CAIRO_FONT_SLANT_NORMAL,
-                         bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
-  cairo_set_font_size(cr, size);
+  cairo().select_font_face(cr, kFontFamily, CAIRO_FONT_SLANT_NORMAL,
+                           bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
+  cairo().set_font_size(cr, size);
 }
 
 double text_width(cairo_t* cr, const std::string& text) {
   cairo_text_extents_t e;
-  cairo_text_extents(cr, text.c_str(), &e);
+  cairo().text_extents(cr, text.c_str(), &e);
   return e.x_advance;
 }
 
 // Text anchored at (x, y): ax = 0 left, 0.5 centre, 1 right; ay = 0 top, 0.5 middle, 1 baseline-ish bottom.
 void draw_text(cairo_t* cr, const std::string& text, double x, double y, double ax, double ay) {
   cairo_font_extents_t fe;
-  cairo_font_extents(cr, &fe);
+  cairo().font_extents(cr, &fe);
   const double width = text_width(cr, text);
   const double height = fe.ascent + fe.descent;
-  cairo_move_to(cr, x - ax * width, y - ay * height + fe.ascent);
-  cairo_show_text(cr, text.c_str());
+  cairo().move_to(cr, x - ax * width, y - ay * height + fe.ascent);
+  cairo().show_text(cr, text.c_str());
 }
 
 std::string tick_label(double value, double step) {
@@ -116,11 +114,11 @@ void set_dash(cairo_t* cr, int style) {
   static const double dashed[] = {7, 4};
   static const double dash_dot[] = {7, 3, 1.5, 3};
   if (style == 1)
-    cairo_set_dash(cr, dashed, 2, 0);
+    cairo().set_dash(cr, dashed, 2, 0);
   else if (style == 2)
-    cairo_set_dash(cr, dash_dot, 4, 0);
+    cairo().set_dash(cr, dash_dot, 4, 0);
   else
-    cairo_set_dash(cr, nullptr, 0, 0);
+    cairo().set_dash(cr, nullptr, 0, 0);
 }
 
 void render_curves(cairo_t* cr, int width, int height, const std::vector<Series>& series, int total_epochs) {
@@ -140,36 +138,36 @@ void render_curves(cairo_t* cr, int width, int height, const std::vector<Series>
 
   // Grid and ticks.
   set_font(cr, 13);
-  cairo_set_line_width(cr, 1);
+  cairo().set_line_width(cr, 1);
   for (double y : y_ticks.values) {
     if (y < y_lo - 1e-9 || y > y_hi + 1e-9) continue;
     set_color(cr, kGrid);
-    cairo_move_to(cr, area.frame.x, std::round(area.py(y)) + 0.5);
-    cairo_line_to(cr, area.frame.x + area.frame.width, std::round(area.py(y)) + 0.5);
-    cairo_stroke(cr);
+    cairo().move_to(cr, area.frame.x, std::round(area.py(y)) + 0.5);
+    cairo().line_to(cr, area.frame.x + area.frame.width, std::round(area.py(y)) + 0.5);
+    cairo().stroke(cr);
     set_color(cr, kText);
     draw_text(cr, tick_label(y, y_ticks.step), area.frame.x - 8, area.py(y), 1, 0.5);
   }
   for (double x = 1; x <= area.x_hi + 1e-9; x += x_ticks.step) {
     set_color(cr, kGrid);
-    cairo_move_to(cr, std::round(area.px(x)) + 0.5, area.frame.y);
-    cairo_line_to(cr, std::round(area.px(x)) + 0.5, area.frame.y + area.frame.height);
-    cairo_stroke(cr);
+    cairo().move_to(cr, std::round(area.px(x)) + 0.5, area.frame.y);
+    cairo().line_to(cr, std::round(area.px(x)) + 0.5, area.frame.y + area.frame.height);
+    cairo().stroke(cr);
     set_color(cr, kText);
     draw_text(cr, tick_label(x, 1), area.px(x), area.frame.y + area.frame.height + 6, 0.5, 0);
   }
   draw_text(cr, "epoch", area.frame.x + area.frame.width / 2, height - 6, 0.5, 1);
   set_color(cr, kText);
-  cairo_rectangle(cr, area.frame.x + 0.5, area.frame.y + 0.5, area.frame.width, area.frame.height);
-  cairo_stroke(cr);
+  cairo().rectangle(cr, area.frame.x + 0.5, area.frame.y + 0.5, area.frame.width, area.frame.height);
+  cairo().stroke(cr);
 
   // The series, clipped to the frame.
-  cairo_save(cr);
-  cairo_rectangle(cr, area.frame.x, area.frame.y, area.frame.width, area.frame.height);
-  cairo_clip(cr);
+  cairo().save(cr);
+  cairo().rectangle(cr, area.frame.x, area.frame.y, area.frame.width, area.frame.height);
+  cairo().clip(cr);
   for (std::size_t s = 0; s < series.size(); ++s) {
     set_color(cr, kSeriesColors[s % 4]);
-    cairo_set_line_width(cr, 2);
+    cairo().set_line_width(cr, 2);
     set_dash(cr, static_cast<int>(s % 3));
     bool drawing = false;
     for (std::size_t i = 0; i < series[s].values.size(); ++i) {
@@ -179,20 +177,20 @@ void render_curves(cairo_t* cr, int width, int height, const std::vector<Series>
         continue;
       }
       if (drawing)
-        cairo_line_to(cr, area.px(static_cast<double>(i + 1)), area.py(v));
+        cairo().line_to(cr, area.px(static_cast<double>(i + 1)), area.py(v));
       else
-        cairo_move_to(cr, area.px(static_cast<double>(i + 1)), area.py(v));
+        cairo().move_to(cr, area.px(static_cast<double>(i + 1)), area.py(v));
       drawing = true;
     }
-    cairo_stroke(cr);
+    cairo().stroke(cr);
     set_dash(cr, 0);
     for (std::size_t i = 0; i < series[s].values.size(); ++i) {
       if (!std::isfinite(series[s].values[i])) continue;
-      cairo_arc(cr, area.px(static_cast<double>(i + 1)), area.py(series[s].values[i]), 3, 0, 2 * M_PI);
-      cairo_fill(cr);
+      cairo().arc(cr, area.px(static_cast<double>(i + 1)), area.py(series[s].values[i]), 3, 0, 2 * M_PI);
+      cairo().fill(cr);
     }
   }
-  cairo_restore(cr);
+  cairo().restore(cr);
 
   // Legend where the curves leave room.
   set_font(cr, 13);
@@ -202,20 +200,20 @@ void render_curves(cairo_t* cr, int width, int height, const std::vector<Series>
   const double row = 20, sample = 30;
   const Rect box =
       place_legend(area, label_width + sample + 24, row * static_cast<double>(series.size()) + 10, values);
-  cairo_set_source_rgba(cr, 1, 1, 1, 0.9);
-  cairo_rectangle(cr, box.x, box.y, box.width, box.height);
-  cairo_fill_preserve(cr);
+  cairo().set_source_rgba(cr, 1, 1, 1, 0.9);
+  cairo().rectangle(cr, box.x, box.y, box.width, box.height);
+  cairo().fill_preserve(cr);
   set_color(cr, {0.7, 0.7, 0.7});
-  cairo_set_line_width(cr, 1);
-  cairo_stroke(cr);
+  cairo().set_line_width(cr, 1);
+  cairo().stroke(cr);
   for (std::size_t s = 0; s < series.size(); ++s) {
     const double y = box.y + 5 + row * (static_cast<double>(s) + 0.5);
     set_color(cr, kSeriesColors[s % 4]);
-    cairo_set_line_width(cr, 2);
+    cairo().set_line_width(cr, 2);
     set_dash(cr, static_cast<int>(s % 3));
-    cairo_move_to(cr, box.x + 8, y);
-    cairo_line_to(cr, box.x + 8 + sample, y);
-    cairo_stroke(cr);
+    cairo().move_to(cr, box.x + 8, y);
+    cairo().line_to(cr, box.x + 8 + sample, y);
+    cairo().stroke(cr);
     set_dash(cr, 0);
     set_color(cr, kText);
     draw_text(cr, series[s].name, box.x + 14 + sample, y, 0, 0.5);
@@ -257,12 +255,12 @@ void render_tune_panel(cairo_t* cr, const Rect& frame, const std::string& title,
   const auto x_of = [&](double lambda) { return lambda > 0 ? std::log10(lambda) : x_zero; };
 
   set_font(cr, 12);
-  cairo_set_line_width(cr, 1);
+  cairo().set_line_width(cr, 1);
   for (double y : y_ticks.values) {
     set_color(cr, kGrid);
-    cairo_move_to(cr, frame.x, std::round(area.py(y)) + 0.5);
-    cairo_line_to(cr, frame.x + frame.width, std::round(area.py(y)) + 0.5);
-    cairo_stroke(cr);
+    cairo().move_to(cr, frame.x, std::round(area.py(y)) + 0.5);
+    cairo().line_to(cr, frame.x + frame.width, std::round(area.py(y)) + 0.5);
+    cairo().stroke(cr);
     set_color(cr, kText);
     draw_text(cr, tick_label(y, y_ticks.step), frame.x - 6, area.py(y), 1, 0.5);
   }
@@ -271,9 +269,9 @@ void render_tune_panel(cairo_t* cr, const Rect& frame, const std::string& title,
     if ((e - static_cast<int>(std::ceil(area.x_lo))) % decade_step != 0) continue;
     if (has_zero && e <= x_zero + 0.5) continue;
     set_color(cr, kGrid);
-    cairo_move_to(cr, std::round(area.px(e)) + 0.5, frame.y);
-    cairo_line_to(cr, std::round(area.px(e)) + 0.5, frame.y + frame.height);
-    cairo_stroke(cr);
+    cairo().move_to(cr, std::round(area.px(e)) + 0.5, frame.y);
+    cairo().line_to(cr, std::round(area.px(e)) + 0.5, frame.y + frame.height);
+    cairo().stroke(cr);
     set_color(cr, kText);
     draw_text(cr, fmt::format("1e{}", e), area.px(e), frame.y + frame.height + 5, 0.5, 0);
   }
@@ -282,16 +280,16 @@ void render_tune_panel(cairo_t* cr, const Rect& frame, const std::string& title,
   set_font(cr, 13, true);
   draw_text(cr, title, frame.x + frame.width / 2, frame.y - 8, 0.5, 1);
   set_color(cr, kText);
-  cairo_rectangle(cr, frame.x + 0.5, frame.y + 0.5, frame.width, frame.height);
-  cairo_stroke(cr);
+  cairo().rectangle(cr, frame.x + 0.5, frame.y + 0.5, frame.width, frame.height);
+  cairo().stroke(cr);
 
-  cairo_save(cr);
-  cairo_rectangle(cr, frame.x, frame.y, frame.width, frame.height);
-  cairo_clip(cr);
+  cairo().save(cr);
+  cairo().rectangle(cr, frame.x, frame.y, frame.width, frame.height);
+  cairo().clip(cr);
   for (std::size_t s = 0; s < paths.size(); ++s) {
     const TunePath& p = paths[s];
     set_color(cr, kSeriesColors[s % 4]);
-    cairo_set_line_width(cr, 2);
+    cairo().set_line_width(cr, 2);
     set_dash(cr, static_cast<int>(s % 3));
     bool drawing = false;
     for (std::size_t i = 0; i < p.lambdas.size(); ++i) {
@@ -301,28 +299,28 @@ void render_tune_panel(cairo_t* cr, const Rect& frame, const std::string& title,
         continue;
       }
       if (drawing)
-        cairo_line_to(cr, area.px(x_of(p.lambdas[i])), area.py(v));
+        cairo().line_to(cr, area.px(x_of(p.lambdas[i])), area.py(v));
       else
-        cairo_move_to(cr, area.px(x_of(p.lambdas[i])), area.py(v));
+        cairo().move_to(cr, area.px(x_of(p.lambdas[i])), area.py(v));
       drawing = true;
     }
-    cairo_stroke(cr);
+    cairo().stroke(cr);
     set_dash(cr, 0);
     for (std::size_t i = 0; i < p.lambdas.size(); ++i) {
       const double v = (p.*values)[i];
       if (!std::isfinite(v)) continue;
-      cairo_arc(cr, area.px(x_of(p.lambdas[i])), area.py(v), 3, 0, 2 * M_PI);
-      cairo_fill(cr);
+      cairo().arc(cr, area.px(x_of(p.lambdas[i])), area.py(v), 3, 0, 2 * M_PI);
+      cairo().fill(cr);
       if (s == best_path && p.lambdas[i] == best_lambda) {
         set_color(cr, kWrong);
-        cairo_set_line_width(cr, 2);
-        cairo_arc(cr, area.px(x_of(p.lambdas[i])), area.py(v), 8, 0, 2 * M_PI);
-        cairo_stroke(cr);
+        cairo().set_line_width(cr, 2);
+        cairo().arc(cr, area.px(x_of(p.lambdas[i])), area.py(v), 8, 0, 2 * M_PI);
+        cairo().stroke(cr);
         set_color(cr, kSeriesColors[s % 4]);
       }
     }
   }
-  cairo_restore(cr);
+  cairo().restore(cr);
 }
 
 void render_tune(cairo_t* cr, int width, int height, const std::vector<TunePath>& paths, double best_lambda,
@@ -339,11 +337,11 @@ void render_tune(cairo_t* cr, int width, int height, const std::vector<TunePath>
     double x = left;
     for (std::size_t s = 0; s < paths.size(); ++s) {
       set_color(cr, kSeriesColors[s % 4]);
-      cairo_set_line_width(cr, 2);
+      cairo().set_line_width(cr, 2);
       set_dash(cr, static_cast<int>(s % 3));
-      cairo_move_to(cr, x, 14);
-      cairo_line_to(cr, x + 24, 14);
-      cairo_stroke(cr);
+      cairo().move_to(cr, x, 14);
+      cairo().line_to(cr, x + 24, 14);
+      cairo().stroke(cr);
       set_dash(cr, 0);
       set_color(cr, kText);
       draw_text(cr, paths[s].name, x + 30, 14, 0, 0.5);
@@ -356,16 +354,16 @@ void render_tune(cairo_t* cr, int width, int height, const std::vector<TunePath>
 // nearest-neighbour filtering.
 template <class PixelRgb>
 Surface image_surface(int width, int height, PixelRgb&& pixel_rgb) {
-  Surface surface(cairo_image_surface_create(CAIRO_FORMAT_RGB24, width, height));
-  cairo_surface_flush(surface.get());
-  unsigned char* data = cairo_image_surface_get_data(surface.get());
-  const int stride = cairo_image_surface_get_stride(surface.get());
+  Surface surface(cairo().image_surface_create(CAIRO_FORMAT_RGB24, width, height));
+  cairo().surface_flush(surface.get());
+  unsigned char* data = cairo().image_surface_get_data(surface.get());
+  const int stride = cairo().image_surface_get_stride(surface.get());
   for (int y = 0; y < height; ++y) {
     auto* row = reinterpret_cast<std::uint32_t*>(data + y * stride);
     for (int x = 0; x < width; ++x)
       row[x] = pixel_rgb(x, y);
   }
-  cairo_surface_mark_dirty(surface.get());
+  cairo().surface_mark_dirty(surface.get());
   return surface;
 }
 
@@ -378,13 +376,13 @@ Surface gray_surface(const std::uint8_t* pixels, int width, int height) {
 }
 
 void paint_scaled(cairo_t* cr, cairo_surface_t* image, const Rect& where, double scale) {
-  cairo_save(cr);
-  cairo_translate(cr, where.x, where.y);
-  cairo_scale(cr, scale, scale);
-  cairo_set_source_surface(cr, image, 0, 0);
-  cairo_pattern_set_filter(cairo_get_source(cr), CAIRO_FILTER_NEAREST);  // crisp pixels, no blur
-  cairo_paint(cr);
-  cairo_restore(cr);
+  cairo().save(cr);
+  cairo().translate(cr, where.x, where.y);
+  cairo().scale(cr, scale, scale);
+  cairo().set_source_surface(cr, image, 0, 0);
+  cairo().pattern_set_filter(cairo().get_source(cr), CAIRO_FILTER_NEAREST);  // crisp pixels, no blur
+  cairo().paint(cr);
+  cairo().restore(cr);
 }
 
 }  // namespace
@@ -438,9 +436,9 @@ void draw_prediction_grid(const Dataset& data, const std::vector<GridItem>& item
                 paint_scaled(cr, surface.get(), image, g.image_scale);
                 if (wrong) {
                   set_color(cr, kWrong);
-                  cairo_set_line_width(cr, g.image_scale >= 2 ? 3 : 2);
-                  cairo_rectangle(cr, image.x - 1.5, image.y - 1.5, image.width + 3, image.height + 3);
-                  cairo_stroke(cr);
+                  cairo().set_line_width(cr, g.image_scale >= 2 ? 3 : 2);
+                  cairo().rectangle(cr, image.x - 1.5, image.y - 1.5, image.width + 3, image.height + 3);
+                  cairo().stroke(cr);
                 }
               }
               set_font(cr, g.font_size);
@@ -465,11 +463,11 @@ void draw_confusion_matrix(const std::vector<std::vector<std::int64_t>>& confusi
     set_font(cr, 14, true);
     set_color(cr, kText);
     draw_text(cr, "predicted class", x0 + K * cell / 2, 10, 0.5, 0);
-    cairo_save(cr);
-    cairo_translate(cr, 12, y0 + K * cell / 2);
-    cairo_rotate(cr, -M_PI / 2);
+    cairo().save(cr);
+    cairo().translate(cr, 12, y0 + K * cell / 2);
+    cairo().rotate(cr, -M_PI / 2);
     draw_text(cr, "true class", 0, 0, 0.5, 0);
-    cairo_restore(cr);
+    cairo().restore(cr);
     for (int t = 0; t < K; ++t) {
       for (int p = 0; p < K; ++p) {
         const double share =
@@ -477,12 +475,12 @@ void draw_confusion_matrix(const std::vector<std::vector<std::int64_t>>& confusi
             static_cast<double>(max_count);
         // White to dark blue; the square root keeps small off-diagonal counts visible.
         const double v = std::sqrt(share);
-        cairo_set_source_rgb(cr, 1 - 0.97 * v, 1 - 0.78 * v, 1 - 0.5 * v);
-        cairo_rectangle(cr, x0 + p * cell, y0 + t * cell, cell, cell);
-        cairo_fill(cr);
+        cairo().set_source_rgb(cr, 1 - 0.97 * v, 1 - 0.78 * v, 1 - 0.5 * v);
+        cairo().rectangle(cr, x0 + p * cell, y0 + t * cell, cell, cell);
+        cairo().fill(cr);
         set_font(cr, 13, t == p);
         if (v > 0.55)
-          cairo_set_source_rgb(cr, 1, 1, 1);
+          cairo().set_source_rgb(cr, 1, 1, 1);
         else
           set_color(cr, kText);
         draw_text(cr, std::to_string(confusion[static_cast<std::size_t>(t)][static_cast<std::size_t>(p)]),
@@ -490,18 +488,18 @@ void draw_confusion_matrix(const std::vector<std::vector<std::int64_t>>& confusi
       }
     }
     set_color(cr, {0.6, 0.6, 0.6});
-    cairo_set_line_width(cr, 1);
-    cairo_rectangle(cr, x0 + 0.5, y0 + 0.5, K * cell, K * cell);
-    cairo_stroke(cr);
+    cairo().set_line_width(cr, 1);
+    cairo().rectangle(cr, x0 + 0.5, y0 + 0.5, K * cell, K * cell);
+    cairo().stroke(cr);
     set_font(cr, 13);
     set_color(cr, kText);
     for (int k = 0; k < K; ++k) {
       draw_text(cr, class_names[static_cast<std::size_t>(k)], x0 - 8, y0 + (k + 0.5) * cell, 1, 0.5);
-      cairo_save(cr);
-      cairo_translate(cr, x0 + (k + 0.5) * cell, y0 + K * cell + 8);
-      cairo_rotate(cr, -M_PI / 4);
+      cairo().save(cr);
+      cairo().translate(cr, x0 + (k + 0.5) * cell, y0 + K * cell + 8);
+      cairo().rotate(cr, -M_PI / 4);
       draw_text(cr, class_names[static_cast<std::size_t>(k)], 0, 0, 1, 0.5);
-      cairo_restore(cr);
+      cairo().restore(cr);
     }
   });
 }
@@ -572,11 +570,11 @@ std::string gray_image_png(std::span<const std::uint8_t> pixels, int width, int 
       pixels.size() != static_cast<std::size_t>(width) * static_cast<std::size_t>(height))
     throw Error("gray_image_png: " + std::to_string(pixels.size()) + " pixels do not make a " +
                 std::to_string(width) + "x" + std::to_string(height) + " image");
-  Surface surface(cairo_image_surface_create(CAIRO_FORMAT_RGB24, width * scale, height * scale));
-  check(cairo_surface_status(surface.get()), "image.png");
-  cairo_surface_flush(surface.get());
-  unsigned char* data = cairo_image_surface_get_data(surface.get());
-  const int stride = cairo_image_surface_get_stride(surface.get());
+  Surface surface(cairo().image_surface_create(CAIRO_FORMAT_RGB24, width * scale, height * scale));
+  check(cairo().surface_status(surface.get()), "image.png");
+  cairo().surface_flush(surface.get());
+  unsigned char* data = cairo().image_surface_get_data(surface.get());
+  const int stride = cairo().image_surface_get_stride(surface.get());
   for (int y = 0; y < height * scale; ++y) {
     auto* row = reinterpret_cast<std::uint32_t*>(data + static_cast<std::ptrdiff_t>(y) * stride);
     for (int x = 0; x < width * scale; ++x) {
@@ -585,9 +583,9 @@ std::string gray_image_png(std::span<const std::uint8_t> pixels, int width, int 
       row[x] = 0xff000000u | (g << 16) | (g << 8) | g;
     }
   }
-  cairo_surface_mark_dirty(surface.get());
+  cairo().surface_mark_dirty(surface.get());
   std::string bytes;
-  check(cairo_surface_write_to_png_stream(surface.get(), append_to_string, &bytes), "image.png");
+  check(cairo().surface_write_to_png_stream(surface.get(), append_to_string, &bytes), "image.png");
   return bytes;
 }
 
