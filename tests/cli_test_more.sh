@@ -22,6 +22,8 @@ for key in train_seconds_per_epoch floor_seconds_per_epoch load_seconds seconds_
   barrier_wait_fraction forward_seconds_per_epoch backward_seconds_per_epoch process_seconds probe_gflops probe_gflops_per_thread peak_rss_mb threads; do
   grep -q "\"$key\": [0-9]" bench.json && ok || fail "bench --json lacks $key"
 done
+# Process start, timed by execs of softreg --version: positive (0 would mean they could not be run).
+grep -Eq '"exec_seconds": (0\.[0-9]*[1-9]|[1-9])' bench.json && ok || fail "bench --json: no exec time: $(grep exec bench.json)"
 expect 2 'softreg: error: --simd NOPE: not available here' -- bench --simd NOPE
 "$softreg" train --epochs 1 --no-check --quiet --no-plots --kernel naive --out naive && ok || fail "train --kernel naive"
 fast_acc=$(cut -d, -f4 run2/metrics.csv | tail -1)
