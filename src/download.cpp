@@ -159,27 +159,30 @@ struct CurlLibrary {
 constexpr const char* kCurlLibraryName = "libcurl.so.4";  // the soname since libcurl 7.16 (2006)
 
 template <class Function>
-void resolve(void* library, const char* name, Function& function) {
+void resolve(void* library, const std::string& library_name, const char* name, Function& function) {
   function = reinterpret_cast<Function>(::dlsym(library, name));
-  if (!function) throw Error(fmt::format("{} has no {}: is it libcurl?", kCurlLibraryName, name));
+  if (!function) throw Error(fmt::format("{} has no {}: is it libcurl?", library_name, name));
 }
 
 CurlLibrary open_libcurl() {
+  // SOFTREG_LIBCURL names another build of it (a path or a soname, e.g. libcurl-gnutls.so.4).
+  const char* env = std::getenv("SOFTREG_LIBCURL");
+  const std::string name = env && *env ? env : kCurlLibraryName;
   // Never closed: libcurl's global state lives until the process ends.
-  void* library = ::dlopen(kCurlLibraryName, RTLD_NOW | RTLD_LOCAL);
+  void* library = ::dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!library) {
     const char* why = ::dlerror();
-    throw Error(fmt::format("cannot load {} to download ({}); install libcurl4 (scripts/setup does)",
-                            kCurlLibraryName, why ? why : "not found"));
+    throw Error(fmt::format("cannot load {} to download ({}); install libcurl4 (scripts/setup does)", name,
+                            why ? why : "not found"));
   }
   CurlLibrary curl;
-  resolve(library, "curl_global_init", curl.global_init);
-  resolve(library, "curl_easy_init", curl.easy_init);
-  resolve(library, "curl_easy_cleanup", curl.easy_cleanup);
-  resolve(library, "curl_easy_setopt", curl.easy_setopt);
-  resolve(library, "curl_easy_getinfo", curl.easy_getinfo);
-  resolve(library, "curl_easy_perform", curl.easy_perform);
-  resolve(library, "curl_easy_strerror", curl.easy_strerror);
+  resolve(library, name, "curl_global_init", curl.global_init);
+  resolve(library, name, "curl_easy_init", curl.easy_init);
+  resolve(library, name, "curl_easy_cleanup", curl.easy_cleanup);
+  resolve(library, name, "curl_easy_setopt", curl.easy_setopt);
+  resolve(library, name, "curl_easy_getinfo", curl.easy_getinfo);
+  resolve(library, name, "curl_easy_perform", curl.easy_perform);
+  resolve(library, name, "curl_easy_strerror", curl.easy_strerror);
   if (curl.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) throw Error("libcurl: cannot initialise");
   return curl;
 }

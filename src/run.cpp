@@ -178,6 +178,7 @@ RunStatus TrainingRun::train_full_batch(const RunCallbacks& callbacks) {
 
 RunStatus TrainingRun::train(const RunCallbacks& callbacks) {
   if (stopped_early_) return RunStatus::kFinished;  // the model went back to the best epoch: done
+  if (options_.folder && options_.live_curves) plot::check_drawing_available();  // not after an epoch
   if (trainer_.config().optimizer == "lbfgs") {
     if (trainer_.epochs_done() > 0) return RunStatus::kFinished;  // a full-batch run is one epoch
     return train_full_batch(callbacks);

@@ -25,6 +25,20 @@ done
 # Process start, timed by execs of softreg --version: positive (0 would mean they could not be run).
 grep -Eq '"exec_seconds": (0\.[0-9]*[1-9]|[1-9])' bench.json && ok || fail "bench --json: no exec time: $(grep exec bench.json)"
 expect 2 'softreg: error: --simd NOPE: not available here' -- bench --simd NOPE
+
+# cairo and libcurl are opened only when used (SOFTREG_LIBCAIRO, SOFTREG_LIBCURL name other builds):
+# without them, a run that would draw stops before it trains, one that does not draw trains, and a
+# download is a one-line error; nothing is left half-written.
+export SOFTREG_LIBCAIRO=/nonexistent/libcairo.so.2 SOFTREG_LIBCURL=/nonexistent/libcurl.so.4
+expect 1 '^softreg: error: cannot load /nonexistent/libcairo.so.2 to draw pictures \(.*\); install libcairo2 \(scripts/setup does\), or pass --no-plots$' -- \
+  train --epochs 1 --no-check --out nocairo
+[ ! -e nocairo/model.safetensors ] && ok || fail "a run that could not draw trained anyway"
+expect 0 'test accuracy' -- train --epochs 1 --no-check --no-plots --out nocairo
+expect 0 'accuracy' -- eval --model nocairo/model.safetensors
+expect 1 '^softreg: error: cannot load /nonexistent/libcurl.so.4 to download \(.*\); install libcurl4' -- \
+  data download fashion-mnist --to nocurl --mirror file:///nonexistent/
+[ -z "$(ls nocurl 2>/dev/null)" ] && ok || fail "a download without libcurl left files: $(ls nocurl)"
+unset SOFTREG_LIBCAIRO SOFTREG_LIBCURL
 "$softreg" train --epochs 1 --no-check --quiet --no-plots --kernel naive --out naive && ok || fail "train --kernel naive"
 fast_acc=$(cut -d, -f4 run2/metrics.csv | tail -1)
 naive_acc=$(cut -d, -f4 naive/metrics.csv | tail -1)

@@ -132,6 +132,10 @@ std::string confusion_csv(const std::vector<std::vector<std::int64_t>>& confusio
 /// The seed's three curves (train loss, train acc, test acc) from the per-epoch metrics.
 std::vector<Series> curve_series(const std::vector<EpochMetrics>& epochs);
 
+/// Throws softreg::Error (naming the library) if pictures cannot be drawn here: the drawing library
+/// is loaded on first use, and a run that will draw checks before it trains rather than after.
+void check_drawing_available();
+
 /// curves.png and curves.svg in `folder`.
 void write_curves(const std::filesystem::path& folder, const std::vector<EpochMetrics>& epochs,
                   int total_epochs);

@@ -387,6 +387,10 @@ void paint_scaled(cairo_t* cr, cairo_surface_t* image, const Rect& where, double
 
 }  // namespace
 
+void check_drawing_available() {
+  (void)cairo();
+}
+
 void draw_training_curves(const std::vector<Series>& series, int total_epochs,
                           const std::filesystem::path& png, const std::filesystem::path& svg) {
   constexpr int kWidth = 720, kHeight = 440;
