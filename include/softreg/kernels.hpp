@@ -65,10 +65,10 @@ struct FastForwardArgs {
   ElementType element;
   const float* W;
   const float* b;
-  float scale;         // 1/255 for pixels: applied to the dot products, not to every value
-  float* row_loss;     // out: count losses
-  Label* predictions;  // out, optional: count argmax classes
-  float* dlogits;      // out, optional: (count,K) softmax - onehot
+  float scale;                  // 1/255 for pixels: applied to the dot products, not to every value
+  float* row_loss;              // out: count losses
+  Label* predictions;           // out, optional: count argmax classes
+  float* dlogits;               // out, optional: (count,K) softmax - onehot
   bool rows_requested = false;  // prefetch_rows has asked for these rows already: do not ask again
 };
 /// Forward pass; returns the number of rows whose argmax is the label.
