@@ -3,7 +3,6 @@
 #include "softreg/download.hpp"
 
 #include <curl/curl.h>
-#include <dlfcn.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <openssl/evp.h>
@@ -20,6 +19,7 @@
 #include <memory>
 #include <thread>
 
+#include "shared_library.hpp"
 #include "softreg/atomic_file.hpp"
 
 namespace softreg {
@@ -156,33 +156,21 @@ struct CurlLibrary {
   decltype(&::curl_easy_strerror) easy_strerror = nullptr;
 };
 
-constexpr const char* kCurlLibraryName = "libcurl.so.4";  // the soname since libcurl 7.16 (2006)
-
-template <class Function>
-void resolve(void* library, const std::string& library_name, const char* name, Function& function) {
-  function = reinterpret_cast<Function>(::dlsym(library, name));
-  if (!function) throw Error(fmt::format("{} has no {}: is it libcurl?", library_name, name));
-}
+// The soname since libcurl 7.16 (2006); SOFTREG_LIBCURL names another build (e.g. libcurl-gnutls.so.4).
+constexpr const char* kCurlLibraryName = "libcurl.so.4";
 
 CurlLibrary open_libcurl() {
-  // SOFTREG_LIBCURL names another build of it (a path or a soname, e.g. libcurl-gnutls.so.4).
-  const char* env = std::getenv("SOFTREG_LIBCURL");
-  const std::string name = env && *env ? env : kCurlLibraryName;
-  // Never closed: libcurl's global state lives until the process ends.
-  void* library = ::dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (!library) {
-    const char* why = ::dlerror();
-    throw Error(fmt::format("cannot load {} to download ({}); install libcurl4 (scripts/setup does)", name,
-                            why ? why : "not found"));
-  }
+  const SharedLibrary library("SOFTREG_LIBCURL", kCurlLibraryName, "download",
+                              "install libcurl4 (scripts/setup does)");
   CurlLibrary curl;
-  resolve(library, name, "curl_global_init", curl.global_init);
-  resolve(library, name, "curl_easy_init", curl.easy_init);
-  resolve(library, name, "curl_easy_cleanup", curl.easy_cleanup);
-  resolve(library, name, "curl_easy_setopt", curl.easy_setopt);
-  resolve(library, name, "curl_easy_getinfo", curl.easy_getinfo);
-  resolve(library, name, "curl_easy_perform", curl.easy_perform);
-  resolve(library, name, "curl_easy_strerror", curl.easy_strerror);
+  constexpr std::string_view kExpected = "is it libcurl?";
+  library.resolve("curl_global_init", curl.global_init, kExpected);
+  library.resolve("curl_easy_init", curl.easy_init, kExpected);
+  library.resolve("curl_easy_cleanup", curl.easy_cleanup, kExpected);
+  library.resolve("curl_easy_setopt", curl.easy_setopt, kExpected);
+  library.resolve("curl_easy_getinfo", curl.easy_getinfo, kExpected);
+  library.resolve("curl_easy_perform", curl.easy_perform, kExpected);
+  library.resolve("curl_easy_strerror", curl.easy_strerror, kExpected);
   if (curl.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) throw Error("libcurl: cannot initialise");
   return curl;
 }
