@@ -278,14 +278,18 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
       mark = Clock::now();
       tally.waited += std::chrono::duration<double>(mark - arrived).count();
     };
-    // This thread's rows of the batch from `begin`: their pointers and labels into buffer `buffer`;
+    // This thread's rows [r0, r1) of a batch of `count`.
+    const auto slice_of = [&](std::size_t count) {
+      const std::size_t slice = (count + threads - 1) / threads;
+      const std::size_t r0 = std::min(count, t * slice);
+      return std::pair(r0, std::min(count, r0 + slice));
+    };
+    // This thread's rows of the batch from `batch_begin`: their pointers and labels into `buffer`;
     // returns the thread's first row pointer and row count. The shuffled rows come from anywhere in
     // the training set: the fused backward pass asks memory for the next batch's rows while it
     // computes, instead of the next forward pass waiting for them at its start.
     const auto gather = [&](std::size_t batch_begin, int buffer) {
-      const std::size_t count = std::min(n, batch_begin + B) - batch_begin;
-      const std::size_t slice = (count + threads - 1) / threads;
-      const std::size_t r0 = std::min(count, t * slice), r1 = std::min(count, r0 + slice);
+      const auto [r0, r1] = slice_of(std::min(n, batch_begin + B) - batch_begin);
       for (std::size_t r = r0; r < r1; ++r) {
         batch_pixels_[buffer][r] = train_.image(order_[batch_begin + r]);
         batch_labels_[buffer][r] = train_.labels[order_[batch_begin + r]];
@@ -299,8 +303,7 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
       const std::size_t count = std::min(n, begin + B) - begin;
       // Read before the first barrier: thread 0 moves batches_done_ on after it.
       const double lr = current_lr();
-      const std::size_t slice = (count + threads - 1) / threads;
-      const std::size_t r0 = std::min(count, t * slice), r1 = std::min(count, r0 + slice);
+      const auto [r0, r1] = slice_of(count);
       const std::uint8_t* const* pixels = batch_pixels_[buffer].data();
       if (r0 < r1) {
         tally.correct +=

@@ -69,14 +69,10 @@ struct FastForwardArgs {
   float* row_loss;              // out: count losses
   Label* predictions;           // out, optional: count argmax classes
   float* dlogits;               // out, optional: (count,K) softmax - onehot
-  bool rows_requested = false;  // prefetch_rows has asked for these rows already: do not ask again
+  bool rows_requested = false;  // the previous backward pass asked memory for these rows: do not again
 };
 /// Forward pass; returns the number of rows whose argmax is the label.
 std::int64_t fast_forward_rows(const FastForwardArgs& args);
-
-/// Asks the memory system for `count` rows of `row_bytes` bytes each, into this core's caches, without
-/// waiting for them (software prefetches); a forward pass over them later finds them there.
-void prefetch_rows(const std::uint8_t* const* rows, std::size_t count, std::size_t row_bytes);
 
 /// Arguments of fast_update_columns.
 struct FastUpdateArgs {

@@ -122,6 +122,35 @@ HWY_INLINE float ValueAt(const std::uint8_t* row, std::size_t d) {
   }
 }
 
+// Walks rows to prefetch one cache line at a time: all at once before a forward pass, or spread over a
+// backward pass (FastUpdateArgs::prefetch). Hint 2 (T1): on Zen 4 it measured faster than T0 or NTA
+// for the forward pass (BENCHMARKS.md).
+struct PrefetchCursor {
+  const std::uint8_t* const* rows = nullptr;
+  std::size_t count = 0, row_bytes = 0;
+  std::size_t row = 0, offset = 0;
+  std::size_t every = 1, countdown = 1;  // a line every `every` calls of maybe_next_line
+
+  HWY_INLINE void maybe_next_line() {
+    if (--countdown != 0) return;
+    countdown = every;
+    next_line();
+  }
+  HWY_INLINE void next_line() {
+    if (row >= count) return;
+    __builtin_prefetch(rows[row] + offset, 0, 2);
+    offset += 64;
+    if (offset >= row_bytes) {
+      offset = 0;
+      ++row;
+    }
+  }
+  HWY_INLINE void all_remaining_lines() {
+    while (row < count)
+      next_line();
+  }
+};
+
 // logits[r][k] = (x_r . W_k) * scale + b_k for `rows` rows starting at `first` and the KT classes
 // from k0. Computing all the dot products first keeps the multiply-adds streaming; the softmax follows
 // in a separate pass. A (row, class) sum is accumulated in the same order whatever R and KT are, so the
@@ -209,7 +238,10 @@ std::int64_t ForwardRowsT(const FastForwardArgs& a) {
   // Ask for every row at once: the shuffled rows are scattered over the whole training set, and a
   // light loop of prefetches keeps many memory requests in flight, where the arithmetic below would
   // reach each row only after the previous one is done.
-  if (!a.rows_requested) prefetch_rows(a.rows, a.count, a.inputs * sizeof(T));
+  if (!a.rows_requested) {
+    PrefetchCursor rows{a.rows, a.count, a.inputs * sizeof(T)};
+    rows.all_remaining_lines();
+  }
 
   // Tiles of classes outside, rows inside: a tile of W stays in cache while every row passes it (for a
   // thousand classes W is megabytes; rows outside would stream all of it for every row).
@@ -268,29 +300,6 @@ std::int64_t ForwardRowsT(const FastForwardArgs& a) {
   }
   return correct;
 }
-
-// Walks the rows to prefetch one cache line at a time (FastUpdateArgs::prefetch).
-struct PrefetchCursor {
-  const std::uint8_t* const* rows = nullptr;
-  std::size_t count = 0, row_bytes = 0;
-  std::size_t row = 0, offset = 0;
-  std::size_t every = 1, countdown = 1;  // a line every `every` calls of maybe_next_line
-
-  HWY_INLINE void maybe_next_line() {
-    if (--countdown != 0) return;
-    countdown = every;
-    next_line();
-  }
-  HWY_INLINE void next_line() {
-    if (row >= count) return;
-    __builtin_prefetch(rows[row] + offset, 0, 2);
-    offset += 64;
-    if (offset >= row_bytes) {
-      offset = 0;
-      ++row;
-    }
-  }
-};
 
 // sum_r g[r][k] * x_r[d..d+lanes*B) for the KT classes from k0: KT*B accumulators stay in registers
 // while every row of the batch streams past them; each broadcast of g[r][k] serves B vectors.
@@ -404,8 +413,7 @@ void ColumnsT(const FastUpdateArgs& a) {
     const std::size_t lines = ahead.count * ((ahead.row_bytes + 63) / 64);
     ahead.every = ahead.countdown = std::max<std::size_t>(1, rows_read / lines);
     AllTiles<T, kApplyStep, /*kAhead=*/true>(a, scale, ahead);
-    while (ahead.row < ahead.count)  // a pass too short to ask for them all on the way
-      ahead.next_line();
+    ahead.all_remaining_lines();  // a pass too short to ask for them all on the way
   }
 }
 
@@ -451,14 +459,6 @@ HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
 namespace softreg {
-
-void prefetch_rows(const std::uint8_t* const* rows, std::size_t count, std::size_t row_bytes) {
-  // Hint 2 (T1): on Zen 4 it measured faster than T0 or NTA for the forward pass (BENCHMARKS.md).
-  for (std::size_t row = 0; row < count; ++row) {
-    for (std::size_t offset = 0; offset < row_bytes; offset += 64)
-      __builtin_prefetch(rows[row] + offset, 0, 2);
-  }
-}
 
 HWY_EXPORT(ForwardRows);
 HWY_EXPORT(UpdateColumns);
