@@ -1,11 +1,80 @@
 // ThreadPool: persistent workers woken once per loop, so a loop per minibatch stays cheap.
 #include "softreg/parallel.hpp"
 
-namespace softreg {
+#include <cstdlib>
+#include <cstring>
 
-ThreadPool::ThreadPool(int threads) {
-  for (int i = 1; i < threads; ++i)
-    workers_.emplace_back([this, i] { worker_loop(i); });
+#if defined(__linux__)
+#include <sched.h>
+#endif
+
+namespace softreg {
+namespace {
+
+#if defined(__linux__)
+// Keeps the calling thread on one CPU; false where the system refuses (the thread then stays free).
+bool keep_calling_thread_on(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return sched_setaffinity(0, sizeof set, &set) == 0;
+}
+
+// Keeps the caller's thread on the team's first CPU while a loop runs and then gives it back the CPUs
+// it had: the thread belongs to the caller (the CLI, a Python interpreter), the pool only borrows it.
+class CallerOnTeamCpu {
+ public:
+  explicit CallerOnTeamCpu(const std::vector<int>& cpus) {
+    if (cpus.empty()) return;
+    CPU_ZERO(&saved_);
+    restore_ = sched_getaffinity(0, sizeof saved_, &saved_) == 0 && keep_calling_thread_on(cpus.front());
+  }
+  ~CallerOnTeamCpu() {
+    if (restore_) sched_setaffinity(0, sizeof saved_, &saved_);
+  }
+  CallerOnTeamCpu(const CallerOnTeamCpu&) = delete;
+  CallerOnTeamCpu& operator=(const CallerOnTeamCpu&) = delete;
+
+ private:
+  cpu_set_t saved_;
+  bool restore_ = false;
+};
+#else
+bool keep_calling_thread_on(int) {
+  return false;
+}
+struct CallerOnTeamCpu {
+  explicit CallerOnTeamCpu(const std::vector<int>&) {}
+};
+#endif
+
+}  // namespace
+
+std::vector<int> team_cpus(int threads) {
+  std::vector<int> cpus;
+#if defined(__linux__)
+  const char* pin = std::getenv("SOFTREG_PIN");
+  if (threads < 2 || (pin != nullptr && std::strcmp(pin, "0") == 0)) return cpus;
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &allowed)) cpus.push_back(cpu);
+  }
+  if (cpus.size() != static_cast<std::size_t>(threads)) cpus.clear();
+#else
+  (void)threads;
+#endif
+  return cpus;
+}
+
+ThreadPool::ThreadPool(int threads) : cpus_(team_cpus(threads)) {
+  for (int i = 1; i < threads; ++i) {
+    workers_.emplace_back([this, i] {
+      if (!cpus_.empty()) keep_calling_thread_on(cpus_[static_cast<std::size_t>(i)]);
+      worker_loop(i);
+    });
+  }
 }
 
 ThreadPool::~ThreadPool() {
@@ -53,6 +122,7 @@ void ThreadPool::run(std::size_t tasks, const std::function<void(std::size_t)>& 
       task(i);
     return;
   }
+  const CallerOnTeamCpu caller_on_team_cpu(cpus_);
   {
     std::lock_guard lock(mutex_);
     task_ = &task;

@@ -3,6 +3,10 @@
 
 #include <numeric>
 
+#if defined(__linux__)
+#include <sched.h>
+#endif
+
 #include "softreg/kernels.hpp"
 #include "softreg/loss.hpp"
 #include "softreg/metrics.hpp"
@@ -105,6 +109,50 @@ TEST(ThreadPool, RunsEveryTaskOnceAndRethrows) {
   pool.run(2, [&](std::size_t i) { hits[i] = 7; });  // still usable after an exception
   EXPECT_EQ(hits[1], 7);
 }
+
+#if defined(__linux__)
+// The CPUs this process may run on.
+std::vector<int> allowed_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  EXPECT_EQ(sched_getaffinity(0, sizeof set, &set), 0);
+  std::vector<int> cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
+  }
+  return cpus;
+}
+
+TEST(ThreadPool, ATeamAsLargeAsTheMachineKeepsEachThreadOnItsOwnCpu) {
+  const std::vector<int> allowed = allowed_cpus();
+  const int n = static_cast<int>(allowed.size());
+  if (n < 2) {
+    GTEST_SKIP() << "one CPU: nothing to pin";
+  }
+  EXPECT_EQ(team_cpus(n), allowed);
+  EXPECT_TRUE(team_cpus(1).empty());
+  EXPECT_TRUE(team_cpus(n + 1).empty());  // more threads than CPUs: the scheduler decides
+  if (n > 2) {
+    EXPECT_TRUE(team_cpus(n - 1).empty());  // fewer: the rest may be someone else's
+  }
+
+  ThreadPool pool(n);
+  ASSERT_EQ(pool.cpus(), allowed);
+  // Task i runs on thread i % n, so every round of n tasks visits each thread once; each thread must
+  // be on its CPU every time, the caller's included.
+  std::vector<int> seen(static_cast<std::size_t>(4 * n), -1);
+  pool.run(seen.size(), [&](std::size_t i) { seen[i] = sched_getcpu(); });
+  for (std::size_t i = 0; i < seen.size(); ++i)
+    EXPECT_EQ(seen[i], allowed[i % allowed.size()]) << "task " << i;
+  // The caller's thread gets its own CPUs back once the loop is done.
+  EXPECT_EQ(allowed_cpus(), allowed);
+
+  setenv("SOFTREG_PIN", "0", 1);
+  EXPECT_TRUE(team_cpus(n).empty());
+  EXPECT_TRUE(ThreadPool(n).cpus().empty());
+  unsetenv("SOFTREG_PIN");
+}
+#endif
 
 }  // namespace
 }  // namespace softreg

@@ -17,13 +17,18 @@ namespace softreg {
 
 class ThreadPool {
  public:
-  /// A pool that runs loops on `threads` threads in all (the caller's thread is one of them).
+  /// A pool that runs loops on `threads` threads in all (the caller's thread is one of them). When the
+  /// team is exactly as large as the set of CPUs this process may run on (the default: all cores),
+  /// each of its threads is kept on a CPU of its own (see team_cpus).
   explicit ThreadPool(int threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   int threads() const { return static_cast<int>(workers_.size()) + 1; }
+  /// The CPU each thread of the team is kept on (thread i on cpus()[i]; the caller's thread only while
+  /// run() runs, then it gets its own CPUs back), or empty when the scheduler places the threads.
+  const std::vector<int>& cpus() const { return cpus_; }
 
   /// Calls task(i) for i in [0, tasks), spread over the threads; returns when all are done.
   /// Task i runs on thread i % threads(). The first exception a task throws is rethrown here.
@@ -33,6 +38,7 @@ class ThreadPool {
   void worker_loop(int worker_index);
   void run_share(int thread_index);
 
+  const std::vector<int> cpus_;
   std::vector<std::thread> workers_;
   std::mutex mutex_;
   std::condition_variable work_ready_;
@@ -60,5 +66,13 @@ class SpinBarrier {
 
 /// The number of hardware threads, at least 1.
 int hardware_threads();
+
+/// The CPUs a team of `threads` threads is kept on, one each: the CPUs this process may run on, when
+/// there are exactly `threads` of them (and the environment does not say SOFTREG_PIN=0); otherwise
+/// none. Why: a thread that starts (or wakes) next to a busy one can be put on that one's CPU, and
+/// two threads of a team that meets twice a batch then take turns on one CPU until the scheduler moves
+/// one; on a 2-vCPU KVM guest that cost the first epoch of most runs 8-28 ms (BENCHMARKS.md). With
+/// fewer threads than CPUs the scheduler keeps its freedom: other processes may need the rest.
+std::vector<int> team_cpus(int threads);
 
 }  // namespace softreg
