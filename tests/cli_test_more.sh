@@ -24,6 +24,9 @@ for key in train_seconds_per_epoch floor_seconds_per_epoch load_seconds seconds_
 done
 # Process start, timed by execs of softreg --version: positive (0 would mean they could not be run).
 grep -Eq '"exec_seconds": (0\.[0-9]*[1-9]|[1-9])' bench.json && ok || fail "bench --json: no exec time: $(grep exec bench.json)"
+# Per-epoch barrier waits (one epoch here) and the CPUs the team was kept on (an array, maybe empty).
+grep -Eq '"barrier_wait_seconds_each_epoch": \[' bench.json && ok || fail "bench --json lacks barrier_wait_seconds_each_epoch"
+grep -Eq '"pinned_cpus": \[' bench.json && ok || fail "bench --json lacks pinned_cpus"
 expect 2 'softreg: error: --simd NOPE: not available here' -- bench --simd NOPE
 
 # cairo and libcurl are opened only when used (SOFTREG_LIBCAIRO, SOFTREG_LIBCURL name other builds):

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <algorithm>
 #include <chrono>
 #include <fstream>
@@ -199,10 +200,11 @@ int run_bench(const BenchOptions& options, double startup_seconds,
                K = static_cast<double>(data.train.num_classes);
   const double flops_per_epoch = 4 * n * D * K;  // forward and backward multiply-adds
   const double bytes_per_epoch = static_cast<double>(data.train.count * data.train.row_bytes());  // read once
-  std::vector<double> train_times, eval_times;
+  std::vector<double> train_times, eval_times, barrier_waits;
   double barrier_wait = 0, train_total = 0, forward_total = 0, backward_total = 0;
   for (const auto& m : epochs) {
     barrier_wait += m.barrier_wait_seconds;
+    barrier_waits.push_back(m.barrier_wait_seconds);
     forward_total += m.forward_seconds;
     backward_total += m.backward_seconds;
     train_total += m.train_seconds;
@@ -226,6 +228,7 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   const double backward_per_epoch = backward_total / static_cast<double>(epochs.size());
   const double checkpoint_per_epoch = summary.seconds_checkpoints / static_cast<double>(epochs.size());
   const std::string target = config.kernel == KernelChoice::kFast ? simd_target() : "eigen";
+  const std::vector<int> pinned_cpus = team_cpus(config.threads);  // what the trainer's pool did
 
   if (options.json) {
     nlohmann::ordered_json j;
@@ -247,6 +250,8 @@ int run_bench(const BenchOptions& options, double startup_seconds,
     j["eval_seconds"] = eval_per_epoch;
     j["checkpoint_seconds"] = checkpoint_per_epoch;
     j["barrier_wait_fraction"] = barrier_wait_fraction;
+    j["barrier_wait_seconds_each_epoch"] = barrier_waits;
+    j["pinned_cpus"] = pinned_cpus;
     j["forward_seconds_per_epoch"] = forward_per_epoch;
     j["backward_seconds_per_epoch"] = backward_per_epoch;
     j["process_seconds"] = process_seconds;
@@ -279,8 +284,13 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   fmt::print("  eval per epoch     {:8.4f} s   ({} test rows)\n", eval_per_epoch, data.test.count);
   fmt::print("  checkpoint         {:8.4f} s   per epoch (model.safetensors and metrics.csv)\n",
              checkpoint_per_epoch);
-  fmt::print("  barrier wait       {:8.1f} %   of the training time (threads waiting for each other)\n",
-             100 * barrier_wait_fraction);
+  fmt::print(
+      "  barrier wait       {:8.1f} %   of the training time (threads waiting for each other; "
+      "first epoch {:.1f} %)\n",
+      100 * barrier_wait_fraction, 100 * epochs.front().barrier_wait_seconds / train_times.front());
+  fmt::print("  threads            {:8d}     {}\n", config.threads,
+             pinned_cpus.empty() ? std::string("placed by the scheduler")
+                                 : fmt::format("kept on CPUs {}", fmt::join(pinned_cpus, ", ")));
   if (config.kernel == KernelChoice::kFast) {
     fmt::print(
         "  forward, backward  {:8.4f} s, {:.4f} s per epoch (each thread's mean; the rest is waiting)\n",
