@@ -128,6 +128,8 @@ std::size_t l2_cache_bytes();
 std::string simd_target();
 /// The instruction sets compiled in and supported by this CPU, best first.
 std::vector<std::string> simd_targets_available();
+/// The instruction sets compiled in, whatever this CPU supports (the instrumented builds compile fewer).
+std::vector<std::string> simd_targets_compiled();
 /// Makes the fast path use the named instruction set (one of simd_targets_available()); "" undoes it.
 /// For tests and benchmarks that show each path works.
 void restrict_simd_targets(const std::string& name);

@@ -486,6 +486,15 @@ std::vector<std::string> simd_targets_available() {
   return names;
 }
 
+std::vector<std::string> simd_targets_compiled() {
+  std::vector<std::string> names;
+  const auto compiled = static_cast<std::uint64_t>(HWY_TARGETS);
+  for (std::uint64_t bit = 1; bit != 0; bit <<= 1) {
+    if ((compiled & bit) != 0) names.emplace_back(hwy::TargetName(static_cast<std::int64_t>(bit)));
+  }
+  return names;
+}
+
 void restrict_simd_targets(const std::string& name) {
   hwy::SetSupportedTargetsForTest(0);  // back to what the CPU supports, then narrow it down
   if (name.empty()) return;
