@@ -17,7 +17,8 @@ class SharedLibrary {
  public:
   /// Opens `soname`, or the library `env_variable` names when it is set (a path or another soname).
   /// Throws Error: "cannot load NAME to PURPOSE (why); HINT".
-  SharedLibrary(const char* env_variable, const char* soname, std::string_view purpose, std::string_view hint);
+  SharedLibrary(const char* env_variable, const char* soname, std::string_view purpose,
+                std::string_view hint);
 
   /// Looks up `symbol` into `function`; throws Error: "NAME has no SYMBOL: EXPECTED".
   template <class Function>
