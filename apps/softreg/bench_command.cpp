@@ -186,6 +186,7 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   const TempFolder folder("softreg-bench");
   TrainingRun run(config, data, {.folder = folder.path(), .data_folder = data_source, .live_curves = false});
   run.train();
+  const std::vector<int> pinned_cpus = run.trainer().pool().cpus();  // where the team's threads ran
   const RunSummary summary = run.finish({.acceptance_checks = false, .pictures = false}).summary;
   const double process_seconds = startup_seconds + seconds_since(main_start);
   const double exec_seconds = best_exec_seconds(/*runs=*/20);
@@ -228,7 +229,6 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   const double backward_per_epoch = backward_total / static_cast<double>(epochs.size());
   const double checkpoint_per_epoch = summary.seconds_checkpoints / static_cast<double>(epochs.size());
   const std::string target = config.kernel == KernelChoice::kFast ? simd_target() : "eigen";
-  const std::vector<int> pinned_cpus = team_cpus(config.threads);  // what the trainer's pool did
 
   if (options.json) {
     nlohmann::ordered_json j;
