@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <vector>
 
 #include "softreg/error.hpp"
 #include "softreg/idx.hpp"
@@ -151,6 +152,28 @@ void check_jpeg_huffman_tables(std::span<const std::uint8_t> file, const std::fi
   }
 }
 
+struct ImageHeader {
+  int width, height, channels;
+};
+
+// What stbi_info says of a file's bytes, after the checks that keep stb's header parsers from undefined
+// behaviour (stbi_info parses JPEG tables and PGM/PPM headers too). Every read of an image goes here.
+ImageHeader read_checked_header(std::span<const std::uint8_t> file, const std::filesystem::path& path) {
+  if (file.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
+    throw Error::in_file(path, "is larger than 2 GB, too large for an image");
+  check_pnm_header(file, path);
+  check_png_chunks(file, path);
+  check_jpeg_huffman_tables(file, path);
+  ImageHeader header{0, 0, 0};
+  if (!stbi_info_from_memory(file.data(), static_cast<int>(file.size()), &header.width, &header.height,
+                             &header.channels)) {
+    const char* reason = stbi_failure_reason();
+    throw Error::in_file(
+        path, std::string("cannot read as an image (") + (reason ? reason : "unknown format") + ")");
+  }
+  return header;
+}
+
 struct StbiDeleter {
   void operator()(unsigned char* p) const { stbi_image_free(p); }
 };
@@ -177,9 +200,16 @@ std::vector<std::vector<Tap>> area_taps(int source_size, int output_size) {
 }  // namespace
 
 std::optional<std::pair<int, int>> image_dimensions(const std::filesystem::path& path) {
-  int width = 0, height = 0, channels = 0;
-  if (!stbi_info(path.c_str(), &width, &height, &channels)) return std::nullopt;
-  return std::pair{width, height};
+  // From the file's bytes through the same checks as a decode: stbi_info on the path would parse the
+  // headers unchecked (a JPEG Huffman table past 256 codes overran stb's array there; found by fuzzing
+  // an image folder, whose sizes are read this way before anything is decoded).
+  try {
+    const std::vector<std::uint8_t> file = read_file_bytes(path);
+    const ImageHeader header = read_checked_header(file, path);
+    return std::pair{header.width, header.height};
+  } catch (const Error&) {
+    return std::nullopt;  // the decode reports it
+  }
 }
 
 GrayImage read_gray_image(const std::filesystem::path& path, const DecodeOptions& options) {
@@ -192,19 +222,9 @@ GrayImage read_gray_image(const std::filesystem::path& path, const DecodeOptions
 GrayImage decode_gray_image(std::span<const std::uint8_t> file, const std::string& source,
                             const DecodeOptions& options) {
   const std::filesystem::path path = source;
-  if (file.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
-    throw Error::in_file(path, "is larger than 2 GB, too large for an image");
+  const ImageHeader header = read_checked_header(file, path);
   const auto size = static_cast<int>(file.size());
-  // Before stb reads anything (stbi_info parses JPEG tables and PGM/PPM headers too).
-  check_pnm_header(file, path);
-  check_png_chunks(file, path);
-  check_jpeg_huffman_tables(file, path);
-  int width = 0, height = 0, channels = 0;
-  if (!stbi_info_from_memory(file.data(), size, &width, &height, &channels)) {
-    const char* reason = stbi_failure_reason();
-    throw Error::in_file(
-        path, std::string("cannot read as an image (") + (reason ? reason : "unknown format") + ")");
-  }
+  int width = header.width, height = header.height, channels = header.channels;
   const long long pixels = static_cast<long long>(width) * height;
   const std::string dims = std::to_string(width) + "x" + std::to_string(height);
   if (pixels > kMaxImagePixels)

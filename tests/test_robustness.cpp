@@ -148,7 +148,7 @@ TEST(FuzzFindings, PnmHeaderNumbersTooLargeForStbAreErrors) {
                         "fuzz-findings/image/pnm-overflow-4a93f0fa");
       },
       "PGM/PPM header out of range");
-  EXPECT_EQ(findings("image").size(), 6u);
+  EXPECT_EQ(findings("image").size(), 7u);
   // A JPEG whose Huffman table counts sum past 256 (stb wrote past its table).
   test::expect_error(
       [] {
@@ -176,6 +176,28 @@ TEST(FuzzFindings, PnmHeaderNumbersTooLargeForStbAreErrors) {
                         "fuzz-findings/image/pnm-overflow-9b562cc3");
       },
       "PGM/PPM header out of range");
+}
+
+TEST(FuzzFindings, ImageSizesAreReadThroughTheDecodersChecks) {
+  // An image folder's sizes are read from the headers before anything is decoded; that read went to
+  // stb unchecked, and a JPEG whose Huffman counts sum past 256 overran stb's table there (UBSan, in
+  // an image-folder fuzz run). Each finding the decode refuses before stb sees it has no size either.
+  const std::filesystem::path dir = std::filesystem::path(SOFTREG_FIXTURES_DIR) / "fuzz-findings/image";
+  for (const char* name : {"jpeg-huffman-cb312e74", "jpeg-huffman-65f69dd2", "png-short-chunk-646694de",
+                           "pnm-overflow-4a93f0fa", "pnm-overflow-9b562cc3"}) {
+    EXPECT_THROW(read_gray_image(dir / name), Error) << name;
+    EXPECT_FALSE(image_dimensions(dir / name).has_value()) << name;
+  }
+  // A readable image still has its size: the 2x1 16-bit PPM.
+  EXPECT_EQ(image_dimensions(dir / "crash-3cda6b4cb150c6cba44f2d7446744aa326919d59"), (std::pair{2, 1}));
+  EXPECT_FALSE(image_dimensions(dir / "no-such-file").has_value());
+
+  // The folder that found it: its one image is skipped as unreadable, or named in the error.
+  test::TempDir root;
+  std::filesystem::create_directories(root / "train/class0");
+  std::filesystem::copy_file(dir / "jpeg-huffman-cb312e74", root / "train/class0/image0.png");
+  test::expect_error([&] { load_image_folder(root.path(), {.threads = 1, .use_cache = false}); },
+                     "image0.png");
 }
 
 TEST(FuzzFindings, ChunksAndEntriesClaimingMoreThanTheFileAreErrors) {
