@@ -3,11 +3,13 @@
 // figures run build/bench/softreg_bench directly (see BENCHMARKS.md).
 #include <benchmark/benchmark.h>
 
+#include <cstring>
 #include <numeric>
 #include <string>
 
 #include "softreg/kernels.hpp"
 #include "softreg/optim.hpp"
+#include "softreg/parallel.hpp"
 #include "softreg/train.hpp"
 
 namespace softreg {
@@ -198,6 +200,63 @@ void BM_Epoch(benchmark::State& state) {
   state.SetLabel(state.range(1) ? "fast" : "naive");
 }
 BENCHMARK(BM_Epoch)->ArgsProduct({{1, 2}, {0, 1}})->Unit(benchmark::kMillisecond);
+
+// What the shuffled rows cost to bring in, without any arithmetic: an epoch of the synthetic set's
+// 60,000 rows of 784 bytes, batch by batch (256) in a shuffled order (one of four, in turn), each of the
+// team's threads reading its slice of every batch as the forward pass does (no barriers). Args: whether
+// each batch's rows are asked for first (a line at a time, hint T1, as fast_forward_rows does), and the
+// threads. The floor `softreg bench` reports for a memory-bound shape uses sequential read bandwidth,
+// which shuffled rows do not reach; this is the figure to set beside it (BENCHMARKS.md).
+void BM_ShuffledRowGather(benchmark::State& state) {
+  const Dataset& data = synthetic_train();
+  static const std::vector<std::vector<std::uint32_t>> orders = [] {
+    std::vector<std::vector<std::uint32_t>> o;
+    Rng rng(7);
+    for (int i = 0; i < 4; ++i) {
+      o.push_back(shuffled_rows(synthetic_train().count));
+      rng.shuffle(o.back());
+    }
+    return o;
+  }();
+  const bool ask_first = state.range(0) != 0;
+  const auto threads = static_cast<std::size_t>(state.range(1));
+  ThreadPool pool(static_cast<int>(threads));
+  const std::size_t n = data.count, row_bytes = data.row_bytes(), batch = 256;
+  std::vector<std::uint64_t> seen(threads * 8);  // a cache line per thread
+  std::size_t epoch = 0;
+  for (auto _ : state) {
+    const std::vector<std::uint32_t>& order = orders[epoch++ % orders.size()];
+    pool.run(threads, [&](std::size_t t) {
+      std::uint64_t bits = 0;
+      for (std::size_t begin = 0; begin < n; begin += batch) {
+        const std::size_t count = std::min(batch, n - begin), slice = (count + threads - 1) / threads;
+        const std::size_t r0 = begin + std::min(count, t * slice),
+                          r1 = begin + std::min(count, (t + 1) * slice);
+        if (ask_first) {
+          for (std::size_t r = r0; r < r1; ++r) {
+            const std::uint8_t* row = data.image(order[r]);
+            for (std::size_t offset = 0; offset < row_bytes; offset += 64)
+              __builtin_prefetch(row + offset, 0, 2);
+            __builtin_prefetch(row + row_bytes - 1, 0, 2);
+          }
+        }
+        for (std::size_t r = r0; r < r1; ++r) {
+          const std::uint8_t* row = data.image(order[r]);
+          for (std::size_t offset = 0; offset + 8 <= row_bytes; offset += 8) {
+            std::uint64_t word;
+            std::memcpy(&word, row + offset, 8);
+            bits |= word;
+          }
+        }
+      }
+      seen[t * 8] |= bits;
+    });
+  }
+  benchmark::DoNotOptimize(seen.data());
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * n * row_bytes));
+  state.SetLabel(ask_first ? "rows asked for first" : "rows read as they come");
+}
+BENCHMARK(BM_ShuffledRowGather)->ArgsProduct({{0, 1}, {1, 2}})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 }  // namespace softreg
