@@ -189,6 +189,36 @@ TEST(FastKernels, TargetsOfferedAreExactlyThoseTheCpuAndOsSupport) {
 }
 #endif
 
+TEST(FastKernels, ARowGivesTheSameBitsAloneAsInABatch) {
+  // Rows are blocked (2 to 4 at a time, by class count) and, with 512-bit vectors, the lane sums of a
+  // block's accumulators come out of one shared tree: each (row, class) sum must still be added in
+  // the same order, whatever block the row falls in. D = 64: whole vectors, the path without a tail.
+  for (const std::string& target : simd_targets_available()) {
+    restrict_simd_targets(target);
+    for (int K : {1, 2, 3, 5, 8, 10, 16, 17, 100}) {
+      for (ElementType element : {ElementType::kU8, ElementType::kF32}) {
+        const std::size_t n = 23, D = 64, k = static_cast<std::size_t>(K);
+        const Batch batch(/*side=*/8, n, /*init_std=*/0.1, /*seed=*/static_cast<std::uint32_t>(K + 40), K,
+                          element);
+        const auto forward = [&](std::size_t first, std::size_t count, float* loss, float* dlogits) {
+          fast_forward_rows({batch.pixels.data() + first, batch.labels.data() + first, count, D, k, element,
+                             batch.model.W.data(), batch.model.b.data(), batch.data.scale(), loss, nullptr,
+                             dlogits});
+        };
+        std::vector<float> loss(n), dlogits(n * k), alone_loss(n), alone_dlogits(n * k);
+        forward(0, n, loss.data(), dlogits.data());
+        for (std::size_t r = 0; r < n; ++r)
+          forward(r, 1, &alone_loss[r], &alone_dlogits[r * k]);
+        const std::string where = fmt::format("{} K={} {}", target, K, element_name(element));
+        EXPECT_EQ(loss, alone_loss) << where;
+        EXPECT_EQ(dlogits, alone_dlogits) << where;
+        expect_fast_matches_reference(batch, where);
+      }
+    }
+  }
+  restrict_simd_targets("");
+}
+
 TEST(FastKernels, ExtremeLogitsStayFinite) {
   Batch batch(28, 16, 0.01, 4);
   batch.model.W *= 1e4f;  // logits of order +-1e4: the seed's exp would overflow

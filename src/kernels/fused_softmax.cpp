@@ -84,6 +84,38 @@ HWY_INLINE float ScalarMulAdd(float a, float b, float c) {
 #endif
 }
 
+#undef SOFTREG_SIXTEEN_LANE_SUMS  // this file is compiled once per target: decided anew each time
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+// 512-bit vectors: the lane sums of up to 16 accumulators come out of one transposing tree of 15 adds
+// (SixteenLaneSums) instead of a reduction each, which cost more than the multiply-adds of a row on a
+// CPU with full-width 512-bit FMAs (BENCHMARKS.md).
+#define SOFTREG_SIXTEEN_LANE_SUMS 1
+// Lane j of the result is the sum of v[j]'s lanes, added in the same tree as Highway's SumOfLanes
+// (_mm512_reduce_add_ps: lanes i and i+8, then j and j+4, then 0+2 and 1+3, then those two), so the
+// logits are bit for bit what one reduction per accumulator gives.
+HWY_INLINE __m512 SixteenLaneSums(const __m512 (&v)[16]) {
+  // Slot s takes v[4 * (s % 4) + s / 4]: the tree leaves slot 4j + c in lane 4c + j.
+  const auto slot = [&](int s) { return v[4 * (s % 4) + s / 4]; };
+  __m512 halves[8];  // halves[m]: lanes 0-7 slot 2m's (i + i+8) sums, lanes 8-15 slot 2m+1's
+  for (int m = 0; m < 8; ++m) {
+    const __m512 a = slot(2 * m), b = slot(2 * m + 1);
+    halves[m] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
+  }
+  __m512 quarters[4];  // quarters[n]: 128-bit block c holds slot 4n+c's (j + j+4) sums
+  for (int n = 0; n < 4; ++n) {
+    const __m512 a = halves[2 * n], b = halves[2 * n + 1];
+    quarters[n] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x88), _mm512_shuffle_f32x4(a, b, 0xDD));
+  }
+  __m512 pairs[2];  // pairs[p], block c: slot 8p+c's (0+2, 1+3), then slot 8p+4+c's
+  for (int p = 0; p < 2; ++p) {
+    const __m512 a = quarters[2 * p], b = quarters[2 * p + 1];
+    pairs[p] = _mm512_add_ps(_mm512_shuffle_ps(a, b, 0x44), _mm512_shuffle_ps(a, b, 0xEE));
+  }
+  return _mm512_add_ps(_mm512_shuffle_ps(pairs[0], pairs[1], 0x88),
+                       _mm512_shuffle_ps(pairs[0], pairs[1], 0xDD));
+}
+#endif
+
 // A row's values d.. as floats: bytes are widened in registers, floats loaded as they are, doubles
 // rounded to float (as converting the array first would).
 template <class T, class D>
@@ -156,7 +188,7 @@ struct PrefetchCursor {
 // in a separate pass. A (row, class) sum is accumulated in the same order whatever R and KT are, so the
 // logits do not depend on how rows and classes are blocked.
 template <class T, int KT, int R>
-void DotRows(const FastForwardArgs& a, std::size_t first, std::size_t k0, float* logits) {
+void DotRows(const FastForwardArgs& a, std::size_t first, std::size_t k0, const float* bias, float* logits) {
   const hn::ScalableTag<float> df;
   using V = decltype(hn::Zero(df));
   const std::size_t lanes = hn::Lanes(df);
@@ -181,9 +213,38 @@ void DotRows(const FastForwardArgs& a, std::size_t first, std::size_t k0, float*
         acc[r][k] = hn::MulAdd(xv[r], w, acc[r][k]);
     }
   }
+#if SOFTREG_SIXTEEN_LANE_SUMS
+  // The R*KT sums in (row, class) order, 16 to a vector.
+  constexpr int kSums = R * KT, kGroups = (kSums + 15) / 16;
+  HWY_ALIGN float sums[kGroups * 16];
+  for (int g = 0; g < kGroups; ++g) {
+    __m512 v[16];
+    for (int s = 0; s < 16; ++s) {
+      const int i = g * 16 + s;
+      v[s] = i < kSums ? acc[i / KT][i % KT].raw : _mm512_setzero_ps();
+    }
+    const __m512 total = SixteenLaneSums(v);
+    if (K == KT && vector_end == D) {
+      // One tile and no scalar tail: the block's logits are contiguous, (row, class) order; bias[] holds
+      // b in the same order (DotTile).
+      const __mmask16 lanes_used =
+          static_cast<__mmask16>(kSums - g * 16 >= 16 ? 0xFFFF : (1u << (kSums - g * 16)) - 1);
+      const __m512 out = _mm512_fmadd_ps(total, _mm512_set1_ps(a.scale), _mm512_load_ps(bias + g * 16));
+      _mm512_mask_storeu_ps(logits + g * 16, lanes_used, out);
+    } else {
+      _mm512_store_ps(sums + g * 16, total);
+    }
+  }
+  if (K == KT && vector_end == D) return;
+  for (int r = 0; r < R; ++r) {
+    for (int k = 0; k < KT; ++k) {
+      float sum = sums[r * KT + k];
+#else
+  (void)bias;
   for (int r = 0; r < R; ++r) {
     for (int k = 0; k < KT; ++k) {
       float sum = hn::GetLane(hn::SumOfLanes(df, acc[r][k]));
+#endif
       for (std::size_t d = vector_end; d < D; ++d)
         sum = ScalarMulAdd(ValueAt<T>(x[r], d), W[k * D + d], sum);
       logits[static_cast<std::size_t>(r) * K + k0 + k] = ScalarMulAdd(sum, a.scale, a.b[k0 + k]);
@@ -196,6 +257,10 @@ template <class T, int KT>
 void DotTile(const FastForwardArgs& a, std::size_t k0, float* logits) {
   constexpr int R = BlockFor(KT);
   const std::size_t K = a.classes, row_bytes = a.inputs * sizeof(T);
+  // b[k0..k0+KT) repeated for R rows, in the (row, class) order of a block's logits (DotRows).
+  HWY_ALIGN float bias[(R * KT + 15) / 16 * 16] = {};
+  for (int i = 0; i < R * KT; ++i)
+    bias[i] = a.b[k0 + static_cast<std::size_t>(i % KT)];
   std::size_t i = 0;
   for (; i + R <= a.count; i += R) {
     if (k0 == 0) {  // the first tile brings the rows in; later tiles find them in cache
@@ -207,10 +272,10 @@ void DotTile(const FastForwardArgs& a, std::size_t k0, float* logits) {
         }
       }
     }
-    DotRows<T, KT, R>(a, i, k0, logits + i * K);
+    DotRows<T, KT, R>(a, i, k0, bias, logits + i * K);
   }
   for (; i < a.count; ++i)
-    DotRows<T, KT, 1>(a, i, k0, logits + i * K);
+    DotRows<T, KT, 1>(a, i, k0, bias, logits + i * K);
 }
 
 // The last tile has K % kTile classes: one instantiation per possible width.
