@@ -190,28 +190,37 @@ TEST(FastKernels, TargetsOfferedAreExactlyThoseTheCpuAndOsSupport) {
 #endif
 
 TEST(FastKernels, ARowGivesTheSameBitsAloneAsInABatch) {
-  // Rows are blocked (2 to 4 at a time, by class count) and, with 512-bit vectors, the lane sums of a
-  // block's accumulators come out of one shared tree: each (row, class) sum must still be added in
-  // the same order, whatever block the row falls in. D = 64: whole vectors, the path without a tail.
+  // Rows are blocked (2 to 4 at a time, by class count), with 512-bit vectors the lane sums of a
+  // block's accumulators come out of one shared tree, and up to 16 classes the softmax of 16 rows at a
+  // time runs in columns (a row per lane): each row must still get the arithmetic of a row alone (the
+  // scalar softmax), bit for bit. D = 64: whole vectors, the path without a tail; 37 rows: two groups
+  // of 16 and 5 more.
   for (const std::string& target : simd_targets_available()) {
     restrict_simd_targets(target);
     for (int K : {1, 2, 3, 5, 8, 10, 16, 17, 100}) {
       for (ElementType element : {ElementType::kU8, ElementType::kF32}) {
-        const std::size_t n = 23, D = 64, k = static_cast<std::size_t>(K);
+        const std::size_t n = 37, D = 64, k = static_cast<std::size_t>(K);
         const Batch batch(/*side=*/8, n, /*init_std=*/0.1, /*seed=*/static_cast<std::uint32_t>(K + 40), K,
                           element);
-        const auto forward = [&](std::size_t first, std::size_t count, float* loss, float* dlogits) {
-          fast_forward_rows({batch.pixels.data() + first, batch.labels.data() + first, count, D, k, element,
-                             batch.model.W.data(), batch.model.b.data(), batch.data.scale(), loss, nullptr,
-                             dlogits});
+        const auto forward = [&](std::size_t first, std::size_t count, float* loss, Label* predictions,
+                                 float* dlogits) {
+          return fast_forward_rows({batch.pixels.data() + first, batch.labels.data() + first, count, D, k,
+                                    element, batch.model.W.data(), batch.model.b.data(), batch.data.scale(),
+                                    loss, predictions, dlogits});
         };
-        std::vector<float> loss(n), dlogits(n * k), alone_loss(n), alone_dlogits(n * k);
-        forward(0, n, loss.data(), dlogits.data());
+        std::vector<float> loss(n), dlogits(n * k), alone_loss(n), alone_dlogits(n * k), eval_loss(n);
+        std::vector<Label> predictions(n), alone_predictions(n);
+        const std::int64_t correct = forward(0, n, loss.data(), predictions.data(), dlogits.data());
+        std::int64_t alone_correct = 0;
         for (std::size_t r = 0; r < n; ++r)
-          forward(r, 1, &alone_loss[r], &alone_dlogits[r * k]);
+          alone_correct += forward(r, 1, &alone_loss[r], &alone_predictions[r], &alone_dlogits[r * k]);
         const std::string where = fmt::format("{} K={} {}", target, K, element_name(element));
         EXPECT_EQ(loss, alone_loss) << where;
         EXPECT_EQ(dlogits, alone_dlogits) << where;
+        EXPECT_EQ(predictions, alone_predictions) << where;
+        EXPECT_EQ(correct, alone_correct) << where;
+        EXPECT_EQ(forward(0, n, eval_loss.data(), nullptr, nullptr), correct) << where;  // evaluation
+        EXPECT_EQ(eval_loss, loss) << where;
         expect_fast_matches_reference(batch, where);
       }
     }
