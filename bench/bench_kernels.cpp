@@ -3,6 +3,7 @@
 // figures run build/bench/softreg_bench directly (see BENCHMARKS.md).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstring>
 #include <numeric>
 #include <string>
@@ -35,6 +36,10 @@ const Dataset& synthetic_train() {
     return d;
   }();
   return data;
+}
+
+std::string fmt_shape(std::size_t K, std::size_t D, ElementType element) {
+  return std::to_string(K) + " classes, " + std::to_string(D) + " " + std::string(element_name(element));
 }
 
 std::vector<std::uint32_t> shuffled_rows(std::size_t n) {
@@ -131,6 +136,57 @@ void BM_FusedHalves(benchmark::State& state) {
   state.SetLabel(std::string(forward ? "forward" : "update") + (batches.resident ? ", resident rows" : ""));
 }
 BENCHMARK(BM_FusedHalves)->ArgsProduct({{0, 1}, {0, 1}});
+
+// The forward pass alone on 256 cache-resident rows of any shape (classes, features, u8 or f32),
+// rows already asked for (as in training, where the previous batch's passes asked for them): the
+// dot products, their lane sums and the softmax, with memory out of the picture. Its floor is
+// 2 * 256 * D * K flops at BM_ProbeFma's rate; the minimum of 15 repetitions is the figure to quote on
+// a noisy machine.
+void BM_ForwardPass(benchmark::State& state) {
+  const auto K = static_cast<std::size_t>(state.range(0)), D = static_cast<std::size_t>(state.range(2));
+  const ElementType element = state.range(1) == 0 ? ElementType::kU8 : ElementType::kF32;
+  constexpr std::size_t kRows = 256;
+  const std::size_t row_bytes = D * element_size(element);
+  std::vector<std::uint8_t> data(kRows * row_bytes);
+  std::uint32_t seed = 7;
+  const auto next = [&seed] { return (seed = seed * 1664525u + 1013904223u) >> 24; };
+  for (std::size_t i = 0; i < kRows * D; ++i) {
+    if (element == ElementType::kU8) {
+      data[i] = static_cast<std::uint8_t>(next());
+    } else {
+      const float value = static_cast<float>(next()) / 255.0f;
+      std::memcpy(data.data() + i * sizeof(float), &value, sizeof(float));
+    }
+  }
+  std::vector<const std::uint8_t*> rows(kRows);
+  std::vector<Label> labels(kRows);
+  for (std::size_t r = 0; r < kRows; ++r) {
+    rows[r] = data.data() + r * row_bytes;
+    labels[r] = static_cast<Label>(r % K);
+  }
+  Rng rng(0);
+  const SoftmaxModel model = SoftmaxModel::initialized(static_cast<int>(D), static_cast<int>(K), 0.01, rng);
+  std::vector<float> loss(kRows), dlogits(kRows * K);
+  const float scale = element == ElementType::kU8 ? 1.0f / 255 : 1.0f;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(
+        fast_forward_rows({rows.data(), labels.data(), kRows, D, K, element, model.W.data(), model.b.data(),
+                           scale, loss.data(), nullptr, dlogits.data(),
+                           /*rows_requested=*/true}));
+  }
+  state.SetLabel(fmt_shape(K, D, element));
+}
+BENCHMARK(BM_ForwardPass)
+    ->ArgNames({"K", "f32", "D"})
+    ->Args({10, 0, 784})
+    ->Args({2, 0, 784})
+    ->Args({16, 1, 512})
+    ->Args({100, 1, 512})
+    ->Args({10, 0, 16})  // the per-row work alone: lane sums and softmax
+    ->Repetitions(15)
+    ->ComputeStatistics("min",
+                        [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); })
+    ->ReportAggregatesOnly(true);
 
 // The same step with the naive twin: gather to floats, Eigen products, separate SGD update.
 void BM_NaiveStep(benchmark::State& state) {
