@@ -241,28 +241,50 @@ void DotRows(const FastForwardArgs& a, std::size_t first, std::size_t k0, const 
     }
   }
 #if SOFTREG_SIXTEEN_LANE_SUMS
-  // The R*KT sums in (row, class) order, 16 to a vector.
+  // The R*KT sums in (row, class) order, 16 to a vector (at most two: R*KT <= kAccumulators).
   constexpr int kSums = R * KT, kGroups = (kSums + 15) / 16;
-  HWY_ALIGN float sums[kGroups * 16];
+  static_assert(kGroups <= 2);
+  __m512 totals[kGroups];
   for (int g = 0; g < kGroups; ++g) {
     __m512 v[16];
     for (int s = 0; s < 16; ++s) {
       const int i = g * 16 + s;
       v[s] = i < kSums ? acc[i / KT][i % KT].raw : _mm512_setzero_ps();
     }
-    const __m512 total = SixteenLaneSums(v);
-    if (K == KT && vector_end == D) {
-      // One tile and no scalar tail: the block's logits are contiguous, (row, class) order; bias[] holds
-      // b in the same order (DotTile).
-      const __mmask16 lanes_used =
-          static_cast<__mmask16>(kSums - g * 16 >= 16 ? 0xFFFF : (1u << (kSums - g * 16)) - 1);
-      const __m512 out = _mm512_fmadd_ps(total, _mm512_set1_ps(a.scale), _mm512_load_ps(bias + g * 16));
-      _mm512_mask_storeu_ps(logits + g * 16, lanes_used, out);
-    } else {
-      _mm512_store_ps(sums + g * 16, total);
-    }
+    totals[g] = SixteenLaneSums(v);
   }
-  if (K == KT && vector_end == D) return;
+  if (vector_end == D) {
+    // No scalar tail: scale and bias in the vector (bias[] holds b in the same (row, class) order,
+    // DotTile), an FMA as exact as ScalarMulAdd's.
+    __m512 out[kGroups];
+    for (int g = 0; g < kGroups; ++g)
+      out[g] = _mm512_fmadd_ps(totals[g], _mm512_set1_ps(a.scale), _mm512_load_ps(bias + g * 16));
+    if (K == KT) {  // one tile: the block's logits are contiguous
+      for (int g = 0; g < kGroups; ++g) {
+        const int used = kSums - g * 16;
+        _mm512_mask_storeu_ps(logits + g * 16, static_cast<__mmask16>(used >= 16 ? 0xFFFF : (1u << used) - 1),
+                              out[g]);
+      }
+    } else {  // each row's KT logits to its own place: moved to lanes 0..KT-1, then stored
+      for (int r = 0; r < R; ++r) {
+        const __m512i from =
+            _mm512_add_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                             _mm512_set1_epi32(r * KT));
+        __m512 row;
+        if constexpr (kGroups == 1) {
+          row = _mm512_permutexvar_ps(from, out[0]);
+        } else {
+          row = _mm512_permutex2var_ps(out[0], from, out[kGroups - 1]);
+        }
+        _mm512_mask_storeu_ps(logits + static_cast<std::size_t>(r) * K + k0,
+                              static_cast<__mmask16>((1u << KT) - 1), row);
+      }
+    }
+    return;
+  }
+  HWY_ALIGN float sums[kGroups * 16];
+  for (int g = 0; g < kGroups; ++g)
+    _mm512_store_ps(sums + g * 16, totals[g]);
   for (int r = 0; r < R; ++r) {
     for (int k = 0; k < KT; ++k) {
       float sum = sums[r * KT + k];
