@@ -197,7 +197,7 @@ TEST(FastKernels, ARowGivesTheSameBitsAloneAsInABatch) {
   // of 16 and 5 more.
   for (const std::string& target : simd_targets_available()) {
     restrict_simd_targets(target);
-    for (int K : {1, 2, 3, 5, 8, 10, 16, 17, 100}) {
+    for (int K : {1, 2, 3, 5, 8, 10, 16, 17, 32, 100, 1000}) {
       for (ElementType element : {ElementType::kU8, ElementType::kF32}) {
         const std::size_t n = 37, D = 64, k = static_cast<std::size_t>(K);
         const Batch batch(/*side=*/8, n, /*init_std=*/0.1, /*seed=*/static_cast<std::uint32_t>(K + 40), K,
