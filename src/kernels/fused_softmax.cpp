@@ -393,11 +393,32 @@ std::int64_t SoftmaxRows(const FastForwardArgs& a, float* logits, std::size_t fi
 }
 
 #if SOFTREG_SIXTEEN_LANE_SUMS
+// The steps the two column forms below share, for the 16 rows from row0:
+// their labels as 16 int32 lanes;
+HWY_INLINE __m512i SixteenLabels(const FastForwardArgs& a, std::size_t row0) {
+  return _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.labels + row0)));
+}
+// the argmax classes `best` stored as predictions (if asked for), and how many equal the label;
+HWY_INLINE std::int64_t CountAndPredict(const FastForwardArgs& a, std::size_t row0, __m512i best,
+                                        __m512i labels) {
+  if (a.predictions) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(a.predictions + row0), _mm512_cvtepi32_epi16(best));
+  }
+  return __builtin_popcount(_mm512_cmpeq_epi32_mask(best, labels));
+}
+// the losses log(sum) - label_logit, with std::log as SoftmaxRows takes it.
+HWY_INLINE void StoreLosses(const FastForwardArgs& a, std::size_t row0, __m512 sum, __m512 label_logit) {
+  HWY_ALIGN float sums[16], losses[16];
+  _mm512_store_ps(sums, sum);
+  for (int r = 0; r < 16; ++r)
+    losses[r] = std::log(sums[r]);
+  _mm512_storeu_ps(a.row_loss + row0, _mm512_sub_ps(_mm512_load_ps(losses), label_logit));
+}
+
 // SoftmaxRows for rows [0, rows) (a multiple of 16) with K <= 16, sixteen rows at a time in columns
-// held in registers:
-// a row per lane, a vector per class, so that no step works across lanes. It repeats SoftmaxRows'
-// arithmetic step for step (the same running argmax, exp, sums in class order, std::log, division),
-// so its results are SoftmaxRows' bit for bit, in a fraction of its scalar loops' time.
+// held in registers: a row per lane, a vector per class, so that no step works across lanes. It repeats
+// SoftmaxRows' arithmetic step for step (the same running argmax, exp, sums in class order, std::log,
+// division), so its results are SoftmaxRows' bit for bit, in a fraction of its scalar loops' time.
 std::int64_t SoftmaxSixteenRowsInRegisters(const FastForwardArgs& a, float* logits, std::size_t rows) {
   const hn::ScalableTag<float> df;
   const int K = static_cast<int>(a.classes);
@@ -409,8 +430,7 @@ std::int64_t SoftmaxSixteenRowsInRegisters(const FastForwardArgs& a, float* logi
     for (int r = 0; r < 16; ++r)
       v[r] = _mm512_maskz_loadu_ps(classes, o + static_cast<std::size_t>(r) * a.classes);
     Transpose16(v);  // v[k]: class k's logits of the 16 rows
-    const __m512i labels =
-        _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.labels + row0)));
+    const __m512i labels = SixteenLabels(a, row0);
     __m512 row_max = v[0];
     __m512i best = _mm512_setzero_si512();
     for (int k = 1; k < K; ++k) {
@@ -418,11 +438,7 @@ std::int64_t SoftmaxSixteenRowsInRegisters(const FastForwardArgs& a, float* logi
       row_max = _mm512_mask_blend_ps(above, row_max, v[k]);
       best = _mm512_mask_blend_epi32(above, best, _mm512_set1_epi32(k));
     }
-    const __mmask16 right = _mm512_cmpeq_epi32_mask(best, labels);
-    correct += __builtin_popcount(right);
-    if (a.predictions) {
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(a.predictions + row0), _mm512_cvtepi32_epi16(best));
-    }
+    correct += CountAndPredict(a, row0, best, labels);
     __m512 label_logit = _mm512_setzero_ps(), sum = _mm512_setzero_ps();
     __mmask16 is_label[16];
     for (int k = 0; k < K; ++k) {
@@ -432,11 +448,7 @@ std::int64_t SoftmaxSixteenRowsInRegisters(const FastForwardArgs& a, float* logi
       v[k] = hn::Exp(df, hn::Vec512<float>{shifted}).raw;
       sum = _mm512_add_ps(sum, v[k]);
     }
-    HWY_ALIGN float sums[16], losses[16];
-    _mm512_store_ps(sums, sum);
-    for (int r = 0; r < 16; ++r)
-      losses[r] = std::log(sums[r]);
-    _mm512_storeu_ps(a.row_loss + row0, _mm512_sub_ps(_mm512_load_ps(losses), label_logit));
+    StoreLosses(a, row0, sum, label_logit);
     if (!a.dlogits) continue;
     const __m512 inv_sum = _mm512_div_ps(_mm512_set1_ps(1.0f), sum);
     for (int k = 0; k < K; ++k) {
@@ -451,6 +463,7 @@ std::int64_t SoftmaxSixteenRowsInRegisters(const FastForwardArgs& a, float* logi
   }
   return correct;
 }
+
 // SoftmaxRows for rows [0, rows) (a multiple of 16), sixteen rows at a time in columns: a row per
 // lane, a vector per class (16 x 16 blocks transposed in registers), so that no step works across
 // lanes. It repeats SoftmaxRows' arithmetic step for step (the same running argmax, exp, sums in class
@@ -477,8 +490,7 @@ std::int64_t SoftmaxSixteenRowsAtATime(const FastForwardArgs& a, float* logits, 
       for (std::size_t j = 0; j < 16 && k0 + j < K; ++j)
         _mm512_storeu_ps(columns + (k0 + j) * 16, v[j]);
     }
-    const __m512i labels =
-        _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.labels + row0)));
+    const __m512i labels = SixteenLabels(a, row0);
     __m512 row_max = _mm512_loadu_ps(columns);
     __m512i best = _mm512_setzero_si512();
     for (std::size_t k = 1; k < K; ++k) {
@@ -487,10 +499,7 @@ std::int64_t SoftmaxSixteenRowsAtATime(const FastForwardArgs& a, float* logits, 
       row_max = _mm512_mask_blend_ps(above, row_max, logit);
       best = _mm512_mask_blend_epi32(above, best, _mm512_set1_epi32(static_cast<int>(k)));
     }
-    correct += __builtin_popcount(_mm512_cmpeq_epi32_mask(best, labels));
-    if (a.predictions) {
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(a.predictions + row0), _mm512_cvtepi32_epi16(best));
-    }
+    correct += CountAndPredict(a, row0, best, labels);
     __m512 label_logit = _mm512_setzero_ps(), sum = _mm512_setzero_ps();
     for (std::size_t k = 0; k < K; ++k) {
       const __m512 shifted = _mm512_sub_ps(_mm512_loadu_ps(columns + k * 16), row_max);
@@ -500,11 +509,7 @@ std::int64_t SoftmaxSixteenRowsAtATime(const FastForwardArgs& a, float* logits, 
       _mm512_storeu_ps(columns + k * 16, e);
       sum = _mm512_add_ps(sum, e);
     }
-    HWY_ALIGN float sums[16], losses[16];
-    _mm512_store_ps(sums, sum);
-    for (int r = 0; r < 16; ++r)
-      losses[r] = std::log(sums[r]);
-    _mm512_storeu_ps(a.row_loss + row0, _mm512_sub_ps(_mm512_load_ps(losses), label_logit));
+    StoreLosses(a, row0, sum, label_logit);
     if (!a.dlogits) continue;
     const __m512 inv_sum = _mm512_div_ps(_mm512_set1_ps(1.0f), sum);
     for (std::size_t k0 = 0; k0 < K; k0 += 16) {
