@@ -86,10 +86,13 @@ void check_pnm_header(std::span<const std::uint8_t> file, const std::filesystem:
 
 // A PNG's chunks must each fit in the file: stb grows its buffer to a chunk's claimed length before
 // reading it, so a 300-byte file claiming a 1.4 GB IDAT chunk would cost 1.4 GB (found by fuzzing).
+// And the first IDAT chunk must not be empty: stb has no buffer yet then and copies its 0 bytes to a
+// null pointer (undefined behaviour, found by fuzzing: a 77-byte file).
 void check_png_chunks(std::span<const std::uint8_t> file, const std::filesystem::path& path) {
   static constexpr std::uint8_t kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   if (file.size() < 8 || !std::equal(kSignature, kSignature + 8, file.begin())) return;
   std::size_t at = 8;
+  bool seen_image_data = false;
   // Every chunk header that is there counts, the last one too when its data is cut short.
   while (at + 8 <= file.size()) {
     const std::uint32_t length = (std::uint32_t{file[at]} << 24) | (std::uint32_t{file[at + 1]} << 16) |
@@ -99,9 +102,15 @@ void check_png_chunks(std::span<const std::uint8_t> file, const std::filesystem:
                                      " claims " + std::to_string(length) + " bytes, the file has " +
                                      std::to_string(file.size() - at - 8) + " after it");
     }
-    if (std::equal(file.begin() + static_cast<std::ptrdiff_t>(at) + 4,
-                   file.begin() + static_cast<std::ptrdiff_t>(at) + 8, "IEND"))
-      return;
+    const auto type = file.begin() + static_cast<std::ptrdiff_t>(at) + 4;
+    if (std::equal(type, type + 4, "IEND")) return;
+    if (std::equal(type, type + 4, "IDAT")) {
+      if (length == 0 && !seen_image_data) {
+        throw Error::in_file(
+            path, "unsupported PNG: the first IDAT chunk (at byte " + std::to_string(at) + ") is empty");
+      }
+      seen_image_data = true;
+    }
     at += 12 + length;
   }
 }

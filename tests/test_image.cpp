@@ -50,6 +50,14 @@ TEST(Image, ReadsPngAndJpegAsGray) {
   const GrayImage jpg = read_gray_image(dir / "a.jpg");
   EXPECT_EQ(jpg.width, 6);
   EXPECT_NEAR(jpg.pixels[5], 255, 12);
+  // An empty IDAT chunk after the image data (PNG allows any number): still read, and the same.
+  // (An empty first IDAT chunk is refused: FuzzFindings.ChunksAndEntriesClaimingMoreThanTheFileAreErrors.)
+  std::vector<std::uint8_t> bytes = test::read_bytes(dir / "a.png");
+  ASSERT_GT(bytes.size(), 12u);
+  const std::vector<std::uint8_t> empty_idat = {0, 0, 0, 0, 'I', 'D', 'A', 'T', 0x35, 0xaf, 0x06, 0x1e};
+  bytes.insert(bytes.end() - 12, empty_idat.begin(), empty_idat.end());  // before IEND
+  test::write_bytes(dir / "empty-idat.png", bytes);
+  EXPECT_EQ(read_gray_image(dir / "empty-idat.png").pixels, png.pixels);
   GrayImage inverted = png;
   invert(inverted);
   EXPECT_EQ(inverted.pixels[5], 0);

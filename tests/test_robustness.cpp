@@ -148,7 +148,7 @@ TEST(FuzzFindings, PnmHeaderNumbersTooLargeForStbAreErrors) {
                         "fuzz-findings/image/pnm-overflow-4a93f0fa");
       },
       "PGM/PPM header out of range");
-  EXPECT_EQ(findings("image").size(), 7u);
+  EXPECT_EQ(findings("image").size(), 8u);
   // A JPEG whose Huffman table counts sum past 256 (stb wrote past its table).
   test::expect_error(
       [] {
@@ -184,7 +184,7 @@ TEST(FuzzFindings, ImageSizesAreReadThroughTheDecodersChecks) {
   // an image-folder fuzz run). Each finding the decode refuses before stb sees it has no size either.
   const std::filesystem::path dir = std::filesystem::path(SOFTREG_FIXTURES_DIR) / "fuzz-findings/image";
   for (const char* name : {"jpeg-huffman-cb312e74", "jpeg-huffman-65f69dd2", "png-short-chunk-646694de",
-                           "pnm-overflow-4a93f0fa", "pnm-overflow-9b562cc3"}) {
+                           "png-empty-idat-76978be9", "pnm-overflow-4a93f0fa", "pnm-overflow-9b562cc3"}) {
     EXPECT_THROW(read_gray_image(dir / name), Error) << name;
     EXPECT_FALSE(image_dimensions(dir / name).has_value()) << name;
   }
@@ -210,6 +210,14 @@ TEST(FuzzFindings, ChunksAndEntriesClaimingMoreThanTheFileAreErrors) {
                                          0x00, 'I', 'D', 'A', 'T',  1,    2,    3,    4};
   test::write_bytes(dir / "huge-chunk.png", png);
   test::expect_error([&] { read_gray_image(dir / "huge-chunk.png"); }, "claims 1426063360 bytes");
+  // An empty first IDAT chunk (after an ancillary "iDAT"): stb copied its 0 bytes to a null pointer
+  // (UBSan, fuzzing, 2026-12-02). An empty IDAT after image data stays fine (Image.ReadsPngAndJpegAsGray).
+  test::expect_error(
+      [] {
+        read_gray_image(std::filesystem::path(SOFTREG_FIXTURES_DIR) /
+                        "fuzz-findings/image/png-empty-idat-76978be9");
+      },
+      "the first IDAT chunk (at byte 61) is empty");
   // A .npz entry claiming far more bytes than deflate can make of its compressed size.
   for (const auto& path : findings("npz"))
     test::expect_error([&] { read_npz_file(path); }, "(damaged archive?)");
