@@ -38,7 +38,7 @@ const Dataset& synthetic_train() {
   return data;
 }
 
-std::string fmt_shape(std::size_t K, std::size_t D, ElementType element) {
+std::string shape_label(std::size_t K, std::size_t D, ElementType element) {
   return std::to_string(K) + " classes, " + std::to_string(D) + " " + std::string(element_name(element));
 }
 
@@ -174,7 +174,7 @@ void BM_ForwardPass(benchmark::State& state) {
                            scale, loss.data(), nullptr, dlogits.data(),
                            /*rows_requested=*/true}));
   }
-  state.SetLabel(fmt_shape(K, D, element));
+  state.SetLabel(shape_label(K, D, element));
 }
 BENCHMARK(BM_ForwardPass)
     ->ArgNames({"K", "f32", "D"})

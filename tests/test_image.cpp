@@ -4,6 +4,7 @@
 #include <stb_image_write.h>
 
 #include "softreg/error.hpp"
+#include "softreg/idx.hpp"  // read_file_bytes
 #include "softreg/image.hpp"
 #include "test_util.hpp"
 
@@ -52,7 +53,7 @@ TEST(Image, ReadsPngAndJpegAsGray) {
   EXPECT_NEAR(jpg.pixels[5], 255, 12);
   // An empty IDAT chunk after the image data (PNG allows any number): still read, and the same.
   // (An empty first IDAT chunk is refused: FuzzFindings.ChunksAndEntriesClaimingMoreThanTheFileAreErrors.)
-  std::vector<std::uint8_t> bytes = test::read_bytes(dir / "a.png");
+  std::vector<std::uint8_t> bytes = read_file_bytes(dir / "a.png");
   ASSERT_GT(bytes.size(), 12u);
   const std::vector<std::uint8_t> empty_idat = {0, 0, 0, 0, 'I', 'D', 'A', 'T', 0x35, 0xaf, 0x06, 0x1e};
   bytes.insert(bytes.end() - 12, empty_idat.begin(), empty_idat.end());  // before IEND

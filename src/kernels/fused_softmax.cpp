@@ -538,13 +538,11 @@ std::int64_t ForwardRowsT(const FastForwardArgs& a) {
   const std::size_t K = a.classes;
   // Without dlogits the logits go to a scratch buffer (evaluation).
   thread_local std::vector<float> scratch;
-  thread_local std::vector<float> label_logit;
   float* logits = a.dlogits;
   if (!logits) {
     scratch.resize(a.count * K);
     logits = scratch.data();
   }
-  label_logit.resize(a.count);
 
   // Ask for every row at once: the shuffled rows are scattered over the whole training set, and a
   // light loop of prefetches keeps many memory requests in flight, where the arithmetic below would
