@@ -92,6 +92,10 @@ struct FastUpdateArgs {
   const std::uint8_t* const* prefetch = nullptr;
   std::size_t prefetch_count = 0;
   std::size_t prefetch_row_bytes = 0;
+  // Optional: when non-zero, each sum is taken as two, over rows [0, second_half) and over the rest,
+  // added before the step: the same bits as fast_gradient_columns on each half (on two threads, each
+  // over the rows it has in cache) followed by fast_step_from_halves.
+  std::size_t second_half = 0;
 };
 /// The fused backward pass and SGD step on W for inputs [d_begin, d_end):
 /// W[k][d] -= step * sum_rows dlogits[r][k] * x_r[d]. Disjoint ranges can run on different threads.
@@ -110,11 +114,31 @@ struct FastGradientArgs {
   std::size_t d_end;
   float scale;  // 1/255 for pixels
   float* dW;    // out: (K,D), the data of a WeightMatrix; only inputs [d_begin, d_end) are written
+  // Optional, as in FastUpdateArgs: rows to ask memory for while the pass computes.
+  const std::uint8_t* const* prefetch = nullptr;
+  std::size_t prefetch_count = 0;
+  std::size_t prefetch_row_bytes = 0;
 };
 /// The backward pass on W for inputs [d_begin, d_end): the gradient of the summed loss,
 /// dW[k][d] = sum_rows dlogits[r][k] * x_r[d], for any optimizer to apply. Disjoint ranges can run on
 /// different threads.
 void fast_gradient_columns(const FastGradientArgs& args);
+
+/// Arguments of fast_step_from_halves.
+struct FastHalvesStepArgs {
+  const float* first;   // (K,D): fast_gradient_columns with scale 1 over rows [0, second_half)
+  const float* second;  // (K,D): the same over the rest of the batch's rows
+  std::size_t inputs;   // D
+  std::size_t classes;  // K
+  std::size_t d_begin;  // the inputs this call updates: [d_begin, d_end)
+  std::size_t d_end;
+  float step;   // lr / batch size
+  float scale;  // 1/255 for pixels
+  float* W;     // (K,D), updated in place
+};
+/// W[k][d] -= step * scale * (first[k][d] + second[k][d]) for inputs [d_begin, d_end): the SGD step of
+/// fast_update_columns with FastUpdateArgs::second_half, bit for bit, from sums computed apart.
+void fast_step_from_halves(const FastHalvesStepArgs& args);
 
 /// Peak single-core multiply-add throughput with the fast path's SIMD target, in floating-point
 /// operations per second: the best of repeated timed loops over `seconds`.

@@ -574,6 +574,8 @@ std::int64_t ForwardRowsT(const FastForwardArgs& a) {
 // sum_r g[r][k] * x_r[d..d+lanes*B) for the KT classes from k0: KT*B accumulators stay in registers
 // while every row of the batch streams past them; each broadcast of g[r][k] serves B vectors.
 // kApplyStep: W[k][d..] -= scale * sum (the fused SGD step); otherwise out[k][d..] = scale * sum.
+// With a.second_half set, the sum is that of rows [0, second_half) plus that of the rest, each in row
+// order: what fast_step_from_halves adds up from the two halves computed on two threads.
 template <class T, int KT, int B, bool kApplyStep, bool kAhead>
 void ColumnBlock(const FastUpdateArgs& a, std::size_t d, std::size_t k0, float scale, PrefetchCursor& ahead) {
   const hn::ScalableTag<float> df;
@@ -581,20 +583,35 @@ void ColumnBlock(const FastUpdateArgs& a, std::size_t d, std::size_t k0, float s
   const std::size_t lanes = hn::Lanes(df);
   const std::size_t D = a.inputs, K = a.classes;
   V acc[B][KT];
-  for (int b = 0; b < B; ++b)
-    for (int k = 0; k < KT; ++k)
-      acc[b][k] = hn::Zero(df);
-  for (std::size_t r = 0; r < a.count; ++r) {
-    V xv[B];
+  const auto accumulate = [&](std::size_t r_begin, std::size_t r_end) {
     for (int b = 0; b < B; ++b)
-      xv[b] = LoadValues<T>(df, a.rows[r], d + static_cast<std::size_t>(b) * lanes);
-    if constexpr (kAhead) ahead.maybe_next_line();
-    const float* g = a.dlogits + r * K + k0;
-    for (int k = 0; k < KT; ++k) {
-      const V gk = hn::Set(df, g[k]);
+      for (int k = 0; k < KT; ++k)
+        acc[b][k] = hn::Zero(df);
+    for (std::size_t r = r_begin; r < r_end; ++r) {
+      V xv[B];
       for (int b = 0; b < B; ++b)
-        acc[b][k] = hn::MulAdd(gk, xv[b], acc[b][k]);
+        xv[b] = LoadValues<T>(df, a.rows[r], d + static_cast<std::size_t>(b) * lanes);
+      if constexpr (kAhead) ahead.maybe_next_line();
+      const float* g = a.dlogits + r * K + k0;
+      for (int k = 0; k < KT; ++k) {
+        const V gk = hn::Set(df, g[k]);
+        for (int b = 0; b < B; ++b)
+          acc[b][k] = hn::MulAdd(gk, xv[b], acc[b][k]);
+      }
     }
+  };
+  if (a.second_half == 0) {
+    accumulate(0, a.count);
+  } else {
+    accumulate(0, a.second_half);
+    V first[B][KT];
+    for (int b = 0; b < B; ++b)
+      for (int k = 0; k < KT; ++k)
+        first[b][k] = acc[b][k];
+    accumulate(a.second_half, a.count);
+    for (int b = 0; b < B; ++b)
+      for (int k = 0; k < KT; ++k)
+        acc[b][k] = hn::Add(first[b][k], acc[b][k]);
   }
   for (int b = 0; b < B; ++b) {
     for (int k = 0; k < KT; ++k) {
@@ -624,9 +641,14 @@ void ColumnTile(const FastUpdateArgs& a, std::size_t k0, float scale, PrefetchCu
     ColumnBlock<T, KT, 1, kApplyStep, kAhead>(a, d, k0, scale, ahead);
   for (; d < a.d_end; ++d) {
     for (std::size_t k = k0; k < k0 + KT; ++k) {
-      float sum = 0;
-      for (std::size_t r = 0; r < a.count; ++r)
-        sum = ScalarMulAdd(a.dlogits[r * K + k], ValueAt<T>(a.rows[r], d), sum);
+      const auto sum_of = [&](std::size_t r_begin, std::size_t r_end) {
+        float sum = 0;
+        for (std::size_t r = r_begin; r < r_end; ++r)
+          sum = ScalarMulAdd(a.dlogits[r * K + k], ValueAt<T>(a.rows[r], d), sum);
+        return sum;
+      };
+      const float sum =
+          a.second_half == 0 ? sum_of(0, a.count) : sum_of(0, a.second_half) + sum_of(a.second_half, a.count);
       if constexpr (kApplyStep) {
         a.W[k * a.inputs + d] = ScalarMulAdd(-scale, sum, a.W[k * a.inputs + d]);
       } else {
@@ -664,27 +686,23 @@ void ColumnsT(const FastUpdateArgs& a) {
   // read in order. Asking for every row's range up front made this pass about a fifth slower on two
   // threads (Zen 4, BENCHMARKS.md) and did not help on one.
   PrefetchCursor ahead;
-  if constexpr (kApplyStep) {
-    if (a.prefetch && a.prefetch_count > 0) ahead = {a.prefetch, a.prefetch_count, a.prefetch_row_bytes};
-  }
+  if (a.prefetch && a.prefetch_count > 0) ahead = {a.prefetch, a.prefetch_count, a.prefetch_row_bytes};
   if (ahead.count == 0) return AllTiles<T, kApplyStep, /*kAhead=*/false>(a, scale, ahead);
-  if constexpr (kApplyStep) {
-    // The next batch's rows (FastUpdateArgs::prefetch), a line every `every` rows read, spread over
-    // the whole pass: asked for all at once, they fill the core's queue of misses and the pass's own
-    // loads wait behind them.
-    const std::size_t lanes = hn::Lanes(hn::ScalableTag<float>());
-    const auto blocks = [&](int KT) {  // column blocks of a tile of KT classes (ColumnTile)
-      const std::size_t width = static_cast<std::size_t>(BlockFor(KT)) * lanes;
-      return (a.d_end - a.d_begin + width - 1) / width;
-    };
-    const int partial = static_cast<int>(a.classes % kTile);
-    const std::size_t rows_read =
-        a.count * (a.classes / kTile * blocks(kTile) + (partial > 0 ? blocks(partial) : 0));
-    const std::size_t lines = ahead.count * ((ahead.row_bytes + 63) / 64);
-    ahead.every = ahead.countdown = std::max<std::size_t>(1, rows_read / lines);
-    AllTiles<T, kApplyStep, /*kAhead=*/true>(a, scale, ahead);
-    ahead.all_remaining_lines();  // a pass too short to ask for them all on the way
-  }
+  // The next batch's rows (FastUpdateArgs::prefetch), a line every `every` rows read, spread over the
+  // whole pass: asked for all at once, they fill the core's queue of misses and the pass's own loads
+  // wait behind them.
+  const std::size_t lanes = hn::Lanes(hn::ScalableTag<float>());
+  const auto blocks = [&](int KT) {  // column blocks of a tile of KT classes (ColumnTile)
+    const std::size_t width = static_cast<std::size_t>(BlockFor(KT)) * lanes;
+    return (a.d_end - a.d_begin + width - 1) / width;
+  };
+  const int partial = static_cast<int>(a.classes % kTile);
+  const std::size_t rows_read =
+      a.count * (a.classes / kTile * blocks(kTile) + (partial > 0 ? blocks(partial) : 0));
+  const std::size_t lines = ahead.count * ((ahead.row_bytes + 63) / 64);
+  ahead.every = ahead.countdown = std::max<std::size_t>(1, rows_read / lines);
+  AllTiles<T, kApplyStep, /*kAhead=*/true>(a, scale, ahead);
+  ahead.all_remaining_lines();  // a pass too short to ask for them all on the way
 }
 
 std::int64_t ForwardRows(const FastForwardArgs& args) {
@@ -715,9 +733,29 @@ void UpdateColumns(const FastUpdateArgs& args) {
 }
 void GradientColumns(const FastGradientArgs& args) {
   // The same loop as the fused update, writing scale * sum into dW instead of subtracting it from W.
-  const FastUpdateArgs a{args.rows,    args.dlogits, args.count,    args.inputs, args.classes, args.element,
-                         args.d_begin, args.d_end,   /*step=*/1.0f, args.scale,  args.dW};
+  const FastUpdateArgs a{
+      args.rows,     args.dlogits, args.count, args.inputs,   args.classes,        args.element,
+      args.d_begin,  args.d_end,
+      /*step=*/1.0f, args.scale,   args.dW,    args.prefetch, args.prefetch_count, args.prefetch_row_bytes};
   Columns</*kApplyStep=*/false>(a);
+}
+void StepFromHalves(const FastHalvesStepArgs& a) {
+  const hn::ScalableTag<float> df;
+  const std::size_t lanes = hn::Lanes(df), D = a.inputs;
+  const float scale = a.step * a.scale;  // as ColumnsT's, so that the step is the fused kernel's bit for bit
+  const auto minus_scale = hn::Set(df, -scale);
+  for (std::size_t k = 0; k < a.classes; ++k) {
+    const float* first = a.first + k * D;
+    const float* second = a.second + k * D;
+    float* W = a.W + k * D;
+    std::size_t d = a.d_begin;
+    for (; d + lanes <= a.d_end; d += lanes) {
+      const auto sum = hn::Add(hn::LoadU(df, first + d), hn::LoadU(df, second + d));
+      hn::StoreU(hn::MulAdd(minus_scale, sum, hn::LoadU(df, W + d)), df, W + d);
+    }
+    for (; d < a.d_end; ++d)
+      W[d] = ScalarMulAdd(-scale, first[d] + second[d], W[d]);
+  }
 }
 std::int64_t CompiledTarget() {
   return HWY_TARGET;
@@ -733,6 +771,7 @@ namespace softreg {
 HWY_EXPORT(ForwardRows);
 HWY_EXPORT(UpdateColumns);
 HWY_EXPORT(GradientColumns);
+HWY_EXPORT(StepFromHalves);
 HWY_EXPORT(CompiledTarget);
 
 std::int64_t fast_forward_rows(const FastForwardArgs& args) {
@@ -743,6 +782,9 @@ void fast_update_columns(const FastUpdateArgs& args) {
 }
 void fast_gradient_columns(const FastGradientArgs& args) {
   HWY_DYNAMIC_DISPATCH(GradientColumns)(args);
+}
+void fast_step_from_halves(const FastHalvesStepArgs& args) {
+  HWY_DYNAMIC_DISPATCH(StepFromHalves)(args);
 }
 
 std::string simd_target() {
