@@ -227,8 +227,18 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
   //      computes db and does the bookkeeping.
   // For plain SGD, step 2 applies the update as it goes (the fused kernel). Any other optimizer steps
   // on thread 0 once the whole gradient is there, and the team meets a third time before the next
-  // batch reads W. No thread sums another's partial gradient, so the weights do not depend on the
-  // thread count.
+  // batch reads W. The weights do not depend on the thread count: no sum is split by thread.
+  //
+  // Plain SGD on a small model (`halves`) splits each sum in two instead, over the batch's first and
+  // second halves of rows, added before the step. On two threads each thread's half is the slice its
+  // forward pass has just brought into its core's cache: it sums its half (step 1 runs straight on
+  // into it, no barrier), the team meets, and each thread steps its range of inputs from the two
+  // halves' sums. (On three or more threads, threads 0 and 1 sum the halves after a third meeting.) Otherwise
+  // step 2 would read half of every batch's rows from the other core's cache, which made the two-thread
+  // backward pass about as slow as the one-thread one (Zen 5, BENCHMARKS.md). One thread takes the same two
+  // sums in registers (FastUpdateArgs::second_half), so the bits still do not depend on the thread count; a
+  // large model stays with step 2, whose sums fit in registers, where two halves of it would stream through
+  // memory.
   const bool fused = uses_fused_sgd();
   const std::size_t threads = static_cast<std::size_t>(pool_.threads());
   const std::size_t n = order_.size(), D = train_.features();
@@ -237,12 +247,26 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
   // The weights the kernels read: the parameters themselves (which the fused SGD kernel updates in
   // place), or their folded copy in a standardized run (which step() refreshes).
   SoftmaxModel& kernel_model = standardization_ ? folded_ : model_;
-  for (int buffer = 0; buffer < 2; ++buffer) {
-    batch_pixels_[buffer].resize(B);
-    batch_labels_[buffer].resize(B);
-  }
+  for (auto& pixels : batch_pixels_)
+    pixels.resize(B);
+  // The labels in this epoch's order, read in sequence by the forward passes. Looked up batch by batch
+  // instead, each was a cache miss: the rows streaming through every cache level leave no label there
+  // (Zen 5: about 2 us a batch on one thread, a third of the two-class backward pass).
+  const std::size_t first = batches_done_ * B;
+  epoch_labels_.resize(n);
+  for (std::size_t i = first; i < n; ++i)
+    epoch_labels_[i] = train_.labels[order_[i]];
   batch_dlogits_.resize(B * K);
   batch_loss_.resize(B);
+  constexpr std::size_t kHalvesMaxBytes = 128 * 1024;  // a half's sums: for the recipe, 31 KB
+  const bool halves = fused && K * D * sizeof(float) <= kHalvesMaxBytes;
+  // On two threads each half is a thread's own forward slice; on more, threads 0 and 1 sum the halves
+  // after the team has met (their slices differ from the halves).
+  const bool own_half = halves && threads == 2;
+  if (halves && threads > 1) {
+    for (auto& sums : batch_half_sums_)
+      sums.resize(K * D);
+  }
   if (!fused) {
     batch_dW_.resize(model_.W.rows(), model_.W.cols());
     batch_db_.resize(model_.b.size());
@@ -261,7 +285,6 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
   SpinBarrier barrier(static_cast<int>(threads));
   std::atomic<bool> stop{false};
   std::exception_ptr error;
-  const std::size_t first = batches_done_ * B;
 
   pool_.run(threads, [&](std::size_t t) {
     using Clock = std::chrono::steady_clock;
@@ -269,10 +292,14 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
     Clock::time_point mark = Clock::now();  // when this thread last left a barrier
     // Meets the team; adds the work since the last meeting to `phase`. The time spent waiting for the
     // others is what a second thread fails to gain.
-    const auto meet = [&](double& phase) {
+    const auto lap = [&](double& phase) {  // adds the work since the last mark to `phase`
       const auto arrived = Clock::now();
       phase += std::chrono::duration<double>(arrived - mark).count();
       mark = arrived;
+      return arrived;
+    };
+    const auto meet = [&](double& phase) {
+      const auto arrived = lap(phase);
       if (threads == 1) return;
       barrier.arrive_and_wait();
       mark = Clock::now();
@@ -284,16 +311,16 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
       const std::size_t r0 = std::min(count, t * slice);
       return std::pair(r0, std::min(count, r0 + slice));
     };
-    // This thread's rows of the batch from `batch_begin`: their pointers and labels into `buffer`;
-    // returns the thread's first row pointer and row count. The shuffled rows come from anywhere in
-    // the training set: the fused backward pass asks memory for the next batch's rows while it
-    // computes, instead of the next forward pass waiting for them at its start.
+    // This thread's rows of the batch from `batch_begin`: their pointers into `buffer`; returns the
+    // thread's first row pointer and row count. The shuffled rows come from anywhere in the training
+    // set: the fused backward pass asks memory for the next batch's rows while it computes, instead
+    // of the next forward pass waiting for them at its start.
+    const std::uint8_t* const rows = train_.pixels.data();
+    const std::size_t row_bytes = train_.row_bytes();
     const auto gather = [&](std::size_t batch_begin, int buffer) {
       const auto [r0, r1] = slice_of(std::min(n, batch_begin + B) - batch_begin);
-      for (std::size_t r = r0; r < r1; ++r) {
-        batch_pixels_[buffer][r] = train_.image(order_[batch_begin + r]);
-        batch_labels_[buffer][r] = train_.labels[order_[batch_begin + r]];
-      }
+      for (std::size_t r = r0; r < r1; ++r)
+        batch_pixels_[buffer][r] = rows + order_[batch_begin + r] * row_bytes;
       return std::pair(batch_pixels_[buffer].data() + r0, r1 - r0);
     };
     int buffer = 0;
@@ -307,12 +334,17 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
       const std::uint8_t* const* pixels = batch_pixels_[buffer].data();
       if (r0 < r1) {
         tally.correct +=
-            fast_forward_rows({pixels + r0, batch_labels_[buffer].data() + r0, r1 - r0, D, K, train_.element,
+            fast_forward_rows({pixels + r0, epoch_labels_.data() + begin + r0, r1 - r0, D, K, train_.element,
                                kernel_model.W.data(), kernel_model.b.data(), train_.scale(),
                                batch_loss_.data() + r0, nullptr, batch_dlogits_.data() + r0 * K, requested});
       }
-      meet(tally.forward);
-      // The other buffer's last readers were the previous batch's backward passes, all done.
+      if (own_half) {
+        lap(tally.forward);
+      } else {
+        meet(tally.forward);
+      }
+      // The other buffer's last readers were the previous batch's backward passes, all done (with
+      // own_half, the slice this thread writes was read by this thread alone).
       const auto [next_rows, next_count] = begin + count < n ? gather(begin + count, buffer ^ 1)
                                                              : std::pair<const std::uint8_t**, std::size_t>();
 
@@ -327,15 +359,35 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
       const bool ask_ahead =
           fused && threads > 1 && streamed + next_count * train_.row_bytes() <= l2_cache_bytes();
       const float sgd_step = static_cast<float>(lr / static_cast<double>(count));
-      if (d0 < d1 && fused) {
+      const std::size_t second_half = (count + 1) / 2;  // the first row of the batch's second half
+      if (halves && threads > 1) {
+        if (t < 2) {
+          const std::size_t h0 = t == 0 ? 0 : second_half, h1 = t == 0 ? second_half : count;
+          // Its half of the rows and its sums, beside the next batch's rows in L2 (step 2's rule).
+          const std::size_t half_streamed =
+              (h1 - h0) * train_.row_bytes() + K * D * sizeof(float) + next_count * train_.row_bytes();
+          const bool ask_half_ahead = own_half && half_streamed <= l2_cache_bytes();
+          fast_gradient_columns({pixels + h0, batch_dlogits_.data() + h0 * K, h1 - h0, D, K, train_.element,
+                                 0, D, /*scale=*/1.0f, batch_half_sums_[t].data(),
+                                 ask_half_ahead ? next_rows : nullptr, next_count, train_.row_bytes()});
+          requested = ask_half_ahead;
+        } else {
+          requested = false;
+        }
+        meet(tally.backward);  // both halves' sums are there
+        if (d0 < d1) {
+          fast_step_from_halves({batch_half_sums_[0].data(), batch_half_sums_[1].data(), D, K, d0, d1,
+                                 sgd_step, train_.scale(), kernel_model.W.data()});
+        }
+      } else if (d0 < d1 && fused) {
         fast_update_columns({pixels, batch_dlogits_.data(), count, D, K, train_.element, d0, d1, sgd_step,
                              train_.scale(), kernel_model.W.data(), ask_ahead ? next_rows : nullptr,
-                             next_count, train_.row_bytes()});
+                             next_count, train_.row_bytes(), halves ? second_half : 0});
       } else if (d0 < d1) {
         fast_gradient_columns({pixels, batch_dlogits_.data(), count, D, K, train_.element, d0, d1,
                                train_.scale(), batch_dW_.data()});
       }
-      requested = ask_ahead && d0 < d1;  // then the next forward pass need not ask again
+      if (!(halves && threads > 1)) requested = ask_ahead && d0 < d1;  // the next forward pass need not ask
       if (t == 0) {
         // db_k = sum over rows of dlogits[r][k], each sum in row order; rows outside so that the
         // dlogits are read contiguously when K is large.

@@ -325,11 +325,18 @@ TEST(FastTrainer, WeightsDoNotDependOnTheThreadCount) {
 }
 
 TEST(FastTrainer, AnyShapeAgreesWithTheNaivePathAndIgnoresTheThreadCount) {
-  // Many classes (several tiles and a partial one) on float features, and bytes with 2 classes.
-  for (auto [K, element] :
-       {std::pair{17, ElementType::kF32}, {2, ElementType::kU8}, {123, ElementType::kF32}}) {
-    const Dataset train = synthetic_dataset(900, 37, K, element, 1),
-                  test = synthetic_dataset(200, 37, K, element, 2);
+  // Many classes (several tiles and a partial one) on float features, and bytes with 2 classes: models
+  // small enough for the sums in two halves of rows; and one too large for them (40 x 1000 floats,
+  // 160 KB), whose threads each sum all rows for their own inputs.
+  struct Shape {
+    int K;
+    ElementType element;
+    std::size_t D;
+  };
+  for (auto [K, element, D] : {Shape{17, ElementType::kF32, 37}, Shape{2, ElementType::kU8, 37},
+                               Shape{123, ElementType::kF32, 37}, Shape{40, ElementType::kF32, 1000}}) {
+    const Dataset train = synthetic_dataset(900, D, K, element, 1),
+                  test = synthetic_dataset(200, D, K, element, 2);
     TrainConfig config;
     config.batch_size = 64;
     config.seed = 9;
@@ -348,7 +355,7 @@ TEST(FastTrainer, AnyShapeAgreesWithTheNaivePathAndIgnoresTheThreadCount) {
     }
     naive.run_epoch();
     const EpochMetrics a = naive.run_epoch().value();
-    const std::string where = fmt::format("K={} {}", K, element_name(element));
+    const std::string where = fmt::format("K={} D={} {}", K, D, element_name(element));
     EXPECT_NEAR(a.train_loss, fast_metrics[0].train_loss, 1e-5 * a.train_loss + 1e-6) << where;
     EXPECT_NEAR(a.test_loss, fast_metrics[0].test_loss, 1e-5 * a.test_loss + 1e-6) << where;
     EXPECT_LT((naive.model().W - fast_models[0].W).cwiseAbs().maxCoeff(), 1e-5f) << where;

@@ -213,13 +213,16 @@ class Trainer {
   std::vector<BiasVector> thread_db_;
   std::vector<BatchSums> thread_sums_;
   std::vector<KernelWorkspace> workspaces_;
-  // Fast path buffers for one batch; the rows and labels twice: each thread gathers its share of the
-  // next batch's (and asks memory for those rows) while the current batch's are still being read.
+  // Fast path buffers for one batch; the rows twice: each thread gathers its share of the next
+  // batch's (and asks memory for those rows) while the current batch's are still being read.
   std::array<std::vector<const std::uint8_t*>, 2> batch_pixels_;
-  std::array<std::vector<Label>, 2> batch_labels_;
+  std::vector<Label> epoch_labels_;  // train_.labels in order_'s order
   std::vector<float> batch_db_sum_;
   std::vector<float> batch_dlogits_;
   std::vector<float> batch_loss_;
+  // The fused SGD step of a small model on several threads: the gradient's sums over the batch's
+  // first and second halves of rows, each computed by the thread whose forward pass read those rows.
+  std::array<std::vector<float>, 2> batch_half_sums_;
   // The batch gradient, for optimizers other than the fused SGD.
   WeightMatrix batch_dW_;
   BiasVector batch_db_;
