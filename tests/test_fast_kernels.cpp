@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <numeric>
+#include <random>
 
 #include "softreg/error.hpp"
 #include "softreg/kernels.hpp"

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "softreg/kernels.hpp"
 #include "softreg/loss.hpp"

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <random>
 
 #include "softreg/error.hpp"
 #include "softreg/idx.hpp"

@@ -2,7 +2,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <limits>
 #include <numeric>
+#include <random>
+#include <sstream>
 
 #include "softreg/error.hpp"
 #include "softreg/optim.hpp"
@@ -25,6 +28,64 @@ TEST(Rng, NormalHasTheRequestedMoments) {
   // Standard error of the mean is 0.01/sqrt(n) = 2.2e-5; of the std about 1.6e-5. Five of each.
   EXPECT_NEAR(mean, 0.0, 1.1e-4);
   EXPECT_NEAR(stddev, 0.01, 8e-5);
+}
+
+TEST(Rng, EngineIsStdMt19937_64WithTheSameStateText) {
+  // The outputs across several refills of 312 words, and the state text (which checkpoints hold) at
+  // the start, in the middle of a block and at its end, both ways between the two engines.
+  for (std::uint64_t seed :
+       {std::uint64_t{0}, std::uint64_t{1}, std::uint64_t{5489}, std::uint64_t{1} << 63 | 7}) {
+    Mt19937_64 ours(seed);
+    std::mt19937_64 standard(seed);
+    for (int draws : {0, 1, 310, 1, 1, 500, 1000}) {
+      for (int i = 0; i < draws; ++i)
+        ASSERT_EQ(ours(), standard()) << "seed " << seed << ", draw " << i;
+      std::ostringstream text;
+      text << standard;
+      EXPECT_EQ(ours.text(), text.str()) << "seed " << seed;
+
+      Mt19937_64 restored(99);
+      ASSERT_TRUE(restored.set_text(text.str()));
+      std::mt19937_64 standard_restored;
+      std::istringstream(ours.text()) >> standard_restored;
+      for (int i = 0; i < 700; ++i) {
+        const std::uint64_t expected = standard_restored();
+        ASSERT_EQ(restored(), expected) << "seed " << seed << ", draw " << i << " after a restore";
+      }
+    }
+  }
+  Mt19937_64 engine(3);
+  const std::string before = engine.text();
+  std::string words_only;  // 312 words and no position
+  for (int i = 0; i < 312; ++i)
+    words_only += "1 ";
+  for (const std::string& bad : {std::string(), std::string("1 2 3"), words_only, words_only + "313",
+                                 words_only + "-1", words_only + "x"}) {
+    EXPECT_FALSE(engine.set_text(bad)) << bad.size();
+    EXPECT_EQ(engine.text(), before);
+  }
+  EXPECT_TRUE(engine.set_text(words_only + "312"));
+}
+
+TEST(Rng, BelowIsTheRejectionSamplerItWasWithOneDivision) {
+  // below() skips computing the rejected sliver's start when a draw is clearly under it; the draws
+  // must be those of the plain rejection sampler, including for n near 2^64, where about half of the
+  // draws are rejected.
+  const auto reference = [](std::mt19937_64& engine, std::uint64_t n) {
+    const std::uint64_t max = std::numeric_limits<std::uint64_t>::max(), limit = max - max % n;
+    std::uint64_t x = engine();
+    while (x >= limit)
+      x = engine();
+    return x % n;
+  };
+  Rng rng(11);
+  std::mt19937_64 engine(11);
+  for (std::uint64_t n : {std::uint64_t{1}, std::uint64_t{2}, std::uint64_t{7}, std::uint64_t{60000},
+                          (std::uint64_t{1} << 63) + 1, std::numeric_limits<std::uint64_t>::max() - 1,
+                          std::numeric_limits<std::uint64_t>::max()}) {
+    for (int i = 0; i < 2000; ++i)
+      ASSERT_EQ(rng.below(n), reference(engine, n)) << "n " << n << ", draw " << i;
+  }
 }
 
 TEST(Rng, ShuffleIsAPermutationAndRepeatsFromState) {
