@@ -146,32 +146,17 @@ void BM_ForwardPass(benchmark::State& state) {
   const auto K = static_cast<std::size_t>(state.range(0)), D = static_cast<std::size_t>(state.range(2));
   const ElementType element = state.range(1) == 0 ? ElementType::kU8 : ElementType::kF32;
   constexpr std::size_t kRows = 256;
-  const std::size_t row_bytes = D * element_size(element);
-  std::vector<std::uint8_t> data(kRows * row_bytes);
-  std::uint32_t seed = 7;
-  const auto next = [&seed] { return (seed = seed * 1664525u + 1013904223u) >> 24; };
-  for (std::size_t i = 0; i < kRows * D; ++i) {
-    if (element == ElementType::kU8) {
-      data[i] = static_cast<std::uint8_t>(next());
-    } else {
-      const float value = static_cast<float>(next()) / 255.0f;
-      std::memcpy(data.data() + i * sizeof(float), &value, sizeof(float));
-    }
-  }
+  const Dataset data = synthetic_dataset(kRows, D, static_cast<int>(K), element, /*seed=*/7);
   std::vector<const std::uint8_t*> rows(kRows);
-  std::vector<Label> labels(kRows);
-  for (std::size_t r = 0; r < kRows; ++r) {
-    rows[r] = data.data() + r * row_bytes;
-    labels[r] = static_cast<Label>(r % K);
-  }
+  for (std::size_t r = 0; r < kRows; ++r)
+    rows[r] = data.image(r);
   Rng rng(0);
   const SoftmaxModel model = SoftmaxModel::initialized(static_cast<int>(D), static_cast<int>(K), 0.01, rng);
   std::vector<float> loss(kRows), dlogits(kRows * K);
-  const float scale = element == ElementType::kU8 ? 1.0f / 255 : 1.0f;
   for (auto _ : state) {
     benchmark::DoNotOptimize(
-        fast_forward_rows({rows.data(), labels.data(), kRows, D, K, element, model.W.data(), model.b.data(),
-                           scale, loss.data(), nullptr, dlogits.data(),
+        fast_forward_rows({rows.data(), data.labels.data(), kRows, D, K, element, model.W.data(),
+                           model.b.data(), data.scale(), loss.data(), nullptr, dlogits.data(),
                            /*rows_requested=*/true}));
   }
   state.SetLabel(shape_label(K, D, element));

@@ -356,23 +356,19 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
       // And only when they can stay in this core's L2 cache until the next forward pass, beside what
       // the backward pass streams through it (its columns of W and of every row of the batch).
       const std::size_t streamed = (d1 - d0) * (K * sizeof(float) + count * element_size(train_.element));
-      const bool ask_ahead =
-          fused && threads > 1 && streamed + next_count * train_.row_bytes() <= l2_cache_bytes();
+      const bool ask_ahead = fused && threads > 1 && streamed + next_count * row_bytes <= l2_cache_bytes();
       const float sgd_step = static_cast<float>(lr / static_cast<double>(count));
       const std::size_t second_half = (count + 1) / 2;  // the first row of the batch's second half
+      bool asked = false;  // whether this pass asked memory for the next batch's rows
       if (halves && threads > 1) {
         if (t < 2) {
           const std::size_t h0 = t == 0 ? 0 : second_half, h1 = t == 0 ? second_half : count;
           // Its half of the rows and its sums, beside the next batch's rows in L2 (step 2's rule).
-          const std::size_t half_streamed =
-              (h1 - h0) * train_.row_bytes() + K * D * sizeof(float) + next_count * train_.row_bytes();
-          const bool ask_half_ahead = own_half && half_streamed <= l2_cache_bytes();
+          const std::size_t half_streamed = (h1 - h0 + next_count) * row_bytes + K * D * sizeof(float);
+          asked = own_half && half_streamed <= l2_cache_bytes();
           fast_gradient_columns({pixels + h0, batch_dlogits_.data() + h0 * K, h1 - h0, D, K, train_.element,
                                  0, D, /*scale=*/1.0f, batch_half_sums_[t].data(),
-                                 ask_half_ahead ? next_rows : nullptr, next_count, train_.row_bytes()});
-          requested = ask_half_ahead;
-        } else {
-          requested = false;
+                                 asked ? next_rows : nullptr, next_count, row_bytes});
         }
         meet(tally.backward);  // both halves' sums are there
         if (d0 < d1) {
@@ -380,14 +376,15 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
                                  sgd_step, train_.scale(), kernel_model.W.data()});
         }
       } else if (d0 < d1 && fused) {
+        asked = ask_ahead;
         fast_update_columns({pixels, batch_dlogits_.data(), count, D, K, train_.element, d0, d1, sgd_step,
-                             train_.scale(), kernel_model.W.data(), ask_ahead ? next_rows : nullptr,
-                             next_count, train_.row_bytes(), halves ? second_half : 0});
+                             train_.scale(), kernel_model.W.data(), asked ? next_rows : nullptr, next_count,
+                             row_bytes, halves ? second_half : 0});
       } else if (d0 < d1) {
         fast_gradient_columns({pixels, batch_dlogits_.data(), count, D, K, train_.element, d0, d1,
                                train_.scale(), batch_dW_.data()});
       }
-      if (!(halves && threads > 1)) requested = ask_ahead && d0 < d1;  // the next forward pass need not ask
+      requested = asked;  // then the next forward pass need not ask again
       if (t == 0) {
         // db_k = sum over rows of dlogits[r][k], each sum in row order; rows outside so that the
         // dlogits are read contiguously when K is large.
