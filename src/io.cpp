@@ -118,6 +118,7 @@ nlohmann::ordered_json recipe_object(const TrainConfig& config) {
                                    {"schedule", config.schedule.kind},
                                    {"warmup_epochs", config.schedule.warmup_epochs},
                                    {"standardize", config.standardize}};
+  if (config.compute != "f32") recipe["compute"] = config.compute;
   if (config.optimizer == "momentum" || config.optimizer == "nesterov") {
     recipe["momentum"] = config.momentum;
   } else if (config.optimizer.starts_with("adam")) {

@@ -319,6 +319,7 @@ std::map<std::string, std::string> checkpoint_metadata(const TrainConfig& config
   meta["tol"] = fmt::format("{}", config.tol);
   meta["history_size"] = std::to_string(config.history_size);
   meta["standardize"] = config.standardize ? "true" : "false";
+  meta["compute"] = config.compute;
   meta["data_folder"] = data_folder;
   meta["epochs_done"] = std::to_string(state.epochs_done);
   meta["batches_done"] = std::to_string(state.batches_done);
@@ -405,6 +406,7 @@ TrainConfig config_from_metadata(const ModelFile& file, const std::string& sourc
       throw Error(source + ": __metadata__ 'standardize' must be true or false, got '" + it->second + "'");
     config.standardize = it->second == "true";
   }
+  if (auto it = file.metadata.find("compute"); it != file.metadata.end()) config.compute = it->second;
   try {
     check_recipe(config);
   } catch (const Error& e) {

@@ -58,6 +58,15 @@ void check_recipe(const TrainConfig& c) {
   if (!(std::isfinite(c.tol) && c.tol >= 0)) fail("tol", ">= 0", c.tol);
   if (c.history_size < 1 || c.history_size > kMaxLbfgsHistory)
     fail("history-size", fmt::format("between 1 and {}", kMaxLbfgsHistory), c.history_size);
+  if (c.compute != "f32" && c.compute != "bf16") fail("compute", "f32 or bf16", c.compute);
+  if (c.compute == "bf16") {
+    // The bfloat16 kernels are the fused SGD step's: the other recipes need the float32 gradient.
+    const auto needs = [](std::string_view what) { throw Error(fmt::format("compute bf16 needs {}", what)); };
+    if (c.kernel != KernelChoice::kFast) needs("the fast kernel");
+    if (c.optimizer != "sgd") needs("optimizer sgd");
+    if (c.l2 != 0) needs("l2 0");
+    if (c.standardize) needs("inputs that are not standardized");
+  }
 }
 
 Trainer::Trainer(const TrainConfig& config, const Dataset& train, const Dataset& test)
@@ -78,6 +87,9 @@ Trainer::Trainer(const TrainConfig& config, const Dataset& train, const Dataset&
       pool_(config.threads),
       order_(train.count) {
   if (!optimizer_) throw Error("the trainer needs an optimizer");
+  if (config.compute == "bf16" && !fast_bf16_supported())
+    throw Error(
+        fmt::format("compute bf16: this CPU has no AVX-512 BF16 (the fast path runs {})", simd_target()));
   train_rows_.resize(train.count);
   std::iota(train_rows_.begin(), train_rows_.end(), 0u);
   if (config.val_fraction > 0) {
@@ -259,13 +271,24 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
   batch_dlogits_.resize(B * K);
   batch_loss_.resize(B);
   constexpr std::size_t kHalvesMaxBytes = 128 * 1024;  // a half's sums: for the recipe, 31 KB
-  const bool halves = fused && K * D * sizeof(float) <= kHalvesMaxBytes;
+  // bfloat16 (config_.compute): pairs of rows, 2j and 2j+1, are summed together, so each thread's
+  // slice of rows starts at an even row, and the halves are not used.
+  const bool bf16 = config_.compute == "bf16";
+  const bool halves = !bf16 && fused && K * D * sizeof(float) <= kHalvesMaxBytes;
   // On two threads each half is a thread's own forward slice; on more, threads 0 and 1 sum the halves
   // after the team has met (their slices differ from the halves).
   const bool own_half = halves && threads == 2;
   if (halves && threads > 1) {
     for (auto& sums : batch_half_sums_)
       sums.resize(K * D);
+  }
+  const std::size_t bf16_stride = bf16_row_stride(D);
+  if (bf16) {
+    bf16_rows_.resize(B * bf16_stride);
+    bf16_dlogit_pairs_.resize((B + 1) / 2 * K);
+    bf16_row_pairs_.resize(threads);
+    bf16_W_.resize(K * bf16_stride);
+    fast_bf16_round_weights(kernel_model.W.data(), K, D, bf16_W_.data());
   }
   if (!fused) {
     batch_dW_.resize(model_.W.rows(), model_.W.cols());
@@ -307,7 +330,8 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
     };
     // This thread's rows [r0, r1) of a batch of `count`.
     const auto slice_of = [&](std::size_t count) {
-      const std::size_t slice = (count + threads - 1) / threads;
+      std::size_t slice = (count + threads - 1) / threads;
+      if (bf16) slice += slice % 2;
       const std::size_t r0 = std::min(count, t * slice);
       return std::pair(r0, std::min(count, r0 + slice));
     };
@@ -332,7 +356,28 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
       const double lr = current_lr();
       const auto [r0, r1] = slice_of(count);
       const std::uint8_t* const* pixels = batch_pixels_[buffer].data();
-      if (r0 < r1) {
+      if (r0 < r1 && bf16) {
+        std::uint16_t* rows16 = bf16_rows_.data() + r0 * bf16_stride;
+        float* dlogits = batch_dlogits_.data() + r0 * K;
+        fast_bf16_pack_rows(pixels + r0, r1 - r0, D, train_.element, rows16);
+        fast_bf16_logits({rows16, r1 - r0, bf16_stride, K, bf16_W_.data(), kernel_model.b.data(),
+                          train_.scale(), dlogits});
+        FastForwardArgs softmax{pixels + r0,
+                                epoch_labels_.data() + begin + r0,
+                                r1 - r0,
+                                D,
+                                K,
+                                train_.element,
+                                kernel_model.W.data(),
+                                kernel_model.b.data(),
+                                train_.scale(),
+                                batch_loss_.data() + r0,
+                                nullptr,
+                                dlogits};
+        softmax.logits_given = true;
+        tally.correct += fast_forward_rows(softmax);
+        fast_bf16_pack_dlogit_pairs(dlogits, r1 - r0, K, bf16_dlogit_pairs_.data() + r0 / 2 * K);
+      } else if (r0 < r1) {
         tally.correct +=
             fast_forward_rows({pixels + r0, epoch_labels_.data() + begin + r0, r1 - r0, D, K, train_.element,
                                kernel_model.W.data(), kernel_model.b.data(), train_.scale(),
@@ -375,6 +420,15 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
           fast_step_from_halves({batch_half_sums_[0].data(), batch_half_sums_[1].data(), D, K, d0, d1,
                                  sgd_step, train_.scale(), kernel_model.W.data()});
         }
+      } else if (d0 < d1 && bf16) {
+        // Each thread pairs the rows for its own inputs: all of the batch's rows, its columns of them.
+        std::vector<std::uint32_t>& row_pairs = bf16_row_pairs_[t];
+        const std::size_t width = bf16_pair_width(d0, d1), pairs = (count + 1) / 2;
+        row_pairs.resize(pairs * width);
+        fast_bf16_pack_row_pairs(pixels, count, D, train_.element, d0, d1, row_pairs.data());
+        fast_bf16_update_columns({row_pairs.data(), bf16_dlogit_pairs_.data(), pairs, width, D, K, d0, d1,
+                                  sgd_step, train_.scale(), kernel_model.W.data(), bf16_W_.data(),
+                                  bf16_stride});
       } else if (d0 < d1 && fused) {
         asked = ask_ahead;
         fast_update_columns({pixels, batch_dlogits_.data(), count, D, K, train_.element, d0, d1, sgd_step,

@@ -48,6 +48,21 @@ naive_acc=$(cut -d, -f4 naive/metrics.csv | tail -1)
 awk -v a="$fast_acc" -v b="$naive_acc" 'BEGIN { d = a - b; exit !(d < 0.002 && d > -0.002) }' && ok ||
   fail "fast and naive test accuracy differ: $fast_acc vs $naive_acc"
 
+# bfloat16 products (--compute bf16): plain SGD only; where the CPU has AVX-512 BF16 the recipe learns
+# what float32 does and the run records the mode, elsewhere it is a one-line error.
+expect 2 '^softreg: error: --compute bf16 needs optimizer sgd$' -- train --compute bf16 --optimizer adam --out bf16-adam
+expect 2 '^softreg: error: --compute: f16 not in \{f32,bf16\}' -- train --compute f16 --out bf16-f16
+[ ! -e bf16-adam ] && [ ! -e bf16-f16 ] && ok || fail "a refused --compute left a run folder"
+if "$softreg" train --epochs 1 --no-check --quiet --no-plots --threads 2 --compute bf16 --out bf16 2>bf16.err; then
+  bf16_acc=$(cut -d, -f4 bf16/metrics.csv | tail -1)
+  awk -v a="$fast_acc" -v b="$bf16_acc" 'BEGIN { d = a - b; exit !(d < 0.01 && d > -0.01) }' && ok ||
+    fail "bf16 and f32 test accuracy differ: $bf16_acc vs $fast_acc"
+  grep -q '"compute": *"bf16"' bf16/summary.json && ok || fail "bf16/summary.json does not record the mode"
+else
+  grep -qE '^softreg: error: compute bf16: this CPU has no AVX-512 BF16' bf16.err && ok ||
+    fail "train --compute bf16: $(cat bf16.err)"
+fi
+
 # Own data: CSV tables with text labels train, evaluate and predict; bad tables and flags are clear errors.
 {
   echo "species,x,y"

@@ -206,6 +206,19 @@ TEST(ModelIo, CheckpointMetadataRoundTrips) {
                "ckpt: __metadata__ 'batch_size' is '-3', expected a number");
   broken.metadata.erase("lr");
   expect_error([&] { config_from_metadata(broken, "ckpt"); }, "__metadata__ has no 'lr'");
+
+  // The compute mode comes back (a resumed bfloat16 run goes on in bfloat16); files written before it
+  // existed are float32; an unknown mode is refused.
+  EXPECT_EQ(c.compute, "f32");
+  TrainConfig bf16 = config;
+  bf16.compute = "bf16";
+  file.metadata = checkpoint_metadata(bf16, state, nullptr, "/data");
+  EXPECT_EQ(config_from_metadata(parse_model(serialize_model(file), "ckpt"), "ckpt").compute, "bf16");
+  ModelFile older = loaded;
+  older.metadata.erase("compute");
+  EXPECT_EQ(config_from_metadata(older, "ckpt").compute, "f32");
+  older.metadata["compute"] = "f8";
+  expect_error([&] { config_from_metadata(older, "ckpt"); }, "compute");
 }
 
 TEST(Resume, StoppedAndRestoredTrainingEqualsUninterrupted) {

@@ -32,6 +32,7 @@ struct BenchOptions {
   long long epochs = 10;
   long long threads = hardware_threads();
   std::string kernel = "fast";
+  std::string compute = "f32";
   double probe_seconds = 0.3;
   std::string simd;
   bool json = false;
@@ -90,13 +91,17 @@ double peak_rss_mb() {
 }
 
 // Peak multiply-add throughput with `threads` threads probing at once (they share the machine).
-double probe_flops(int threads, double seconds) {
+// With bf16, the throughput of bfloat16 pair products (VDPBF16PS), the bfloat16 mode's floor.
+double probe_flops(int threads, double seconds, bool bf16) {
+  const auto probe = [&] {
+    return bf16 ? probe_bf16_flops_per_second(seconds) : probe_fma_flops_per_second(seconds);
+  };
   std::vector<double> results(static_cast<std::size_t>(threads));
   std::vector<std::thread> team;
   for (int t = 1; t < threads; ++t) {
-    team.emplace_back([&, t] { results[static_cast<std::size_t>(t)] = probe_fma_flops_per_second(seconds); });
+    team.emplace_back([&, t] { results[static_cast<std::size_t>(t)] = probe(); });
   }
-  results[0] = probe_fma_flops_per_second(seconds);
+  results[0] = probe();
   for (auto& thread : team)
     thread.join();
   double total = 0;
@@ -181,6 +186,12 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   config.epochs = static_cast<int>(options.epochs);
   config.threads = static_cast<int>(options.threads);
   config.kernel = options.kernel == "naive" ? KernelChoice::kNaive : KernelChoice::kFast;
+  config.compute = options.compute;
+  try {
+    check_recipe(config);
+  } catch (const Error& e) {
+    throw UsageError(std::string("--") + e.what());
+  }
   // The recipe as 'softreg train --no-plots' runs it, per-epoch checkpoints included, in a folder that
   // is removed afterwards.
   const TempFolder folder("softreg-bench");
@@ -194,7 +205,8 @@ int run_bench(const BenchOptions& options, double startup_seconds,
 
   const double peak_mb = peak_rss_mb();  // before the probe's own 256 MB buffer
   // The probe runs after training so that it does not warm or heat the cores for the timed part.
-  const double flops_per_second = probe_flops(config.threads, options.probe_seconds);
+  const double flops_per_second =
+      probe_flops(config.threads, options.probe_seconds, config.compute == "bf16");
   const double read_bytes_per_second = probe_read_bytes_per_second(std::size_t{256} << 20);
 
   const double n = static_cast<double>(data.train.count), D = static_cast<double>(data.train.features()),
@@ -235,6 +247,7 @@ int run_bench(const BenchOptions& options, double startup_seconds,
     j["threads"] = config.threads;
     j["epochs"] = config.epochs;
     j["kernel"] = options.kernel;
+    j["compute"] = config.compute;
     j["simd_target"] = target;
     j["classes"] = data.train.num_classes;
     j["features"] = data.train.features();
@@ -270,8 +283,9 @@ int run_bench(const BenchOptions& options, double startup_seconds,
     fmt::print("{}\n", j.dump(2));
     return kExitOk;
   }
-  fmt::print("softreg bench: {} epochs, {} thread{}, {} kernel ({})\n", config.epochs, config.threads,
-             config.threads == 1 ? "" : "s", options.kernel, target);
+  fmt::print("softreg bench: {} epochs, {} thread{}, {} kernel ({}{})\n", config.epochs, config.threads,
+             config.threads == 1 ? "" : "s", options.kernel, target,
+             config.compute == "bf16" ? ", bfloat16 products" : "");
   fmt::print(
       "  process start      {:8.3f} s   (exec to main, 10 ms resolution; softreg --version: {:.4f} s, "
       "best of 20)\n",
@@ -301,9 +315,9 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   fmt::print("  throughput         {:8.2f} M examples/s, {:.1f} GFLOP/s, {:.2f} GB/s of data\n",
              n / train_per_epoch / 1e6, flops_per_epoch / train_per_epoch / 1e9,
              bytes_per_epoch / train_per_epoch / 1e9);
-  fmt::print("  machine probe      {:8.1f} GFLOP/s peak on {} thread{}, {:.1f} GB/s read\n",
-             flops_per_second / 1e9, config.threads, config.threads == 1 ? "" : "s",
-             read_bytes_per_second / 1e9);
+  fmt::print("  machine probe      {:8.1f} GFLOP/s peak{} on {} thread{}, {:.1f} GB/s read\n",
+             flops_per_second / 1e9, config.compute == "bf16" ? " (bfloat16)" : "", config.threads,
+             config.threads == 1 ? "" : "s", read_bytes_per_second / 1e9);
   fmt::print("  floor per epoch    {:8.4f} s   (compute {:.4f} s, memory {:.4f} s)\n", floor, compute_floor,
              memory_floor);
   fmt::print("  ratio to floor     {:8.2f} x\n", train_per_epoch / floor);
@@ -327,6 +341,11 @@ CommandRunner add_bench_command(CLI::App& app) {
   cmd->add_option("--threads", options->threads, "Threads (default: all cores)")->capture_default_str();
   cmd->add_option("--kernel", options->kernel, "fast (SIMD) or naive (the Eigen reference path)")
       ->check(CLI::IsMember({"fast", "naive"}))
+      ->capture_default_str();
+  cmd->add_option("--compute", options->compute,
+                  "f32, or bf16: products in bfloat16 (train --compute); the floor is then the probe's "
+                  "bfloat16 throughput")
+      ->check(CLI::IsMember({"f32", "bf16"}))
       ->capture_default_str();
   cmd->add_option("--probe-seconds", options->probe_seconds, "How long the FMA probe runs")
       ->capture_default_str();

@@ -46,6 +46,7 @@ TrainConfig recipe_config(const RecipeFlags& o) {
   config.tol = o.tol;
   config.history_size = narrowed<int>("--history-size", o.history_size);
   config.standardize = o.standardize;
+  config.compute = o.compute;
   try {
     check_recipe(config);
   } catch (const Error& e) {
@@ -119,6 +120,11 @@ RecipeOptions add_recipe_options(CLI::App& cmd_ref, RecipeFlags& flags) {
                       "With --val-fraction: stop after this many epochs without a better validation "
                       "accuracy and keep the best epoch's model"),
   };
+  cmd->add_option("--compute", flags.compute,
+                  "f32, or bf16: the fast path's products in bfloat16 (about twice as fast on CPUs with "
+                  "AVX-512 BF16; plain SGD only)")
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->capture_default_str();
   cmd->add_option("--kernel", flags.kernel, "fast (SIMD) or naive (the Eigen reference path)")
       ->check(CLI::IsMember({"fast", "naive"}))
       ->capture_default_str();

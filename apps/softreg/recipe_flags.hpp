@@ -40,6 +40,7 @@ struct RecipeFlags {
   double tol = 1e-4;
   long long history_size = 100;
   bool standardize = false;
+  std::string compute = "f32";
   // Set after parsing by RecipeOptions::note_given.
   bool epochs_given = false;
   bool val_fraction_given = false;

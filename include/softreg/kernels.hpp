@@ -70,6 +70,9 @@ struct FastForwardArgs {
   Label* predictions;           // out, optional: count argmax classes
   float* dlogits;               // out, optional: (count,K) softmax - onehot
   bool rows_requested = false;  // the previous backward pass asked memory for these rows: do not again
+  // dlogits already holds the logits, computed elsewhere (fast_bf16_logits): only the softmax, the
+  // loss, the argmax and dlogits are computed; rows and W are not read.
+  bool logits_given = false;
 };
 /// Forward pass; returns the number of rows whose argmax is the label.
 std::int64_t fast_forward_rows(const FastForwardArgs& args);
@@ -139,6 +142,65 @@ struct FastHalvesStepArgs {
 /// W[k][d] -= step * scale * (first[k][d] + second[k][d]) for inputs [d_begin, d_end): the SGD step of
 /// fast_update_columns with FastUpdateArgs::second_half, bit for bit, from sums computed apart.
 void fast_step_from_halves(const FastHalvesStepArgs& args);
+
+// ---- bfloat16 compute (kernels/bf16.cpp; layouts described there) ----------------------------------
+
+/// Whether this CPU runs the bfloat16 kernels (AVX-512 with BF16: Zen 4 and later, Cooper Lake, Sapphire
+/// Rapids). Every fast_bf16_* function throws Error where it does not.
+bool fast_bf16_supported();
+/// bfloat16 values in a packed row: the inputs rounded up to a multiple of 32 (one 512-bit vector).
+std::size_t bf16_row_stride(std::size_t inputs);
+/// 32-bit pairs in a row of fast_bf16_pack_row_pairs's output for inputs [d_begin, d_end).
+std::size_t bf16_pair_width(std::size_t d_begin, std::size_t d_end);
+/// count rows as bfloat16 (round to nearest even), out: (count, bf16_row_stride(inputs)).
+void fast_bf16_pack_rows(const std::uint8_t* const* rows, std::size_t count, std::size_t inputs,
+                         ElementType element, std::uint16_t* out);
+/// Inputs [d_begin, d_end) of rows 2j and 2j+1 side by side, out: ((count+1)/2, bf16_pair_width(...)).
+void fast_bf16_pack_row_pairs(const std::uint8_t* const* rows, std::size_t count, std::size_t inputs,
+                              ElementType element, std::size_t d_begin, std::size_t d_end,
+                              std::uint32_t* out);
+/// dlogits (count, K) of rows 2j and 2j+1 side by side, out: ((count+1)/2, K).
+void fast_bf16_pack_dlogit_pairs(const float* dlogits, std::size_t count, std::size_t classes,
+                                 std::uint32_t* out);
+/// W (K,D) as bfloat16, out: (K, bf16_row_stride(D)).
+void fast_bf16_round_weights(const float* W, std::size_t classes, std::size_t inputs, std::uint16_t* out);
+
+/// Arguments of fast_bf16_logits.
+struct FastBf16LogitsArgs {
+  const std::uint16_t* rows16;  // (count, stride) from fast_bf16_pack_rows
+  std::size_t count;
+  std::size_t stride;        // bf16_row_stride(D)
+  std::size_t classes;       // K
+  const std::uint16_t* W16;  // (K, stride) from fast_bf16_round_weights or fast_bf16_update_columns
+  const float* b;
+  float scale;
+  float* logits;  // out: (count, K), scale * (x . W_k) + b_k
+};
+void fast_bf16_logits(const FastBf16LogitsArgs& args);
+
+/// Arguments of fast_bf16_update_columns.
+struct FastBf16UpdateArgs {
+  const std::uint32_t* row_pairs;     // (pairs, pair_width) for inputs from d_begin
+  const std::uint32_t* dlogit_pairs;  // (pairs, K)
+  std::size_t pairs;
+  std::size_t pair_width;  // bf16_pair_width(d_begin, d_end)
+  std::size_t inputs;      // D
+  std::size_t classes;     // K
+  std::size_t d_begin;     // the inputs this call updates: [d_begin, d_end)
+  std::size_t d_end;
+  float step;          // lr / batch size
+  float scale;         // 1/255 for pixels
+  float* W;            // (K,D), updated in place
+  std::uint16_t* W16;  // (K, stride): inputs [d_begin, d_end) rewritten from the updated W
+  std::size_t stride;  // bf16_row_stride(D)
+};
+/// The fused SGD step of fast_update_columns with bfloat16 sums:
+/// W[k][d] -= step * scale * sum_j (g pairs . x pairs), then W16[k][d] = bfloat16(W[k][d]).
+void fast_bf16_update_columns(const FastBf16UpdateArgs& args);
+/// Peak single-core VDPBF16PS throughput in operations per second (a pair's two multiply-adds count 4).
+double probe_bf16_flops_per_second(double seconds);
+/// Whether the CPU (and the operating system) supports AVX-512 F/BW/DQ/VL with BF16.
+bool cpu_has_avx512_bf16();
 
 /// Peak single-core multiply-add throughput with the fast path's SIMD target, in floating-point
 /// operations per second: the best of repeated timed loops over `seconds`.

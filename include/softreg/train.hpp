@@ -58,6 +58,10 @@ struct TrainConfig {
   int history_size = 100;
   /// Train on standardized inputs ((x - mean) / std of the training rows; see standardize.hpp).
   bool standardize = false;
+  /// "f32", or "bf16": the fast path's products in bfloat16 (its inputs rounded to 8 significant bits,
+  /// sums and weights float32; kernels/bf16.cpp), about twice as fast where the CPU has AVX-512 BF16.
+  /// Plain SGD without l2 or standardization only; evaluation stays float32.
+  std::string compute = "f32";
   /// Stop (TrainingDiverged) at a batch whose mean loss runs far above ln K, not only at a non-finite
   /// one. The CLI always stops; Python may go on as scikit-learn's SGD estimators do, and warn.
   bool stop_on_runaway_loss = true;
@@ -223,6 +227,11 @@ class Trainer {
   // The fused SGD step of a small model on several threads: the gradient's sums over the batch's
   // first and second halves of rows, each computed by the thread whose forward pass read those rows.
   std::array<std::vector<float>, 2> batch_half_sums_;
+  // compute "bf16" (kernels.hpp): the batch's rows, W and the dlogits as the bfloat16 kernels read them,
+  // and each thread's pairs of rows for its inputs.
+  std::vector<std::uint16_t> bf16_rows_, bf16_W_;
+  std::vector<std::uint32_t> bf16_dlogit_pairs_;
+  std::vector<std::vector<std::uint32_t>> bf16_row_pairs_;
   // The batch gradient, for optimizers other than the fused SGD.
   WeightMatrix batch_dW_;
   BiasVector batch_db_;

@@ -29,6 +29,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernels/lane_sums.hpp"
 #include "softreg/error.hpp"
 #include "softreg/kernels.hpp"
 
@@ -90,31 +91,6 @@ HWY_INLINE float ScalarMulAdd(float a, float b, float c) {
 // (SixteenLaneSums) instead of a reduction each, which cost more than the multiply-adds of a row on a
 // CPU with full-width 512-bit FMAs (BENCHMARKS.md).
 #define SOFTREG_SIXTEEN_LANE_SUMS 1
-// Lane j of the result is the sum of v[j]'s lanes, added in the same tree as Highway's SumOfLanes
-// (_mm512_reduce_add_ps: lanes i and i+8, then j and j+4, then 0+2 and 1+3, then those two), so the
-// logits are bit for bit what one reduction per accumulator gives.
-HWY_INLINE __m512 SixteenLaneSums(const __m512 (&v)[16]) {
-  // Slot s takes v[4 * (s % 4) + s / 4]: the tree leaves slot 4j + c in lane 4c + j.
-  const auto slot = [&](int s) { return v[4 * (s % 4) + s / 4]; };
-  __m512 halves[8];  // halves[m]: lanes 0-7 slot 2m's (i + i+8) sums, lanes 8-15 slot 2m+1's
-  for (int m = 0; m < 8; ++m) {
-    const __m512 a = slot(2 * m), b = slot(2 * m + 1);
-    halves[m] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
-  }
-  __m512 quarters[4];  // quarters[n]: 128-bit block c holds slot 4n+c's (j + j+4) sums
-  for (int n = 0; n < 4; ++n) {
-    const __m512 a = halves[2 * n], b = halves[2 * n + 1];
-    quarters[n] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x88), _mm512_shuffle_f32x4(a, b, 0xDD));
-  }
-  __m512 pairs[2];  // pairs[p], block c: slot 8p+c's (0+2, 1+3), then slot 8p+4+c's
-  for (int p = 0; p < 2; ++p) {
-    const __m512 a = quarters[2 * p], b = quarters[2 * p + 1];
-    pairs[p] = _mm512_add_ps(_mm512_shuffle_ps(a, b, 0x44), _mm512_shuffle_ps(a, b, 0xEE));
-  }
-  return _mm512_add_ps(_mm512_shuffle_ps(pairs[0], pairs[1], 0x88),
-                       _mm512_shuffle_ps(pairs[0], pairs[1], 0xDD));
-}
-
 // m[i] lane j becomes m[j] lane i: 16 rows of 16 floats in, 16 columns out.
 HWY_INLINE void Transpose16(__m512 (&m)[16]) {
   __m512 pairs[16], quads[16], octets[16];
@@ -251,7 +227,7 @@ void DotRows(const FastForwardArgs& a, std::size_t first, std::size_t k0, const 
       const int i = g * 16 + s;
       v[s] = i < kSums ? acc[i / KT][i % KT].raw : _mm512_setzero_ps();
     }
-    totals[g] = SixteenLaneSums(v);
+    totals[g] = lane_sums::SixteenLaneSums(v);
   }
   if (vector_end == D) {
     // No scalar tail: scale and bias in the vector (bias[] holds b in the same (row, class) order,
@@ -547,14 +523,14 @@ std::int64_t ForwardRowsT(const FastForwardArgs& a) {
   // Ask for every row at once: the shuffled rows are scattered over the whole training set, and a
   // light loop of prefetches keeps many memory requests in flight, where the arithmetic below would
   // reach each row only after the previous one is done.
-  if (!a.rows_requested) {
+  if (!a.rows_requested && !a.logits_given) {
     PrefetchCursor rows{a.rows, a.count, a.inputs * sizeof(T)};
     rows.all_remaining_lines();
   }
 
   // Tiles of classes outside, rows inside: a tile of W stays in cache while every row passes it (for a
   // thousand classes W is megabytes; rows outside would stream all of it for every row).
-  std::size_t k0 = 0;
+  std::size_t k0 = a.logits_given ? K : 0;
   if (K > kTile) {
     for (; k0 + kManyClassesForwardTile <= K; k0 += kManyClassesForwardTile)
       DotTile<T, kManyClassesForwardTile>(a, k0, logits);

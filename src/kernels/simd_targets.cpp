@@ -10,6 +10,8 @@
 #include <atomic>
 #include <cstdint>
 
+#include "softreg/kernels.hpp"
+
 #if HWY_ARCH_X86
 #include <cpuid.h>
 #endif
@@ -90,6 +92,20 @@ std::int64_t detect_targets() {
 std::atomic<std::int64_t> pretended_targets{0};
 
 }  // namespace
+
+bool cpu_has_avx512_bf16() {
+#if HWY_ARCH_X86
+  static const bool has = [] {
+    if ((detect_x86_targets() & HWY_AVX3) == 0) return false;  // AVX-512 F/BW/DQ/VL, saved by the OS
+    if (cpuid(0).eax < 7 || cpuid(7, 0).eax < 1) return false;
+    return bit(cpuid(7, 1).eax, 5);  // AVX512_BF16
+  }();
+  return has;
+#else
+  return false;
+#endif
+}
+
 }  // namespace softreg
 
 namespace hwy {

@@ -1,0 +1,372 @@
+// The fast path's bfloat16 mode (TrainConfig::bf16): the dot products of the forward pass and the
+// sums of the backward pass are taken with AVX-512 BF16's VDPBF16PS, which does two multiply-adds of
+// bfloat16 pairs into each float32 lane: twice the float32 FMA's work per instruction, on Zen 4 and
+// Zen 5 twice its throughput (BENCHMARKS.md). The inputs are rounded to bfloat16 (8 significant bits;
+// pixel bytes 0..255 stay exact), the products are exact in float32 and the sums are float32, as are
+// the weights that SGD updates: only what the sums read is rounded. The softmax, the loss, the bias and
+// the weights' update stay float32 (fast_forward_rows with FastForwardArgs::logits_given).
+//
+// Layouts (padding is zeros, so it adds nothing to a sum):
+//   rows16 (count, stride):      a batch's rows as bfloat16, in input order, for the forward pass;
+//   W16    (K, stride):          W rounded to bfloat16, refreshed by the update as it steps W;
+//   row pairs (pairs, width):    for the backward pass, the inputs [d_begin, d_begin + width) of rows
+//                                2j and 2j+1 side by side in one 32-bit lane (row 2j in the low half);
+//   dlogit pairs (pairs, K):     dlogits[2j][k] and dlogits[2j+1][k] side by side in the same way.
+// An odd last row is paired with a row of zeros.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/lane_sums.hpp"
+#include "softreg/error.hpp"
+#include "softreg/kernels.hpp"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define SOFTREG_BF16_KERNELS 1
+#define SOFTREG_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16")))
+#endif
+
+namespace softreg {
+
+#if SOFTREG_BF16_KERNELS
+namespace {
+
+constexpr std::size_t kLanes = 16;  // float32 lanes of a 512-bit vector: 32 bfloat16 values
+
+SOFTREG_BF16_TARGET inline __mmask16 FirstLanes(std::size_t n) {
+  return n >= kLanes ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1);
+}
+
+// Values [d, d + n) of a row (n <= 16) as floats, zeros in the lanes past n.
+SOFTREG_BF16_TARGET inline __m512 LoadValues(const std::uint8_t* row, ElementType element, std::size_t d,
+                                             std::size_t n) {
+  const __mmask16 mask = FirstLanes(n);
+  switch (element) {
+    case ElementType::kF32:
+      return _mm512_maskz_loadu_ps(mask, reinterpret_cast<const float*>(row) + d);
+    case ElementType::kF64: {
+      const double* p = reinterpret_cast<const double*>(row) + d;
+      const __m256 lo = _mm512_cvtpd_ps(_mm512_maskz_loadu_pd(static_cast<__mmask8>(mask & 0xFF), p));
+      const __m256 hi = _mm512_cvtpd_ps(_mm512_maskz_loadu_pd(static_cast<__mmask8>(mask >> 8), p + 8));
+      return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
+    }
+    case ElementType::kU8:
+      break;
+  }
+  return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, row + d)));
+}
+
+// logits[r][k0 + k] = scale * (x_r . W_k) + b_k for R rows from `first` and KT classes from k0.
+template <int KT, int R>
+SOFTREG_BF16_TARGET void DotBlock(const FastBf16LogitsArgs& a, std::size_t first, std::size_t k0) {
+  __m512 acc[R][KT];
+  for (int r = 0; r < R; ++r)
+    for (int k = 0; k < KT; ++k)
+      acc[r][k] = _mm512_setzero_ps();
+  const std::uint16_t* x = a.rows16 + first * a.stride;
+  const std::uint16_t* W = a.W16 + k0 * a.stride;
+  for (std::size_t d = 0; d < a.stride; d += 2 * kLanes) {
+    __m512bh xv[R];
+    for (int r = 0; r < R; ++r)
+      xv[r] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(x + static_cast<std::size_t>(r) * a.stride + d));
+    for (int k = 0; k < KT; ++k) {
+      const __m512bh w =
+          reinterpret_cast<__m512bh>(_mm512_loadu_si512(W + static_cast<std::size_t>(k) * a.stride + d));
+      for (int r = 0; r < R; ++r)
+        acc[r][k] = _mm512_dpbf16_ps(acc[r][k], xv[r], w);
+    }
+  }
+  // The R*KT sums in (row, class) order, 16 to a vector.
+  constexpr int kSums = R * KT, kGroups = (kSums + 15) / 16;
+  alignas(64) float sums[kGroups * 16];
+  for (int g = 0; g < kGroups; ++g) {
+    __m512 v[16];
+    for (int s = 0; s < 16; ++s) {
+      const int i = g * 16 + s;
+      v[s] = i < kSums ? acc[i / KT][i % KT] : _mm512_setzero_ps();
+    }
+    _mm512_store_ps(sums + g * 16, lane_sums::SixteenLaneSums(v));
+  }
+  for (int r = 0; r < R; ++r) {
+    float* out = a.logits + (first + static_cast<std::size_t>(r)) * a.classes + k0;
+    for (int k = 0; k < KT; ++k)
+      out[k] = sums[r * KT + k] * a.scale + a.b[k0 + static_cast<std::size_t>(k)];
+  }
+}
+
+template <int KT>
+SOFTREG_BF16_TARGET void DotTile(const FastBf16LogitsArgs& a, std::size_t k0) {
+  constexpr int R = std::clamp(20 / KT, 1, 4);  // 20 accumulators of 32 registers
+  std::size_t r = 0;
+  for (; r + R <= a.count; r += R)
+    DotBlock<KT, R>(a, r, k0);
+  for (; r < a.count; ++r)
+    DotBlock<KT, 1>(a, r, k0);
+}
+
+template <int KT = 10>
+SOFTREG_BF16_TARGET void DotPartialTile(const FastBf16LogitsArgs& a, std::size_t k0, std::size_t width) {
+  if constexpr (KT >= 1) {
+    if (width == static_cast<std::size_t>(KT)) return DotTile<KT>(a, k0);
+    DotPartialTile<KT - 1>(a, k0, width);
+  }
+}
+
+// W[k][d..] -= step * scale * sum_j pairs, and W16 refreshed, for B vectors of inputs from d and KT
+// classes from k0.
+template <int KT, int B>
+SOFTREG_BF16_TARGET void UpdateBlock(const FastBf16UpdateArgs& a, std::size_t d, std::size_t k0) {
+  __m512 acc[B][KT];
+  for (int b = 0; b < B; ++b)
+    for (int k = 0; k < KT; ++k)
+      acc[b][k] = _mm512_setzero_ps();
+  const std::size_t width = a.pair_width, K = a.classes;
+  const std::uint32_t* x = a.row_pairs + (d - a.d_begin);
+  for (std::size_t j = 0; j < a.pairs; ++j) {
+    __m512bh xv[B];
+    for (int b = 0; b < B; ++b)
+      xv[b] = reinterpret_cast<__m512bh>(
+          _mm512_loadu_si512(x + j * width + static_cast<std::size_t>(b) * kLanes));
+    const std::uint32_t* g = a.dlogit_pairs + j * K + k0;
+    for (int k = 0; k < KT; ++k) {
+      const __m512bh gk = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(g[k])));
+      for (int b = 0; b < B; ++b)
+        acc[b][k] = _mm512_dpbf16_ps(acc[b][k], gk, xv[b]);
+    }
+  }
+  const __m512 minus_scale = _mm512_set1_ps(-(a.step * a.scale));
+  for (int b = 0; b < B; ++b) {
+    const std::size_t at = d + static_cast<std::size_t>(b) * kLanes;
+    if (at >= a.d_end) break;
+    const __mmask16 mask = FirstLanes(a.d_end - at);
+    for (int k = 0; k < KT; ++k) {
+      float* w = a.W + (k0 + static_cast<std::size_t>(k)) * a.inputs + at;
+      const __m512 stepped = _mm512_fmadd_ps(minus_scale, acc[b][k], _mm512_maskz_loadu_ps(mask, w));
+      _mm512_mask_storeu_ps(w, mask, stepped);
+      _mm256_mask_storeu_epi16(a.W16 + (k0 + static_cast<std::size_t>(k)) * a.stride + at, mask,
+                               reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(stepped)));
+    }
+  }
+}
+
+template <int KT>
+SOFTREG_BF16_TARGET void UpdateTile(const FastBf16UpdateArgs& a, std::size_t k0) {
+  constexpr int B = std::clamp(20 / KT, 1, 4);
+  std::size_t d = a.d_begin;
+  for (; d + B * kLanes <= a.d_end; d += B * kLanes)
+    UpdateBlock<KT, B>(a, d, k0);
+  for (; d < a.d_end; d += kLanes)  // the last vector may be partial (masked)
+    UpdateBlock<KT, 1>(a, d, k0);
+}
+
+template <int KT = 10>
+SOFTREG_BF16_TARGET void UpdatePartialTile(const FastBf16UpdateArgs& a, std::size_t k0, std::size_t width) {
+  if constexpr (KT >= 1) {
+    if (width == static_cast<std::size_t>(KT)) return UpdateTile<KT>(a, k0);
+    UpdatePartialTile<KT - 1>(a, k0, width);
+  }
+}
+
+SOFTREG_BF16_TARGET void PackRows(const std::uint8_t* const* rows, std::size_t count, std::size_t D,
+                                  ElementType element, std::size_t stride, std::uint16_t* out) {
+  for (std::size_t r = 0; r < count; ++r) {
+    std::uint16_t* o = out + r * stride;
+    for (std::size_t d = 0; d < stride; d += 2 * kLanes) {
+      const __m512 lo = d < D ? LoadValues(rows[r], element, d, D - d) : _mm512_setzero_ps();
+      const __m512 hi =
+          d + kLanes < D ? LoadValues(rows[r], element, d + kLanes, D - d - kLanes) : _mm512_setzero_ps();
+      _mm512_storeu_si512(o + d, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
+    }
+  }
+}
+
+// Word 2i of the result is word i of `lo_row`'s 16 values, word 2i+1 word i of `hi_row`'s.
+SOFTREG_BF16_TARGET inline __m512i Interleave(__m512 lo_row, __m512 hi_row) {
+  // cvtne2ps puts lo_row's 16 bfloat16 in words 0-15 and hi_row's in words 16-31.
+  const __m512i both = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi_row, lo_row));
+  const __m512i order = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7,
+                                         22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  return _mm512_permutexvar_epi16(order, both);
+}
+
+SOFTREG_BF16_TARGET void PackRowPairs(const std::uint8_t* const* rows, std::size_t count, std::size_t D,
+                                      ElementType element, std::size_t d_begin, std::size_t d_end,
+                                      std::uint32_t* out) {
+  const std::size_t width = bf16_pair_width(d_begin, d_end);
+  for (std::size_t j = 0; j < (count + 1) / 2; ++j) {
+    const std::uint8_t* first = rows[2 * j];
+    const std::uint8_t* second = 2 * j + 1 < count ? rows[2 * j + 1] : nullptr;
+    std::uint32_t* o = out + j * width;
+    for (std::size_t i = 0; i < width; i += kLanes) {
+      const std::size_t d = d_begin + i;
+      const std::size_t n = d < d_end ? std::min(kLanes, d_end - d) : 0;
+      const __m512 lo = n > 0 ? LoadValues(first, element, d, n) : _mm512_setzero_ps();
+      const __m512 hi = n > 0 && second ? LoadValues(second, element, d, n) : _mm512_setzero_ps();
+      _mm512_storeu_si512(o + i, Interleave(lo, hi));
+    }
+  }
+  (void)D;
+}
+
+SOFTREG_BF16_TARGET void PackDlogitPairs(const float* dlogits, std::size_t count, std::size_t K,
+                                         std::uint32_t* out) {
+  for (std::size_t j = 0; j < (count + 1) / 2; ++j) {
+    const float* first = dlogits + 2 * j * K;
+    const float* second = 2 * j + 1 < count ? first + K : nullptr;
+    for (std::size_t k = 0; k < K; k += kLanes) {
+      const __mmask16 mask = FirstLanes(K - k);
+      const __m512 lo = _mm512_maskz_loadu_ps(mask, first + k);
+      const __m512 hi = second ? _mm512_maskz_loadu_ps(mask, second + k) : _mm512_setzero_ps();
+      _mm512_mask_storeu_epi32(out + j * K + k, mask, Interleave(lo, hi));
+    }
+  }
+}
+
+SOFTREG_BF16_TARGET void RoundWeights(const float* W, std::size_t K, std::size_t D, std::size_t stride,
+                                      std::uint16_t* out) {
+  for (std::size_t k = 0; k < K; ++k) {
+    for (std::size_t d = 0; d < stride; d += kLanes) {
+      const __m512 w = d < D ? _mm512_maskz_loadu_ps(FirstLanes(D - d), W + k * D + d) : _mm512_setzero_ps();
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + k * stride + d),
+                          reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(w)));
+    }
+  }
+}
+
+// Twelve independent VDPBF16PS chains, as probe_fma_flops_per_second's FMA loop: 4 operations (two
+// multiply-adds) per lane per instruction.
+SOFTREG_BF16_TARGET double DotLoop(std::int64_t iterations, float* sink) {
+  constexpr int kChains = 12;
+  __m512 acc[kChains];
+  for (int c = 0; c < kChains; ++c)
+    acc[c] = _mm512_set1_ps(0.001f * static_cast<float>(c));
+  __m512bh a = _mm512_cvtne2ps_pbh(_mm512_set1_ps(1e-4f), _mm512_set1_ps(1e-4f));
+  __m512bh b = _mm512_cvtne2ps_pbh(_mm512_set1_ps(1e-3f), _mm512_set1_ps(1e-3f));
+  asm("" : "+v"(a), "+v"(b));  // not constants the compiler could fold
+  for (std::int64_t i = 0; i < iterations; ++i) {
+    for (int c = 0; c < kChains; ++c)
+      acc[c] = _mm512_dpbf16_ps(acc[c], a, b);
+  }
+  __m512 total = acc[0];
+  for (int c = 1; c < kChains; ++c)
+    total = _mm512_add_ps(total, acc[c]);
+  *sink = total[0];
+  return 4.0 * kChains * kLanes * static_cast<double>(iterations);
+}
+
+void RequireSupport() {
+  if (!fast_bf16_supported()) throw Error("bfloat16 compute needs a CPU with AVX-512 BF16 (AVX512_BF16)");
+}
+
+}  // namespace
+#endif  // SOFTREG_BF16_KERNELS
+
+std::size_t bf16_row_stride(std::size_t inputs) {
+  return (inputs + 31) / 32 * 32;
+}
+
+std::size_t bf16_pair_width(std::size_t d_begin, std::size_t d_end) {
+  return (d_end - d_begin + 15) / 16 * 16;
+}
+
+#if SOFTREG_BF16_KERNELS
+
+bool fast_bf16_supported() {
+  return cpu_has_avx512_bf16();
+}
+
+void fast_bf16_pack_rows(const std::uint8_t* const* rows, std::size_t count, std::size_t inputs,
+                         ElementType element, std::uint16_t* out) {
+  RequireSupport();
+  PackRows(rows, count, inputs, element, bf16_row_stride(inputs), out);
+}
+
+void fast_bf16_pack_row_pairs(const std::uint8_t* const* rows, std::size_t count, std::size_t inputs,
+                              ElementType element, std::size_t d_begin, std::size_t d_end,
+                              std::uint32_t* out) {
+  RequireSupport();
+  PackRowPairs(rows, count, inputs, element, d_begin, d_end, out);
+}
+
+void fast_bf16_pack_dlogit_pairs(const float* dlogits, std::size_t count, std::size_t classes,
+                                 std::uint32_t* out) {
+  RequireSupport();
+  PackDlogitPairs(dlogits, count, classes, out);
+}
+
+void fast_bf16_round_weights(const float* W, std::size_t classes, std::size_t inputs, std::uint16_t* out) {
+  RequireSupport();
+  RoundWeights(W, classes, inputs, bf16_row_stride(inputs), out);
+}
+
+void fast_bf16_logits(const FastBf16LogitsArgs& args) {
+  RequireSupport();
+  const std::size_t K = args.classes;
+  std::size_t k0 = 0;
+  if (K > 10) {  // as the float32 forward pass: tiles of 5 classes and 4 rows keep a tile of W in L1
+    for (; k0 + 5 <= K; k0 += 5)
+      DotTile<5>(args, k0);
+  }
+  if (k0 < K) DotPartialTile(args, k0, K - k0);
+}
+
+void fast_bf16_update_columns(const FastBf16UpdateArgs& args) {
+  RequireSupport();
+  std::size_t k0 = 0;
+  for (; k0 + 10 <= args.classes; k0 += 10)
+    UpdateTile<10>(args, k0);
+  if (k0 < args.classes) UpdatePartialTile(args, k0, args.classes - k0);
+}
+
+double probe_bf16_flops_per_second(double seconds) {
+  RequireSupport();
+  float sink = 0;
+  double best = 0;
+  const auto start = std::chrono::steady_clock::now();
+  do {
+    const auto t0 = std::chrono::steady_clock::now();
+    const double flops = DotLoop(1'000'000, &sink);
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, flops / elapsed);
+  } while (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < seconds);
+  asm volatile("" : : "r"(&sink) : "memory");
+  return best;
+}
+
+#else  // no x86-64: the mode is refused before any of these is called
+
+bool fast_bf16_supported() {
+  return false;
+}
+[[noreturn]] static void no_bf16() {
+  throw Error("bfloat16 compute needs an x86-64 CPU with AVX-512 BF16");
+}
+void fast_bf16_pack_rows(const std::uint8_t* const*, std::size_t, std::size_t, ElementType, std::uint16_t*) {
+  no_bf16();
+}
+void fast_bf16_pack_row_pairs(const std::uint8_t* const*, std::size_t, std::size_t, ElementType, std::size_t,
+                              std::size_t, std::uint32_t*) {
+  no_bf16();
+}
+void fast_bf16_pack_dlogit_pairs(const float*, std::size_t, std::size_t, std::uint32_t*) {
+  no_bf16();
+}
+void fast_bf16_round_weights(const float*, std::size_t, std::size_t, std::uint16_t*) {
+  no_bf16();
+}
+void fast_bf16_logits(const FastBf16LogitsArgs&) {
+  no_bf16();
+}
+void fast_bf16_update_columns(const FastBf16UpdateArgs&) {
+  no_bf16();
+}
+double probe_bf16_flops_per_second(double) {
+  no_bf16();
+}
+
+#endif
+
+}  // namespace softreg
