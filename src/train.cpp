@@ -359,7 +359,7 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
       if (r0 < r1 && bf16) {
         std::uint16_t* rows16 = bf16_rows_.data() + r0 * bf16_stride;
         float* dlogits = batch_dlogits_.data() + r0 * K;
-        fast_bf16_pack_rows(pixels + r0, r1 - r0, D, train_.element, rows16);
+        fast_bf16_pack_rows(pixels + r0, r1 - r0, D, train_.element, rows16, requested);
         fast_bf16_logits({rows16, r1 - r0, bf16_stride, K, bf16_W_.data(), kernel_model.b.data(),
                           train_.scale(), dlogits});
         FastForwardArgs softmax{pixels + r0,
@@ -426,6 +426,9 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
         const std::size_t width = bf16_pair_width(d0, d1), pairs = (count + 1) / 2;
         row_pairs.resize(pairs * width);
         fast_bf16_pack_row_pairs(pixels, count, D, train_.element, d0, d1, row_pairs.data());
+        // The update reads only the pairs and W from here on: the next rows arrive while it runs.
+        asked = ask_ahead;
+        if (asked) request_rows(next_rows, next_count, row_bytes);
         fast_bf16_update_columns({row_pairs.data(), bf16_dlogit_pairs_.data(), pairs, width, D, K, d0, d1,
                                   sgd_step, train_.scale(), kernel_model.W.data(), bf16_W_.data(),
                                   bf16_stride});

@@ -152,9 +152,12 @@ bool fast_bf16_supported();
 std::size_t bf16_row_stride(std::size_t inputs);
 /// 32-bit pairs in a row of fast_bf16_pack_row_pairs's output for inputs [d_begin, d_end).
 std::size_t bf16_pair_width(std::size_t d_begin, std::size_t d_end);
-/// count rows as bfloat16 (round to nearest even), out: (count, bf16_row_stride(inputs)).
+/// count rows as bfloat16 (round to nearest even), out: (count, bf16_row_stride(inputs)). Unless
+/// rows_requested (request_rows was called for them), memory is first asked for every row.
 void fast_bf16_pack_rows(const std::uint8_t* const* rows, std::size_t count, std::size_t inputs,
-                         ElementType element, std::uint16_t* out);
+                         ElementType element, std::uint16_t* out, bool rows_requested = false);
+/// Asks memory for every line of `count` rows of `row_bytes` (into L2), without waiting for them.
+void request_rows(const std::uint8_t* const* rows, std::size_t count, std::size_t row_bytes);
 /// Inputs [d_begin, d_end) of rows 2j and 2j+1 side by side, out: ((count+1)/2, bf16_pair_width(...)).
 void fast_bf16_pack_row_pairs(const std::uint8_t* const* rows, std::size_t count, std::size_t inputs,
                               ElementType element, std::size_t d_begin, std::size_t d_end,

@@ -264,6 +264,13 @@ void RequireSupport() {
 }  // namespace
 #endif  // SOFTREG_BF16_KERNELS
 
+void request_rows(const std::uint8_t* const* rows, std::size_t count, std::size_t row_bytes) {
+  for (std::size_t r = 0; r < count; ++r) {
+    for (std::size_t offset = 0; offset < row_bytes; offset += 64)
+      __builtin_prefetch(rows[r] + offset, 0, 2);
+  }
+}
+
 std::size_t bf16_row_stride(std::size_t inputs) {
   return (inputs + 31) / 32 * 32;
 }
@@ -279,8 +286,11 @@ bool fast_bf16_supported() {
 }
 
 void fast_bf16_pack_rows(const std::uint8_t* const* rows, std::size_t count, std::size_t inputs,
-                         ElementType element, std::uint16_t* out) {
+                         ElementType element, std::uint16_t* out, bool rows_requested) {
   RequireSupport();
+  // The shuffled rows come from anywhere in the data: all requests first keep many in flight, where
+  // the loop below would wait for each row in turn.
+  if (!rows_requested) request_rows(rows, count, inputs * element_size(element));
   PackRows(rows, count, inputs, element, bf16_row_stride(inputs), out);
 }
 
@@ -344,7 +354,8 @@ bool fast_bf16_supported() {
 [[noreturn]] static void no_bf16() {
   throw Error("bfloat16 compute needs an x86-64 CPU with AVX-512 BF16");
 }
-void fast_bf16_pack_rows(const std::uint8_t* const*, std::size_t, std::size_t, ElementType, std::uint16_t*) {
+void fast_bf16_pack_rows(const std::uint8_t* const*, std::size_t, std::size_t, ElementType, std::uint16_t*,
+                         bool) {
   no_bf16();
 }
 void fast_bf16_pack_row_pairs(const std::uint8_t* const*, std::size_t, std::size_t, ElementType, std::size_t,
