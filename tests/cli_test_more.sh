@@ -52,7 +52,8 @@ awk -v a="$fast_acc" -v b="$naive_acc" 'BEGIN { d = a - b; exit !(d < 0.002 && d
 # what float32 does and the run records the mode, elsewhere it is a one-line error.
 expect 2 '^softreg: error: --compute bf16 needs optimizer sgd$' -- train --compute bf16 --optimizer adam --out bf16-adam
 expect 2 '^softreg: error: --compute: f16 not in \{f32,bf16\}' -- train --compute f16 --out bf16-f16
-[ ! -e bf16-adam ] && [ ! -e bf16-f16 ] && ok || fail "a refused --compute left a run folder"
+expect 2 '^softreg: error: --compute bf16 does not apply to tune' -- tune --optimizer sgd --compute bf16 --out bf16-tune
+[ ! -e bf16-adam ] && [ ! -e bf16-f16 ] && [ ! -e bf16-tune ] && ok || fail "a refused --compute left a run folder"
 if "$softreg" train --epochs 1 --no-check --quiet --no-plots --threads 2 --compute bf16 --out bf16 2>bf16.err; then
   bf16_acc=$(cut -d, -f4 bf16/metrics.csv | tail -1)
   awk -v a="$fast_acc" -v b="$bf16_acc" 'BEGIN { d = a - b; exit !(d < 0.01 && d > -0.01) }' && ok ||

@@ -148,6 +148,8 @@ int run_tune(TuneCommandOptions& o, std::chrono::steady_clock::time_point proces
     return std::find(o.recipe.given.begin(), o.recipe.given.end(), flag) != o.recipe.given.end();
   };
   if (given("--l2")) throw UsageError("--l2 is what tune chooses: give the penalties to try with --grid");
+  if (o.recipe.compute != "f32")
+    throw UsageError("--compute bf16 does not apply to tune (it needs l2 0, and tune chooses l2)");
   if (given("--early-stop"))
     throw UsageError("--early-stop does not apply to tune (each trial trains to its end)");
   const bool full_batch = o.recipe.optimizer == "lbfgs";

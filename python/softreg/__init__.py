@@ -8,7 +8,7 @@
     softreg.load("runs/latest/model.safetensors")               # and what it wrote
 """
 from . import datasets
-from ._core import Error, TrainingDiverged, __version__
+from ._core import Error, TrainingDiverged, __version__, bf16_supported
 from ._estimator import SoftmaxRegression, load
 
-__all__ = ["SoftmaxRegression", "load", "datasets", "Error", "TrainingDiverged", "__version__"]
+__all__ = ["SoftmaxRegression", "load", "datasets", "Error", "TrainingDiverged", "__version__", "bf16_supported"]

@@ -19,6 +19,7 @@
 #include "softreg/download.hpp"
 #include "softreg/error.hpp"
 #include "softreg/inference.hpp"
+#include "softreg/kernels.hpp"
 #include "softreg/model_io.hpp"
 #include "softreg/parallel.hpp"
 #include "softreg/run.hpp"
@@ -136,6 +137,7 @@ TrainConfig config_from(const py::dict& p) {
   c.tol = item<double>(p, "tol");
   c.history_size = item<int>(p, "history_size");
   c.standardize = item<bool>(p, "standardize");
+  c.compute = item<std::string>(p, "compute");
   const auto runaway = item<std::string>(p, "on_runaway_loss");
   if (runaway != "warn" && runaway != "raise")
     throw py::value_error("on_runaway_loss must be one of warn, raise, got " + runaway);
@@ -179,6 +181,7 @@ py::dict params_from(const TrainConfig& c) {
   p["tol"] = c.tol;
   p["history_size"] = c.history_size;
   p["standardize"] = c.standardize;
+  p["compute"] = c.compute;
   return p;
 }
 
@@ -497,6 +500,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("datasets", &datasets);
   m.def("download", &download, py::arg("name"), py::arg("folder"), py::arg("mirrors"));
   m.def("hardware_threads", &softreg::hardware_threads);
+  m.def("bf16_supported", &softreg::fast_bf16_supported);
   m.attr("MAX_CLASSES") = softreg::kMaxClasses;
   m.attr("RUNAWAY_LOSS_FACTOR") = softreg::kRunawayLossFactor;
   m.attr("__version__") = SOFTREG_VERSION;

@@ -293,3 +293,23 @@ def test_fit_and_predict_release_the_gil():
     # fit would leave it a few switch intervals' worth.
     assert seconds > 0.1
     assert during > 1e5 * seconds, f"{during} increments in {seconds:.2f} s"
+
+
+def test_bfloat16_products_where_the_cpu_has_them():
+    X, y = blobs(n=900, classes=5, features=40)
+    with pytest.raises(ValueError, match="compute bf16 needs optimizer sgd"):
+        SoftmaxRegression(compute="bf16", optimizer="adam").fit(X, y)
+    with pytest.raises(ValueError, match="compute must be f32 or bf16"):
+        SoftmaxRegression(compute="f16").fit(X, y)
+    model = SoftmaxRegression(compute="bf16", epochs=5, batch_size=64)
+    if not softreg.bf16_supported():
+        with pytest.raises(softreg.Error, match="AVX-512 BF16"):
+            model.fit(X, y)
+        return
+    model.fit(X, y)
+    exact = SoftmaxRegression(epochs=5, batch_size=64).fit(X, y)
+    assert model.score(X, y) > 0.95
+    assert not np.array_equal(model.coef_, exact.coef_)  # the products were rounded
+    np.testing.assert_allclose(model.coef_, exact.coef_, atol=0.02 * np.abs(exact.coef_).max())
+    # The parameters survive clone and the model file.
+    assert clone(model).get_params()["compute"] == "bf16"
