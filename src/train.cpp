@@ -87,9 +87,13 @@ Trainer::Trainer(const TrainConfig& config, const Dataset& train, const Dataset&
       pool_(config.threads),
       order_(train.count) {
   if (!optimizer_) throw Error("the trainer needs an optimizer");
-  if (config.compute == "bf16" && !fast_bf16_supported())
+  if (config.compute == "bf16" && !fast_bf16_supported()) {
     throw Error(
-        fmt::format("compute bf16: this CPU has no AVX-512 BF16 (the fast path runs {})", simd_target()));
+        cpu_has_avx512_bf16()
+            ? fmt::format("compute bf16 needs the AVX-512 fast path (restricted to {})", simd_target())
+            : fmt::format("compute bf16: this CPU has no AVX-512 BF16 (the fast path runs {})",
+                          simd_target()));
+  }
   train_rows_.resize(train.count);
   std::iota(train_rows_.begin(), train_rows_.end(), 0u);
   if (config.val_fraction > 0) {

@@ -53,6 +53,8 @@ awk -v a="$fast_acc" -v b="$naive_acc" 'BEGIN { d = a - b; exit !(d < 0.002 && d
 expect 2 '^softreg: error: --compute bf16 needs optimizer sgd$' -- train --compute bf16 --optimizer adam --out bf16-adam
 expect 2 '^softreg: error: --compute: f16 not in \{f32,bf16\}' -- train --compute f16 --out bf16-f16
 expect 2 '^softreg: error: --compute bf16 does not apply to tune' -- tune --optimizer sgd --compute bf16 --out bf16-tune
+expect 1 '^softreg: error: compute bf16( needs the AVX-512 fast path \(restricted to AVX2\)|: this CPU has no AVX-512 BF16)' -- \
+  bench --simd AVX2 --compute bf16 --epochs 1 --rows 300 --probe-seconds 0.1
 [ ! -e bf16-adam ] && [ ! -e bf16-f16 ] && [ ! -e bf16-tune ] && ok || fail "a refused --compute left a run folder"
 if "$softreg" train --epochs 1 --no-check --quiet --no-plots --threads 2 --compute bf16 --out bf16 2>bf16.err; then
   bf16_acc=$(cut -d, -f4 bf16/metrics.csv | tail -1)

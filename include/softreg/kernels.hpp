@@ -146,7 +146,8 @@ void fast_step_from_halves(const FastHalvesStepArgs& args);
 // ---- bfloat16 compute (kernels/bf16.cpp; layouts described there) ----------------------------------
 
 /// Whether this CPU runs the bfloat16 kernels (AVX-512 with BF16: Zen 4 and later, Cooper Lake, Sapphire
-/// Rapids). Every fast_bf16_* function throws Error where it does not.
+/// Rapids), and the fast path has not been restricted below AVX-512 (restrict_simd_targets). Every
+/// fast_bf16_* function throws Error where it does not.
 bool fast_bf16_supported();
 /// bfloat16 values in a packed row: the inputs rounded up to a multiple of 32 (one 512-bit vector).
 std::size_t bf16_row_stride(std::size_t inputs);

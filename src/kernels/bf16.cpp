@@ -282,7 +282,9 @@ std::size_t bf16_pair_width(std::size_t d_begin, std::size_t d_end) {
 #if SOFTREG_BF16_KERNELS
 
 bool fast_bf16_supported() {
-  return cpu_has_avx512_bf16();
+  // The float32 fast path restricted below AVX-512 (bench --simd AVX2, restrict_simd_targets) stands
+  // for a CPU without it: the bfloat16 kernels follow, so that the refusal can be tried anywhere.
+  return cpu_has_avx512_bf16() && simd_target().starts_with("AVX3");
 }
 
 void fast_bf16_pack_rows(const std::uint8_t* const* rows, std::size_t count, std::size_t inputs,
