@@ -173,6 +173,55 @@ BENCHMARK(BM_ForwardPass)
                         [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); })
     ->ReportAggregatesOnly(true);
 
+// --compute bf16's two passes on one thread's slice of a batch (128 cache-resident rows, as two threads
+// split 256), against BM_ForwardPass's float32: the forward pass (pack the rows, logits; the float32
+// softmax after it is the same in both modes and left out) or the update (pair the rows, sums and
+// step). Floor: 2 * 128 * D * K flops at the bfloat16 probe's rate. Skipped where the CPU lacks BF16.
+void BM_Bf16Pass(benchmark::State& state) {
+  if (!fast_bf16_supported()) {
+    state.SkipWithError("this CPU has no AVX-512 BF16");
+    return;
+  }
+  const auto K = static_cast<std::size_t>(state.range(0)), D = static_cast<std::size_t>(state.range(2));
+  const ElementType element = state.range(1) == 0 ? ElementType::kU8 : ElementType::kF32;
+  const bool forward = state.range(3) == 0;
+  constexpr std::size_t kRows = 128;
+  const Dataset data = synthetic_dataset(kRows, D, static_cast<int>(K), element, /*seed=*/7);
+  std::vector<const std::uint8_t*> rows(kRows);
+  for (std::size_t r = 0; r < kRows; ++r)
+    rows[r] = data.image(r);
+  Rng rng(0);
+  SoftmaxModel model = SoftmaxModel::initialized(static_cast<int>(D), static_cast<int>(K), 0.01, rng);
+  const std::size_t stride = bf16_row_stride(D), width = bf16_pair_width(0, D), pairs = kRows / 2;
+  std::vector<std::uint16_t> rows16(kRows * stride), W16(K * stride);
+  std::vector<std::uint32_t> row_pairs(pairs * width), dlogit_pairs(pairs * K);
+  std::vector<float> logits(kRows * K, 0.01f);
+  fast_bf16_round_weights(model.W.data(), K, D, W16.data());
+  fast_bf16_pack_dlogit_pairs(logits.data(), kRows, K, dlogit_pairs.data());
+  for (auto _ : state) {
+    if (forward) {
+      fast_bf16_pack_rows(rows.data(), kRows, D, element, rows16.data(), /*rows_requested=*/true);
+      fast_bf16_logits(
+          {rows16.data(), kRows, stride, K, W16.data(), model.b.data(), data.scale(), logits.data()});
+    } else {
+      fast_bf16_pack_row_pairs(rows.data(), kRows, D, element, 0, D, row_pairs.data());
+      fast_bf16_update_columns({row_pairs.data(), dlogit_pairs.data(), pairs, width, D, K, 0, D,
+                                /*step=*/1e-9f, data.scale(), model.W.data(), W16.data(), stride});
+    }
+    benchmark::DoNotOptimize(logits.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetLabel(shape_label(K, D, element) + (forward ? ", forward" : ", update"));
+}
+BENCHMARK(BM_Bf16Pass)
+    ->ArgNames({"K", "f32", "D", "update"})
+    ->ArgsProduct({{10}, {0}, {784}, {0, 1}})
+    ->ArgsProduct({{1000}, {1}, {1024}, {0, 1}})
+    ->Repetitions(15)
+    ->ComputeStatistics("min",
+                        [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); })
+    ->ReportAggregatesOnly(true);
+
 // The same step with the naive twin: gather to floats, Eigen products, separate SGD update.
 void BM_NaiveStep(benchmark::State& state) {
   const Dataset& data = synthetic_train();
