@@ -360,13 +360,9 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
       const double lr = current_lr();
       const auto [r0, r1] = slice_of(count);
       const std::uint8_t* const* pixels = batch_pixels_[buffer].data();
-      if (r0 < r1 && bf16) {
-        std::uint16_t* rows16 = bf16_rows_.data() + r0 * bf16_stride;
+      if (r0 < r1) {
         float* dlogits = batch_dlogits_.data() + r0 * K;
-        fast_bf16_pack_rows(pixels + r0, r1 - r0, D, train_.element, rows16, requested);
-        fast_bf16_logits({rows16, r1 - r0, bf16_stride, K, bf16_W_.data(), kernel_model.b.data(),
-                          train_.scale(), dlogits});
-        FastForwardArgs softmax{pixels + r0,
+        FastForwardArgs forward{pixels + r0,
                                 epoch_labels_.data() + begin + r0,
                                 r1 - r0,
                                 D,
@@ -377,15 +373,17 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
                                 train_.scale(),
                                 batch_loss_.data() + r0,
                                 nullptr,
-                                dlogits};
-        softmax.logits_given = true;
-        tally.correct += fast_forward_rows(softmax);
-        fast_bf16_pack_dlogit_pairs(dlogits, r1 - r0, K, bf16_dlogit_pairs_.data() + r0 / 2 * K);
-      } else if (r0 < r1) {
-        tally.correct +=
-            fast_forward_rows({pixels + r0, epoch_labels_.data() + begin + r0, r1 - r0, D, K, train_.element,
-                               kernel_model.W.data(), kernel_model.b.data(), train_.scale(),
-                               batch_loss_.data() + r0, nullptr, batch_dlogits_.data() + r0 * K, requested});
+                                dlogits,
+                                requested};
+        if (bf16) {  // the logits from bfloat16 products; the softmax and the rest as in float32
+          std::uint16_t* rows16 = bf16_rows_.data() + r0 * bf16_stride;
+          fast_bf16_pack_rows(pixels + r0, r1 - r0, D, train_.element, rows16, requested);
+          fast_bf16_logits({rows16, r1 - r0, bf16_stride, K, bf16_W_.data(), kernel_model.b.data(),
+                            train_.scale(), dlogits});
+          forward.logits_given = true;
+        }
+        tally.correct += fast_forward_rows(forward);
+        if (bf16) fast_bf16_pack_dlogit_pairs(dlogits, r1 - r0, K, bf16_dlogit_pairs_.data() + r0 / 2 * K);
       }
       if (own_half) {
         lap(tally.forward);
@@ -429,7 +427,7 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
         std::vector<std::uint32_t>& row_pairs = bf16_row_pairs_[t];
         const std::size_t width = bf16_pair_width(d0, d1), pairs = (count + 1) / 2;
         row_pairs.resize(pairs * width);
-        fast_bf16_pack_row_pairs(pixels, count, D, train_.element, d0, d1, row_pairs.data());
+        fast_bf16_pack_row_pairs(pixels, count, train_.element, d0, d1, row_pairs.data());
         // The update reads only the pairs and W from here on: the next rows arrive while it runs.
         asked = ask_ahead;
         if (asked) request_rows(next_rows, next_count, row_bytes);

@@ -18,6 +18,7 @@
 
 #include "commands.hpp"
 #include "common.hpp"
+#include "recipe_flags.hpp"
 #include "softreg/dataset.hpp"
 #include "softreg/error.hpp"
 #include "softreg/kernels.hpp"
@@ -187,11 +188,7 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   config.threads = static_cast<int>(options.threads);
   config.kernel = options.kernel == "naive" ? KernelChoice::kNaive : KernelChoice::kFast;
   config.compute = options.compute;
-  try {
-    check_recipe(config);
-  } catch (const Error& e) {
-    throw UsageError(std::string("--") + e.what());
-  }
+  check_recipe_flags(config);
   // The recipe as 'softreg train --no-plots' runs it, per-epoch checkpoints included, in a folder that
   // is removed afterwards.
   const TempFolder folder("softreg-bench");

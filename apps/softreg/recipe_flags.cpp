@@ -47,12 +47,16 @@ TrainConfig recipe_config(const RecipeFlags& o) {
   config.history_size = narrowed<int>("--history-size", o.history_size);
   config.standardize = o.standardize;
   config.compute = o.compute;
+  check_recipe_flags(config);
+  return config;
+}
+
+void check_recipe_flags(const TrainConfig& config) {
   try {
     check_recipe(config);
   } catch (const Error& e) {
     throw UsageError(std::string("--") + e.what());
   }
-  return config;
 }
 
 RecipeOptions add_recipe_options(CLI::App& cmd_ref, RecipeFlags& flags) {

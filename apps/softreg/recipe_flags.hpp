@@ -72,5 +72,7 @@ T narrowed(const char* flag, long long value) {
 
 /// The recipe the flags give; a UsageError names the first bad flag.
 TrainConfig recipe_config(const RecipeFlags& flags);
+/// check_recipe, its complaint a UsageError naming the flag ("--lr must be > 0, got 0").
+void check_recipe_flags(const TrainConfig& config);
 
 }  // namespace softreg::cli

@@ -76,6 +76,9 @@ struct FastForwardArgs {
 };
 /// Forward pass; returns the number of rows whose argmax is the label.
 std::int64_t fast_forward_rows(const FastForwardArgs& args);
+/// Asks memory for every line of `count` rows of `row_bytes` (into L2), without waiting for them: what
+/// fast_forward_rows and fast_bf16_pack_rows do first with shuffled rows (kernels/fused_softmax.cpp).
+void request_rows(const std::uint8_t* const* rows, std::size_t count, std::size_t row_bytes);
 
 /// Arguments of fast_update_columns.
 struct FastUpdateArgs {
@@ -157,12 +160,9 @@ std::size_t bf16_pair_width(std::size_t d_begin, std::size_t d_end);
 /// rows_requested (request_rows was called for them), memory is first asked for every row.
 void fast_bf16_pack_rows(const std::uint8_t* const* rows, std::size_t count, std::size_t inputs,
                          ElementType element, std::uint16_t* out, bool rows_requested = false);
-/// Asks memory for every line of `count` rows of `row_bytes` (into L2), without waiting for them.
-void request_rows(const std::uint8_t* const* rows, std::size_t count, std::size_t row_bytes);
 /// Inputs [d_begin, d_end) of rows 2j and 2j+1 side by side, out: ((count+1)/2, bf16_pair_width(...)).
-void fast_bf16_pack_row_pairs(const std::uint8_t* const* rows, std::size_t count, std::size_t inputs,
-                              ElementType element, std::size_t d_begin, std::size_t d_end,
-                              std::uint32_t* out);
+void fast_bf16_pack_row_pairs(const std::uint8_t* const* rows, std::size_t count, ElementType element,
+                              std::size_t d_begin, std::size_t d_end, std::uint32_t* out);
 /// dlogits (count, K) of rows 2j and 2j+1 side by side, out: ((count+1)/2, K).
 void fast_bf16_pack_dlogit_pairs(const float* dlogits, std::size_t count, std::size_t classes,
                                  std::uint32_t* out);

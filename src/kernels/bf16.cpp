@@ -192,9 +192,8 @@ SOFTREG_BF16_TARGET inline __m512i Interleave(__m512 lo_row, __m512 hi_row) {
   return _mm512_permutexvar_epi16(order, both);
 }
 
-SOFTREG_BF16_TARGET void PackRowPairs(const std::uint8_t* const* rows, std::size_t count, std::size_t D,
-                                      ElementType element, std::size_t d_begin, std::size_t d_end,
-                                      std::uint32_t* out) {
+SOFTREG_BF16_TARGET void PackRowPairs(const std::uint8_t* const* rows, std::size_t count, ElementType element,
+                                      std::size_t d_begin, std::size_t d_end, std::uint32_t* out) {
   const std::size_t width = bf16_pair_width(d_begin, d_end);
   for (std::size_t j = 0; j < (count + 1) / 2; ++j) {
     const std::uint8_t* first = rows[2 * j];
@@ -208,7 +207,6 @@ SOFTREG_BF16_TARGET void PackRowPairs(const std::uint8_t* const* rows, std::size
       _mm512_storeu_si512(o + i, Interleave(lo, hi));
     }
   }
-  (void)D;
 }
 
 SOFTREG_BF16_TARGET void PackDlogitPairs(const float* dlogits, std::size_t count, std::size_t K,
@@ -264,13 +262,6 @@ void RequireSupport() {
 }  // namespace
 #endif  // SOFTREG_BF16_KERNELS
 
-void request_rows(const std::uint8_t* const* rows, std::size_t count, std::size_t row_bytes) {
-  for (std::size_t r = 0; r < count; ++r) {
-    for (std::size_t offset = 0; offset < row_bytes; offset += 64)
-      __builtin_prefetch(rows[r] + offset, 0, 2);
-  }
-}
-
 std::size_t bf16_row_stride(std::size_t inputs) {
   return (inputs + 31) / 32 * 32;
 }
@@ -296,11 +287,10 @@ void fast_bf16_pack_rows(const std::uint8_t* const* rows, std::size_t count, std
   PackRows(rows, count, inputs, element, bf16_row_stride(inputs), out);
 }
 
-void fast_bf16_pack_row_pairs(const std::uint8_t* const* rows, std::size_t count, std::size_t inputs,
-                              ElementType element, std::size_t d_begin, std::size_t d_end,
-                              std::uint32_t* out) {
+void fast_bf16_pack_row_pairs(const std::uint8_t* const* rows, std::size_t count, ElementType element,
+                              std::size_t d_begin, std::size_t d_end, std::uint32_t* out) {
   RequireSupport();
-  PackRowPairs(rows, count, inputs, element, d_begin, d_end, out);
+  PackRowPairs(rows, count, element, d_begin, d_end, out);
 }
 
 void fast_bf16_pack_dlogit_pairs(const float* dlogits, std::size_t count, std::size_t classes,
@@ -363,8 +353,8 @@ void fast_bf16_pack_rows(const std::uint8_t* const*, std::size_t, std::size_t, E
                          bool) {
   no_bf16();
 }
-void fast_bf16_pack_row_pairs(const std::uint8_t* const*, std::size_t, std::size_t, ElementType, std::size_t,
-                              std::size_t, std::uint32_t*) {
+void fast_bf16_pack_row_pairs(const std::uint8_t* const*, std::size_t, ElementType, std::size_t, std::size_t,
+                              std::uint32_t*) {
   no_bf16();
 }
 void fast_bf16_pack_dlogit_pairs(const float*, std::size_t, std::size_t, std::uint32_t*) {

@@ -157,9 +157,9 @@ HWY_INLINE float ValueAt(const std::uint8_t* row, std::size_t d) {
   }
 }
 
-// Walks rows to prefetch one cache line at a time: all at once before a forward pass, or spread over a
-// backward pass (FastUpdateArgs::prefetch). Hint 2 (T1): on Zen 4 it measured faster than T0 or NTA
-// for the forward pass (BENCHMARKS.md).
+// Walks rows to prefetch one cache line at a time, spread over a backward pass (FastUpdateArgs::prefetch;
+// request_rows asks for all at once, before a forward pass). Hint 2 (T1): on Zen 4 it measured faster
+// than T0 or NTA for the forward pass (BENCHMARKS.md).
 struct PrefetchCursor {
   const std::uint8_t* const* rows = nullptr;
   std::size_t count = 0, row_bytes = 0;
@@ -523,10 +523,7 @@ std::int64_t ForwardRowsT(const FastForwardArgs& a) {
   // Ask for every row at once: the shuffled rows are scattered over the whole training set, and a
   // light loop of prefetches keeps many memory requests in flight, where the arithmetic below would
   // reach each row only after the previous one is done.
-  if (!a.rows_requested && !a.logits_given) {
-    PrefetchCursor rows{a.rows, a.count, a.inputs * sizeof(T)};
-    rows.all_remaining_lines();
-  }
+  if (!a.rows_requested && !a.logits_given) request_rows(a.rows, a.count, a.inputs * sizeof(T));
 
   // Tiles of classes outside, rows inside: a tile of W stays in cache while every row passes it (for a
   // thousand classes W is megabytes; rows outside would stream all of it for every row).
@@ -749,6 +746,13 @@ HWY_EXPORT(UpdateColumns);
 HWY_EXPORT(GradientColumns);
 HWY_EXPORT(StepFromHalves);
 HWY_EXPORT(CompiledTarget);
+
+void request_rows(const std::uint8_t* const* rows, std::size_t count, std::size_t row_bytes) {
+  for (std::size_t r = 0; r < count; ++r) {
+    for (std::size_t offset = 0; offset < row_bytes; offset += 64)
+      __builtin_prefetch(rows[r] + offset, 0, 2);  // hint T1, as PrefetchCursor's
+  }
+}
 
 std::int64_t fast_forward_rows(const FastForwardArgs& args) {
   return HWY_DYNAMIC_DISPATCH(ForwardRows)(args);
