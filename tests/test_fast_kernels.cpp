@@ -218,11 +218,11 @@ TEST(FastKernels, TargetsOfferedAreExactlyThoseTheCpuAndOsSupport) {
 #endif
 
 TEST(FastKernels, ARowGivesTheSameBitsAloneAsInABatch) {
-  // Rows are blocked (2 to 4 at a time, by class count), with 512-bit vectors the lane sums of a
-  // block's accumulators come out of one shared tree, and up to 16 classes the softmax of 16 rows at a
-  // time runs in columns (a row per lane): each row must still get the arithmetic of a row alone (the
+  // Rows are blocked (2 to 4 at a time, by class count), with 512-bit (256-bit) vectors the lane sums
+  // of a block's accumulators come out of one shared tree, and the softmax of 16 (8) rows at a time
+  // runs in columns (a row per lane): each row must still get the arithmetic of a row alone (the
   // scalar softmax), bit for bit. D = 64: whole vectors, the path without a tail; 37 rows: two groups
-  // of 16 and 5 more.
+  // of 16 and 5 more, or four of 8 and 5 more.
   for (const std::string& target : simd_targets_available()) {
     restrict_simd_targets(target);
     for (int K : {1, 2, 3, 5, 8, 10, 16, 17, 32, 100, 1000}) {

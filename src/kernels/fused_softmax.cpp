@@ -55,6 +55,12 @@ constexpr int kAccumulators = 20;
 #else
 constexpr int kAccumulators = 10;
 #endif
+// With 16 registers a tile of 10 classes leaves room for one row (forward) or one vector of inputs
+// (backward) per block, so every load of W or of a row's values serves one multiply-add, and the
+// recipe's 31 KB of W does not stay in a 32 KB L1 beside the rows: tiles of 5 classes by 2 rows or 2
+// vectors measured 1.3-1.5x faster there on Zen 3, in both passes (BENCHMARKS.md).
+constexpr bool kNarrowTiles = kAccumulators < 2 * kTile;
+constexpr int kUpdateTile = kNarrowTiles ? 5 : kTile;
 // Rows (forward) or vectors of inputs (backward) per block for a tile of KT classes: enough
 // independent accumulators to hide the multiply-add latency when KT is small.
 constexpr int BlockFor(int KT) {
@@ -115,6 +121,48 @@ HWY_INLINE void Transpose16(__m512 (&m)[16]) {
   for (int j = 0; j < 8; ++j) {
     m[j] = _mm512_shuffle_f32x4(octets[j], octets[j + 8], 0x88);
     m[j + 8] = _mm512_shuffle_f32x4(octets[j], octets[j + 8], 0xDD);
+  }
+}
+#endif
+
+#undef SOFTREG_EIGHT_LANE_SUMS
+#if HWY_ARCH_X86 && HWY_TARGET == HWY_AVX2
+// 256-bit vectors, 16 registers: the same idea as the sixteen-lane sums above, for 8 accumulators. One
+// reduction per accumulator (SumOfLanes, 6 shuffles and adds each) cost the recipe's forward pass about
+// as much on Zen 3 as a fifth of its multiply-adds (BENCHMARKS.md).
+#define SOFTREG_EIGHT_LANE_SUMS 1
+// Lane j of the result is the sum of v[j]'s lanes, added in the same tree as Highway's AVX2 SumOfLanes
+// (lanes i and i+4, then 0+2 and 1+3, then those two), so each sum is bit for bit what it gives.
+HWY_INLINE __m256 EightLaneSums(const __m256 (&v)[8]) {
+  __m256 halves[4];  // halves[m]: lanes 0-3 v[m]'s (i + i+4) sums, lanes 4-7 v[m+4]'s
+  for (int m = 0; m < 4; ++m) {
+    halves[m] = _mm256_add_ps(_mm256_permute2f128_ps(v[m], v[m + 4], 0x20),
+                              _mm256_permute2f128_ps(v[m], v[m + 4], 0x31));
+  }
+  __m256 quarters[2];  // quarters[n], each 128-bit half: (0+2, 1+3) of halves[2n]'s vector, then 2n+1's
+  for (int n = 0; n < 2; ++n) {
+    const __m256 a = halves[2 * n], b = halves[2 * n + 1];
+    quarters[n] = _mm256_add_ps(_mm256_shuffle_ps(a, b, 0x44), _mm256_shuffle_ps(a, b, 0xEE));
+  }
+  return _mm256_add_ps(_mm256_shuffle_ps(quarters[0], quarters[1], 0x88),
+                       _mm256_shuffle_ps(quarters[0], quarters[1], 0xDD));
+}
+// m[i] lane j becomes m[j] lane i: 8 rows of 8 floats in, 8 columns out.
+HWY_INLINE void Transpose8(__m256 (&m)[8]) {
+  __m256 pairs[8], quads[8];
+  for (int i = 0; i < 4; ++i) {
+    pairs[2 * i] = _mm256_unpacklo_ps(m[2 * i], m[2 * i + 1]);
+    pairs[2 * i + 1] = _mm256_unpackhi_ps(m[2 * i], m[2 * i + 1]);
+  }
+  for (int i = 0; i < 2; ++i) {
+    quads[4 * i] = _mm256_shuffle_ps(pairs[4 * i], pairs[4 * i + 2], 0x44);
+    quads[4 * i + 1] = _mm256_shuffle_ps(pairs[4 * i], pairs[4 * i + 2], 0xEE);
+    quads[4 * i + 2] = _mm256_shuffle_ps(pairs[4 * i + 1], pairs[4 * i + 3], 0x44);
+    quads[4 * i + 3] = _mm256_shuffle_ps(pairs[4 * i + 1], pairs[4 * i + 3], 0xEE);
+  }
+  for (int j = 0; j < 4; ++j) {
+    m[j] = _mm256_permute2f128_ps(quads[j], quads[j + 4], 0x20);
+    m[j + 4] = _mm256_permute2f128_ps(quads[j], quads[j + 4], 0x31);
   }
 }
 #endif
@@ -261,6 +309,22 @@ void DotRows(const FastForwardArgs& a, std::size_t first, std::size_t k0, const 
   HWY_ALIGN float sums[kGroups * 16];
   for (int g = 0; g < kGroups; ++g)
     _mm512_store_ps(sums + g * 16, totals[g]);
+  for (int r = 0; r < R; ++r) {
+    for (int k = 0; k < KT; ++k) {
+      float sum = sums[r * KT + k];
+#elif SOFTREG_EIGHT_LANE_SUMS
+  (void)bias;
+  // The R*KT sums in (row, class) order, 8 to a vector.
+  constexpr int kSums = R * KT, kGroups = (kSums + 7) / 8;
+  HWY_ALIGN float sums[kGroups * 8];
+  for (int g = 0; g < kGroups; ++g) {
+    __m256 v[8];
+    for (int s = 0; s < 8; ++s) {
+      const int i = g * 8 + s;
+      v[s] = i < kSums ? acc[i / KT][i % KT].raw : _mm256_setzero_ps();
+    }
+    _mm256_store_ps(sums + g * 8, EightLaneSums(v));
+  }
   for (int r = 0; r < R; ++r) {
     for (int k = 0; k < KT; ++k) {
       float sum = sums[r * KT + k];
@@ -509,6 +573,93 @@ std::int64_t SoftmaxSixteenRowsAtATime(const FastForwardArgs& a, float* logits, 
 }
 #endif
 
+#if SOFTREG_EIGHT_LANE_SUMS
+// SoftmaxRows for rows [0, rows) (a multiple of 8), eight rows at a time in columns: a row per lane, a
+// vector per class (8 x 8 blocks transposed in registers; a last block of fewer classes copied one by
+// one), so that no step works across lanes. As SoftmaxSixteenRowsAtATime does for 512-bit vectors, it
+// repeats SoftmaxRows' arithmetic step for step, so its results are SoftmaxRows' bit for bit.
+std::int64_t SoftmaxEightRowsAtATime(const FastForwardArgs& a, float* logits, std::size_t rows) {
+  const hn::ScalableTag<float> df;
+  const std::size_t K = a.classes;
+  thread_local std::vector<float> column_store;
+  column_store.resize(K * 8);
+  float* const columns = column_store.data();  // class k's 8 values at columns + 8 k
+  const auto is_label_of = [](__m256i labels, std::size_t k) {
+    return _mm256_castsi256_ps(_mm256_cmpeq_epi32(labels, _mm256_set1_epi32(static_cast<int>(k))));
+  };
+  std::int64_t correct = 0;
+  for (std::size_t row0 = 0; row0 < rows; row0 += 8) {
+    float* o = logits + row0 * K;
+    std::size_t k0 = 0;
+    for (; k0 + 8 <= K; k0 += 8) {
+      __m256 v[8];
+      for (std::size_t r = 0; r < 8; ++r)
+        v[r] = _mm256_loadu_ps(o + r * K + k0);
+      Transpose8(v);  // v[j]: class k0 + j's logits of the 8 rows
+      for (std::size_t j = 0; j < 8; ++j)
+        _mm256_storeu_ps(columns + (k0 + j) * 8, v[j]);
+    }
+    for (std::size_t k = k0; k < K; ++k) {
+      for (std::size_t r = 0; r < 8; ++r)
+        columns[k * 8 + r] = o[r * K + k];
+    }
+    const __m256i labels =
+        _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.labels + row0)));
+    __m256 row_max = _mm256_loadu_ps(columns);
+    __m256i best = _mm256_setzero_si256();
+    for (std::size_t k = 1; k < K; ++k) {
+      const __m256 logit = _mm256_loadu_ps(columns + k * 8);
+      const __m256 above = _mm256_cmp_ps(logit, row_max, _CMP_GT_OQ);
+      row_max = _mm256_blendv_ps(row_max, logit, above);
+      best = _mm256_castps_si256(_mm256_blendv_ps(
+          _mm256_castsi256_ps(best), _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(k))), above));
+    }
+    correct += __builtin_popcount(
+        static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(best, labels)))));
+    if (a.predictions) {
+      HWY_ALIGN std::int32_t classes[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(classes), best);
+      for (std::size_t r = 0; r < 8; ++r)
+        a.predictions[row0 + r] = static_cast<Label>(classes[r]);
+    }
+    __m256 label_logit = _mm256_setzero_ps(), sum = _mm256_setzero_ps();
+    for (std::size_t k = 0; k < K; ++k) {
+      const __m256 shifted = _mm256_sub_ps(_mm256_loadu_ps(columns + k * 8), row_max);
+      label_logit = _mm256_blendv_ps(label_logit, shifted, is_label_of(labels, k));
+      const __m256 e = hn::Exp(df, hn::Vec256<float>{shifted}).raw;
+      _mm256_storeu_ps(columns + k * 8, e);
+      sum = _mm256_add_ps(sum, e);
+    }
+    HWY_ALIGN float sums[8], label_logits[8];
+    _mm256_store_ps(sums, sum);
+    _mm256_store_ps(label_logits, label_logit);
+    for (std::size_t r = 0; r < 8; ++r)
+      a.row_loss[row0 + r] = std::log(sums[r]) - label_logits[r];
+    if (!a.dlogits) continue;
+    const __m256 inv_sum = _mm256_div_ps(_mm256_set1_ps(1.0f), sum);
+    for (std::size_t k = 0; k < K; ++k) {
+      const __m256 softmax = _mm256_mul_ps(_mm256_loadu_ps(columns + k * 8), inv_sum);
+      _mm256_storeu_ps(
+          columns + k * 8,
+          _mm256_blendv_ps(softmax, _mm256_sub_ps(softmax, _mm256_set1_ps(1.0f)), is_label_of(labels, k)));
+    }
+    for (k0 = 0; k0 + 8 <= K; k0 += 8) {
+      __m256 v[8];
+      for (std::size_t j = 0; j < 8; ++j)
+        v[j] = _mm256_loadu_ps(columns + (k0 + j) * 8);
+      Transpose8(v);  // back to rows
+      for (std::size_t r = 0; r < 8; ++r)
+        _mm256_storeu_ps(o + r * K + k0, v[r]);
+    }
+    for (std::size_t k = k0; k < K; ++k) {
+      for (std::size_t r = 0; r < 8; ++r)
+        o[r * K + k] = columns[k * 8 + r];
+    }
+  }
+  return correct;
+}
+#endif
+
 template <class T>
 std::int64_t ForwardRowsT(const FastForwardArgs& a) {
   const std::size_t K = a.classes;
@@ -528,7 +679,7 @@ std::int64_t ForwardRowsT(const FastForwardArgs& a) {
   // Tiles of classes outside, rows inside: a tile of W stays in cache while every row passes it (for a
   // thousand classes W is megabytes; rows outside would stream all of it for every row).
   std::size_t k0 = a.logits_given ? K : 0;
-  if (K > kTile) {
+  if (K > kTile || kNarrowTiles) {
     for (; k0 + kManyClassesForwardTile <= K; k0 += kManyClassesForwardTile)
       DotTile<T, kManyClassesForwardTile>(a, k0, logits);
   }
@@ -540,6 +691,9 @@ std::int64_t ForwardRowsT(const FastForwardArgs& a) {
   done = a.count / 16 * 16;
   correct =
       K <= 16 ? SoftmaxSixteenRowsInRegisters(a, logits, done) : SoftmaxSixteenRowsAtATime(a, logits, done);
+#elif SOFTREG_EIGHT_LANE_SUMS
+  done = a.count / 8 * 8;
+  correct = SoftmaxEightRowsAtATime(a, logits, done);
 #endif
   return correct + SoftmaxRows(a, logits, done);
 }
@@ -550,11 +704,15 @@ std::int64_t ForwardRowsT(const FastForwardArgs& a) {
 // With a.second_half set, the sum is that of rows [0, second_half) plus that of the rest, each in row
 // order: what fast_step_from_halves adds up from the two halves computed on two threads.
 template <class T, int KT, int B, bool kApplyStep, bool kAhead>
-void ColumnBlock(const FastUpdateArgs& a, std::size_t d, std::size_t k0, float scale, PrefetchCursor& ahead) {
+void ColumnBlock(const FastUpdateArgs& a, std::size_t d, std::size_t k0, float scale,
+                 PrefetchCursor& cursor) {
   const hn::ScalableTag<float> df;
   using V = decltype(hn::Zero(df));
   const std::size_t lanes = hn::Lanes(df);
   const std::size_t D = a.inputs, K = a.classes;
+  // A copy in registers: through the reference, each row's countdown would be a store that the
+  // compiler cannot tell from the accumulators', and they went to the stack every row (AVX2, GCC 12).
+  PrefetchCursor ahead = cursor;
   V acc[B][KT];
   const auto accumulate = [&](std::size_t r_begin, std::size_t r_end) {
     for (int b = 0; b < B; ++b)
@@ -586,6 +744,7 @@ void ColumnBlock(const FastUpdateArgs& a, std::size_t d, std::size_t k0, float s
       for (int k = 0; k < KT; ++k)
         acc[b][k] = hn::Add(first[b][k], acc[b][k]);
   }
+  if constexpr (kAhead) cursor = ahead;
   for (int b = 0; b < B; ++b) {
     for (int k = 0; k < KT; ++k) {
       float* out = a.W + (k0 + k) * D + d + static_cast<std::size_t>(b) * lanes;
@@ -646,8 +805,8 @@ template <class T, bool kApplyStep, bool kAhead>
 void AllTiles(const FastUpdateArgs& a, float scale, PrefetchCursor& ahead) {
   const std::size_t K = a.classes;
   std::size_t k0 = 0;
-  for (; k0 + kTile <= K; k0 += kTile)
-    ColumnTile<T, kTile, kApplyStep, kAhead>(a, k0, scale, ahead);
+  for (; k0 + kUpdateTile <= K; k0 += kUpdateTile)
+    ColumnTile<T, kUpdateTile, kApplyStep, kAhead>(a, k0, scale, ahead);
   if (k0 < K) ColumnPartialTile<T, kApplyStep, kAhead>(a, k0, K - k0, scale, ahead);
 }
 
@@ -669,9 +828,9 @@ void ColumnsT(const FastUpdateArgs& a) {
     const std::size_t width = static_cast<std::size_t>(BlockFor(KT)) * lanes;
     return (a.d_end - a.d_begin + width - 1) / width;
   };
-  const int partial = static_cast<int>(a.classes % kTile);
+  const int partial = static_cast<int>(a.classes % kUpdateTile);
   const std::size_t rows_read =
-      a.count * (a.classes / kTile * blocks(kTile) + (partial > 0 ? blocks(partial) : 0));
+      a.count * (a.classes / kUpdateTile * blocks(kUpdateTile) + (partial > 0 ? blocks(partial) : 0));
   const std::size_t lines = ahead.count * ((ahead.row_bytes + 63) / 64);
   ahead.every = ahead.countdown = std::max<std::size_t>(1, rows_read / lines);
   AllTiles<T, kApplyStep, /*kAhead=*/true>(a, scale, ahead);
