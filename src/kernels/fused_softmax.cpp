@@ -58,9 +58,14 @@ constexpr int kAccumulators = 10;
 // With 16 registers a tile of 10 classes leaves room for one row (forward) or one vector of inputs
 // (backward) per block, so every load of W or of a row's values serves one multiply-add, and the
 // recipe's 31 KB of W does not stay in a 32 KB L1 beside the rows: tiles of 5 classes by 2 rows or 2
-// vectors measured 1.3-1.5x faster there on Zen 3, in both passes (BENCHMARKS.md).
+// vectors measured 1.2-1.5x faster there on Zen 3, in both passes (BENCHMARKS.md). The update keeps
+// tiles of 10 for more than 10 classes: each tile reads every row of the batch again, and for a
+// thousand classes of float rows (a megabyte a batch, from L3) twice the tiles took 13-17 % longer.
 constexpr bool kNarrowTiles = kAccumulators < 2 * kTile;
-constexpr int kUpdateTile = kNarrowTiles ? 5 : kTile;
+constexpr int kNarrowTile = 5;
+HWY_INLINE int UpdateTileFor(std::size_t classes) {
+  return kNarrowTiles && classes <= static_cast<std::size_t>(kTile) ? kNarrowTile : kTile;
+}
 // Rows (forward) or vectors of inputs (backward) per block for a tile of KT classes: enough
 // independent accumulators to hide the multiply-add latency when KT is small.
 constexpr int BlockFor(int KT) {
@@ -805,8 +810,13 @@ template <class T, bool kApplyStep, bool kAhead>
 void AllTiles(const FastUpdateArgs& a, float scale, PrefetchCursor& ahead) {
   const std::size_t K = a.classes;
   std::size_t k0 = 0;
-  for (; k0 + kUpdateTile <= K; k0 += kUpdateTile)
-    ColumnTile<T, kUpdateTile, kApplyStep, kAhead>(a, k0, scale, ahead);
+  if (UpdateTileFor(K) == kNarrowTile) {
+    for (; k0 + kNarrowTile <= K; k0 += kNarrowTile)
+      ColumnTile<T, kNarrowTile, kApplyStep, kAhead>(a, k0, scale, ahead);
+  } else {
+    for (; k0 + kTile <= K; k0 += kTile)
+      ColumnTile<T, kTile, kApplyStep, kAhead>(a, k0, scale, ahead);
+  }
   if (k0 < K) ColumnPartialTile<T, kApplyStep, kAhead>(a, k0, K - k0, scale, ahead);
 }
 
@@ -828,9 +838,10 @@ void ColumnsT(const FastUpdateArgs& a) {
     const std::size_t width = static_cast<std::size_t>(BlockFor(KT)) * lanes;
     return (a.d_end - a.d_begin + width - 1) / width;
   };
-  const int partial = static_cast<int>(a.classes % kUpdateTile);
-  const std::size_t rows_read =
-      a.count * (a.classes / kUpdateTile * blocks(kUpdateTile) + (partial > 0 ? blocks(partial) : 0));
+  const int tile = UpdateTileFor(a.classes),
+            partial = static_cast<int>(a.classes % static_cast<std::size_t>(tile));
+  const std::size_t rows_read = a.count * (a.classes / static_cast<std::size_t>(tile) * blocks(tile) +
+                                           (partial > 0 ? blocks(partial) : 0));
   const std::size_t lines = ahead.count * ((ahead.row_bytes + 63) / 64);
   ahead.every = ahead.countdown = std::max<std::size_t>(1, rows_read / lines);
   AllTiles<T, kApplyStep, /*kAhead=*/true>(a, scale, ahead);
