@@ -48,7 +48,7 @@ constexpr int kTile = 10;
 // With more than one tile the forward pass takes 5 classes and 4 rows at a time instead: a tile of W
 // and the rows it meets then fit in L1 together (for D = 1,024 floats, 20 + 16 KB instead of 40 + 8 KB),
 // which measured 1.2-1.4x faster for 1,000 classes and slower for 10.
-constexpr int kManyClassesForwardTile = 5;
+constexpr int kNarrowTile = 5;
 // Targets with 32 vector registers keep 20 accumulators live; AVX2 and SSE have 16 registers.
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
 constexpr int kAccumulators = 20;
@@ -62,7 +62,10 @@ constexpr int kAccumulators = 10;
 // tiles of 10 for more than 10 classes: each tile reads every row of the batch again, and for a
 // thousand classes of float rows (a megabyte a batch, from L3) twice the tiles took 13-17 % longer.
 constexpr bool kNarrowTiles = kAccumulators < 2 * kTile;
-constexpr int kNarrowTile = 5;
+// The width of the full tiles of classes in each pass, for `classes` classes.
+HWY_INLINE int ForwardTileFor(std::size_t classes) {
+  return kNarrowTiles || classes > static_cast<std::size_t>(kTile) ? kNarrowTile : kTile;
+}
 HWY_INLINE int UpdateTileFor(std::size_t classes) {
   return kNarrowTiles && classes <= static_cast<std::size_t>(kTile) ? kNarrowTile : kTile;
 }
@@ -684,9 +687,9 @@ std::int64_t ForwardRowsT(const FastForwardArgs& a) {
   // Tiles of classes outside, rows inside: a tile of W stays in cache while every row passes it (for a
   // thousand classes W is megabytes; rows outside would stream all of it for every row).
   std::size_t k0 = a.logits_given ? K : 0;
-  if (K > kTile || kNarrowTiles) {
-    for (; k0 + kManyClassesForwardTile <= K; k0 += kManyClassesForwardTile)
-      DotTile<T, kManyClassesForwardTile>(a, k0, logits);
+  if (ForwardTileFor(K) == kNarrowTile) {
+    for (; k0 + kNarrowTile <= K; k0 += kNarrowTile)
+      DotTile<T, kNarrowTile>(a, k0, logits);
   }
   if (k0 < K) DotPartialTile<T>(a, k0, K - k0, logits);
 
