@@ -200,7 +200,8 @@ std::string summary_json(const RunSummary& s) {
                          {"eval_seconds", m.eval_seconds},
                          {"barrier_wait_seconds", m.barrier_wait_seconds},
                          {"forward_seconds", m.forward_seconds},
-                         {"backward_seconds", m.backward_seconds}});
+                         {"backward_seconds", m.backward_seconds},
+                         {"thread_busy_seconds", m.thread_busy_seconds}});
     if (m.has_validation) {
       per_epoch.back()["val_loss"] = m.val_loss;
       per_epoch.back()["val_acc"] = m.val_acc;

@@ -483,6 +483,9 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
     }
     tallies[t] = tally;
   });
+  thread_busy_seconds_.resize(threads);
+  for (std::size_t t = 0; t < threads; ++t)
+    thread_busy_seconds_[t] += tallies[t].forward + tallies[t].backward;
   for (const Tally& tally : tallies) {
     partial_sums_.correct += tally.correct;
     barrier_wait_ += tally.waited / static_cast<double>(threads);
@@ -536,6 +539,8 @@ std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
   metrics.barrier_wait_seconds = barrier_wait_;
   metrics.forward_seconds = forward_seconds_;
   metrics.backward_seconds = backward_seconds_;
+  metrics.thread_busy_seconds = std::move(thread_busy_seconds_);
+  thread_busy_seconds_.clear();
   barrier_wait_ = forward_seconds_ = backward_seconds_ = 0;
   return metrics;
 }

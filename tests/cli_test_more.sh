@@ -19,13 +19,14 @@ expect 1 '^softreg: error: training diverged in epoch 1, batch [0-9]+: mean batc
 # softreg bench: the JSON has the promised keys; the naive kernel trains to the same accuracy.
 "$softreg" bench --epochs 1 --probe-seconds 0.05 --json >bench.json 2>err.txt && ok || fail "bench: $(cat err.txt)"
 for key in train_seconds_per_epoch floor_seconds_per_epoch load_seconds seconds_load eval_seconds checkpoint_seconds \
-  barrier_wait_fraction forward_seconds_per_epoch backward_seconds_per_epoch process_seconds probe_gflops probe_gflops_per_thread peak_rss_mb threads; do
+  barrier_wait_fraction forward_seconds_per_epoch backward_seconds_per_epoch thread_busy_spread process_seconds probe_gflops probe_gflops_per_thread peak_rss_mb threads; do
   grep -q "\"$key\": [0-9]" bench.json && ok || fail "bench --json lacks $key"
 done
 # Process start, timed by execs of softreg --version: positive (0 would mean they could not be run).
 grep -Eq '"exec_seconds": (0\.[0-9]*[1-9]|[1-9])' bench.json && ok || fail "bench --json: no exec time: $(grep exec bench.json)"
 # Per-epoch barrier waits (one epoch here) and the CPUs the team was kept on (an array, maybe empty).
 grep -Eq '"barrier_wait_seconds_each_epoch": \[' bench.json && ok || fail "bench --json lacks barrier_wait_seconds_each_epoch"
+grep -Eq '"thread_busy_seconds_per_epoch": \[' bench.json && ok || fail "bench --json lacks thread_busy_seconds_per_epoch"
 grep -Eq '"pinned_cpus": \[' bench.json && ok || fail "bench --json lacks pinned_cpus"
 expect 2 'softreg: error: --simd NOPE: not available here' -- bench --simd NOPE
 

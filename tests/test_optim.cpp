@@ -216,12 +216,22 @@ TEST(Trainer, SplitsTheFastPassIntoForwardBackwardAndWaiting) {
     // Each thread's three parts are consecutive intervals inside the pass, so they cannot exceed it
     // (the rest is the shuffle and the thread pool's start).
     EXPECT_LE(m.forward_seconds + m.backward_seconds + m.barrier_wait_seconds, m.train_seconds) << threads;
+    // Each thread's busy time, whose mean is the two phases'.
+    ASSERT_EQ(m.thread_busy_seconds.size(), static_cast<std::size_t>(threads));
+    double mean = 0;
+    for (double busy : m.thread_busy_seconds) {
+      EXPECT_GT(busy, 0.0) << threads;
+      EXPECT_LE(busy, m.train_seconds) << threads;
+      mean += busy / threads;
+    }
+    EXPECT_NEAR(mean, m.forward_seconds + m.backward_seconds, 1e-9) << threads;
   }
   // The naive path has no such phases.
   Trainer naive(config_for(1, KernelChoice::kNaive), train, test);
   const EpochMetrics m = naive.run_epoch().value();
   EXPECT_EQ(m.forward_seconds, 0.0);
   EXPECT_EQ(m.backward_seconds, 0.0);
+  EXPECT_TRUE(m.thread_busy_seconds.empty());
 }
 
 }  // namespace

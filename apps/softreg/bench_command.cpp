@@ -212,7 +212,11 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   const double bytes_per_epoch = static_cast<double>(data.train.count * data.train.row_bytes());  // read once
   std::vector<double> train_times, eval_times, barrier_waits;
   double barrier_wait = 0, train_total = 0, forward_total = 0, backward_total = 0;
+  std::vector<double> thread_busy;  // each thread's busy seconds, summed over the epochs
   for (const auto& m : epochs) {
+    thread_busy.resize(std::max(thread_busy.size(), m.thread_busy_seconds.size()));
+    for (std::size_t t = 0; t < m.thread_busy_seconds.size(); ++t)
+      thread_busy[t] += m.thread_busy_seconds[t];
     barrier_wait += m.barrier_wait_seconds;
     barrier_waits.push_back(m.barrier_wait_seconds);
     forward_total += m.forward_seconds;
@@ -237,6 +241,13 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   const double forward_per_epoch = forward_total / static_cast<double>(epochs.size());
   const double backward_per_epoch = backward_total / static_cast<double>(epochs.size());
   const double checkpoint_per_epoch = summary.seconds_checkpoints / static_cast<double>(epochs.size());
+  for (double& busy : thread_busy)
+    busy /= static_cast<double>(epochs.size());
+  // The busiest thread's time over the least busy one's: 1 when the cores are alike and the work even.
+  const double busy_spread = thread_busy.empty()
+                                 ? 1.0
+                                 : *std::max_element(thread_busy.begin(), thread_busy.end()) /
+                                       *std::min_element(thread_busy.begin(), thread_busy.end());
   const std::string target = config.kernel == KernelChoice::kFast ? simd_target() : "eigen";
 
   if (options.json) {
@@ -264,6 +275,8 @@ int run_bench(const BenchOptions& options, double startup_seconds,
     j["pinned_cpus"] = pinned_cpus;
     j["forward_seconds_per_epoch"] = forward_per_epoch;
     j["backward_seconds_per_epoch"] = backward_per_epoch;
+    j["thread_busy_seconds_per_epoch"] = thread_busy;
+    j["thread_busy_spread"] = busy_spread;
     j["process_seconds"] = process_seconds;
     j["examples_per_second"] = n / train_per_epoch;
     j["gflops"] = flops_per_epoch / train_per_epoch / 1e9;
@@ -306,6 +319,12 @@ int run_bench(const BenchOptions& options, double startup_seconds,
     fmt::print(
         "  forward, backward  {:8.4f} s, {:.4f} s per epoch (each thread's mean; the rest is waiting)\n",
         forward_per_epoch, backward_per_epoch);
+    if (thread_busy.size() > 1) {
+      fmt::print(
+          "  busy per thread    {:>8} s per epoch (the busiest {:.2f}x the least; more than 1.1x: a "
+          "slower core, or a vCPU another guest shares)\n",
+          fmt::format("{:.4f}", fmt::join(thread_busy, ", ")), busy_spread);
+    }
   }
   fmt::print("  whole process      {:8.3f} s   (exec to the last checkpoint, as train --no-plots)\n",
              process_seconds);

@@ -103,6 +103,11 @@ struct EpochMetrics {
   /// the barrier wait they make up the pass: they show which half fails to scale with threads.
   double forward_seconds = 0;
   double backward_seconds = 0;
+  /// Of train_seconds, each thread's forward and backward passes (thread 0 first), without its waits;
+  /// empty on the naive path. Their mean is forward_seconds + backward_seconds. The threads do equal
+  /// work (thread 0 a little more: the bookkeeping), so one far above the others is a slower core: on
+  /// a cloud machine, a vCPU whose physical core another guest is using (BENCHMARKS.md).
+  std::vector<double> thread_busy_seconds;
   bool has_validation = false;  // the two below are set
   double val_loss = 0;
   double val_acc = 0;
@@ -210,6 +215,7 @@ class Trainer {
   BatchSums partial_sums_;
   double barrier_wait_ = 0;  // in the current epoch so far
   double forward_seconds_ = 0, backward_seconds_ = 0;
+  std::vector<double> thread_busy_seconds_;  // EpochMetrics::thread_busy_seconds, so far
   std::size_t runaway_batches_ = 0;
   std::vector<std::uint32_t> order_;
   // One gradient buffer and workspace per thread; summed in thread order after each batch.
