@@ -77,6 +77,18 @@ constexpr int BlockFor(int KT) {
   return n < 1 ? 1 : (n > 4 ? 4 : n);
 }
 
+// 512-bit targets: the update's multiply-adds take their dlogit from memory, broadcast in the
+// instruction ({1to16}), instead of from one broadcast register shared by the block's vectors. On Zen 4
+// that separate broadcast (vbroadcastss to a 512-bit register) takes time on the floating-point pipes
+// from the multiply-adds: a loop of the update's shape from L1 ran at 102-105 GFLOP/s with it and at
+// about 116 with the broadcasts folded, the probe's 118 (BENCHMARKS.md). Compilers fold a broadcast only
+// into its one user, so each of a block's B vectors gets its own copy of the dlogit (TileDlogits).
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+constexpr bool kFoldedBroadcasts = true;
+#else
+constexpr bool kFoldedBroadcasts = false;
+#endif
+
 // Compilers fold a load into each multiply-add that uses it, which loads W once per row instead of once
 // per block of rows and saturates the load ports; an empty asm pins the loaded vector in a register.
 template <class V>
@@ -712,9 +724,31 @@ std::int64_t ForwardRowsT(const FastForwardArgs& a) {
 // kApplyStep: W[k][d..] -= scale * sum (the fused SGD step); otherwise out[k][d..] = scale * sum.
 // With a.second_half set, the sum is that of rows [0, second_half) plus that of the rest, each in row
 // order: what fast_step_from_halves adds up from the two halves computed on two threads.
+// A tile's dlogits as ColumnBlock reads them with kFoldedBroadcasts: for row r and class k of the tile,
+// BlockFor(KT) copies of dlogits[r][k0 + k] side by side, one for each vector of a block.
+// The most floats TileDlogits writes for a row, over the tile widths.
+constexpr std::size_t MostTileDlogits() {
+  int most = 0;
+  for (int KT = 1; KT <= kTile; ++KT)
+    most = std::max(most, KT * BlockFor(KT));
+  return static_cast<std::size_t>(most);
+}
+constexpr std::size_t kMostTileDlogits = MostTileDlogits();
+
+template <int KT>
+void TileDlogits(const FastUpdateArgs& a, std::size_t k0, float* out) {
+  constexpr int kCopies = BlockFor(KT);
+  for (std::size_t r = 0; r < a.count; ++r) {
+    const float* g = a.dlogits + r * a.classes + k0;
+    for (int k = 0; k < KT; ++k)
+      for (int c = 0; c < kCopies; ++c)
+        *out++ = g[k];
+  }
+}
+
 template <class T, int KT, int B, bool kApplyStep>
 void ColumnBlock(const FastUpdateArgs& a, std::size_t d, std::size_t k0, float scale,
-                 PrefetchCursor& cursor) {
+                 const float* tile_dlogits, PrefetchCursor& cursor) {
   const hn::ScalableTag<float> df;
   using V = decltype(hn::Zero(df));
   const std::size_t lanes = hn::Lanes(df);
@@ -732,11 +766,19 @@ void ColumnBlock(const FastUpdateArgs& a, std::size_t d, std::size_t k0, float s
       for (int b = 0; b < B; ++b)
         xv[b] = LoadValues<T>(df, a.rows[r], d + static_cast<std::size_t>(b) * lanes);
       ahead.maybe_next_line();
-      const float* g = a.dlogits + r * K + k0;
-      for (int k = 0; k < KT; ++k) {
-        const V gk = hn::Set(df, g[k]);
-        for (int b = 0; b < B; ++b)
-          acc[b][k] = hn::MulAdd(gk, xv[b], acc[b][k]);
+      if constexpr (kFoldedBroadcasts) {
+        constexpr int kCopies = BlockFor(KT);
+        const float* g = tile_dlogits + r * static_cast<std::size_t>(KT * kCopies);
+        for (int k = 0; k < KT; ++k)
+          for (int b = 0; b < B; ++b)
+            acc[b][k] = hn::MulAdd(hn::Set(df, g[k * kCopies + b]), xv[b], acc[b][k]);
+      } else {
+        const float* g = a.dlogits + r * K + k0;
+        for (int k = 0; k < KT; ++k) {
+          const V gk = hn::Set(df, g[k]);
+          for (int b = 0; b < B; ++b)
+            acc[b][k] = hn::MulAdd(gk, xv[b], acc[b][k]);
+        }
       }
     }
   };
@@ -770,16 +812,18 @@ void ColumnBlock(const FastUpdateArgs& a, std::size_t d, std::size_t k0, float s
 // single inputs when D is not a multiple of the vector width. Every (class, input) sum runs over the
 // rows in order, whatever the blocking, so the result does not depend on it.
 template <class T, int KT, bool kApplyStep>
-void ColumnTile(const FastUpdateArgs& a, std::size_t k0, float scale, PrefetchCursor& ahead) {
+void ColumnTile(const FastUpdateArgs& a, std::size_t k0, float scale, float* tile_dlogits,
+                PrefetchCursor& ahead) {
   constexpr int B = BlockFor(KT);
   const hn::ScalableTag<float> df;
   const std::size_t lanes = hn::Lanes(df);
   const std::size_t K = a.classes;
+  if constexpr (kFoldedBroadcasts) TileDlogits<KT>(a, k0, tile_dlogits);
   std::size_t d = a.d_begin;
   for (; d + B * lanes <= a.d_end; d += B * lanes)
-    ColumnBlock<T, KT, B, kApplyStep>(a, d, k0, scale, ahead);
+    ColumnBlock<T, KT, B, kApplyStep>(a, d, k0, scale, tile_dlogits, ahead);
   for (; d + lanes <= a.d_end; d += lanes)
-    ColumnBlock<T, KT, 1, kApplyStep>(a, d, k0, scale, ahead);
+    ColumnBlock<T, KT, 1, kApplyStep>(a, d, k0, scale, tile_dlogits, ahead);
   for (; d < a.d_end; ++d) {
     for (std::size_t k = k0; k < k0 + KT; ++k) {
       const auto sum_of = [&](std::size_t r_begin, std::size_t r_end) {
@@ -801,10 +845,11 @@ void ColumnTile(const FastUpdateArgs& a, std::size_t k0, float scale, PrefetchCu
 
 template <class T, bool kApplyStep, int KT = kTile>
 void ColumnPartialTile(const FastUpdateArgs& a, std::size_t k0, std::size_t width, float scale,
-                       PrefetchCursor& ahead) {
+                       float* tile_dlogits, PrefetchCursor& ahead) {
   if constexpr (KT >= 1) {
-    if (width == static_cast<std::size_t>(KT)) return ColumnTile<T, KT, kApplyStep>(a, k0, scale, ahead);
-    ColumnPartialTile<T, kApplyStep, KT - 1>(a, k0, width, scale, ahead);
+    if (width == static_cast<std::size_t>(KT))
+      return ColumnTile<T, KT, kApplyStep>(a, k0, scale, tile_dlogits, ahead);
+    ColumnPartialTile<T, kApplyStep, KT - 1>(a, k0, width, scale, tile_dlogits, ahead);
   }
 }
 
@@ -812,15 +857,19 @@ void ColumnPartialTile(const FastUpdateArgs& a, std::size_t k0, std::size_t widt
 template <class T, bool kApplyStep>
 void AllTiles(const FastUpdateArgs& a, float scale, PrefetchCursor& ahead) {
   const std::size_t K = a.classes;
+  // TileDlogits' copies for one tile at a time, reused from batch to batch.
+  thread_local std::vector<float> tile_dlogits;
+  if constexpr (kFoldedBroadcasts) tile_dlogits.resize(a.count * kMostTileDlogits);
+  float* const tile = tile_dlogits.data();
   std::size_t k0 = 0;
   if (UpdateTileFor(K) == kNarrowTile) {
     for (; k0 + kNarrowTile <= K; k0 += kNarrowTile)
-      ColumnTile<T, kNarrowTile, kApplyStep>(a, k0, scale, ahead);
+      ColumnTile<T, kNarrowTile, kApplyStep>(a, k0, scale, tile, ahead);
   } else {
     for (; k0 + kTile <= K; k0 += kTile)
-      ColumnTile<T, kTile, kApplyStep>(a, k0, scale, ahead);
+      ColumnTile<T, kTile, kApplyStep>(a, k0, scale, tile, ahead);
   }
-  if (k0 < K) ColumnPartialTile<T, kApplyStep>(a, k0, K - k0, scale, ahead);
+  if (k0 < K) ColumnPartialTile<T, kApplyStep>(a, k0, K - k0, scale, tile, ahead);
 }
 
 template <class T, bool kApplyStep>
