@@ -137,6 +137,36 @@ void BM_FusedHalves(benchmark::State& state) {
 }
 BENCHMARK(BM_FusedHalves)->ArgsProduct({{0, 1}, {0, 1}});
 
+// One thread's share of the two-thread recipe's backward pass: the sums of its half of a batch (128
+// cache-resident rows, all 784 inputs, 10 classes; fast_gradient_columns), the kernel behind most of
+// that phase. Second argument 1: asking memory for the next batch's 128 shuffled rows on the way, as
+// training does. Floor: 2 * 128 * 784 * 10 flops at BM_ProbeFma's rate.
+void BM_HalfSums(benchmark::State& state) {
+  const bool ask_ahead = state.range(0) == 1;
+  constexpr std::size_t kHalf = 128;
+  FusedBatches batches(2 * kHalf);
+  batches.resident = true;
+  batches.next();  // the first half: this thread's rows
+  std::vector<const std::uint8_t*> next(kHalf);
+  const Dataset& data = batches.data;
+  std::size_t offset = 0;
+  std::vector<float> sums(10 * 784);
+  for (auto _ : state) {
+    for (std::size_t r = 0; r < kHalf; ++r)
+      next[r] = data.image(batches.rows[(offset + r) % data.count]);
+    offset += kHalf;
+    fast_gradient_columns({batches.pixels.data(), batches.dlogits.data(), kHalf, 784, 10, ElementType::kU8, 0,
+                           784, 1.0f, sums.data(), ask_ahead ? next.data() : nullptr, kHalf,
+                           data.row_bytes()});
+    benchmark::DoNotOptimize(sums.data());
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * kHalf));
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      static_cast<double>(state.iterations() * kHalf * 2 * 784 * 10) / 1e9, benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(ask_ahead ? "asking for the next rows, " : "") + simd_target());
+}
+BENCHMARK(BM_HalfSums)->Arg(0)->Arg(1);
+
 // The forward pass alone on 256 cache-resident rows of any shape (classes, features, u8 or f32),
 // rows already asked for (as in training, where the previous batch's passes asked for them): the
 // dot products, their lane sums and the softmax, with memory out of the picture. Its floor is
