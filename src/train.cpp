@@ -484,9 +484,9 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
     tallies[t] = tally;
   });
   thread_busy_seconds_.resize(threads);
-  for (std::size_t t = 0; t < threads; ++t)
-    thread_busy_seconds_[t] += tallies[t].forward + tallies[t].backward;
-  for (const Tally& tally : tallies) {
+  for (std::size_t t = 0; t < threads; ++t) {
+    const Tally& tally = tallies[t];
+    thread_busy_seconds_[t] += tally.forward + tally.backward;
     partial_sums_.correct += tally.correct;
     barrier_wait_ += tally.waited / static_cast<double>(threads);
     forward_seconds_ += tally.forward / static_cast<double>(threads);

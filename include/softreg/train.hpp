@@ -104,9 +104,10 @@ struct EpochMetrics {
   double forward_seconds = 0;
   double backward_seconds = 0;
   /// Of train_seconds, each thread's forward and backward passes (thread 0 first), without its waits;
-  /// empty on the naive path. Their mean is forward_seconds + backward_seconds. The threads do equal
-  /// work (thread 0 a little more: the bookkeeping), so one far above the others is a slower core: on
-  /// a cloud machine, a vCPU whose physical core another guest is using (BENCHMARKS.md).
+  /// empty on the naive path. Their mean is forward_seconds + backward_seconds. Two threads do equal
+  /// work (thread 0 a little more: the bookkeeping), so one far above the other is a slower core: on a
+  /// cloud machine, a vCPU whose physical core another guest is using (BENCHMARKS.md). On more threads
+  /// a small model's halves are summed by threads 0 and 1 alone.
   std::vector<double> thread_busy_seconds;
   bool has_validation = false;  // the two below are set
   double val_loss = 0;

@@ -719,13 +719,6 @@ std::int64_t ForwardRowsT(const FastForwardArgs& a) {
   return correct + SoftmaxRows(a, logits, done);
 }
 
-// sum_r g[r][k] * x_r[d..d+lanes*B) for the KT classes from k0: KT*B accumulators stay in registers
-// while every row of the batch streams past them; each broadcast of g[r][k] serves B vectors.
-// kApplyStep: W[k][d..] -= scale * sum (the fused SGD step); otherwise out[k][d..] = scale * sum.
-// With a.second_half set, the sum is that of rows [0, second_half) plus that of the rest, each in row
-// order: what fast_step_from_halves adds up from the two halves computed on two threads.
-// A tile's dlogits as ColumnBlock reads them with kFoldedBroadcasts: for row r and class k of the tile,
-// BlockFor(KT) copies of dlogits[r][k0 + k] side by side, one for each vector of a block.
 // The most floats TileDlogits writes for a row, over the tile widths.
 constexpr std::size_t MostTileDlogits() {
   int most = 0;
@@ -735,6 +728,8 @@ constexpr std::size_t MostTileDlogits() {
 }
 constexpr std::size_t kMostTileDlogits = MostTileDlogits();
 
+// A tile's dlogits as ColumnBlock reads them with kFoldedBroadcasts: for row r and class k of the tile,
+// BlockFor(KT) copies of dlogits[r][k0 + k] side by side, one for each vector of a block.
 template <int KT>
 void TileDlogits(const FastUpdateArgs& a, std::size_t k0, float* out) {
   constexpr int kCopies = BlockFor(KT);
@@ -746,6 +741,12 @@ void TileDlogits(const FastUpdateArgs& a, std::size_t k0, float* out) {
   }
 }
 
+// sum_r g[r][k] * x_r[d..d+lanes*B) for the KT classes from k0: KT*B accumulators stay in registers
+// while every row of the batch streams past them; each broadcast of g[r][k] serves B vectors (on
+// 512-bit targets each multiply-add reads its own copy of it, kFoldedBroadcasts).
+// kApplyStep: W[k][d..] -= scale * sum (the fused SGD step); otherwise out[k][d..] = scale * sum.
+// With a.second_half set, the sum is that of rows [0, second_half) plus that of the rest, each in row
+// order: what fast_step_from_halves adds up from the two halves computed on two threads.
 template <class T, int KT, int B, bool kApplyStep>
 void ColumnBlock(const FastUpdateArgs& a, std::size_t d, std::size_t k0, float scale,
                  const float* tile_dlogits, PrefetchCursor& cursor) {
