@@ -2,6 +2,7 @@
 #include "softreg/decoded_cache.hpp"
 
 #include <libdeflate.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -11,6 +12,7 @@
 
 #include "softreg/atomic_file.hpp"
 #include "softreg/error.hpp"
+#include "softreg/parallel.hpp"
 
 namespace softreg {
 namespace {
@@ -26,6 +28,26 @@ struct Header {
 };
 // Per extension: room for a handful of datasets of four files each.
 constexpr std::size_t kMaxEntries = 16;
+// Entries smaller than this are checked on the calling thread alone: threads cost more than they save.
+constexpr std::size_t kParallelChecksumBytes = std::size_t{4} << 20;
+
+// The CRC-32 of an entry's bytes, taken in parts on every core and combined (zlib's crc32_combine gives
+// the CRC of two parts joined from theirs): the check is most of a warm load, and one Zen 4 core takes
+// 3.3 ms for Fashion-MNIST's 47 MB of training images, two 1.8 ms. Reading every byte is also each
+// page's first read, so the mapping needs no touching of its own (MapPages::kPopulated).
+std::uint32_t crc32_on_every_core(const std::uint8_t* data, std::size_t size) {
+  std::vector<std::uint32_t> crcs(static_cast<std::size_t>(hardware_threads()));
+  std::vector<std::size_t> lengths(crcs.size());
+  const std::size_t parts = read_on_every_core(size, kParallelChecksumBytes,
+                                               [&](std::size_t part, std::size_t begin, std::size_t end) {
+                                                 crcs[part] = libdeflate_crc32(0, data + begin, end - begin);
+                                                 lengths[part] = end - begin;
+                                               });
+  std::uint32_t crc = crcs[0];
+  for (std::size_t part = 1; part < parts; ++part)
+    crc = static_cast<std::uint32_t>(crc32_combine(crc, crcs[part], static_cast<z_off_t>(lengths[part])));
+  return crc;
+}
 
 void prune(const std::filesystem::path& folder, const std::filesystem::path& extension) {
   std::error_code ec;
@@ -45,7 +67,7 @@ std::optional<Bytes> read_decoded_cache(const std::filesystem::path& entry, cons
   if (entry.empty()) return std::nullopt;
   std::shared_ptr<const MappedFile> mapped;
   try {
-    mapped = map_file(entry);
+    mapped = map_file(entry, MapPages::kPopulated);
   } catch (const Error&) {
     return std::nullopt;
   }
@@ -58,7 +80,7 @@ std::optional<Bytes> read_decoded_cache(const std::filesystem::path& entry, cons
     return std::nullopt;
   }
   const std::uint8_t* data = mapped->data + sizeof header;
-  if (libdeflate_crc32(0, data, header.data_size) != header.crc32) return std::nullopt;
+  if (crc32_on_every_core(data, header.data_size) != header.crc32) return std::nullopt;
   return Bytes::view(mapped, data, header.data_size);
 }
 

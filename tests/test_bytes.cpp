@@ -2,9 +2,14 @@
 // data sets come out of IDX files and the decoded cache as views of the mapped file.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
+#include <mutex>
+
 #include "softreg/bytes.hpp"
 #include "softreg/dataset.hpp"
 #include "softreg/idx.hpp"
+#include "softreg/parallel.hpp"
 #include "test_util.hpp"
 
 namespace softreg {
@@ -52,12 +57,56 @@ TEST(MapFile, MapsWholeFilesAndNamesTheProblem) {
   const auto mapped = map_file(dir / "big");
   ASSERT_EQ(mapped->size, big.size());
   EXPECT_TRUE(std::equal(big.begin(), big.end(), mapped->data));
-  EXPECT_EQ(map_file(dir / "big", /*populate=*/false)->data[12345], big[12345]);
+  EXPECT_EQ(map_file(dir / "big", MapPages::kOnFirstRead)->data[12345], big[12345]);
 
   test::write_bytes(dir / "empty", {});
   EXPECT_EQ(map_file(dir / "empty")->size, 0u);
   test::expect_error([&] { map_file(dir / "missing"); }, "missing: cannot open for reading");
   test::expect_error([&] { map_file(dir.path()); }, "is a directory, expected a file");
+}
+
+TEST(MapFile, PopulatedWithoutTouchingGivesTheSameBytes) {
+  test::TempDir dir;
+  std::vector<std::uint8_t> bytes(3 * 4096 + 5);
+  for (std::size_t i = 0; i < bytes.size(); ++i)
+    bytes[i] = static_cast<std::uint8_t>(i * 13 + 1);
+  test::write_bytes(dir / "file", bytes);
+  const auto mapped = map_file(dir / "file", MapPages::kPopulated);
+  ASSERT_EQ(mapped->size, bytes.size());
+  EXPECT_TRUE(std::equal(bytes.begin(), bytes.end(), mapped->data));
+}
+
+// The parts are in order, cover every byte once, start at page boundaries, and each is read once.
+TEST(ReadOnEveryCore, SplitsIntoPageAlignedPartsOneACore) {
+  const std::size_t cores = static_cast<std::size_t>(hardware_threads());
+  for (const std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{4096}, std::size_t{5} << 20,
+                                 (std::size_t{5} << 20) + 4097, (std::size_t{9} << 20) + 3}) {
+    std::mutex mutex;
+    std::vector<std::array<std::size_t, 3>> seen;  // part, begin, end
+    const std::size_t parts = read_on_every_core(size, std::size_t{4} << 20,
+                                                 [&](std::size_t part, std::size_t begin, std::size_t end) {
+                                                   const std::lock_guard lock(mutex);
+                                                   seen.push_back({part, begin, end});
+                                                 });
+    SCOPED_TRACE(size);
+    ASSERT_EQ(seen.size(), parts);
+    EXPECT_LE(parts, cores);
+    if (size < (std::size_t{4} << 20)) {
+      EXPECT_EQ(parts, 1u);
+    } else {
+      EXPECT_EQ(parts > 1, cores > 1);
+    }
+    std::sort(seen.begin(), seen.end());
+    std::size_t next = 0;
+    for (std::size_t i = 0; i < seen.size(); ++i) {
+      EXPECT_EQ(seen[i][0], i);
+      EXPECT_EQ(seen[i][1], next);
+      EXPECT_EQ(seen[i][1] % 4096, 0u);
+      EXPECT_LE(seen[i][1], seen[i][2]);
+      next = seen[i][2];
+    }
+    EXPECT_EQ(next, size);
+  }
 }
 
 TEST(MapFile, DataSetsAreViewsOfTheirFiles) {

@@ -269,6 +269,34 @@ TEST_F(IdxCache, CorruptOrStaleEntriesArePassedOver) {
   EXPECT_EQ(reread.data[0], 99);
 }
 
+// An entry large enough to be checked in parts, one per core: the parts' CRCs combine into the whole
+// entry's (a forged entry with the whole CRC is used), and a byte flipped in the last part is caught.
+TEST_F(IdxCache, LargeEntriesAreCheckedInPartsOnEveryCore) {
+  const std::uint32_t count = 5000, side = 32;  // 5.1 MB of pixels: above the size checked in parts
+  std::vector<std::uint8_t> pixels(std::size_t{count} * side * side);
+  for (std::size_t i = 0; i < pixels.size(); ++i)
+    pixels[i] = static_cast<std::uint8_t>((i * 7) ^ (i >> 11));
+  const auto raw = test::idx_bytes(kIdxImagesMagic, {count, side, side}, pixels);
+  test::write_bytes(dir_ / "big.gz", test::gzip_bytes(raw));
+  EXPECT_EQ(read_idx_file(dir_ / "big.gz", kIdxImagesMagic).data, pixels);
+  ASSERT_EQ(entries().size(), 1u);
+  EXPECT_EQ(read_idx_file(dir_ / "big.gz", kIdxImagesMagic).data, pixels);  // from the entry
+
+  auto other = raw;
+  other.at(16) = 1;                // the first pixel, in the first part
+  other.at(other.size() - 1) = 2;  // the last, in the last part
+  forge_entry(entries()[0], other);
+  const IdxArray forged = read_idx_file(dir_ / "big.gz", kIdxImagesMagic);
+  EXPECT_EQ(forged.data.data()[0], 1);
+  EXPECT_EQ(forged.data.back(), 2);
+
+  auto bytes = read_file_bytes(entries()[0]);
+  bytes.at(bytes.size() - 100) ^= 0x10;  // no longer matches the forged CRC: passed over, decoded again
+  test::write_bytes(entries()[0], bytes);
+  EXPECT_EQ(read_idx_file(dir_ / "big.gz", kIdxImagesMagic).data, pixels);
+  EXPECT_EQ(read_file_bytes(entries()[0]).back(), raw.back());  // the entry was written anew
+}
+
 TEST_F(IdxCache, KeepsAtMostSixteenEntries) {
   for (int i = 0; i < 20; ++i) {
     const auto name = "img" + std::to_string(i) + ".gz";

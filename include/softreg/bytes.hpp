@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <span>
 #include <vector>
@@ -56,10 +57,8 @@ class Bytes {
 };
 
 /// A whole file mapped read-only into memory (private: later changes to the file by others are not
-/// promised to show). With `populate` its pages are mapped at once (MAP_POPULATE, far cheaper than a
-/// page fault on each first touch) and touched once from every core, because even a populated page
-/// costs microseconds on its first access on some virtual machines. The bytes stay valid while the
-/// returned pointer (or a Bytes view holding it) lives. Errors name the file.
+/// promised to show). The bytes stay valid while the returned pointer (or a Bytes view holding it)
+/// lives. Errors name the file.
 struct MappedFile {
   const std::uint8_t* data = nullptr;
   std::size_t size = 0;
@@ -68,6 +67,24 @@ struct MappedFile {
   MappedFile& operator=(const MappedFile&) = delete;
   ~MappedFile();
 };
-std::shared_ptr<const MappedFile> map_file(const std::filesystem::path& path, bool populate = true);
+
+/// How map_file brings a file's pages into the process.
+enum class MapPages {
+  kOnFirstRead,       // a page fault on each page's first read
+  kPopulated,         // mapped at once (MAP_POPULATE, far cheaper than a fault on each first read); for a
+                      // caller that reads every byte at once on every core (read_on_every_core)
+  kPopulatedTouched,  // mapped at once and one byte of every page read from every core, because even a
+                      // populated page costs microseconds on its first read on some virtual machines
+};
+std::shared_ptr<const MappedFile> map_file(const std::filesystem::path& path,
+                                           MapPages pages = MapPages::kPopulatedTouched);
+
+/// Calls read(part, begin, end) for consecutive parts [begin, end) of [0, size), one part per core,
+/// each on a thread of its own (part 0 on the calling thread), split at multiples of 4096 bytes; with
+/// fewer than `parallel_from` bytes, one part on the calling thread. Returns the number of parts, at
+/// most hardware_threads(). `read` must not throw (it may run on a thread of its own).
+std::size_t read_on_every_core(
+    std::size_t size, std::size_t parallel_from,
+    const std::function<void(std::size_t part, std::size_t begin, std::size_t end)>& read);
 
 }  // namespace softreg
