@@ -61,6 +61,13 @@ namespace {
 // Mappings smaller than this are touched on the calling thread alone: threads cost more than they save.
 constexpr std::size_t kParallelTouchBytes = std::size_t{8} << 20;
 constexpr std::size_t kPageBytes = 4096;
+// Files of at least this size are mapped with MADV_HUGEPAGE, so that what the kernel reads into the
+// page cache through the mapping comes in 2 MB pieces (folios), each mapped by one page-table entry:
+// populating Fashion-MNIST's 47 MB of training images then takes 0.08 ms instead of 1.9, and the
+// shuffled rows cost fewer TLB misses (Zen 4 under KVM, BENCHMARKS.md). Pages already in the page
+// cache stay as they are (a file written in one go is mostly in 2 MB pieces already); those this
+// guest's memory reclaim has evicted come back in 2 MB pieces.
+constexpr std::size_t kHugePageBytes = std::size_t{2} << 20;
 
 // Reads one byte of every page. Even after MAP_POPULATE, the first access to each page of a mapping
 // costs about 1.7 us on the virtual machines we measured (47 MB of images: 20 ms), against 4 ms for
@@ -113,14 +120,22 @@ std::shared_ptr<const MappedFile> map_file(const std::filesystem::path& path, Ma
   auto mapped = std::make_shared<MappedFile>();
   mapped->size = static_cast<std::size_t>(st.st_size);
   if (mapped->size > 0) {
-    const bool populate = pages != MapPages::kOnFirstRead;
-    void* p = ::mmap(nullptr, mapped->size, PROT_READ, MAP_PRIVATE | (populate ? MAP_POPULATE : 0), fd, 0);
+    void* p = ::mmap(nullptr, mapped->size, PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) {
       const int error = errno;
       ::close(fd);
       throw Error::in_file(path, std::string("cannot map into memory: ") + std::strerror(error));
     }
     mapped->data = static_cast<const std::uint8_t*>(p);
+    // Before anything is read through it: see kHugePageBytes. Only a hint, so its errors do not matter.
+    if (mapped->size >= kHugePageBytes) ::madvise(p, mapped->size, MADV_HUGEPAGE);
+    if (pages != MapPages::kOnFirstRead && ::madvise(p, mapped->size, MADV_POPULATE_READ) != 0) {
+      const int error = errno;
+      if (error != EINVAL) {  // EINVAL: a kernel before 5.14, without it; the pages come in as they are read
+        ::close(fd);
+        throw Error::in_file(path, std::string("cannot read into memory: ") + std::strerror(error));
+      }
+    }
     if (pages == MapPages::kPopulatedTouched) touch_pages(mapped->data, mapped->size);
   }
   ::close(fd);  // the mapping keeps the file open

@@ -68,11 +68,12 @@ struct MappedFile {
   ~MappedFile();
 };
 
-/// How map_file brings a file's pages into the process.
+/// How map_file brings a file's pages into the process. Files of 2 MB or more are read into the page
+/// cache in 2 MB pieces where the kernel can (MADV_HUGEPAGE), each mapped by one page-table entry.
 enum class MapPages {
-  kOnFirstRead,       // a page fault on each page's first read
-  kPopulated,         // mapped at once (MAP_POPULATE, far cheaper than a fault on each first read); for a
-                      // caller that reads every byte at once on every core (read_on_every_core)
+  kOnFirstRead,  // a page fault on each page's first read
+  kPopulated,    // mapped at once (MADV_POPULATE_READ, far cheaper than a fault on each first read); for a
+                 // caller that reads every byte at once on every core (read_on_every_core)
   kPopulatedTouched,  // mapped at once and one byte of every page read from every core, because even a
                       // populated page costs microseconds on its first read on some virtual machines
 };
