@@ -1,6 +1,7 @@
 // ThreadPool: persistent workers woken once per loop, so a loop per minibatch stays cheap.
 #include "softreg/parallel.hpp"
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 
@@ -154,6 +155,51 @@ void SpinBarrier::arrive_and_wait() {
       __builtin_ia32_pause();
 #endif
   }
+}
+
+double core_round_trip_seconds(ThreadPool& pool, double seconds) {
+  if (pool.threads() < 2) return 0;
+  using Clock = std::chrono::steady_clock;
+  constexpr std::int64_t kBlock = 1000, kStop = -1;
+  // Thread 0 writes an odd number, thread 1 answers with the next even one, so the line travels
+  // there and back once per exchange. The waits pause, then yield: on a machine where both threads
+  // share a CPU each exchange then takes a time slice, and the time limit still ends the probe.
+  alignas(64) std::atomic<std::int64_t> line{0};
+  const auto wait_while = [](const auto& still) {
+    for (int spins = 0; still(); ++spins) {
+      if (spins > 2000)
+        std::this_thread::yield();
+#if defined(__x86_64__) || defined(__i386__)
+      else
+        __builtin_ia32_pause();
+#endif
+    }
+  };
+  double best = 0;
+  pool.run(2, [&](std::size_t task) {
+    if (task == 1) {
+      for (std::int64_t seen = 0;;) {
+        wait_while([&] { return (seen = line.load(std::memory_order_acquire)) % 2 == 0 && seen != kStop; });
+        if (seen == kStop) return;
+        line.store(seen + 1, std::memory_order_release);
+      }
+    }
+    const auto deadline =
+        Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+    std::int64_t value = 0;
+    do {
+      const auto block_start = Clock::now();
+      for (std::int64_t i = 0; i < kBlock; ++i) {
+        line.store(++value, std::memory_order_release);
+        ++value;
+        wait_while([&] { return line.load(std::memory_order_acquire) != value; });
+      }
+      const double per_exchange = std::chrono::duration<double>(Clock::now() - block_start).count() / kBlock;
+      if (best == 0 || per_exchange < best) best = per_exchange;
+    } while (Clock::now() < deadline);
+    line.store(kStop, std::memory_order_release);
+  });
+  return best;
 }
 
 int hardware_threads() {

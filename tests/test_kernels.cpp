@@ -110,6 +110,20 @@ TEST(ThreadPool, RunsEveryTaskOnceAndRethrows) {
   EXPECT_EQ(hits[1], 7);
 }
 
+// A line's round trip between two threads: positive and under a millisecond (it is 70-350 ns between
+// two cores; a millisecond would be two threads taking turns on one CPU), and 0 without a second thread.
+TEST(ThreadPool, CoreRoundTripIsMeasuredBetweenTheFirstTwoThreads) {
+  ThreadPool one(1);
+  EXPECT_EQ(core_round_trip_seconds(one), 0.0);
+  ThreadPool two(2);
+  const double round_trip = core_round_trip_seconds(two, /*seconds=*/0.005);
+  EXPECT_GT(round_trip, 0.0);
+  EXPECT_LT(round_trip, 1e-3);
+  std::vector<int> hits(4, 0);
+  two.run(hits.size(), [&](std::size_t i) { hits[i] = 1; });  // the pool still works afterwards
+  EXPECT_EQ(std::accumulate(hits.begin(), hits.end(), 0), 4);
+}
+
 #if defined(__linux__)
 // The CPUs this process may run on.
 std::vector<int> allowed_cpus() {

@@ -205,6 +205,9 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   const double flops_per_second =
       probe_flops(config.threads, options.probe_seconds, config.compute == "bf16");
   const double read_bytes_per_second = probe_read_bytes_per_second(std::size_t{256} << 20);
+  // On the team's own threads and CPUs: what each line they hand each other costs (two threads' epochs
+  // on one host varied 1.5x with it; BENCHMARKS.md). 0 on one thread.
+  const double round_trip_seconds = core_round_trip_seconds(run.trainer().pool());
 
   const double n = static_cast<double>(data.train.count), D = static_cast<double>(data.train.features()),
                K = static_cast<double>(data.train.num_classes);
@@ -273,6 +276,7 @@ int run_bench(const BenchOptions& options, double startup_seconds,
     j["barrier_wait_fraction"] = barrier_wait_fraction;
     j["barrier_wait_seconds_each_epoch"] = barrier_waits;
     j["pinned_cpus"] = pinned_cpus;
+    if (config.threads > 1) j["core_round_trip_seconds"] = round_trip_seconds;
     j["forward_seconds_per_epoch"] = forward_per_epoch;
     j["backward_seconds_per_epoch"] = backward_per_epoch;
     j["thread_busy_seconds_per_epoch"] = thread_busy;
@@ -315,6 +319,12 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   fmt::print("  threads            {:8d}     {}\n", config.threads,
              pinned_cpus.empty() ? std::string("placed by the scheduler")
                                  : fmt::format("kept on CPUs {}", fmt::join(pinned_cpus, ", ")));
+  if (config.threads > 1) {
+    // The threads hand each other W's and the gradient sums' lines twice a batch.
+    fmt::print("  core to core       {:8.0f} ns  round trip of a cache line between threads 0 and 1{}\n",
+               round_trip_seconds * 1e9,
+               round_trip_seconds > 200e-9 ? " (slow: two dies? the threads' exchanges cost more)" : "");
+  }
   if (config.kernel == KernelChoice::kFast) {
     fmt::print(
         "  forward, backward  {:8.4f} s, {:.4f} s per epoch (each thread's mean; the rest is waiting)\n",

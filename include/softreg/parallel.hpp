@@ -64,6 +64,13 @@ class SpinBarrier {
   std::atomic<std::uint32_t> generation_{0};
 };
 
+/// How long a cache line takes to go from the pool's thread 0 to its thread 1 and back, in seconds: the
+/// best of blocks of 1,000 exchanges of one line, over about `seconds` in all; 0 for a pool of one
+/// thread. A team's threads meet and hand each other W and the gradient sums twice a batch, so this is
+/// the price of every line they share: about 70 ns for two cores of one die, 350 ns for two dies (what
+/// a cloud host gives a 2-vCPU guest varies from hour to hour; BENCHMARKS.md).
+double core_round_trip_seconds(ThreadPool& pool, double seconds = 0.02);
+
 /// The number of hardware threads, at least 1.
 int hardware_threads();
 
