@@ -28,8 +28,11 @@ grep -Eq '"exec_seconds": (0\.[0-9]*[1-9]|[1-9])' bench.json && ok || fail "benc
 grep -Eq '"barrier_wait_seconds_each_epoch": \[' bench.json && ok || fail "bench --json lacks barrier_wait_seconds_each_epoch"
 grep -Eq '"thread_busy_seconds_per_epoch": \[' bench.json && ok || fail "bench --json lacks thread_busy_seconds_per_epoch"
 grep -Eq '"pinned_cpus": \[' bench.json && ok || fail "bench --json lacks pinned_cpus"
-# Two threads (the default on this 2-core kind): the cache line's round trip between them, positive.
-grep -Eq '"core_round_trip_seconds": [0-9.]*[1-9]' bench.json && ok || fail "bench --json: no core round trip: $(grep round_trip bench.json)"
+# Two threads (the default on this 2-core kind): the cache line's round trip between them, after and
+# before training, positive.
+for key in core_round_trip_seconds core_round_trip_seconds_before; do
+  grep -Eq "\"$key\": [0-9.]*[1-9]" bench.json && ok || fail "bench --json: no $key: $(grep round_trip bench.json)"
+done
 expect 2 'softreg: error: --simd NOPE: not available here' -- bench --simd NOPE
 
 # cairo and libcurl are opened only when used (SOFTREG_LIBCAIRO, SOFTREG_LIBCURL name other builds):

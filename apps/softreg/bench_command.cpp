@@ -193,6 +193,8 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   // is removed afterwards.
   const TempFolder folder("softreg-bench");
   TrainingRun run(config, data, {.folder = folder.path(), .data_folder = data_source, .live_curves = false});
+  // The round trip before and after training (below): a host may move a vCPU to another die meanwhile.
+  const double round_trip_before = core_round_trip_seconds(run.trainer().pool());
   run.train();
   const std::vector<int> pinned_cpus = run.trainer().pool().cpus();  // where the team's threads ran
   const RunSummary summary = run.finish({.acceptance_checks = false, .pictures = false}).summary;
@@ -276,7 +278,10 @@ int run_bench(const BenchOptions& options, double startup_seconds,
     j["barrier_wait_fraction"] = barrier_wait_fraction;
     j["barrier_wait_seconds_each_epoch"] = barrier_waits;
     j["pinned_cpus"] = pinned_cpus;
-    if (config.threads > 1) j["core_round_trip_seconds"] = round_trip_seconds;
+    if (config.threads > 1) {
+      j["core_round_trip_seconds"] = round_trip_seconds;
+      j["core_round_trip_seconds_before"] = round_trip_before;
+    }
     j["forward_seconds_per_epoch"] = forward_per_epoch;
     j["backward_seconds_per_epoch"] = backward_per_epoch;
     j["thread_busy_seconds_per_epoch"] = thread_busy;
@@ -321,9 +326,13 @@ int run_bench(const BenchOptions& options, double startup_seconds,
                                  : fmt::format("kept on CPUs {}", fmt::join(pinned_cpus, ", ")));
   if (config.threads > 1) {
     // The threads hand each other W's and the gradient sums' lines twice a batch.
-    fmt::print("  core to core       {:8.0f} ns  round trip of a cache line between threads 0 and 1{}\n",
-               round_trip_seconds * 1e9,
-               round_trip_seconds > 200e-9 ? " (slow: two dies? the threads' exchanges cost more)" : "");
+    fmt::print(
+        "  core to core       {:8.0f} ns  round trip of a cache line between threads 0 and 1 after training "
+        "({:.0f} ns before){}\n",
+        round_trip_seconds * 1e9, round_trip_before * 1e9,
+        std::max(round_trip_seconds, round_trip_before) > 200e-9
+            ? "; slow: two dies? the threads' exchanges cost more"
+            : "");
   }
   if (config.kernel == KernelChoice::kFast) {
     fmt::print(
