@@ -70,9 +70,15 @@ struct FastForwardArgs {
   Label* predictions;           // out, optional: count argmax classes
   float* dlogits;               // out, optional: (count,K) softmax - onehot
   bool rows_requested = false;  // the previous backward pass asked memory for these rows: do not again
-  // dlogits already holds the logits, computed elsewhere (fast_bf16_logits): only the softmax, the
-  // loss, the argmax and dlogits are computed; rows and W are not read.
+  // dlogits already holds the logits, computed elsewhere (fast_bf16_logits, or logits_only calls for
+  // parts of the classes): only the softmax, the loss, the argmax and dlogits are computed; rows and W
+  // are not read.
   bool logits_given = false;
+  // Only the logits, into dlogits as (count,K): no softmax, loss, argmax (row_loss and labels are not
+  // used; returns 0). A (row, class) logit has the same bits whatever else is computed with it, so a
+  // call for the classes [k0, k1) (W + k0 * D, b + k0, classes k1 - k0) gives those columns of a call
+  // for all of them.
+  bool logits_only = false;
 };
 /// Forward pass; returns the number of rows whose argmax is the label.
 std::int64_t fast_forward_rows(const FastForwardArgs& args);

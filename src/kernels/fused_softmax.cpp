@@ -705,6 +705,7 @@ std::int64_t ForwardRowsT(const FastForwardArgs& a) {
       DotTile<T, kNarrowTile>(a, k0, logits);
   }
   if (k0 < K) DotPartialTile<T>(a, k0, K - k0, logits);
+  if (a.logits_only) return 0;
 
   std::size_t done = 0;  // rows whose softmax is done
   std::int64_t correct = 0;
