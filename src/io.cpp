@@ -201,7 +201,9 @@ std::string summary_json(const RunSummary& s) {
                          {"barrier_wait_seconds", m.barrier_wait_seconds},
                          {"forward_seconds", m.forward_seconds},
                          {"backward_seconds", m.backward_seconds},
-                         {"thread_busy_seconds", m.thread_busy_seconds}});
+                         {"thread_busy_seconds", m.thread_busy_seconds},
+                         {"split_by_classes", m.split_by_classes},
+                         {"core_round_trip_seconds", m.core_round_trip_seconds}});
     if (m.has_validation) {
       per_epoch.back()["val_loss"] = m.val_loss;
       per_epoch.back()["val_acc"] = m.val_acc;

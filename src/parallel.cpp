@@ -160,7 +160,7 @@ void SpinBarrier::arrive_and_wait() {
 double core_round_trip_seconds(ThreadPool& pool, double seconds) {
   if (pool.threads() < 2) return 0;
   using Clock = std::chrono::steady_clock;
-  constexpr std::int64_t kBlock = 1000, kStop = -1;
+  constexpr std::int64_t kBlock = 100, kMinBlocks = 3, kStop = -1;
   // Thread 0 writes an odd number, thread 1 answers with the next even one, so the line travels
   // there and back once per exchange. The waits pause, then yield: on a machine where both threads
   // share a CPU each exchange then takes a time slice, and the time limit still ends the probe.
@@ -187,6 +187,7 @@ double core_round_trip_seconds(ThreadPool& pool, double seconds) {
     const auto deadline =
         Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
     std::int64_t value = 0;
+    int blocks = 0;
     do {
       const auto block_start = Clock::now();
       for (std::int64_t i = 0; i < kBlock; ++i) {
@@ -196,7 +197,7 @@ double core_round_trip_seconds(ThreadPool& pool, double seconds) {
       }
       const double per_exchange = std::chrono::duration<double>(Clock::now() - block_start).count() / kBlock;
       if (best == 0 || per_exchange < best) best = per_exchange;
-    } while (Clock::now() < deadline);
+    } while (++blocks < kMinBlocks || Clock::now() < deadline);
     line.store(kStop, std::memory_order_release);
   });
   return best;

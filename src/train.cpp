@@ -8,6 +8,8 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <iterator>
 #include <numeric>
@@ -234,6 +236,205 @@ bool Trainer::train_epoch_naive(const BatchCallback& on_batch, const StopRequest
     if (end < order_.size() && should_stop && should_stop()) return false;
   }
   return true;
+}
+
+bool Trainer::can_split_by_classes() const {
+  // The halves' size rule of train_epoch_fast: the schedules must give the same sums.
+  constexpr std::size_t kHalvesMaxBytes = 128 * 1024;
+  const std::size_t K = static_cast<std::size_t>(model_.classes());
+  return pool_.threads() == 2 && uses_fused_sgd() && config_.compute != "bf16" && K >= 2 &&
+         K * train_.features() * sizeof(float) <= kHalvesMaxBytes;
+}
+
+bool Trainer::split_by_classes_now() {
+  round_trip_ = 0;
+  if (!can_split_by_classes()) return false;
+  const char* forced = std::getenv("SOFTREG_SPLIT");
+  if (forced && std::strcmp(forced, "rows") == 0) return false;
+  if (forced && std::strcmp(forced, "classes") == 0) return true;
+  // Split by rows, the threads hand each other W's lines and the gradient sums' every batch (for the
+  // recipe about 60 KB); by classes, only the logits (5 KB), but each thread reads every row. On a
+  // Zen 4 KVM guest whose host moved the two vCPUs between dies from minute to minute, a line's round
+  // trip took 50-70 ns on one die and 300-370 ns across two; the recipe's epoch split by rows
+  // 11.6-12.2 ms and 17.5-19.0 ms, split by classes 13.2-13.8 and 13.5-15.2 ms (BENCHMARKS.md). About
+  // 20-100 us an epoch to measure.
+  constexpr double kTwoDiesRoundTrip = 150e-9;
+  round_trip_ = core_round_trip_seconds(pool_, /*seconds=*/0);
+  return round_trip_ > kTwoDiesRoundTrip;
+}
+
+bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const StopRequest& should_stop) {
+  // Two threads, each owning half of the classes: its rows of W and its entries of b, for all of the
+  // batch's rows. They meet once a batch, when both have the logits of their classes; each then takes
+  // the softmax of every row (counting the loss and accuracy of its half of them), and sums and steps
+  // its classes from every row. What crosses between the cores is each batch's logits (for the recipe
+  // 5 KB each way), where the halves schedule hands each other W's and the sums' lines (about 60 KB a
+  // batch): on a host that puts the two vCPUs on two dies, those lines cost 350 ns each way
+  // (BENCHMARKS.md). Each (row, class) logit, dlogit and (class, input) sum is computed as on one
+  // thread (the sums as two halves of rows, FastUpdateArgs::second_half), so the bits do not change.
+  const std::size_t n = order_.size(), D = train_.features();
+  const std::size_t B = std::min(config_.batch_size, n);
+  const std::size_t K = static_cast<std::size_t>(model_.classes());
+  const std::size_t split = (K + 1) / 2;  // thread 0's classes [0, split), thread 1's [split, K)
+  const std::size_t first = batches_done_ * B;
+  epoch_labels_.resize(n);
+  for (std::size_t i = first; i < n; ++i)
+    epoch_labels_[i] = train_.labels[order_[i]];
+  batch_loss_.resize(B);
+  for (std::size_t t = 0; t < 2; ++t) {
+    ClassSplitBuffers& buffers = class_split_[t];
+    const std::size_t own = t == 0 ? split : K - split;
+    for (int parity = 0; parity < 2; ++parity) {
+      buffers.rows[parity].resize(B);
+      buffers.logits[parity].resize(B * own);
+    }
+    buffers.whole.resize(B * K);
+    buffers.own_dlogits.resize(B * own);
+    buffers.other_loss.resize(B);
+  }
+  struct Tally {
+    std::int64_t correct = 0;
+    double forward = 0, backward = 0, waited = 0;
+  };
+  std::array<Tally, 2> tallies;
+  SpinBarrier barrier(2);
+  std::atomic<bool> stop{false};
+  std::atomic<std::size_t> softmaxes_done{0};  // thread 1's batches whose losses are written
+  std::exception_ptr error;
+  const std::uint8_t* const data_rows = train_.pixels.data();
+  const std::size_t row_bytes = train_.row_bytes();
+
+  pool_.run(2, [&](std::size_t t) {
+    using Clock = std::chrono::steady_clock;
+    Tally tally;
+    Clock::time_point mark = Clock::now();
+    const auto lap = [&](double& phase) {
+      const auto now = Clock::now();
+      phase += std::chrono::duration<double>(now - mark).count();
+      mark = now;
+    };
+    ClassSplitBuffers& mine = class_split_[t];
+    const ClassSplitBuffers& theirs = class_split_[1 - t];
+    const std::size_t k0 = t == 0 ? 0 : split, own = t == 0 ? split : K - split;
+    const std::size_t their_k0 = t == 0 ? split : 0, theirs_count = K - own;
+    float* const W = model_.W.data() + k0 * D;
+    float* const b = model_.b.data() + k0;
+    const auto gather = [&](std::size_t batch_begin, int parity) {
+      const std::size_t count = std::min(n, batch_begin + B) - batch_begin;
+      for (std::size_t r = 0; r < count; ++r)
+        mine.rows[parity][r] = data_rows + order_[batch_begin + r] * row_bytes;
+      return count;
+    };
+    int parity = 0;
+    if (first < n) gather(first, parity);
+    bool requested = false;  // whether the previous backward pass asked for this batch's rows
+    std::size_t batch = 0;
+    for (std::size_t begin = first; begin < n; begin += B, parity ^= 1, ++batch) {
+      const std::size_t count = std::min(n, begin + B) - begin;
+      const std::uint8_t* const* rows = mine.rows[parity].data();
+      FastForwardArgs logits{rows,     nullptr, count,          D,       own,     train_.element,
+                             W,        b,       train_.scale(), nullptr, nullptr, mine.logits[parity].data(),
+                             requested};
+      logits.logits_only = true;
+      fast_forward_rows(logits);
+      lap(tally.forward);
+      const auto arrived = Clock::now();
+      barrier.arrive_and_wait();  // both threads' logits of this batch are there
+      mark = Clock::now();
+      tally.waited += std::chrono::duration<double>(mark - arrived).count();
+      if (stop) break;  // thread 0 stopped after the previous batch
+      // After the meeting: thread 0 has moved batches_done_ on for the previous batch, and will not for
+      // this one before thread 1 has read it (its softmax comes first).
+      const double lr = current_lr();
+
+      // The whole logits, then the softmax of every row; this thread counts its half of the rows.
+      float* whole = mine.whole.data();
+      const float* mine_logits = mine.logits[parity].data();
+      const float* their_logits = theirs.logits[parity].data();
+      for (std::size_t r = 0; r < count; ++r) {
+        std::copy_n(mine_logits + r * own, own, whole + r * K + k0);
+        std::copy_n(their_logits + r * theirs_count, theirs_count, whole + r * K + their_k0);
+      }
+      const std::size_t second_half = (count + 1) / 2;
+      for (int half = 0; half < 2; ++half) {
+        const std::size_t r0 = half == 0 ? 0 : second_half, r1 = half == 0 ? second_half : count;
+        if (r0 == r1) continue;
+        const bool counted = static_cast<std::size_t>(half) == t;
+        FastForwardArgs softmax{rows + r0,
+                                epoch_labels_.data() + begin + r0,
+                                r1 - r0,
+                                D,
+                                K,
+                                train_.element,
+                                model_.W.data(),
+                                model_.b.data(),
+                                train_.scale(),
+                                counted ? batch_loss_.data() + r0 : mine.other_loss.data(),
+                                nullptr,
+                                whole + r0 * K};
+        softmax.logits_given = true;
+        const std::int64_t correct = fast_forward_rows(softmax);
+        if (counted) tally.correct += correct;
+      }
+      if (t == 1) softmaxes_done.store(batch + 1, std::memory_order_release);
+      lap(tally.forward);
+
+      // This thread's classes' dlogits, summed over every row and stepped; the next batch's rows
+      // asked for on the way when they fit in L2 beside this batch's.
+      float* own_dlogits = mine.own_dlogits.data();
+      for (std::size_t r = 0; r < count; ++r)
+        std::copy_n(whole + r * K + k0, own, own_dlogits + r * own);
+      const std::size_t next_count = begin + count < n ? gather(begin + count, parity ^ 1) : 0;
+      const std::size_t streamed = own * D * sizeof(float) + (count + next_count) * row_bytes;
+      const bool asked = next_count > 0 && streamed <= l2_cache_bytes();
+      const float sgd_step = static_cast<float>(lr / static_cast<double>(count));
+      fast_update_columns({rows, own_dlogits, count, D, own, train_.element, 0, D, sgd_step, train_.scale(),
+                           W, asked ? mine.rows[parity ^ 1].data() : nullptr, next_count, row_bytes,
+                           second_half});
+      requested = asked;
+      for (std::size_t k = 0; k < own; ++k) {  // b's sums in row order, as on one thread
+        float sum = 0;
+        for (std::size_t r = 0; r < count; ++r)
+          sum += own_dlogits[r * own + k];
+        b[k] -= sgd_step * sum;
+      }
+      lap(tally.backward);
+      if (t == 0) {
+        // The books: the batch's loss needs thread 1's half, written in its softmax above.
+        const auto waiting = Clock::now();
+        for (int spins = 0; softmaxes_done.load(std::memory_order_acquire) <= batch; ++spins) {
+          if (spins > 2000) std::this_thread::yield();
+        }
+        mark = Clock::now();
+        tally.waited += std::chrono::duration<double>(mark - waiting).count();
+        try {
+          const double loss_before = partial_sums_.loss;  // row by row, as train_epoch_fast adds them
+          for (std::size_t r = 0; r < count; ++r)
+            partial_sums_.loss += batch_loss_[r];
+          check_batch_loss(partial_sums_.loss - loss_before, count, lr);
+          ++batches_done_;
+          if (on_batch) on_batch(begin + count, n);
+          if (begin + count < n && should_stop && should_stop()) stop = true;
+        } catch (...) {
+          error = std::current_exception();
+          stop = true;
+        }
+        lap(tally.backward);
+      }
+    }
+    tallies[t] = tally;
+  });
+  thread_busy_seconds_.resize(2);
+  for (std::size_t t = 0; t < 2; ++t) {
+    const Tally& tally = tallies[t];
+    thread_busy_seconds_[t] += tally.forward + tally.backward;
+    partial_sums_.correct += tally.correct;
+    barrier_wait_ += tally.waited / 2;
+    forward_seconds_ += tally.forward / 2;
+    backward_seconds_ += tally.backward / 2;
+  }
+  if (error) std::rethrow_exception(error);
+  return !stop;
 }
 
 bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest& should_stop) {
@@ -519,8 +720,10 @@ std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
   std::copy(train_rows_.begin(), train_rows_.end(), order_.begin());
   rng_.shuffle(order_);
 
-  const bool finished =
-      uses_fast_path() ? train_epoch_fast(on_batch, should_stop) : train_epoch_naive(on_batch, should_stop);
+  const bool split = uses_fast_path() && split_by_classes_now();
+  const bool finished = !uses_fast_path() ? train_epoch_naive(on_batch, should_stop)
+                        : split           ? train_epoch_split_classes(on_batch, should_stop)
+                                          : train_epoch_fast(on_batch, should_stop);
   if (!finished) return std::nullopt;
   EpochMetrics metrics;
   const auto eval_start = std::chrono::steady_clock::now();
@@ -540,6 +743,8 @@ std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
   metrics.forward_seconds = forward_seconds_;
   metrics.backward_seconds = backward_seconds_;
   metrics.thread_busy_seconds = std::move(thread_busy_seconds_);
+  metrics.split_by_classes = split;
+  metrics.core_round_trip_seconds = round_trip_;
   thread_busy_seconds_.clear();
   barrier_wait_ = forward_seconds_ = backward_seconds_ = 0;
   return metrics;

@@ -4,8 +4,11 @@
 
 #include <fmt/format.h>
 
+#include <cstdlib>
 #include <numeric>
 #include <random>
+#include <string>
+#include <tuple>
 
 #include "softreg/error.hpp"
 #include "softreg/kernels.hpp"
@@ -365,6 +368,115 @@ TEST(FastTrainer, AnyShapeAgreesWithTheNaivePathAndIgnoresTheThreadCount) {
       EXPECT_EQ(fast_models[i].b, fast_models[0].b) << where << " threads " << i + 1;
     }
   }
+}
+
+// SOFTREG_SPLIT for the life of one object: which way two threads split a small model's batches.
+class ForcedSplit {
+ public:
+  explicit ForcedSplit(const char* split) {
+    if (split) {
+      ::setenv("SOFTREG_SPLIT", split, 1);
+    } else {
+      ::unsetenv("SOFTREG_SPLIT");
+    }
+  }
+  ~ForcedSplit() { ::unsetenv("SOFTREG_SPLIT"); }
+  ForcedSplit(const ForcedSplit&) = delete;
+  ForcedSplit& operator=(const ForcedSplit&) = delete;
+};
+
+// Two threads that each own half of the classes compute every logit, dlogit and sum as one thread does
+// (the sums as two halves of rows): the same weights, bias and metrics bit for bit as one thread, and as
+// two threads splitting the rows; auto (no SOFTREG_SPLIT) chooses by the round trip it measures.
+TEST(FastTrainer, SplittingByClassesGivesTheBitsOfOneThread) {
+  struct Shape {
+    int K;
+    ElementType element;
+    std::size_t D, batch;
+  };
+  // Partial last batches (900 = 14 * 64 + 4; 900 = 11 * 77 + 53) and odd batches (halves of unequal size);
+  // K = 3 splits its classes 2 + 1.
+  for (auto [K, element, D, batch] :
+       {Shape{10, ElementType::kU8, 784, 256}, Shape{2, ElementType::kU8, 37, 64},
+        Shape{3, ElementType::kF32, 37, 77}, Shape{17, ElementType::kF32, 37, 64}}) {
+    const Dataset train = synthetic_dataset(900, D, K, element, 11),
+                  test = synthetic_dataset(150, D, K, element, 12);
+    const std::string where = fmt::format("K={} D={} {} batch {}", K, D, element_name(element), batch);
+    const auto run = [&](int threads, const char* split) {
+      const ForcedSplit forced(split);
+      TrainConfig config;
+      config.batch_size = batch;
+      config.seed = 5;
+      config.threads = threads;
+      Trainer trainer(config, train, test);
+      std::vector<EpochMetrics> epochs;
+      for (int epoch = 0; epoch < 2; ++epoch)
+        epochs.push_back(trainer.run_epoch().value());
+      return std::pair(trainer.model(), epochs);
+    };
+    const auto [one_model, one] = run(1, nullptr);
+    for (const char* split : {"classes", "rows", static_cast<const char*>(nullptr)}) {
+      const auto [model, epochs] = run(2, split);
+      const std::string how = where + " split " + (split ? split : "auto");
+      EXPECT_EQ(model.W, one_model.W) << how;
+      EXPECT_EQ(model.b, one_model.b) << how;
+      for (std::size_t e = 0; e < epochs.size(); ++e) {
+        EXPECT_EQ(epochs[e].train_loss, one[e].train_loss) << how << " epoch " << e;
+        EXPECT_EQ(epochs[e].train_acc, one[e].train_acc) << how << " epoch " << e;
+        EXPECT_EQ(epochs[e].test_loss, one[e].test_loss) << how << " epoch " << e;
+        EXPECT_FALSE(one[e].split_by_classes);
+        if (split) {
+          EXPECT_EQ(epochs[e].split_by_classes, std::string(split) == "classes") << how;
+          EXPECT_EQ(epochs[e].core_round_trip_seconds, 0.0) << how;  // forced: not measured
+        } else {
+          EXPECT_GT(epochs[e].core_round_trip_seconds, 0.0) << how;
+        }
+      }
+    }
+  }
+}
+
+// Split by classes, a stop after some batches and a run that diverges end where split by rows does.
+TEST(FastTrainer, SplittingByClassesStopsAndDivergesWhereRowsDo) {
+  const Dataset train = learnable(1500, 7), test = learnable(200, 8);
+  const auto stopped = [&](const char* split) {
+    const ForcedSplit forced(split);
+    TrainConfig config;
+    config.batch_size = 100;
+    config.seed = 4;
+    config.threads = 2;
+    Trainer trainer(config, train, test);
+    std::size_t batches = 0;
+    EXPECT_FALSE(
+        trainer.run_epoch([&](std::size_t, std::size_t) { ++batches; }, [&] { return batches >= 3; }));
+    const TrainerState state = trainer.state();
+    EXPECT_EQ(state.batches_done, 3u) << split;
+    const EpochMetrics rest = trainer.run_epoch().value();  // the rest of the epoch
+    return std::tuple(state.model, trainer.model(), rest.train_loss);
+  };
+  const auto [rows_at_stop, rows_end, rows_loss] = stopped("rows");
+  const auto [classes_at_stop, classes_end, classes_loss] = stopped("classes");
+  EXPECT_EQ(classes_at_stop.W, rows_at_stop.W);
+  EXPECT_EQ(classes_at_stop.b, rows_at_stop.b);
+  EXPECT_EQ(classes_end.W, rows_end.W);
+  EXPECT_EQ(classes_loss, rows_loss);
+
+  const auto diverged = [&](const char* split) {
+    const ForcedSplit forced(split);
+    TrainConfig config;
+    config.lr = 1e4;
+    config.threads = 2;
+    Trainer trainer(config, train, test);
+    try {
+      trainer.run_epoch();
+    } catch (const TrainingDiverged& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string message = diverged("rows");
+  EXPECT_NE(message.find("training diverged in epoch 1, batch"), std::string::npos) << message;
+  EXPECT_EQ(diverged("classes"), message);
 }
 
 }  // namespace

@@ -218,7 +218,9 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   std::vector<double> train_times, eval_times, barrier_waits;
   double barrier_wait = 0, train_total = 0, forward_total = 0, backward_total = 0;
   std::vector<double> thread_busy;  // each thread's busy seconds, summed over the epochs
+  int split_by_classes = 0;         // epochs whose two threads split the batches by classes
   for (const auto& m : epochs) {
+    split_by_classes += m.split_by_classes ? 1 : 0;
     thread_busy.resize(std::max(thread_busy.size(), m.thread_busy_seconds.size()));
     for (std::size_t t = 0; t < m.thread_busy_seconds.size(); ++t)
       thread_busy[t] += m.thread_busy_seconds[t];
@@ -279,6 +281,7 @@ int run_bench(const BenchOptions& options, double startup_seconds,
     j["barrier_wait_seconds_each_epoch"] = barrier_waits;
     j["pinned_cpus"] = pinned_cpus;
     if (config.threads > 1) {
+      j["split_by_classes_epochs"] = split_by_classes;
       j["core_round_trip_seconds"] = round_trip_seconds;
       j["core_round_trip_seconds_before"] = round_trip_before;
     }
@@ -333,6 +336,10 @@ int run_bench(const BenchOptions& options, double startup_seconds,
         std::max(round_trip_seconds, round_trip_before) > 200e-9
             ? "; slow: two dies? the threads' exchanges cost more"
             : "");
+    fmt::print(
+        "  split by classes   {:8d}     of the {} epochs (the rest by rows; the trainer chooses each "
+        "epoch)\n",
+        split_by_classes, epochs.size());
   }
   if (config.kernel == KernelChoice::kFast) {
     fmt::print(

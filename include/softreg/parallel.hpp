@@ -65,7 +65,7 @@ class SpinBarrier {
 };
 
 /// How long a cache line takes to go from the pool's thread 0 to its thread 1 and back, in seconds: the
-/// best of blocks of 1,000 exchanges of one line, over about `seconds` in all; 0 for a pool of one
+/// best of blocks of 100 exchanges of one line, at least 3, over about `seconds` in all; 0 for a pool of one
 /// thread. A team's threads meet and hand each other W and the gradient sums twice a batch, so this is
 /// the price of every line they share: about 70 ns for two cores of one die, 350 ns for two dies (what
 /// a cloud host gives a 2-vCPU guest varies from hour to hour; BENCHMARKS.md).

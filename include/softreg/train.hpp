@@ -109,6 +109,13 @@ struct EpochMetrics {
   /// cloud machine, a vCPU whose physical core another guest is using (BENCHMARKS.md). On more threads
   /// a small model's halves are summed by threads 0 and 1 alone.
   std::vector<double> thread_busy_seconds;
+  /// Two threads training a small model with plain SGD split each batch by classes (each thread half
+  /// of the classes for every row) instead of by rows: chosen for the epoch when a cache line took
+  /// long between their cores (core_round_trip_seconds, measured at the epoch's start; 0 when not
+  /// measured), as between two dies; SOFTREG_SPLIT=rows|classes forces one. The results are the same
+  /// bit for bit either way.
+  bool split_by_classes = false;
+  double core_round_trip_seconds = 0;
   bool has_validation = false;  // the two below are set
   double val_loss = 0;
   double val_acc = 0;
@@ -198,6 +205,12 @@ class Trainer {
   bool train_epoch_fast(const BatchCallback& on_batch, const StopRequest& should_stop);
   // The rest of the epoch with the naive kernels; false if should_stop ended it early.
   bool train_epoch_naive(const BatchCallback& on_batch, const StopRequest& should_stop);
+  // Whether two threads may split a batch by classes (plain SGD, a small model), and whether they
+  // should for the next epoch (measures the round trip between their cores into round_trip_).
+  bool can_split_by_classes() const;
+  bool split_by_classes_now();
+  // train_epoch_fast for two threads that each own half of the classes for all of the batch's rows.
+  bool train_epoch_split_classes(const BatchCallback& on_batch, const StopRequest& should_stop);
 
   TrainConfig config_;
   std::unique_ptr<Optimizer> optimizer_;
@@ -217,6 +230,7 @@ class Trainer {
   double barrier_wait_ = 0;  // in the current epoch so far
   double forward_seconds_ = 0, backward_seconds_ = 0;
   std::vector<double> thread_busy_seconds_;  // EpochMetrics::thread_busy_seconds, so far
+  double round_trip_ = 0;                    // EpochMetrics::core_round_trip_seconds
   std::size_t runaway_batches_ = 0;
   std::vector<std::uint32_t> order_;
   // One gradient buffer and workspace per thread; summed in thread order after each batch.
@@ -234,6 +248,15 @@ class Trainer {
   // The fused SGD step of a small model on several threads: the gradient's sums over the batch's
   // first and second halves of rows, each computed by the thread whose forward pass read those rows.
   std::array<std::vector<float>, 2> batch_half_sums_;
+  // train_epoch_split_classes: each thread's rows of the batch (all of them), its classes' logits by
+  // batch parity (read by the other thread), and its own copies of the whole logits, its classes'
+  // dlogits and the losses of the rows the other thread counts.
+  struct ClassSplitBuffers {
+    std::array<std::vector<const std::uint8_t*>, 2> rows;
+    std::array<std::vector<float>, 2> logits;
+    std::vector<float> whole, own_dlogits, other_loss;
+  };
+  std::array<ClassSplitBuffers, 2> class_split_;
   // compute "bf16" (kernels.hpp): the batch's rows, W and the dlogits as the bfloat16 kernels read them,
   // and each thread's pairs of rows for its inputs.
   std::vector<std::uint16_t> bf16_rows_, bf16_W_;
