@@ -255,9 +255,9 @@ bool Trainer::split_by_classes_now() {
   // Split by rows, the threads hand each other W's lines and the gradient sums' every batch (for the
   // recipe about 60 KB); by classes, only the logits (5 KB), but each thread reads every row. On a
   // Zen 4 KVM guest whose host moved the two vCPUs between dies from minute to minute, a line's round
-  // trip took 50-70 ns on one die and 300-370 ns across two; the recipe's epoch split by rows
-  // 11.6-12.2 ms and 17.5-19.0 ms, split by classes 13.2-13.8 and 13.5-15.2 ms (BENCHMARKS.md). About
-  // 20-100 us an epoch to measure.
+  // trip took 50-70 ns on one die and 280-370 ns across two; the recipe's epoch split by rows took
+  // 11.6-12.6 and 17.5-19.0 ms, split by classes 12.3-13.8 and 13.9-16.0 ms (BENCHMARKS.md). The
+  // measurement takes about 40 us an epoch.
   constexpr double kTwoDiesRoundTrip = 150e-9;
   round_trip_ = core_round_trip_seconds(pool_, /*seconds=*/0);
   return round_trip_ > kTwoDiesRoundTrip;
