@@ -396,9 +396,11 @@ TEST(FastTrainer, SplittingByClassesGivesTheBitsOfOneThread) {
   };
   // Partial last batches (900 = 14 * 64 + 4; 900 = 11 * 77 + 53) and odd batches (halves of unequal size);
   // K = 3 splits its classes 2 + 1.
-  for (auto [K, element, D, batch] :
-       {Shape{10, ElementType::kU8, 784, 256}, Shape{2, ElementType::kU8, 37, 64},
-        Shape{3, ElementType::kF32, 37, 77}, Shape{17, ElementType::kF32, 37, 64}}) {
+  for (const Shape& shape : {Shape{10, ElementType::kU8, 784, 256}, Shape{2, ElementType::kU8, 37, 64},
+                             Shape{3, ElementType::kF32, 37, 77}, Shape{17, ElementType::kF32, 37, 64}}) {
+    const int K = shape.K;
+    const ElementType element = shape.element;
+    const std::size_t D = shape.D, batch = shape.batch;  // names the lambda below can capture
     const Dataset train = synthetic_dataset(900, D, K, element, 11),
                   test = synthetic_dataset(150, D, K, element, 12);
     const std::string where = fmt::format("K={} D={} {} batch {}", K, D, element_name(element), batch);
