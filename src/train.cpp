@@ -258,6 +258,13 @@ bool Trainer::split_by_classes_now() {
   // trip took 50-70 ns on one die and 280-370 ns across two; the recipe's epoch split by rows took
   // 11.6-12.6 and 17.5-19.0 ms, split by classes 12.3-13.8 and 13.9-16.0 ms (BENCHMARKS.md). The
   // measurement takes about 40 us an epoch.
+  // With few classes W is small, so little crosses split by rows, while split by classes each thread
+  // still reads every row for its one or two classes: on two dies (round trip 290-320 ns), synthetic
+  // bytes of 784 features, 10 epochs, rows against classes: K = 2 6.0 against 7.6 ms, K = 4 8.9
+  // against 10.3, K = 6 11.1 against 10.8, K = 10 17.4 against 13.3, K = 17 27.7 against 22.7, K = 40
+  // 64.4 against 41.6.
+  constexpr int kMinClassesToSplit = 8;
+  if (model_.classes() < kMinClassesToSplit) return false;
   constexpr double kTwoDiesRoundTrip = 150e-9;
   round_trip_ = core_round_trip_seconds(pool_, /*seconds=*/0);
   return round_trip_ > kTwoDiesRoundTrip;
