@@ -263,8 +263,11 @@ bool Trainer::split_by_classes_now() {
   // bytes of 784 features, 10 epochs, rows against classes: K = 2 6.0 against 7.6 ms, K = 4 8.9
   // against 10.3, K = 6 11.1 against 10.8, K = 10 17.4 against 13.3, K = 17 27.7 against 22.7, K = 40
   // 64.4 against 41.6.
-  constexpr int kMinClassesToSplit = 8;
+  // With many, split by classes wins on one die too: K = 17 19.0-19.1 against 19.2-19.4 ms, K = 40
+  // 42.7 against 39.9-40.1 (round trip 64-66 ns, two rounds).
+  constexpr int kMinClassesToSplit = 8, kMinClassesToSplitOnOneDie = 32;
   if (model_.classes() < kMinClassesToSplit) return false;
+  if (model_.classes() >= kMinClassesToSplitOnOneDie) return true;
   constexpr double kTwoDiesRoundTrip = 150e-9;
   round_trip_ = core_round_trip_seconds(pool_, /*seconds=*/0);
   return round_trip_ > kTwoDiesRoundTrip;
