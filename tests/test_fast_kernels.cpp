@@ -387,8 +387,8 @@ class ForcedSplit {
 
 // Two threads that each own half of the classes compute every logit, dlogit and sum as one thread does
 // (the sums as two halves of rows): the same weights, bias and metrics bit for bit as one thread, and as
-// two threads splitting the rows; auto (no SOFTREG_SPLIT) chooses by the round trip it measures, from 8
-// classes on.
+// two threads splitting the rows; auto (no SOFTREG_SPLIT) splits by classes from 32 classes, and from 8
+// when the round trip it measures is long.
 TEST(FastTrainer, SplittingByClassesGivesTheBitsOfOneThread) {
   struct Shape {
     int K;
@@ -398,7 +398,8 @@ TEST(FastTrainer, SplittingByClassesGivesTheBitsOfOneThread) {
   // Partial last batches (900 = 14 * 64 + 4; 900 = 11 * 77 + 53) and odd batches (halves of unequal size);
   // K = 3 splits its classes 2 + 1.
   for (const Shape& shape : {Shape{10, ElementType::kU8, 784, 256}, Shape{2, ElementType::kU8, 37, 64},
-                             Shape{3, ElementType::kF32, 37, 77}, Shape{17, ElementType::kF32, 37, 64}}) {
+                             Shape{3, ElementType::kF32, 37, 77}, Shape{17, ElementType::kF32, 37, 64},
+                             Shape{40, ElementType::kF32, 37, 64}}) {
     const int K = shape.K;
     const ElementType element = shape.element;
     const std::size_t D = shape.D, batch = shape.batch;  // names the lambda below can capture
@@ -431,7 +432,12 @@ TEST(FastTrainer, SplittingByClassesGivesTheBitsOfOneThread) {
         if (split) {
           EXPECT_EQ(epochs[e].split_by_classes, std::string(split) == "classes") << how;
           EXPECT_EQ(epochs[e].core_round_trip_seconds, 0.0) << how;  // forced: not measured
-        } else if (K >= 8) {                                         // auto measures the round trip
+        } else if (K >= 32) {
+          // auto splits many classes by classes, without measuring
+          EXPECT_TRUE(epochs[e].split_by_classes) << how;
+          EXPECT_EQ(epochs[e].core_round_trip_seconds, 0.0) << how;
+        } else if (K >= 8) {
+          // auto measures the round trip
           EXPECT_GT(epochs[e].core_round_trip_seconds, 0.0) << how;
         } else {  // auto never splits fewer classes by classes (each thread would read every row for 1-3)
           EXPECT_FALSE(epochs[e].split_by_classes) << how;
