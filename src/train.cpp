@@ -238,6 +238,30 @@ bool Trainer::train_epoch_naive(const BatchCallback& on_batch, const StopRequest
   return true;
 }
 
+void Trainer::add_thread_tallies(std::span<const ThreadTally> tallies) {
+  const double threads = static_cast<double>(tallies.size());
+  thread_busy_seconds_.resize(tallies.size());
+  for (std::size_t t = 0; t < tallies.size(); ++t) {
+    const ThreadTally& tally = tallies[t];
+    thread_busy_seconds_[t] += tally.forward + tally.backward;
+    partial_sums_.correct += tally.correct;
+    barrier_wait_ += tally.waited / threads;
+    forward_seconds_ += tally.forward / threads;
+    backward_seconds_ += tally.backward / threads;
+  }
+}
+
+bool Trainer::close_batch(std::size_t end, std::size_t count, double lr, const BatchCallback& on_batch,
+                          const StopRequest& should_stop) {
+  const double loss_before = partial_sums_.loss;
+  for (std::size_t r = 0; r < count; ++r)
+    partial_sums_.loss += batch_loss_[r];
+  check_batch_loss(partial_sums_.loss - loss_before, count, lr);
+  ++batches_done_;
+  if (on_batch) on_batch(end, order_.size());
+  return end < order_.size() && should_stop && should_stop();
+}
+
 bool Trainer::can_split_by_classes() const {
   // The halves' size rule of train_epoch_fast: the schedules must give the same sums.
   constexpr std::size_t kHalvesMaxBytes = 128 * 1024;
@@ -302,11 +326,7 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
     buffers.own_dlogits.resize(B * own);
     buffers.other_loss.resize(B);
   }
-  struct Tally {
-    std::int64_t correct = 0;
-    double forward = 0, backward = 0, waited = 0;
-  };
-  std::array<Tally, 2> tallies;
+  std::array<ThreadTally, 2> tallies;
   SpinBarrier barrier(2);
   std::atomic<bool> stop{false};
   std::atomic<std::size_t> softmaxes_done{0};  // thread 1's batches whose losses are written
@@ -316,7 +336,7 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
 
   pool_.run(2, [&](std::size_t t) {
     using Clock = std::chrono::steady_clock;
-    Tally tally;
+    ThreadTally tally;
     Clock::time_point mark = Clock::now();
     const auto lap = [&](double& phase) {
       const auto now = Clock::now();
@@ -418,13 +438,7 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
         mark = Clock::now();
         tally.waited += std::chrono::duration<double>(mark - waiting).count();
         try {
-          const double loss_before = partial_sums_.loss;  // row by row, as train_epoch_fast adds them
-          for (std::size_t r = 0; r < count; ++r)
-            partial_sums_.loss += batch_loss_[r];
-          check_batch_loss(partial_sums_.loss - loss_before, count, lr);
-          ++batches_done_;
-          if (on_batch) on_batch(begin + count, n);
-          if (begin + count < n && should_stop && should_stop()) stop = true;
+          if (close_batch(begin + count, count, lr, on_batch, should_stop)) stop = true;
         } catch (...) {
           error = std::current_exception();
           stop = true;
@@ -434,15 +448,7 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
     }
     tallies[t] = tally;
   });
-  thread_busy_seconds_.resize(2);
-  for (std::size_t t = 0; t < 2; ++t) {
-    const Tally& tally = tallies[t];
-    thread_busy_seconds_[t] += tally.forward + tally.backward;
-    partial_sums_.correct += tally.correct;
-    barrier_wait_ += tally.waited / 2;
-    forward_seconds_ += tally.forward / 2;
-    backward_seconds_ += tally.backward / 2;
-  }
+  add_thread_tallies(tallies);
   if (error) std::rethrow_exception(error);
   return !stop;
 }
@@ -512,21 +518,14 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
   // Input ranges at multiples of 16 floats: whole SIMD vectors on every target (16 lanes at most).
   constexpr std::size_t kGrain = 16;
   const std::size_t d_chunk = (D + threads * kGrain - 1) / (threads * kGrain) * kGrain;
-  // What each thread counts: its correct predictions, and the seconds it spent in forward passes, in
-  // backward passes and at the barriers. Kept on the thread's stack and copied out once at the end
-  // (adjacent counters written by both cores every batch would share a cache line).
-  struct Tally {
-    std::int64_t correct = 0;
-    double forward = 0, backward = 0, waited = 0;
-  };
-  std::vector<Tally> tallies(threads);
+  std::vector<ThreadTally> tallies(threads);
   SpinBarrier barrier(static_cast<int>(threads));
   std::atomic<bool> stop{false};
   std::exception_ptr error;
 
   pool_.run(threads, [&](std::size_t t) {
     using Clock = std::chrono::steady_clock;
-    Tally tally;
+    ThreadTally tally;
     Clock::time_point mark = Clock::now();  // when this thread last left a barrier
     // Meets the team; adds the work since the last meeting to `phase`. The time spent waiting for the
     // others is what a second thread fails to gain.
@@ -677,13 +676,7 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
       if (t == 0) {
         try {
           if (!fused) step(batch_dW_, batch_db_, count, lr);
-          const double loss_before = partial_sums_.loss;
-          for (std::size_t r = 0; r < count; ++r)
-            partial_sums_.loss += batch_loss_[r];
-          check_batch_loss(partial_sums_.loss - loss_before, count, lr);
-          ++batches_done_;
-          if (on_batch) on_batch(begin + count, n);
-          if (begin + count < n && should_stop && should_stop()) stop = true;
+          if (close_batch(begin + count, count, lr, on_batch, should_stop)) stop = true;
         } catch (...) {
           error = std::current_exception();
           stop = true;
@@ -694,15 +687,7 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
     }
     tallies[t] = tally;
   });
-  thread_busy_seconds_.resize(threads);
-  for (std::size_t t = 0; t < threads; ++t) {
-    const Tally& tally = tallies[t];
-    thread_busy_seconds_[t] += tally.forward + tally.backward;
-    partial_sums_.correct += tally.correct;
-    barrier_wait_ += tally.waited / static_cast<double>(threads);
-    forward_seconds_ += tally.forward / static_cast<double>(threads);
-    backward_seconds_ += tally.backward / static_cast<double>(threads);
-  }
+  add_thread_tallies(tallies);
   if (error) std::rethrow_exception(error);
   return !stop;
 }

@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -205,6 +206,20 @@ class Trainer {
   bool train_epoch_fast(const BatchCallback& on_batch, const StopRequest& should_stop);
   // The rest of the epoch with the naive kernels; false if should_stop ended it early.
   bool train_epoch_naive(const BatchCallback& on_batch, const StopRequest& should_stop);
+  // What each thread of the fast path counts in an epoch: its correct predictions, and the seconds it
+  // spent in forward passes, in backward passes and waiting for the others. Kept on the thread's stack
+  // and copied out at the end (counters written by both cores every batch would share a cache line).
+  struct ThreadTally {
+    std::int64_t correct = 0;
+    double forward = 0, backward = 0, waited = 0;
+  };
+  // Adds the threads' tallies to the epoch's figures (correct count, busy, forward, backward, waiting).
+  void add_thread_tallies(std::span<const ThreadTally> tallies);
+  // Thread 0's books after the batch of `count` rows ending at `end`: its losses (batch_loss_) row by row
+  // into the epoch's sum, the divergence check (throws), the batch count, on_batch; true when
+  // should_stop asks the epoch to end there.
+  bool close_batch(std::size_t end, std::size_t count, double lr, const BatchCallback& on_batch,
+                   const StopRequest& should_stop);
   // Whether two threads may split a batch by classes (plain SGD, a small model), and whether they
   // should for the next epoch (measures the round trip between their cores into round_trip_).
   bool can_split_by_classes() const;
