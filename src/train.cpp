@@ -262,12 +262,17 @@ bool Trainer::close_batch(std::size_t end, std::size_t count, double lr, const B
   return end < order_.size() && should_stop && should_stop();
 }
 
+bool Trainer::sums_in_two_halves() const {
+  constexpr std::size_t kHalvesMaxBytes = 128 * 1024;  // a half's sums: for the recipe, 31 KB
+  // bfloat16 sums pairs of rows, 2j and 2j+1, together: no halves.
+  return config_.compute != "bf16" && uses_fused_sgd() &&
+         static_cast<std::size_t>(model_.classes()) * train_.features() * sizeof(float) <= kHalvesMaxBytes;
+}
+
 bool Trainer::can_split_by_classes() const {
-  // The halves' size rule of train_epoch_fast: the schedules must give the same sums.
-  constexpr std::size_t kHalvesMaxBytes = 128 * 1024;
-  const std::size_t K = static_cast<std::size_t>(model_.classes());
-  return pool_.threads() == 2 && uses_fused_sgd() && config_.compute != "bf16" && K >= 2 &&
-         K * train_.features() * sizeof(float) <= kHalvesMaxBytes;
+  // Split by classes, each thread takes its sums as two halves of rows, so the schedules give the same
+  // sums only where train_epoch_fast takes halves too.
+  return pool_.threads() == 2 && model_.classes() >= 2 && sums_in_two_halves();
 }
 
 bool Trainer::split_by_classes_now() {
@@ -491,11 +496,10 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
     epoch_labels_[i] = train_.labels[order_[i]];
   batch_dlogits_.resize(B * K);
   batch_loss_.resize(B);
-  constexpr std::size_t kHalvesMaxBytes = 128 * 1024;  // a half's sums: for the recipe, 31 KB
   // bfloat16 (config_.compute): pairs of rows, 2j and 2j+1, are summed together, so each thread's
   // slice of rows starts at an even row, and the halves are not used.
   const bool bf16 = config_.compute == "bf16";
-  const bool halves = !bf16 && fused && K * D * sizeof(float) <= kHalvesMaxBytes;
+  const bool halves = sums_in_two_halves();
   // On two threads each half is a thread's own forward slice; on more, threads 0 and 1 sum the halves
   // after the team has met (their slices differ from the halves).
   const bool own_half = halves && threads == 2;
