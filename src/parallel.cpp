@@ -147,14 +147,7 @@ void SpinBarrier::arrive_and_wait() {
     generation_.fetch_add(1, std::memory_order_release);
     return;
   }
-  // Spin for the usual microseconds between phases; yield if the wait is long (an oversubscribed machine).
-  for (int spins = 0; generation_.load(std::memory_order_acquire) == generation; ++spins) {
-    if (spins > 2000) std::this_thread::yield();
-#if defined(__x86_64__) || defined(__i386__)
-    else
-      __builtin_ia32_pause();
-#endif
-  }
+  spin_until([&] { return generation_.load(std::memory_order_acquire) != generation; });
 }
 
 double core_round_trip_seconds(ThreadPool& pool, double seconds) {
@@ -168,21 +161,11 @@ double core_round_trip_seconds(ThreadPool& pool, double seconds) {
   // finished exchange, with what it has (a slow figure, as the threads' meetings would be).
   constexpr auto kOverrun = std::chrono::milliseconds(2);
   alignas(64) std::atomic<std::int64_t> line{0};
-  const auto wait_while = [](const auto& still) {
-    for (int spins = 0; still(); ++spins) {
-      if (spins > 2000)
-        std::this_thread::yield();
-#if defined(__x86_64__) || defined(__i386__)
-      else
-        __builtin_ia32_pause();
-#endif
-    }
-  };
   double best = 0;
   pool.run(2, [&](std::size_t task) {
     if (task == 1) {
       for (std::int64_t seen = 0;;) {
-        wait_while([&] { return (seen = line.load(std::memory_order_acquire)) % 2 == 0 && seen != kStop; });
+        spin_until([&] { return (seen = line.load(std::memory_order_acquire)) % 2 != 0 || seen == kStop; });
         if (seen == kStop) return;
         line.store(seen + 1, std::memory_order_release);
       }
@@ -197,7 +180,7 @@ double core_round_trip_seconds(ThreadPool& pool, double seconds) {
       while (done < kBlock) {
         line.store(++value, std::memory_order_release);
         ++value;
-        wait_while([&] { return line.load(std::memory_order_acquire) != value; });
+        spin_until([&] { return line.load(std::memory_order_acquire) == value; });
         // Thread 1 has answered: it now waits for an odd number or the stop, so stopping is safe.
         if (++done % 16 == 0 && Clock::now() > deadline + kOverrun) {
           overran = true;

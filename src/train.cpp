@@ -437,9 +437,7 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
       if (t == 0) {
         // The books: the batch's loss needs thread 1's half, written in its softmax above.
         const auto waiting = Clock::now();
-        for (int spins = 0; softmaxes_done.load(std::memory_order_acquire) <= batch; ++spins) {
-          if (spins > 2000) std::this_thread::yield();
-        }
+        spin_until([&] { return softmaxes_done.load(std::memory_order_acquire) > batch; });
         mark = Clock::now();
         tally.waited += std::chrono::duration<double>(mark - waiting).count();
         try {

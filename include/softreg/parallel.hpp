@@ -51,6 +51,21 @@ class ThreadPool {
   std::exception_ptr error_;
 };
 
+/// Waits until done() is true: spins (with a pause) for the microseconds threads usually wait for each
+/// other, then yields, so a thread whose partner lost its CPU does not hold its own for a time slice.
+template <class Done>
+void spin_until(const Done& done) {
+  for (int spins = 0; !done(); ++spins) {
+    if (spins > 2000) {
+      std::this_thread::yield();
+    } else {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
+  }
+}
+
 /// A reusable barrier for a fixed team of threads that meet many times a second (twice per minibatch):
 /// it spins briefly, then yields, instead of sleeping on a condition variable.
 class SpinBarrier {
