@@ -297,9 +297,8 @@ bool Trainer::split_by_classes_now() {
   constexpr int kMinClassesToSplit = 8, kMinClassesToSplitOnOneDie = 32;
   if (model_.classes() < kMinClassesToSplit) return false;
   if (model_.classes() >= kMinClassesToSplitOnOneDie) return true;
-  constexpr double kTwoDiesRoundTrip = 150e-9;
   round_trip_ = core_round_trip_seconds(pool_, /*seconds=*/0);
-  return round_trip_ > kTwoDiesRoundTrip;
+  return round_trip_ > kTwoDiesRoundTripSeconds;
 }
 
 bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const StopRequest& should_stop) {

@@ -333,7 +333,7 @@ int run_bench(const BenchOptions& options, double startup_seconds,
         "  core to core       {:8.0f} ns  round trip of a cache line between threads 0 and 1 after training "
         "({:.0f} ns before){}\n",
         round_trip_seconds * 1e9, round_trip_before * 1e9,
-        std::max(round_trip_seconds, round_trip_before) > 200e-9
+        std::max(round_trip_seconds, round_trip_before) > kTwoDiesRoundTripSeconds
             ? "; slow: two dies? the threads' exchanges cost more"
             : "");
     fmt::print(

@@ -85,6 +85,9 @@ class SpinBarrier {
 /// the price of every line they share: about 70 ns for two cores of one die, 350 ns for two dies (what
 /// a cloud host gives a 2-vCPU guest varies from hour to hour; BENCHMARKS.md).
 double core_round_trip_seconds(ThreadPool& pool, double seconds = 0.02);
+/// A round trip above this is taken for two dies (the trainer's choice of split, bench's remark): 50-70
+/// ns was measured within one die, 280-370 ns across two.
+constexpr double kTwoDiesRoundTripSeconds = 150e-9;
 
 /// The number of hardware threads, at least 1.
 int hardware_threads();
