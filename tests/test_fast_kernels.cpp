@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <numeric>
 #include <random>
@@ -253,6 +254,88 @@ TEST(FastKernels, ARowGivesTheSameBitsAloneAsInABatch) {
         EXPECT_EQ(forward(0, n, eval_loss.data(), nullptr, nullptr), correct) << where;  // evaluation
         EXPECT_EQ(eval_loss, loss) << where;
         expect_fast_matches_reference(batch, where);
+      }
+    }
+  }
+  restrict_simd_targets("");
+}
+
+TEST(FastKernels, LogitsOfSomeClassesAreThoseColumnsOfAllAndTheSoftmaxOfThemIsTheFusedOne) {
+  // logits_only for the classes [k0, k1) (W + k0 * D, b + k0) gives those columns of the logits of all
+  // classes bit for bit, which are the double-precision x . W_k * scale + b_k within float rounding; the
+  // softmax of logits put together from two such calls (logits_given) is the fused forward pass's, bit
+  // for bit: what two threads that each own half of the classes rely on (train_epoch_split_classes).
+  for (const std::string& target : simd_targets_available()) {
+    restrict_simd_targets(target);
+    for (int K : {2, 3, 10, 17, 40, 100}) {
+      for (ElementType element : {ElementType::kU8, ElementType::kF32}) {
+        const std::size_t n = 37, k = static_cast<std::size_t>(K);
+        const Batch batch(/*side=*/11, n, /*init_std=*/0.1, /*seed=*/static_cast<std::uint32_t>(K + 70), K,
+                          element);
+        const std::size_t D = batch.data.features();
+        const std::string where = fmt::format("{} K={} {}", target, K, element_name(element));
+        const auto logits_of = [&](std::size_t k0, std::size_t k1) {
+          std::vector<float> logits(n * (k1 - k0));
+          FastForwardArgs args{batch.pixels.data(),
+                               nullptr,
+                               n,
+                               D,
+                               k1 - k0,
+                               element,
+                               batch.model.W.data() + k0 * D,
+                               batch.model.b.data() + k0,
+                               batch.data.scale(),
+                               nullptr,
+                               nullptr,
+                               logits.data()};
+          args.logits_only = true;
+          EXPECT_EQ(fast_forward_rows(args), 0) << where;
+          return logits;
+        };
+        const std::vector<float> all = logits_of(0, k);
+        for (std::size_t r = 0; r < n; ++r) {
+          for (std::size_t c = 0; c < k; ++c) {
+            double sum = batch.model.b(static_cast<Eigen::Index>(c));
+            for (std::size_t d = 0; d < D; ++d)
+              sum += batch.data.value(batch.rows[r], d) *
+                     static_cast<double>(
+                         batch.model.W(static_cast<Eigen::Index>(d), static_cast<Eigen::Index>(c)));
+            // Float32 sums of D = 121 products of O(0.1) values: about 1e-6 of their size.
+            EXPECT_NEAR(all[r * k + c], sum, 1e-5 * (1 + std::abs(sum)))
+                << where << " row " << r << " class " << c;
+          }
+        }
+        const std::size_t split = (k + 1) / 2;
+        const std::vector<float> first = logits_of(0, split), second = logits_of(split, k);
+        std::vector<float> joined(n * k);
+        for (std::size_t r = 0; r < n; ++r) {
+          std::copy_n(first.data() + r * split, split, joined.data() + r * k);
+          std::copy_n(second.data() + r * (k - split), k - split, joined.data() + r * k + split);
+        }
+        EXPECT_EQ(joined, all) << where;
+
+        std::vector<float> loss(n), dlogits(n * k), given_loss(n);
+        std::vector<Label> predictions(n), given_predictions(n);
+        const std::int64_t correct = fast_forward_rows(
+            {batch.pixels.data(), batch.labels.data(), n, D, k, element, batch.model.W.data(),
+             batch.model.b.data(), batch.data.scale(), loss.data(), predictions.data(), dlogits.data()});
+        FastForwardArgs given{batch.pixels.data(),
+                              batch.labels.data(),
+                              n,
+                              D,
+                              k,
+                              element,
+                              batch.model.W.data(),
+                              batch.model.b.data(),
+                              batch.data.scale(),
+                              given_loss.data(),
+                              given_predictions.data(),
+                              joined.data()};
+        given.logits_given = true;
+        EXPECT_EQ(fast_forward_rows(given), correct) << where;
+        EXPECT_EQ(given_loss, loss) << where;
+        EXPECT_EQ(given_predictions, predictions) << where;
+        EXPECT_EQ(joined, dlogits) << where;  // the logits became the dlogits in place
       }
     }
   }
