@@ -93,25 +93,58 @@ std::string hex(const unsigned char* digest, unsigned size) {
   return out;
 }
 
+// libcrypto's digest functions, from the library opened at the first checksum: linked, it cost every
+// process about 0.6 ms at start (BENCHMARKS.md, process start).
+struct CryptoLibrary {
+  decltype(&::EVP_MD_CTX_new) md_ctx_new = nullptr;
+  decltype(&::EVP_MD_CTX_free) md_ctx_free = nullptr;
+  decltype(&::EVP_sha256) sha256 = nullptr;
+  decltype(&::EVP_DigestInit_ex) digest_init_ex = nullptr;
+  decltype(&::EVP_DigestUpdate) digest_update = nullptr;
+  decltype(&::EVP_DigestFinal_ex) digest_final_ex = nullptr;
+};
+
+CryptoLibrary open_libcrypto() {
+  // OpenSSL 3's soname; SOFTREG_LIBCRYPTO names another build.
+  const SharedLibrary library("SOFTREG_LIBCRYPTO", "libcrypto.so.3", "check SHA-256 sums",
+                              "install libssl3 (scripts/setup does)");
+  CryptoLibrary crypto;
+  constexpr std::string_view kExpected = "is it OpenSSL 3's libcrypto?";
+  library.resolve("EVP_MD_CTX_new", crypto.md_ctx_new, kExpected);
+  library.resolve("EVP_MD_CTX_free", crypto.md_ctx_free, kExpected);
+  library.resolve("EVP_sha256", crypto.sha256, kExpected);
+  library.resolve("EVP_DigestInit_ex", crypto.digest_init_ex, kExpected);
+  library.resolve("EVP_DigestUpdate", crypto.digest_update, kExpected);
+  library.resolve("EVP_DigestFinal_ex", crypto.digest_final_ex, kExpected);
+  return crypto;
+}
+
+// Opened once, by the first checksum (a failed attempt is tried again next time).
+const CryptoLibrary& libcrypto() {
+  static const CryptoLibrary crypto = open_libcrypto();
+  return crypto;
+}
+
 struct DigestDeleter {
-  void operator()(EVP_MD_CTX* ctx) const { EVP_MD_CTX_free(ctx); }
+  void operator()(EVP_MD_CTX* ctx) const { libcrypto().md_ctx_free(ctx); }
 };
 // An incremental SHA-256.
 class Sha256 {
  public:
-  Sha256() : ctx_(EVP_MD_CTX_new()) {
-    if (!ctx_ || EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr) != 1)
+  Sha256() : crypto_(libcrypto()), ctx_(crypto_.md_ctx_new()) {
+    if (!ctx_ || crypto_.digest_init_ex(ctx_.get(), crypto_.sha256(), nullptr) != 1)
       throw Error("SHA-256: cannot start");
   }
-  void add(const void* data, std::size_t size) { EVP_DigestUpdate(ctx_.get(), data, size); }
+  void add(const void* data, std::size_t size) { crypto_.digest_update(ctx_.get(), data, size); }
   std::string hex_digest() {
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned size = 0;
-    EVP_DigestFinal_ex(ctx_.get(), digest, &size);
+    crypto_.digest_final_ex(ctx_.get(), digest, &size);
     return hex(digest, size);
   }
 
  private:
+  const CryptoLibrary& crypto_;
   std::unique_ptr<EVP_MD_CTX, DigestDeleter> ctx_;
 };
 
@@ -546,6 +579,9 @@ Verified verify_published_file(const PublishedFile& file, const fs::path& path) 
 
 DownloadReport download_dataset(const KnownDataset& dataset, const fs::path& folder,
                                 const DownloadOptions& options) {
+  // Every file is checked, so the checksums' library is opened first: missing, it must not read as a
+  // mismatch, which would delete the files already there.
+  libcrypto();
   std::error_code ec;
   fs::create_directories(folder, ec);
   if (!fs::is_directory(folder, ec)) throw Error::in_file(folder, "cannot create the folder");

@@ -15,6 +15,7 @@
 #include <set>
 #include <sstream>
 
+#include "shared_library.hpp"
 #include "softreg/download.hpp"
 #include "softreg/error.hpp"
 #include "softreg/idx.hpp"
@@ -152,24 +153,71 @@ NpyArray read_npy_file(const fs::path& path) {
   return parse_npy(Bytes::view(mapped, mapped->data, mapped->size), path.string());
 }
 
+namespace {
+
+// libzip's functions that read_npz_file calls, from the library opened at the first .npz: linked, it
+// and the libcrypto it loads cost every process about 0.9 ms at start (BENCHMARKS.md, process start).
+struct ZipLibrary {
+  decltype(&::zip_open) open = nullptr;
+  decltype(&::zip_error_init_with_code) error_init_with_code = nullptr;
+  decltype(&::zip_error_strerror) error_strerror = nullptr;
+  decltype(&::zip_error_fini) error_fini = nullptr;
+  decltype(&::zip_discard) discard = nullptr;
+  decltype(&::zip_get_num_entries) get_num_entries = nullptr;
+  decltype(&::zip_stat_index) stat_index = nullptr;
+  decltype(&::zip_fopen_index) fopen_index = nullptr;
+  decltype(&::zip_strerror) strerror = nullptr;
+  decltype(&::zip_fread) fread = nullptr;
+  decltype(&::zip_fclose) fclose = nullptr;
+};
+
+ZipLibrary open_libzip() {
+  // The soname since libzip 1.0 (2015); SOFTREG_LIBZIP names another build.
+  const SharedLibrary library("SOFTREG_LIBZIP", "libzip.so.4", "read .npz files",
+                              "install libzip4 (scripts/setup does), or pass the arrays as .npy files");
+  ZipLibrary zip;
+  constexpr std::string_view kExpected = "is it libzip?";
+  library.resolve("zip_open", zip.open, kExpected);
+  library.resolve("zip_error_init_with_code", zip.error_init_with_code, kExpected);
+  library.resolve("zip_error_strerror", zip.error_strerror, kExpected);
+  library.resolve("zip_error_fini", zip.error_fini, kExpected);
+  library.resolve("zip_discard", zip.discard, kExpected);
+  library.resolve("zip_get_num_entries", zip.get_num_entries, kExpected);
+  library.resolve("zip_stat_index", zip.stat_index, kExpected);
+  library.resolve("zip_fopen_index", zip.fopen_index, kExpected);
+  library.resolve("zip_strerror", zip.strerror, kExpected);
+  library.resolve("zip_fread", zip.fread, kExpected);
+  library.resolve("zip_fclose", zip.fclose, kExpected);
+  return zip;
+}
+
+// Opened once, by the first .npz (a failed attempt is tried again next time).
+const ZipLibrary& libzip() {
+  static const ZipLibrary zip = open_libzip();
+  return zip;
+}
+
+}  // namespace
+
 std::map<std::string, NpyArray> read_npz_file(const fs::path& path) {
+  const ZipLibrary& zip = libzip();
   int error = 0;
-  zip_t* archive = zip_open(path.c_str(), ZIP_RDONLY, &error);
+  zip_t* archive = zip.open(path.c_str(), ZIP_RDONLY, &error);
   if (!archive) {
     zip_error_t z;
-    zip_error_init_with_code(&z, error);
-    const std::string message = zip_error_strerror(&z);
-    zip_error_fini(&z);
+    zip.error_init_with_code(&z, error);
+    const std::string message = zip.error_strerror(&z);
+    zip.error_fini(&z);
     throw Error::in_file(path, "not a readable .npz (zip) file: " + message);
   }
-  std::unique_ptr<zip_t, decltype(&zip_discard)> closer(archive, &zip_discard);
+  std::unique_ptr<zip_t, decltype(&::zip_discard)> closer(archive, zip.discard);
   std::error_code size_error;
   const zip_uint64_t file_size = fs::file_size(path, size_error);
   std::map<std::string, NpyArray> arrays;
-  const zip_int64_t entries = zip_get_num_entries(archive, 0);
+  const zip_int64_t entries = zip.get_num_entries(archive, 0);
   for (zip_int64_t i = 0; i < entries; ++i) {
     zip_stat_t st;
-    if (zip_stat_index(archive, static_cast<zip_uint64_t>(i), 0, &st) != 0 || !(st.valid & ZIP_STAT_SIZE) ||
+    if (zip.stat_index(archive, static_cast<zip_uint64_t>(i), 0, &st) != 0 || !(st.valid & ZIP_STAT_SIZE) ||
         !(st.valid & ZIP_STAT_NAME)) {
       throw Error::in_file(path, fmt::format("entry {} of the .npz cannot be read", i));
     }
@@ -184,10 +232,10 @@ std::map<std::string, NpyArray> read_npz_file(const fs::path& path) {
                                               st.size, st.comp_size, file_size));
     }
     std::vector<std::uint8_t> content(st.size);
-    zip_file_t* file = zip_fopen_index(archive, static_cast<zip_uint64_t>(i), 0);
-    if (!file) throw Error::in_file(where, std::string("cannot open: ") + zip_strerror(archive));
-    const zip_int64_t read = zip_fread(file, content.data(), content.size());
-    const int close_error = zip_fclose(file);
+    zip_file_t* file = zip.fopen_index(archive, static_cast<zip_uint64_t>(i), 0);
+    if (!file) throw Error::in_file(where, std::string("cannot open: ") + zip.strerror(archive));
+    const zip_int64_t read = zip.fread(file, content.data(), content.size());
+    const int close_error = zip.fclose(file);
     if (read < 0 || static_cast<std::size_t>(read) != content.size() || close_error != 0) {
       throw Error::in_file(where, "cannot be read in full (damaged archive?)");
     }

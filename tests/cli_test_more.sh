@@ -48,6 +48,27 @@ expect 1 '^softreg: error: cannot load /nonexistent/libcurl.so.4 to download \(.
   data download fashion-mnist --to nocurl --mirror file:///nonexistent/
 [ -z "$(ls nocurl 2>/dev/null)" ] && ok || fail "a download without libcurl left files: $(ls nocurl)"
 unset SOFTREG_LIBCAIRO SOFTREG_LIBCURL
+# Likewise the dashboard's server module (cpp-httplib, OpenSSL), libzip (.npz) and libcrypto (SHA-256):
+# nothing is served, trained or deleted without them.
+export SOFTREG_SERVE_MODULE=/nonexistent/libsoftreg-serve.so SOFTREG_LIBZIP=/nonexistent/libzip.so.4 \
+  SOFTREG_LIBCRYPTO=/nonexistent/libcrypto.so.3
+expect 1 '^softreg: error: cannot load /nonexistent/libsoftreg-serve.so to serve the dashboard \(.*\); it is built beside build/softreg' -- \
+  serve --runs . --port 0
+expect 1 '^softreg: error: cannot load /nonexistent/libsoftreg-serve.so to serve the dashboard' -- \
+  train --serve --serve-port 0 --epochs 1 --no-plots --out nomodule
+[ ! -e nomodule/model.safetensors ] && ok || fail "train --serve without the server module trained anyway"
+echo 'not a zip' >nolib.npz
+expect 1 '^softreg: error: cannot load /nonexistent/libzip.so.4 to read .npz files \(.*\); install libzip4' -- \
+  train --data nolib.npz --epochs 1 --no-plots --out nozip
+[ ! -e nozip ] && ok || fail "a run without libzip left a folder"
+mkdir -p nocrypto && cp /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz nocrypto/
+expect 1 '^softreg: error: cannot load /nonexistent/libcrypto.so.3 to check SHA-256 sums \(.*\); install libssl3' -- \
+  data download fashion-mnist --to nocrypto --mirror file:///nonexistent/
+cmp -s nocrypto/t10k-labels-idx1-ubyte.gz /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz && ok ||
+  fail "a download without libcrypto touched the file already there"
+SOFTREG_SERVE_MODULE=/lib/x86_64-linux-gnu/libz.so.1 expect 1 '^softreg: error: /lib/x86_64-linux-gnu/libz.so.1 has no softreg_serve_version: not softreg.s dashboard module$' -- \
+  serve --runs . --port 0
+unset SOFTREG_SERVE_MODULE SOFTREG_LIBZIP SOFTREG_LIBCRYPTO
 "$softreg" train --epochs 1 --no-check --quiet --no-plots --kernel naive --out naive && ok || fail "train --kernel naive"
 fast_acc=$(cut -d, -f4 run2/metrics.csv | tail -1)
 naive_acc=$(cut -d, -f4 naive/metrics.csv | tail -1)

@@ -14,6 +14,18 @@ for f in bin/softreg lib/libsoftreg.a include/softreg/model_io.hpp lib/cmake/sof
   [ -e "$work/prefix/$f" ] || fail "cmake --install left no $f"
 done
 
+# The installed CLI finds its dashboard module (PREFIX/LIBDIR/softreg/libsoftreg-serve.so), opened only
+# when it serves.
+[ -n "$(find "$work/prefix/lib" -path '*/softreg/libsoftreg-serve.so')" ] ||
+  fail "cmake --install left no libsoftreg-serve.so under lib/softreg"
+mkdir "$work/runs"
+"$work/prefix/bin/softreg" serve --runs "$work/runs" --port 0 >"$work/serve.out" 2>&1 &
+serve_pid=$!
+for _ in $(seq 1 100); do grep -q 'http://' "$work/serve.out" && break; sleep 0.05; done
+kill -INT "$serve_pid"
+wait "$serve_pid" || fail "the installed softreg serve: $(cat "$work/serve.out")"
+grep -q '^dashboard: http://127.0.0.1:' "$work/serve.out" || fail "the installed softreg serve: $(cat "$work/serve.out")"
+
 # C++: a consumer project finds the package and links the library.
 cmake -S "$source/examples/cpp" -B "$work/example" -DCMAKE_PREFIX_PATH="$work/prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$work/example" -j 2 >/dev/null

@@ -4,8 +4,8 @@
 
 #include "commands.hpp"
 #include "common.hpp"
+#include "dashboard.hpp"
 #include "softreg/error.hpp"
-#include "softreg/serve.hpp"
 
 namespace softreg::cli {
 namespace {
@@ -25,12 +25,11 @@ int run_serve(const ServeOptions& options) {
                             options.runs));
   }
   arm_stop_on_ctrl_c(/*also_sigterm=*/true);
-  serve::Dashboard dashboard(
-      {.runs = options.runs, .host = options.host, .port = static_cast<int>(options.port)});
-  dashboard.start();
-  announce_dashboard(stdout, dashboard.url(), options.host, options.runs);
-  wait_for_stop_request();
-  dashboard.stop();
+  {
+    const ServedDashboard dashboard(options.runs, options.host, static_cast<int>(options.port));
+    announce_dashboard(stdout, dashboard.url(), options.host, options.runs);
+    wait_for_stop_request();
+  }  // stopped here
   return kExitOk;
 }
 

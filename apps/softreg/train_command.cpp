@@ -14,13 +14,13 @@
 
 #include "commands.hpp"
 #include "common.hpp"
+#include "dashboard.hpp"
 #include "download_command.hpp"
 #include "recipe_flags.hpp"
 #include "softreg/dataset.hpp"
 #include "softreg/error.hpp"
 #include "softreg/plot.hpp"
 #include "softreg/run.hpp"
-#include "softreg/serve.hpp"
 #include "terminal.hpp"
 
 namespace softreg::cli {
@@ -138,7 +138,7 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
 
   // --serve: the dashboard over the folder that holds this run, started before the run folder is made, so
   // a busy port leaves nothing behind; opened at this run.
-  std::unique_ptr<serve::Dashboard> dashboard;
+  std::unique_ptr<ServedDashboard> dashboard;
   std::string dashboard_url;
   std::filesystem::path dashboard_root;
   if (options.serve) {
@@ -147,9 +147,8 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
                      : inside.has_parent_path()    ? inside.parent_path()
                                                    : std::filesystem::path(".");
     ensure_folder(dashboard_root);
-    dashboard = std::make_unique<serve::Dashboard>(serve::ServerOptions{
-        .runs = dashboard_root, .host = options.serve_host, .port = static_cast<int>(options.serve_port)});
-    dashboard->start();
+    dashboard = std::make_unique<ServedDashboard>(dashboard_root, options.serve_host,
+                                                  static_cast<int>(options.serve_port));
   }
   const std::filesystem::path folder = saved                 ? saved->folder
                                        : options.out.empty() ? create_run_folder("runs")
@@ -300,7 +299,7 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
     std::fflush(table);
     arm_stop_on_ctrl_c(/*also_sigterm=*/true);
     wait_for_stop_request();
-    dashboard->stop();
+    dashboard.reset();  // stops it
   }
   return exit_code;
 }
