@@ -21,7 +21,7 @@ int main(int argc, char** argv) {
       "130 training interrupted by Ctrl-C (the run folder holds a checkpoint to --resume).\n"
       "Run 'softreg COMMAND --help' for the options of a command.");
   // Only the command named first is built when there is one: building every command's options took
-  // a quarter of each start (2.3 -> 1.7 ms for train, BENCHMARKS.md). Help, --version and mistakes
+  // a quarter of each start (train: 2.2 -> 1.8 ms, BENCHMARKS.md). Help, --version and mistakes
   // (anything else first) get them all.
   struct Command {
     const char* name;
