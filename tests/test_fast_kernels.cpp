@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <string>
@@ -254,6 +255,35 @@ TEST(FastKernels, ARowGivesTheSameBitsAloneAsInABatch) {
         EXPECT_EQ(forward(0, n, eval_loss.data(), nullptr, nullptr), correct) << where;  // evaluation
         EXPECT_EQ(eval_loss, loss) << where;
         expect_fast_matches_reference(batch, where);
+      }
+    }
+  }
+  restrict_simd_targets("");
+}
+
+TEST(FastKernels, ANanLogitMakesTheRowsLossNan) {
+  // A NaN loss is how a run that diverged is caught (Trainer::check_batch_loss). A NaN logit of a class
+  // other than the label leaves the label's shifted logit finite, so only the log of the exp sum carries
+  // the NaN to the loss; the vector log used for it turns a NaN into a finite number unless told not to.
+  // Every row, in a batch (rows in vectors, the rest alone) and alone, every target.
+  for (const std::string& target : simd_targets_available()) {
+    restrict_simd_targets(target);
+    for (int K : {2, 3, 10, 17}) {
+      const std::size_t n = 37, D = 64, k = static_cast<std::size_t>(K);
+      Batch batch(/*side=*/8, n, /*init_std=*/0.1, /*seed=*/static_cast<std::uint32_t>(K + 90), K);
+      batch.model.b(1) = std::numeric_limits<float>::quiet_NaN();
+      const auto losses = [&](std::size_t first, std::size_t count) {
+        std::vector<float> loss(count), dlogits(count * k);
+        fast_forward_rows({batch.pixels.data() + first, batch.labels.data() + first, count, D, k,
+                           ElementType::kU8, batch.model.W.data(), batch.model.b.data(), batch.data.scale(),
+                           loss.data(), nullptr, dlogits.data()});
+        return loss;
+      };
+      const std::vector<float> together = losses(0, n);
+      for (std::size_t r = 0; r < n; ++r) {
+        const std::string where = fmt::format("{} K={} row {} label {}", target, K, r, batch.labels[r]);
+        EXPECT_TRUE(std::isnan(together[r])) << where << ": " << together[r];
+        EXPECT_TRUE(std::isnan(losses(r, 1)[0])) << where;
       }
     }
   }
