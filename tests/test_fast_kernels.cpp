@@ -261,29 +261,33 @@ TEST(FastKernels, ARowGivesTheSameBitsAloneAsInABatch) {
   restrict_simd_targets("");
 }
 
-TEST(FastKernels, ANanLogitMakesTheRowsLossNan) {
-  // A NaN loss is how a run that diverged is caught (Trainer::check_batch_loss). A NaN logit of a class
-  // other than the label leaves the label's shifted logit finite, so only the log of the exp sum carries
-  // the NaN to the loss; the vector log used for it turns a NaN into a finite number unless told not to.
-  // Every row, in a batch (rows in vectors, the rest alone) and alone, every target.
+TEST(FastKernels, ANanLogitMakesTheRowsLossAndDlogitsNan) {
+  // A NaN loss is how a run that diverged is caught (Trainer::check_batch_loss), and the reference's
+  // gradient carries a NaN on. A NaN logit of a class other than the label leaves the label's shifted
+  // logit finite, so only the exp sum can carry the NaN to the loss and the dlogits; Highway's exp of a
+  // NaN is 0 and its log of a NaN is finite, unless the kernels keep them NaN. Every row, in a batch
+  // (rows in vectors, the rest alone) and alone, every target.
   for (const std::string& target : simd_targets_available()) {
     restrict_simd_targets(target);
     for (int K : {2, 3, 10, 17}) {
       const std::size_t n = 37, D = 64, k = static_cast<std::size_t>(K);
       Batch batch(/*side=*/8, n, /*init_std=*/0.1, /*seed=*/static_cast<std::uint32_t>(K + 90), K);
       batch.model.b(1) = std::numeric_limits<float>::quiet_NaN();
-      const auto losses = [&](std::size_t first, std::size_t count) {
+      const auto forward = [&](std::size_t first, std::size_t count) {
         std::vector<float> loss(count), dlogits(count * k);
         fast_forward_rows({batch.pixels.data() + first, batch.labels.data() + first, count, D, k,
                            ElementType::kU8, batch.model.W.data(), batch.model.b.data(), batch.data.scale(),
                            loss.data(), nullptr, dlogits.data()});
-        return loss;
+        return std::pair(loss, dlogits);
       };
-      const std::vector<float> together = losses(0, n);
+      const auto [loss, dlogits] = forward(0, n);
       for (std::size_t r = 0; r < n; ++r) {
         const std::string where = fmt::format("{} K={} row {} label {}", target, K, r, batch.labels[r]);
-        EXPECT_TRUE(std::isnan(together[r])) << where << ": " << together[r];
-        EXPECT_TRUE(std::isnan(losses(r, 1)[0])) << where;
+        EXPECT_TRUE(std::isnan(loss[r])) << where << ": " << loss[r];
+        for (std::size_t c = 0; c < k; ++c)
+          EXPECT_TRUE(std::isnan(dlogits[r * k + c]))
+              << where << " class " << c << ": " << dlogits[r * k + c];
+        EXPECT_TRUE(std::isnan(forward(r, 1).first[0])) << where;
       }
     }
   }
