@@ -92,14 +92,9 @@ if [ -z "$driver" ]; then
   echo "FAIL: chromedriver is not installed (scripts/setup installs chromium-driver)"
   exit 1
 fi
-epochs=200
-start_and_wait_for_url "$work/live.log" "$cli" train --serve --serve-port 0 --epochs $epochs --batch-size 8 \
-  --threads 1 --out "$work/runs/live" --no-plots --no-check || exit 1
-live_pid=${pids[-1]}
-live_url=$url
-timeout 120 curl -sN "${live_url}api/runs/live/events" >"$work/events.txt" &
-events_pid=$!
-
+# The browser and its WebDriver session start before the run does, so that the page is read from the
+# run's first epochs on whatever the browser's start costs on a loaded machine (the 200 epochs take
+# about 8 s).
 driver_port=""
 for _ in 1 2 3 4 5; do
   port=$((20000 + RANDOM % 20000))
@@ -117,6 +112,14 @@ session=$(webdriver POST /session '{"capabilities":{"alwaysMatch":{"goog:chromeO
   "args":["--headless","--no-sandbox","--disable-gpu","--disable-dev-shm-usage"]}}}}' |
   sed -n 's/.*"sessionId":"\([0-9a-f]*\)".*/\1/p')
 check "a WebDriver session" test -n "$session"
+
+epochs=200
+start_and_wait_for_url "$work/live.log" "$cli" train --serve --serve-port 0 --epochs $epochs --batch-size 8 \
+  --threads 1 --out "$work/runs/live" --no-plots --no-check || exit 1
+live_pid=${pids[-1]}
+live_url=$url
+timeout 120 curl -sN "${live_url}api/runs/live/events" >"$work/events.txt" &
+events_pid=$!
 webdriver POST "/session/$session/url" "{\"url\":\"${live_url}#run=live\"}" >/dev/null
 # What the page shows: "<points on the curves chart> <run state>".
 read_page() {
