@@ -261,6 +261,41 @@ TEST(FastKernels, ARowGivesTheSameBitsAloneAsInABatch) {
   restrict_simd_targets("");
 }
 
+// The losses and dlogits of `count` rows of `batch` from `first`, through the fast forward pass in one call.
+std::pair<std::vector<float>, std::vector<float>> fast_loss_and_dlogits(const Batch& batch, std::size_t first,
+                                                                        std::size_t count) {
+  const std::size_t k = static_cast<std::size_t>(batch.K);
+  std::vector<float> loss(count), dlogits(count * k);
+  fast_forward_rows({batch.pixels.data() + first, batch.labels.data() + first, count, batch.data.features(),
+                     k, batch.data.element, batch.model.W.data(), batch.model.b.data(), batch.data.scale(),
+                     loss.data(), nullptr, dlogits.data()});
+  return {loss, dlogits};
+}
+
+TEST(FastKernels, AnInfiniteLogitMakesTheRowsLossInfiniteOrNan) {
+  // A logit of +inf (a weight gone to infinity) is the row's max: its shifted logit is inf - inf = NaN,
+  // every other one -inf. The loss must not come out finite, for the run to stop as diverged, and the
+  // dlogits are NaN as the reference's are. Every row, in a batch and alone, every target.
+  for (const std::string& target : simd_targets_available()) {
+    restrict_simd_targets(target);
+    for (int K : {2, 3, 10, 17}) {
+      const std::size_t n = 37, k = static_cast<std::size_t>(K);
+      Batch batch(/*side=*/8, n, /*init_std=*/0.1, /*seed=*/static_cast<std::uint32_t>(K + 95), K);
+      batch.model.b(1) = std::numeric_limits<float>::infinity();
+      const auto [loss, dlogits] = fast_loss_and_dlogits(batch, 0, n);
+      for (std::size_t r = 0; r < n; ++r) {
+        const std::string where = fmt::format("{} K={} row {} label {}", target, K, r, batch.labels[r]);
+        EXPECT_FALSE(std::isfinite(loss[r])) << where << ": " << loss[r];
+        for (std::size_t c = 0; c < k; ++c)
+          EXPECT_TRUE(std::isnan(dlogits[r * k + c]))
+              << where << " class " << c << ": " << dlogits[r * k + c];
+        EXPECT_FALSE(std::isfinite(fast_loss_and_dlogits(batch, r, 1).first[0])) << where;
+      }
+    }
+  }
+  restrict_simd_targets("");
+}
+
 TEST(FastKernels, ANanLogitMakesTheRowsLossAndDlogitsNan) {
   // A NaN loss is how a run that diverged is caught (Trainer::check_batch_loss), and the reference's
   // gradient carries a NaN on. A NaN logit of a class other than the label leaves the label's shifted
@@ -270,24 +305,17 @@ TEST(FastKernels, ANanLogitMakesTheRowsLossAndDlogitsNan) {
   for (const std::string& target : simd_targets_available()) {
     restrict_simd_targets(target);
     for (int K : {2, 3, 10, 17}) {
-      const std::size_t n = 37, D = 64, k = static_cast<std::size_t>(K);
+      const std::size_t n = 37, k = static_cast<std::size_t>(K);
       Batch batch(/*side=*/8, n, /*init_std=*/0.1, /*seed=*/static_cast<std::uint32_t>(K + 90), K);
       batch.model.b(1) = std::numeric_limits<float>::quiet_NaN();
-      const auto forward = [&](std::size_t first, std::size_t count) {
-        std::vector<float> loss(count), dlogits(count * k);
-        fast_forward_rows({batch.pixels.data() + first, batch.labels.data() + first, count, D, k,
-                           ElementType::kU8, batch.model.W.data(), batch.model.b.data(), batch.data.scale(),
-                           loss.data(), nullptr, dlogits.data()});
-        return std::pair(loss, dlogits);
-      };
-      const auto [loss, dlogits] = forward(0, n);
+      const auto [loss, dlogits] = fast_loss_and_dlogits(batch, 0, n);
       for (std::size_t r = 0; r < n; ++r) {
         const std::string where = fmt::format("{} K={} row {} label {}", target, K, r, batch.labels[r]);
         EXPECT_TRUE(std::isnan(loss[r])) << where << ": " << loss[r];
         for (std::size_t c = 0; c < k; ++c)
           EXPECT_TRUE(std::isnan(dlogits[r * k + c]))
               << where << " class " << c << ": " << dlogits[r * k + c];
-        EXPECT_TRUE(std::isnan(forward(r, 1).first[0])) << where;
+        EXPECT_TRUE(std::isnan(fast_loss_and_dlogits(batch, r, 1).first[0])) << where;
       }
     }
   }
