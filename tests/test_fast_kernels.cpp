@@ -272,50 +272,35 @@ std::pair<std::vector<float>, std::vector<float>> fast_loss_and_dlogits(const Ba
   return {loss, dlogits};
 }
 
-TEST(FastKernels, AnInfiniteLogitMakesTheRowsLossInfiniteOrNan) {
-  // A logit of +inf (a weight gone to infinity) is the row's max: its shifted logit is inf - inf = NaN,
-  // every other one -inf. The loss must not come out finite, for the run to stop as diverged, and the
-  // dlogits are NaN as the reference's are. Every row, in a batch and alone, every target.
+TEST(FastKernels, ANanOrInfiniteLogitLeavesTheRowNoFiniteLossAndNanDlogits) {
+  // A non-finite loss is how a run that diverged is caught (Trainer::check_batch_loss), and the
+  // reference's gradient carries a NaN on. One class's logit NaN (a weight gone NaN): the label's
+  // shifted logit stays finite, so only the exp sum can carry the NaN to the loss and the dlogits, and
+  // Highway's exp of a NaN is 0 and its log of a NaN is finite unless the kernels keep them NaN: the
+  // loss must be NaN. One class's logit +inf: it is the row's max, its shifted logit inf - inf = NaN,
+  // every other one -inf: the loss must not be finite. Every row, in a batch (rows in vectors, the rest
+  // alone) and alone, every target.
   for (const std::string& target : simd_targets_available()) {
     restrict_simd_targets(target);
-    for (int K : {2, 3, 10, 17}) {
-      const std::size_t n = 37, k = static_cast<std::size_t>(K);
-      Batch batch(/*side=*/8, n, /*init_std=*/0.1, /*seed=*/static_cast<std::uint32_t>(K + 95), K);
-      batch.model.b(1) = std::numeric_limits<float>::infinity();
-      const auto [loss, dlogits] = fast_loss_and_dlogits(batch, 0, n);
-      for (std::size_t r = 0; r < n; ++r) {
-        const std::string where = fmt::format("{} K={} row {} label {}", target, K, r, batch.labels[r]);
-        EXPECT_FALSE(std::isfinite(loss[r])) << where << ": " << loss[r];
-        for (std::size_t c = 0; c < k; ++c)
-          EXPECT_TRUE(std::isnan(dlogits[r * k + c]))
-              << where << " class " << c << ": " << dlogits[r * k + c];
-        EXPECT_FALSE(std::isfinite(fast_loss_and_dlogits(batch, r, 1).first[0])) << where;
-      }
-    }
-  }
-  restrict_simd_targets("");
-}
-
-TEST(FastKernels, ANanLogitMakesTheRowsLossAndDlogitsNan) {
-  // A NaN loss is how a run that diverged is caught (Trainer::check_batch_loss), and the reference's
-  // gradient carries a NaN on. A NaN logit of a class other than the label leaves the label's shifted
-  // logit finite, so only the exp sum can carry the NaN to the loss and the dlogits; Highway's exp of a
-  // NaN is 0 and its log of a NaN is finite, unless the kernels keep them NaN. Every row, in a batch
-  // (rows in vectors, the rest alone) and alone, every target.
-  for (const std::string& target : simd_targets_available()) {
-    restrict_simd_targets(target);
-    for (int K : {2, 3, 10, 17}) {
-      const std::size_t n = 37, k = static_cast<std::size_t>(K);
-      Batch batch(/*side=*/8, n, /*init_std=*/0.1, /*seed=*/static_cast<std::uint32_t>(K + 90), K);
-      batch.model.b(1) = std::numeric_limits<float>::quiet_NaN();
-      const auto [loss, dlogits] = fast_loss_and_dlogits(batch, 0, n);
-      for (std::size_t r = 0; r < n; ++r) {
-        const std::string where = fmt::format("{} K={} row {} label {}", target, K, r, batch.labels[r]);
-        EXPECT_TRUE(std::isnan(loss[r])) << where << ": " << loss[r];
-        for (std::size_t c = 0; c < k; ++c)
-          EXPECT_TRUE(std::isnan(dlogits[r * k + c]))
-              << where << " class " << c << ": " << dlogits[r * k + c];
-        EXPECT_TRUE(std::isnan(fast_loss_and_dlogits(batch, r, 1).first[0])) << where;
+    for (const float logit :
+         {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+      for (int K : {2, 3, 10, 17}) {
+        const std::size_t n = 37, k = static_cast<std::size_t>(K);
+        Batch batch(/*side=*/8, n, /*init_std=*/0.1, /*seed=*/static_cast<std::uint32_t>(K + 90), K);
+        batch.model.b(1) = logit;
+        const auto loss_as_expected = [&](float loss) {
+          return std::isnan(logit) ? std::isnan(loss) : !std::isfinite(loss);
+        };
+        const auto [loss, dlogits] = fast_loss_and_dlogits(batch, 0, n);
+        for (std::size_t r = 0; r < n; ++r) {
+          const std::string where =
+              fmt::format("{} logit {} K={} row {} label {}", target, logit, K, r, batch.labels[r]);
+          EXPECT_TRUE(loss_as_expected(loss[r])) << where << ": " << loss[r];
+          for (std::size_t c = 0; c < k; ++c)
+            EXPECT_TRUE(std::isnan(dlogits[r * k + c]))
+                << where << " class " << c << ": " << dlogits[r * k + c];
+          EXPECT_TRUE(loss_as_expected(fast_loss_and_dlogits(batch, r, 1).first[0])) << where;
+        }
       }
     }
   }
