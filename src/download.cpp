@@ -94,14 +94,19 @@ std::string hex(const unsigned char* digest, unsigned size) {
 }
 
 // libcrypto's digest functions, from the library opened at the first checksum: linked, it cost every
-// process about 0.6 ms at start (BENCHMARKS.md, process start).
+// process about 0.6 ms at start (BENCHMARKS.md, process start). Each is listed once, without its EVP_
+// prefix, as cairo's are (plot/cairo_library.hpp).
+#define SOFTREG_CRYPTO_FUNCTIONS(X) \
+  X(MD_CTX_new)                     \
+  X(MD_CTX_free)                    \
+  X(sha256)                         \
+  X(DigestInit_ex)                  \
+  X(DigestUpdate)                   \
+  X(DigestFinal_ex)
 struct CryptoLibrary {
-  decltype(&::EVP_MD_CTX_new) md_ctx_new = nullptr;
-  decltype(&::EVP_MD_CTX_free) md_ctx_free = nullptr;
-  decltype(&::EVP_sha256) sha256 = nullptr;
-  decltype(&::EVP_DigestInit_ex) digest_init_ex = nullptr;
-  decltype(&::EVP_DigestUpdate) digest_update = nullptr;
-  decltype(&::EVP_DigestFinal_ex) digest_final_ex = nullptr;
+#define SOFTREG_CRYPTO_POINTER(name) decltype(&::EVP_##name) name = nullptr;
+  SOFTREG_CRYPTO_FUNCTIONS(SOFTREG_CRYPTO_POINTER)
+#undef SOFTREG_CRYPTO_POINTER
 };
 
 CryptoLibrary open_libcrypto() {
@@ -109,13 +114,10 @@ CryptoLibrary open_libcrypto() {
   const SharedLibrary library("SOFTREG_LIBCRYPTO", "libcrypto.so.3", "check SHA-256 sums",
                               "install libssl3 (scripts/setup does)");
   CryptoLibrary crypto;
-  constexpr std::string_view kExpected = "is it OpenSSL 3's libcrypto?";
-  library.resolve("EVP_MD_CTX_new", crypto.md_ctx_new, kExpected);
-  library.resolve("EVP_MD_CTX_free", crypto.md_ctx_free, kExpected);
-  library.resolve("EVP_sha256", crypto.sha256, kExpected);
-  library.resolve("EVP_DigestInit_ex", crypto.digest_init_ex, kExpected);
-  library.resolve("EVP_DigestUpdate", crypto.digest_update, kExpected);
-  library.resolve("EVP_DigestFinal_ex", crypto.digest_final_ex, kExpected);
+#define SOFTREG_CRYPTO_RESOLVE(name) \
+  library.resolve("EVP_" #name, crypto.name, "is it OpenSSL 3's libcrypto?");
+  SOFTREG_CRYPTO_FUNCTIONS(SOFTREG_CRYPTO_RESOLVE)
+#undef SOFTREG_CRYPTO_RESOLVE
   return crypto;
 }
 
@@ -126,20 +128,20 @@ const CryptoLibrary& libcrypto() {
 }
 
 struct DigestDeleter {
-  void operator()(EVP_MD_CTX* ctx) const { libcrypto().md_ctx_free(ctx); }
+  void operator()(EVP_MD_CTX* ctx) const { libcrypto().MD_CTX_free(ctx); }
 };
 // An incremental SHA-256.
 class Sha256 {
  public:
-  Sha256() : crypto_(libcrypto()), ctx_(crypto_.md_ctx_new()) {
-    if (!ctx_ || crypto_.digest_init_ex(ctx_.get(), crypto_.sha256(), nullptr) != 1)
+  Sha256() : crypto_(libcrypto()), ctx_(crypto_.MD_CTX_new()) {
+    if (!ctx_ || crypto_.DigestInit_ex(ctx_.get(), crypto_.sha256(), nullptr) != 1)
       throw Error("SHA-256: cannot start");
   }
-  void add(const void* data, std::size_t size) { crypto_.digest_update(ctx_.get(), data, size); }
+  void add(const void* data, std::size_t size) { crypto_.DigestUpdate(ctx_.get(), data, size); }
   std::string hex_digest() {
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned size = 0;
-    crypto_.digest_final_ex(ctx_.get(), digest, &size);
+    crypto_.DigestFinal_ex(ctx_.get(), digest, &size);
     return hex(digest, size);
   }
 
@@ -178,15 +180,19 @@ void fsync_path(const fs::path& path, int flags) {
 // libcurl is opened when the first download starts instead of being linked: with the TLS, Kerberos,
 // LDAP and SSH libraries it brings, it cost every softreg process about 3 ms at start (BENCHMARKS.md),
 // and most runs never download. The header still gives the types and constants; these are the
-// functions softreg calls.
+// functions softreg calls, each listed once without its curl_ prefix.
+#define SOFTREG_CURL_FUNCTIONS(X) \
+  X(global_init)                  \
+  X(easy_init)                    \
+  X(easy_cleanup)                 \
+  X(easy_setopt)                  \
+  X(easy_getinfo)                 \
+  X(easy_perform)                 \
+  X(easy_strerror)
 struct CurlLibrary {
-  decltype(&::curl_global_init) global_init = nullptr;
-  decltype(&::curl_easy_init) easy_init = nullptr;
-  decltype(&::curl_easy_cleanup) easy_cleanup = nullptr;
-  decltype(&::curl_easy_setopt) easy_setopt = nullptr;
-  decltype(&::curl_easy_getinfo) easy_getinfo = nullptr;
-  decltype(&::curl_easy_perform) easy_perform = nullptr;
-  decltype(&::curl_easy_strerror) easy_strerror = nullptr;
+#define SOFTREG_CURL_POINTER(name) decltype(&::curl_##name) name = nullptr;
+  SOFTREG_CURL_FUNCTIONS(SOFTREG_CURL_POINTER)
+#undef SOFTREG_CURL_POINTER
 };
 
 // The soname since libcurl 7.16 (2006); SOFTREG_LIBCURL names another build (e.g. libcurl-gnutls.so.4).
@@ -196,14 +202,9 @@ CurlLibrary open_libcurl() {
   const SharedLibrary library("SOFTREG_LIBCURL", kCurlLibraryName, "download",
                               "install libcurl4 (scripts/setup does)");
   CurlLibrary curl;
-  constexpr std::string_view kExpected = "is it libcurl?";
-  library.resolve("curl_global_init", curl.global_init, kExpected);
-  library.resolve("curl_easy_init", curl.easy_init, kExpected);
-  library.resolve("curl_easy_cleanup", curl.easy_cleanup, kExpected);
-  library.resolve("curl_easy_setopt", curl.easy_setopt, kExpected);
-  library.resolve("curl_easy_getinfo", curl.easy_getinfo, kExpected);
-  library.resolve("curl_easy_perform", curl.easy_perform, kExpected);
-  library.resolve("curl_easy_strerror", curl.easy_strerror, kExpected);
+#define SOFTREG_CURL_RESOLVE(name) library.resolve("curl_" #name, curl.name, "is it libcurl?");
+  SOFTREG_CURL_FUNCTIONS(SOFTREG_CURL_RESOLVE)
+#undef SOFTREG_CURL_RESOLVE
   if (curl.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) throw Error("libcurl: cannot initialise");
   return curl;
 }

@@ -157,18 +157,23 @@ namespace {
 
 // libzip's functions that read_npz_file calls, from the library opened at the first .npz: linked, it
 // and the libcrypto it loads cost every process about 0.9 ms at start (BENCHMARKS.md, process start).
+// Each is listed once, without its zip_ prefix, as cairo's are (plot/cairo_library.hpp).
+#define SOFTREG_ZIP_FUNCTIONS(X) \
+  X(open)                        \
+  X(error_init_with_code)        \
+  X(error_strerror)              \
+  X(error_fini)                  \
+  X(discard)                     \
+  X(get_num_entries)             \
+  X(stat_index)                  \
+  X(fopen_index)                 \
+  X(strerror)                    \
+  X(fread)                       \
+  X(fclose)
 struct ZipLibrary {
-  decltype(&::zip_open) open = nullptr;
-  decltype(&::zip_error_init_with_code) error_init_with_code = nullptr;
-  decltype(&::zip_error_strerror) error_strerror = nullptr;
-  decltype(&::zip_error_fini) error_fini = nullptr;
-  decltype(&::zip_discard) discard = nullptr;
-  decltype(&::zip_get_num_entries) get_num_entries = nullptr;
-  decltype(&::zip_stat_index) stat_index = nullptr;
-  decltype(&::zip_fopen_index) fopen_index = nullptr;
-  decltype(&::zip_strerror) strerror = nullptr;
-  decltype(&::zip_fread) fread = nullptr;
-  decltype(&::zip_fclose) fclose = nullptr;
+#define SOFTREG_ZIP_POINTER(name) decltype(&::zip_##name) name = nullptr;
+  SOFTREG_ZIP_FUNCTIONS(SOFTREG_ZIP_POINTER)
+#undef SOFTREG_ZIP_POINTER
 };
 
 ZipLibrary open_libzip() {
@@ -176,18 +181,9 @@ ZipLibrary open_libzip() {
   const SharedLibrary library("SOFTREG_LIBZIP", "libzip.so.4", "read .npz files",
                               "install libzip4 (scripts/setup does), or pass the arrays as .npy files");
   ZipLibrary zip;
-  constexpr std::string_view kExpected = "is it libzip?";
-  library.resolve("zip_open", zip.open, kExpected);
-  library.resolve("zip_error_init_with_code", zip.error_init_with_code, kExpected);
-  library.resolve("zip_error_strerror", zip.error_strerror, kExpected);
-  library.resolve("zip_error_fini", zip.error_fini, kExpected);
-  library.resolve("zip_discard", zip.discard, kExpected);
-  library.resolve("zip_get_num_entries", zip.get_num_entries, kExpected);
-  library.resolve("zip_stat_index", zip.stat_index, kExpected);
-  library.resolve("zip_fopen_index", zip.fopen_index, kExpected);
-  library.resolve("zip_strerror", zip.strerror, kExpected);
-  library.resolve("zip_fread", zip.fread, kExpected);
-  library.resolve("zip_fclose", zip.fclose, kExpected);
+#define SOFTREG_ZIP_RESOLVE(name) library.resolve("zip_" #name, zip.name, "is it libzip?");
+  SOFTREG_ZIP_FUNCTIONS(SOFTREG_ZIP_RESOLVE)
+#undef SOFTREG_ZIP_RESOLVE
   return zip;
 }
 
