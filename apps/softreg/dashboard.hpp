@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <string>
 
+#include "serve/plugin_abi.h"
+
 namespace softreg::cli {
 
 class ServedDashboard {
@@ -20,8 +22,8 @@ class ServedDashboard {
 
  private:
   void* dashboard_ = nullptr;
-  std::size_t (*url_)(const void*, char*, std::size_t) = nullptr;
-  void (*stop_)(void*) = nullptr;
+  SoftregDashboardUrl url_ = nullptr;
+  SoftregDashboardStop stop_ = nullptr;
 };
 
 /// Where the server module is looked for: SOFTREG_SERVE_MODULE when set, else beside the executable
