@@ -177,6 +177,7 @@ std::string summary_json(const RunSummary& s) {
   j["seconds_load"] = s.seconds_load;
   j["seconds_train"] = s.seconds_train;
   j["seconds_checkpoints"] = s.seconds_checkpoints;
+  j["checkpoints"] = s.checkpoints;
   j["seconds_total"] = s.seconds_total;
   if (!s.checks.empty()) {
     bool all_passed = true;

@@ -1,4 +1,4 @@
-// The life of a training run: start or resume, epochs with a checkpoint after each, the final checks,
+// The life of a training run: start or resume, epochs with the folder refreshed as they go, the final checks,
 // pictures and summary. Front ends only choose the folder, parse flags and print.
 #include "softreg/run.hpp"
 
@@ -101,14 +101,18 @@ TrainingRun::TrainingRun(const SavedRun& saved, const TrainTestData& data, RunOp
 }
 
 ModelFile TrainingRun::model_file() const {
+  return model_file_of(trainer_.state());
+}
+
+ModelFile TrainingRun::model_file_of(const TrainerState& state) const {
   ModelFile file;
-  file.model = trainer_.model();
+  const auto& standardization = trainer_.standardization();
+  file.model = standardization ? fold_standardization(state.model, *standardization) : state.model;
   file.class_names = options_.class_names;
   file.height = static_cast<int>(data_.train.height);
   file.width = static_cast<int>(data_.train.width);
   file.input = data_.train.kind;
   file.element = data_.train.element;
-  const TrainerState state = trainer_.state();
   // The metrics of the epoch the weights come from (after early stopping, not the last one trained).
   const EpochMetrics* metrics =
       state.epochs_done > 0 && static_cast<std::size_t>(state.epochs_done) <= history_.size()
@@ -170,6 +174,7 @@ RunStatus TrainingRun::train_full_batch(const RunCallbacks& callbacks) {
   const auto saving = std::chrono::steady_clock::now();
   if (options_.folder && options_.live_curves) plot::write_curves(*options_.folder, history_, 1);
   save_checkpoint();
+  if (options_.folder) ++checkpoints_written_;
   seconds_checkpoints_ += seconds_since(saving);
   seconds_train_ += seconds_since(start);
   if (callbacks.on_epoch) callbacks.on_epoch(m);
@@ -184,21 +189,17 @@ RunStatus TrainingRun::train(const RunCallbacks& callbacks) {
     return train_full_batch(callbacks);
   }
   const auto start = std::chrono::steady_clock::now();
+  last_refresh_ = start;
   const int epochs = trainer_.config().epochs;
   RunStatus status = RunStatus::kFinished;
   while (trainer_.epochs_done() < epochs) {
     const std::optional<EpochMetrics> m = trainer_.run_epoch(callbacks.on_batch, callbacks.should_stop);
-    const auto saving = std::chrono::steady_clock::now();
-    if (m) {
-      history_.push_back(*m);
-      // Redrawn and replaced atomically after every epoch: a viewer open on it follows training.
-      if (options_.folder && options_.live_curves) plot::write_curves(*options_.folder, history_, epochs);
-    }
+    if (m) history_.push_back(*m);
     if (m && m->has_validation && m->val_acc > best_val_acc_) {
       best_val_acc_ = m->val_acc;
       best_epoch_ = m->epoch;
       best_state_ = trainer_.state();
-      if (options_.folder) save_model(*options_.folder / "best.safetensors", model_file());
+      best_unsaved_ = true;
     }
     const int patience = trainer_.config().early_stop;
     const bool stop_early = m && patience > 0 && best_state_ && m->epoch - best_epoch_ >= patience &&
@@ -207,21 +208,43 @@ RunStatus TrainingRun::train(const RunCallbacks& callbacks) {
       trainer_.restore(*best_state_);  // keep the best epoch's model
       stopped_early_ = true;
     }
-    // Saved after every epoch (and at a stop), so an interrupted run loses at most one batch.
-    save_checkpoint();
-    seconds_checkpoints_ += seconds_since(saving);
+    // A stop mid-epoch (no m) and the run's end always refresh the folder, so an interrupted run loses
+    // at most one batch; between them, the refresh waits for its interval.
+    const bool refreshed = !m || stop_early || trainer_.epochs_done() >= epochs ||
+                           seconds_since(last_refresh_) >= options_.save_every_seconds;
+    if (refreshed) refresh_folder();
     if (stop_early) {
       if (callbacks.on_epoch) callbacks.on_epoch(*m);
       break;
     }
     if (m && callbacks.on_epoch) callbacks.on_epoch(*m);
     if (!m || (trainer_.epochs_done() < epochs && callbacks.should_stop && callbacks.should_stop())) {
+      if (!refreshed) refresh_folder();
       status = RunStatus::kStopped;
       break;
     }
   }
   seconds_train_ += seconds_since(start);
   return status;
+}
+
+void TrainingRun::refresh_folder() {
+  const auto saving = std::chrono::steady_clock::now();
+  if (options_.folder && best_unsaved_) {
+    // Before the checkpoint: a process killed between the two keeps a best.safetensors no older than
+    // the best epoch metrics.csv can show.
+    save_model(*options_.folder / "best.safetensors", model_file_of(*best_state_));
+  }
+  best_unsaved_ = false;
+  // Replaced atomically with each refresh: a viewer open on them follows training.
+  if (options_.folder && options_.live_curves) {
+    plot::write_curves(*options_.folder, history_, trainer_.config().epochs);
+    curves_drawn_for_ = history_.size();
+  }
+  save_checkpoint();
+  if (options_.folder) ++checkpoints_written_;
+  seconds_checkpoints_ += seconds_since(saving);
+  last_refresh_ = std::chrono::steady_clock::now();
 }
 
 RunReport TrainingRun::finish(const FinishOptions& options) {
@@ -237,10 +260,12 @@ RunReport TrainingRun::finish(const FinishOptions& options) {
   summary.seconds_load = options_.seconds_load;
   summary.seconds_train = seconds_train_;
   summary.seconds_checkpoints = seconds_checkpoints_;
+  summary.checkpoints = checkpoints_written_;
 
   if (options_.folder && options.pictures) {
     const std::filesystem::path& folder = *options_.folder;
-    plot::write_curves(folder, history_, trainer_.config().epochs);
+    // The last refresh drew them already when no epoch came since.
+    if (curves_drawn_for_ != history_.size()) plot::write_curves(folder, history_, trainer_.config().epochs);
     const Evaluation test = evaluate(trainer_.model(), data_.test, trainer_.pool());
     report.pictures = plot::write_model_pictures(folder, trainer_.model(), data_.test, test.predictions,
                                                  options_.class_names, options.grid);

@@ -23,6 +23,8 @@ expect 2 'softreg: error: --batch-size must be >= 1, got 0' -- train --batch-siz
 expect 2 'softreg: error: --epochs must be between 1 and' -- train --epochs 0
 expect 2 'softreg: error: --threads must be between 1 and' -- train --threads 0
 expect 2 'softreg: error: .*--epochs' -- train --epochs 1.5
+expect 2 'softreg: error: --save-every must be a number of seconds, 0 or more, got -1' -- train --save-every -1
+expect 2 'softreg: error: --save-every must be a number of seconds, 0 or more, got nan' -- train --save-every nan
 expect 1 'softreg: error: --data /nonexistent: not a folder' -- train --data /nonexistent
 # Data sets by name (the downloads themselves: test_download.cpp, against a loopback server).
 expect 2 "softreg: error: unknown data set 'cifar' \(known: fashion-mnist, mnist, kmnist\)" -- train --dataset cifar
@@ -141,9 +143,10 @@ expect 1 'lying.pgm: the header claims 8x6506266 pixels, more than a 21-byte fil
   predict --model run2/model.safetensors lying.pgm
 [ ! -s out.txt ] && ok || fail "predict printed a prediction for lying.pgm: $(cat out.txt)"
 
-# Ctrl-C saves a checkpoint; --resume continues it to the same weights as an uninterrupted run.
+# Ctrl-C saves a checkpoint; --resume continues it to the same weights as an uninterrupted run. The
+# stopped run writes its folder after every epoch (--save-every 0), so its metrics.csv says it trains.
 "$softreg" train --epochs 40 --threads 2 --seed 4 --quiet --no-check --no-plots --out straight && ok || fail "straight run"
-"$softreg" train --epochs 40 --threads 2 --seed 4 --quiet --no-check --no-plots --out stopped 2>stop.txt &
+"$softreg" train --epochs 40 --threads 2 --seed 4 --quiet --no-check --no-plots --save-every 0 --out stopped 2>stop.txt &
 pid=$!
 for _ in $(seq 100); do [ -f stopped/metrics.csv ] && break; sleep 0.02; done
 kill -INT $pid

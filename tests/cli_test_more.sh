@@ -22,6 +22,8 @@ for key in train_seconds_per_epoch floor_seconds_per_epoch load_seconds seconds_
   barrier_wait_fraction forward_seconds_per_epoch backward_seconds_per_epoch thread_busy_spread process_seconds probe_gflops probe_gflops_per_thread peak_rss_mb threads; do
   grep -q "\"$key\": [0-9]" bench.json && ok || fail "bench --json lacks $key"
 done
+# One epoch: one checkpoint, written after it.
+grep -q '"checkpoints": 1,' bench.json && ok || fail "bench --json: $(grep '"checkpoints"' bench.json)"
 # Process start, timed by execs of softreg --version: positive (0 would mean they could not be run).
 grep -Eq '"exec_seconds": (0\.[0-9]*[1-9]|[1-9])' bench.json && ok || fail "bench --json: no exec time: $(grep exec bench.json)"
 # Per-epoch barrier waits (one epoch here) and the CPUs the team was kept on (an array, maybe empty).

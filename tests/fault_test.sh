@@ -29,10 +29,11 @@ check_whole() {
   ok
 }
 
-# 1. SIGKILL at 12 moments from start-up to the end of a 20-epoch run, then --resume to the end.
+# 1. SIGKILL at 12 moments from start-up to the end of a 20-epoch run that writes its folder after every
+# epoch (--save-every 0), then --resume to the end.
 for delay in 0.02 0.05 0.1 0.15 0.2 0.3 0.4 0.5 0.7 0.9 1.2 1.6; do
   run=kill-$delay
-  "$softreg" train --epochs 20 --no-plots --quiet --threads 2 --out "$run" >/dev/null 2>&1 &
+  "$softreg" train --epochs 20 --no-plots --quiet --threads 2 --save-every 0 --out "$run" >/dev/null 2>&1 &
   pid=$!
   sleep "$delay"
   kill -9 "$pid" 2>/dev/null

@@ -42,7 +42,8 @@ class RunTest : public ::testing::Test {
 };
 
 TEST_F(RunTest, WritesTheFolderEveryEpochAndFinishesWithChecksPicturesAndSummary) {
-  TrainingRun run(recipe(), data, {.folder = dir / "run", .data_folder = "synthetic"});
+  TrainingRun run(recipe(), data,
+                  {.folder = dir / "run", .data_folder = "synthetic", .save_every_seconds = 0});
   std::vector<int> epochs_seen;
   std::size_t batches = 0;
   const RunStatus status = run.train({.on_batch =
@@ -106,9 +107,10 @@ TEST_F(RunTest, StoppedAndResumedFromTheFolderEqualsUninterrupted) {
   EXPECT_EQ(saved.data_folder, "synthetic");
   EXPECT_EQ(saved.config.epochs, 4);
 
-  // Resume, and stop again at the end of epoch 3 (the question asked after the epoch).
+  // Resume, and stop again at the end of epoch 3 (the question asked after the epoch), with no refresh
+  // of the folder due before the end: the stop itself writes the checkpoint.
   {
-    TrainingRun second(saved, data);
+    TrainingRun second(saved, data, {.save_every_seconds = 1e9});
     EXPECT_EQ(second.folder(), dir / "stopped");
     int epochs_finished = 0;
     EXPECT_EQ(second.train({.on_batch = {},
@@ -134,6 +136,44 @@ TEST_F(RunTest, StoppedAndResumedFromTheFolderEqualsUninterrupted) {
   // The checkpoints hold the same bytes: weights, recipe, state and metrics.
   EXPECT_EQ(file_bytes(dir / "stopped" / "model.safetensors"),
             file_bytes(dir / "straight" / "model.safetensors"));
+}
+
+TEST_F(RunTest, TheFolderWaitsForItsIntervalAndHoldsTheSameFilesAtTheEnd) {
+  TrainConfig config = recipe();
+  config.val_fraction = 0.2;  // best.safetensors too
+  TrainingRun every(config, data, {.folder = dir / "every", .save_every_seconds = 0});
+  ASSERT_EQ(every.train(), RunStatus::kFinished);
+  const RunSummary every_summary =
+      every.finish({.acceptance_checks = false, .pictures = false, .grid = {}}).summary;
+
+  // No refresh is due before the end: the folder stays empty until the last epoch, which writes all.
+  TrainingRun lazy(config, data, {.folder = dir / "lazy", .live_curves = true, .save_every_seconds = 1e9});
+  std::vector<bool> written;
+  ASSERT_EQ(lazy.train({.on_batch = {},
+                        .on_epoch =
+                            [&](const EpochMetrics&) {
+                              written.push_back(std::filesystem::exists(dir / "lazy" / "model.safetensors"));
+                              EXPECT_EQ(std::filesystem::exists(dir / "lazy" / "metrics.csv"),
+                                        written.back());
+                              EXPECT_EQ(std::filesystem::exists(dir / "lazy" / "curves.png"), written.back());
+                            },
+                        .should_stop = {}}),
+            RunStatus::kFinished);
+  EXPECT_EQ(written, (std::vector<bool>{false, false, false, true}));
+  const RunSummary lazy_summary =
+      lazy.finish({.acceptance_checks = false, .pictures = false, .grid = {}}).summary;
+  EXPECT_EQ(every_summary.checkpoints, 4);
+  EXPECT_EQ(lazy_summary.checkpoints, 1);
+
+  // The same checkpoint, and a best.safetensors written late that still holds the best epoch's weights,
+  // not the last epoch's (these data make the best epoch an earlier one).
+  EXPECT_EQ(file_bytes(dir / "lazy" / "model.safetensors"), file_bytes(dir / "every" / "model.safetensors"));
+  ASSERT_LT(lazy.best_epoch(), 4);
+  EXPECT_EQ(lazy.best_epoch(), every.best_epoch());
+  EXPECT_EQ(file_bytes(dir / "lazy" / "best.safetensors"), file_bytes(dir / "every" / "best.safetensors"));
+  EXPECT_EQ(trainer_state_from(load_model(dir / "lazy" / "best.safetensors"), "best").epochs_done,
+            lazy.best_epoch());
+  EXPECT_EQ(read_metrics_csv(dir / "lazy" / "metrics.csv").size(), 4u);
 }
 
 TEST_F(RunTest, MoreEpochsOnAFinishedRun) {

@@ -39,6 +39,7 @@ struct TrainOptions {
   bool no_check = false;
   bool no_plots = false;
   long long grid_count = 6;
+  double save_every = RunOptions{}.save_every_seconds;
   bool misclassified = false;
   bool download = false;
   std::vector<std::string> mirrors;
@@ -49,6 +50,11 @@ struct TrainOptions {
 
 void check_grid_count(long long n) {
   if (n < 1) throw UsageError(fmt::format("--n must be >= 1, got {}", n));
+}
+
+void check_save_every(double seconds) {
+  if (!(seconds >= 0) || !std::isfinite(seconds))
+    throw UsageError(fmt::format("--save-every must be a number of seconds, 0 or more, got {}", seconds));
 }
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
@@ -101,6 +107,7 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
   if (options.serve_port < 0 || options.serve_port > 65535)
     throw UsageError(
         fmt::format("--serve-port must be from 0 to 65535 (0: any free port), got {}", options.serve_port));
+  check_save_every(options.save_every);
   std::optional<SavedRun> saved;
   if (!options.resume.empty()) saved = saved_run_to_resume(options);
   if (!saved) check_grid_count(options.grid_count);  // resuming checks it with the saved run
@@ -153,8 +160,9 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
   const std::filesystem::path folder = saved                 ? saved->folder
                                        : options.out.empty() ? create_run_folder("runs")
                                                              : std::filesystem::path(options.out);
-  const RunOptions run_options =
+  RunOptions run_options =
       run_options_for(folder, loaded, source, !options.no_plots, seconds_load, process_start);
+  run_options.save_every_seconds = options.save_every;
   TrainingRun run = saved ? TrainingRun(*saved, data, run_options) : TrainingRun(config, data, run_options);
   const std::filesystem::path run_folder = *run.folder();
   if (dashboard) {
@@ -324,6 +332,10 @@ CommandRunner add_train_command(CLI::App& app) {
   cmd->add_flag("--no-check", options->no_check, "Skip the seed's acceptance checks");
   cmd->add_flag("--no-plots", options->no_plots,
                 "Draw no pictures (curves, predictions, confusion matrix, weight templates)");
+  cmd->add_option("--save-every", options->save_every,
+                  "Seconds between refreshes of the run folder (model.safetensors, metrics.csv, live "
+                  "curves) during training; 0: after every epoch. Always after the last epoch and at a stop")
+      ->capture_default_str();
   cmd->add_option("--n", options->grid_count, "Test images in predictions.png")->capture_default_str();
   cmd->add_flag("--misclassified", options->misclassified, "predictions.png shows only wrong predictions");
   cmd->add_flag("--download", options->download,

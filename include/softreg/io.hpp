@@ -49,7 +49,8 @@ struct RunSummary {
   bool stopped_early = false;  // early stopping ended the run before its last epoch
   double seconds_load = 0;
   double seconds_train = 0;
-  double seconds_checkpoints = 0;  // of seconds_train: writing the per-epoch checkpoints and curves
+  double seconds_checkpoints = 0;  // of seconds_train: the folder's refreshes (checkpoints and curves)
+  int checkpoints = 0;             // how many refreshes of the folder train() made
   double seconds_total = 0;
 
   /// The epoch whose model the run keeps: the best one after early stopping, else the last.

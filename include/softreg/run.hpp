@@ -37,8 +37,14 @@ struct RunOptions {
   /// Where the data came from: recorded in the checkpoint (a resumed run looks there) and summary.json.
   std::string data_folder;
   std::string data_source;  // source_to_json of where the data came from ("" when not known)
-  /// Redraw curves.png and curves.svg in the folder after every epoch, so a viewer follows training.
+  /// Redraw curves.png and curves.svg in the folder with each refresh, so a viewer follows training.
   bool live_curves = true;
+  /// The folder's refresh (model.safetensors, metrics.csv, best.safetensors, the live curves) after an
+  /// epoch once this many seconds have passed since the last one (or since train() began); 0: after
+  /// every epoch. Always after the last epoch, at a stop and at an early stop. At the seed's 12 ms an
+  /// epoch, writing every epoch cost 7 % of a --no-plots run and doubled the run with its curves
+  /// (BENCHMARKS.md); a killed run loses at most this long of training.
+  double save_every_seconds = 0.5;
   /// Class names for the model file and the pictures; empty: default_class_names(K).
   std::vector<std::string> class_names;
   /// Seconds the front end spent loading the data (summary.json's seconds_load).
@@ -54,7 +60,7 @@ struct RunOptions {
 struct RunCallbacks {
   /// After every batch: examples done in the epoch and the epoch's total.
   Trainer::BatchCallback on_batch;
-  /// After every finished epoch, once its checkpoint is written.
+  /// After every finished epoch, once the folder's refresh is done when one was due.
   std::function<void(const EpochMetrics&)> on_epoch;
   /// Asked after every batch but an epoch's last, and after every epoch; true stops the run there
   /// (with a checkpoint in the folder) and train() returns kStopped.
@@ -102,17 +108,20 @@ class TrainingRun {
   /// keeps writing into saved.folder; options.data_folder defaults to the recorded one.
   TrainingRun(const SavedRun& saved, const TrainTestData& data, RunOptions options = {});
 
-  /// Trains epoch after epoch up to config().epochs, checkpointing each; see RunCallbacks.
+  /// Trains epoch after epoch up to config().epochs, refreshing the folder as RunOptions::save_every_seconds
+  /// says; see RunCallbacks.
   RunStatus train(const RunCallbacks& callbacks = {});
 
   /// After training: the acceptance checks, the pictures and summary.json (those two with a folder).
   RunReport finish(const FinishOptions& options = {});
 
-  /// Writes model.safetensors and metrics.csv now (train() does after every epoch and at a stop).
+  /// Writes model.safetensors and metrics.csv now (train() does with each refresh of the folder).
   void save_checkpoint() const;
 
   /// The model with what a reader needs (class names, image size) and the checkpoint metadata.
   ModelFile model_file() const;
+  /// The same for a state of this run (a best epoch kept aside).
+  ModelFile model_file_of(const TrainerState& state) const;
 
   const std::vector<EpochMetrics>& history() const { return history_; }
   const TrainConfig& config() const { return trainer_.config(); }
@@ -139,8 +148,16 @@ class TrainingRun {
   // optimizer "lbfgs": the full-batch fit in place of the epochs.
   RunStatus train_full_batch(const RunCallbacks& callbacks);
 
+  // The folder's refresh after an epoch: best.safetensors when a better epoch is not yet saved, the live
+  // curves, then the checkpoint.
+  void refresh_folder();
+
   double seconds_train_ = 0;
   double seconds_checkpoints_ = 0;
+  int checkpoints_written_ = 0;
+  std::chrono::steady_clock::time_point last_refresh_;
+  bool best_unsaved_ = false;         // best_state_ is newer than best.safetensors
+  std::size_t curves_drawn_for_ = 0;  // the epochs in the live curves last drawn
   std::optional<RunSummary::Lbfgs> lbfgs_;
   // The best validation accuracy so far: its epoch and the state to go back to when stopping early.
   int best_epoch_ = 0;
