@@ -268,7 +268,7 @@ RunReport TrainingRun::finish(const FinishOptions& options) {
     if (curves_drawn_for_ != history_.size()) plot::write_curves(folder, history_, trainer_.config().epochs);
     const Evaluation test = evaluate(trainer_.model(), data_.test, trainer_.pool());
     report.pictures = plot::write_model_pictures(folder, trainer_.model(), data_.test, test.predictions,
-                                                 options_.class_names, options.grid);
+                                                 options_.class_names, options.grid, trainer_.pool());
     report.pictures.insert(report.pictures.begin(), {"curves.png", "curves.svg"});
   }
   summary.lbfgs = lbfgs_;
@@ -307,8 +307,8 @@ std::vector<std::string> redraw_run_pictures(const std::filesystem::path& run,
   }
   const Dataset test = load_split_for_model(model, data, "test").data;
   const Evaluation evaluation = evaluate(model.model, test, pool);
-  const std::vector<std::string> pictures =
-      plot::write_model_pictures(out, model.model, test, evaluation.predictions, model.class_names, grid);
+  const std::vector<std::string> pictures = plot::write_model_pictures(
+      out, model.model, test, evaluation.predictions, model.class_names, grid, pool);
   written.insert(written.end(), pictures.begin(), pictures.end());
   return written;
 }

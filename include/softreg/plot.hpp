@@ -151,11 +151,12 @@ inline constexpr int kMaxClassesDrawn = 50;
 
 /// predictions.png, confusion.png, confusion.csv and weights.png in `folder`, from the model's
 /// predictions on `test` (the image pictures only for images, the per-class ones only up to
-/// kMaxClassesDrawn classes). Returns the names of the files written.
+/// kMaxClassesDrawn classes), drawn side by side on the pool's threads. Returns the names of the files
+/// written.
 std::vector<std::string> write_model_pictures(const std::filesystem::path& folder, const SoftmaxModel& model,
                                               const Dataset& test, const std::vector<Label>& predictions,
                                               const std::vector<std::string>& class_names,
-                                              const GridChoice& grid);
+                                              const GridChoice& grid, ThreadPool& pool);
 
 // ---- Terminal ------------------------------------------------------------------------------------
 

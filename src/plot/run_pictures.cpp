@@ -1,6 +1,10 @@
 // Which pictures a run folder gets and what goes into them, shared by training runs and `plot`.
+#include <algorithm>
+#include <atomic>
+
 #include "softreg/atomic_file.hpp"
 #include "softreg/metrics.hpp"
+#include "softreg/parallel.hpp"
 #include "softreg/plot.hpp"
 
 namespace softreg::plot {
@@ -23,32 +27,48 @@ void write_curves(const std::filesystem::path& folder, const std::vector<EpochMe
 std::vector<std::string> write_model_pictures(const std::filesystem::path& folder, const SoftmaxModel& model,
                                               const Dataset& test, const std::vector<Label>& predictions,
                                               const std::vector<std::string>& class_names,
-                                              const GridChoice& grid) {
+                                              const GridChoice& grid, ThreadPool& pool) {
   // Feature rows are not pictures, and beyond kMaxClassesDrawn classes a picture per class (or a K x K
   // grid of cells) is no longer readable: confusion.csv has the figures then.
   const bool images = test.kind == InputKind::kImages;
   const bool drawable = model.classes() <= kMaxClassesDrawn;
-  std::vector<std::string> written;
-  if (images) {
-    std::vector<GridItem> items;
-    for (std::size_t i = 0; i < test.count && static_cast<int>(items.size()) < grid.count; ++i) {
-      if (!grid.misclassified || predictions[i] != test.labels[i]) items.push_back({i, predictions[i]});
-    }
-    draw_prediction_grid(test, items, class_names, folder / "predictions.png");
-    written.push_back("predictions.png");
-  }
+  // Each picture is its own surface and file, so they are drawn side by side on the pool's threads,
+  // each thread taking the next one not yet begun, the slowest first (PNG encoding is most of each):
+  // the confusion matrix, the weights, the grid (26, 19 and 9 % of `softreg plot`; on two threads 55
+  // -> 36 ms). The curves stay out of this: cairo numbers an SVG's surface by the surfaces created
+  // before it in the process, so curves.svg drawn beside others would not be the same bytes each time.
+  std::vector<std::function<void()>> jobs;
   const ClassificationReport report = classification_report(test.labels, predictions, model.classes());
-  if (drawable) {
-    draw_confusion_matrix(report.confusion, class_names, folder / "confusion.png");
-    written.push_back("confusion.png");
-  }
-  write_file_atomic(folder / "confusion.csv", confusion_csv(report.confusion, class_names));
-  written.push_back("confusion.csv");
+  jobs.emplace_back([&] {
+    if (drawable) draw_confusion_matrix(report.confusion, class_names, folder / "confusion.png");
+    write_file_atomic(folder / "confusion.csv", confusion_csv(report.confusion, class_names));
+  });
   if (images && drawable) {
-    draw_weight_templates(model, static_cast<int>(test.height), static_cast<int>(test.width), class_names,
-                          folder / "weights.png");
-    written.push_back("weights.png");
+    jobs.emplace_back([&] {
+      draw_weight_templates(model, static_cast<int>(test.height), static_cast<int>(test.width), class_names,
+                            folder / "weights.png");
+    });
   }
+  if (images) {
+    jobs.emplace_back([&] {
+      std::vector<GridItem> items;
+      for (std::size_t i = 0; i < test.count && static_cast<int>(items.size()) < grid.count; ++i) {
+        if (!grid.misclassified || predictions[i] != test.labels[i]) items.push_back({i, predictions[i]});
+      }
+      draw_prediction_grid(test, items, class_names, folder / "predictions.png");
+    });
+  }
+  std::atomic<std::size_t> next{0};
+  pool.run(std::min(jobs.size(), static_cast<std::size_t>(pool.threads())), [&](std::size_t) {
+    for (std::size_t i = next++; i < jobs.size(); i = next++)
+      jobs[i]();
+  });
+
+  std::vector<std::string> written;
+  if (images) written.push_back("predictions.png");
+  if (drawable) written.push_back("confusion.png");
+  written.push_back("confusion.csv");
+  if (images && drawable) written.push_back("weights.png");
   return written;
 }
 
