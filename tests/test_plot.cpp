@@ -129,6 +129,48 @@ TEST(PlotFiles, CurvesArePngAndValidSvg) {
   }
 }
 
+// The PNG writer (stb_image_write with libdeflate, from cairo's 32-bit pixels): every value back exactly,
+// and red, green and blue in their places.
+TEST(PlotFiles, PngFilesHoldTheExactPixelsInTheirChannels) {
+  std::vector<std::uint8_t> gray(13 * 7);
+  for (std::size_t i = 0; i < gray.size(); ++i)
+    gray[i] = static_cast<std::uint8_t>(i * 37 % 256);
+  const std::string png = gray_image_png(gray, 13, 7, /*scale=*/3);
+  int w = 0, h = 0, channels = 0;
+  unsigned char* data = stbi_load_from_memory(reinterpret_cast<const unsigned char*>(png.data()),
+                                              static_cast<int>(png.size()), &w, &h, &channels, 0);
+  ASSERT_NE(data, nullptr);
+  ASSERT_EQ(w, 39);
+  ASSERT_EQ(h, 21);
+  ASSERT_EQ(channels, 3);  // 8-bit RGB
+  int wrong = 0;
+  for (int y = 0; y < h; ++y) {
+    for (int x = 0; x < w; ++x) {
+      const std::uint8_t want = gray[static_cast<std::size_t>(y / 3 * 13 + x / 3)];
+      for (int c = 0; c < 3; ++c)
+        wrong += data[(y * w + x) * 3 + c] != want;
+    }
+  }
+  stbi_image_free(data);
+  EXPECT_EQ(wrong, 0);
+
+  // The curves' first series is matplotlib's blue, (31, 119, 180); with red and blue swapped it would
+  // be (180, 119, 31).
+  test::TempDir dir;
+  draw_training_curves({{"train loss", {0.79, 0.57, 0.52}}}, 3, dir / "c.png", {});
+  data = stbi_load((dir / "c.png").c_str(), &w, &h, &channels, 3);
+  ASSERT_NE(data, nullptr);
+  std::size_t blue = 0, swapped = 0;
+  for (int i = 0; i < w * h; ++i) {
+    const unsigned char* p = data + 3 * i;
+    blue += p[0] == 31 && p[1] == 119 && p[2] == 180;
+    swapped += p[0] == 180 && p[1] == 119 && p[2] == 31;
+  }
+  stbi_image_free(data);
+  EXPECT_GT(blue, 100u);
+  EXPECT_EQ(swapped, 0u);
+}
+
 TEST(PlotFiles, PredictionGridConfusionAndWeights) {
   test::TempDir dir;
   const Dataset data = test::random_dataset(12, 28, 28, 10, 5);

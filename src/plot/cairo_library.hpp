@@ -47,7 +47,6 @@ namespace softreg::plot {
   X(surface_flush)                 \
   X(surface_mark_dirty)            \
   X(surface_status)                \
-  X(surface_write_to_png_stream)   \
   X(svg_surface_create_for_stream) \
   X(text_extents)                  \
   X(translate)

@@ -5,8 +5,10 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <optional>
 
 #include "plot/cairo_library.hpp"
+#include "plot/png.hpp"
 #include "softreg/error.hpp"
 #include "softreg/io.hpp"
 #include "softreg/plot.hpp"
@@ -56,15 +58,21 @@ void render(cairo_surface_t* surface, const std::filesystem::path& path, Draw&& 
   check(cairo().status(cr.get()), path);
 }
 
+// The PNG file of an RGB24 image surface of w x h pixels.
+std::string png_bytes(cairo_surface_t* surface, int width, int height, const std::filesystem::path& path) {
+  cairo().surface_flush(surface);
+  std::optional<std::string> png = encode_png_rgb24(cairo().image_surface_get_data(surface), width, height,
+                                                    cairo().image_surface_get_stride(surface));
+  if (!png) throw Error::in_file(path, "drawing failed: out of memory encoding the PNG");
+  return std::move(*png);
+}
+
 // Renders on a w x h canvas and writes the PNG atomically.
 template <class Draw>
 void write_png(const std::filesystem::path& path, int width, int height, Draw&& draw) {
   Surface surface(cairo().image_surface_create(CAIRO_FORMAT_RGB24, width, height));
   render(surface.get(), path, draw);
-  cairo().surface_flush(surface.get());
-  std::string bytes;
-  check(cairo().surface_write_to_png_stream(surface.get(), append_to_string, &bytes), path);
-  write_file_atomic(path, bytes);
+  write_file_atomic(path, png_bytes(surface.get(), width, height, path));
 }
 
 // Renders on a w x h canvas and writes the SVG atomically.
@@ -588,9 +596,7 @@ std::string gray_image_png(std::span<const std::uint8_t> pixels, int width, int 
     }
   }
   cairo().surface_mark_dirty(surface.get());
-  std::string bytes;
-  check(cairo().surface_write_to_png_stream(surface.get(), append_to_string, &bytes), "image.png");
-  return bytes;
+  return png_bytes(surface.get(), width * scale, height * scale, "image.png");
 }
 
 }  // namespace softreg::plot
