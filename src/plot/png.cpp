@@ -1,8 +1,8 @@
 // PNG files from cairo's pixels: stb_image_write's PNG writer (libstb-dev) with libdeflate's zlib
 // compressor in place of stb's own, rows unfiltered. cairo's writer (libpng with zlib, adaptive
 // filters) spent 60 % of `softreg plot` encoding; this takes two fifths of its time (perf samples) for
-// files within -8 to +11 % of its sizes (BENCHMARKS.md). The charts are flat colours and upscaled pixels, which
-// deflate finds as repeats without a filter; stb's per-row filter choice alone cost more than
+// files within -8 to +11 % of its sizes (BENCHMARKS.md). The charts are flat colours and upscaled pixels,
+// which deflate finds as repeats without a filter; stb's per-row filter choice alone cost more than
 // libdeflate's compression.
 #include "plot/png.hpp"
 
