@@ -153,6 +153,10 @@ TEST(PlotFiles, PngFilesHoldTheExactPixelsInTheirChannels) {
   }
   stbi_image_free(data);
   EXPECT_EQ(wrong, 0);
+  // Past what the writer can count (3 bytes a pixel and one a row in an int), a clear error before
+  // any memory is taken.
+  test::expect_error([] { gray_image_png(std::vector<std::uint8_t>{7}, 1, 1, /*scale=*/30000); },
+                     "image.png: a 30000x30000 picture is too large to write as a PNG");
 
   // The curves' first series is matplotlib's blue, (31, 119, 180); with red and blue swapped it would
   // be (180, 119, 31).

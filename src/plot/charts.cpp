@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -59,6 +60,13 @@ void render(cairo_surface_t* surface, const std::filesystem::path& path, Draw&& 
 }
 
 // The PNG file of an RGB24 image surface of w x h pixels.
+// Before the surface is made: stb_image_write counts a PNG's filtered rows' bytes in an int.
+void check_png_size(int width, int height, const std::filesystem::path& path) {
+  if ((3 * static_cast<std::int64_t>(width) + 1) * height > std::numeric_limits<int>::max()) {
+    throw Error::in_file(path, fmt::format("a {}x{} picture is too large to write as a PNG", width, height));
+  }
+}
+
 std::string png_bytes(cairo_surface_t* surface, int width, int height, const std::filesystem::path& path) {
   cairo().surface_flush(surface);
   std::optional<std::string> png = encode_png_rgb24(cairo().image_surface_get_data(surface), width, height,
@@ -70,6 +78,7 @@ std::string png_bytes(cairo_surface_t* surface, int width, int height, const std
 // Renders on a w x h canvas and writes the PNG atomically.
 template <class Draw>
 void write_png(const std::filesystem::path& path, int width, int height, Draw&& draw) {
+  check_png_size(width, height, path);
   Surface surface(cairo().image_surface_create(CAIRO_FORMAT_RGB24, width, height));
   render(surface.get(), path, draw);
   write_file_atomic(path, png_bytes(surface.get(), width, height, path));
@@ -582,6 +591,12 @@ std::string gray_image_png(std::span<const std::uint8_t> pixels, int width, int 
       pixels.size() != static_cast<std::size_t>(width) * static_cast<std::size_t>(height))
     throw Error("gray_image_png: " + std::to_string(pixels.size()) + " pixels do not make a " +
                 std::to_string(width) + "x" + std::to_string(height) + " image");
+  if (static_cast<std::int64_t>(width) * scale > std::numeric_limits<int>::max() ||
+      static_cast<std::int64_t>(height) * scale > std::numeric_limits<int>::max()) {
+    throw Error("gray_image_png: a " + std::to_string(width) + "x" + std::to_string(height) +
+                " image scaled " + std::to_string(scale) + " times is too large");
+  }
+  check_png_size(width * scale, height * scale, "image.png");
   Surface surface(cairo().image_surface_create(CAIRO_FORMAT_RGB24, width * scale, height * scale));
   check(cairo().surface_status(surface.get()), "image.png");
   cairo().surface_flush(surface.get());
