@@ -1,9 +1,7 @@
-// PNG files from cairo's pixels: stb_image_write's PNG writer (libstb-dev) with libdeflate's zlib
-// compressor in place of stb's own, rows unfiltered. cairo's writer (libpng with zlib, adaptive
-// filters) spent 60 % of `softreg plot` encoding; this takes two fifths of its time (perf samples) for
-// files within -8 to +11 % of its sizes (BENCHMARKS.md). The charts are flat colours and upscaled pixels,
-// which deflate finds as repeats without a filter; stb's per-row filter choice alone cost more than
-// libdeflate's compression.
+// PNG files from cairo's pixels: stb_image_write's writer (libstb-dev) with libdeflate as its zlib
+// compressor, rows unfiltered: two fifths of the time of cairo's libpng writer, which was 60 % of
+// `softreg plot` (BENCHMARKS.md). The charts' flat colours and upscaled pixels deflate well without a
+// filter, and stb's per-row filter choice cost more than the compression itself.
 #include "plot/png.hpp"
 
 #include <libdeflate.h>
