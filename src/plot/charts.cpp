@@ -59,7 +59,6 @@ void render(cairo_surface_t* surface, const std::filesystem::path& path, Draw&& 
   check(cairo().status(cr.get()), path);
 }
 
-// The PNG file of an RGB24 image surface of w x h pixels.
 // Before the surface is made: stb_image_write counts a PNG's filtered rows' bytes in an int.
 void check_png_size(int width, int height, const std::filesystem::path& path) {
   if ((3 * static_cast<std::int64_t>(width) + 1) * height > std::numeric_limits<int>::max()) {
@@ -67,6 +66,7 @@ void check_png_size(int width, int height, const std::filesystem::path& path) {
   }
 }
 
+// The PNG file of an RGB24 image surface of w x h pixels.
 std::string png_bytes(cairo_surface_t* surface, int width, int height, const std::filesystem::path& path) {
   cairo().surface_flush(surface);
   std::optional<std::string> png = encode_png_rgb24(cairo().image_surface_get_data(surface), width, height,

@@ -6,6 +6,8 @@
 
 #include <libdeflate.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <vector>

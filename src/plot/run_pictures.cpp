@@ -1,6 +1,7 @@
 // Which pictures a run folder gets and what goes into them, shared by training runs and `plot`.
 #include <algorithm>
 #include <atomic>
+#include <functional>
 
 #include "softreg/atomic_file.hpp"
 #include "softreg/metrics.hpp"
@@ -34,9 +35,10 @@ std::vector<std::string> write_model_pictures(const std::filesystem::path& folde
   const bool drawable = model.classes() <= kMaxClassesDrawn;
   // Each picture is its own surface and file, so they are drawn side by side on the pool's threads,
   // each thread taking the next one not yet begun, the slowest first (PNG encoding is most of each):
-  // the confusion matrix, the weights, the grid (26, 19 and 9 % of `softreg plot`; on two threads 55
-  // -> 36 ms). The curves stay out of this: cairo numbers an SVG's surface by the surfaces created
-  // before it in the process, so curves.svg drawn beside others would not be the same bytes each time.
+  // the confusion matrix, the weights, the grid (26, 19 and 9 % of `softreg plot`; on two threads it
+  // took 40 ms instead of 54). The curves stay out of this: cairo numbers an SVG's surface by the surfaces
+  // created before it in the process, so curves.svg drawn beside others would not be the same bytes each
+  // time.
   std::vector<std::function<void()>> jobs;
   const ClassificationReport report = classification_report(test.labels, predictions, model.classes());
   jobs.emplace_back([&] {
