@@ -1,6 +1,4 @@
 // Which pictures a run folder gets and what goes into them, shared by training runs and `plot`.
-#include <algorithm>
-#include <atomic>
 #include <functional>
 
 #include "softreg/atomic_file.hpp"
@@ -33,24 +31,24 @@ std::vector<std::string> write_model_pictures(const std::filesystem::path& folde
   // grid of cells) is no longer readable: confusion.csv has the figures then.
   const bool images = test.kind == InputKind::kImages;
   const bool drawable = model.classes() <= kMaxClassesDrawn;
-  // Each picture is its own surface and file, so they are drawn side by side on the pool's threads,
-  // each thread taking the next one not yet begun, the slowest first (PNG encoding is most of each):
-  // the confusion matrix, the weights, the grid (26, 19 and 9 % of `softreg plot`; on two threads it
-  // took 40 ms instead of 54). The curves stay out of this: cairo numbers an SVG's surface by the surfaces
-  // created before it in the process, so curves.svg drawn beside others would not be the same bytes each
-  // time.
-  std::vector<std::function<void()>> jobs;
+  // Each picture is its own surface and file, so they are drawn side by side on the pool's threads
+  // (PNG encoding is most of each). The pool gives job i to thread i % threads: in this order two
+  // threads take the weights and the grid, and the confusion matrix, about even (`softreg plot` took
+  // 40 ms instead of 54 so). The curves stay out of this: cairo numbers an SVG's surface by the surfaces
+  // created before it in the process, so curves.svg drawn beside others would not be the same bytes
+  // each time.
   const ClassificationReport report = classification_report(test.labels, predictions, model.classes());
-  jobs.emplace_back([&] {
-    if (drawable) draw_confusion_matrix(report.confusion, class_names, folder / "confusion.png");
-    write_file_atomic(folder / "confusion.csv", confusion_csv(report.confusion, class_names));
-  });
+  std::vector<std::function<void()>> jobs;
   if (images && drawable) {
     jobs.emplace_back([&] {
       draw_weight_templates(model, static_cast<int>(test.height), static_cast<int>(test.width), class_names,
                             folder / "weights.png");
     });
   }
+  jobs.emplace_back([&] {
+    if (drawable) draw_confusion_matrix(report.confusion, class_names, folder / "confusion.png");
+    write_file_atomic(folder / "confusion.csv", confusion_csv(report.confusion, class_names));
+  });
   if (images) {
     jobs.emplace_back([&] {
       std::vector<GridItem> items;
@@ -60,11 +58,7 @@ std::vector<std::string> write_model_pictures(const std::filesystem::path& folde
       draw_prediction_grid(test, items, class_names, folder / "predictions.png");
     });
   }
-  std::atomic<std::size_t> next{0};
-  pool.run(std::min(jobs.size(), static_cast<std::size_t>(pool.threads())), [&](std::size_t) {
-    for (std::size_t i = next++; i < jobs.size(); i = next++)
-      jobs[i]();
-  });
+  pool.run(jobs.size(), [&](std::size_t i) { jobs[i](); });
 
   std::vector<std::string> written;
   if (images) written.push_back("predictions.png");
