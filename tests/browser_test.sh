@@ -153,12 +153,14 @@ webdriver POST "/session/$session/url" "{\"url\":\"${url}#run=fashion\"}" >/dev/
 run_script() {  # run_script JS: the string the script returns
   webdriver POST "/session/$session/execute/sync" "{\"script\":\"$1\",\"args\":[]}" | sed -n 's/.*"value":"\(.*\)"}$/\1/p'
 }
+# The fashion run's own matrix: until it has loaded, the page still shows the live run's, whose cells a
+# click would open.
 for _ in $(seq 1 100); do
-  [ "$(run_script "return String(document.querySelectorAll('td[data-cell]').length)")" = 100 ] && break
+  [ "$(run_script "return String(document.querySelectorAll('#confusion table[data-run=\\\"fashion\\\"] td[data-cell]').length)")" = 100 ] && break
   sleep 0.1
 done
 cell_count=$(curl -sf "${url}api/runs/fashion/confusion/6/0" | sed -n 's/.*"count":\([0-9]*\).*/\1/p')
-run_script "document.querySelector('td[data-cell=\\\"6,0\\\"]').click(); return ''" >/dev/null
+run_script "document.querySelector('#confusion table[data-run=\\\"fashion\\\"] td[data-cell=\\\"6,0\\\"]').click(); return ''" >/dev/null
 shown=""
 for _ in $(seq 1 100); do
   shown=$(run_script "return String(document.querySelectorAll('#cell img').length)")

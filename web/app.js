@@ -317,6 +317,7 @@ async function loadConfusion(id) {
   }
   if (state.selected.id !== id) return;
   const table = element('table');
+  table.dataset.run = id;  // whose matrix this is, while another run's may still be on the page
   const head = element('tr');
   head.append(element('th', `acc ${number(data.accuracy)}`));
   for (const name of data.classes)
@@ -349,6 +350,7 @@ async function showCell(id, t, p, data, td) {
   td.classList.add('picked');
   const cell = $('cell');
   const answer = await getJSON(api(id, `/confusion/${t}/${p}`));
+  if (state.selected.id !== id) return;  // another run was chosen meanwhile
   const title = `${answer.count} test image${answer.count === 1 ? '' : 's'} of ${
       data.classes[t]} predicted as ${data.classes[p]}`;
   cell.replaceChildren(element(
