@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -69,7 +70,8 @@ struct MappedFile {
 };
 
 /// How map_file brings a file's pages into the process. Files of 2 MB or more are read into the page
-/// cache in 2 MB pieces where the kernel can (MADV_HUGEPAGE), each mapped by one page-table entry.
+/// cache in 2 MB pieces where the kernel can (MADV_HUGEPAGE), each mapped by one page-table entry; a
+/// populated mapping that the page cache holds in smaller pieces is read again once (huge_page_refill).
 enum class MapPages {
   kOnFirstRead,  // a page fault on each page's first read
   kPopulated,    // mapped at once (MADV_POPULATE_READ, far cheaper than a fault on each first read); for a
@@ -79,6 +81,18 @@ enum class MapPages {
 };
 std::shared_ptr<const MappedFile> map_file(const std::filesystem::path& path,
                                            MapPages pages = MapPages::kPopulatedTouched);
+
+/// How many bytes of the file mapping that starts at `start` are mapped in 2 MB pieces (one page-table
+/// entry each), per /proc/self/smaps; nullopt where that cannot be read.
+std::optional<std::size_t> huge_mapped_bytes(const void* start);
+
+/// What map_file does about a populated file mapping the page cache holds in pieces smaller than 2 MB
+/// (`huge_bytes` of `file_bytes` mapped in 2 MB pieces): nothing when (nearly) all of it is in them or
+/// the file is over 256 MB; read it all again when some of it is (so the kernel can); when none is
+/// and the page cache holds some other file in 2 MB pieces, read the first piece again and, if that
+/// comes back as one, all of it.
+enum class HugePageRefill { kNone, kAll, kFirstPieceThenAll };
+HugePageRefill huge_page_refill(std::size_t file_bytes, std::size_t huge_bytes, bool others_in_huge_pages);
 
 /// Calls read(part, begin, end) for consecutive parts [begin, end) of [0, size), one part per core,
 /// each on a thread of its own (part 0 on the calling thread), split at multiples of 4096 bytes; with
