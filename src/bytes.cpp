@@ -137,6 +137,17 @@ void read_again_in_huge_pages(int fd, const MappedFile& mapped) {
 
 }  // namespace
 
+std::vector<std::uint8_t> zeroed_bytes(std::size_t size) {
+  std::vector<std::uint8_t> bytes;
+  bytes.reserve(size);  // allocated, not yet written: a large allocation is fresh pages from mmap
+  const auto begin = reinterpret_cast<std::uintptr_t>(bytes.data());
+  const std::uintptr_t first = (begin + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
+  const std::uintptr_t last = (begin + size) / kHugePageBytes * kHugePageBytes;
+  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);  // a hint
+  bytes.resize(size);
+  return bytes;
+}
+
 std::optional<std::size_t> huge_mapped_bytes(const void* start) {
   std::ifstream smaps("/proc/self/smaps");
   if (!smaps) return std::nullopt;

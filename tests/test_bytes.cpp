@@ -98,6 +98,14 @@ TEST(MapFile, ReadsAFileAgainInHugePagesOnlyWhereThatCanHelp) {
   EXPECT_EQ(huge_page_refill(256 * kMB + 1, 0, true), HugePageRefill::kNone);
 }
 
+TEST(ZeroedBytes, AreZeroesOfTheSizeAskedFor) {
+  for (const std::size_t size : {std::size_t{0}, std::size_t{1}, (std::size_t{5} << 20) + 3}) {
+    const std::vector<std::uint8_t> bytes = zeroed_bytes(size);
+    ASSERT_EQ(bytes.size(), size);
+    EXPECT_TRUE(std::all_of(bytes.begin(), bytes.end(), [](std::uint8_t b) { return b == 0; }));
+  }
+}
+
 // Drops the file's pages from the page cache (written back first).
 void evict_from_page_cache(const std::filesystem::path& path) {
   const int fd = ::open(path.c_str(), O_RDONLY);
