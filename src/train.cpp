@@ -609,12 +609,15 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
       // Thread 0 also does the bookkeeping, so it takes the last (shortest) range of inputs.
       const std::size_t chunk = threads - 1 - t;
       const std::size_t d0 = std::min(D, chunk * d_chunk), d1 = std::min(D, d0 + d_chunk);
-      // Only with company: on one thread, asking for the next rows during the backward pass slowed
-      // it by more than the forward pass gained (Zen 4: 2-6 % an epoch); on two it saved 3-11 %.
-      // And only when they can stay in this core's L2 cache until the next forward pass, beside what
-      // the backward pass streams through it (its columns of W and of every row of the batch).
+      // Asking for the next batch's rows during the backward pass saved 3-11 % an epoch on two threads
+      // (Zen 4). On one it once slowed the backward pass by more than the forward pass gained (2-6 %),
+      // until the rows came in 2 MB pages (map_file): the requests had been waiting for page walks.
+      // Now one thread's recipe epoch takes 19.4-19.8 ms with them against 20.9-21.6 (and 20.0-20.2
+      // against 20.4-21.1 with the rows in 4 KB pages), two classes 6.6 against 8.4-8.6 ms. Only when
+      // the rows can stay in this core's L2 cache until the next forward pass, beside what the
+      // backward pass streams through it (its columns of W and of every row of the batch).
       const std::size_t streamed = (d1 - d0) * (K * sizeof(float) + count * element_size(train_.element));
-      const bool ask_ahead = fused && threads > 1 && streamed + next_count * row_bytes <= l2_cache_bytes();
+      const bool ask_ahead = fused && streamed + next_count * row_bytes <= l2_cache_bytes();
       const float sgd_step = static_cast<float>(lr / static_cast<double>(count));
       const std::size_t second_half = (count + 1) / 2;  // the first row of the batch's second half
       bool asked = false;  // whether this pass asked memory for the next batch's rows
