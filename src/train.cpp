@@ -293,8 +293,11 @@ bool Trainer::split_by_classes_now() {
   // against 10.3, K = 6 11.1 against 10.8, K = 10 17.4 against 13.3, K = 17 27.7 against 22.7, K = 40
   // 64.4 against 41.6.
   // With many, split by classes wins on one die too: K = 17 19.0-19.1 against 19.2-19.4 ms, K = 40
-  // 42.7 against 39.9-40.1 (round trip 64-66 ns, two rounds).
-  constexpr int kMinClassesToSplit = 8, kMinClassesToSplitOnOneDie = 32;
+  // 42.7 against 39.9-40.1 (round trip 64-66 ns, two rounds). Since the rows come in 2 MB pages
+  // (map_file; each thread reading every row cost it a TLB miss a row), from 10 classes: on one die,
+  // Fashion-MNIST 11.28-11.76 ms an epoch against 11.62-11.99 (5 of 5 alternated pairs), synthetic
+  // K = 10 11.33-11.55 against 11.53-11.63, but K = 8 9.61-10.01 against 9.21-9.40 (BENCHMARKS.md).
+  constexpr int kMinClassesToSplit = 8, kMinClassesToSplitOnOneDie = 10;
   if (model_.classes() < kMinClassesToSplit) return false;
   if (model_.classes() >= kMinClassesToSplitOnOneDie) return true;
   round_trip_ = core_round_trip_seconds(pool_, /*seconds=*/0);

@@ -111,7 +111,7 @@ struct EpochMetrics {
   /// a small model's halves are summed by threads 0 and 1 alone.
   std::vector<double> thread_busy_seconds;
   /// Two threads training a small model with plain SGD split each batch by classes (each thread half
-  /// of the classes for every row) instead of by rows: always from 32 classes, from 8 when a cache line
+  /// of the classes for every row) instead of by rows: always from 10 classes, from 8 when a cache line
   /// took long between their cores (core_round_trip_seconds, measured at the epoch's start; 0 when not
   /// measured), as between two dies; SOFTREG_SPLIT=rows|classes forces one. The results are the same
   /// bit for bit either way.
