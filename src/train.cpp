@@ -21,6 +21,32 @@
 
 namespace softreg {
 
+namespace {
+
+// Copies n floats, n small (a row's logits of half of the classes): as std::copy_n, the compiler calls
+// memmove for each row, which took 2.7 % of the split-by-classes epoch's samples (Zen 4, perf) for 20
+// bytes at a time. Fixed-size pieces are moves in registers.
+void copy_few(const float* src, std::size_t n, float* dst) {
+  std::size_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    std::memcpy(dst + i, src + i, 4 * sizeof(float));
+  switch (n - i) {
+    case 3:
+      dst[i + 2] = src[i + 2];
+      [[fallthrough]];
+    case 2:
+      dst[i + 1] = src[i + 1];
+      [[fallthrough]];
+    case 1:
+      dst[i] = src[i];
+      break;
+    default:
+      break;
+  }
+}
+
+}  // namespace
+
 void check_recipe(const TrainConfig& c) {
   const auto fail = [](std::string_view name, std::string_view range, auto value) {
     throw Error(fmt::format("{} must be {}, got {}", name, range, value));
@@ -389,8 +415,8 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
       const float* mine_logits = mine.logits[parity].data();
       const float* their_logits = theirs.logits[parity].data();
       for (std::size_t r = 0; r < count; ++r) {
-        std::copy_n(mine_logits + r * own, own, whole + r * K + k0);
-        std::copy_n(their_logits + r * theirs_count, theirs_count, whole + r * K + their_k0);
+        copy_few(mine_logits + r * own, own, whole + r * K + k0);
+        copy_few(their_logits + r * theirs_count, theirs_count, whole + r * K + their_k0);
       }
       const std::size_t second_half = (count + 1) / 2;
       for (int half = 0; half < 2; ++half) {
@@ -420,7 +446,7 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
       // asked for on the way when they fit in L2 beside this batch's.
       float* own_dlogits = mine.own_dlogits.data();
       for (std::size_t r = 0; r < count; ++r)
-        std::copy_n(whole + r * K + k0, own, own_dlogits + r * own);
+        copy_few(whole + r * K + k0, own, own_dlogits + r * own);
       const std::size_t next_count = begin + count < n ? gather(begin + count, parity ^ 1) : 0;
       const std::size_t streamed = own * D * sizeof(float) + (count + next_count) * row_bytes;
       const bool asked = next_count > 0 && streamed <= l2_cache_bytes();

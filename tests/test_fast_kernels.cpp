@@ -526,10 +526,12 @@ TEST(FastTrainer, SplittingByClassesGivesTheBitsOfOneThread) {
     std::size_t D, batch;
   };
   // Partial last batches (900 = 14 * 64 + 4; 900 = 11 * 77 + 53) and odd batches (halves of unequal size);
-  // K = 3 splits its classes 2 + 1; batches of 899 leave a last batch of one row (its second half empty).
+  // K = 3 splits its classes 2 + 1, K = 7 4 + 3; batches of 899 leave a last batch of one row (its second
+  // half empty).
   for (const Shape& shape : {Shape{10, ElementType::kU8, 784, 256}, Shape{2, ElementType::kU8, 37, 64},
                              Shape{3, ElementType::kF32, 37, 77}, Shape{17, ElementType::kF32, 37, 64},
-                             Shape{40, ElementType::kF32, 37, 64}, Shape{9, ElementType::kU8, 37, 899}}) {
+                             Shape{40, ElementType::kF32, 37, 64}, Shape{9, ElementType::kU8, 37, 899},
+                             Shape{7, ElementType::kF32, 37, 64}}) {
     const int K = shape.K;
     const ElementType element = shape.element;
     const std::size_t D = shape.D, batch = shape.batch;  // names the lambda below can capture
