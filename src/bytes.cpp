@@ -86,14 +86,15 @@ void touch_pages(const std::uint8_t* data, std::size_t size) {
   });
 }
 
-// A file's pages that a mapping shows in 2 MB pieces are mapped by one page-table entry each, and
-// the shuffled rows' TLB misses (nested page walks under a hypervisor) go away: on Zen 4 under KVM a
-// quarter of the two-thread backward pass's samples sat on prefetches of the next batch's rows
-// waiting for page walks with the training images in 4 KB pieces, 3 % in 2 MB ones, and the pass took
-// 6.1-6.8 ms an epoch against 5.7-6.1 (BENCHMARKS.md). MADV_HUGEPAGE only decides how pages that are read in
-// come: pages the page cache holds already stay in the pieces they came in, and a plain read() (cat, cp, a
-// backup) after memory reclaim brings them back in small ones. So map_file reads such a file's pages again,
-// once (huge_page_refill). Not above this size, where reading it again costs more than a run gains.
+// A file's pages that a mapping shows in 2 MB pieces are mapped by one page-table entry each, and the
+// shuffled rows' TLB misses (nested page walks under a hypervisor) go away: on Zen 4 under KVM a
+// quarter of the two-thread backward pass's samples sat on prefetches of the next batch's rows waiting
+// for page walks with the training images in 4 KB pieces, 3 % in 2 MB ones, and the pass took 6.1-6.8
+// ms an epoch against 5.7-6.1 (BENCHMARKS.md). MADV_HUGEPAGE only decides how pages that are read in
+// come: pages the page cache holds already stay in the pieces they came in, and a plain read() (cat,
+// cp, a backup) after memory reclaim brings them back in small ones. So map_file reads such a file's
+// pages again, once (huge_page_refill). Not above this size, where reading it again costs more than a
+// run gains.
 constexpr std::size_t kRefillAtMostBytes = std::size_t{256} << 20;
 
 // Whether the page cache holds any file in 2 MB pieces (/proc/meminfo's FileHugePages): where it holds
