@@ -517,7 +517,7 @@ class ForcedSplit {
 
 // Two threads that each own half of the classes compute every logit, dlogit and sum as one thread does
 // (the sums as two halves of rows): the same weights, bias and metrics bit for bit as one thread, and as
-// two threads splitting the rows; auto (no SOFTREG_SPLIT) splits by classes from 32 classes, and from 8
+// two threads splitting the rows; auto (no SOFTREG_SPLIT) splits by classes from 10 classes, and from 8
 // when the round trip it measures is long.
 TEST(FastTrainer, SplittingByClassesGivesTheBitsOfOneThread) {
   struct Shape {
