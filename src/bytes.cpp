@@ -13,6 +13,7 @@
 #include <fstream>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -97,6 +98,13 @@ void touch_pages(const std::uint8_t* data, std::size_t size) {
 // run gains.
 constexpr std::size_t kRefillAtMostBytes = std::size_t{256} << 20;
 
+// The bytes a /proc line such as "FilePmdMapped:    2048 kB" gives for the field `name` (with its colon),
+// or nothing when the line is another field's.
+std::optional<std::size_t> kilobytes_field(std::string_view line, std::string_view name) {
+  if (!line.starts_with(name)) return std::nullopt;
+  return std::strtoull(std::string(line.substr(name.size())).c_str(), nullptr, 10) * 1024;
+}
+
 // Whether the page cache holds any file in 2 MB pieces (/proc/meminfo's FileHugePages): where it holds
 // none, the kernel or its file systems most likely cannot, and reading one piece again would cost
 // each run a few milliseconds for nothing.
@@ -104,7 +112,7 @@ bool file_huge_pages_in_use() {
   std::ifstream meminfo("/proc/meminfo");
   std::string line;
   while (std::getline(meminfo, line)) {
-    if (line.starts_with("FileHugePages:")) return std::strtoull(line.c_str() + 14, nullptr, 10) > 0;
+    if (const auto bytes = kilobytes_field(line, "FileHugePages:")) return *bytes > 0;
   }
   return false;
 }
@@ -162,7 +170,7 @@ std::optional<std::size_t> huge_mapped_bytes(const void* start) {
       inside = line.starts_with(header);
       continue;
     }
-    if (line.starts_with("FilePmdMapped:")) return std::strtoull(line.c_str() + 14, nullptr, 10) * 1024;
+    if (const auto bytes = kilobytes_field(line, "FilePmdMapped:")) return bytes;
     // The next mapping's header (a lowercase hex address; fields start with a capital): no such field.
     if (!line.empty() && ((line[0] >= '0' && line[0] <= '9') || (line[0] >= 'a' && line[0] <= 'f')))
       return std::nullopt;
