@@ -362,8 +362,14 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
   std::array<ThreadTally, 2> tallies;
   SpinBarrier barrier(2);
   std::atomic<bool> stop{false};
-  std::atomic<std::size_t> softmaxes_done{0};  // thread 1's batches whose losses are written
   std::exception_ptr error;
+  // Each batch's rate from its index, not from batches_done_: thread 0 may close the batch (moving
+  // batches_done_ on) before thread 1 has begun its softmax.
+  const std::size_t first_batch = batches_done_;
+  const auto batch_lr = [&](std::size_t batch) {
+    return scheduled_lr(config_.schedule, config_.lr, epochs_done_, first_batch + batch, batches_per_epoch(),
+                        config_.epochs);
+  };
   const std::uint8_t* const data_rows = train_.pixels.data();
   const std::size_t row_bytes = train_.row_bytes();
 
@@ -406,11 +412,11 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
       mark = Clock::now();
       tally.waited += std::chrono::duration<double>(mark - arrived).count();
       if (stop) break;  // thread 0 stopped after the previous batch
-      // After the meeting: thread 0 has moved batches_done_ on for the previous batch, and will not for
-      // this one before thread 1 has read it (its softmax comes first).
-      const double lr = current_lr();
+      const double lr = batch_lr(batch);
 
-      // The whole logits, then the softmax of every row; this thread counts its half of the rows.
+      // The whole logits, then the softmax of every row; this thread counts the correct predictions of
+      // its half of the rows. Both threads find every row's loss with the same bits; thread 0 keeps them
+      // all for the books, so it need not wait for thread 1's half or read it from the other core.
       float* whole = mine.whole.data();
       const float* mine_logits = mine.logits[parity].data();
       const float* their_logits = theirs.logits[parity].data();
@@ -423,6 +429,7 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
         const std::size_t r0 = half == 0 ? 0 : second_half, r1 = half == 0 ? second_half : count;
         if (r0 == r1) continue;
         const bool counted = static_cast<std::size_t>(half) == t;
+        float* const losses = t == 0 ? batch_loss_.data() + r0 : mine.other_loss.data() + r0;
         FastForwardArgs softmax{rows + r0,
                                 epoch_labels_.data() + begin + r0,
                                 r1 - r0,
@@ -432,14 +439,13 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
                                 model_.W.data(),
                                 model_.b.data(),
                                 train_.scale(),
-                                counted ? batch_loss_.data() + r0 : mine.other_loss.data(),
+                                losses,
                                 nullptr,
                                 whole + r0 * K};
         softmax.logits_given = true;
         const std::int64_t correct = fast_forward_rows(softmax);
         if (counted) tally.correct += correct;
       }
-      if (t == 1) softmaxes_done.store(batch + 1, std::memory_order_release);
       lap(tally.forward);
 
       // This thread's classes' dlogits, summed over every row and stepped; the next batch's rows
@@ -462,12 +468,7 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
         b[k] -= sgd_step * sum;
       }
       lap(tally.backward);
-      if (t == 0) {
-        // The books: the batch's loss needs thread 1's half, written in its softmax above.
-        const auto waiting = Clock::now();
-        spin_until([&] { return softmaxes_done.load(std::memory_order_acquire) > batch; });
-        mark = Clock::now();
-        tally.waited += std::chrono::duration<double>(mark - waiting).count();
+      if (t == 0) {  // the books, from this thread's losses of every row
         try {
           if (close_batch(begin + count, count, lr, on_batch, should_stop)) stop = true;
         } catch (...) {

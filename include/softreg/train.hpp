@@ -268,7 +268,7 @@ class Trainer {
   std::array<std::vector<float>, 2> batch_half_sums_;
   // train_epoch_split_classes: each thread's rows of the batch (all of them), its classes' logits by
   // batch parity (read by the other thread), and its own copies of the whole logits, its classes'
-  // dlogits and the losses of the rows the other thread counts.
+  // dlogits and (thread 1) the losses it finds, which thread 0 also finds and keeps in batch_loss_.
   struct ClassSplitBuffers {
     std::array<std::vector<const std::uint8_t*>, 2> rows;
     std::array<std::vector<float>, 2> logits;
