@@ -139,15 +139,17 @@ void ThreadPool::run(std::size_t tasks, const std::function<void(std::size_t)>& 
   if (error_) std::rethrow_exception(error_);
 }
 
-void SpinBarrier::arrive_and_wait() {
-  if (threads_ <= 1) return;
-  const std::uint32_t generation = generation_.load(std::memory_order_acquire);
-  if (arrived_.fetch_add(1, std::memory_order_acq_rel) == threads_ - 1) {
-    arrived_.store(0, std::memory_order_relaxed);
-    generation_.fetch_add(1, std::memory_order_release);
-    return;
+void SpinBarrier::arrive_and_wait(std::size_t thread) {
+  if (arrivals_.size() <= 1) return;
+  // Only this thread writes its count, so a plain increment; the release publishes what it wrote before.
+  std::atomic<std::uint64_t>& mine = arrivals_[thread].count;
+  const std::uint64_t arrived = mine.load(std::memory_order_relaxed) + 1;
+  mine.store(arrived, std::memory_order_release);
+  for (std::size_t other = 0; other < arrivals_.size(); ++other) {
+    if (other == thread) continue;
+    // A count past ours is a thread already on to the next meeting: it has been at this one.
+    spin_until([&] { return arrivals_[other].count.load(std::memory_order_acquire) >= arrived; });
   }
-  spin_until([&] { return generation_.load(std::memory_order_acquire) != generation; });
 }
 
 double core_round_trip_seconds(ThreadPool& pool, double seconds) {

@@ -408,7 +408,7 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
       fast_forward_rows(logits);
       lap(tally.forward);
       const auto arrived = Clock::now();
-      barrier.arrive_and_wait();  // both threads' logits of this batch are there
+      barrier.arrive_and_wait(t);  // both threads' logits of this batch are there
       mark = Clock::now();
       tally.waited += std::chrono::duration<double>(mark - arrived).count();
       if (stop) break;  // thread 0 stopped after the previous batch
@@ -569,7 +569,7 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
     const auto meet = [&](double& phase) {
       const auto arrived = lap(phase);
       if (threads == 1) return;
-      barrier.arrive_and_wait();
+      barrier.arrive_and_wait(t);
       mark = Clock::now();
       tally.waited += std::chrono::duration<double>(mark - arrived).count();
     };

@@ -1,6 +1,7 @@
 // The training and evaluation kernels against the readable reference math in double precision.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <numeric>
 
 #if defined(__linux__)
@@ -108,6 +109,34 @@ TEST(ThreadPool, RunsEveryTaskOnceAndRethrows) {
                std::runtime_error);
   pool.run(2, [&](std::size_t i) { hits[i] = 7; });  // still usable after an exception
   EXPECT_EQ(hits[1], 7);
+}
+
+// No thread leaves a meeting before every thread has arrived at it, whatever the team's size (three
+// threads share two vCPUs here): each thread writes its slot for round r before the meeting and reads
+// every slot after it; with a barrier that let a thread through early, one would see a slot from round
+// r - 1. A team of one passes at once.
+TEST(SpinBarrier, NoThreadLeavesAMeetingBeforeAllHaveArrived) {
+  SpinBarrier alone(1);
+  alone.arrive_and_wait(0);
+  for (const std::size_t threads : {2u, 3u}) {
+    ThreadPool pool(static_cast<int>(threads));
+    SpinBarrier barrier(static_cast<int>(threads));
+    constexpr int kRounds = 2000;
+    std::vector<std::atomic<int>> round_of(threads);
+    std::atomic<int> early{0};
+    pool.run(threads, [&](std::size_t t) {
+      for (int round = 1; round <= kRounds; ++round) {
+        round_of[t].store(round, std::memory_order_relaxed);
+        barrier.arrive_and_wait(t);
+        for (std::size_t other = 0; other < threads; ++other)
+          if (round_of[other].load(std::memory_order_relaxed) < round) early.fetch_add(1);
+        barrier.arrive_and_wait(t);  // nobody starts the next round before all have looked
+      }
+    });
+    EXPECT_EQ(early.load(), 0) << threads << " threads";
+    for (const auto& round : round_of)
+      EXPECT_EQ(round.load(), kRounds);
+  }
 }
 
 // A line's round trip between two threads: positive and under a millisecond (it is 70-350 ns between
