@@ -296,9 +296,9 @@ bool Trainer::sums_in_two_halves() const {
 }
 
 bool Trainer::can_split_by_classes() const {
-  // Split by classes, each thread takes its sums as two halves of rows, so the schedules give the same
-  // sums only where train_epoch_fast takes halves too.
-  return pool_.threads() == 2 && model_.classes() >= 2 && sums_in_two_halves();
+  // Split by classes, each thread takes its sums as train_epoch_fast does: as two halves of rows where
+  // that takes halves, otherwise over all rows in order. bfloat16 sums pairs of rows instead.
+  return pool_.threads() == 2 && model_.classes() >= 2 && uses_fused_sgd() && config_.compute != "bf16";
 }
 
 bool Trainer::split_by_classes_now() {
@@ -323,9 +323,14 @@ bool Trainer::split_by_classes_now() {
   // (map_file; each thread reading every row cost it a TLB miss a row), from 10 classes: on one die,
   // Fashion-MNIST 11.28-11.76 ms an epoch against 11.62-11.99 (5 of 5 alternated pairs), synthetic
   // K = 10 11.33-11.55 against 11.53-11.63, but K = 8 9.61-10.01 against 9.21-9.40 (BENCHMARKS.md).
+  // A model too large for the sums in two halves splits by rows on one die: each thread's forward
+  // pass then reads half the rows, W from L3 either way. Synthetic (100, 512, f32), rows against
+  // classes, 3 epochs: one die 73.0-73.6 against 78.8-83.1 ms, two dies 107.6 against 85.3-86.7 ms;
+  // (1000, 1024, f32, 100,000 rows): one die 2.38 against 2.49-2.59 s, two dies 2.84-2.97 against
+  // 2.52-2.55 s (BENCHMARKS.md).
   constexpr int kMinClassesToSplit = 8, kMinClassesToSplitOnOneDie = 10;
   if (model_.classes() < kMinClassesToSplit) return false;
-  if (model_.classes() >= kMinClassesToSplitOnOneDie) return true;
+  if (model_.classes() >= kMinClassesToSplitOnOneDie && sums_in_two_halves()) return true;
   round_trip_ = core_round_trip_seconds(pool_, /*seconds=*/0);
   return round_trip_ > kTwoDiesRoundTripSeconds;
 }
@@ -338,12 +343,14 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
   // 5 KB each way), where the halves schedule hands each other W's and the sums' lines (about 60 KB a
   // batch): on a host that puts the two vCPUs on two dies, those lines cost 350 ns each way
   // (BENCHMARKS.md). Each (row, class) logit, dlogit and (class, input) sum is computed as on one
-  // thread (the sums as two halves of rows, FastUpdateArgs::second_half), so the bits do not change.
+  // thread (the sums as two halves of rows, FastUpdateArgs::second_half, where one thread takes them so;
+  // over all rows in order for a larger model), so the bits do not change.
   const std::size_t n = order_.size(), D = train_.features();
   const std::size_t B = std::min(config_.batch_size, n);
   const std::size_t K = static_cast<std::size_t>(model_.classes());
   const std::size_t split = (K + 1) / 2;  // thread 0's classes [0, split), thread 1's [split, K)
   const std::size_t first = batches_done_ * B;
+  const bool sums_in_halves = sums_in_two_halves();
   epoch_labels_.resize(n);
   for (std::size_t i = first; i < n; ++i)
     epoch_labels_[i] = train_.labels[order_[i]];
@@ -401,11 +408,20 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
     for (std::size_t begin = first; begin < n; begin += B, parity ^= 1, ++batch) {
       const std::size_t count = std::min(n, begin + B) - begin;
       const std::uint8_t* const* rows = mine.rows[parity].data();
-      FastForwardArgs logits{rows,     nullptr, count,          D,       own,     train_.element,
-                             W,        b,       train_.scale(), nullptr, nullptr, mine.logits[parity].data(),
-                             requested};
-      logits.logits_only = true;
-      fast_forward_rows(logits);
+      // Every tile of this thread's classes passes all the rows it is given, so rows that would not
+      // fit in half of L2 go in chunks that do; otherwise they would come from L3 once a tile. (1,000
+      // classes of 1,024 floats: the forward pass 1.34 -> 1.31 s an epoch on one die, 1.40 -> 1.33 on
+      // two; BENCHMARKS.md.)
+      const std::size_t chunk = std::max<std::size_t>(1, l2_cache_bytes() / 2 / row_bytes);
+      for (std::size_t r0 = 0; r0 < count; r0 += chunk) {
+        FastForwardArgs logits{rows + r0, nullptr, std::min(chunk, count - r0),
+                               D,         own,     train_.element,
+                               W,         b,       train_.scale(),
+                               nullptr,   nullptr, mine.logits[parity].data() + r0 * own,
+                               requested};
+        logits.logits_only = true;
+        fast_forward_rows(logits);
+      }
       lap(tally.forward);
       const auto arrived = Clock::now();
       barrier.arrive_and_wait(t);  // both threads' logits of this batch are there
@@ -459,7 +475,7 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
       const float sgd_step = static_cast<float>(lr / static_cast<double>(count));
       fast_update_columns({rows, own_dlogits, count, D, own, train_.element, 0, D, sgd_step, train_.scale(),
                            W, asked ? mine.rows[parity ^ 1].data() : nullptr, next_count, row_bytes,
-                           second_half});
+                           sums_in_halves ? second_half : 0});
       requested = asked;
       for (std::size_t k = 0; k < own; ++k) {  // b's sums in row order, as on one thread
         float sum = 0;

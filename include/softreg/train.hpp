@@ -223,7 +223,7 @@ class Trainer {
   // Whether the fast path takes each gradient sum as two, over a batch's first and second halves of
   // rows (plain SGD, float32 products, a model of up to 128 KB), whatever the thread count.
   bool sums_in_two_halves() const;
-  // Whether two threads may split a batch by classes (plain SGD, a small model), and whether they
+  // Whether two threads may split a batch by classes (plain SGD, float32 products), and whether they
   // should for the next epoch (measures the round trip between their cores into round_trip_).
   bool can_split_by_classes() const;
   bool split_by_classes_now();
