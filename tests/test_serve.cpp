@@ -600,6 +600,19 @@ TEST_F(Serve, RefusesBadUploads) {
   EXPECT_EQ(client_->Post("/api/runs/nosuch/predict", png, "image/png")->status, 404);
 }
 
+// Stopped at once after starting, before its thread has begun listening: cpp-httplib 0.11's stop()
+// does nothing until then, and joining the thread would wait for ever (a `softreg serve` given Ctrl-C
+// right after it printed its address, on a busy machine). Each stop must return, and promptly.
+TEST_F(Serve, StopsRightAfterStarting) {
+  const auto begin = std::chrono::steady_clock::now();
+  for (int round = 0; round < 200; ++round) {
+    serve::Dashboard dashboard(serve::ServerOptions{.runs = *dir_ / "runs", .port = 0});
+    dashboard.start();
+    dashboard.stop();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - begin, std::chrono::seconds(20));
+}
+
 TEST_F(Serve, SurvivesMalformedAndStalledRequests) {
   const int port = dashboard_->port();
   // A client that connects and says nothing holds one connection, not the server.

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
+#include <chrono>
 #include <condition_variable>
 #include <ctime>
 #include <list>
@@ -145,6 +146,7 @@ struct Dashboard::Impl {
   fs::path root;  // canonical
   httplib::Server server;
   std::thread thread;
+  std::atomic<bool> listen_returned{false};  // listen_after_bind has returned (it may fail at once)
   int port = 0;
   bool started = false;
   int listen_socket = -1;
@@ -579,7 +581,15 @@ void Dashboard::start() {
   // httplib listens with a backlog of 5; under 50 clients connecting at once the kernel dropped SYNs
   // (a 1 s retry each, and now and then a reset). listen() again only raises the backlog.
   if (d.listen_socket >= 0) ::listen(d.listen_socket, SOMAXCONN);
-  d.thread = std::thread([&d] { d.server.listen_after_bind(); });
+  d.thread = std::thread([&d] {
+    d.server.listen_after_bind();
+    d.listen_returned = true;
+  });
+  // cpp-httplib 0.11's stop() does nothing before listen_after_bind has marked the server running, and
+  // the join in stop() then waits for ever: a Ctrl-C right after the address was printed hung `softreg
+  // serve` on a busy machine. So start() returns once the server is listening (or has given up).
+  while (!d.server.is_running() && !d.listen_returned)
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
   d.started = true;
 }
 
