@@ -18,6 +18,7 @@ const CURVES = [
 const state = {
   runs: [],
   selected: null,           // the run shown below the table (its summary)
+  choices: 0,               // selectRun calls so far: a call that a later one overtook gives way
   rows: [],                 // its metrics.csv rows
   events: null,             // the EventSource of a run in training
   compare: new Set(),       // ids ticked in the table
@@ -124,8 +125,10 @@ async function refreshRuns() {
   const current = state.runs.find((r) => r.id === state.selected.id);
   if (!current) return;
   const was = state.selected.state;
-  if (current.state !== was || current.date !== state.selected.date) {
-    // A run that finished (pictures drawn) or started again (resumed): show it afresh.
+  const wanted = hashParams().get('run');
+  if ((current.state !== was || current.date !== state.selected.date) && (!wanted || wanted === current.id)) {
+    // A run that finished (pictures drawn) or started again (resumed): show it afresh, unless another
+    // run has been chosen meanwhile (its selectRun may still be waiting for the server).
     if (current.state !== 'training' || !state.events) await selectRun(current.id, {keepPad: true});
   }
   if (state.compare.size > 0) drawComparison();
@@ -134,13 +137,16 @@ async function refreshRuns() {
 // ---- One run ------------------------------------------------------------------------------------
 
 async function selectRun(id, {keepPad = false} = {}) {
+  const choice = ++state.choices;
+  const overtaken = () => choice !== state.choices;
   let summary;
   try {
     summary = await getJSON(api(id));
   } catch (e) {
-    $('status').textContent = `run ${id}: ${e.message}`;
+    if (!overtaken()) $('status').textContent = `run ${id}: ${e.message}`;
     return;
   }
+  if (overtaken()) return;
   state.selected = summary;
   const params = hashParams();
   if (params.get('run') !== id) {
@@ -160,6 +166,7 @@ async function selectRun(id, {keepPad = false} = {}) {
     state.events = null;
   }
   const rows = await getJSON(api(id, '/metrics')).catch(() => []);
+  if (overtaken()) return;
   state.rows = rows;
   drawCurves();
   if (summary.state === 'training') followEpochs(id);
@@ -340,8 +347,17 @@ async function loadConfusion(id) {
     });
     table.append(tr);
   });
+  // The same run's matrix again (the run finished, or was chosen again): its picked cell stays picked,
+  // its images shown afresh.
+  const shown = box.querySelector('table');
+  const picked = shown && shown.dataset.run === id ? shown.querySelector('td.picked') : null;
   box.replaceChildren(table);
-  $('cell').replaceChildren();
+  const again = picked && table.querySelector(`td[data-cell="${picked.dataset.cell}"]`);
+  if (again) {
+    again.click();
+  } else {
+    $('cell').replaceChildren();
+  }
 }
 
 async function showCell(id, t, p, data, td) {
