@@ -12,6 +12,7 @@
 #include <cstring>
 #include <exception>
 #include <iterator>
+#include <limits>
 #include <numeric>
 #include <string_view>
 #include <utility>
@@ -368,7 +369,12 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
   }
   std::array<ThreadTally, 2> tallies;
   SpinBarrier barrier(2);
-  std::atomic<bool> stop{false};
+  // The batch neither thread starts: thread 0 sets it to the next batch when it stops after one, and
+  // both compare it with their batch after the next meeting. A flag would not do with one meeting a
+  // batch: thread 1, late to read it after a meeting, could find the one thread 0 raised after closing
+  // that same batch, and leave thread 0 alone at the next meeting.
+  constexpr std::size_t kNoStop = std::numeric_limits<std::size_t>::max();
+  std::atomic<std::size_t> stop_at{kNoStop};
   std::exception_ptr error;
   // Each batch's rate from its index, not from batches_done_: thread 0 may close the batch (moving
   // batches_done_ on) before thread 1 has begun its softmax.
@@ -427,7 +433,7 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
       barrier.arrive_and_wait(t);  // both threads' logits of this batch are there
       mark = Clock::now();
       tally.waited += std::chrono::duration<double>(mark - arrived).count();
-      if (stop) break;  // thread 0 stopped after the previous batch
+      if (batch >= stop_at.load(std::memory_order_acquire)) break;  // thread 0 stopped after the previous one
       const double lr = batch_lr(batch);
 
       // The whole logits, then the softmax of every row; this thread counts the correct predictions of
@@ -486,10 +492,10 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
       lap(tally.backward);
       if (t == 0) {  // the books, from this thread's losses of every row
         try {
-          if (close_batch(begin + count, count, lr, on_batch, should_stop)) stop = true;
+          if (close_batch(begin + count, count, lr, on_batch, should_stop)) stop_at = batch + 1;
         } catch (...) {
           error = std::current_exception();
-          stop = true;
+          stop_at = batch + 1;
         }
         lap(tally.backward);
       }
@@ -498,7 +504,7 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
   });
   add_thread_tallies(tallies);
   if (error) std::rethrow_exception(error);
-  return !stop;
+  return stop_at == kNoStop;
 }
 
 bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest& should_stop) {
