@@ -165,9 +165,8 @@ std::size_t Trainer::batches_per_epoch() const {
   return (train_rows_.size() + config_.batch_size - 1) / config_.batch_size;
 }
 
-double Trainer::current_lr() const {
-  return scheduled_lr(config_.schedule, config_.lr, epochs_done_, batches_done_, batches_per_epoch(),
-                      config_.epochs);
+double Trainer::lr_of_batch(std::size_t batch) const {
+  return scheduled_lr(config_.schedule, config_.lr, epochs_done_, batch, batches_per_epoch(), config_.epochs);
 }
 
 void Trainer::restore(const TrainerState& state) {
@@ -376,15 +375,16 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
   constexpr std::size_t kNoStop = std::numeric_limits<std::size_t>::max();
   std::atomic<std::size_t> stop_at{kNoStop};
   std::exception_ptr error;
-  // Each batch's rate from its index, not from batches_done_: thread 0 may close the batch (moving
-  // batches_done_ on) before thread 1 has begun its softmax.
+  // Each batch's rate from its index, not from batches_done_ (current_lr): thread 0 may close the batch
+  // (moving batches_done_ on) before thread 1 has begun its softmax.
   const std::size_t first_batch = batches_done_;
-  const auto batch_lr = [&](std::size_t batch) {
-    return scheduled_lr(config_.schedule, config_.lr, epochs_done_, first_batch + batch, batches_per_epoch(),
-                        config_.epochs);
-  };
   const std::uint8_t* const data_rows = train_.pixels.data();
   const std::size_t row_bytes = train_.row_bytes();
+  // Every tile of a thread's classes passes all the rows its forward pass is given, so rows that would
+  // not fit in half of L2 go in chunks that do; otherwise they would come from L3 once a tile. (1,000
+  // classes of 1,024 floats: the forward pass 1.34 -> 1.31 s an epoch on one die, 1.40 -> 1.33 on two;
+  // BENCHMARKS.md.)
+  const std::size_t forward_chunk = std::max<std::size_t>(1, l2_cache_bytes() / 2 / row_bytes);
 
   pool_.run(2, [&](std::size_t t) {
     using Clock = std::chrono::steady_clock;
@@ -414,13 +414,8 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
     for (std::size_t begin = first; begin < n; begin += B, parity ^= 1, ++batch) {
       const std::size_t count = std::min(n, begin + B) - begin;
       const std::uint8_t* const* rows = mine.rows[parity].data();
-      // Every tile of this thread's classes passes all the rows it is given, so rows that would not
-      // fit in half of L2 go in chunks that do; otherwise they would come from L3 once a tile. (1,000
-      // classes of 1,024 floats: the forward pass 1.34 -> 1.31 s an epoch on one die, 1.40 -> 1.33 on
-      // two; BENCHMARKS.md.)
-      const std::size_t chunk = std::max<std::size_t>(1, l2_cache_bytes() / 2 / row_bytes);
-      for (std::size_t r0 = 0; r0 < count; r0 += chunk) {
-        FastForwardArgs logits{rows + r0, nullptr, std::min(chunk, count - r0),
+      for (std::size_t r0 = 0; r0 < count; r0 += forward_chunk) {
+        FastForwardArgs logits{rows + r0, nullptr, std::min(forward_chunk, count - r0),
                                D,         own,     train_.element,
                                W,         b,       train_.scale(),
                                nullptr,   nullptr, mine.logits[parity].data() + r0 * own,
@@ -434,7 +429,7 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
       mark = Clock::now();
       tally.waited += std::chrono::duration<double>(mark - arrived).count();
       if (batch >= stop_at.load(std::memory_order_acquire)) break;  // thread 0 stopped after the previous one
-      const double lr = batch_lr(batch);
+      const double lr = lr_of_batch(first_batch + batch);
 
       // The whole logits, then the softmax of every row; this thread counts the correct predictions of
       // its half of the rows. Both threads find every row's loss with the same bits; thread 0 keeps them

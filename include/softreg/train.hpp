@@ -110,11 +110,11 @@ struct EpochMetrics {
   /// cloud machine, a vCPU whose physical core another guest is using (BENCHMARKS.md). On more threads
   /// a small model's halves are summed by threads 0 and 1 alone.
   std::vector<double> thread_busy_seconds;
-  /// Two threads training a small model with plain SGD split each batch by classes (each thread half
-  /// of the classes for every row) instead of by rows: always from 10 classes, from 8 when a cache line
-  /// took long between their cores (core_round_trip_seconds, measured at the epoch's start; 0 when not
-  /// measured), as between two dies; SOFTREG_SPLIT=rows|classes forces one. The results are the same
-  /// bit for bit either way.
+  /// Two threads training with plain SGD split each batch by classes (each thread half of the classes
+  /// for every row) instead of by rows: a small model (up to 128 KB) always from 10 classes, any model
+  /// from 8 when a cache line took long between their cores (core_round_trip_seconds, measured at the
+  /// epoch's start; 0 when not measured), as between two dies; SOFTREG_SPLIT=rows|classes forces one.
+  /// The results are the same bit for bit either way.
   bool split_by_classes = false;
   double core_round_trip_seconds = 0;
   bool has_validation = false;  // the two below are set
@@ -198,8 +198,10 @@ class Trainer {
   // The gradient sums of a batch (with respect to model()) to the step on the parameters.
   void step(WeightMatrix& dW, const BiasVector& db, std::size_t count, double lr);
   std::size_t batches_per_epoch() const;
-  // The learning rate of the next batch, from the recipe's schedule.
-  double current_lr() const;
+  // The learning rate of batch `batch` of this epoch, from the recipe's schedule; current_lr() is the
+  // next batch's.
+  double lr_of_batch(std::size_t batch) const;
+  double current_lr() const { return lr_of_batch(batches_done_); }
   // Throws TrainingDiverged if the batch's loss has run away.
   void check_batch_loss(double loss_sum, std::size_t count, double lr);
   // The rest of the epoch with the fast kernels; false if should_stop ended it early.
