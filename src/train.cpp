@@ -295,10 +295,20 @@ bool Trainer::sums_in_two_halves() const {
          static_cast<std::size_t>(model_.classes()) * train_.features() * sizeof(float) <= kHalvesMaxBytes;
 }
 
+bool Trainer::trains_two_classes_as_one() const {
+  // The margin halves the multiply-adds of both passes and the conversions of the forward pass's bytes
+  // serve one instead of two: (2, 784, u8) 4.06 -> 3.10 ms an epoch on two threads (one die), 6.6-6.8
+  // -> 4.8-4.9 ms on one (Zen 4, BENCHMARKS.md). Only with the sums in halves: the step from them is
+  // where class 0 takes the opposite of class 1's (FastHalvesStepArgs::mirror).
+  return model_.classes() == 2 && sums_in_two_halves();
+}
+
 bool Trainer::can_split_by_classes() const {
   // Split by classes, each thread takes its sums as train_epoch_fast does: as two halves of rows where
-  // that takes halves, otherwise over all rows in order. bfloat16 sums pairs of rows instead.
-  return pool_.threads() == 2 && model_.classes() >= 2 && uses_fused_sgd() && config_.compute != "bf16";
+  // that takes halves, otherwise over all rows in order. bfloat16 sums pairs of rows instead. Two
+  // classes trained as one have one class's sums to split.
+  return pool_.threads() == 2 && model_.classes() >= 2 && uses_fused_sgd() && config_.compute != "bf16" &&
+         !trains_two_classes_as_one();
 }
 
 bool Trainer::split_by_classes_now() {
@@ -538,7 +548,6 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
   epoch_labels_.resize(n);
   for (std::size_t i = first; i < n; ++i)
     epoch_labels_[i] = train_.labels[order_[i]];
-  batch_dlogits_.resize(B * K);
   batch_loss_.resize(B);
   // bfloat16 (config_.compute): pairs of rows, 2j and 2j+1, are summed together, so each thread's
   // slice of rows starts at an even row, and the halves are not used.
@@ -547,9 +556,21 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
   // On two threads each half is a thread's own forward slice; on more, threads 0 and 1 sum the halves
   // after the team has met (their slices differ from the halves).
   const bool own_half = halves && threads == 2;
-  if (halves && threads > 1) {
+  // Two classes trained as one (fast_binary_softmax): the kernels see one class, the margin, whose
+  // weights W_1 - W_0 each thread takes before its forward pass; the step from the halves' sums moves
+  // W_1 and, the opposite way, W_0. One thread takes the halves' sums one after the other.
+  const bool binary = trains_two_classes_as_one();
+  const std::size_t KS = binary ? 1 : K;                      // classes the kernels see
+  const bool sums_apart = halves && (threads > 1 || binary);  // fast_gradient_columns, then the step
+  batch_dlogits_.resize(B * KS);
+  if (sums_apart) {
     for (auto& sums : batch_half_sums_)
-      sums.resize(K * D);
+      sums.resize(KS * D);
+  }
+  if (binary) {
+    margin_W_.resize(threads);
+    for (auto& weights : margin_W_)
+      weights.resize(D);
   }
   const std::size_t bf16_stride = bf16_row_stride(D);
   if (bf16) {
@@ -619,7 +640,7 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
       const auto [r0, r1] = slice_of(count);
       const std::uint8_t* const* pixels = batch_pixels_[buffer].data();
       if (r0 < r1) {
-        float* dlogits = batch_dlogits_.data() + r0 * K;
+        float* dlogits = batch_dlogits_.data() + r0 * KS;
         FastForwardArgs forward{pixels + r0,
                                 epoch_labels_.data() + begin + r0,
                                 r1 - r0,
@@ -640,7 +661,22 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
                             train_.scale(), dlogits});
           forward.logits_given = true;
         }
-        tally.correct += fast_forward_rows(forward);
+        if (binary) {  // the margins, o_1 - o_0, then their sigmoid, loss and dlogit
+          const float* W = kernel_model.W.data();
+          float* margin_W = margin_W_[t].data();
+          for (std::size_t d = 0; d < D; ++d)
+            margin_W[d] = W[D + d] - W[d];
+          const float margin_b = kernel_model.b(1) - kernel_model.b(0);
+          forward.classes = 1;
+          forward.W = margin_W;
+          forward.b = &margin_b;
+          forward.logits_only = true;
+          fast_forward_rows(forward);
+          tally.correct += fast_binary_softmax(
+              {epoch_labels_.data() + begin + r0, r1 - r0, dlogits, batch_loss_.data() + r0});
+        } else {
+          tally.correct += fast_forward_rows(forward);
+        }
         if (bf16) fast_bf16_pack_dlogit_pairs(dlogits, r1 - r0, K, bf16_dlogit_pairs_.data() + r0 / 2 * K);
       }
       if (own_half) {
@@ -668,20 +704,30 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
       const float sgd_step = static_cast<float>(lr / static_cast<double>(count));
       const std::size_t second_half = (count + 1) / 2;  // the first row of the batch's second half
       bool asked = false;  // whether this pass asked memory for the next batch's rows
-      if (halves && threads > 1) {
-        if (t < 2) {
-          const std::size_t h0 = t == 0 ? 0 : second_half, h1 = t == 0 ? second_half : count;
+      if (sums_apart) {
+        const auto sum_half = [&](int half, const std::uint8_t* const* ask, std::size_t ask_count) {
+          const std::size_t h0 = half == 0 ? 0 : second_half, h1 = half == 0 ? second_half : count;
+          fast_gradient_columns({pixels + h0, batch_dlogits_.data() + h0 * KS, h1 - h0, D, KS, train_.element,
+                                 0, D, /*scale=*/1.0f, batch_half_sums_[half].data(), ask, ask_count,
+                                 row_bytes});
+        };
+        if (threads == 1) {  // two classes as one: both halves here, asking for half the next rows in each
+          asked = ask_ahead;
+          const std::size_t ask_first = asked ? next_count / 2 : 0;
+          sum_half(0, asked ? next_rows : nullptr, ask_first);
+          sum_half(1, asked ? next_rows + ask_first : nullptr, asked ? next_count - ask_first : 0);
+        } else if (t < 2) {
           // Its half of the rows and its sums, beside the next batch's rows in L2 (step 2's rule).
-          const std::size_t half_streamed = (h1 - h0 + next_count) * row_bytes + K * D * sizeof(float);
+          const std::size_t half_rows = t == 0 ? second_half : count - second_half;
+          const std::size_t half_streamed = (half_rows + next_count) * row_bytes + KS * D * sizeof(float);
           asked = own_half && half_streamed <= l2_cache_bytes();
-          fast_gradient_columns({pixels + h0, batch_dlogits_.data() + h0 * K, h1 - h0, D, K, train_.element,
-                                 0, D, /*scale=*/1.0f, batch_half_sums_[t].data(),
-                                 asked ? next_rows : nullptr, next_count, row_bytes});
+          sum_half(static_cast<int>(t), asked ? next_rows : nullptr, next_count);
         }
         meet(tally.backward);  // both halves' sums are there
         if (d0 < d1) {
-          fast_step_from_halves({batch_half_sums_[0].data(), batch_half_sums_[1].data(), D, K, d0, d1,
-                                 sgd_step, train_.scale(), kernel_model.W.data()});
+          float* W = kernel_model.W.data();
+          fast_step_from_halves({batch_half_sums_[0].data(), batch_half_sums_[1].data(), D, KS, d0, d1,
+                                 sgd_step, train_.scale(), binary ? W + D : W, binary ? W : nullptr});
         }
       } else if (d0 < d1 && bf16) {
         // Each thread pairs the rows for its own inputs: all of the batch's rows, its columns of them.
@@ -710,9 +756,13 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
         // dlogits are read contiguously when K is large.
         batch_db_sum_.assign(K, 0.0f);
         for (std::size_t r = 0; r < count; ++r) {
-          const float* g = batch_dlogits_.data() + r * K;
-          for (std::size_t k = 0; k < K; ++k)
+          const float* g = batch_dlogits_.data() + r * KS;
+          for (std::size_t k = 0; k < KS; ++k)
             batch_db_sum_[k] += g[k];
+        }
+        if (binary) {  // class 1's dlogits g, class 0's -g
+          batch_db_sum_[1] = batch_db_sum_[0];
+          batch_db_sum_[0] = -batch_db_sum_[1];
         }
         for (std::size_t k = 0; k < K; ++k) {
           const auto i = static_cast<Eigen::Index>(k);

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -402,6 +403,124 @@ TEST(FastKernels, ExtremeLogitsStayFinite) {
     EXPECT_TRUE(std::isfinite(g) && g >= -1 && g <= 1);
 }
 
+// The margin's softmax (fast_binary_softmax) against the two-class softmax in double precision and
+// against the fused forward pass's of the logits (0, z): margins from 0 to where exp overflows and
+// beyond, both labels, on every target. A margin that is not finite (weights gone infinite or NaN) must
+// leave a NaN loss and dlogit, as an infinite logit does in the softmax, however well it separates: a
+// run with weights of +-inf once trained on to losses of 0. A row's results do not depend on where a
+// call begins or ends around it (two threads take a batch's rows in two calls).
+TEST(FastKernels, TheMarginsSoftmaxIsTheTwoClassSoftmax) {
+  std::vector<float> margins = {0.0f,  -0.0f,  1e-7f, -1e-7f, 1e-3f, -1e-3f, 0.5f,   -0.5f,   3.0f,  -3.0f,
+                                17.0f, -17.0f, 88.0f, -88.0f, 89.0f, -89.0f, 200.0f, -200.0f, 1e30f, -1e30f};
+  std::mt19937 random(7);
+  std::normal_distribution<float> spread(0.0f, 6.0f);
+  for (int i = 0; i < 40; ++i)
+    margins.push_back(spread(random));
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  margins.insert(margins.end(), {inf, -inf, nan});
+  std::vector<float> z;  // each margin with label 0 and with label 1
+  std::vector<Label> labels;
+  for (float m : margins) {
+    for (Label y : {Label{0}, Label{1}}) {
+      z.push_back(m);
+      labels.push_back(y);
+    }
+  }
+  const std::size_t n = z.size();
+  for (const std::string& target : simd_targets_available()) {
+    restrict_simd_targets(target);
+    std::vector<float> dlogits = z, loss(n, -1.0f);
+    const std::int64_t correct = fast_binary_softmax({labels.data(), n, dlogits.data(), loss.data()});
+    // The fused forward pass on the logits (0, z): its loss and class 1's dlogit.
+    std::vector<float> pairs(2 * n), pair_loss(n);
+    for (std::size_t r = 0; r < n; ++r)
+      pairs[2 * r + 1] = z[r];
+    FastForwardArgs two_classes{nullptr, labels.data(),     n,       0,
+                                2,       ElementType::kF32, nullptr, nullptr,
+                                1.0f,    pair_loss.data(),  nullptr, pairs.data()};
+    two_classes.logits_given = true;
+    std::int64_t expected_correct = 0;
+    for (std::size_t r = 0; r < n; ++r) {
+      const std::string where = fmt::format("{} margin {} label {}", target, z[r], labels[r]);
+      const double m = z[r], y = labels[r];
+      if (!std::isfinite(m)) {
+        EXPECT_TRUE(std::isnan(loss[r])) << where << ": " << loss[r];
+        EXPECT_TRUE(std::isnan(dlogits[r])) << where << ": " << dlogits[r];
+        // the prediction as the softmax's argmax: class 1 only above class 0
+        expected_correct += std::isnan(m) ? labels[r] == 0 : (m > 0) == (y == 1);
+        continue;
+      }
+      const double s = y == 1 ? -m : m;  // the loss is softplus(s)
+      const double softplus = std::max(s, 0.0) + std::log1p(std::exp(-std::abs(s)));
+      const double sigmoid = m >= 0 ? 1 / (1 + std::exp(-m)) : std::exp(m) / (1 + std::exp(m));
+      EXPECT_NEAR(loss[r], softplus, 2e-7 * (1 + softplus)) << where;
+      EXPECT_NEAR(dlogits[r], sigmoid - y, 2e-7) << where;
+      expected_correct += (m > 0) == (y == 1);
+    }
+    EXPECT_EQ(correct, expected_correct) << target;
+    EXPECT_EQ(fast_forward_rows(two_classes), correct) << target;
+    for (std::size_t r = 0; r < n; ++r) {
+      if (std::isnan(z[r]) || std::isinf(z[r])) continue;  // (0, inf): inf - inf in the softmax
+      const std::string where = fmt::format("{} margin {} label {}", target, z[r], labels[r]);
+      EXPECT_NEAR(loss[r], pair_loss[r], 1e-6 * (1 + pair_loss[r])) << where;
+      EXPECT_NEAR(dlogits[r], pairs[2 * r + 1], 1e-6) << where;
+      EXPECT_NEAR(-dlogits[r], pairs[2 * r], 1e-6) << where;
+    }
+    // Cut anywhere: the same bits as in one call.
+    for (std::size_t cut = 1; cut < 40; cut += 3) {
+      std::vector<float> cut_dlogits = z, cut_loss(n);
+      const std::int64_t cut_correct =
+          fast_binary_softmax({labels.data(), cut, cut_dlogits.data(), cut_loss.data()}) +
+          fast_binary_softmax(
+              {labels.data() + cut, n - cut, cut_dlogits.data() + cut, cut_loss.data() + cut});
+      EXPECT_EQ(cut_correct, correct) << target << " cut " << cut;
+      for (std::size_t r = 0; r < n; ++r) {
+        EXPECT_TRUE(std::memcmp(&cut_dlogits[r], &dlogits[r], sizeof(float)) == 0)
+            << target << " cut " << cut;
+        EXPECT_TRUE(std::memcmp(&cut_loss[r], &loss[r], sizeof(float)) == 0) << target << " cut " << cut;
+      }
+    }
+  }
+  restrict_simd_targets("");
+}
+
+// The step from the halves' sums with a mirror: class 1's step as without it, and class 0's its
+// opposite, so weights that start opposite stay exactly opposite; a mirror needs one class.
+TEST(FastKernels, AMirrorTakesTheOppositeStep) {
+  for (const std::string& target : simd_targets_available()) {
+    restrict_simd_targets(target);
+    for (const std::size_t D : {std::size_t{37}, std::size_t{784}}) {
+      std::mt19937 random(static_cast<unsigned>(D));
+      std::normal_distribution<float> normal;
+      std::vector<float> first(D), second(D), W(D);
+      for (std::size_t d = 0; d < D; ++d) {
+        first[d] = normal(random);
+        second[d] = normal(random);
+        W[d] = 0.01f * normal(random);
+      }
+      std::vector<float> plain = W, stepped = W, mirror(D);
+      for (std::size_t d = 0; d < D; ++d)
+        mirror[d] = -W[d];
+      const float step = 0.1f / 256, scale = 1.0f / 255;
+      fast_step_from_halves({first.data(), second.data(), D, 1, 0, D, step, scale, plain.data()});
+      for (auto [d0, d1] : {std::pair<std::size_t, std::size_t>{0, 16}, {16, D}}) {
+        fast_step_from_halves(
+            {first.data(), second.data(), D, 1, d0, d1, step, scale, stepped.data(), mirror.data()});
+      }
+      const std::string where = fmt::format("{} D={}", target, D);
+      EXPECT_EQ(stepped, plain) << where;
+      EXPECT_NE(stepped, W) << where;
+      for (std::size_t d = 0; d < D; ++d)
+        EXPECT_EQ(mirror[d], -stepped[d]) << where << " input " << d;
+    }
+  }
+  restrict_simd_targets("");
+  std::vector<float> sums(4), W(4), mirror(4);
+  EXPECT_THROW(
+      fast_step_from_halves({sums.data(), sums.data(), 2, 2, 0, 2, 0.1f, 1.0f, W.data(), mirror.data()}),
+      Error);
+}
+
 // Ten classes that a linear model can learn: each label brightens its own band of pixels.
 Dataset learnable(std::size_t n, std::uint32_t seed) {
   return test::banded_dataset(n, /*side=*/28, /*classes=*/10, /*band=*/70, /*dim=*/3, /*bright=*/200, seed);
@@ -500,6 +619,40 @@ TEST(FastTrainer, AnyShapeAgreesWithTheNaivePathAndIgnoresTheThreadCount) {
   }
 }
 
+// Two classes train as one (fast_binary_softmax): class 0 takes exactly the opposite of class 1's step,
+// so weights and biases that start opposite stay opposite bit for bit, on any thread count (the two-class
+// softmax's dlogits, p_0 - y_0 and p_1 - y_1, are opposite only up to rounding, and break it).
+TEST(FastTrainer, TwoClassesTrainAsOneMargin) {
+  for (ElementType element : {ElementType::kU8, ElementType::kF32}) {
+    const Dataset train = synthetic_dataset(900, 50, 2, element, 3),
+                  test = synthetic_dataset(100, 50, 2, element, 4);
+    SoftmaxModel start;
+    start.W = WeightMatrix(50, 2);
+    start.b = BiasVector(2);
+    Rng rng(6);
+    const SoftmaxModel drawn = SoftmaxModel::initialized(50, 1, 0.05, rng);
+    start.W.col(1) = drawn.W.col(0);
+    start.W.col(0) = -drawn.W.col(0);
+    start.b << -0.25f, 0.25f;
+    for (int threads : {1, 2, 3}) {
+      const std::string where = fmt::format("{} threads {}", element_name(element), threads);
+      TrainConfig config;
+      config.batch_size = 64;
+      config.seed = 2;
+      config.threads = threads;
+      Trainer trainer(config, train, test);
+      trainer.warm_start(start);
+      for (int epoch = 0; epoch < 2; ++epoch)
+        EXPECT_TRUE(trainer.run_epoch().has_value()) << where;
+      const SoftmaxModel& model = trainer.model();
+      EXPECT_FALSE(model.W == start.W) << where;
+      EXPECT_TRUE(model.W.col(0) == -model.W.col(1)) << where;
+      EXPECT_EQ(model.b(0), -model.b(1)) << where;
+      EXPECT_NE(model.b(1), 0.25f) << where;
+    }
+  }
+}
+
 // SOFTREG_SPLIT for the life of one object: which way two threads split a small model's batches.
 class ForcedSplit {
  public:
@@ -564,7 +717,8 @@ TEST(FastTrainer, SplittingByClassesGivesTheBitsOfOneThread) {
         EXPECT_EQ(epochs[e].test_loss, one[e].test_loss) << how << " epoch " << e;
         EXPECT_FALSE(one[e].split_by_classes);
         if (split) {
-          EXPECT_EQ(epochs[e].split_by_classes, std::string(split) == "classes") << how;
+          // Two classes train as one margin, with one class's sums: never split by classes.
+          EXPECT_EQ(epochs[e].split_by_classes, std::string(split) == "classes" && K != 2) << how;
           EXPECT_EQ(epochs[e].core_round_trip_seconds, 0.0) << how;  // forced: not measured
         } else if (K >= 10 && K * D * sizeof(float) <= 128 * 1024) {
           // auto splits 10 classes or more of a small model by classes, without measuring

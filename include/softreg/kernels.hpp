@@ -147,10 +147,31 @@ struct FastHalvesStepArgs {
   float step;   // lr / batch size
   float scale;  // 1/255 for pixels
   float* W;     // (K,D), updated in place
+  // Optional, with one class: weights that take the opposite step, mirror[d] += step * scale * (first[d]
+  // + second[d]) (class 0 of two classes trained as one, fast_binary_softmax).
+  float* mirror = nullptr;
 };
 /// W[k][d] -= step * scale * (first[k][d] + second[k][d]) for inputs [d_begin, d_end): the SGD step of
 /// fast_update_columns with FastUpdateArgs::second_half, bit for bit, from sums computed apart.
 void fast_step_from_halves(const FastHalvesStepArgs& args);
+
+/// Arguments of fast_binary_softmax.
+struct FastBinaryArgs {
+  const Label* labels;  // count labels, 0 or 1
+  std::size_t count;
+  float* margins;   // in: count margins o_1 - o_0; out: count dlogits of class 1, sigmoid(margin) - y
+  float* row_loss;  // out: count losses
+};
+/// Two classes trained as one. Their softmax depends on the margin z = o_1 - o_0 alone: p_1 = sigmoid(z),
+/// loss = softplus(-z) for label 1 and softplus(z) for label 0, and the dlogits are (-g, g) with
+/// g = sigmoid(z) - y. So the forward pass takes one dot product a row, with W_1 - W_0 (fast_forward_rows,
+/// one class, logits_only), the backward pass one sum an input (fast_gradient_columns on g), and class 0
+/// takes the opposite of class 1's step (FastHalvesStepArgs::mirror): half the multiply-adds of the
+/// two-class softmax, the same model up to rounding. A margin that is not finite gives a NaN loss and
+/// dlogit, as an infinite logit does in fast_forward_rows (a run that diverged is caught by its loss).
+/// Returns the rows whose prediction (class 1 when z > 0; class 0 at a tie, as the softmax's first largest
+/// logit) is the label. A row's results do not depend on the rows beside it in the call.
+std::int64_t fast_binary_softmax(const FastBinaryArgs& args);
 
 // ---- bfloat16 compute (kernels/bf16.cpp; layouts described there) ----------------------------------
 

@@ -225,6 +225,9 @@ class Trainer {
   // Whether the fast path takes each gradient sum as two, over a batch's first and second halves of
   // rows (plain SGD, float32 products, a model of up to 128 KB), whatever the thread count.
   bool sums_in_two_halves() const;
+  // Whether the fast path trains two classes as one, on their logits' margin (fast_binary_softmax):
+  // two classes whose sums go in halves.
+  bool trains_two_classes_as_one() const;
   // Whether two threads may split a batch by classes (plain SGD, float32 products), and whether they
   // should for the next epoch (measures the round trip between their cores into round_trip_).
   bool can_split_by_classes() const;
@@ -268,6 +271,9 @@ class Trainer {
   // The fused SGD step of a small model on several threads: the gradient's sums over the batch's
   // first and second halves of rows, each computed by the thread whose forward pass read those rows.
   std::array<std::vector<float>, 2> batch_half_sums_;
+  // Two classes trained as one: each thread's copy of the margin's weights, W_1 - W_0, for its forward
+  // pass.
+  std::vector<std::vector<float>> margin_W_;
   // train_epoch_split_classes: each thread's rows of the batch (all of them), its classes' logits by
   // batch parity (read by the other thread), and its own copies of the whole logits, its classes'
   // dlogits and (thread 1) the losses it finds, which thread 0 also finds and keeps in batch_loss_.

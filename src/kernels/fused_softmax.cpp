@@ -991,6 +991,73 @@ void StepFromHalves(const FastHalvesStepArgs& a) {
     for (; d < a.d_end; ++d)
       W[d] = ScalarMulAdd(-scale, first[d] + second[d], W[d]);
   }
+  if (a.mirror) {  // one class: the opposite step, as exactly (rounding is symmetric about zero)
+    const auto plus_scale = hn::Set(df, scale);
+    std::size_t d = a.d_begin;
+    for (; d + lanes <= a.d_end; d += lanes) {
+      const auto sum = hn::Add(hn::LoadU(df, a.first + d), hn::LoadU(df, a.second + d));
+      hn::StoreU(hn::MulAdd(plus_scale, sum, hn::LoadU(df, a.mirror + d)), df, a.mirror + d);
+    }
+    for (; d < a.d_end; ++d)
+      a.mirror[d] = ScalarMulAdd(scale, a.first[d] + a.second[d], a.mirror[d]);
+  }
+}
+
+// fast_binary_softmax for the lanes of rows from `row`, of which the first n are real (the rest padding).
+template <class D, class V>
+HWY_INLINE std::int64_t BinaryLanes(D df, V z, V y, std::size_t n, V& dlogit, V& loss) {
+  const V zero = hn::Zero(df), one = hn::Set(df, 1.0f);
+  const auto is_one = hn::Eq(y, one);
+  // e = exp(-|z|) <= 1 serves both: sigmoid(z) = 1 / (1 + e) for z >= 0 and e / (1 + e) below, and
+  // softplus(s) = max(s, 0) + log1p(e) for s = -z (label 1) or z (label 0).
+  const V e = hn::Exp(df, hn::Neg(hn::Abs(z)));
+  const V inv = hn::Div(one, hn::Add(one, e));
+  const V p1 = hn::IfThenElse(hn::Ge(z, zero), inv, hn::Mul(e, inv));
+  const V s = hn::IfThenElse(is_one, hn::Neg(z), z);
+  // A margin that is not finite comes from weights that are not (0 * inf is NaN): NaN, as the softmax
+  // gives a row with an infinite logit, so that the run is caught as diverged. Left alone, infinite
+  // weights could separate the rows with losses of 0 (Highway's exp of a NaN is 0, too: ExpOf).
+  const auto broken = hn::Not(hn::IsFinite(z));
+  const V nan = hn::Set(df, std::numeric_limits<float>::quiet_NaN());
+  dlogit = hn::IfThenElse(broken, nan, hn::Sub(p1, y));
+  loss = hn::IfThenElse(broken, nan, hn::Add(hn::Max(s, zero), hn::Log1p(df, e)));
+  const V predicted = hn::IfThenElseZero(hn::Gt(z, zero), one);
+  return static_cast<std::int64_t>(hn::CountTrue(df, hn::And(hn::Eq(predicted, y), hn::FirstN(df, n))));
+}
+
+std::int64_t BinarySoftmax(const FastBinaryArgs& a) {
+  const hn::ScalableTag<float> df;
+  const hn::Rebind<std::int32_t, decltype(df)> di;
+  const hn::Rebind<std::uint16_t, decltype(df)> d16;
+  using V = decltype(hn::Zero(df));
+  const std::size_t lanes = hn::Lanes(df);
+  std::int64_t correct = 0;
+  std::size_t row = 0;
+  for (; row + lanes <= a.count; row += lanes) {
+    const V z = hn::LoadU(df, a.margins + row);
+    const V y = hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(d16, a.labels + row)));
+    V dlogit, loss;
+    correct += BinaryLanes(df, z, y, lanes, dlogit, loss);
+    hn::StoreU(dlogit, df, a.margins + row);
+    hn::StoreU(loss, df, a.row_loss + row);
+  }
+  if (row < a.count) {  // the last rows through the same vector code, padded
+    const std::size_t n = a.count - row;
+    HWY_ALIGN float z[hn::MaxLanes(df)] = {}, y[hn::MaxLanes(df)] = {};
+    for (std::size_t i = 0; i < n; ++i) {
+      z[i] = a.margins[row + i];
+      y[i] = static_cast<float>(a.labels[row + i]);
+    }
+    V dlogit, loss;
+    correct += BinaryLanes(df, hn::Load(df, z), hn::Load(df, y), n, dlogit, loss);
+    hn::Store(dlogit, df, z);
+    hn::Store(loss, df, y);
+    for (std::size_t i = 0; i < n; ++i) {
+      a.margins[row + i] = z[i];
+      a.row_loss[row + i] = y[i];
+    }
+  }
+  return correct;
 }
 std::int64_t CompiledTarget() {
   return HWY_TARGET;
@@ -1007,6 +1074,7 @@ HWY_EXPORT(ForwardRows);
 HWY_EXPORT(UpdateColumns);
 HWY_EXPORT(GradientColumns);
 HWY_EXPORT(StepFromHalves);
+HWY_EXPORT(BinarySoftmax);
 HWY_EXPORT(CompiledTarget);
 
 void request_rows(const std::uint8_t* const* rows, std::size_t count, std::size_t row_bytes) {
@@ -1026,7 +1094,11 @@ void fast_gradient_columns(const FastGradientArgs& args) {
   HWY_DYNAMIC_DISPATCH(GradientColumns)(args);
 }
 void fast_step_from_halves(const FastHalvesStepArgs& args) {
+  if (args.mirror && args.classes != 1) throw Error("fast_step_from_halves: a mirror needs one class");
   HWY_DYNAMIC_DISPATCH(StepFromHalves)(args);
+}
+std::int64_t fast_binary_softmax(const FastBinaryArgs& args) {
+  return HWY_DYNAMIC_DISPATCH(BinarySoftmax)(args);
 }
 
 std::string simd_target() {
