@@ -278,10 +278,11 @@ void Trainer::add_thread_tallies(std::span<const ThreadTally> tallies) {
 }
 
 bool Trainer::close_batch(std::size_t end, std::size_t count, double lr, const BatchCallback& on_batch,
-                          const StopRequest& should_stop) {
+                          const StopRequest& should_stop, const float* losses) {
+  if (!losses) losses = batch_loss_.data();
   const double loss_before = partial_sums_.loss;
   for (std::size_t r = 0; r < count; ++r)
-    partial_sums_.loss += batch_loss_[r];
+    partial_sums_.loss += losses[r];
   check_batch_loss(partial_sums_.loss - loss_before, count, lr);
   ++batches_done_;
   if (on_batch) on_batch(end, order_.size());
@@ -498,6 +499,141 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
       if (t == 0) {  // the books, from this thread's losses of every row
         try {
           if (close_batch(begin + count, count, lr, on_batch, should_stop)) stop_at = batch + 1;
+        } catch (...) {
+          error = std::current_exception();
+          stop_at = batch + 1;
+        }
+        lap(tally.backward);
+      }
+    }
+    tallies[t] = tally;
+  });
+  add_thread_tallies(tallies);
+  if (error) std::rethrow_exception(error);
+  return stop_at == kNoStop;
+}
+
+bool Trainer::train_epoch_margin_pair(const BatchCallback& on_batch, const StopRequest& should_stop) {
+  // Two threads, two classes trained as one margin (trains_two_classes_as_one), each thread taking the
+  // forward pass and the sums of its half of the batch's rows as train_epoch_fast does. Then each steps
+  // a whole copy of the model (thread 0 the model itself, thread 1 its own) from both halves' sums: a
+  // step of two rows of W, against which the other thread's half of W crossing between the cores every
+  // batch, and a second meeting before the next forward pass may read W, cost more. The copies take the
+  // same steps, so they stay equal bit for bit, and the team meets once a batch, when both halves' sums
+  // are there; what crosses is those sums, the other half's dlogits (for b) and, to thread 0, its
+  // losses, each by batch parity so that a thread a batch ahead writes the other buffer.
+  const std::size_t n = order_.size(), D = train_.features();
+  const std::size_t B = std::min(config_.batch_size, n);
+  const std::size_t first = batches_done_ * B;
+  epoch_labels_.resize(n);
+  for (std::size_t i = first; i < n; ++i)
+    epoch_labels_[i] = train_.labels[order_[i]];
+  margin_W_.resize(2);
+  for (std::size_t t = 0; t < 2; ++t) {
+    MarginPairBuffers& buffers = margin_pair_[t];
+    for (int parity = 0; parity < 2; ++parity) {
+      buffers.rows[parity].resize(B);
+      buffers.sums[parity].resize(D);
+    }
+    margin_W_[t].resize(D);
+  }
+  margin_pair_[1].W = model_.W;
+  margin_pair_[1].b = model_.b;
+  for (int parity = 0; parity < 2; ++parity) {
+    margin_dlogits_[parity].resize(B);
+    margin_losses_[parity].resize(B);
+  }
+  std::array<ThreadTally, 2> tallies;
+  SpinBarrier barrier(2);
+  // As in train_epoch_split_classes: the batch neither thread steps, set by thread 0 when it stops after
+  // the one before.
+  constexpr std::size_t kNoStop = std::numeric_limits<std::size_t>::max();
+  std::atomic<std::size_t> stop_at{kNoStop};
+  std::exception_ptr error;
+  const std::size_t first_batch = batches_done_;
+  const std::uint8_t* const data_rows = train_.pixels.data();
+  const std::size_t row_bytes = train_.row_bytes();
+
+  pool_.run(2, [&](std::size_t t) {
+    using Clock = std::chrono::steady_clock;
+    ThreadTally tally;
+    Clock::time_point mark = Clock::now();
+    const auto lap = [&](double& phase) {
+      const auto now = Clock::now();
+      phase += std::chrono::duration<double>(now - mark).count();
+      mark = now;
+    };
+    MarginPairBuffers& mine = margin_pair_[t];
+    float* const W = t == 0 ? model_.W.data() : mine.W.data();  // (2, D): class 0's row, then class 1's
+    float* const b = t == 0 ? model_.b.data() : mine.b.data();
+    float* const margin_W = margin_W_[t].data();
+    // This thread's half of a batch of `count` rows: the first (count + 1) / 2, or the rest.
+    const auto half_of = [&](std::size_t count) {
+      const std::size_t second_half = (count + 1) / 2;
+      return t == 0 ? std::pair<std::size_t, std::size_t>(0, second_half) : std::pair(second_half, count);
+    };
+    const auto gather = [&](std::size_t batch_begin, int parity) {
+      const auto [h0, h1] = half_of(std::min(n, batch_begin + B) - batch_begin);
+      for (std::size_t r = h0; r < h1; ++r)
+        mine.rows[parity][r - h0] = data_rows + order_[batch_begin + r] * row_bytes;
+      return h1 - h0;
+    };
+    int parity = 0;
+    if (first < n) gather(first, parity);
+    bool requested = false;  // whether the previous backward pass asked for this batch's rows
+    std::size_t batch = 0;
+    for (std::size_t begin = first; begin < n; begin += B, parity ^= 1, ++batch) {
+      const std::size_t count = std::min(n, begin + B) - begin;
+      const auto [h0, h1] = half_of(count);
+      const std::uint8_t* const* rows = mine.rows[parity].data();
+      float* const dlogits = margin_dlogits_[parity].data();
+      std::int64_t correct = 0;  // counted once past the meeting: a stop may leave this batch undone
+      if (h0 < h1) {             // the margins of this thread's rows, then their sigmoid, loss and dlogit
+        for (std::size_t d = 0; d < D; ++d)
+          margin_W[d] = W[D + d] - W[d];
+        const float margin_b = b[1] - b[0];
+        FastForwardArgs margins{rows,     nullptr,   h1 - h0,        D,       1,       train_.element,
+                                margin_W, &margin_b, train_.scale(), nullptr, nullptr, dlogits + h0,
+                                requested};
+        margins.logits_only = true;
+        fast_forward_rows(margins);
+        correct = fast_binary_softmax(
+            {epoch_labels_.data() + begin + h0, h1 - h0, dlogits + h0, margin_losses_[parity].data() + h0});
+      }
+      lap(tally.forward);
+      // Its half's sums, asking memory for its half of the next batch's rows when they fit in L2 beside
+      // this batch's half.
+      const std::size_t next_count = begin + count < n ? gather(begin + count, parity ^ 1) : 0;
+      const bool asked =
+          next_count > 0 && (h1 - h0 + next_count) * row_bytes + D * sizeof(float) <= l2_cache_bytes();
+      fast_gradient_columns({rows, dlogits + h0, h1 - h0, D, 1, train_.element, 0, D, /*scale=*/1.0f,
+                             mine.sums[parity].data(), asked ? mine.rows[parity ^ 1].data() : nullptr,
+                             next_count, row_bytes});
+      requested = asked;
+      lap(tally.backward);
+      const auto arrived = Clock::now();
+      barrier.arrive_and_wait(t);  // both halves' sums, dlogits and losses of this batch are there
+      mark = Clock::now();
+      tally.waited += std::chrono::duration<double>(mark - arrived).count();
+      if (batch >= stop_at.load(std::memory_order_acquire)) break;  // thread 0 stopped after the previous one
+      tally.correct += correct;
+
+      // The whole step, on this thread's copy: W_1 against the margin's gradient, W_0 the opposite way;
+      // b from the dlogits of every row in order, as on one thread.
+      const double lr = lr_of_batch(first_batch + batch);
+      const float sgd_step = static_cast<float>(lr / static_cast<double>(count));
+      fast_step_from_halves({margin_pair_[0].sums[parity].data(), margin_pair_[1].sums[parity].data(), D, 1,
+                             0, D, sgd_step, train_.scale(), W + D, W});
+      float sum = 0;
+      for (std::size_t r = 0; r < count; ++r)
+        sum += dlogits[r];
+      b[1] -= sgd_step * sum;
+      b[0] -= sgd_step * -sum;
+      lap(tally.backward);
+      if (t == 0) {  // the books, from both halves' losses
+        try {
+          if (close_batch(begin + count, count, lr, on_batch, should_stop, margin_losses_[parity].data()))
+            stop_at = batch + 1;
         } catch (...) {
           error = std::current_exception();
           stop_at = batch + 1;
@@ -817,8 +953,10 @@ std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
   rng_.shuffle(order_);
 
   const bool split = uses_fast_path() && split_by_classes_now();
+  const bool margin_pair = uses_fast_path() && pool_.threads() == 2 && trains_two_classes_as_one();
   const bool finished = !uses_fast_path() ? train_epoch_naive(on_batch, should_stop)
                         : split           ? train_epoch_split_classes(on_batch, should_stop)
+                        : margin_pair     ? train_epoch_margin_pair(on_batch, should_stop)
                                           : train_epoch_fast(on_batch, should_stop);
   if (!finished) return std::nullopt;
   EpochMetrics metrics;

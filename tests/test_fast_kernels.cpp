@@ -653,6 +653,61 @@ TEST(FastTrainer, TwoClassesTrainAsOneMargin) {
   }
 }
 
+// Two threads and two classes (train_epoch_margin_pair, each thread stepping its own copy of the model):
+// the model after each batch as the callback sees it, a stop after some batches and the rest of the
+// epoch under a warm-up and cosine schedule, and a run that diverges: as on one thread, bit for bit.
+TEST(FastTrainer, TwoClassesOnTwoThreadsStopAndDivergeWhereOneThreadDoes) {
+  const Dataset train = synthetic_dataset(1500, 60, 2, ElementType::kU8, 7),
+                test = synthetic_dataset(200, 60, 2, ElementType::kU8, 8);
+  const auto stopped = [&](int threads) {
+    TrainConfig config;
+    config.batch_size = 100;
+    config.seed = 4;
+    config.threads = threads;
+    config.epochs = 2;
+    config.schedule.kind = "cosine";
+    config.schedule.warmup_epochs = 1;
+    Trainer trainer(config, train, test);
+    std::vector<SoftmaxModel> seen;  // the model as each batch's callback finds it
+    EXPECT_FALSE(trainer.run_epoch([&](std::size_t, std::size_t) { seen.push_back(trainer.model()); },
+                                   [&] { return seen.size() >= 3; }));
+    const TrainerState state = trainer.state();
+    EXPECT_EQ(state.batches_done, 3u) << threads;
+    const EpochMetrics rest =
+        trainer.run_epoch([&](std::size_t, std::size_t) { seen.push_back(trainer.model()); })
+            .value();  // the rest of the epoch
+    return std::tuple(seen, trainer.model(), rest.train_loss, rest.train_acc);
+  };
+  const auto [one_seen, one_end, one_loss, one_acc] = stopped(1);
+  const auto [two_seen, two_end, two_loss, two_acc] = stopped(2);
+  ASSERT_EQ(two_seen.size(), 15u);
+  ASSERT_EQ(one_seen.size(), two_seen.size());
+  for (std::size_t i = 0; i < one_seen.size(); ++i) {
+    EXPECT_EQ(two_seen[i].W, one_seen[i].W) << "batch " << i + 1;
+    EXPECT_EQ(two_seen[i].b, one_seen[i].b) << "batch " << i + 1;
+  }
+  EXPECT_FALSE(one_seen[1].W == one_seen[0].W);
+  EXPECT_EQ(two_end.W, one_end.W);
+  EXPECT_EQ(two_loss, one_loss);
+  EXPECT_EQ(two_acc, one_acc);
+
+  const auto diverged = [&](int threads) {
+    TrainConfig config;
+    config.lr = 1e6;
+    config.threads = threads;
+    Trainer trainer(config, train, test);
+    try {
+      trainer.run_epoch();
+    } catch (const TrainingDiverged& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string message = diverged(1);
+  EXPECT_NE(message.find("training diverged in epoch 1, batch"), std::string::npos) << message;
+  EXPECT_EQ(diverged(2), message);
+}
+
 // SOFTREG_SPLIT for the life of one object: which way two threads split a small model's batches.
 class ForcedSplit {
  public:

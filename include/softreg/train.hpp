@@ -217,11 +217,11 @@ class Trainer {
   };
   // Adds the threads' tallies to the epoch's figures (correct count, busy, forward, backward, waiting).
   void add_thread_tallies(std::span<const ThreadTally> tallies);
-  // Thread 0's books after the batch of `count` rows ending at `end`: its losses (batch_loss_) row by row
-  // into the epoch's sum, the divergence check (throws), the batch count, on_batch; true when
+  // Thread 0's books after the batch of `count` rows ending at `end`: its losses (`losses`, or batch_loss_)
+  // row by row into the epoch's sum, the divergence check (throws), the batch count, on_batch; true when
   // should_stop asks the epoch to end there.
   bool close_batch(std::size_t end, std::size_t count, double lr, const BatchCallback& on_batch,
-                   const StopRequest& should_stop);
+                   const StopRequest& should_stop, const float* losses = nullptr);
   // Whether the fast path takes each gradient sum as two, over a batch's first and second halves of
   // rows (plain SGD, float32 products, a model of up to 128 KB), whatever the thread count.
   bool sums_in_two_halves() const;
@@ -234,6 +234,9 @@ class Trainer {
   bool split_by_classes_now();
   // train_epoch_fast for two threads that each own half of the classes for all of the batch's rows.
   bool train_epoch_split_classes(const BatchCallback& on_batch, const StopRequest& should_stop);
+  // train_epoch_fast for two threads and two classes trained as one, each thread stepping a copy of the
+  // whole model.
+  bool train_epoch_margin_pair(const BatchCallback& on_batch, const StopRequest& should_stop);
 
   TrainConfig config_;
   std::unique_ptr<Optimizer> optimizer_;
@@ -274,6 +277,16 @@ class Trainer {
   // Two classes trained as one: each thread's copy of the margin's weights, W_1 - W_0, for its forward
   // pass.
   std::vector<std::vector<float>> margin_W_;
+  // train_epoch_margin_pair: thread 1's copy of W and b (thread 0 steps the model itself), each thread's
+  // rows of the batch by parity, and by parity each thread's half sums and the batch's dlogits and losses.
+  struct MarginPairBuffers {
+    WeightMatrix W;
+    BiasVector b;
+    std::array<std::vector<const std::uint8_t*>, 2> rows;
+    std::array<std::vector<float>, 2> sums;
+  };
+  std::array<MarginPairBuffers, 2> margin_pair_;
+  std::array<std::vector<float>, 2> margin_dlogits_, margin_losses_;
   // train_epoch_split_classes: each thread's rows of the batch (all of them), its classes' logits by
   // batch parity (read by the other thread), and its own copies of the whole logits, its classes'
   // dlogits and (thread 1) the losses it finds, which thread 0 also finds and keeps in batch_loss_.
