@@ -513,35 +513,44 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
   return stop_at == kNoStop;
 }
 
-bool Trainer::train_epoch_margin_pair(const BatchCallback& on_batch, const StopRequest& should_stop) {
-  // Two threads, two classes trained as one margin (trains_two_classes_as_one), each thread taking the
-  // forward pass and the sums of its half of the batch's rows as train_epoch_fast does. Then each steps
-  // a whole copy of the model (thread 0 the model itself, thread 1 its own) from both halves' sums: a
-  // step of two rows of W, against which the other thread's half of W crossing between the cores every
-  // batch, and a second meeting before the next forward pass may read W, cost more. The copies take the
-  // same steps, so they stay equal bit for bit, and the team meets once a batch, when both halves' sums
-  // are there; what crosses is those sums, the other half's dlogits (for b) and, to thread 0, its
-  // losses, each by batch parity so that a thread a batch ahead writes the other buffer.
+bool Trainer::train_epoch_two_copies(const BatchCallback& on_batch, const StopRequest& should_stop) {
+  // Two threads, a model whose sums go in halves (sums_in_two_halves), split by rows: each thread takes
+  // the forward pass and the sums of its half of the batch's rows as train_epoch_fast does. Then each
+  // steps a whole copy of the model (thread 0 the model itself, thread 1 its own) from both halves'
+  // sums, where train_epoch_fast has each step half of W: the other thread's half of W then crosses
+  // between the cores every batch, and the team meets a second time before the next forward pass may
+  // read W. The copies take the same steps, so they stay equal bit for bit, and the team meets once a
+  // batch, when both halves' sums are there; what crosses is those sums, the other half's dlogits (for b)
+  // and, to thread 0, its losses, each by batch parity so that a thread a batch ahead writes the other
+  // buffer. Two classes trained as one (trains_two_classes_as_one) step two rows of W, and go 9 % faster
+  // so than with two meetings; for ten classes, where the doubled step is ten rows, it was about even
+  // (BENCHMARKS.md).
   const std::size_t n = order_.size(), D = train_.features();
   const std::size_t B = std::min(config_.batch_size, n);
+  const std::size_t K = static_cast<std::size_t>(model_.classes());
+  const bool binary = trains_two_classes_as_one();
+  const std::size_t KS = binary ? 1 : K;  // classes the kernels see
   const std::size_t first = batches_done_ * B;
   epoch_labels_.resize(n);
   for (std::size_t i = first; i < n; ++i)
     epoch_labels_[i] = train_.labels[order_[i]];
-  margin_W_.resize(2);
+  if (binary) {
+    margin_W_.resize(2);
+    for (auto& weights : margin_W_)
+      weights.resize(D);
+  }
   for (std::size_t t = 0; t < 2; ++t) {
-    MarginPairBuffers& buffers = margin_pair_[t];
+    TwoCopiesBuffers& buffers = two_copies_[t];
     for (int parity = 0; parity < 2; ++parity) {
       buffers.rows[parity].resize(B);
-      buffers.sums[parity].resize(D);
+      buffers.sums[parity].resize(KS * D);
     }
-    margin_W_[t].resize(D);
   }
-  margin_pair_[1].W = model_.W;
-  margin_pair_[1].b = model_.b;
+  two_copies_[1].W = model_.W;
+  two_copies_[1].b = model_.b;
   for (int parity = 0; parity < 2; ++parity) {
-    margin_dlogits_[parity].resize(B);
-    margin_losses_[parity].resize(B);
+    two_copies_dlogits_[parity].resize(B * KS);
+    two_copies_losses_[parity].resize(B);
   }
   std::array<ThreadTally, 2> tallies;
   SpinBarrier barrier(2);
@@ -563,10 +572,9 @@ bool Trainer::train_epoch_margin_pair(const BatchCallback& on_batch, const StopR
       phase += std::chrono::duration<double>(now - mark).count();
       mark = now;
     };
-    MarginPairBuffers& mine = margin_pair_[t];
-    float* const W = t == 0 ? model_.W.data() : mine.W.data();  // (2, D): class 0's row, then class 1's
+    TwoCopiesBuffers& mine = two_copies_[t];
+    float* const W = t == 0 ? model_.W.data() : mine.W.data();  // (K, D): class k's weights at W + k D
     float* const b = t == 0 ? model_.b.data() : mine.b.data();
-    float* const margin_W = margin_W_[t].data();
     // This thread's half of a batch of `count` rows: the first (count + 1) / 2, or the rest.
     const auto half_of = [&](std::size_t count) {
       const std::size_t second_half = (count + 1) / 2;
@@ -586,27 +594,36 @@ bool Trainer::train_epoch_margin_pair(const BatchCallback& on_batch, const StopR
       const std::size_t count = std::min(n, begin + B) - begin;
       const auto [h0, h1] = half_of(count);
       const std::uint8_t* const* rows = mine.rows[parity].data();
-      float* const dlogits = margin_dlogits_[parity].data();
+      float* const dlogits = two_copies_dlogits_[parity].data();
+      float* const losses = two_copies_losses_[parity].data();
+      const Label* const labels = epoch_labels_.data() + begin;
       std::int64_t correct = 0;  // counted once past the meeting: a stop may leave this batch undone
-      if (h0 < h1) {             // the margins of this thread's rows, then their sigmoid, loss and dlogit
-        for (std::size_t d = 0; d < D; ++d)
-          margin_W[d] = W[D + d] - W[d];
-        const float margin_b = b[1] - b[0];
-        FastForwardArgs margins{rows,     nullptr,   h1 - h0,        D,       1,       train_.element,
-                                margin_W, &margin_b, train_.scale(), nullptr, nullptr, dlogits + h0,
-                                requested};
-        margins.logits_only = true;
-        fast_forward_rows(margins);
-        correct = fast_binary_softmax(
-            {epoch_labels_.data() + begin + h0, h1 - h0, dlogits + h0, margin_losses_[parity].data() + h0});
+      if (h0 < h1) {
+        FastForwardArgs forward{
+            rows,        labels + h0, h1 - h0,           D,        K, train_.element, W, b, train_.scale(),
+            losses + h0, nullptr,     dlogits + h0 * KS, requested};
+        if (binary) {  // the margins of this thread's rows, then their sigmoid, loss and dlogit
+          float* const margin_W = margin_W_[t].data();
+          for (std::size_t d = 0; d < D; ++d)
+            margin_W[d] = W[D + d] - W[d];
+          const float margin_b = b[1] - b[0];
+          forward.classes = 1;
+          forward.W = margin_W;
+          forward.b = &margin_b;
+          forward.logits_only = true;
+          fast_forward_rows(forward);
+          correct = fast_binary_softmax({labels + h0, h1 - h0, dlogits + h0, losses + h0});
+        } else {
+          correct = fast_forward_rows(forward);
+        }
       }
       lap(tally.forward);
       // Its half's sums, asking memory for its half of the next batch's rows when they fit in L2 beside
-      // this batch's half.
+      // this batch's half and the sums.
       const std::size_t next_count = begin + count < n ? gather(begin + count, parity ^ 1) : 0;
       const bool asked =
-          next_count > 0 && (h1 - h0 + next_count) * row_bytes + D * sizeof(float) <= l2_cache_bytes();
-      fast_gradient_columns({rows, dlogits + h0, h1 - h0, D, 1, train_.element, 0, D, /*scale=*/1.0f,
+          next_count > 0 && (h1 - h0 + next_count) * row_bytes + KS * D * sizeof(float) <= l2_cache_bytes();
+      fast_gradient_columns({rows, dlogits + h0 * KS, h1 - h0, D, KS, train_.element, 0, D, /*scale=*/1.0f,
                              mine.sums[parity].data(), asked ? mine.rows[parity ^ 1].data() : nullptr,
                              next_count, row_bytes});
       requested = asked;
@@ -618,22 +635,30 @@ bool Trainer::train_epoch_margin_pair(const BatchCallback& on_batch, const StopR
       if (batch >= stop_at.load(std::memory_order_acquire)) break;  // thread 0 stopped after the previous one
       tally.correct += correct;
 
-      // The whole step, on this thread's copy: W_1 against the margin's gradient, W_0 the opposite way;
-      // b from the dlogits of every row in order, as on one thread.
+      // The whole step, on this thread's copy (two classes as one: W_1 against the margin's gradient,
+      // W_0 the opposite way); b from the dlogits of every row in order, as on one thread.
       const double lr = lr_of_batch(first_batch + batch);
       const float sgd_step = static_cast<float>(lr / static_cast<double>(count));
-      fast_step_from_halves({margin_pair_[0].sums[parity].data(), margin_pair_[1].sums[parity].data(), D, 1,
-                             0, D, sgd_step, train_.scale(), W + D, W});
-      float sum = 0;
-      for (std::size_t r = 0; r < count; ++r)
-        sum += dlogits[r];
-      b[1] -= sgd_step * sum;
-      b[0] -= sgd_step * -sum;
+      fast_step_from_halves({two_copies_[0].sums[parity].data(), two_copies_[1].sums[parity].data(), D, KS, 0,
+                             D, sgd_step, train_.scale(), binary ? W + D : W, binary ? W : nullptr});
+      if (binary) {
+        float sum = 0;
+        for (std::size_t r = 0; r < count; ++r)
+          sum += dlogits[r];
+        b[1] -= sgd_step * sum;
+        b[0] -= sgd_step * -sum;
+      } else {
+        for (std::size_t k = 0; k < K; ++k) {
+          float sum = 0;
+          for (std::size_t r = 0; r < count; ++r)
+            sum += dlogits[r * K + k];
+          b[k] -= sgd_step * sum;
+        }
+      }
       lap(tally.backward);
       if (t == 0) {  // the books, from both halves' losses
         try {
-          if (close_batch(begin + count, count, lr, on_batch, should_stop, margin_losses_[parity].data()))
-            stop_at = batch + 1;
+          if (close_batch(begin + count, count, lr, on_batch, should_stop, losses)) stop_at = batch + 1;
         } catch (...) {
           error = std::current_exception();
           stop_at = batch + 1;
@@ -953,10 +978,10 @@ std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
   rng_.shuffle(order_);
 
   const bool split = uses_fast_path() && split_by_classes_now();
-  const bool margin_pair = uses_fast_path() && pool_.threads() == 2 && trains_two_classes_as_one();
+  const bool two_copies = uses_fast_path() && pool_.threads() == 2 && sums_in_two_halves();
   const bool finished = !uses_fast_path() ? train_epoch_naive(on_batch, should_stop)
                         : split           ? train_epoch_split_classes(on_batch, should_stop)
-                        : margin_pair     ? train_epoch_margin_pair(on_batch, should_stop)
+                        : two_copies      ? train_epoch_two_copies(on_batch, should_stop)
                                           : train_epoch_fast(on_batch, should_stop);
   if (!finished) return std::nullopt;
   EpochMetrics metrics;

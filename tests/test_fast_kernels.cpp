@@ -653,7 +653,7 @@ TEST(FastTrainer, TwoClassesTrainAsOneMargin) {
   }
 }
 
-// Two threads and two classes (train_epoch_margin_pair, each thread stepping its own copy of the model):
+// Two threads and two classes (train_epoch_two_copies, each thread stepping its own copy of the model):
 // the model after each batch as the callback sees it, a stop after some batches and the rest of the
 // epoch under a warm-up and cosine schedule, and a run that diverges: as on one thread, bit for bit.
 TEST(FastTrainer, TwoClassesOnTwoThreadsStopAndDivergeWhereOneThreadDoes) {

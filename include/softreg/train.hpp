@@ -234,9 +234,9 @@ class Trainer {
   bool split_by_classes_now();
   // train_epoch_fast for two threads that each own half of the classes for all of the batch's rows.
   bool train_epoch_split_classes(const BatchCallback& on_batch, const StopRequest& should_stop);
-  // train_epoch_fast for two threads and two classes trained as one, each thread stepping a copy of the
-  // whole model.
-  bool train_epoch_margin_pair(const BatchCallback& on_batch, const StopRequest& should_stop);
+  // train_epoch_fast for two threads and a model whose sums go in halves, split by rows, each thread
+  // stepping a copy of the whole model.
+  bool train_epoch_two_copies(const BatchCallback& on_batch, const StopRequest& should_stop);
 
   TrainConfig config_;
   std::unique_ptr<Optimizer> optimizer_;
@@ -277,16 +277,16 @@ class Trainer {
   // Two classes trained as one: each thread's copy of the margin's weights, W_1 - W_0, for its forward
   // pass.
   std::vector<std::vector<float>> margin_W_;
-  // train_epoch_margin_pair: thread 1's copy of W and b (thread 0 steps the model itself), each thread's
+  // train_epoch_two_copies: thread 1's copy of W and b (thread 0 steps the model itself), each thread's
   // rows of the batch by parity, and by parity each thread's half sums and the batch's dlogits and losses.
-  struct MarginPairBuffers {
+  struct TwoCopiesBuffers {
     WeightMatrix W;
     BiasVector b;
     std::array<std::vector<const std::uint8_t*>, 2> rows;
     std::array<std::vector<float>, 2> sums;
   };
-  std::array<MarginPairBuffers, 2> margin_pair_;
-  std::array<std::vector<float>, 2> margin_dlogits_, margin_losses_;
+  std::array<TwoCopiesBuffers, 2> two_copies_;
+  std::array<std::vector<float>, 2> two_copies_dlogits_, two_copies_losses_;
   // train_epoch_split_classes: each thread's rows of the batch (all of them), its classes' logits by
   // batch parity (read by the other thread), and its own copies of the whole logits, its classes'
   // dlogits and (thread 1) the losses it finds, which thread 0 also finds and keeps in batch_loss_.
