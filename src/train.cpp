@@ -318,12 +318,12 @@ bool Trainer::split_by_classes_now() {
   const char* forced = std::getenv("SOFTREG_SPLIT");
   if (forced && std::strcmp(forced, "rows") == 0) return false;
   if (forced && std::strcmp(forced, "classes") == 0) return true;
-  // Split by rows, the threads hand each other W's lines and the gradient sums' every batch (for the
-  // recipe about 60 KB); by classes, only the logits (5 KB), but each thread reads every row. On a
-  // Zen 4 KVM guest whose host moved the two vCPUs between dies from minute to minute, a line's round
-  // trip took 50-70 ns on one die and 280-370 ns across two; the recipe's epoch split by rows took
-  // 11.6-12.6 and 17.5-19.0 ms, split by classes 12.3-13.8 and 13.9-16.0 ms (BENCHMARKS.md). The
-  // measurement takes about 40 us an epoch.
+  // Split by rows, the threads hand each other their gradient sums every batch (for the recipe 31 KB; W's
+  // lines too, before train_epoch_two_copies); by classes, only the logits (5 KB), but each thread reads
+  // every row. On a Zen 4 KVM guest whose host moved the two vCPUs between dies from minute to minute, a
+  // line's round trip took 50-70 ns on one die and 280-370 ns across two; the recipe's epoch split by
+  // rows (W's lines and the sums crossing) took 11.6-12.6 and 17.5-19.0 ms, split by classes 12.3-13.8
+  // and 13.9-16.0 ms (BENCHMARKS.md). The measurement takes about 40 us an epoch.
   // With few classes W is small, so little crosses split by rows, while split by classes each thread
   // still reads every row for its one or two classes: on two dies (round trip 290-320 ns), synthetic
   // bytes of 784 features, 10 epochs, rows against classes: K = 2 6.0 against 7.6 ms, K = 4 8.9
@@ -351,7 +351,7 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
   // batch's rows. They meet once a batch, when both have the logits of their classes; each then takes
   // the softmax of every row (counting the loss and accuracy of its half of them), and sums and steps
   // its classes from every row. What crosses between the cores is each batch's logits (for the recipe
-  // 5 KB each way), where the halves schedule hands each other W's and the sums' lines (about 60 KB a
+  // 5 KB each way), where split by rows the threads hand each other their halves' sums (31 KB a
   // batch): on a host that puts the two vCPUs on two dies, those lines cost 350 ns each way
   // (BENCHMARKS.md). Each (row, class) logit, dlogit and (class, input) sum is computed as on one
   // thread (the sums as two halves of rows, FastUpdateArgs::second_half, where one thread takes them so;
@@ -683,15 +683,15 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
   // batch reads W. The weights do not depend on the thread count: no sum is split by thread.
   //
   // Plain SGD on a small model (`halves`) splits each sum in two instead, over the batch's first and
-  // second halves of rows, added before the step. On two threads each thread's half is the slice its
-  // forward pass has just brought into its core's cache: it sums its half (step 1 runs straight on
-  // into it, no barrier), the team meets, and each thread steps its range of inputs from the two
-  // halves' sums. (On three or more threads, threads 0 and 1 sum the halves after a third meeting.) Otherwise
-  // step 2 would read half of every batch's rows from the other core's cache, which made the two-thread
-  // backward pass about as slow as the one-thread one (Zen 5, BENCHMARKS.md). One thread takes the same two
-  // sums in registers (FastUpdateArgs::second_half), so the bits still do not depend on the thread count; a
-  // large model stays with step 2, whose sums fit in registers, where two halves of it would stream through
-  // memory.
+  // second halves of rows, added before the step. Two threads take those in train_epoch_two_copies
+  // (each thread's half is the slice its forward pass has just brought into its core's cache; step 2
+  // would read half of every batch's rows from the other core's cache, which made the two-thread
+  // backward pass about as slow as the one-thread one, Zen 5, BENCHMARKS.md). Here, on three or more
+  // threads, threads 0 and 1 sum the halves after the first meeting, the team meets again, and each
+  // thread steps its range of inputs from the two halves' sums. One thread takes the same two sums in
+  // registers (FastUpdateArgs::second_half), so the bits still do not depend on the thread count; a
+  // large model stays with step 2, whose sums fit in registers, where two halves of it would stream
+  // through memory.
   const bool fused = uses_fused_sgd();
   const std::size_t threads = static_cast<std::size_t>(pool_.threads());
   const std::size_t n = order_.size(), D = train_.features();
@@ -714,9 +714,6 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
   // slice of rows starts at an even row, and the halves are not used.
   const bool bf16 = config_.compute == "bf16";
   const bool halves = sums_in_two_halves();
-  // On two threads each half is a thread's own forward slice; on more, threads 0 and 1 sum the halves
-  // after the team has met (their slices differ from the halves).
-  const bool own_half = halves && threads == 2;
   // Two classes trained as one (fast_binary_softmax): the kernels see one class, the margin, whose
   // weights W_1 - W_0 each thread takes before its forward pass; the step from the halves' sums moves
   // W_1 and, the opposite way, W_0. One thread takes the halves' sums one after the other.
@@ -840,13 +837,8 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
         }
         if (bf16) fast_bf16_pack_dlogit_pairs(dlogits, r1 - r0, K, bf16_dlogit_pairs_.data() + r0 / 2 * K);
       }
-      if (own_half) {
-        lap(tally.forward);
-      } else {
-        meet(tally.forward);
-      }
-      // The other buffer's last readers were the previous batch's backward passes, all done (with
-      // own_half, the slice this thread writes was read by this thread alone).
+      meet(tally.forward);
+      // The other buffer's last readers were the previous batch's backward passes, all done.
       const auto [next_rows, next_count] = begin + count < n ? gather(begin + count, buffer ^ 1)
                                                              : std::pair<const std::uint8_t**, std::size_t>();
 
@@ -877,12 +869,8 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
           const std::size_t ask_first = asked ? next_count / 2 : 0;
           sum_half(0, asked ? next_rows : nullptr, ask_first);
           sum_half(1, asked ? next_rows + ask_first : nullptr, asked ? next_count - ask_first : 0);
-        } else if (t < 2) {
-          // Its half of the rows and its sums, beside the next batch's rows in L2 (step 2's rule).
-          const std::size_t half_rows = t == 0 ? second_half : count - second_half;
-          const std::size_t half_streamed = (half_rows + next_count) * row_bytes + KS * D * sizeof(float);
-          asked = own_half && half_streamed <= l2_cache_bytes();
-          sum_half(static_cast<int>(t), asked ? next_rows : nullptr, next_count);
+        } else if (t < 2) {  // a half of rows from several threads' slices: no rows of its own to ask for
+          sum_half(static_cast<int>(t), nullptr, 0);
         }
         meet(tally.backward);  // both halves' sums are there
         if (d0 < d1) {
