@@ -27,6 +27,15 @@ namespace {
 // Copies n floats, n small (a row's logits of half of the classes): as std::copy_n, the compiler calls
 // memmove for each row, which took 2.7 % of the split-by-classes epoch's samples (Zen 4, perf) for 20
 // bytes at a time. Fixed-size pieces are moves in registers.
+// The sum of count values `stride` apart, in order from 0: a class's dlogits over a batch's rows, for
+// its bias, added as on one thread whatever the schedule.
+float sum_over_rows(const float* values, std::size_t count, std::size_t stride) {
+  float sum = 0;
+  for (std::size_t r = 0; r < count; ++r)
+    sum += values[r * stride];
+  return sum;
+}
+
 void copy_few(const float* src, std::size_t n, float* dst) {
   std::size_t i = 0;
   for (; i + 4 <= n; i += 4)
@@ -292,6 +301,27 @@ void Trainer::add_thread_tallies(std::span<const ThreadTally> tallies) {
   }
 }
 
+void Trainer::order_labels(std::size_t first) {
+  // Read in sequence by the forward passes. Looked up batch by batch instead, each was a cache miss: the
+  // rows streaming through every cache level leave no label there (Zen 5: about 2 us a batch on one
+  // thread, a third of the two-class backward pass).
+  epoch_labels_.resize(order_.size());
+  for (std::size_t i = first; i < order_.size(); ++i)
+    epoch_labels_[i] = train_.labels[order_[i]];
+}
+
+void Trainer::close_batch_met_once(std::size_t batch, std::size_t end, std::size_t count, double lr,
+                                   const BatchCallback& on_batch, const StopRequest& should_stop,
+                                   const float* losses, std::atomic<std::size_t>& stop_at,
+                                   std::exception_ptr& error) {
+  try {
+    if (close_batch(end, count, lr, on_batch, should_stop, losses)) stop_at = batch + 1;
+  } catch (...) {
+    error = std::current_exception();
+    stop_at = batch + 1;
+  }
+}
+
 bool Trainer::close_batch(std::size_t end, std::size_t count, double lr, const BatchCallback& on_batch,
                           const StopRequest& should_stop, const float* losses) {
   if (!losses) losses = batch_loss_.data();
@@ -377,9 +407,7 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
   const std::size_t split = (K + 1) / 2;  // thread 0's classes [0, split), thread 1's [split, K)
   const std::size_t first = batches_done_ * B;
   const bool sums_in_halves = sums_in_two_halves();
-  epoch_labels_.resize(n);
-  for (std::size_t i = first; i < n; ++i)
-    epoch_labels_[i] = train_.labels[order_[i]];
+  order_labels(first);
   batch_loss_.resize(B);
   for (std::size_t t = 0; t < 2; ++t) {
     ClassSplitBuffers& buffers = class_split_[t];
@@ -504,20 +532,11 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
                            W, asked ? mine.rows[parity ^ 1].data() : nullptr, next_count, row_bytes,
                            sums_in_halves ? second_half : 0});
       requested = asked;
-      for (std::size_t k = 0; k < own; ++k) {  // b's sums in row order, as on one thread
-        float sum = 0;
-        for (std::size_t r = 0; r < count; ++r)
-          sum += own_dlogits[r * own + k];
-        b[k] -= sgd_step * sum;
-      }
+      for (std::size_t k = 0; k < own; ++k)
+        b[k] -= sgd_step * sum_over_rows(own_dlogits + k, count, own);
       lap(tally.backward);
       if (t == 0) {  // the books, from this thread's losses of every row
-        try {
-          if (close_batch(begin + count, count, lr, on_batch, should_stop)) stop_at = batch + 1;
-        } catch (...) {
-          error = std::current_exception();
-          stop_at = batch + 1;
-        }
+        close_batch_met_once(batch, begin + count, count, lr, on_batch, should_stop, nullptr, stop_at, error);
         lap(tally.backward);
       }
     }
@@ -546,9 +565,7 @@ bool Trainer::train_epoch_two_copies(const BatchCallback& on_batch, const StopRe
   const bool binary = trains_two_classes_as_one();
   const std::size_t KS = binary ? 1 : K;  // classes the kernels see
   const std::size_t first = batches_done_ * B;
-  epoch_labels_.resize(n);
-  for (std::size_t i = first; i < n; ++i)
-    epoch_labels_[i] = train_.labels[order_[i]];
+  order_labels(first);
   if (binary) {
     margin_W_.resize(2);
     for (auto& weights : margin_W_)
@@ -645,27 +662,16 @@ bool Trainer::train_epoch_two_copies(const BatchCallback& on_batch, const StopRe
       fast_step_from_halves({two_copies_[0].sums[parity].data(), two_copies_[1].sums[parity].data(), D, KS, 0,
                              D, sgd_step, train_.scale(), binary ? W + D : W, binary ? W : nullptr});
       if (binary) {
-        float sum = 0;
-        for (std::size_t r = 0; r < count; ++r)
-          sum += dlogits[r];
+        const float sum = sum_over_rows(dlogits, count, 1);
         b[1] -= sgd_step * sum;
         b[0] -= sgd_step * -sum;
       } else {
-        for (std::size_t k = 0; k < K; ++k) {
-          float sum = 0;
-          for (std::size_t r = 0; r < count; ++r)
-            sum += dlogits[r * K + k];
-          b[k] -= sgd_step * sum;
-        }
+        for (std::size_t k = 0; k < K; ++k)
+          b[k] -= sgd_step * sum_over_rows(dlogits + k, count, K);
       }
       lap(tally.backward);
       if (t == 0) {  // the books, from both halves' losses
-        try {
-          if (close_batch(begin + count, count, lr, on_batch, should_stop, losses)) stop_at = batch + 1;
-        } catch (...) {
-          error = std::current_exception();
-          stop_at = batch + 1;
-        }
+        close_batch_met_once(batch, begin + count, count, lr, on_batch, should_stop, losses, stop_at, error);
         lap(tally.backward);
       }
     }
@@ -705,13 +711,8 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
   SoftmaxModel& kernel_model = standardization_ ? folded_ : model_;
   for (auto& pixels : batch_pixels_)
     pixels.resize(B);
-  // The labels in this epoch's order, read in sequence by the forward passes. Looked up batch by batch
-  // instead, each was a cache miss: the rows streaming through every cache level leave no label there
-  // (Zen 5: about 2 us a batch on one thread, a third of the two-class backward pass).
   const std::size_t first = batches_done_ * B;
-  epoch_labels_.resize(n);
-  for (std::size_t i = first; i < n; ++i)
-    epoch_labels_[i] = train_.labels[order_[i]];
+  order_labels(first);
   batch_loss_.resize(B);
   // bfloat16 (config_.compute): pairs of rows, 2j and 2j+1, are summed together, so each thread's
   // slice of rows starts at an even row, and the halves are not used.

@@ -653,6 +653,17 @@ TEST(FastTrainer, TwoClassesTrainAsOneMargin) {
   }
 }
 
+// What one epoch under `config` throws as TrainingDiverged, or "no error".
+std::string divergence_of(const TrainConfig& config, const Dataset& train, const Dataset& test) {
+  Trainer trainer(config, train, test);
+  try {
+    trainer.run_epoch();
+  } catch (const TrainingDiverged& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
 // Two threads and two classes (train_epoch_two_copies, each thread stepping its own copy of the model):
 // the model after each batch as the callback sees it, a stop after some batches and the rest of the
 // epoch under a warm-up and cosine schedule, and a run that diverges: as on one thread, bit for bit.
@@ -695,13 +706,7 @@ TEST(FastTrainer, TwoClassesOnTwoThreadsStopAndDivergeWhereOneThreadDoes) {
     TrainConfig config;
     config.lr = 1e6;
     config.threads = threads;
-    Trainer trainer(config, train, test);
-    try {
-      trainer.run_epoch();
-    } catch (const TrainingDiverged& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
+    return divergence_of(config, train, test);
   };
   const std::string message = diverged(1);
   EXPECT_NE(message.find("training diverged in epoch 1, batch"), std::string::npos) << message;
@@ -826,13 +831,7 @@ TEST(FastTrainer, SplittingByClassesStopsAndDivergesWhereRowsDo) {
     TrainConfig config;
     config.lr = 1e4;
     config.threads = 2;
-    Trainer trainer(config, train, test);
-    try {
-      trainer.run_epoch();
-    } catch (const TrainingDiverged& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
+    return divergence_of(config, train, test);
   };
   const std::string message = diverged("rows");
   EXPECT_NE(message.find("training diverged in epoch 1, batch"), std::string::npos) << message;

@@ -4,7 +4,9 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -222,6 +224,14 @@ class Trainer {
   // should_stop asks the epoch to end there.
   bool close_batch(std::size_t end, std::size_t count, double lr, const BatchCallback& on_batch,
                    const StopRequest& should_stop, const float* losses = nullptr);
+  // close_batch for a schedule whose threads meet once a batch: a stop, or an error (kept for the caller
+  // to rethrow), sets stop_at to the batch after `batch`, which neither thread then steps.
+  void close_batch_met_once(std::size_t batch, std::size_t end, std::size_t count, double lr,
+                            const BatchCallback& on_batch, const StopRequest& should_stop,
+                            const float* losses, std::atomic<std::size_t>& stop_at,
+                            std::exception_ptr& error);
+  // epoch_labels_ from position `first` of this epoch's order.
+  void order_labels(std::size_t first);
   // Whether the fast path takes each gradient sum as two, over a batch's first and second halves of
   // rows (plain SGD, float32 products, a model of up to 128 KB), whatever the thread count.
   bool sums_in_two_halves() const;
