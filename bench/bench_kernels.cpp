@@ -203,6 +203,48 @@ BENCHMARK(BM_ForwardPass)
                         [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); })
     ->ReportAggregatesOnly(true);
 
+// Two classes taken as one margin (Trainer::trains_two_classes_as_one) on BM_ForwardPass's 256 resident
+// rows of 784 bytes: the margin's weights W_1 - W_0, one dot product a row (fast_forward_rows with one
+// class, logits only) and fast_binary_softmax. Set it beside BM_ForwardPass/K:2/f32:0/D:784, the same
+// rows through the two-class softmax.
+void BM_MarginForwardPass(benchmark::State& state) {
+  constexpr std::size_t kRows = 256, D = 784;
+  const Dataset data = synthetic_dataset(kRows, D, 2, ElementType::kU8, /*seed=*/7);
+  std::vector<const std::uint8_t*> rows(kRows);
+  for (std::size_t r = 0; r < kRows; ++r)
+    rows[r] = data.image(r);
+  Rng rng(0);
+  const SoftmaxModel model = SoftmaxModel::initialized(static_cast<int>(D), 2, 0.01, rng);
+  std::vector<float> margin_W(D), loss(kRows), dlogits(kRows);
+  for (auto _ : state) {
+    const float* W = model.W.data();
+    for (std::size_t d = 0; d < D; ++d)
+      margin_W[d] = W[D + d] - W[d];
+    const float margin_b = model.b(1) - model.b(0);
+    FastForwardArgs margins{rows.data(),
+                            nullptr,
+                            kRows,
+                            D,
+                            1,
+                            ElementType::kU8,
+                            margin_W.data(),
+                            &margin_b,
+                            data.scale(),
+                            nullptr,
+                            nullptr,
+                            dlogits.data(),
+                            /*rows_requested=*/true};
+    margins.logits_only = true;
+    fast_forward_rows(margins);
+    benchmark::DoNotOptimize(fast_binary_softmax({data.labels.data(), kRows, dlogits.data(), loss.data()}));
+  }
+}
+BENCHMARK(BM_MarginForwardPass)
+    ->Repetitions(15)
+    ->ComputeStatistics("min",
+                        [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); })
+    ->ReportAggregatesOnly(true);
+
 // --compute bf16's two passes on one thread's slice of a batch (128 cache-resident rows, as two threads
 // split 256), against BM_ForwardPass's float32: the forward pass (pack the rows, logits; the float32
 // softmax after it is the same in both modes and left out) or the update (pair the rows, sums and
