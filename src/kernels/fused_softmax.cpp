@@ -1003,7 +1003,7 @@ void StepFromHalves(const FastHalvesStepArgs& a) {
   }
 }
 
-// fast_binary_softmax for the lanes of rows from `row`, of which the first n are real (the rest padding).
+// fast_binary_softmax for one vector of rows, of which the first n are real (the rest padding).
 template <class D, class V>
 HWY_INLINE std::int64_t BinaryLanes(D df, V z, V y, std::size_t n, V& dlogit, V& loss) {
   const V zero = hn::Zero(df), one = hn::Set(df, 1.0f);
