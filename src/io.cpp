@@ -204,7 +204,8 @@ std::string summary_json(const RunSummary& s) {
                          {"backward_seconds", m.backward_seconds},
                          {"thread_busy_seconds", m.thread_busy_seconds},
                          {"split_by_classes", m.split_by_classes},
-                         {"core_round_trip_seconds", m.core_round_trip_seconds}});
+                         {"core_round_trip_seconds", m.core_round_trip_seconds},
+                         {"two_classes_as_one", m.two_classes_as_one}});
     if (m.has_validation) {
       per_epoch.back()["val_loss"] = m.val_loss;
       per_epoch.back()["val_acc"] = m.val_acc;

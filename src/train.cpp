@@ -981,6 +981,7 @@ std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
   metrics.backward_seconds = backward_seconds_;
   metrics.thread_busy_seconds = std::move(thread_busy_seconds_);
   metrics.split_by_classes = split;
+  metrics.two_classes_as_one = uses_fast_path() && trains_two_classes_as_one();
   metrics.core_round_trip_seconds = round_trip_;
   thread_busy_seconds_.clear();
   barrier_wait_ = forward_seconds_ = backward_seconds_ = 0;

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <string>
 #include <tuple>
@@ -642,14 +643,24 @@ TEST(FastTrainer, TwoClassesTrainAsOneMargin) {
       config.threads = threads;
       Trainer trainer(config, train, test);
       trainer.warm_start(start);
-      for (int epoch = 0; epoch < 2; ++epoch)
-        EXPECT_TRUE(trainer.run_epoch().has_value()) << where;
+      for (int epoch = 0; epoch < 2; ++epoch) {
+        const std::optional<EpochMetrics> metrics = trainer.run_epoch();
+        ASSERT_TRUE(metrics.has_value()) << where;
+        EXPECT_TRUE(metrics->two_classes_as_one) << where;
+      }
       const SoftmaxModel& model = trainer.model();
       EXPECT_FALSE(model.W == start.W) << where;
       EXPECT_TRUE(model.W.col(0) == -model.W.col(1)) << where;
       EXPECT_EQ(model.b(0), -model.b(1)) << where;
       EXPECT_NE(model.b(1), 0.25f) << where;
     }
+    // Not on the naive path, nor with an optimizer that needs the gradient (momentum).
+    TrainConfig naive;
+    naive.kernel = KernelChoice::kNaive;
+    EXPECT_FALSE(Trainer(naive, train, test).run_epoch()->two_classes_as_one);
+    TrainConfig momentum;
+    momentum.optimizer = "momentum";
+    EXPECT_FALSE(Trainer(momentum, train, test).run_epoch()->two_classes_as_one);
   }
 }
 

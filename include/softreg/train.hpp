@@ -119,6 +119,10 @@ struct EpochMetrics {
   /// The results are the same bit for bit either way.
   bool split_by_classes = false;
   double core_round_trip_seconds = 0;
+  /// The fast path trained two classes as one margin (plain SGD, a small model): one dot product a row
+  /// and one gradient sum an input, half the multiply-adds of the two-class softmax (kernels.hpp,
+  /// fast_binary_softmax).
+  bool two_classes_as_one = false;
   bool has_validation = false;  // the two below are set
   double val_loss = 0;
   double val_acc = 0;
