@@ -24,9 +24,6 @@ namespace softreg {
 
 namespace {
 
-// Copies n floats, n small (a row's logits of half of the classes): as std::copy_n, the compiler calls
-// memmove for each row, which took 2.7 % of the split-by-classes epoch's samples (Zen 4, perf) for 20
-// bytes at a time. Fixed-size pieces are moves in registers.
 // The sum of count values `stride` apart, in order from 0: a class's dlogits over a batch's rows, for
 // its bias, added as on one thread whatever the schedule.
 float sum_over_rows(const float* values, std::size_t count, std::size_t stride) {
@@ -36,6 +33,9 @@ float sum_over_rows(const float* values, std::size_t count, std::size_t stride) 
   return sum;
 }
 
+// Copies n floats, n small (a row's logits of half of the classes): as std::copy_n, the compiler calls
+// memmove for each row, which took 2.7 % of the split-by-classes epoch's samples (Zen 4, perf) for 20
+// bytes at a time. Fixed-size pieces are moves in registers.
 void copy_few(const float* src, std::size_t n, float* dst) {
   std::size_t i = 0;
   for (; i + 4 <= n; i += 4)
@@ -322,6 +322,20 @@ void Trainer::close_batch_met_once(std::size_t batch, std::size_t end, std::size
   }
 }
 
+std::chrono::steady_clock::time_point Trainer::ThreadTally::lap(double& phase) {
+  const auto now = std::chrono::steady_clock::now();
+  phase += std::chrono::duration<double>(now - mark).count();
+  mark = now;
+  return now;
+}
+
+void Trainer::ThreadTally::meet(SpinBarrier& barrier, std::size_t thread, double& phase) {
+  const auto arrived = lap(phase);
+  barrier.arrive_and_wait(thread);
+  mark = std::chrono::steady_clock::now();
+  waited += std::chrono::duration<double>(mark - arrived).count();
+}
+
 bool Trainer::close_batch(std::size_t end, std::size_t count, double lr, const BatchCallback& on_batch,
                           const StopRequest& should_stop, const float* losses) {
   if (!losses) losses = batch_loss_.data();
@@ -441,14 +455,7 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
   const std::size_t forward_chunk = std::max<std::size_t>(1, l2_cache_bytes() / 2 / row_bytes);
 
   pool_.run(2, [&](std::size_t t) {
-    using Clock = std::chrono::steady_clock;
     ThreadTally tally;
-    Clock::time_point mark = Clock::now();
-    const auto lap = [&](double& phase) {
-      const auto now = Clock::now();
-      phase += std::chrono::duration<double>(now - mark).count();
-      mark = now;
-    };
     ClassSplitBuffers& mine = class_split_[t];
     const ClassSplitBuffers& theirs = class_split_[1 - t];
     const std::size_t k0 = t == 0 ? 0 : split, own = t == 0 ? split : K - split;
@@ -477,11 +484,7 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
         logits.logits_only = true;
         fast_forward_rows(logits);
       }
-      lap(tally.forward);
-      const auto arrived = Clock::now();
-      barrier.arrive_and_wait(t);  // both threads' logits of this batch are there
-      mark = Clock::now();
-      tally.waited += std::chrono::duration<double>(mark - arrived).count();
+      tally.meet(barrier, t, tally.forward);  // both threads' logits of this batch are there
       if (batch >= stop_at.load(std::memory_order_acquire)) break;  // thread 0 stopped after the previous one
       const double lr = lr_of_batch(first_batch + batch);
 
@@ -517,7 +520,7 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
         const std::int64_t correct = fast_forward_rows(softmax);
         if (counted) tally.correct += correct;
       }
-      lap(tally.forward);
+      tally.lap(tally.forward);
 
       // This thread's classes' dlogits, summed over every row and stepped; the next batch's rows
       // asked for on the way when they fit in L2 beside this batch's.
@@ -534,10 +537,10 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
       requested = asked;
       for (std::size_t k = 0; k < own; ++k)
         b[k] -= sgd_step * sum_over_rows(own_dlogits + k, count, own);
-      lap(tally.backward);
+      tally.lap(tally.backward);
       if (t == 0) {  // the books, from this thread's losses of every row
         close_batch_met_once(batch, begin + count, count, lr, on_batch, should_stop, nullptr, stop_at, error);
-        lap(tally.backward);
+        tally.lap(tally.backward);
       }
     }
     tallies[t] = tally;
@@ -596,14 +599,7 @@ bool Trainer::train_epoch_two_copies(const BatchCallback& on_batch, const StopRe
   const std::size_t row_bytes = train_.row_bytes();
 
   pool_.run(2, [&](std::size_t t) {
-    using Clock = std::chrono::steady_clock;
     ThreadTally tally;
-    Clock::time_point mark = Clock::now();
-    const auto lap = [&](double& phase) {
-      const auto now = Clock::now();
-      phase += std::chrono::duration<double>(now - mark).count();
-      mark = now;
-    };
     TwoCopiesBuffers& mine = two_copies_[t];
     float* const W = t == 0 ? model_.W.data() : mine.W.data();  // (K, D): class k's weights at W + k D
     float* const b = t == 0 ? model_.b.data() : mine.b.data();
@@ -637,7 +633,7 @@ bool Trainer::train_epoch_two_copies(const BatchCallback& on_batch, const StopRe
         correct =
             binary ? forward_two_classes_as_one(forward, margin_W_[t].data()) : fast_forward_rows(forward);
       }
-      lap(tally.forward);
+      tally.lap(tally.forward);
       // Its half's sums, asking memory for its half of the next batch's rows when they fit in L2 beside
       // this batch's half and the sums.
       const std::size_t next_count = begin + count < n ? gather(begin + count, parity ^ 1) : 0;
@@ -647,11 +643,8 @@ bool Trainer::train_epoch_two_copies(const BatchCallback& on_batch, const StopRe
                              mine.sums[parity].data(), asked ? mine.rows[parity ^ 1].data() : nullptr,
                              next_count, row_bytes});
       requested = asked;
-      lap(tally.backward);
-      const auto arrived = Clock::now();
-      barrier.arrive_and_wait(t);  // both halves' sums, dlogits and losses of this batch are there
-      mark = Clock::now();
-      tally.waited += std::chrono::duration<double>(mark - arrived).count();
+      tally.meet(barrier, t,
+                 tally.backward);  // both halves' sums, dlogits and losses of this batch are there
       if (batch >= stop_at.load(std::memory_order_acquire)) break;  // thread 0 stopped after the previous one
       tally.correct += correct;
 
@@ -669,10 +662,10 @@ bool Trainer::train_epoch_two_copies(const BatchCallback& on_batch, const StopRe
         for (std::size_t k = 0; k < K; ++k)
           b[k] -= sgd_step * sum_over_rows(dlogits + k, count, K);
       }
-      lap(tally.backward);
+      tally.lap(tally.backward);
       if (t == 0) {  // the books, from both halves' losses
         close_batch_met_once(batch, begin + count, count, lr, on_batch, should_stop, losses, stop_at, error);
-        lap(tally.backward);
+        tally.lap(tally.backward);
       }
     }
     tallies[t] = tally;
@@ -755,23 +748,13 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
   std::exception_ptr error;
 
   pool_.run(threads, [&](std::size_t t) {
-    using Clock = std::chrono::steady_clock;
     ThreadTally tally;
-    Clock::time_point mark = Clock::now();  // when this thread last left a barrier
-    // Meets the team; adds the work since the last meeting to `phase`. The time spent waiting for the
-    // others is what a second thread fails to gain.
-    const auto lap = [&](double& phase) {  // adds the work since the last mark to `phase`
-      const auto arrived = Clock::now();
-      phase += std::chrono::duration<double>(arrived - mark).count();
-      mark = arrived;
-      return arrived;
-    };
-    const auto meet = [&](double& phase) {
-      const auto arrived = lap(phase);
-      if (threads == 1) return;
-      barrier.arrive_and_wait(t);
-      mark = Clock::now();
-      tally.waited += std::chrono::duration<double>(mark - arrived).count();
+    const auto meet = [&](double& phase) {  // one thread has no one to meet, nor any wait to count
+      if (threads == 1) {
+        tally.lap(phase);
+      } else {
+        tally.meet(barrier, t, phase);
+      }
     };
     // This thread's rows [r0, r1) of a batch of `count`.
     const auto slice_of = [&](std::size_t count) {

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -220,6 +221,12 @@ class Trainer {
   struct ThreadTally {
     std::int64_t correct = 0;
     double forward = 0, backward = 0, waited = 0;
+    std::chrono::steady_clock::time_point mark = std::chrono::steady_clock::now();  // the last phase's end
+    // Adds the time since the last mark to `phase` (forward or backward); returns the new mark.
+    std::chrono::steady_clock::time_point lap(double& phase);
+    // lap(phase), then meets the team at `barrier`; the time spent waiting for the others (what a second
+    // thread fails to gain) goes to `waited`.
+    void meet(SpinBarrier& barrier, std::size_t thread, double& phase);
   };
   // Adds the threads' tallies to the epoch's figures (correct count, busy, forward, backward, waiting).
   void add_thread_tallies(std::span<const ThreadTally> tallies);
