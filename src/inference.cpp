@@ -14,18 +14,34 @@
 
 namespace softreg {
 
+std::string recorded_label_column(const ModelFile& model) {
+  const auto it = model.metadata.find("data_source");
+  if (it == model.metadata.end()) return {};
+  const DataSource trained_on = source_from_json(it->second, "the model's data_source");
+  return trained_on.uses_csv() ? trained_on.label_column : std::string();
+}
+
 SplitData load_split_for_model(const ModelFile& model, const std::optional<DataSource>& given,
                                const std::string& split) {
   if (split != "train" && split != "test") throw Error("split must be train or test, got '" + split + "'");
   DataSource source;
   if (given) {
     source = *given;
+    // A table's labels are where training found them unless the caller says otherwise.
+    if (source.uses_csv() && source.label_column.empty()) source.label_column = recorded_label_column(model);
   } else if (const auto it = model.metadata.find("data_source"); it != model.metadata.end()) {
     source = source_from_json(it->second, "the model's data_source");  // the data it was trained on
   }
   const int K = model.model.classes();
   SplitData result;
-  if (source_kind(source) == "idx") {
+  if (names_test_part_only(source)) {
+    // New rows to evaluate on, without the training data: labelled by the model's classes directly.
+    if (split == "train") {
+      throw UsageError("--split train needs training data, but only test rows were given");
+    }
+    LoadedData loaded = load_test_part(source, model.class_names);
+    result = {std::move(loaded.data.test), loaded.folder};
+  } else if (source_kind(source) == "idx") {
     // Only the split asked for: the model says how many classes there are and what they are called.
     const DataFiles files = locate_idx_files(source);
     const bool train = split == "train";
@@ -204,7 +220,9 @@ std::vector<Prediction> predict_feature_file(const ModelFile& model, const std::
       CsvTable table = read_csv_file_without_labels(path);
       rows = std::move(table.features);
     } else {
-      rows = std::move(read_csv_file(path, label_column).features);
+      // The training layout: the label column is where training found it unless the caller says.
+      const std::string column = label_column.empty() ? recorded_label_column(model) : label_column;
+      rows = std::move(read_csv_file(path, column).features);
     }
   }
   if (rows.features() != D) {

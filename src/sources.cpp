@@ -649,6 +649,40 @@ void assign_labels(Dataset& train, const RawLabels& train_labels, const std::str
   }
 }
 
+void assign_model_labels(Dataset& rows, const RawLabels& raw, const std::string& source,
+                         const std::vector<std::string>& class_names) {
+  if (raw.size() != rows.count) {
+    throw Error::in_file(source, fmt::format("has {} labels for {} rows", raw.size(), rows.count));
+  }
+  const auto K = static_cast<std::int64_t>(class_names.size());
+  rows.labels.resize(raw.size());
+  for (std::size_t i = 0; i < raw.size(); ++i) {
+    if (raw.is_text) {
+      const auto at = std::find(class_names.begin(), class_names.end(), raw.text[i]);
+      if (at == class_names.end()) {
+        constexpr std::size_t kMostNamesListed = 20;
+        throw Error::in_file(
+            source, class_names.size() <= kMostNamesListed
+                        ? fmt::format("label '{}' at index {} is not one of the model's classes ({})",
+                                      raw.text[i], i, fmt::join(class_names, ", "))
+                        : fmt::format("label '{}' at index {} is not one of the model's {} classes",
+                                      raw.text[i], i, class_names.size()));
+      }
+      rows.labels[i] = static_cast<Label>(at - class_names.begin());
+    } else {
+      const std::int64_t v = raw.numbers[i];
+      if (v < 0 || v >= K) {
+        throw Error::in_file(source, fmt::format("label {} at index {} is out of range (the model's classes "
+                                                 "are 0 to {})",
+                                                 v, i, K - 1));
+      }
+      rows.labels[i] = static_cast<Label>(v);
+    }
+  }
+  rows.num_classes = static_cast<int>(K);
+  rows.class_names = class_names;
+}
+
 // ---- Everything together -------------------------------------------------------------------------
 
 namespace {
@@ -919,6 +953,37 @@ LoadedData load_data(const DataSource& source) {
   for (Dataset* set : {&loaded.data.train, &loaded.data.test}) {
     if (set->class_names.empty()) set->class_names = numbered_class_names(set->num_classes);
   }
+  return loaded;
+}
+
+bool names_test_part_only(const DataSource& source) {
+  return source.train_features.empty() && source.train_labels.empty() && source.train_csv.empty() &&
+         (!source.test_features.empty() || !source.test_labels.empty() || !source.test_csv.empty());
+}
+
+LoadedData load_test_part(const DataSource& source, const std::vector<std::string>& class_names) {
+  if (!names_test_part_only(source)) throw Error("load_test_part: the source names training data");
+  LoadedData loaded;
+  loaded.kind = source_kind(source);
+  RawLabels labels;
+  fs::path labels_file;
+  Dataset& rows = loaded.data.test;
+  if (loaded.kind == "npy") {
+    if (source.test_features.empty() || source.test_labels.empty()) {
+      throw UsageError("--test-features needs --test-labels (and the other way round)");
+    }
+    rows = features_from_npy(read_npy_file(source.test_features), source.test_features.string());
+    labels = labels_from_npy(read_npy_file(source.test_labels), source.test_labels.string());
+    labels_file = source.test_labels;
+    loaded.folder = source.test_features;
+  } else {
+    CsvTable table = read_csv_file(source.test_csv, source.label_column);
+    rows = std::move(table.features);
+    labels = std::move(table.labels);
+    labels_file = loaded.folder = source.test_csv;
+  }
+  if (rows.count == 0) throw Error::in_file(loaded.folder, "has no rows");
+  assign_model_labels(rows, labels, labels_file.string(), class_names);
   return loaded;
 }
 

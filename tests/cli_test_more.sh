@@ -106,6 +106,15 @@ expect 0 '^model: own/model.safetensors \(3 classes, 2 f32 features\)' -- eval -
 printf '9,1\n-9,-1\n' >own-rows.csv
 expect 0 'own-rows.csv:1: cat' -- predict --model own/model.safetensors own-rows.csv
 expect 0 '"class_names": \[' -- data --train-csv own-train.csv --test-csv own-test.csv --json
+# New rows alone (one class of them here) evaluate a saved model with its classes and its label column,
+# and predict reads them in the training layout.
+awk -F, -v OFS=, '{ print $2, $3, $1 }' own-train.csv >own-last.csv
+{ head -1 own-last.csv; grep ',bee$' own-last.csv | head -5; } >own-bees.csv
+expect 0 'test accuracy 1\.0000' -- train --train-csv own-last.csv --label-column species --test-fraction 0.2 --no-plots --out own-last
+expect 0 '^data: own-bees.csv, test split, 5 examples' -- eval --model own-last/model.safetensors --test-csv own-bees.csv
+expect 0 '^own-bees.csv:4: bee' -- predict --model own-last/model.safetensors own-bees.csv
+expect 2 'softreg: error: --split train needs training data, but only test rows were given' -- \
+  eval --model own-last/model.safetensors --test-csv own-bees.csv --split train
 printf 'species,x,y\nant,1,2\nbee,3\n' >ragged.csv
 expect 1 'softreg: error: ragged.csv: line 3 has 2 cells, but the first line has 3' -- train --train-csv ragged.csv --test-fraction 0.5
 printf 'species,x,y\nant,1,oops\n' >text.csv

@@ -458,5 +458,73 @@ TEST(Sources, EvaluationDataMapsClassesToTheModelsByNameOrNumber) {
             std::string::npos);
 }
 
+TEST(Sources, TestRowsAloneAreEvaluatedWithTheModelsClasses) {
+  TempDir dir;
+  ModelFile model;
+  model.model.W = WeightMatrix::Zero(2, 3);
+  model.model.b = BiasVector::Zero(3);
+  model.height = 1;
+  model.width = 2;
+  model.input = InputKind::kFeatures;
+  model.element = ElementType::kF32;
+  model.class_names = {"ant", "bee", "cat"};
+  // Trained on a table whose labels were its last column: new rows in that layout need no flag.
+  DataSource trained_on;
+  trained_on.train_csv = dir / "train.csv";
+  trained_on.label_column = "kind";
+  model.metadata["data_source"] = source_to_json(trained_on);
+  EXPECT_EQ(recorded_label_column(model), "kind");
+
+  // One class only, no training rows: as load_data would read it, this is "1 class" and an error.
+  write_text(dir / "new.csv", "x,y,kind\n1,2,cat\n3,4,cat\n");
+  DataSource s;
+  s.test_csv = dir / "new.csv";
+  ASSERT_TRUE(names_test_part_only(s));
+  SplitData split = load_split_for_model(model, s, "test");
+  EXPECT_EQ(split.data.labels, (std::vector<Label>{2, 2}));
+  EXPECT_EQ(split.data.num_classes, 3);
+  EXPECT_EQ(split.folder, dir / "new.csv");
+  EXPECT_EQ(split.data.features(), 2U);
+  EXPECT_NE(
+      error_of([&] { load_split_for_model(model, s, "train"); }).find("--split train needs training data"),
+      std::string::npos);
+  write_text(dir / "dog.csv", "x,y,kind\n1,2,cat\n3,4,dog\n");
+  s.test_csv = dir / "dog.csv";
+  EXPECT_NE(error_of([&] {
+              load_split_for_model(model, s, "test");
+            }).find("dog.csv: label 'dog' at index 1 is not one of the model's classes (ant, bee, cat)"),
+            std::string::npos);
+
+  // Arrays: numbers are the model's classes of those numbers.
+  s = DataSource();
+  s.test_features = dir / "x.npy";
+  s.test_labels = dir / "y.npy";
+  write_text(s.test_features, npy_bytes("<f4", {2, 2}, raw(std::vector<float>{1, 2, 3, 4})));
+  write_text(s.test_labels, npy_bytes("<i2", {2}, raw(std::vector<std::int16_t>{0, 0})));
+  split = load_split_for_model(model, s, "test");
+  EXPECT_EQ(split.data.labels, (std::vector<Label>{0, 0}));
+  EXPECT_EQ(split.data.class_names, model.class_names);
+  write_text(s.test_labels, npy_bytes("<i2", {2}, raw(std::vector<std::int16_t>{0, 3})));
+  EXPECT_NE(error_of([&] {
+              load_split_for_model(model, s, "test");
+            }).find("y.npy: label 3 at index 1 is out of range (the model's classes are 0 to 2)"),
+            std::string::npos);
+  write_text(s.test_labels, npy_bytes("<i2", {3}, raw(std::vector<std::int16_t>{0, 1, 2})));
+  EXPECT_NE(error_of([&] { load_split_for_model(model, s, "test"); }).find("y.npy: has 3 labels for 2 rows"),
+            std::string::npos);
+  s.test_labels.clear();
+  EXPECT_NE(
+      error_of([&] { load_split_for_model(model, s, "test"); }).find("--test-features needs --test-labels"),
+      std::string::npos);
+
+  // Prediction reads the training layout's features past the recorded label column.
+  write_text(dir / "rows.csv", "x,y,kind\n1,2,cat\n3,4,?\n");
+  model.model.W << 1, 0, 0, 0, 0, 1;  // class 0 from x, class 2 from y
+  const std::vector<Prediction> predictions = predict_feature_file(model, dir / "rows.csv", "");
+  ASSERT_EQ(predictions.size(), 2U);
+  EXPECT_EQ(predictions[1].top(1), std::vector<int>{2});
+  EXPECT_GT(predictions[1].probabilities[2], predictions[0].probabilities[2]);
+}
+
 }  // namespace
 }  // namespace softreg

@@ -139,13 +139,16 @@ void add_data_source_options(CLI::App& cmd, DataSourceFlags& flags) {
       ->group(group);
   cmd.add_option("--train-labels", flags.train_labels, "Training labels: a 1-D .npy of integers or strings")
       ->group(group);
-  cmd.add_option("--test-features", flags.test_features, "Test features (.npy)")->group(group);
+  cmd.add_option("--test-features", flags.test_features,
+                 "Test features (.npy); for eval, alone with --test-labels: new rows for the model")
+      ->group(group);
   cmd.add_option("--test-labels", flags.test_labels, "Test labels (.npy)")->group(group);
   cmd.add_option("--train-csv", flags.train_csv, "Training rows: CSV, a label column and numeric features")
       ->group(group);
-  cmd.add_option("--test-csv", flags.test_csv, "Test rows (CSV)")->group(group);
+  cmd.add_option("--test-csv", flags.test_csv, "Test rows (CSV); for eval, alone: new rows for the model")
+      ->group(group);
   cmd.add_option("--label-column", flags.label_column,
-                 "CSV label column, by name or 0-based index (default: 0)")
+                 "CSV label column, by name or 0-based index (default: 0; for eval and predict, the model's)")
       ->group(group);
   cmd.add_option("--classes", flags.classes, "Number of classes (default: from the labels)")->group(group);
   cmd.add_option("--test-fraction", flags.test_fraction,

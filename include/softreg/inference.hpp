@@ -28,9 +28,15 @@ struct SplitData {
 /// Loads `split` ("train" or "test") of `source` (default: the source recorded in the model, else the
 /// default Fashion-MNIST search) with the model's classes, and checks that its rows have the model's
 /// shape and value type; an error names the data otherwise. Classes named by text labels or folder
-/// names are mapped to the model's by name.
+/// names are mapped to the model's by name. A source of test rows alone (names_test_part_only) is
+/// loaded without training data; a CSV source without a label column takes the model's
+/// (recorded_label_column).
 SplitData load_split_for_model(const ModelFile& model, const std::optional<DataSource>& source,
                                const std::string& split);
+
+/// The CSV label column (name or index) the model was trained with, from its data_source record; empty
+/// when it was not trained on CSV or none was given (the first column).
+std::string recorded_label_column(const ModelFile& model);
 
 /// A model's figures on a dataset: mean loss, accuracy with its standard error, per-class precision,
 /// recall and F1, and the confusion matrix.
@@ -73,7 +79,8 @@ std::vector<Prediction> predict_rows(const SoftmaxModel& model, const Dataset& d
 
 /// Predictions for every row of a feature file, for a model trained on features: a .npy of D columns
 /// (float32/64, or uint8 for a uint8 model) or a CSV of D feature columns, optionally with a label
-/// column as in training (then `label_column` or the first column; its labels are not needed).
+/// column as in training (then `label_column`, else the model's, recorded_label_column; its labels are
+/// not needed).
 /// Inputs are named "<file>:<row>".
 std::vector<Prediction> predict_feature_file(const ModelFile& model, const std::filesystem::path& path,
                                              const std::string& label_column);

@@ -80,6 +80,12 @@ CsvTable read_csv_file_without_labels(const std::filesystem::path& path);
 void assign_labels(Dataset& train, const RawLabels& train_labels, const std::string& train_source,
                    Dataset& test, const RawLabels& test_labels, const std::string& test_source, int classes);
 
+/// Labels of rows to evaluate a saved model on: text labels are the model's classes of those names,
+/// numbers its classes of those numbers (0 to K-1, K = class_names.size()); anything else is an error
+/// naming `source` and the index. Fills labels, num_classes and class_names.
+void assign_model_labels(Dataset& rows, const RawLabels& labels, const std::string& source,
+                         const std::vector<std::string>& class_names);
+
 // ---- Image folders -------------------------------------------------------------------------------
 
 /// How to read an image folder: root/train/<class>/* and root/test/<class>/* (or only root/train, or
@@ -141,6 +147,13 @@ struct LoadedData {
 /// class names: from classes.txt beside IDX files, folder names, text labels, Fashion-MNIST's names for
 /// Fashion-MNIST, otherwise the class numbers.
 LoadedData load_data(const DataSource& source);
+
+/// Whether a source names a test part of feature rows and no training part (--test-features and
+/// --test-labels, or --test-csv, alone): new rows to evaluate a saved model on.
+bool names_test_part_only(const DataSource& source);
+/// That test part (in `data.test`; `data.train` stays empty), labelled for a model whose classes are
+/// `class_names` (assign_model_labels); `folder` is the features file.
+LoadedData load_test_part(const DataSource& source, const std::vector<std::string>& class_names);
 
 /// The source as a JSON string for model metadata, and back.
 std::string source_to_json(const DataSource& source);
