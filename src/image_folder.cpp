@@ -36,15 +36,36 @@ bool hidden(const fs::path& path) {
   return path.filename().string().starts_with(".");
 }
 
-std::vector<fs::path> sorted_entries(const fs::path& folder, bool directories) {
+// The class folders of a split, sorted.
+std::vector<fs::path> class_folders_of(const fs::path& split_folder) {
   std::vector<fs::path> found;
   std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(folder, ec)) {
-    if (hidden(entry.path())) continue;
-    if (directories ? entry.is_directory(ec) : (entry.is_regular_file(ec) && is_image_file(entry.path())))
-      found.push_back(entry.path());
+  for (const auto& entry : fs::directory_iterator(split_folder, ec)) {
+    std::error_code type_ec;
+    if (!hidden(entry.path()) && entry.is_directory(type_ec)) found.push_back(entry.path());
   }
-  if (ec) throw Error::in_file(folder, "cannot be listed: " + ec.message());
+  if (ec) throw Error::in_file(split_folder, "cannot be listed: " + ec.message());
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
+// The images of a class folder at any depth, as torchvision's ImageFolder finds them (class/2019/x.jpg
+// too), sorted by path. Hidden files and folders (.DS_Store, .ipynb_checkpoints) are left out, and
+// links to folders are not followed, so a link cycle cannot make the listing endless.
+std::vector<fs::path> images_under(const fs::path& class_folder) {
+  std::vector<fs::path> found;
+  std::error_code ec;
+  fs::recursive_directory_iterator it(class_folder, fs::directory_options::none, ec);
+  for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    const fs::path& path = it->path();
+    std::error_code type_ec;
+    if (hidden(path)) {
+      if (it->is_directory(type_ec)) it.disable_recursion_pending();
+    } else if (it->is_regular_file(type_ec) && is_image_file(path)) {
+      found.push_back(path);
+    }
+  }
+  if (ec) throw Error::in_file(class_folder, "cannot be listed: " + ec.message());
   std::sort(found.begin(), found.end());
   return found;
 }
@@ -59,7 +80,7 @@ struct Listing {
 // training classes: a test folder may not bring new ones.
 Listing list_split(const fs::path& split_folder, const std::vector<std::string>* classes) {
   Listing listing;
-  const std::vector<fs::path> class_folders = sorted_entries(split_folder, /*directories=*/true);
+  const std::vector<fs::path> class_folders = class_folders_of(split_folder);
   if (class_folders.empty())
     throw Error::in_file(split_folder, "has no class folders (expected <class>/<images>)");
   listing.classes = classes ? *classes : std::vector<std::string>();
@@ -70,7 +91,7 @@ Listing list_split(const fs::path& split_folder, const std::vector<std::string>*
     if (at == listing.classes.end()) {
       throw Error::in_file(folder, "is a class the training folder does not have");
     }
-    const std::vector<fs::path> images = sorted_entries(folder, /*directories=*/false);
+    const std::vector<fs::path> images = images_under(folder);
     if (images.empty()) throw Error::in_file(folder, "is an empty class folder (no .png/.jpg/... images)");
     for (const fs::path& image : images) {
       listing.files.push_back(image);

@@ -379,6 +379,27 @@ TEST(ImageFolder, ReadsClassesFromFolderNamesAndCachesTheDecode) {
   EXPECT_EQ(small.data.train.image(10)[0], 130);  // area averaging keeps a flat image flat
 }
 
+TEST(ImageFolder, FindsImagesInNestedFoldersAsTorchvisionDoes) {
+  TempDir dir;
+  const ScopedEnv env("SOFTREG_CACHE", "off");
+  write_image_folder(dir.path(), "train", 2, 5, 5);
+  write_image_folder(dir.path(), "test", 1, 5, 5);
+  namespace fs = std::filesystem;
+  fs::create_directories(dir / "train/circle/2019/june");
+  fs::copy_file(dir / "train/circle/0.png", dir / "train/circle/2019/june/x.png");
+  fs::copy_file(dir / "train/square/0.png", dir / "train/square/1b.png");
+  // Left out: hidden folders (Jupyter's checkpoints) and what a link back up would list again.
+  fs::create_directories(dir / "train/circle/.ipynb_checkpoints");
+  fs::copy_file(dir / "train/circle/0.png", dir / "train/circle/.ipynb_checkpoints/0.png");
+  fs::create_directory_symlink("..", dir / "train/zigzag/up");
+  DataSource s;
+  s.data = dir.path();
+  const LoadedData loaded = load_data(s);
+  EXPECT_EQ(loaded.data.train.count, 8u);  // 2 + 1 nested circles, 3 squares, 2 zigzags
+  const std::vector<Label> expected = {0, 0, 0, 1, 1, 1, 2, 2};
+  EXPECT_EQ(loaded.data.train.labels, expected);
+}
+
 TEST(ImageFolder, BadImagesEmptyClassesAndMissingTest) {
   TempDir dir;
   const ScopedEnv env("SOFTREG_CACHE", "off");
