@@ -785,7 +785,7 @@ struct FeatureParts {
   Dataset train, test;
   RawLabels train_labels, test_labels;
   std::string train_name, test_name;  // the label sources, for messages
-  fs::path folder;
+  fs::path folder;        // what messages and records name: the .npz, or the training features or table
   std::string test_hint;  // how to give a test set
 };
 
@@ -799,7 +799,7 @@ FeatureParts read_npy_parts(const DataSource& source) {
   }
   FeatureParts parts;
   parts.test_hint = "give --test-features and --test-labels";
-  parts.folder = source.train_features.parent_path();
+  parts.folder = source.train_features;
   parts.train = features_from_npy(read_npy_file(source.train_features), source.train_features.string());
   parts.train_labels = labels_from_npy(read_npy_file(source.train_labels), source.train_labels.string());
   parts.train_name = source.train_labels.string();
@@ -838,7 +838,7 @@ FeatureParts read_csv_parts(const DataSource& source) {
   if (source.train_csv.empty()) throw UsageError("--test-csv needs --train-csv");
   FeatureParts parts;
   parts.test_hint = "give --test-csv";
-  parts.folder = source.train_csv.parent_path();
+  parts.folder = source.train_csv;
   CsvTable train = read_csv_file(source.train_csv, source.label_column);
   parts.train = std::move(train.features);
   parts.train_labels = std::move(train.labels);
@@ -854,14 +854,14 @@ FeatureParts read_csv_parts(const DataSource& source) {
 }
 
 // A test set, or --test-fraction, but not both: the one place this is decided.
-void check_test_choice(bool has_test, bool split, const std::string& where, const std::string& hint) {
-  if (has_test && split) throw UsageError("--test-fraction does not apply: " + where + " has a test set");
+void check_test_choice(bool has_test, bool split, const std::string& test_set, const std::string& hint) {
+  if (has_test && split) throw UsageError("--test-fraction does not apply: there is a test set, " + test_set);
   if (!has_test && !split) throw UsageError("no test set: " + hint + ", or --test-fraction F");
 }
 
 TrainTestData labelled_features(FeatureParts parts, const DataSource& source) {
   const bool split = source.test_fraction > 0, has_test = !parts.test_name.empty();
-  check_test_choice(has_test, split, parts.folder.string(), parts.test_hint);
+  check_test_choice(has_test, split, parts.test_name, parts.test_hint);
   if (parts.train.count == 0) throw Error::in_file(parts.train_name, "has no rows");
   Dataset& test = parts.test;
   test.kind = parts.train.kind;  // an empty test part takes the training rows' shape
@@ -888,7 +888,7 @@ TrainTestData load_image_source(const DataSource& source, LoadedData& loaded) {
     throw Error::in_file(*source.data, fmt::format("--classes {} given, but there are {} class folders",
                                                    source.classes, images.train.num_classes));
   }
-  check_test_choice(images.test.has_value(), source.test_fraction > 0, source.data->string(),
+  check_test_choice(images.test.has_value(), source.test_fraction > 0, (*source.data / "test").string(),
                     fmt::format("add {}/test/<class>/...", source.data->string()));
   if (!images.test) return split_off_test(std::move(images.train), source.test_fraction, source.seed);
   return {std::move(images.train), std::move(*images.test)};

@@ -106,6 +106,9 @@ expect 0 '^model: own/model.safetensors \(3 classes, 2 f32 features\)' -- eval -
 printf '9,1\n-9,-1\n' >own-rows.csv
 expect 0 'own-rows.csv:1: cat' -- predict --model own/model.safetensors own-rows.csv
 expect 0 '"class_names": \[' -- data --train-csv own-train.csv --test-csv own-test.csv --json
+expect 0 '^data: own-train.csv \(csv; every file passes the checks\)' -- data --train-csv own-train.csv --test-csv own-test.csv
+expect 2 '^softreg: error: --test-fraction does not apply: there is a test set, own-test.csv$' -- \
+  train --train-csv own-train.csv --test-csv own-test.csv --test-fraction 0.2
 # New rows alone (one class of them here) evaluate a saved model with its classes and its label column,
 # and predict reads them in the training layout.
 awk -F, -v OFS=, '{ print $2, $3, $1 }' own-train.csv >own-last.csv
