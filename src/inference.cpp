@@ -40,7 +40,7 @@ SplitData load_split_for_model(const ModelFile& model, const std::optional<DataS
       throw UsageError("--split train needs training data, but only test rows were given");
     }
     LoadedData loaded = load_test_part(source, model.class_names);
-    result = {std::move(loaded.data.test), loaded.folder};
+    result = {std::move(loaded.data.test), loaded.test_file};
   } else if (source_kind(source) == "idx") {
     // Only the split asked for: the model says how many classes there are and what they are called.
     const DataFiles files = locate_idx_files(source);
@@ -52,7 +52,9 @@ SplitData load_split_for_model(const ModelFile& model, const std::optional<DataS
     result.data.class_names = numbered_class_names(result.data.num_classes);
   } else {
     LoadedData loaded = load_data(source);
-    result = {split == "train" ? std::move(loaded.data.train) : std::move(loaded.data.test), loaded.folder};
+    const bool test = split == "test";
+    result = {test ? std::move(loaded.data.test) : std::move(loaded.data.train),
+              test && !loaded.test_file.empty() ? loaded.test_file : loaded.folder};
   }
   const std::filesystem::path& folder = result.folder;
   Dataset& data = result.data;

@@ -786,6 +786,7 @@ struct FeatureParts {
   RawLabels train_labels, test_labels;
   std::string train_name, test_name;  // the label sources, for messages
   fs::path folder;        // what messages and records name: the .npz, or the training features or table
+  fs::path test_file;     // the test features or table, when they are a file of their own
   std::string test_hint;  // how to give a test set
 };
 
@@ -807,6 +808,7 @@ FeatureParts read_npy_parts(const DataSource& source) {
     parts.test = features_from_npy(read_npy_file(source.test_features), source.test_features.string());
     parts.test_labels = labels_from_npy(read_npy_file(source.test_labels), source.test_labels.string());
     parts.test_name = source.test_labels.string();
+    parts.test_file = source.test_features;
     check_same_features(parts.train, parts.test, source.test_features);
   }
   return parts;
@@ -848,6 +850,7 @@ FeatureParts read_csv_parts(const DataSource& source) {
     parts.test = std::move(test.features);
     parts.test_labels = std::move(test.labels);
     parts.test_name = source.test_csv.string();
+    parts.test_file = source.test_csv;
     check_same_features(parts.train, parts.test, source.test_csv);
   }
   return parts;
@@ -948,6 +951,7 @@ LoadedData load_data(const DataSource& source) {
                          : loaded.kind == "npz" ? read_npz_parts(*source.data)
                                                 : read_csv_parts(source);
     loaded.folder = parts.folder;
+    loaded.test_file = parts.test_file;
     loaded.data = labelled_features(std::move(parts), source);
   }
   for (Dataset* set : {&loaded.data.train, &loaded.data.test}) {
@@ -975,12 +979,12 @@ LoadedData load_test_part(const DataSource& source, const std::vector<std::strin
     rows = features_from_npy(read_npy_file(source.test_features), source.test_features.string());
     labels = labels_from_npy(read_npy_file(source.test_labels), source.test_labels.string());
     labels_file = source.test_labels;
-    loaded.folder = source.test_features;
+    loaded.folder = loaded.test_file = source.test_features;
   } else {
     CsvTable table = read_csv_file(source.test_csv, source.label_column);
     rows = std::move(table.features);
     labels = std::move(table.labels);
-    labels_file = loaded.folder = source.test_csv;
+    labels_file = loaded.folder = loaded.test_file = source.test_csv;
   }
   if (rows.count == 0) throw Error::in_file(loaded.folder, "has no rows");
   assign_model_labels(rows, labels, labels_file.string(), class_names);

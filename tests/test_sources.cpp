@@ -236,6 +236,8 @@ TEST(Sources, NpyFilesTrainAndEvaluateLikeAnyOtherData) {
   EXPECT_EQ(loaded.kind, "npy");
   EXPECT_EQ(loaded.data.train.num_classes, 3);
   EXPECT_EQ(loaded.data.train.kind, InputKind::kFeatures);
+  EXPECT_EQ(loaded.folder, dir / "xtr.npy");  // named by its files, not by the folder they share
+  EXPECT_EQ(loaded.test_file, dir / "xte.npy");
   TrainConfig config;
   config.batch_size = 32;
   Trainer trainer(config, loaded.data.train, loaded.data.test);
@@ -256,6 +258,7 @@ TEST(Sources, NpyFilesTrainAndEvaluateLikeAnyOtherData) {
   EXPECT_THROW(load_data(no_test), UsageError);
   no_test.test_fraction = 0.2;
   const LoadedData split = load_data(no_test);
+  EXPECT_TRUE(split.test_file.empty());
   EXPECT_EQ(split.data.test.count, 60u);  // 20 of each class's 100
   EXPECT_EQ(split.data.train.count, 240u);
 }

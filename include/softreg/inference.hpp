@@ -22,7 +22,7 @@ namespace softreg {
 /// One split of the data, found as locate_data(data_folder) finds it.
 struct SplitData {
   Dataset data;
-  std::filesystem::path folder;  // where it was found
+  std::filesystem::path folder;  // where it was found: a folder, or the split's own file
 };
 
 /// Loads `split` ("train" or "test") of `source` (default: the source recorded in the model, else the

@@ -139,8 +139,9 @@ DataFiles locate_idx_files(const DataSource& source);
 
 struct LoadedData {
   TrainTestData data;
-  std::string kind;              // source_kind
-  std::filesystem::path folder;  // the folder or file the data came from (for messages and records)
+  std::string kind;                 // source_kind
+  std::filesystem::path folder;     // the folder or file the data came from (for messages and records)
+  std::filesystem::path test_file;  // the test rows' own file (--test-features, --test-csv), if any
   std::size_t skipped_images = 0;
 };
 /// Loads the train and test sets a source names, checks they agree (feature count, classes) and fills
