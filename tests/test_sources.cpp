@@ -323,6 +323,39 @@ TEST(Csv, BadTablesNameTheLineAndColumn) {
   EXPECT_NE(fails_with("y,a\n").find("header but no rows"), std::string::npos);
 }
 
+TEST(Csv, ThreadsParseRunsOfLinesAsOneThreadDoes) {
+  TempDir dir;
+  constexpr int kRows = 5000;  // two runs of more than 2,048 lines
+  std::string text = "label,a,b\n";
+  for (int i = 0; i < kRows; ++i)
+    text += std::to_string(i % 3) + "," + std::to_string(i) + ".25," + std::to_string(-i) + "\n";
+  const auto parse = [&](const std::string& table, int threads) {
+    write_text(dir / "t.csv", table);
+    return read_csv_file(dir / "t.csv", "", threads);
+  };
+  const CsvTable one = parse(text, 1), two = parse(text, 2);
+  EXPECT_FALSE(two.labels.is_text);
+  EXPECT_EQ(two.labels.numbers, one.labels.numbers);
+  EXPECT_EQ(two.features.pixels, one.features.pixels);
+  EXPECT_FLOAT_EQ(two.features.value(4999, 0), 4999.25f);
+  EXPECT_EQ(two.labels.numbers[4999], 4999 % 3);
+  // One text label in the second run makes every label text, in order.
+  const CsvTable text_labels = parse(text + "cat,1,2\n", 2);
+  ASSERT_TRUE(text_labels.labels.is_text);
+  EXPECT_EQ(text_labels.labels.text.size(), static_cast<std::size_t>(kRows + 1));
+  EXPECT_EQ(text_labels.labels.text[4], "1");
+  EXPECT_EQ(text_labels.labels.text[kRows], "cat");
+  // The error reported is the earliest line's, whichever thread found it first.
+  std::string late = text;
+  late.replace(late.find(",4499.25,"), 9, ",oops,");
+  EXPECT_NE(error_of([&] { parse(late, 2); }).find("line 4501, column 2: 'oops' is not a number"),
+            std::string::npos);
+  std::string both = late;
+  both.replace(both.find("\n1,100.25,-100\n"), 15, "\n1,100.25\n");
+  EXPECT_NE(error_of([&] { parse(both, 2); }).find("line 102 has 2 cells, but the first line has 3"),
+            std::string::npos);
+}
+
 // Writes an image folder: root/<split>/<class>/<i>.png, each image a w x h grey square whose brightness
 // says its class.
 void write_image_folder(const std::filesystem::path& root, const std::string& split, int per_class, int w,
