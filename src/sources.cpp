@@ -670,8 +670,9 @@ CsvTable read_csv_table(const fs::path& path, const std::string& label_column, b
 
 }  // namespace
 
-CsvTable parse_csv(std::string_view text, const std::string& source, const std::string& label_column) {
-  return read_csv_text(text, source, label_column, /*with_labels=*/true, /*threads=*/1);
+CsvTable parse_csv(std::string_view text, const std::string& source, const std::string& label_column,
+                   int threads) {
+  return read_csv_text(text, source, label_column, /*with_labels=*/true, threads);
 }
 
 CsvTable read_csv_file(const fs::path& path, const std::string& label_column, int threads) {

@@ -481,8 +481,8 @@ TEST(Sources, IdxFoldersFindTheirClassCountAndNames) {
             std::string::npos);
 }
 
-TEST(Sources, EvaluationDataMapsClassesToTheModelsByNameOrNumber) {
-  TempDir dir;
+// A model of two float features and three named classes, all weights zero.
+ModelFile ant_bee_cat_model() {
   ModelFile model;
   model.model.W = WeightMatrix::Zero(2, 3);
   model.model.b = BiasVector::Zero(3);
@@ -491,6 +491,12 @@ TEST(Sources, EvaluationDataMapsClassesToTheModelsByNameOrNumber) {
   model.input = InputKind::kFeatures;
   model.element = ElementType::kF32;
   model.class_names = {"ant", "bee", "cat"};
+  return model;
+}
+
+TEST(Sources, EvaluationDataMapsClassesToTheModelsByNameOrNumber) {
+  TempDir dir;
+  ModelFile model = ant_bee_cat_model();
   // The evaluation rows have only two of the three classes: sorted on their own they would be 0 and 1.
   write_text(dir / "few.csv", "kind,x,y\ncat,1,2\nbee,3,4\ncat,5,6\n");
   DataSource s;
@@ -517,14 +523,7 @@ TEST(Sources, EvaluationDataMapsClassesToTheModelsByNameOrNumber) {
 
 TEST(Sources, TestRowsAloneAreEvaluatedWithTheModelsClasses) {
   TempDir dir;
-  ModelFile model;
-  model.model.W = WeightMatrix::Zero(2, 3);
-  model.model.b = BiasVector::Zero(3);
-  model.height = 1;
-  model.width = 2;
-  model.input = InputKind::kFeatures;
-  model.element = ElementType::kF32;
-  model.class_names = {"ant", "bee", "cat"};
+  ModelFile model = ant_bee_cat_model();
   // Trained on a table whose labels were its last column: new rows in that layout need no flag.
   DataSource trained_on;
   trained_on.train_csv = dir / "train.csv";

@@ -68,7 +68,8 @@ struct CsvTable {
 /// Up to `threads` threads parse a large table's rows, each a run of consecutive lines.
 CsvTable read_csv_file(const std::filesystem::path& path, const std::string& label_column, int threads = 1);
 /// The same for CSV text in memory; `source` names it in messages.
-CsvTable parse_csv(std::string_view text, const std::string& source, const std::string& label_column);
+CsvTable parse_csv(std::string_view text, const std::string& source, const std::string& label_column,
+                   int threads = 1);
 /// A CSV table of feature columns only (for prediction); labels stay empty.
 CsvTable read_csv_file_without_labels(const std::filesystem::path& path);
 
