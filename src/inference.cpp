@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <fstream>
 #include <numeric>
 
 #include "softreg/error.hpp"
@@ -212,12 +211,7 @@ std::vector<Prediction> predict_feature_file(const ModelFile& model, const std::
     rows = features_from_npy(array, path.string());
   } else {
     // Feature columns only, or the training layout with a label column.
-    std::ifstream in(path);
-    std::string first_line;
-    std::getline(in, first_line);
-    const std::size_t cells =
-        static_cast<std::size_t>(std::count(first_line.begin(), first_line.end(), ',')) + 1;
-    if (cells == D && label_column.empty()) {
+    if (csv_columns(path) == D && label_column.empty()) {
       // No label column: read as if a dummy label came first.
       CsvTable table = read_csv_file_without_labels(path);
       rows = std::move(table.features);

@@ -679,6 +679,17 @@ CsvTable read_csv_file(const fs::path& path, const std::string& label_column, in
   return read_csv_table(path, label_column, /*with_labels=*/true, threads);
 }
 
+std::size_t csv_columns(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error::in_file(path, "cannot be opened");
+  std::string line;
+  while (std::getline(in, line)) {
+    const std::vector<CsvLine> lines = csv_lines(line);  // a byte-order mark dropped, blank lines skipped
+    if (!lines.empty()) return CsvLineSplitter().split(lines[0].text).size();
+  }
+  throw Error::in_file(path, "is empty");
+}
+
 CsvTable read_csv_file_without_labels(const fs::path& path) {
   return read_csv_table(path, "", /*with_labels=*/false, /*threads=*/1);
 }

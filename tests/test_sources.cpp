@@ -580,6 +580,11 @@ TEST(Sources, TestRowsAloneAreEvaluatedWithTheModelsClasses) {
   ASSERT_EQ(predictions.size(), 2U);
   EXPECT_EQ(predictions[1].top(1), std::vector<int>{2});
   EXPECT_GT(predictions[1].probabilities[2], predictions[0].probabilities[2]);
+  // Feature columns only, under a header whose quoted name holds a comma: two cells, not three.
+  write_text(dir / "plain.csv", "\"x, first\",y\n1,2\n");
+  const std::vector<Prediction> plain = predict_feature_file(model, dir / "plain.csv", "");
+  ASSERT_EQ(plain.size(), 1U);
+  EXPECT_EQ(plain[0].probabilities, predictions[0].probabilities);  // the same row as rows.csv's first
 }
 
 }  // namespace

@@ -70,6 +70,8 @@ CsvTable read_csv_file(const std::filesystem::path& path, const std::string& lab
 /// The same for CSV text in memory; `source` names it in messages.
 CsvTable parse_csv(std::string_view text, const std::string& source, const std::string& label_column,
                    int threads = 1);
+/// The cells of a CSV file's first non-blank line, quotes respected (a quoted comma is no separator).
+std::size_t csv_columns(const std::filesystem::path& path);
 /// A CSV table of feature columns only (for prediction); labels stay empty.
 CsvTable read_csv_file_without_labels(const std::filesystem::path& path);
 
