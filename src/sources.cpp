@@ -405,7 +405,7 @@ namespace {
 
 // One CSV line's cells, split at commas outside double quotes, quotes removed ("" is a quote) and
 // surrounding blanks trimmed (they are not part of a number). A cell is a view into the line, or into
-// `unquoted` for a cell that had quotes; both stay valid until the next split.
+// `unquoted_` for a cell that had quotes; both stay valid until the next split.
 class CsvLineSplitter {
  public:
   const std::vector<std::string_view>& split(std::string_view line) {
