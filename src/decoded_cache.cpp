@@ -2,6 +2,7 @@
 #include "softreg/decoded_cache.hpp"
 
 #include <libdeflate.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -101,6 +102,16 @@ void write_decoded_cache(const std::filesystem::path& entry, const CacheKey& key
     // A read-only or full disk: the cache only saves time, so carry on without it.
   }
   prune(entry.parent_path(), entry.extension());
+}
+
+std::optional<CacheKey> file_cache_key(const std::filesystem::path& path, const std::array<char, 8>& magic) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  return CacheKey{magic,
+                  {static_cast<std::uint64_t>(st.st_size),
+                   static_cast<std::uint64_t>(static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 +
+                                              st.st_mtim.tv_nsec),
+                   static_cast<std::uint64_t>(st.st_ino)}};
 }
 
 std::filesystem::path decoded_cache_entry(const std::filesystem::path& folder, std::string_view text,

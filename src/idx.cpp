@@ -4,8 +4,6 @@
 
 #include <libdeflate.h>
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <array>
 #include <cstdio>
@@ -192,17 +190,6 @@ namespace {
 
 constexpr std::array<char, 8> kCacheMagic = {'S', 'R', 'I', 'D', 'X', 'C', '0', '1'};
 
-// What says whether a cache entry belongs to the file as it is now: size, modification time, inode.
-std::optional<CacheKey> identify(const std::filesystem::path& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
-  return CacheKey{kCacheMagic,
-                  {static_cast<std::uint64_t>(st.st_size),
-                   static_cast<std::uint64_t>(static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 +
-                                              st.st_mtim.tv_nsec),
-                   static_cast<std::uint64_t>(st.st_ino)}};
-}
-
 std::filesystem::path cache_entry(const std::filesystem::path& folder, const std::filesystem::path& source) {
   std::error_code ec;
   return decoded_cache_entry(folder, std::filesystem::absolute(source, ec).lexically_normal().string(),
@@ -220,7 +207,8 @@ bool starts_with_gzip_signature(const std::filesystem::path& path) {  // cheap: 
 IdxArray read_idx_file(const std::filesystem::path& path, std::uint32_t expected_magic) {
   const std::filesystem::path folder = idx_cache_folder();
   const bool gzipped = starts_with_gzip_signature(path);
-  const std::optional<CacheKey> source = gzipped && !folder.empty() ? identify(path) : std::nullopt;
+  const std::optional<CacheKey> source =
+      gzipped && !folder.empty() ? file_cache_key(path, kCacheMagic) : std::nullopt;
   const std::filesystem::path entry = source ? cache_entry(folder, path) : std::filesystem::path();
   if (source) {
     if (std::optional<Bytes> cached = read_decoded_cache(entry, *source)) {

@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "shared_library.hpp"
+#include "softreg/decoded_cache.hpp"
 #include "softreg/download.hpp"
 #include "softreg/error.hpp"
 #include "softreg/idx.hpp"
@@ -651,13 +652,113 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
   return table;
 }
 
+// ---- Decoded copies of large tables ----
+// A table of kCachedTableBytes or more is parsed once: its numbers, labels and feature names go to the
+// decoded cache (idx_cache_folder) under the file's size, time and inode, and later runs map the numbers
+// in place. An entry: four 64-bit counts (rows, features, text labels or not, feature names), the
+// floats, the labels (64-bit numbers, or a 32-bit length and the bytes each), then the names likewise.
+constexpr std::size_t kCachedTableBytes = 1 << 20;
+constexpr std::array<char, 8> kCsvCacheMagic = {'S', 'R', 'C', 'S', 'V', 'C', '0', '1'};
+
+void put_bytes(std::vector<std::uint8_t>& out, const void* data, std::size_t size) {
+  const auto* p = static_cast<const std::uint8_t*>(data);
+  out.insert(out.end(), p, p + size);
+}
+
+void put_strings(std::vector<std::uint8_t>& out, const std::vector<std::string>& strings) {
+  for (const std::string& s : strings) {
+    const auto size = static_cast<std::uint32_t>(s.size());
+    put_bytes(out, &size, sizeof size);
+    put_bytes(out, s.data(), s.size());
+  }
+}
+
+std::vector<std::uint8_t> encode_table(const CsvTable& table) {
+  const std::uint64_t counts[4] = {table.features.count, table.features.width, table.labels.is_text ? 1U : 0U,
+                                   table.feature_names.size()};
+  std::vector<std::uint8_t> out;
+  put_bytes(out, counts, sizeof counts);
+  put_bytes(out, table.features.pixels.data(), table.features.pixels.size());
+  if (table.labels.is_text) {
+    put_strings(out, table.labels.text);
+  } else {
+    put_bytes(out, table.labels.numbers.data(), table.labels.numbers.size() * sizeof(std::int64_t));
+  }
+  put_strings(out, table.feature_names);
+  return out;
+}
+
+// The table in an entry's bytes, or nullopt where they do not hold one (then the file is parsed).
+std::optional<CsvTable> decode_table(const Bytes& bytes, bool with_labels) {
+  std::size_t at = 0;
+  const auto take = [&](void* out, std::size_t size) {
+    if (size > bytes.size() - at) return false;
+    std::memcpy(out, bytes.data() + at, size);
+    at += size;
+    return true;
+  };
+  const auto take_strings = [&](std::vector<std::string>& out, std::uint64_t count) {
+    for (std::uint64_t i = 0; i < count; ++i) {
+      std::uint32_t size = 0;
+      if (!take(&size, sizeof size) || size > bytes.size() - at) return false;
+      out.emplace_back(reinterpret_cast<const char*>(bytes.data() + at), size);
+      at += size;
+    }
+    return true;
+  };
+  std::uint64_t counts[4] = {};
+  if (!take(counts, sizeof counts)) return std::nullopt;
+  const auto [n, D, is_text, names] = counts;
+  const std::uint64_t most = bytes.size();  // no count can be larger than the entry
+  if (n == 0 || D == 0 || n > most || D > most || n * D > most / sizeof(float) || names > most ||
+      (is_text != 0 && !with_labels)) {
+    return std::nullopt;
+  }
+  CsvTable table;
+  table.features.count = n;
+  table.features.height = 1;
+  table.features.width = D;
+  table.features.kind = InputKind::kFeatures;
+  table.features.element = ElementType::kF32;
+  const std::size_t float_bytes = n * D * sizeof(float);
+  if (float_bytes > bytes.size() - at) return std::nullopt;
+  table.features.pixels = bytes.subview(at, float_bytes);  // in place
+  at += float_bytes;
+  table.labels.is_text = is_text != 0;
+  if (with_labels && table.labels.is_text) {
+    if (!take_strings(table.labels.text, n)) return std::nullopt;
+  } else if (with_labels) {
+    table.labels.numbers.resize(n);
+    if (!take(table.labels.numbers.data(), n * sizeof(std::int64_t))) return std::nullopt;
+  }
+  if (!take_strings(table.feature_names, names) || at != bytes.size()) return std::nullopt;
+  return table;
+}
+
 CsvTable read_csv_table(const fs::path& path, const std::string& label_column, bool with_labels,
                         int threads) {
   std::error_code ec;
   if (fs::is_regular_file(path, ec)) {  // read where it lies
+    const fs::path folder = idx_cache_folder();
+    const std::optional<CacheKey> key = !folder.empty() && fs::file_size(path, ec) >= kCachedTableBytes
+                                            ? file_cache_key(path, kCsvCacheMagic)
+                                            : std::nullopt;
+    const fs::path entry =
+        key ? decoded_cache_entry(folder,
+                                  fmt::format("{}|{}|{}", fs::absolute(path, ec).lexically_normal().string(),
+                                              label_column, with_labels ? "labels" : "features"),
+                                  "-" + path.filename().string() + ".csv")
+            : fs::path();
+    if (key) {
+      if (std::optional<Bytes> cached = read_decoded_cache(entry, *key)) {
+        if (std::optional<CsvTable> table = decode_table(*cached, with_labels)) return std::move(*table);
+      }
+    }
     const std::shared_ptr<const MappedFile> mapped = map_file(path, MapPages::kOnFirstRead);
-    return read_csv_text({reinterpret_cast<const char*>(mapped->data), mapped->size}, path, label_column,
-                         with_labels, threads);
+    CsvTable table = read_csv_text({reinterpret_cast<const char*>(mapped->data), mapped->size}, path,
+                                   label_column, with_labels, threads);
+    if (key) write_decoded_cache(entry, *key, encode_table(table));  // only a table that parsed
+    return table;
   }
   if (fs::is_directory(path, ec)) throw Error::in_file(path, "is a directory, expected a CSV file");
   std::ifstream in(path, std::ios::binary);  // a pipe (--train-csv <(zcat t.csv.gz)) is read whole

@@ -4,6 +4,7 @@
 #include <stb_image_write.h>
 #include <zip.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -354,6 +355,56 @@ TEST(Csv, ThreadsParseRunsOfLinesAsOneThreadDoes) {
   both.replace(both.find("\n1,100.25,-100\n"), 15, "\n1,100.25\n");
   EXPECT_NE(error_of([&] { parse(both, 2); }).find("line 102 has 2 cells, but the first line has 3"),
             std::string::npos);
+}
+
+TEST(Csv, LargeTablesAreDecodedOnceAndThenMappedInPlace) {
+  TempDir dir, cache;
+  const ScopedEnv env("SOFTREG_CACHE", cache.path().string());
+  namespace fs = std::filesystem;
+  const fs::path path = dir / "big.csv";
+  std::string text = "a,b,c,d,kind,e,f,g\n";
+  for (int i = 0; i < 25000; ++i) {  // about 1.3 MB: over the size from which tables are cached
+    const std::string v = std::to_string(i) + ".5";
+    text +=
+        v + "," + v + "," + v + "," + v + "," + (i % 3 == 0 ? "cat" : "dog") + "," + v + "," + v + ",-1\n";
+  }
+  write_text(path, text);
+  const CsvTable first = read_csv_file(path, "kind", 2);
+  EXPECT_FALSE(first.features.pixels.is_view());
+  const CsvTable second = read_csv_file(path, "kind", 2);
+  EXPECT_TRUE(second.features.pixels.is_view());  // from the cache, in place
+  EXPECT_EQ(second.features.pixels, first.features.pixels);
+  EXPECT_EQ(second.features.count, 25000U);
+  EXPECT_EQ(second.features.width, 7U);
+  EXPECT_EQ(second.labels.text, first.labels.text);
+  EXPECT_EQ(second.labels.text[3], "cat");
+  EXPECT_EQ(second.feature_names, first.feature_names);
+  // The same column by index is an entry of its own.
+  const CsvTable by_index = read_csv_file(path, "4", 1);
+  EXPECT_FALSE(by_index.features.pixels.is_view());
+  EXPECT_EQ(by_index.labels.text, first.labels.text);
+  EXPECT_TRUE(read_csv_file(path, "4", 1).features.pixels.is_view());
+  // A changed file is parsed again, even at the same size.
+  text.replace(text.find("\n1.5,"), 5, "\n7.5,");
+  write_text(path, text);
+  fs::last_write_time(path, fs::last_write_time(path) + std::chrono::seconds(1));
+  const CsvTable changed = read_csv_file(path, "kind", 2);
+  EXPECT_FALSE(changed.features.pixels.is_view());
+  EXPECT_FLOAT_EQ(changed.features.value(1, 0), 7.5f);
+  EXPECT_TRUE(read_csv_file(path, "kind", 2).features.pixels.is_view());
+  // A damaged entry is passed over; a table that does not parse is not kept, and fails again.
+  for (const auto& entry : fs::directory_iterator(cache.path())) {
+    if (entry.path().extension() == ".csv") fs::resize_file(entry.path(), fs::file_size(entry.path()) - 1);
+  }
+  EXPECT_FALSE(read_csv_file(path, "kind", 2).features.pixels.is_view());
+  text.replace(text.find("\n7.5,"), 5, "\nx.5,");
+  write_text(path, text);
+  fs::last_write_time(path, fs::last_write_time(path) + std::chrono::seconds(2));
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    EXPECT_NE(
+        error_of([&] { read_csv_file(path, "kind", 2); }).find("line 3, column 1: 'x.5' is not a number"),
+        std::string::npos);
+  }
 }
 
 // Writes an image folder: root/<split>/<class>/<i>.png, each image a w x h grey square whose brightness

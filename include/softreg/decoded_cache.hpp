@@ -29,6 +29,10 @@ std::optional<Bytes> read_decoded_cache(const std::filesystem::path& entry, cons
 void write_decoded_cache(const std::filesystem::path& entry, const CacheKey& key,
                          std::span<const std::uint8_t> data);
 
+/// The key of an entry made from the file at `path` as it is now: its size, modification time and inode
+/// (nullopt if it cannot be examined).
+std::optional<CacheKey> file_cache_key(const std::filesystem::path& path, const std::array<char, 8>& magic);
+
 /// A stable entry name in `folder` for `text` (a path, plus options): a hash of it, then `suffix`.
 std::filesystem::path decoded_cache_entry(const std::filesystem::path& folder, std::string_view text,
                                           std::string_view suffix);
