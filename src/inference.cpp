@@ -40,6 +40,22 @@ SplitData load_split_for_model(const ModelFile& model, const std::optional<DataS
     }
     LoadedData loaded = load_test_part(source, model.class_names);
     result = {std::move(loaded.data.test), loaded.test_file};
+  } else if (std::error_code ec; source_kind(source) == "images" && source.test_fraction == 0 &&
+                                 !std::filesystem::is_directory(*source.data / "train", ec)) {
+    // Class folders of images and no train/ in them: all of it is new rows to evaluate on, at the
+    // model's size (a model trained with --test-fraction records that fraction and is split as before).
+    if (split == "train") {
+      throw UsageError(
+          fmt::format("--split train needs training data, but {} holds only class folders to "
+                      "evaluate on",
+                      source.data->string()));
+    }
+    ImageFolderOptions options;
+    options.height = model.height;
+    options.width = model.width;
+    options.skip_bad_images = source.skip_bad_images;
+    options.threads = source.threads;
+    result = {std::move(load_image_folder(*source.data, options).train), *source.data};
   } else if (source_kind(source) == "idx") {
     // Only the split asked for: the model says how many classes there are and what they are called.
     const DataFiles files = locate_idx_files(source);

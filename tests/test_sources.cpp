@@ -487,6 +487,36 @@ TEST(ImageFolder, FindsImagesInNestedFoldersAsTorchvisionDoes) {
   EXPECT_EQ(loaded.data.train.labels, expected);
 }
 
+TEST(ImageFolder, ClassFoldersAloneAreEvaluatedWholeAtTheModelsSize) {
+  TempDir dir;
+  const ScopedEnv env("SOFTREG_CACHE", "off");
+  write_image_folder(dir.path(), "new", 2, 6, 4);   // new/<class>/<i>.png, no train/ or test/
+  std::filesystem::remove_all(dir / "new/circle");  // two of the model's three classes
+  ModelFile model;
+  model.model.W = WeightMatrix::Zero(4, 3);
+  model.model.b = BiasVector::Zero(3);
+  model.height = 2;
+  model.width = 2;
+  model.input = InputKind::kImages;
+  model.element = ElementType::kU8;
+  model.class_names = {"circle", "square", "zigzag"};
+  DataSource s;
+  s.data = dir / "new";
+  const SplitData split = load_split_for_model(model, s, "test");
+  EXPECT_EQ(split.data.count, 4U);
+  EXPECT_EQ(split.data.labels, (std::vector<Label>{1, 1, 2, 2}));
+  EXPECT_EQ(split.data.height, 2U);        // resized from 6x4 to the model's 2x2
+  EXPECT_EQ(split.data.image(0)[3], 130);  // "square", first image: flat, so still 130
+  EXPECT_NE(error_of([&] { load_split_for_model(model, s, "train"); }).find("holds only class folders"),
+            std::string::npos);
+  std::filesystem::create_directories(dir / "new/dog");
+  std::filesystem::copy_file(dir / "new/square/0.png", dir / "new/dog/0.png");
+  EXPECT_NE(error_of([&] {
+              load_split_for_model(model, s, "test");
+            }).find("has class 'dog', which the model does not know"),
+            std::string::npos);
+}
+
 TEST(ImageFolder, BadImagesEmptyClassesAndMissingTest) {
   TempDir dir;
   const ScopedEnv env("SOFTREG_CACHE", "off");

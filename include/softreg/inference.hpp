@@ -28,9 +28,9 @@ struct SplitData {
 /// Loads `split` ("train" or "test") of `source` (default: the source recorded in the model, else the
 /// default Fashion-MNIST search) with the model's classes, and checks that its rows have the model's
 /// shape and value type; an error names the data otherwise. Classes named by text labels or folder
-/// names are mapped to the model's by name. A source of test rows alone (names_test_part_only) is
-/// loaded without training data; a CSV source without a label column takes the model's
-/// (recorded_label_column).
+/// names are mapped to the model's by name. A source of test rows alone (names_test_part_only), or a
+/// folder of class folders without train/ (resized to the model's size), is all rows to evaluate on;
+/// a CSV source without a label column takes the model's (recorded_label_column).
 SplitData load_split_for_model(const ModelFile& model, const std::optional<DataSource>& source,
                                const std::string& split);
 
