@@ -42,8 +42,9 @@ SplitData load_split_for_model(const ModelFile& model, const std::optional<DataS
     result = {std::move(loaded.data.test), loaded.test_file};
   } else if (std::error_code ec; source_kind(source) == "images" && source.test_fraction == 0 &&
                                  !std::filesystem::is_directory(*source.data / "train", ec)) {
-    // Class folders of images and no train/ in them: all of it is new rows to evaluate on, at the
-    // model's size (a model trained with --test-fraction records that fraction and is split as before).
+    // Class folders of images and no train/ in them (or only a test/ of them): all of it is new rows
+    // to evaluate on, at the model's size (a model trained with --test-fraction records that fraction
+    // and is split as before).
     if (split == "train") {
       throw UsageError(
           fmt::format("--split train needs training data, but {} holds only class folders to "
@@ -55,7 +56,9 @@ SplitData load_split_for_model(const ModelFile& model, const std::optional<DataS
     options.width = model.width;
     options.skip_bad_images = source.skip_bad_images;
     options.threads = source.threads;
-    result = {std::move(load_image_folder(*source.data, options).train), *source.data};
+    const std::filesystem::path test = *source.data / "test";
+    const std::filesystem::path folder = std::filesystem::is_directory(test, ec) ? test : *source.data;
+    result = {std::move(load_image_folder(folder, options).train), folder};
   } else if (source_kind(source) == "idx") {
     // Only the split asked for: the model says how many classes there are and what they are called.
     const DataFiles files = locate_idx_files(source);

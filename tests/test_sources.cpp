@@ -509,6 +509,11 @@ TEST(ImageFolder, ClassFoldersAloneAreEvaluatedWholeAtTheModelsSize) {
   EXPECT_EQ(split.data.image(0)[3], 130);  // "square", first image: flat, so still 130
   EXPECT_NE(error_of([&] { load_split_for_model(model, s, "train"); }).find("holds only class folders"),
             std::string::npos);
+  // A data set root with only its test/ split: that split.
+  write_image_folder(dir.path(), "root/test", 1, 6, 4);
+  s.data = dir / "root";
+  EXPECT_EQ(load_split_for_model(model, s, "test").data.labels, (std::vector<Label>{0, 1, 2}));
+  s.data = dir / "new";
   std::filesystem::create_directories(dir / "new/dog");
   std::filesystem::copy_file(dir / "new/square/0.png", dir / "new/dog/0.png");
   EXPECT_NE(error_of([&] {
