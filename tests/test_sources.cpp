@@ -487,19 +487,32 @@ TEST(ImageFolder, FindsImagesInNestedFoldersAsTorchvisionDoes) {
   EXPECT_EQ(loaded.data.train.labels, expected);
 }
 
+// A model whose weights are all zero, for inputs of height x width values and the named classes.
+ModelFile zero_model(int height, int width, InputKind input, ElementType element,
+                     std::vector<std::string> class_names) {
+  ModelFile model;
+  model.model.W = WeightMatrix::Zero(height * width, static_cast<Eigen::Index>(class_names.size()));
+  model.model.b = BiasVector::Zero(static_cast<Eigen::Index>(class_names.size()));
+  model.height = height;
+  model.width = width;
+  model.input = input;
+  model.element = element;
+  model.class_names = std::move(class_names);
+  return model;
+}
+
+// A model of two float features and three named classes.
+ModelFile ant_bee_cat_model() {
+  return zero_model(1, 2, InputKind::kFeatures, ElementType::kF32, {"ant", "bee", "cat"});
+}
+
 TEST(ImageFolder, ClassFoldersAloneAreEvaluatedWholeAtTheModelsSize) {
   TempDir dir;
   const ScopedEnv env("SOFTREG_CACHE", "off");
   write_image_folder(dir.path(), "new", 2, 6, 4);   // new/<class>/<i>.png, no train/ or test/
   std::filesystem::remove_all(dir / "new/circle");  // two of the model's three classes
-  ModelFile model;
-  model.model.W = WeightMatrix::Zero(4, 3);
-  model.model.b = BiasVector::Zero(3);
-  model.height = 2;
-  model.width = 2;
-  model.input = InputKind::kImages;
-  model.element = ElementType::kU8;
-  model.class_names = {"circle", "square", "zigzag"};
+  const ModelFile model =
+      zero_model(2, 2, InputKind::kImages, ElementType::kU8, {"circle", "square", "zigzag"});
   DataSource s;
   s.data = dir / "new";
   const SplitData split = load_split_for_model(model, s, "test");
@@ -565,19 +578,6 @@ TEST(Sources, IdxFoldersFindTheirClassCountAndNames) {
   write_text(dir / "classes.txt", "zero\n");
   EXPECT_NE(error_of([&] { load_data(s); }).find("classes.txt: names 1 classes, but the labels go up to 2"),
             std::string::npos);
-}
-
-// A model of two float features and three named classes, all weights zero.
-ModelFile ant_bee_cat_model() {
-  ModelFile model;
-  model.model.W = WeightMatrix::Zero(2, 3);
-  model.model.b = BiasVector::Zero(3);
-  model.height = 1;
-  model.width = 2;
-  model.input = InputKind::kFeatures;
-  model.element = ElementType::kF32;
-  model.class_names = {"ant", "bee", "cat"};
-  return model;
 }
 
 TEST(Sources, EvaluationDataMapsClassesToTheModelsByNameOrNumber) {
