@@ -145,8 +145,8 @@ int run_data(const DataOptions& options) {
     fmt::print("{:>3}  {:<{}}  {:>7}  {:>6}\n", k, data.train.class_names[k], name_width, train.per_class[k],
                test.per_class[k]);
   }
-  fmt::print("loaded in {:.2f} s; decoded copies of .gz files and image folders: {}\n", seconds,
-             cache.empty() ? "off (SOFTREG_CACHE=off)" : cache.string());
+  fmt::print("loaded in {:.2f} s; decoded copies of .gz files, image folders and large CSV tables: {}\n",
+             seconds, cache.empty() ? "off (SOFTREG_CACHE=off)" : cache.string());
   return kExitOk;
 }
 
