@@ -312,14 +312,19 @@ void Trainer::order_labels(std::size_t first) {
 
 void Trainer::close_batch_met_once(std::size_t batch, std::size_t end, std::size_t count, double lr,
                                    const BatchCallback& on_batch, const StopRequest& should_stop,
-                                   const float* losses, std::atomic<std::size_t>& stop_at,
-                                   std::exception_ptr& error) {
+                                   const float* losses, MetOnceTeam& team) {
   try {
-    if (close_batch(end, count, lr, on_batch, should_stop, losses)) stop_at = batch + 1;
+    if (close_batch(end, count, lr, on_batch, should_stop, losses)) team.stop_at = batch + 1;
   } catch (...) {
-    error = std::current_exception();
-    stop_at = batch + 1;
+    team.error = std::current_exception();
+    team.stop_at = batch + 1;
   }
+}
+
+bool Trainer::finish_met_once(const MetOnceTeam& team) {
+  add_thread_tallies(team.tallies);
+  if (team.error) std::rethrow_exception(team.error);
+  return team.stop_at == MetOnceTeam::kNoStop;
 }
 
 std::chrono::steady_clock::time_point Trainer::ThreadTally::lap(double& phase) {
@@ -434,15 +439,7 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
     buffers.own_dlogits.resize(B * own);
     buffers.other_loss.resize(B);
   }
-  std::array<ThreadTally, 2> tallies;
-  SpinBarrier barrier(2);
-  // The batch neither thread starts: thread 0 sets it to the next batch when it stops after one, and
-  // both compare it with their batch after the next meeting. A flag would not do with one meeting a
-  // batch: thread 1, late to read it after a meeting, could find the one thread 0 raised after closing
-  // that same batch, and leave thread 0 alone at the next meeting.
-  constexpr std::size_t kNoStop = std::numeric_limits<std::size_t>::max();
-  std::atomic<std::size_t> stop_at{kNoStop};
-  std::exception_ptr error;
+  MetOnceTeam team;
   // Each batch's rate from its index, not from batches_done_ (current_lr): thread 0 may close the batch
   // (moving batches_done_ on) before thread 1 has begun its softmax.
   const std::size_t first_batch = batches_done_;
@@ -484,8 +481,8 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
         logits.logits_only = true;
         fast_forward_rows(logits);
       }
-      tally.meet(barrier, t, tally.forward);  // both threads' logits of this batch are there
-      if (batch >= stop_at.load(std::memory_order_acquire)) break;  // thread 0 stopped after the previous one
+      tally.meet(team.barrier, t, tally.forward);  // both threads' logits of this batch are there
+      if (team.stopped_before(batch)) break;
       const double lr = lr_of_batch(first_batch + batch);
 
       // The whole logits, then the softmax of every row; this thread counts the correct predictions of
@@ -539,15 +536,13 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
         b[k] -= sgd_step * sum_over_rows(own_dlogits + k, count, own);
       tally.lap(tally.backward);
       if (t == 0) {  // the books, from this thread's losses of every row
-        close_batch_met_once(batch, begin + count, count, lr, on_batch, should_stop, nullptr, stop_at, error);
+        close_batch_met_once(batch, begin + count, count, lr, on_batch, should_stop, nullptr, team);
         tally.lap(tally.backward);
       }
     }
-    tallies[t] = tally;
+    team.tallies[t] = tally;
   });
-  add_thread_tallies(tallies);
-  if (error) std::rethrow_exception(error);
-  return stop_at == kNoStop;
+  return finish_met_once(team);
 }
 
 bool Trainer::train_epoch_two_copies(const BatchCallback& on_batch, const StopRequest& should_stop) {
@@ -587,13 +582,7 @@ bool Trainer::train_epoch_two_copies(const BatchCallback& on_batch, const StopRe
     two_copies_dlogits_[parity].resize(B * KS);
     two_copies_losses_[parity].resize(B);
   }
-  std::array<ThreadTally, 2> tallies;
-  SpinBarrier barrier(2);
-  // As in train_epoch_split_classes: the batch neither thread steps, set by thread 0 when it stops after
-  // the one before.
-  constexpr std::size_t kNoStop = std::numeric_limits<std::size_t>::max();
-  std::atomic<std::size_t> stop_at{kNoStop};
-  std::exception_ptr error;
+  MetOnceTeam team;
   const std::size_t first_batch = batches_done_;
   const std::uint8_t* const data_rows = train_.pixels.data();
   const std::size_t row_bytes = train_.row_bytes();
@@ -643,9 +632,9 @@ bool Trainer::train_epoch_two_copies(const BatchCallback& on_batch, const StopRe
                              mine.sums[parity].data(), asked ? mine.rows[parity ^ 1].data() : nullptr,
                              next_count, row_bytes});
       requested = asked;
-      tally.meet(barrier, t,
+      tally.meet(team.barrier, t,
                  tally.backward);  // both halves' sums, dlogits and losses of this batch are there
-      if (batch >= stop_at.load(std::memory_order_acquire)) break;  // thread 0 stopped after the previous one
+      if (team.stopped_before(batch)) break;
       tally.correct += correct;
 
       // The whole step, on this thread's copy (two classes as one: W_1 against the margin's gradient,
@@ -664,15 +653,13 @@ bool Trainer::train_epoch_two_copies(const BatchCallback& on_batch, const StopRe
       }
       tally.lap(tally.backward);
       if (t == 0) {  // the books, from both halves' losses
-        close_batch_met_once(batch, begin + count, count, lr, on_batch, should_stop, losses, stop_at, error);
+        close_batch_met_once(batch, begin + count, count, lr, on_batch, should_stop, losses, team);
         tally.lap(tally.backward);
       }
     }
-    tallies[t] = tally;
+    team.tallies[t] = tally;
   });
-  add_thread_tallies(tallies);
-  if (error) std::rethrow_exception(error);
-  return stop_at == kNoStop;
+  return finish_met_once(team);
 }
 
 bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest& should_stop) {

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <span>
@@ -235,12 +236,28 @@ class Trainer {
   // should_stop asks the epoch to end there.
   bool close_batch(std::size_t end, std::size_t count, double lr, const BatchCallback& on_batch,
                    const StopRequest& should_stop, const float* losses = nullptr);
-  // close_batch for a schedule whose threads meet once a batch: a stop, or an error (kept for the caller
-  // to rethrow), sets stop_at to the batch after `batch`, which neither thread then steps.
+  // What two threads that meet once a batch share (train_epoch_split_classes, train_epoch_two_copies):
+  // their barrier and tallies, the error thread 0's books raised, and the batch neither thread starts.
+  // Thread 0 sets stop_at to the next batch when it stops after one, and both compare it with their
+  // batch after the next meeting. A flag would not do with one meeting a batch: thread 1, late to read
+  // it after a meeting, could find the one thread 0 raised after closing that same batch, and leave
+  // thread 0 alone at the next meeting.
+  struct MetOnceTeam {
+    static constexpr std::size_t kNoStop = std::numeric_limits<std::size_t>::max();
+    SpinBarrier barrier{2};
+    std::array<ThreadTally, 2> tallies;
+    std::atomic<std::size_t> stop_at{kNoStop};
+    std::exception_ptr error;
+    // After a meeting: whether thread 0 stopped after the batch before `batch`.
+    bool stopped_before(std::size_t batch) const { return batch >= stop_at.load(std::memory_order_acquire); }
+  };
+  // close_batch for such a team: a stop, or an error (kept for finish_met_once to rethrow), sets
+  // team.stop_at to the batch after `batch`, which neither thread then steps.
   void close_batch_met_once(std::size_t batch, std::size_t end, std::size_t count, double lr,
                             const BatchCallback& on_batch, const StopRequest& should_stop,
-                            const float* losses, std::atomic<std::size_t>& stop_at,
-                            std::exception_ptr& error);
+                            const float* losses, MetOnceTeam& team);
+  // After the team's run: adds its tallies and rethrows its error; true when no stop ended the epoch.
+  bool finish_met_once(const MetOnceTeam& team);
   // epoch_labels_ from position `first` of this epoch's order.
   void order_labels(std::size_t first);
   // Whether the fast path takes each gradient sum as two, over a batch's first and second halves of
