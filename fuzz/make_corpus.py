@@ -137,6 +137,9 @@ def main():
     put("csv", "numeric.csv", b"\x00" + b"0,0.5,1.5\n1,2.5,3.5\n0,1e-3,-4\n")
     put("csv", "header.csv", b"\x02" + b"x1,label,x2\n0.1,cat,2\n0.3,dog,4\n\n0.5,cat,6\n")
     put("csv", "quoted.csv", b"\x01" + b'"a","b"\r\n"1.5",x\r\n"2",y\r\n')
+    # Tabs, or semicolons with decimal commas, where the first line has no comma.
+    put("csv", "tabs.tsv", b"\x00" + b"label\tx\ty\ncat\t1.5\t2\ndog\t-1\t0.25\n")
+    put("csv", "semicolons.csv", b"\x02" + b'x;label;y\n1,5;cat;2\n"-1,0";dog;0,25\n')
     # More than 2 x 2,048 lines, first byte's high bit set: two threads parse runs of lines.
     lines = ["label,a,b"] + ["%d,%d.5,%d" % (i % 3, i, -i) for i in range(4200)]
     put("csv", "two_runs.csv", b"\x80" + ("\n".join(lines) + "\n").encode())

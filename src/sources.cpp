@@ -404,11 +404,31 @@ RawLabels labels_from_npy(const NpyArray& array, const std::string& source) {
 
 namespace {
 
-// One CSV line's cells, split at commas outside double quotes, quotes removed ("" is a quote) and
+// The character between a table's cells, from its first line: a comma where the line has one outside
+// double quotes; otherwise a tab (spreadsheets' "tab separated" text, .tsv), or a semicolon (what
+// spreadsheets write as CSV where the decimal mark is a comma); a comma for a table of one column.
+char cell_separator(std::string_view first_line) {
+  std::size_t commas = 0, tabs = 0, semicolons = 0;
+  bool quoted = false;
+  for (const char c : first_line) {
+    if (c == '"') quoted = !quoted;
+    if (quoted) continue;
+    commas += c == ',';
+    tabs += c == '\t';
+    semicolons += c == ';';
+  }
+  if (commas > 0) return ',';
+  if (tabs > 0) return '\t';
+  return semicolons > 0 ? ';' : ',';
+}
+
+// One CSV line's cells, split at `separator` outside double quotes, quotes removed ("" is a quote) and
 // surrounding blanks trimmed (they are not part of a number). A cell is a view into the line, or into
 // `unquoted_` for a cell that had quotes; both stay valid until the next split.
 class CsvLineSplitter {
  public:
+  explicit CsvLineSplitter(char separator) : separator_(separator) {}
+
   const std::vector<std::string_view>& split(std::string_view line) {
     cells_.clear();
     unquoted_.clear();
@@ -417,7 +437,7 @@ class CsvLineSplitter {
       const std::size_t begin = i;
       bool has_quote = false;
       bool quoted = false;
-      for (; i < line.size() && (quoted || line[i] != ','); ++i) {
+      for (; i < line.size() && (quoted || line[i] != separator_); ++i) {
         if (line[i] == '"') {
           has_quote = true;
           quoted = !quoted;
@@ -427,7 +447,7 @@ class CsvLineSplitter {
       if (has_quote) cell = unquote(cell);
       cells_.push_back(trim(cell));
       if (i == line.size()) break;
-      ++i;  // past the comma
+      ++i;  // past the separator
     }
     return cells_;
   }
@@ -460,6 +480,7 @@ class CsvLineSplitter {
     return out;
   }
 
+  char separator_;
   std::vector<std::string_view> cells_;
   std::deque<std::string> unquoted_;
 };
@@ -471,6 +492,15 @@ std::optional<double> parse_number(std::string_view cell) {
   const auto [end, ec] = std::from_chars(begin, cell.data() + cell.size(), v);
   if (ec != std::errc() || end != cell.data() + cell.size()) return std::nullopt;
   return v;
+}
+
+// A cell's number, where a table separated by semicolons may write its decimal mark as a comma ("0,5").
+std::optional<double> parse_number(std::string_view cell, bool decimal_comma) {
+  std::optional<double> v = parse_number(cell);
+  if (v || !decimal_comma || cell.find(',') == std::string_view::npos || cell.size() > 64) return v;
+  std::array<char, 64> point;
+  std::replace_copy(cell.begin(), cell.end(), point.begin(), ',', '.');
+  return parse_number(std::string_view(point.data(), cell.size()));
 }
 
 // A non-blank line of a CSV text and its 1-based number.
@@ -506,7 +536,9 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
                        bool with_labels, int threads) {
   const std::vector<CsvLine> lines = csv_lines(text);
   if (lines.empty()) throw Error::in_file(path, "is empty");
-  CsvLineSplitter splitter;
+  const char separator = cell_separator(lines[0].text);
+  const bool decimal_comma = separator == ';';
+  CsvLineSplitter splitter(separator);
   std::vector<std::string> first_row;
   for (std::string_view cell : splitter.split(lines[0].text))
     first_row.emplace_back(cell);
@@ -541,11 +573,11 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
   // number, or when its label cell is text while the next line's label is a number.
   bool header = named_label;
   for (std::size_t c = 0; c < columns; ++c) {
-    if (c != label_index && !parse_number(first_row[c])) header = true;
+    if (c != label_index && !parse_number(first_row[c], decimal_comma)) header = true;
   }
-  if (!header && with_labels && lines.size() > 1 && !parse_number(first_row[label_index])) {
+  if (!header && with_labels && lines.size() > 1 && !parse_number(first_row[label_index], decimal_comma)) {
     const std::vector<std::string_view>& second = splitter.split(lines[1].text);
-    if (label_index < second.size() && parse_number(second[label_index])) header = true;
+    if (label_index < second.size() && parse_number(second[label_index], decimal_comma)) header = true;
   }
   CsvTable table;
   if (header) {
@@ -578,7 +610,7 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
   }
   std::vector<std::uint8_t> values(n * D * sizeof(float));
   const auto parse_run = [&](Run& run) {
-    CsvLineSplitter cells_of;
+    CsvLineSplitter cells_of(separator);
     if (with_labels) {
       run.numbers.reserve(run.end - run.begin);
       run.text.reserve(run.end - run.begin);
@@ -599,13 +631,13 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
           if (c == label_index) {
             if (cell.empty())
               throw Error::in_file(path, fmt::format("line {}: the label is missing", line.number));
-            const auto v = parse_number(cell);
+            const auto v = parse_number(cell, decimal_comma);
             if (!v || *v != std::floor(*v) || std::abs(*v) > 9e15) run.numeric = false;
             if (run.numeric) run.numbers.push_back(static_cast<std::int64_t>(*v));
             run.text.emplace_back(cell);
             continue;
           }
-          const auto v = parse_number(cell);
+          const auto v = parse_number(cell, decimal_comma);
           if (!v) {
             throw Error::in_file(
                 path, fmt::format("line {}, column {}: '{}' is not a number", line.number, c + 1, cell));
@@ -786,7 +818,7 @@ std::size_t csv_columns(const fs::path& path) {
   std::string line;
   while (std::getline(in, line)) {
     const std::vector<CsvLine> lines = csv_lines(line);  // a byte-order mark dropped, blank lines skipped
-    if (!lines.empty()) return CsvLineSplitter().split(lines[0].text).size();
+    if (!lines.empty()) return CsvLineSplitter(cell_separator(lines[0].text)).split(lines[0].text).size();
   }
   throw Error::in_file(path, "is empty");
 }

@@ -306,6 +306,33 @@ TEST(Csv, HeaderLabelColumnAndTextLabels) {
   EXPECT_EQ(read_csv_file(dir / "n.csv", "2").labels.numbers, (std::vector<std::int64_t>{1, 1}));
 }
 
+TEST(Csv, TabsOrSemicolonsSeparateCellsWhereTheFirstLineHasNoComma) {
+  TempDir dir;
+  write_text(dir / "t.tsv", "kind\tx\ty\ncat\t1.5\t2\ndog\t-1\t0.25\n");
+  const CsvTable tabs = read_csv_file(dir / "t.tsv", "");
+  EXPECT_EQ(tabs.feature_names, (std::vector<std::string>{"x", "y"}));
+  EXPECT_FLOAT_EQ(tabs.features.value(1, 1), 0.25f);
+  EXPECT_EQ(tabs.labels.text, (std::vector<std::string>{"cat", "dog"}));
+  EXPECT_EQ(csv_columns(dir / "t.tsv"), 3u);
+  // A spreadsheet's CSV where the decimal mark is a comma: semicolons between cells.
+  write_text(dir / "s.csv", "kind;x;y\ncat;1,5;2\ndog;\"-1,0\";0,25\n");
+  const CsvTable semicolons = read_csv_file(dir / "s.csv", "");
+  EXPECT_EQ(semicolons.feature_names, (std::vector<std::string>{"x", "y"}));
+  EXPECT_FLOAT_EQ(semicolons.features.value(0, 0), 1.5f);
+  EXPECT_FLOAT_EQ(semicolons.features.value(1, 0), -1.0f);
+  EXPECT_FLOAT_EQ(semicolons.features.value(1, 1), 0.25f);
+  EXPECT_EQ(semicolons.labels.text, (std::vector<std::string>{"cat", "dog"}));
+  // A comma in the first line outside quotes makes the table comma-separated, whatever else it has.
+  write_text(dir / "c.csv", "\"a;b\",x\n1,2\n0,3\n");
+  const CsvTable commas = read_csv_file(dir / "c.csv", "");
+  EXPECT_EQ(commas.feature_names, (std::vector<std::string>{"x"}));
+  EXPECT_EQ(commas.labels.numbers, (std::vector<std::int64_t>{1, 0}));
+  // A decimal comma is a number only where semicolons separate the cells.
+  write_text(dir / "bad.csv", "y,a\n1,\"0,5\"\n");
+  EXPECT_NE(error_of([&] { read_csv_file(dir / "bad.csv", ""); }).find("'0,5' is not a number"),
+            std::string::npos);
+}
+
 TEST(Csv, BadTablesNameTheLineAndColumn) {
   TempDir dir;
   const auto fails_with = [&](const std::string& text, const std::string& column = "") {

@@ -143,7 +143,8 @@ void add_data_source_options(CLI::App& cmd, DataSourceFlags& flags) {
                  "Test features (.npy); for eval, alone with --test-labels: new rows for the model")
       ->group(group);
   cmd.add_option("--test-labels", flags.test_labels, "Test labels (.npy)")->group(group);
-  cmd.add_option("--train-csv", flags.train_csv, "Training rows: CSV, a label column and numeric features")
+  cmd.add_option("--train-csv", flags.train_csv,
+                 "Training rows: CSV (or tab- or semicolon-separated), a label column and numeric features")
       ->group(group);
   cmd.add_option("--test-csv", flags.test_csv, "Test rows (CSV); for eval, alone: new rows for the model")
       ->group(group);
