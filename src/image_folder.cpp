@@ -239,6 +239,15 @@ Dataset images_dataset(const Listing& listing, int height, int width, Bytes pixe
 
 }  // namespace
 
+fs::path image_test_folder(const fs::path& root) {
+  std::error_code ec;
+  for (const char* name : {"test", "val", "valid", "validation"}) {
+    const fs::path folder = root / name;
+    if (fs::is_directory(folder, ec) && !class_folders_of(folder).empty()) return folder;
+  }
+  return {};
+}
+
 bool is_image_folder(const fs::path& folder) {
   std::error_code ec;
   if (!fs::is_directory(folder, ec) || find_data_files(folder)) return false;
@@ -260,7 +269,8 @@ ImageFolderData load_image_folder(const fs::path& folder, const ImageFolderOptio
   const fs::path train_folder = has_train ? folder / "train" : folder;
   Listing train = list_split(train_folder, nullptr);
   std::optional<Listing> test;
-  if (has_train && fs::is_directory(folder / "test", ec)) test = list_split(folder / "test", &train.classes);
+  const fs::path test_folder = has_train ? image_test_folder(folder) : fs::path();
+  if (!test_folder.empty()) test = list_split(test_folder, &train.classes);
   const Listing* test_listing = test ? &*test : nullptr;
 
   // A warm run finds everything in the cache from the listing alone: no image is opened.
@@ -276,6 +286,7 @@ ImageFolderData load_image_folder(const fs::path& folder, const ImageFolderOptio
                      {listing_fingerprint(train, test_listing, options.height, options.width),
                       train.files.size(), test ? test->files.size() : 0}};
   ImageFolderData data;
+  data.test_folder = test_folder;
   if (std::optional<DecodedImages> cached =
           read_cache(entry, key, train.files.size(), test ? test->files.size() : 0)) {
     data.train = images_dataset(train, cached->height, cached->width, std::move(cached->train));
@@ -289,7 +300,7 @@ ImageFolderData load_image_folder(const fs::path& folder, const ImageFolderOptio
   std::vector<std::uint8_t> test_pixels;
   if (test) {
     test_pixels = decode_images(*test, height, width, options, data.skipped);
-    if (test->labels.empty()) throw Error::in_file(folder / "test", "none of its images could be read");
+    if (test->labels.empty()) throw Error::in_file(test_folder, "none of its images could be read");
   }
   // Only a complete decode is cached: a run with skipped images decodes again (and reports them again).
   if (data.skipped == 0 && !entry.empty()) {

@@ -42,7 +42,7 @@ SplitData load_split_for_model(const ModelFile& model, const std::optional<DataS
     result = {std::move(loaded.data.test), loaded.test_file};
   } else if (std::error_code ec; source_kind(source) == "images" && source.test_fraction == 0 &&
                                  !std::filesystem::is_directory(*source.data / "train", ec)) {
-    // Class folders of images and no train/ in them (or only a test/ of them): all of it is new rows
+    // Class folders of images and no train/ in them (or only a test/ or val/ of them): all of it is new rows
     // to evaluate on, at the model's size (a model trained with --test-fraction records that fraction
     // and is split as before).
     if (split == "train") {
@@ -56,8 +56,8 @@ SplitData load_split_for_model(const ModelFile& model, const std::optional<DataS
     options.width = model.width;
     options.skip_bad_images = source.skip_bad_images;
     options.threads = source.threads;
-    const std::filesystem::path test = *source.data / "test";
-    const std::filesystem::path folder = std::filesystem::is_directory(test, ec) ? test : *source.data;
+    const std::filesystem::path test = image_test_folder(*source.data);
+    const std::filesystem::path folder = test.empty() ? *source.data : test;
     result = {std::move(load_image_folder(folder, options).train), folder};
   } else if (source_kind(source) == "idx") {
     // Only the split asked for: the model says how many classes there are and what they are called.

@@ -1138,8 +1138,15 @@ TrainTestData load_image_source(const DataSource& source, LoadedData& loaded) {
     throw Error::in_file(*source.data, fmt::format("--classes {} given, but there are {} class folders",
                                                    source.classes, images.train.num_classes));
   }
-  check_test_choice(images.test.has_value(), source.test_fraction > 0, (*source.data / "test").string(),
-                    fmt::format("add {}/test/<class>/...", source.data->string()));
+  std::error_code ec;
+  const fs::path unlabelled = *source.data / "test";
+  check_test_choice(images.test.has_value(), source.test_fraction > 0, images.test_folder.string(),
+                    fs::is_directory(unlabelled, ec)
+                        ? fmt::format("{} has no class folders (images without labels are for softreg "
+                                      "predict); add {}/<class>/... or {}/val/<class>/...",
+                                      unlabelled.string(), unlabelled.string(), source.data->string())
+                        : fmt::format("add {}/test/<class>/...", source.data->string()));
+  loaded.test_file = images.test_folder;
   if (!images.test) return split_off_test(std::move(images.train), source.test_fraction, source.seed);
   return {std::move(images.train), std::move(*images.test)};
 }

@@ -562,6 +562,37 @@ TEST(ImageFolder, ClassFoldersAloneAreEvaluatedWholeAtTheModelsSize) {
             std::string::npos);
 }
 
+TEST(ImageFolder, AValFolderIsTheTestSetWhereNoTestFolderHasLabels) {
+  TempDir dir;
+  const ScopedEnv env("SOFTREG_CACHE", "off");
+  write_image_folder(dir.path(), "train", 4, 5, 5);
+  write_image_folder(dir.path(), "val", 2, 5, 5);  // ImageNet's layout: train/ and val/
+  DataSource s;
+  s.data = dir.path();
+  const LoadedData with_val = load_data(s);
+  EXPECT_EQ(with_val.data.test.count, 6U);
+  EXPECT_EQ(with_val.test_file, dir / "val");
+  // A test/ of images without class folders (Kaggle's unlabelled test set) is not a test set.
+  std::filesystem::create_directories(dir / "test");
+  std::filesystem::copy_file(dir / "val/circle/0.png", dir / "test/0.png");
+  EXPECT_EQ(load_data(s).data.test.count, 6U);
+  std::filesystem::rename(dir / "val", dir / "v");
+  EXPECT_NE(error_of([&] { load_data(s); }).find("test has no class folders"), std::string::npos);
+  // A labelled test/ comes first.
+  std::filesystem::rename(dir / "v", dir / "val");
+  write_image_folder(dir.path(), "test", 1, 5, 5);
+  EXPECT_EQ(load_data(s).data.test.count, 3U);
+  EXPECT_EQ(load_data(s).test_file, dir / "test");
+  // A root holding only val/ evaluates that split.
+  std::filesystem::remove_all(dir / "train");
+  std::filesystem::remove_all(dir / "test");
+  const ModelFile model =
+      zero_model(5, 5, InputKind::kImages, ElementType::kU8, {"circle", "square", "zigzag"});
+  const SplitData split = load_split_for_model(model, s, "test");
+  EXPECT_EQ(split.data.labels, (std::vector<Label>{0, 0, 1, 1, 2, 2}));
+  EXPECT_EQ(split.folder, dir / "val");
+}
+
 TEST(ImageFolder, BadImagesEmptyClassesAndMissingTest) {
   TempDir dir;
   const ScopedEnv env("SOFTREG_CACHE", "off");

@@ -107,9 +107,14 @@ bool is_image_folder(const std::filesystem::path& folder);
 
 struct ImageFolderData {
   Dataset train;
-  std::optional<Dataset> test;  // when there is a test/ folder
-  std::size_t skipped = 0;      // unreadable images passed over (skip_bad_images)
+  std::optional<Dataset> test;        // when there is a test folder (image_test_folder)
+  std::filesystem::path test_folder;  // which, or empty
+  std::size_t skipped = 0;            // unreadable images passed over (skip_bad_images)
 };
+/// An image folder's test split: `root`/test, else `root`/val, valid or validation (ImageNet's and
+/// Kaggle's layouts), the first that holds class folders (a test/ of unlabelled images is not one);
+/// empty when none does.
+std::filesystem::path image_test_folder(const std::filesystem::path& root);
 ImageFolderData load_image_folder(const std::filesystem::path& folder, const ImageFolderOptions& options);
 
 // ---- Everything together -------------------------------------------------------------------------
