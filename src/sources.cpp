@@ -120,6 +120,12 @@ NpyArray parse_npy(const Bytes& bytes, const std::string& source) {
   std::size_t item = 0;
   const auto [end, ec] =
       std::from_chars(array.descr.data() + 2, array.descr.data() + array.descr.size(), item);
+  if (array.kind == 'O') {
+    throw Error::in_file(source,
+                         fmt::format("NPY dtype '{}' holds Python objects (pickled), which softreg does not "
+                                     "read; save text labels as strings (np.asarray(y, dtype=str))",
+                                     array.descr));
+  }
   const bool known_kind = std::string_view("fiubUS").find(array.kind) != std::string_view::npos;
   if (ec != std::errc() || end != array.descr.data() + array.descr.size() || !known_kind || item == 0 ||
       item > 1024) {
@@ -272,6 +278,66 @@ void check_finite(const Dataset& set, const std::string& source) {
 
 }  // namespace
 
+namespace {
+
+// An IEEE half-precision number's value (exact in float).
+float float_of_half(std::uint16_t half) {
+  const float sign = (half & 0x8000U) != 0 ? -1.0f : 1.0f;
+  const int exponent = (half >> 10) & 0x1F;
+  const auto mantissa = static_cast<float>(half & 0x3FFU);
+  if (exponent == 0) return sign * std::ldexp(mantissa, -24);  // zero or subnormal
+  if (exponent == 31) {
+    return mantissa == 0 ? sign * std::numeric_limits<float>::infinity()
+                         : std::numeric_limits<float>::quiet_NaN();
+  }
+  return sign * std::ldexp(1024.0f + mantissa, exponent - 25);
+}
+
+// Whether an NPY array holds numbers softreg converts: kinds f of 2, 4 or 8 bytes, i and u of 1 to 8,
+// b of 1.
+bool holds_numbers(const NpyArray& array) {
+  const std::size_t size = array.item_size;
+  switch (array.kind) {
+    case 'f':
+      return size == 2 || size == 4 || size == 8;
+    case 'i':
+    case 'u':
+      return size == 1 || size == 2 || size == 4 || size == 8;
+    case 'b':
+      return size == 1;
+    default:
+      return false;
+  }
+}
+
+// Element i of an array that holds_numbers, as a double.
+double npy_number(const NpyArray& array, std::size_t i) {
+  const std::uint8_t* e = array.data.data() + i * array.item_size;
+  const bool is_signed = array.kind == 'i';
+  switch (array.kind == 'b' ? 0 : array.item_size) {
+    case 0:
+      return *e != 0 ? 1.0 : 0.0;
+    case 1:
+      return is_signed ? static_cast<double>(load_le<std::int8_t>(e))
+                       : static_cast<double>(load_le<std::uint8_t>(e));
+    case 2:
+      if (array.kind == 'f') return float_of_half(load_le<std::uint16_t>(e));
+      return is_signed ? static_cast<double>(load_le<std::int16_t>(e))
+                       : static_cast<double>(load_le<std::uint16_t>(e));
+    case 4:
+      if (array.kind == 'f') return load_le<float>(e);
+      // Each side its own double: int32_t against uint32_t would make both unsigned.
+      return is_signed ? static_cast<double>(load_le<std::int32_t>(e))
+                       : static_cast<double>(load_le<std::uint32_t>(e));
+    default:
+      if (array.kind == 'f') return load_le<double>(e);
+      return is_signed ? static_cast<double>(load_le<std::int64_t>(e))
+                       : static_cast<double>(load_le<std::uint64_t>(e));
+  }
+}
+
+}  // namespace
+
 Dataset features_from_npy(const NpyArray& array, const std::string& source) {
   if (array.shape.size() != 2) {
     throw Error::in_file(source, fmt::format("features must be a 2-D array (rows x features), but it has {} "
@@ -292,11 +358,15 @@ Dataset features_from_npy(const NpyArray& array, const std::string& source) {
     } else {
       set.pixels = Bytes(std::vector<std::uint8_t>(array.data.begin(), array.data.end()));
     }
-  } else if (array.descr == "<f8" || array.descr == "=f8") {
+  } else if (array.descr == "|u1" || array.descr == "<u1" || array.descr == "=u1") {
+    set.element = ElementType::kU8;  // pixels: scaled by 1/255 as they are read
+    set.pixels = array.data;
+  } else if (holds_numbers(array)) {
+    // float64, float16, other integers and bools: float32 numbers once, as numpy's astype(np.float32).
     set.element = ElementType::kF32;
     std::vector<std::uint8_t> floats(n * sizeof(float));
     for (std::size_t i = 0; i < n; ++i) {
-      const double v = load_le<double>(array.data.data() + i * 8);
+      const double v = npy_number(array, i);
       if (!std::isfinite(v)) {
         throw Error::in_file(
             source, fmt::format("row {}, column {} is {} (features must be finite numbers)", i / set.width,
@@ -310,13 +380,10 @@ Dataset features_from_npy(const NpyArray& array, const std::string& source) {
       std::memcpy(floats.data() + i * sizeof(float), &f, sizeof f);
     }
     set.pixels = Bytes(std::move(floats));
-  } else if (array.descr == "|u1" || array.descr == "<u1" || array.descr == "=u1") {
-    set.element = ElementType::kU8;
-    set.pixels = array.data;
   } else {
     throw Error::in_file(source,
-                         fmt::format("features of dtype '{}' are not supported (float32, float64 or uint8 "
-                                     "are)",
+                         fmt::format("features of dtype '{}' are not supported (floats of 2, 4 or 8 bytes, "
+                                     "integers or bools are)",
                                      array.descr));
   }
   check_finite(set, source);
@@ -361,6 +428,16 @@ RawLabels labels_from_npy(const NpyArray& array, const std::string& source) {
       }
       labels.numbers[i] = v;
     }
+  } else if (array.kind == 'f' && holds_numbers(array)) {
+    // Whole numbers kept as floats, as pandas and scikit-learn often hand labels over.
+    labels.numbers.resize(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const double v = npy_number(array, i);
+      if (v != std::floor(v) || std::abs(v) > 9e15) {
+        throw Error::in_file(source, fmt::format("label {} at index {} is not a whole number", v, i));
+      }
+      labels.numbers[i] = static_cast<std::int64_t>(v);
+    }
   } else if (array.kind == 'U' || array.kind == 'S') {
     labels.is_text = true;
     labels.text.resize(n);
@@ -395,7 +472,8 @@ RawLabels labels_from_npy(const NpyArray& array, const std::string& source) {
     }
   } else {
     throw Error::in_file(
-        source, fmt::format("labels of dtype '{}' are not supported (integers or strings are)", array.descr));
+        source, fmt::format("labels of dtype '{}' are not supported (integers, whole floats or strings are)",
+                            array.descr));
   }
   return labels;
 }
@@ -1005,8 +1083,11 @@ NpyArray npz_member(std::map<std::string, NpyArray>& arrays, std::initializer_li
   std::vector<std::string> present;
   for (const auto& [name, array] : arrays)
     present.push_back(name);
-  throw Error::in_file(path, fmt::format("has no array named {} (it has: {})", fmt::join(names, " or "),
-                                         fmt::join(present, ", ")));
+  const bool numbered = arrays.contains("arr_0");  // np.savez(f, X, y) names them arr_0, arr_1, ...
+  throw Error::in_file(
+      path,
+      fmt::format("has no array named {} (it has: {}){}", fmt::join(names, " or "), fmt::join(present, ", "),
+                  numbered ? "; name them: np.savez(f, x_train=X, y_train=y, ...)" : ""));
 }
 
 }  // namespace
@@ -1067,10 +1148,11 @@ FeatureParts read_npz_parts(const fs::path& path) {
   FeatureParts parts;
   parts.test_hint = "add x_test and y_test to " + path.string();
   parts.folder = path;
-  parts.train = features_from_npy(npz_member(arrays, {"x_train", "X_train", "train_features"}, path, true),
-                                  where("x_train"));
+  // One set saved as np.savez(f, X=X, y=y) is the training set (then --test-fraction holds out a test set).
+  parts.train = features_from_npy(
+      npz_member(arrays, {"x_train", "X_train", "train_features", "X", "x"}, path, true), where("x_train"));
   parts.train_labels =
-      labels_from_npy(npz_member(arrays, {"y_train", "train_labels"}, path, true), where("y_train"));
+      labels_from_npy(npz_member(arrays, {"y_train", "train_labels", "y"}, path, true), where("y_train"));
   parts.train_name = where("y_train");
   const NpyArray test_x = npz_member(arrays, {"x_test", "X_test", "test_features"}, path, false);
   if (!test_x.shape.empty()) {

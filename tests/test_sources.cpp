@@ -145,6 +145,31 @@ TEST(Npy, Float64IsConvertedAndUint8ScaledLikePixels) {
   EXPECT_FLOAT_EQ(u.value(0, 1), 51.0f / 255.0f);
 }
 
+TEST(Npy, OtherNumbersAreConvertedOnceToFloat32AndWholeFloatLabelsAccepted) {
+  TempDir dir;
+  const auto features = [&](const std::string& descr, const std::string& body) {
+    write_text(dir / "x.npy", npy_bytes(descr, {1, 2}, body));
+    const Dataset d = features_from_npy(read_npy_file(dir / "x.npy"), "x");
+    EXPECT_EQ(d.element, ElementType::kF32) << descr;
+    return std::vector<float>{d.value(0, 0), d.value(0, 1)};
+  };
+  // float16: -2.5 (0xC100) and the smallest subnormal, 2^-24 (0x0001).
+  EXPECT_EQ(features("<f2", raw(std::vector<std::uint16_t>{0xC100, 0x0001})),
+            (std::vector<float>{-2.5F, std::ldexp(1.0F, -24)}));
+  EXPECT_EQ(features("<i4", raw(std::vector<std::int32_t>{-3, 70000})), (std::vector<float>{-3, 70000}));
+  EXPECT_EQ(features("|i1", raw(std::vector<std::int8_t>{-128, 127})), (std::vector<float>{-128, 127}));
+  EXPECT_EQ(features("<u2", raw(std::vector<std::uint16_t>{65535, 0})), (std::vector<float>{65535, 0}));
+  EXPECT_EQ(features("<i8", raw(std::vector<std::int64_t>{-(1LL << 40), 5})),
+            (std::vector<float>{-0x1p40F, 5}));
+  EXPECT_EQ(features("|b1", raw(std::vector<std::uint8_t>{1, 0})), (std::vector<float>{1, 0}));
+  write_text(dir / "inf.npy", npy_bytes("<f2", {1, 1}, raw(std::vector<std::uint16_t>{0x7C00})));
+  EXPECT_NE(error_of([&] { features_from_npy(read_npy_file(dir / "inf.npy"), "inf"); }).find("is infinite"),
+            std::string::npos);
+  // Labels kept as floats (pandas, scikit-learn), whole numbers.
+  write_text(dir / "y.npy", npy_bytes("<f8", {3}, raw(std::vector<double>{2, 0, 1})));
+  EXPECT_EQ(labels_from_npy(read_npy_file(dir / "y.npy"), "y").numbers, (std::vector<std::int64_t>{2, 0, 1}));
+}
+
 TEST(Npy, BadFilesGiveClearErrors) {
   TempDir dir;
   const std::string body = raw(std::vector<float>{1, 2, 3, 4});
@@ -169,7 +194,9 @@ TEST(Npy, BadFilesGiveClearErrors) {
             std::string::npos);
   EXPECT_NE(fails_with("dtype.npy", npy_bytes("<c8", {2, 1}, body)).find("'<c8' is not supported"),
             std::string::npos);
-  EXPECT_NE(fails_with("int.npy", npy_bytes("<i4", {2, 2}, body)).find("features of dtype '<i4'"),
+  EXPECT_NE(fails_with("bytes.npy", npy_bytes("|S4", {2, 2}, body)).find("features of dtype '|S4'"),
+            std::string::npos);
+  EXPECT_NE(fails_with("objects.npy", npy_bytes("|O", {2}, body.substr(0, 16))).find("Python objects"),
             std::string::npos);
   EXPECT_NE(fails_with("big.npy", npy_bytes(">f4", {2, 2}, body)).find("big-endian"), std::string::npos);
   EXPECT_NE(fails_with("3d.npy", npy_bytes("<f4", {1, 2, 2}, body)).find("2-D"), std::string::npos);
@@ -182,7 +209,10 @@ TEST(Npy, BadFilesGiveClearErrors) {
                 .find("row 0, column 1 is infinite"),
             std::string::npos);
   EXPECT_NE(fails_with("labels2d.npy", npy_bytes("<i4", {2, 2}, body), true).find("1-D"), std::string::npos);
-  EXPECT_NE(fails_with("labelsf.npy", npy_bytes("<f4", {4}, body), true).find("labels of dtype '<f4'"),
+  EXPECT_NE(fails_with("labelsf.npy", npy_bytes("<f4", {2}, raw(std::vector<float>{0, 1.5F})), true)
+                .find("label 1.5 at index 1 is not a whole number"),
+            std::string::npos);
+  EXPECT_NE(fails_with("labelsq.npy", npy_bytes("<f16", {1}, body), true).find("labels of dtype '<f16'"),
             std::string::npos);
   // A mangled header of any kind is an Error, never a crash.
   const std::string good = npy_bytes("<f4", {2, 2}, body);
@@ -286,6 +316,24 @@ TEST(Sources, NpzHoldsAllFourArrays) {
   EXPECT_EQ(loaded.data.train.count, 60u);
   EXPECT_EQ(loaded.data.test.count, 15u);
   EXPECT_EQ(loaded.data.test.labels[4], 1);
+  // One set saved as np.savez(f, X=X, y=y): the training set, split by --test-fraction; numbered arrays
+  // (np.savez(f, X, y)) are an error that says to name them.
+  const auto write_npz = [&](const char* file, std::vector<const char*> npz_names) {
+    zip_t* one = zip_open((dir / file).c_str(), ZIP_CREATE | ZIP_TRUNCATE, &error);
+    ASSERT_NE(one, nullptr);
+    for (std::size_t i = 0; i < npz_names.size(); ++i) {
+      zip_source_t* src = zip_source_buffer(one, arrays[i].data(), arrays[i].size(), 0);
+      ASSERT_GE(zip_file_add(one, npz_names[i], src, ZIP_FL_OVERWRITE), 0);
+    }
+    ASSERT_EQ(zip_close(one), 0);
+  };
+  write_npz("xy.npz", {"X.npy", "y.npy"});
+  s.data = dir / "xy.npz";
+  s.test_fraction = 0.25;
+  EXPECT_EQ(load_data(s).data.train.count + load_data(s).data.test.count, 60u);
+  write_npz("numbered.npz", {"arr_0.npy", "arr_1.npy"});
+  s.data = dir / "numbered.npz";
+  EXPECT_NE(error_of([&] { load_data(s); }).find("name them: np.savez(f, x_train=X"), std::string::npos);
   write_text(dir / "bad.npz", "PK\x03\x04 this is not a zip");
   s.data = dir / "bad.npz";
   EXPECT_NE(error_of([&] { load_data(s); }).find("bad.npz: not a readable .npz"), std::string::npos);
