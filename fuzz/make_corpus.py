@@ -8,6 +8,7 @@ import io
 import json
 import os
 import struct
+import sys
 import zlib
 
 import numpy as np
@@ -116,6 +117,15 @@ def main():
     put("image", "colour.bmp", bmp(3, 2))
     put("image", "grey.tga", tga(3, 3))
     put("image", "tiny.gif", gif(2, 2))
+    try:  # WebP through Pillow where it is installed (Debian's python3-pil); the seeds are committed
+        from PIL import Image
+        for name, options in (("lossless.webp", {"lossless": True}), ("lossy.webp", {"quality": 50})):
+            out = io.BytesIO()
+            pixels = np.arange(48, dtype=np.uint8).reshape(3, 4, 4) * 5
+            Image.fromarray(pixels, "RGBA").save(out, "WEBP", **options)
+            put("image", name, out.getvalue())
+    except ImportError:
+        print("Pillow not found: no WebP seeds", file=sys.stderr)
 
     # NPY: feature matrices and label vectors of each supported dtype.
     put("npy", "f4.npy", npy(np.arange(6, dtype=np.float32).reshape(2, 3)))

@@ -1,17 +1,21 @@
-// Image decoding with stb_image (Debian's libstb) and area-averaging resize.
+// Image decoding with stb_image (Debian's libstb) and libwebp, and area-averaging resize.
 #include "softreg/image.hpp"
 
+#include <fmt/format.h>
 #include <stb_image.h>
+#include <webp/decode.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <optional>
 #include <span>
 #include <vector>
 
+#include "shared_library.hpp"
 #include "softreg/error.hpp"
 #include "softreg/idx.hpp"
 
@@ -161,6 +165,52 @@ void check_jpeg_huffman_tables(std::span<const std::uint8_t> file, const std::fi
   }
 }
 
+// ---- WebP, through libwebp, opened at the first WebP image ----
+
+bool is_webp(std::span<const std::uint8_t> file) {
+  return file.size() >= 12 && std::memcmp(file.data(), "RIFF", 4) == 0 &&
+         std::memcmp(file.data() + 8, "WEBP", 4) == 0;
+}
+
+struct WebpLibrary {
+  decltype(&::WebPGetInfo) get_info = nullptr;
+  decltype(&::WebPDecodeRGBA) decode_rgba = nullptr;
+  decltype(&::WebPFree) free = nullptr;
+};
+
+WebpLibrary open_libwebp() {
+  // libwebp's soname since 1.0 (2018); SOFTREG_LIBWEBP names another build.
+  const SharedLibrary library("SOFTREG_LIBWEBP", "libwebp.so.7", "read WebP images",
+                              "install libwebp7 (scripts/setup does), or convert the images to PNG");
+  WebpLibrary webp;
+  library.resolve("WebPGetInfo", webp.get_info, "is it libwebp 1.0 or later?");
+  library.resolve("WebPDecodeRGBA", webp.decode_rgba, "is it libwebp 1.0 or later?");
+  library.resolve("WebPFree", webp.free, "is it libwebp 1.0 or later?");
+  return webp;
+}
+
+const WebpLibrary& libwebp() {
+  static const WebpLibrary webp = open_libwebp();  // a failed load is tried again next time
+  return webp;
+}
+
+// The name of an image format that neither stb nor libwebp reads, from the file's first bytes: the
+// error then says what the file is instead of "unknown image type".
+const char* unread_format(std::span<const std::uint8_t> file) {
+  const auto starts = [&](std::size_t at, std::string_view bytes) {
+    return file.size() >= at + bytes.size() && std::memcmp(file.data() + at, bytes.data(), bytes.size()) == 0;
+  };
+  if (starts(0, std::string_view("II*\0", 4)) || starts(0, std::string_view("MM\0*", 4))) return "TIFF";
+  if (starts(0, "\xFF\x0A") || starts(0, std::string_view("\0\0\0\x0CJXL ", 8))) return "JPEG XL";
+  if (starts(4, "ftyp")) {
+    if (starts(8, "avif") || starts(8, "avis")) return "AVIF";
+    for (const char* brand : {"heic", "heix", "hevc", "heim", "heis", "mif1", "msf1"}) {
+      if (starts(8, brand)) return "HEIF (HEIC)";
+    }
+  }
+  return nullptr;
+}
+
 struct ImageHeader {
   int width, height, channels;
 };
@@ -173,19 +223,27 @@ ImageHeader read_checked_header(std::span<const std::uint8_t> file, const std::f
   check_pnm_header(file, path);
   check_png_chunks(file, path);
   check_jpeg_huffman_tables(file, path);
+  if (is_webp(file)) {
+    ImageHeader header{0, 0, 4};  // decoded as RGBA
+    if (!libwebp().get_info(file.data(), file.size(), &header.width, &header.height))
+      throw Error::in_file(path, "cannot read as an image (a damaged WebP header)");
+    return header;
+  }
   ImageHeader header{0, 0, 0};
   if (!stbi_info_from_memory(file.data(), static_cast<int>(file.size()), &header.width, &header.height,
                              &header.channels)) {
+    if (const char* format = unread_format(file)) {
+      throw Error::in_file(path,
+                           fmt::format("is a {} image, which softreg does not read (PNG, JPEG, WebP, GIF, "
+                                       "BMP, TGA and PNM it does): convert it",
+                                       format));
+    }
     const char* reason = stbi_failure_reason();
     throw Error::in_file(
         path, std::string("cannot read as an image (") + (reason ? reason : "unknown format") + ")");
   }
   return header;
 }
-
-struct StbiDeleter {
-  void operator()(unsigned char* p) const { stbi_image_free(p); }
-};
 
 // For each output index along one axis: the source indices it covers and their weights (summing to 1).
 struct Tap {
@@ -261,13 +319,17 @@ GrayImage decode_gray_image(std::span<const std::uint8_t> file, const std::strin
   // The image's own channels, converted to grey here: stb's conversion of a 16-bit PPM to one
   // channel overruns its buffer (found by fuzzing; the 16-bit PPM regression test), and its formula for
   // the others is the one below.
-  std::unique_ptr<unsigned char, StbiDeleter> data(
-      stbi_load_from_memory(file.data(), size, &width, &height, &channels, 0));
+  const bool webp = is_webp(file);
+  std::unique_ptr<unsigned char, void (*)(void*)> data(
+      webp ? libwebp().decode_rgba(file.data(), file.size(), &width, &height)
+           : stbi_load_from_memory(file.data(), size, &width, &height, &channels, 0),
+      webp ? libwebp().free : stbi_image_free);
   if (!data) {
-    const char* reason = stbi_failure_reason();
+    const char* reason = webp ? "a damaged WebP image" : stbi_failure_reason();
     throw Error::in_file(path,
                          std::string("cannot decode image (") + (reason ? reason : "unknown error") + ")");
   }
+
   GrayImage image;
   image.width = width;
   image.height = height;

@@ -27,8 +27,11 @@ constexpr int kDefaultSide = 28;
 bool is_image_file(const fs::path& path) {
   std::string ext = path.extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-  static const std::vector<std::string> kExtensions = {".png", ".jpg", ".jpeg", ".bmp", ".pgm",
-                                                       ".ppm", ".pnm", ".gif",  ".tga"};
+  // With formats softreg does not read (TIFF, HEIF, AVIF, JPEG XL): such a file is named by the error
+  // that it cannot be read (or skipped and counted with --skip-bad-images), not silently left out.
+  static const std::vector<std::string> kExtensions = {".png",  ".jpg",  ".jpeg", ".webp", ".bmp", ".pgm",
+                                                       ".ppm",  ".pnm",  ".gif",  ".tga",  ".tif", ".tiff",
+                                                       ".heic", ".heif", ".avif", ".jxl"};
   return std::find(kExtensions.begin(), kExtensions.end(), ext) != kExtensions.end();
 }
 

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <stb_image_write.h>
+#include <webp/encode.h>
 
 #include "softreg/error.hpp"
 #include "softreg/idx.hpp"  // read_file_bytes
@@ -78,6 +79,55 @@ TEST(Image, CompositesTransparencyOntoTheBackground) {
   const DecodeOptions white{.background = 255};
   EXPECT_EQ(read_gray_image(dir / "rgba.png", white).pixels, (std::vector<std::uint8_t>{255, 255, 255}));
   EXPECT_EQ(read_gray_image(dir / "ga.png", white).pixels, (std::vector<std::uint8_t>{255, 227, 200}));
+}
+
+TEST(Image, ReadsWebPAsTheSamePngWouldBeRead) {
+  test::TempDir dir;
+  // A 5x3 RGBA picture with colours and transparency, lossless: the same pixels as its PNG.
+  std::vector<std::uint8_t> rgba;
+  for (int i = 0; i < 15; ++i) {
+    const auto v = static_cast<std::uint8_t>(17 * i);
+    rgba.insert(rgba.end(), {v, static_cast<std::uint8_t>(255 - v), static_cast<std::uint8_t>(v / 2),
+                             static_cast<std::uint8_t>(i % 3 == 0 ? 255 : 40 * i % 256)});
+  }
+  ASSERT_TRUE(stbi_write_png((dir / "p.png").c_str(), 5, 3, 4, rgba.data(), 5 * 4));
+  std::uint8_t* encoded = nullptr;
+  const std::size_t size = WebPEncodeLosslessRGBA(rgba.data(), 5, 3, 5 * 4, &encoded);
+  ASSERT_GT(size, 0U);
+  test::write_bytes(dir / "p.webp", std::vector<std::uint8_t>(encoded, encoded + size));
+  WebPFree(encoded);
+  const GrayImage png = read_gray_image(dir / "p.png"), webp = read_gray_image(dir / "p.webp");
+  EXPECT_EQ(webp.width, 5);
+  EXPECT_EQ(webp.height, 3);
+  EXPECT_EQ(webp.pixels, png.pixels);
+  const DecodeOptions white{.background = 255};
+  EXPECT_EQ(read_gray_image(dir / "p.webp", white).pixels, read_gray_image(dir / "p.png", white).pixels);
+  EXPECT_EQ(image_dimensions(dir / "p.webp"), (std::pair{5, 3}));
+  // Cut short, it is an error naming the file, never a crash.
+  std::vector<std::uint8_t> bytes = read_file_bytes(dir / "p.webp");
+  for (std::size_t keep : {std::size_t{12}, std::size_t{20}, bytes.size() - 4}) {
+    test::write_bytes(dir / "cut.webp", std::vector<std::uint8_t>(bytes.begin(), bytes.begin() + keep));
+    test::expect_error([&] { read_gray_image(dir / "cut.webp"); }, "cut.webp: cannot");
+  }
+}
+
+TEST(Image, FormatsItDoesNotReadAreNamed) {
+  test::TempDir dir;
+  const auto named = [&](const std::string& bytes, const std::string& format) {
+    test::write_bytes(dir / "photo", std::vector<std::uint8_t>(bytes.begin(), bytes.end()));
+    test::expect_error([&] { read_gray_image(dir / "photo"); }, "photo: is a " + format + " image");
+  };
+  named(std::string("II*\0\x08\0\0\0", 8) + std::string(32, '\0'), "TIFF");
+  named(std::string("MM\0*\0\0\0\x08", 8) + std::string(32, '\0'), "TIFF");
+  named(std::string("\0\0\0\x18"
+                    "ftypheic\0\0\0\0mif1heic",
+                    24),
+        "HEIF (HEIC)");
+  named(std::string("\0\0\0\x1C"
+                    "ftypavif\0\0\0\0avifmif1miaf",
+                    28),
+        "AVIF");
+  named(std::string("\xFF\x0A\xFA\x7F", 4) + std::string(32, '\0'), "JPEG XL");
 }
 
 TEST(Image, RefusesSidesOverTheGivenLimit) {

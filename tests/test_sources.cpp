@@ -560,6 +560,11 @@ TEST(ImageFolder, FindsImagesInNestedFoldersAsTorchvisionDoes) {
   EXPECT_EQ(loaded.data.train.count, 8u);  // 2 + 1 nested circles, 3 squares, 2 zigzags
   const std::vector<Label> expected = {0, 0, 0, 1, 1, 1, 2, 2};
   EXPECT_EQ(loaded.data.train.labels, expected);
+  // A format softreg does not read is named, not silently left out; --skip-bad-images counts it.
+  write_text(dir / "train/zigzag/scan.TIFF", std::string("II*\0\x08\0\0\0", 8) + std::string(32, '\0'));
+  EXPECT_NE(error_of([&] { load_data(s); }).find("scan.TIFF: is a TIFF image"), std::string::npos);
+  s.skip_bad_images = true;
+  EXPECT_EQ(load_data(s).skipped_images, 1U);
 }
 
 // A model whose weights are all zero, for inputs of height x width values and the named classes.
