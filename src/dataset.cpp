@@ -256,6 +256,8 @@ Dataset subset(const Dataset& data, std::span<const std::uint32_t> rows) {
   part.kind = data.kind;
   part.element = data.element;
   part.class_names = data.class_names;
+  part.feature_names = data.feature_names;
+  part.label_name = data.label_name;
   const std::size_t row_bytes = data.row_bytes();
   std::vector<std::uint8_t> pixels(rows.size() * row_bytes);
   for (std::size_t i = 0; i < rows.size(); ++i) {

@@ -38,7 +38,7 @@ SplitData load_split_for_model(const ModelFile& model, const std::optional<DataS
     if (split == "train") {
       throw UsageError("--split train needs training data, but only test rows were given");
     }
-    LoadedData loaded = load_test_part(source, model.class_names);
+    LoadedData loaded = load_test_part(source, model.class_names, {model.label_name, model.feature_names});
     result = {std::move(loaded.data.test), loaded.test_file};
   } else if (std::error_code ec; source_kind(source) == "images" && source.test_fraction == 0 &&
                                  !std::filesystem::is_directory(*source.data / "train", ec)) {
@@ -85,6 +85,14 @@ SplitData load_split_for_model(const ModelFile& model, const std::optional<DataS
                     ? fmt::format("images are {}x{}, but the model expects {}x{}", data.height, data.width,
                                   model.height, model.width)
                     : fmt::format("rows have {} features, but the model expects {}", data.features(), D));
+  }
+  if (!model.feature_names.empty() && !data.feature_names.empty() &&
+      data.feature_names != model.feature_names) {
+    const auto differ =
+        std::mismatch(data.feature_names.begin(), data.feature_names.end(), model.feature_names.begin());
+    throw Error::in_file(
+        folder, fmt::format("feature column {} is '{}', but the model's is '{}'",
+                            differ.first - data.feature_names.begin() + 1, *differ.first, *differ.second));
   }
   if (data.element != model.element) {
     throw Error::in_file(folder, fmt::format("holds {} values, but the model was trained on {}",
@@ -229,8 +237,16 @@ std::vector<Prediction> predict_feature_file(const ModelFile& model, const std::
     if (array.shape.size() == 1) array.shape = {1, array.shape[0]};  // one row
     rows = features_from_npy(array, path.string());
   } else {
-    // Feature columns only, or the training layout with a label column.
-    if (csv_columns(path) == D && label_column.empty()) {
+    // The model's columns by name where the header has them all (others, an id say, unread); else
+    // feature columns only, or the training layout with a label column.
+    const std::vector<std::string> first_cells = csv_first_cells(path);
+    const auto named = [&](const std::string& name) {
+      return std::find(first_cells.begin(), first_cells.end(), name) != first_cells.end();
+    };
+    if (!model.feature_names.empty() && label_column.empty() &&
+        std::all_of(model.feature_names.begin(), model.feature_names.end(), named)) {
+      rows = std::move(read_csv_file_without_labels(path, {model.label_name, model.feature_names}).features);
+    } else if (first_cells.size() == D && label_column.empty()) {
       // No label column: read as if a dummy label came first.
       CsvTable table = read_csv_file_without_labels(path);
       rows = std::move(table.features);

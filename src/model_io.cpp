@@ -111,6 +111,8 @@ std::string serialize_model(const ModelFile& file) {
   metadata["format"] = "softreg";
   metadata["format_version"] = std::to_string(kModelFormatVersion);
   metadata["class_names"] = json(file.class_names).dump();
+  if (!file.feature_names.empty()) metadata["feature_names"] = json(file.feature_names).dump();
+  if (!file.label_name.empty()) metadata["label_name"] = file.label_name;
   metadata["height"] = std::to_string(file.height);
   metadata["width"] = std::to_string(file.width);
   metadata["input"] = file.input == InputKind::kImages ? "images" : "features";
@@ -278,6 +280,21 @@ ModelFile parse_model(std::string_view bytes, const std::string& source) {
     for (std::int64_t k = 0; k < K; ++k)
       file.class_names.push_back(std::to_string(k));
   }
+  if (const auto it = file.metadata.find("feature_names"); it != file.metadata.end()) {
+    json names;
+    try {
+      names = json::parse(it->second);
+    } catch (const json::exception&) {
+      throw fail("__metadata__ 'feature_names' is not a JSON list");
+    }
+    if (!names.is_array() || names.size() != static_cast<std::size_t>(D) ||
+        !std::all_of(names.begin(), names.end(), [](const json& n) { return n.is_string(); })) {
+      throw fail(fmt::format("__metadata__ 'feature_names' is not a list of {} names", D));
+    }
+    file.feature_names = names.get<std::vector<std::string>>();
+  }
+  if (const auto it = file.metadata.find("label_name"); it != file.metadata.end())
+    file.label_name = it->second;
   return file;
 }
 

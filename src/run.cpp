@@ -109,6 +109,8 @@ ModelFile TrainingRun::model_file_of(const TrainerState& state) const {
   const auto& standardization = trainer_.standardization();
   file.model = standardization ? fold_standardization(state.model, *standardization) : state.model;
   file.class_names = options_.class_names;
+  file.feature_names = data_.train.feature_names;
+  file.label_name = data_.train.label_name;
   file.height = static_cast<int>(data_.train.height);
   file.width = static_cast<int>(data_.train.width);
   file.input = data_.train.kind;

@@ -609,9 +609,10 @@ namespace {
 
 // A CSV table with a label column (with_labels) or of features only, parsed line by line into the
 // feature buffer: no copy of its cells is kept, so memory is the floats and the labels, not many
-// times the text. `path` names the table in messages.
+// times the text. `path` names the table in messages; `trained` as read_csv_file says.
 CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::string& label_column,
-                       bool with_labels, int threads) {
+                       bool with_labels, int threads, const CsvNames& trained) {
+  const std::vector<std::string>& feature_columns = trained.features;
   const std::vector<CsvLine> lines = csv_lines(text);
   if (lines.empty()) throw Error::in_file(path, "is empty");
   const char separator = cell_separator(lines[0].text);
@@ -624,10 +625,15 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
   if (with_labels && columns < 2)
     throw Error::in_file(path, "needs a label column and at least one feature column");
 
-  // The label column: a name (looked up in the header), an index, or the first column.
+  // The label column: a name (looked up in the header), an index, the training table's label column by
+  // name where the header has it, or the first column.
   std::size_t label_index = with_labels ? 0 : std::string::npos;
   bool named_label = false;
-  if (with_labels && !label_column.empty()) {
+  if (const auto trained_label = std::find(first_row.begin(), first_row.end(), trained.label);
+      with_labels && label_column.empty() && !trained.label.empty() && trained_label != first_row.end()) {
+    label_index = static_cast<std::size_t>(trained_label - first_row.begin());
+    named_label = true;
+  } else if (with_labels && !label_column.empty()) {
     std::size_t index = 0;
     const auto [end, ec] =
         std::from_chars(label_column.data(), label_column.data() + label_column.size(), index);
@@ -647,9 +653,19 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
       named_label = true;
     }
   }
-  // The first line is a header when the label is named in it, when one of its feature cells is not a
-  // number, or when its label cell is text while the next line's label is a number.
-  bool header = named_label;
+  // The first line is a header when the label is named in it, when it holds every feature column asked
+  // for, when one of its feature cells is not a number, or when its label cell is text while the next
+  // line's label is a number.
+  const auto column_of = [&](const std::string& name) {  // a feature column's index, or npos
+    for (std::size_t c = 0; c < columns; ++c) {
+      if (c != label_index && first_row[c] == name) return c;
+    }
+    return std::string::npos;
+  };
+  bool header = named_label ||
+                (!feature_columns.empty() &&
+                 std::all_of(feature_columns.begin(), feature_columns.end(),
+                             [&](const std::string& name) { return column_of(name) != std::string::npos; }));
   for (std::size_t c = 0; c < columns; ++c) {
     if (c != label_index && !parse_number(first_row[c], decimal_comma)) header = true;
   }
@@ -657,14 +673,29 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
     const std::vector<std::string_view>& second = splitter.split(lines[1].text);
     if (label_index < second.size() && parse_number(second[label_index], decimal_comma)) header = true;
   }
+  // The columns read as features, in order: every one but the label's, or those asked for by name.
   CsvTable table;
-  if (header) {
+  std::vector<std::size_t> feature_index;
+  if (header && !feature_columns.empty()) {
+    for (const std::string& name : feature_columns) {
+      const std::size_t c = column_of(name);
+      if (c == std::string::npos) {
+        throw Error::in_file(path,
+                             fmt::format("has no column '{}', a feature column of the training table", name));
+      }
+      feature_index.push_back(c);
+    }
+    table.features.feature_names = feature_columns;
+  } else {
     for (std::size_t c = 0; c < columns; ++c) {
-      if (c != label_index) table.feature_names.push_back(first_row[c]);
+      if (c == label_index) continue;
+      feature_index.push_back(c);
+      if (header) table.features.feature_names.push_back(first_row[c]);
     }
   }
+  if (header && with_labels) table.features.label_name = first_row[label_index];
   const std::size_t first = header ? 1 : 0;
-  const std::size_t n = lines.size() - first, D = columns - (with_labels ? 1 : 0);
+  const std::size_t n = lines.size() - first, D = feature_index.size();
   if (n == 0) throw Error::in_file(path, "has a header but no rows");
 
   // The rows in up to `threads` runs of consecutive lines, each parsed by a thread of its own into its
@@ -703,18 +734,18 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
           throw Error::in_file(path, fmt::format("line {} has {} cells, but the first line has {}",
                                                  line.number, cells.size(), columns));
         }
+        if (with_labels) {
+          const std::string_view cell = cells[label_index];
+          if (cell.empty())
+            throw Error::in_file(path, fmt::format("line {}: the label is missing", line.number));
+          const auto v = parse_number(cell, decimal_comma);
+          if (!v || *v != std::floor(*v) || std::abs(*v) > 9e15) run.numeric = false;
+          if (run.numeric) run.numbers.push_back(static_cast<std::int64_t>(*v));
+          run.text.emplace_back(cell);
+        }
         float* row = reinterpret_cast<float*>(values.data()) + i * D;
-        for (std::size_t c = 0; c < columns; ++c) {
+        for (const std::size_t c : feature_index) {
           const std::string_view cell = cells[c];
-          if (c == label_index) {
-            if (cell.empty())
-              throw Error::in_file(path, fmt::format("line {}: the label is missing", line.number));
-            const auto v = parse_number(cell, decimal_comma);
-            if (!v || *v != std::floor(*v) || std::abs(*v) > 9e15) run.numeric = false;
-            if (run.numeric) run.numbers.push_back(static_cast<std::int64_t>(*v));
-            run.text.emplace_back(cell);
-            continue;
-          }
           const auto v = parse_number(cell, decimal_comma);
           if (!v) {
             throw Error::in_file(
@@ -766,9 +797,10 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
 // A table of kCachedTableBytes or more is parsed once: its numbers, labels and feature names go to the
 // decoded cache (idx_cache_folder) under the file's size, time and inode, and later runs map the numbers
 // in place. An entry: four 64-bit counts (rows, features, text labels or not, feature names), the
-// floats, the labels (64-bit numbers, or a 32-bit length and the bytes each), then the names likewise.
+// floats, the labels (64-bit numbers, or a 32-bit length and the bytes each), then the feature names and
+// the label column's name likewise.
 constexpr std::size_t kCachedTableBytes = 1 << 20;
-constexpr std::array<char, 8> kCsvCacheMagic = {'S', 'R', 'C', 'S', 'V', 'C', '0', '1'};
+constexpr std::array<char, 8> kCsvCacheMagic = {'S', 'R', 'C', 'S', 'V', 'C', '0', '2'};
 
 void put_bytes(std::vector<std::uint8_t>& out, const void* data, std::size_t size) {
   const auto* p = static_cast<const std::uint8_t*>(data);
@@ -785,7 +817,7 @@ void put_strings(std::vector<std::uint8_t>& out, const std::vector<std::string>&
 
 std::vector<std::uint8_t> encode_table(const CsvTable& table) {
   const std::uint64_t counts[4] = {table.features.count, table.features.width, table.labels.is_text ? 1U : 0U,
-                                   table.feature_names.size()};
+                                   table.features.feature_names.size()};
   std::vector<std::uint8_t> out;
   put_bytes(out, counts, sizeof counts);
   put_bytes(out, table.features.pixels.data(), table.features.pixels.size());
@@ -794,7 +826,8 @@ std::vector<std::uint8_t> encode_table(const CsvTable& table) {
   } else {
     put_bytes(out, table.labels.numbers.data(), table.labels.numbers.size() * sizeof(std::int64_t));
   }
-  put_strings(out, table.feature_names);
+  put_strings(out, table.features.feature_names);
+  put_strings(out, {table.features.label_name});
   return out;
 }
 
@@ -841,12 +874,16 @@ std::optional<CsvTable> decode_table(const Bytes& bytes, bool with_labels) {
     table.labels.numbers.resize(n);
     if (!take(table.labels.numbers.data(), n * sizeof(std::int64_t))) return std::nullopt;
   }
-  if (!take_strings(table.feature_names, names) || at != bytes.size()) return std::nullopt;
+  std::vector<std::string> label_name;
+  if (!take_strings(table.features.feature_names, names) || !take_strings(label_name, 1) ||
+      at != bytes.size())
+    return std::nullopt;
+  table.features.label_name = label_name[0];
   return table;
 }
 
-CsvTable read_csv_table(const fs::path& path, const std::string& label_column, bool with_labels,
-                        int threads) {
+CsvTable read_csv_table(const fs::path& path, const std::string& label_column, bool with_labels, int threads,
+                        const CsvNames& trained) {
   std::error_code ec;
   if (fs::is_regular_file(path, ec)) {  // read where it lies
     const fs::path folder = idx_cache_folder();
@@ -854,10 +891,12 @@ CsvTable read_csv_table(const fs::path& path, const std::string& label_column, b
                                             ? file_cache_key(path, kCsvCacheMagic)
                                             : std::nullopt;
     const fs::path entry =
-        key ? decoded_cache_entry(folder,
-                                  fmt::format("{}|{}|{}", fs::absolute(path, ec).lexically_normal().string(),
-                                              label_column, with_labels ? "labels" : "features"),
-                                  "-" + path.filename().string() + ".csv")
+        key ? decoded_cache_entry(
+                  folder,
+                  fmt::format("{}|{}|{}|{}", fs::absolute(path, ec).lexically_normal().string(), label_column,
+                              with_labels ? "labels" : "features", trained.label,
+                              fmt::join(trained.features, "\x1f")),
+                  "-" + path.filename().string() + ".csv")
             : fs::path();
     if (key) {
       if (std::optional<Bytes> cached = read_decoded_cache(entry, *key)) {
@@ -866,7 +905,7 @@ CsvTable read_csv_table(const fs::path& path, const std::string& label_column, b
     }
     const std::shared_ptr<const MappedFile> mapped = map_file(path, MapPages::kOnFirstRead);
     CsvTable table = read_csv_text({reinterpret_cast<const char*>(mapped->data), mapped->size}, path,
-                                   label_column, with_labels, threads);
+                                   label_column, with_labels, threads, trained);
     if (key) write_decoded_cache(entry, *key, encode_table(table));  // only a table that parsed
     return table;
   }
@@ -876,33 +915,37 @@ CsvTable read_csv_table(const fs::path& path, const std::string& label_column, b
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad()) throw Error::in_file(path, "read error");
-  return read_csv_text(text.view(), path, label_column, with_labels, threads);
+  return read_csv_text(text.view(), path, label_column, with_labels, threads, trained);
 }
 
 }  // namespace
 
 CsvTable parse_csv(std::string_view text, const std::string& source, const std::string& label_column,
-                   int threads) {
-  return read_csv_text(text, source, label_column, /*with_labels=*/true, threads);
+                   int threads, const CsvNames& trained) {
+  return read_csv_text(text, source, label_column, /*with_labels=*/true, threads, trained);
 }
 
-CsvTable read_csv_file(const fs::path& path, const std::string& label_column, int threads) {
-  return read_csv_table(path, label_column, /*with_labels=*/true, threads);
+CsvTable read_csv_file(const fs::path& path, const std::string& label_column, int threads,
+                       const CsvNames& trained) {
+  return read_csv_table(path, label_column, /*with_labels=*/true, threads, trained);
 }
 
-std::size_t csv_columns(const fs::path& path) {
+std::vector<std::string> csv_first_cells(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error::in_file(path, "cannot be opened");
   std::string line;
   while (std::getline(in, line)) {
     const std::vector<CsvLine> lines = csv_lines(line);  // a byte-order mark dropped, blank lines skipped
-    if (!lines.empty()) return CsvLineSplitter(cell_separator(lines[0].text)).split(lines[0].text).size();
+    if (lines.empty()) continue;
+    CsvLineSplitter splitter(cell_separator(lines[0].text));  // owns the cells it returns
+    const std::vector<std::string_view>& cells = splitter.split(lines[0].text);
+    return std::vector<std::string>(cells.begin(), cells.end());
   }
   throw Error::in_file(path, "is empty");
 }
 
-CsvTable read_csv_file_without_labels(const fs::path& path) {
-  return read_csv_table(path, "", /*with_labels=*/false, /*threads=*/1);
+CsvTable read_csv_file_without_labels(const fs::path& path, const CsvNames& trained) {
+  return read_csv_table(path, "", /*with_labels=*/false, /*threads=*/1, trained);
 }
 
 // ---- Labels --------------------------------------------------------------------------------------
@@ -1175,7 +1218,9 @@ FeatureParts read_csv_parts(const DataSource& source) {
   parts.train_labels = std::move(train.labels);
   parts.train_name = source.train_csv.string();
   if (!source.test_csv.empty()) {
-    CsvTable test = read_csv_file(source.test_csv, source.label_column, source.threads);
+    // Its columns matched to the training table's by name where both have a header.
+    CsvTable test = read_csv_file(source.test_csv, source.label_column, source.threads,
+                                  {parts.train.label_name, parts.train.feature_names});
     parts.test = std::move(test.features);
     parts.test_labels = std::move(test.labels);
     parts.test_name = source.test_csv.string();
@@ -1301,7 +1346,8 @@ bool names_test_part_only(const DataSource& source) {
          (!source.test_features.empty() || !source.test_labels.empty() || !source.test_csv.empty());
 }
 
-LoadedData load_test_part(const DataSource& source, const std::vector<std::string>& class_names) {
+LoadedData load_test_part(const DataSource& source, const std::vector<std::string>& class_names,
+                          const CsvNames& trained) {
   if (!names_test_part_only(source)) throw Error("load_test_part: the source names training data");
   LoadedData loaded;
   loaded.kind = source_kind(source);
@@ -1317,7 +1363,7 @@ LoadedData load_test_part(const DataSource& source, const std::vector<std::strin
     labels_file = source.test_labels;
     loaded.folder = loaded.test_file = source.test_features;
   } else {
-    CsvTable table = read_csv_file(source.test_csv, source.label_column, source.threads);
+    CsvTable table = read_csv_file(source.test_csv, source.label_column, source.threads, trained);
     rows = std::move(table.features);
     labels = std::move(table.labels);
     labels_file = loaded.folder = loaded.test_file = source.test_csv;

@@ -56,6 +56,22 @@ TEST(ModelIo, RoundTripIsBitExact) {
   EXPECT_EQ(serialize_model(loaded), serialize_model(original));
 }
 
+TEST(ModelIo, FeatureNamesRoundTripAndAreChecked) {
+  ModelFile file = small_model();
+  file.feature_names = {"a", "b", "c", "d", "e", "f"};
+  file.label_name = "kind";
+  const ModelFile loaded = parse_model(serialize_model(file), "m");
+  EXPECT_EQ(loaded.feature_names, file.feature_names);
+  EXPECT_EQ(loaded.label_name, "kind");
+  EXPECT_TRUE(parse_model(serialize_model(small_model()), "m").feature_names.empty());
+  file.feature_names.pop_back();  // five names for six inputs
+  test::expect_error([&] { parse_model(serialize_model(file), "m"); },
+                     "'feature_names' is not a list of 6 names");
+  file.feature_names.clear();
+  file.metadata["feature_names"] = "not json";
+  test::expect_error([&] { parse_model(serialize_model(file), "m"); }, "'feature_names' is not a JSON list");
+}
+
 TEST(ModelIo, LayoutIsTorchLinear) {
   const ModelFile file = small_model();
   const std::string bytes = serialize_model(file);

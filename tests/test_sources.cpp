@@ -343,13 +343,13 @@ TEST(Csv, HeaderLabelColumnAndTextLabels) {
   TempDir dir;
   write_text(dir / "t.csv", "x,kind,y\n1.5,cat,2\n-1,dog,0.25\n3,cat,1e-3\n");
   const CsvTable t = read_csv_file(dir / "t.csv", "kind");
-  EXPECT_EQ(t.feature_names, (std::vector<std::string>{"x", "y"}));
+  EXPECT_EQ(t.features.feature_names, (std::vector<std::string>{"x", "y"}));
   EXPECT_EQ(t.features.count, 3u);
   EXPECT_FLOAT_EQ(t.features.value(1, 1), 0.25f);
   EXPECT_EQ(t.labels.text, (std::vector<std::string>{"cat", "dog", "cat"}));
   write_text(dir / "n.csv", "2,0.5,1\n0,1,1\n");  // no header, label first
   const CsvTable n = read_csv_file(dir / "n.csv", "");
-  EXPECT_TRUE(n.feature_names.empty());
+  EXPECT_TRUE(n.features.feature_names.empty());
   EXPECT_EQ(n.labels.numbers, (std::vector<std::int64_t>{2, 0}));
   EXPECT_EQ(read_csv_file(dir / "n.csv", "2").labels.numbers, (std::vector<std::int64_t>{1, 1}));
 }
@@ -358,14 +358,14 @@ TEST(Csv, TabsOrSemicolonsSeparateCellsWhereTheFirstLineHasNoComma) {
   TempDir dir;
   write_text(dir / "t.tsv", "kind\tx\ty\ncat\t1.5\t2\ndog\t-1\t0.25\n");
   const CsvTable tabs = read_csv_file(dir / "t.tsv", "");
-  EXPECT_EQ(tabs.feature_names, (std::vector<std::string>{"x", "y"}));
+  EXPECT_EQ(tabs.features.feature_names, (std::vector<std::string>{"x", "y"}));
   EXPECT_FLOAT_EQ(tabs.features.value(1, 1), 0.25f);
   EXPECT_EQ(tabs.labels.text, (std::vector<std::string>{"cat", "dog"}));
-  EXPECT_EQ(csv_columns(dir / "t.tsv"), 3u);
+  EXPECT_EQ(csv_first_cells(dir / "t.tsv"), (std::vector<std::string>{"kind", "x", "y"}));
   // A spreadsheet's CSV where the decimal mark is a comma: semicolons between cells.
   write_text(dir / "s.csv", "kind;x;y\ncat;1,5;2\ndog;\"-1,0\";0,25\n");
   const CsvTable semicolons = read_csv_file(dir / "s.csv", "");
-  EXPECT_EQ(semicolons.feature_names, (std::vector<std::string>{"x", "y"}));
+  EXPECT_EQ(semicolons.features.feature_names, (std::vector<std::string>{"x", "y"}));
   EXPECT_FLOAT_EQ(semicolons.features.value(0, 0), 1.5f);
   EXPECT_FLOAT_EQ(semicolons.features.value(1, 0), -1.0f);
   EXPECT_FLOAT_EQ(semicolons.features.value(1, 1), 0.25f);
@@ -373,7 +373,7 @@ TEST(Csv, TabsOrSemicolonsSeparateCellsWhereTheFirstLineHasNoComma) {
   // A comma in the first line outside quotes makes the table comma-separated, whatever else it has.
   write_text(dir / "c.csv", "\"a;b\",x\n1,2\n0,3\n");
   const CsvTable commas = read_csv_file(dir / "c.csv", "");
-  EXPECT_EQ(commas.feature_names, (std::vector<std::string>{"x"}));
+  EXPECT_EQ(commas.features.feature_names, (std::vector<std::string>{"x"}));
   EXPECT_EQ(commas.labels.numbers, (std::vector<std::int64_t>{1, 0}));
   // A decimal comma is a number only where semicolons separate the cells.
   write_text(dir / "bad.csv", "y,a\n1,\"0,5\"\n");
@@ -453,7 +453,8 @@ TEST(Csv, LargeTablesAreDecodedOnceAndThenMappedInPlace) {
   EXPECT_EQ(second.features.width, 7U);
   EXPECT_EQ(second.labels.text, first.labels.text);
   EXPECT_EQ(second.labels.text[3], "cat");
-  EXPECT_EQ(second.feature_names, first.feature_names);
+  EXPECT_EQ(second.features.feature_names, first.features.feature_names);
+  EXPECT_EQ(second.features.label_name, "kind");  // from the cache entry
   // The same column by index is an entry of its own.
   const CsvTable by_index = read_csv_file(path, "4", 1);
   EXPECT_FALSE(by_index.features.pixels.is_view());
@@ -782,6 +783,73 @@ TEST(Sources, TestRowsAloneAreEvaluatedWithTheModelsClasses) {
   const std::vector<Prediction> plain = predict_feature_file(model, dir / "plain.csv", "");
   ASSERT_EQ(plain.size(), 1U);
   EXPECT_EQ(plain[0].probabilities, predictions[0].probabilities);  // the same row as rows.csv's first
+}
+
+TEST(Sources, TableColumnsAreMatchedToTheTrainingTablesByName) {
+  TempDir dir;
+  // The parser: the columns asked for, in that order; others (a text id) left unread.
+  write_text(dir / "t.csv", "id,y,kind,x\nrow-a,2,cat,1\nrow-b,4,dog,3\n");
+  const CsvTable picked = read_csv_file(dir / "t.csv", "kind", 1, {"", {"x", "y"}});
+  EXPECT_EQ(picked.features.feature_names, (std::vector<std::string>{"x", "y"}));
+  EXPECT_EQ(picked.features.value(1, 0), 3.0F);
+  EXPECT_EQ(picked.features.value(1, 1), 4.0F);
+  EXPECT_EQ(picked.labels.text, (std::vector<std::string>{"cat", "dog"}));
+  EXPECT_EQ(picked.features.label_name, "kind");
+  // The training table's label column by name, where no --label-column is given.
+  EXPECT_EQ(read_csv_file(dir / "t.csv", "", 1, {"kind", {"x"}}).labels.text,
+            (std::vector<std::string>{"cat", "dog"}));
+  EXPECT_NE(error_of([&] {
+              read_csv_file(dir / "t.csv", "kind", 1, {"", {"x", "z"}});
+            }).find("t.csv: has no column 'z', a feature column of the training table"),
+            std::string::npos);
+  // A label column is no feature, even by name.
+  EXPECT_NE(error_of([&] {
+              read_csv_file(dir / "t.csv", "kind", 1, {"", {"kind"}});
+            }).find("no column 'kind'"),
+            std::string::npos);
+  // Without a header the table is read as it is (numbers that happen to be names make a header).
+  write_text(dir / "bare.csv", "0,1,2\n1,3,4\n");
+  EXPECT_EQ(read_csv_file(dir / "bare.csv", "", 1, {"", {"x", "y"}}).features.count, 2U);
+  EXPECT_EQ(read_csv_file(dir / "bare.csv", "", 1, {"", {"2", "1"}}).features.value(0, 0), 4.0F);
+
+  // Training and test tables: the test table's columns in the training table's order.
+  write_text(dir / "train.csv", "kind,x,y\ncat,1,2\ndog,3,4\ncat,5,6\n");
+  write_text(dir / "test.csv", "y,kind,x\n20,dog,10\n");
+  DataSource s;
+  s.train_csv = dir / "train.csv";
+  s.test_csv = dir / "test.csv";
+  const LoadedData loaded = load_data(s);
+  EXPECT_EQ(loaded.data.train.feature_names, (std::vector<std::string>{"x", "y"}));
+  EXPECT_EQ(loaded.data.test.value(0, 0), 10.0F);
+  EXPECT_EQ(loaded.data.test.value(0, 1), 20.0F);
+  EXPECT_EQ(loaded.data.test.labels, (std::vector<Label>{1}));
+  write_text(dir / "test.csv", "kind,x,z\ndog,10,20\n");
+  EXPECT_NE(error_of([&] { load_data(s); }).find("test.csv: has no column 'y'"), std::string::npos);
+
+  // A model that records its columns: eval's new rows and predict's rows are taken by name.
+  ModelFile model = ant_bee_cat_model();
+  model.feature_names = {"x", "y"};
+  model.label_name = "label";
+  model.model.W << 1, 0, 0, 0, 0, 1;  // class 0 from x, class 2 from y
+  write_text(dir / "new.csv", "y,label,x\n9,ant,1\n");
+  DataSource rows;
+  rows.test_csv = dir / "new.csv";  // its label column found by the model's name for it
+  const SplitData split = load_split_for_model(model, rows, "test");
+  EXPECT_EQ(split.data.value(0, 0), 1.0F);
+  EXPECT_EQ(split.data.value(0, 1), 9.0F);
+  write_text(dir / "ids.csv", "id,y,x\nfirst,9,1\n");
+  const std::vector<Prediction> by_name = predict_feature_file(model, dir / "ids.csv", "");
+  ASSERT_EQ(by_name.size(), 1U);
+  EXPECT_EQ(by_name[0].top(1), std::vector<int>{2});  // y = 9 wins
+  // Training data whose columns are not the model's.
+  write_text(dir / "swapped.csv", "kind,y,x\nant,1,2\nbee,3,4\ncat,5,6\n");
+  DataSource other;
+  other.train_csv = dir / "swapped.csv";
+  other.test_fraction = 0.5;
+  EXPECT_NE(error_of([&] {
+              load_split_for_model(model, other, "train");
+            }).find("feature column 1 is 'y', but the model's is 'x'"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -56,6 +56,10 @@ struct Dataset {
   Bytes pixels;                          // count * row_bytes() bytes (named for images; holds any rows)
   std::vector<Label> labels;             // count labels, each < num_classes
   std::vector<std::string> class_names;  // num_classes names, or empty for the defaults
+  // A table's feature columns by name, in row order, and its label column's name (a CSV header);
+  // empty when unnamed.
+  std::vector<std::string> feature_names;
+  std::string label_name;
 
   std::size_t features() const { return height * width; }
   std::size_t row_bytes() const { return features() * element_size(element); }

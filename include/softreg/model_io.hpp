@@ -23,7 +23,11 @@ inline constexpr int kModelFormatVersion = 1;
 struct ModelFile {
   SoftmaxModel model;
   std::vector<std::string> class_names;  // K names
-  int height = 0;                        // input image size; height * width = D (features: 1 x D)
+  // The training table's feature columns by name (a CSV header), D of them, and its label column's
+  // name; empty when unnamed.
+  std::vector<std::string> feature_names;
+  std::string label_name;
+  int height = 0;  // input image size; height * width = D (features: 1 x D)
   int width = 0;
   InputKind input = InputKind::kImages;    // what a row is: grey pixels, or a feature vector
   ElementType element = ElementType::kU8;  // what training read: bytes (seen as x/255) or float32 (as is)

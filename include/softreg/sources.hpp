@@ -57,23 +57,32 @@ RawLabels labels_from_npy(const NpyArray& array, const std::string& source);
 
 // ---- CSV -----------------------------------------------------------------------------------------
 
+/// A training table's column names (its header), which the tables read for it are matched to; empty
+/// where it had none.
+struct CsvNames {
+  std::string label;
+  std::vector<std::string> features;
+};
 /// A CSV table split into feature rows (float32) and a label column. The first line is a header when
 /// any of its feature cells is not a number. `label_column` is a column name (needs a header) or a
-/// 0-based index; empty means the first column.
+/// 0-based index; empty means the first column, or the column named `trained.label` where the header
+/// has one. A table whose header has every one of `trained.features` gives those columns, in that
+/// order, as its features (others, an id column say, are left unread), and one whose header lacks one
+/// is an error naming it; a table without a header is read as it is.
 struct CsvTable {
-  Dataset features;  // labels not filled in
+  Dataset features;  // labels not filled in; feature_names and label_name from the header, or empty
   RawLabels labels;
-  std::vector<std::string> feature_names;  // from the header, or empty
 };
 /// Up to `threads` threads parse a large table's rows, each a run of consecutive lines.
-CsvTable read_csv_file(const std::filesystem::path& path, const std::string& label_column, int threads = 1);
+CsvTable read_csv_file(const std::filesystem::path& path, const std::string& label_column, int threads = 1,
+                       const CsvNames& trained = {});
 /// The same for CSV text in memory; `source` names it in messages.
 CsvTable parse_csv(std::string_view text, const std::string& source, const std::string& label_column,
-                   int threads = 1);
+                   int threads = 1, const CsvNames& trained = {});
 /// The cells of a CSV file's first non-blank line, quotes respected (a quoted comma is no separator).
-std::size_t csv_columns(const std::filesystem::path& path);
+std::vector<std::string> csv_first_cells(const std::filesystem::path& path);
 /// A CSV table of feature columns only (for prediction); labels stay empty.
-CsvTable read_csv_file_without_labels(const std::filesystem::path& path);
+CsvTable read_csv_file_without_labels(const std::filesystem::path& path, const CsvNames& trained = {});
 
 // ---- Labels --------------------------------------------------------------------------------------
 
@@ -162,8 +171,10 @@ LoadedData load_data(const DataSource& source);
 /// --test-labels, or --test-csv, alone): new rows to evaluate a saved model on.
 bool names_test_part_only(const DataSource& source);
 /// That test part (in `data.test`; `data.train` stays empty), labelled for a model whose classes are
-/// `class_names` (assign_model_labels); `folder` is the features file.
-LoadedData load_test_part(const DataSource& source, const std::vector<std::string>& class_names);
+/// `class_names` (assign_model_labels); a table's columns matched to the model's names (`trained`,
+/// read_csv_file); `folder` is the features file.
+LoadedData load_test_part(const DataSource& source, const std::vector<std::string>& class_names,
+                          const CsvNames& trained = {});
 
 /// The source as a JSON string for model metadata, and back.
 std::string source_to_json(const DataSource& source);
