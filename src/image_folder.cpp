@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstring>
 #include <mutex>
+#include <numeric>
 
 #include "softreg/decoded_cache.hpp"
 #include "softreg/error.hpp"
@@ -110,11 +111,10 @@ Listing list_split(const fs::path& split_folder, const std::vector<std::string>*
 
 // What the folder's cache entry must match: every file's name, size and modification time, the
 // class names and the size asked for (0x0: the images' own).
-std::uint64_t listing_fingerprint(const Listing& train, const Listing* test, int height, int width) {
+std::uint64_t listing_fingerprint(const std::vector<const Listing*>& splits, int height, int width) {
   std::string text = fmt::format("{}x{}\n", height, width);
   std::error_code ec;
-  for (const Listing* listing : {&train, test}) {
-    if (!listing) continue;
+  for (const Listing* listing : splits) {
     for (const std::string& name : listing->classes)
       text += name + "\n";
     for (std::size_t i = 0; i < listing->files.size(); ++i) {
@@ -133,39 +133,42 @@ std::uint64_t listing_fingerprint(const Listing& train, const Listing* test, int
 // before differ and are not reused.
 constexpr std::array<char, 8> kCacheMagic = {'S', 'R', 'I', 'M', 'G', 'C', '0', '3'};
 
-// The decoded train and test images share one entry: the output height and width (4 bytes each), then
-// the training images' pixels, then the test images'.
+// The decoded splits share one entry: the output height and width (4 bytes each), then the training
+// images' pixels, then the test images', then the validation images'.
 struct DecodedImages {
   int height = 0;
   int width = 0;
-  Bytes train, test;
+  std::vector<Bytes> splits;
 };
 
-std::optional<DecodedImages> read_cache(const fs::path& entry, const CacheKey& key, std::size_t train_count,
-                                        std::size_t test_count) {
+std::optional<DecodedImages> read_cache(const fs::path& entry, const CacheKey& key,
+                                        const std::vector<std::size_t>& counts) {
   std::optional<Bytes> bytes = read_decoded_cache(entry, key);
   if (!bytes || bytes->size() < 8) return std::nullopt;
   std::uint32_t size[2];
   std::memcpy(size, bytes->data(), sizeof size);
   const std::size_t D = std::size_t{size[0]} * size[1];
-  if (size[0] == 0 || size[1] == 0 || size[0] > 4096 || size[1] > 4096 ||
-      bytes->size() != 8 + (train_count + test_count) * D) {
+  const std::size_t images = std::accumulate(counts.begin(), counts.end(), std::size_t{0});
+  if (size[0] == 0 || size[1] == 0 || size[0] > 4096 || size[1] > 4096 || bytes->size() != 8 + images * D) {
     return std::nullopt;
   }
-  return DecodedImages{static_cast<int>(size[0]), static_cast<int>(size[1]),
-                       bytes->subview(8, train_count * D),
-                       bytes->subview(8 + train_count * D, test_count * D)};
+  DecodedImages decoded{static_cast<int>(size[0]), static_cast<int>(size[1]), {}};
+  std::size_t at = 8;
+  for (const std::size_t count : counts) {
+    decoded.splits.push_back(bytes->subview(at, count * D));
+    at += count * D;
+  }
+  return decoded;
 }
 
 // The size every image is resized to: the one asked for, else the images' own size when all agree
 // (read from the headers only), else 28x28.
-std::pair<int, int> output_size(const Listing& train, const Listing* test,
+std::pair<int, int> output_size(const std::vector<const Listing*>& splits,
                                 const ImageFolderOptions& options) {
   if (options.height != 0) return {options.height, options.width};
   std::optional<std::pair<int, int>> first;
   bool same = true;
-  for (const Listing* listing : {&train, test}) {
-    if (!listing) continue;
+  for (const Listing* listing : splits) {
     for (const fs::path& file : listing->files) {
       const auto size = image_dimensions(file);  // (width, height)
       if (!size) continue;                       // the decode reports it
@@ -251,6 +254,16 @@ fs::path image_test_folder(const fs::path& root) {
   return {};
 }
 
+fs::path image_validation_folder(const fs::path& root) {
+  std::error_code ec;
+  if (image_test_folder(root) != root / "test") return {};  // a val/ is the test set, or there is none
+  for (const char* name : {"val", "valid", "validation"}) {
+    const fs::path folder = root / name;
+    if (fs::is_directory(folder, ec) && !class_folders_of(folder).empty()) return folder;
+  }
+  return {};
+}
+
 bool is_image_folder(const fs::path& folder) {
   std::error_code ec;
   if (!fs::is_directory(folder, ec) || find_data_files(folder)) return false;
@@ -270,11 +283,23 @@ ImageFolderData load_image_folder(const fs::path& folder, const ImageFolderOptio
   std::error_code ec;
   const bool has_train = fs::is_directory(folder / "train", ec);
   const fs::path train_folder = has_train ? folder / "train" : folder;
-  Listing train = list_split(train_folder, nullptr);
-  std::optional<Listing> test;
+  // The splits: train, then test and validation where there are such folders.
   const fs::path test_folder = has_train ? image_test_folder(folder) : fs::path();
-  if (!test_folder.empty()) test = list_split(test_folder, &train.classes);
-  const Listing* test_listing = test ? &*test : nullptr;
+  const fs::path validation_folder = has_train ? image_validation_folder(folder) : fs::path();
+  std::vector<fs::path> split_folders = {train_folder};
+  std::vector<Listing> splits;
+  splits.push_back(list_split(train_folder, nullptr));
+  for (const fs::path& split : {test_folder, validation_folder}) {
+    if (split.empty()) continue;
+    split_folders.push_back(split);
+    splits.push_back(list_split(split, &splits[0].classes));
+  }
+  std::vector<const Listing*> listings;
+  std::vector<std::size_t> counts;
+  for (const Listing& split : splits) {
+    listings.push_back(&split);
+    counts.push_back(split.files.size());
+  }
 
   // A warm run finds everything in the cache from the listing alone: no image is opened.
   const fs::path cache_folder = options.use_cache ? idx_cache_folder() : fs::path();
@@ -286,36 +311,38 @@ ImageFolderData load_image_folder(const fs::path& folder, const ImageFolderOptio
                                             options.height, options.width),
                                 "-images.img");
   const CacheKey key{kCacheMagic,
-                     {listing_fingerprint(train, test_listing, options.height, options.width),
-                      train.files.size(), test ? test->files.size() : 0}};
+                     {listing_fingerprint(listings, options.height, options.width), counts[0],
+                      counts.size() > 1 ? counts[1] : 0}};
   ImageFolderData data;
   data.test_folder = test_folder;
-  if (std::optional<DecodedImages> cached =
-          read_cache(entry, key, train.files.size(), test ? test->files.size() : 0)) {
-    data.train = images_dataset(train, cached->height, cached->width, std::move(cached->train));
-    if (test) data.test = images_dataset(*test, cached->height, cached->width, std::move(cached->test));
+  data.validation_folder = validation_folder;
+  // Where the splits go: the training set, then the test and validation sets present.
+  std::vector<Dataset*> sets = {&data.train};
+  if (!test_folder.empty()) sets.push_back(&data.test.emplace());
+  if (!validation_folder.empty()) sets.push_back(&data.validation.emplace());
+  if (std::optional<DecodedImages> cached = read_cache(entry, key, counts)) {
+    for (std::size_t i = 0; i < splits.size(); ++i)
+      *sets[i] = images_dataset(splits[i], cached->height, cached->width, std::move(cached->splits[i]));
     return data;
   }
 
-  const auto [height, width] = output_size(train, test_listing, options);
-  std::vector<std::uint8_t> train_pixels = decode_images(train, height, width, options, data.skipped);
-  if (train.labels.empty()) throw Error::in_file(train_folder, "none of its images could be read");
-  std::vector<std::uint8_t> test_pixels;
-  if (test) {
-    test_pixels = decode_images(*test, height, width, options, data.skipped);
-    if (test->labels.empty()) throw Error::in_file(test_folder, "none of its images could be read");
+  const auto [height, width] = output_size(listings, options);
+  std::vector<std::vector<std::uint8_t>> pixels;
+  for (std::size_t i = 0; i < splits.size(); ++i) {
+    pixels.push_back(decode_images(splits[i], height, width, options, data.skipped));
+    if (splits[i].labels.empty()) throw Error::in_file(split_folders[i], "none of its images could be read");
   }
   // Only a complete decode is cached: a run with skipped images decodes again (and reports them again).
   if (data.skipped == 0 && !entry.empty()) {
     std::vector<std::uint8_t> bytes(8);
     const std::uint32_t size[2] = {static_cast<std::uint32_t>(height), static_cast<std::uint32_t>(width)};
     std::memcpy(bytes.data(), size, sizeof size);
-    bytes.insert(bytes.end(), train_pixels.begin(), train_pixels.end());
-    bytes.insert(bytes.end(), test_pixels.begin(), test_pixels.end());
+    for (const std::vector<std::uint8_t>& split : pixels)
+      bytes.insert(bytes.end(), split.begin(), split.end());
     write_decoded_cache(entry, key, bytes);
   }
-  data.train = images_dataset(train, height, width, Bytes(std::move(train_pixels)));
-  if (test) data.test = images_dataset(*test, height, width, Bytes(std::move(test_pixels)));
+  for (std::size_t i = 0; i < splits.size(); ++i)
+    *sets[i] = images_dataset(splits[i], height, width, Bytes(std::move(pixels[i])));
   return data;
 }
 

@@ -65,7 +65,7 @@ TrainingRun::TrainingRun(const TrainConfig& config, const TrainTestData& data, R
     : data_(data),
       options_(with_defaults(std::move(options), data)),
       folder_lock_(lock_run_folder(options_)),
-      trainer_(config, data.train, data.test),
+      trainer_(config, data.train, data.test, data.validation ? &*data.validation : nullptr),
       started_(options_.started.value_or(std::chrono::steady_clock::now())) {}
 
 TrainingRun::TrainingRun(const SavedRun& saved, const TrainTestData& data, RunOptions options)
@@ -79,7 +79,7 @@ TrainingRun::TrainingRun(const SavedRun& saved, const TrainTestData& data, RunOp
           }(),
           data)),
       folder_lock_(lock_run_folder(options_)),
-      trainer_(saved.config, data.train, data.test),
+      trainer_(saved.config, data.train, data.test, data.validation ? &*data.validation : nullptr),
       history_(saved.history),
       started_(options_.started.value_or(std::chrono::steady_clock::now())) {
   if (saved.state.epochs_done > saved.config.epochs) {

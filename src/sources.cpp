@@ -1018,7 +1018,7 @@ void assign_labels(Dataset& train, const RawLabels& train_labels, const std::str
 }
 
 void assign_model_labels(Dataset& rows, const RawLabels& raw, const std::string& source,
-                         const std::vector<std::string>& class_names) {
+                         const std::vector<std::string>& class_names, std::string_view whose) {
   if (raw.size() != rows.count) {
     throw Error::in_file(source, fmt::format("has {} labels for {} rows", raw.size(), rows.count));
   }
@@ -1029,20 +1029,19 @@ void assign_model_labels(Dataset& rows, const RawLabels& raw, const std::string&
       const auto at = std::find(class_names.begin(), class_names.end(), raw.text[i]);
       if (at == class_names.end()) {
         constexpr std::size_t kMostNamesListed = 20;
-        throw Error::in_file(
-            source, class_names.size() <= kMostNamesListed
-                        ? fmt::format("label '{}' at index {} is not one of the model's classes ({})",
-                                      raw.text[i], i, fmt::join(class_names, ", "))
-                        : fmt::format("label '{}' at index {} is not one of the model's {} classes",
-                                      raw.text[i], i, class_names.size()));
+        throw Error::in_file(source, class_names.size() <= kMostNamesListed
+                                         ? fmt::format("label '{}' at index {} is not one of {} classes ({})",
+                                                       raw.text[i], i, whose, fmt::join(class_names, ", "))
+                                         : fmt::format("label '{}' at index {} is not one of {} {} classes",
+                                                       raw.text[i], i, whose, class_names.size()));
       }
       rows.labels[i] = static_cast<Label>(at - class_names.begin());
     } else {
       const std::int64_t v = raw.numbers[i];
       if (v < 0 || v >= K) {
-        throw Error::in_file(source, fmt::format("label {} at index {} is out of range (the model's classes "
+        throw Error::in_file(source, fmt::format("label {} at index {} is out of range ({} classes "
                                                  "are 0 to {})",
-                                                 v, i, K - 1));
+                                                 v, i, whose, K - 1));
       }
       rows.labels[i] = static_cast<Label>(v);
     }
@@ -1153,12 +1152,13 @@ namespace {
 // Feature rows and their raw labels as read, before labels become classes. No test part when
 // test_name is empty (then --test-fraction makes one).
 struct FeatureParts {
-  Dataset train, test;
-  RawLabels train_labels, test_labels;
-  std::string train_name, test_name;  // the label sources, for messages
-  fs::path folder;        // what messages and records name: the .npz, or the training features or table
-  fs::path test_file;     // the test features or table, when they are a file of their own
-  std::string test_hint;  // how to give a test set
+  Dataset train, test, validation;
+  RawLabels train_labels, test_labels, validation_labels;
+  std::string train_name, test_name, validation_name;  // the label sources, for messages; empty: none
+  fs::path folder;           // what messages and records name: the .npz, or the training features or table
+  fs::path test_file;        // the test features or table, when they are a file of their own
+  fs::path validation_file;  // the validation features or table, when given
+  std::string test_hint;     // how to give a test set
 };
 
 FeatureParts read_npy_parts(const DataSource& source) {
@@ -1181,6 +1181,15 @@ FeatureParts read_npy_parts(const DataSource& source) {
     parts.test_name = source.test_labels.string();
     parts.test_file = source.test_features;
     check_same_features(parts.train, parts.test, source.test_features);
+  }
+  if (!source.val_features.empty() || !source.val_labels.empty()) {
+    if (source.val_features.empty() || source.val_labels.empty())
+      throw UsageError("--val-features needs --val-labels (and the other way round)");
+    parts.validation = features_from_npy(read_npy_file(source.val_features), source.val_features.string());
+    parts.validation_labels = labels_from_npy(read_npy_file(source.val_labels), source.val_labels.string());
+    parts.validation_name = source.val_labels.string();
+    parts.validation_file = source.val_features;
+    check_same_features(parts.train, parts.validation, source.val_features);
   }
   return parts;
 }
@@ -1205,6 +1214,15 @@ FeatureParts read_npz_parts(const fs::path& path) {
     parts.test_name = where("y_test");
     check_same_features(parts.train, parts.test, where("x_test"));
   }
+  const NpyArray val_x = npz_member(arrays, {"x_val", "X_val", "val_features"}, path, false);
+  if (!val_x.shape.empty()) {
+    parts.validation = features_from_npy(val_x, where("x_val"));
+    parts.validation_labels =
+        labels_from_npy(npz_member(arrays, {"y_val", "val_labels"}, path, true), where("y_val"));
+    parts.validation_name = where("y_val");
+    parts.validation_file = path;
+    check_same_features(parts.train, parts.validation, where("x_val"));
+  }
   return parts;
 }
 
@@ -1227,6 +1245,15 @@ FeatureParts read_csv_parts(const DataSource& source) {
     parts.test_file = source.test_csv;
     check_same_features(parts.train, parts.test, source.test_csv);
   }
+  if (!source.val_csv.empty()) {
+    CsvTable validation = read_csv_file(source.val_csv, source.label_column, source.threads,
+                                        {parts.train.label_name, parts.train.feature_names});
+    parts.validation = std::move(validation.features);
+    parts.validation_labels = std::move(validation.labels);
+    parts.validation_name = source.val_csv.string();
+    parts.validation_file = source.val_csv;
+    check_same_features(parts.train, parts.validation, source.val_csv);
+  }
   return parts;
 }
 
@@ -1248,8 +1275,20 @@ TrainTestData labelled_features(FeatureParts parts, const DataSource& source) {
   if (!has_test) parts.test_labels.is_text = parts.train_labels.is_text;
   assign_labels(parts.train, parts.train_labels, parts.train_name, test, parts.test_labels,
                 has_test ? parts.test_name : parts.train_name, source.classes);
-  if (split) return split_off_test(std::move(parts.train), source.test_fraction, source.seed);
-  return {std::move(parts.train), std::move(test)};
+  std::optional<Dataset> validation;
+  if (!parts.validation_name.empty()) {
+    // Labelled by the classes training found: a class the training set lacks is an error.
+    validation = std::move(parts.validation);
+    if (validation->count == 0) throw Error::in_file(parts.validation_file, "has no rows");
+    assign_model_labels(*validation, parts.validation_labels, parts.validation_name,
+                        parts.train.class_names.empty() ? numbered_class_names(parts.train.num_classes)
+                                                        : parts.train.class_names,
+                        "the training set's");
+  }
+  TrainTestData data = split ? split_off_test(std::move(parts.train), source.test_fraction, source.seed)
+                             : TrainTestData{std::move(parts.train), std::move(test)};
+  data.validation = std::move(validation);
+  return data;
 }
 
 TrainTestData load_image_source(const DataSource& source, LoadedData& loaded) {
@@ -1274,8 +1313,9 @@ TrainTestData load_image_source(const DataSource& source, LoadedData& loaded) {
                                       unlabelled.string(), unlabelled.string(), source.data->string())
                         : fmt::format("add {}/test/<class>/...", source.data->string()));
   loaded.test_file = images.test_folder;
+  loaded.validation_file = images.validation_folder;
   if (!images.test) return split_off_test(std::move(images.train), source.test_fraction, source.seed);
-  return {std::move(images.train), std::move(*images.test)};
+  return {std::move(images.train), std::move(*images.test), std::move(images.validation)};
 }
 
 TrainTestData load_idx_source(const DataSource& source, LoadedData& loaded) {
@@ -1333,11 +1373,13 @@ LoadedData load_data(const DataSource& source) {
                                                 : read_csv_parts(source);
     loaded.folder = parts.folder;
     loaded.test_file = parts.test_file;
+    loaded.validation_file = parts.validation_file;
     loaded.data = labelled_features(std::move(parts), source);
   }
   for (Dataset* set : {&loaded.data.train, &loaded.data.test}) {
     if (set->class_names.empty()) set->class_names = numbered_class_names(set->num_classes);
   }
+  if (loaded.data.validation) loaded.data.validation->class_names = loaded.data.train.class_names;
   return loaded;
 }
 
@@ -1385,8 +1427,11 @@ std::string source_to_json(const DataSource& s) {
   put("train_labels", s.train_labels);
   put("test_features", s.test_features);
   put("test_labels", s.test_labels);
+  put("val_features", s.val_features);
+  put("val_labels", s.val_labels);
   put("train_csv", s.train_csv);
   put("test_csv", s.test_csv);
+  put("val_csv", s.val_csv);
   if (!s.label_column.empty()) j["label_column"] = s.label_column;
   if (s.classes != 0) j["classes"] = s.classes;
   if (s.test_fraction != 0) {
@@ -1415,8 +1460,11 @@ DataSource source_from_json(const std::string& text, const std::string& where) {
     s.train_labels = path("train_labels");
     s.test_features = path("test_features");
     s.test_labels = path("test_labels");
+    s.val_features = path("val_features");
+    s.val_labels = path("val_labels");
     s.train_csv = path("train_csv");
     s.test_csv = path("test_csv");
+    s.val_csv = path("val_csv");
     s.label_column = j.value("label_column", std::string());
     s.classes = j.value("classes", 0);
     s.test_fraction = j.value("test_fraction", 0.0);

@@ -122,14 +122,16 @@ void check_recipe(const TrainConfig& c) {
   }
 }
 
-Trainer::Trainer(const TrainConfig& config, const Dataset& train, const Dataset& test)
+Trainer::Trainer(const TrainConfig& config, const Dataset& train, const Dataset& test,
+                 const Dataset* validation)
     : Trainer(config, train, test,
               // A full-batch (L-BFGS) run takes no minibatch steps; TrainingRun fits it instead.
               config.optimizer == "lbfgs" ? std::make_unique<Sgd>(config.lr)
-                                          : make_optimizer(config.optimizer_settings())) {}
+                                          : make_optimizer(config.optimizer_settings()),
+              validation) {}
 
 Trainer::Trainer(const TrainConfig& config, const Dataset& train, const Dataset& test,
-                 std::unique_ptr<Optimizer> optimizer)
+                 std::unique_ptr<Optimizer> optimizer, const Dataset* validation)
     : config_(config),
       optimizer_(std::move(optimizer)),
       train_(train),
@@ -149,7 +151,16 @@ Trainer::Trainer(const TrainConfig& config, const Dataset& train, const Dataset&
   }
   train_rows_.resize(train.count);
   std::iota(train_rows_.begin(), train_rows_.end(), 0u);
-  if (config.val_fraction > 0) {
+  if (validation) {
+    if (config.val_fraction > 0) throw Error("a validation set is given: no validation fraction applies");
+    if (validation->features() != train.features() || validation->num_classes != train.num_classes) {
+      throw Error(fmt::format("the validation set has {} features and {} classes, the training set {} and {}",
+                              validation->features(), validation->num_classes, train.features(),
+                              train.num_classes));
+    }
+    if (validation->count == 0) throw Error("the validation set has no rows");
+    validation_ = *validation;
+  } else if (config.val_fraction > 0) {
     const std::vector<std::uint32_t> held = stratified_holdout(train, config.val_fraction, config.seed);
     if (held.empty() || held.size() == train.count) {
       throw Error(fmt::format("a validation fraction of {} leaves {} of {} examples for training",

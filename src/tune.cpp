@@ -62,7 +62,7 @@ TuneResult tune(const TuneOptions& options, const Dataset& train,
     if (!(lambda >= 0) || !std::isfinite(lambda))
       throw Error(fmt::format("every L2 penalty must be finite and >= 0, got {}", lambda));
   }
-  if (!(options.val_fraction > 0 && options.val_fraction < 1))
+  if (!options.validation && !(options.val_fraction > 0 && options.val_fraction < 1))
     throw Error(fmt::format("the validation fraction must be in (0, 1), got {}", options.val_fraction));
   std::vector<double> lambdas = options.lambdas;
   std::sort(lambdas.begin(), lambdas.end(), std::greater<>());
@@ -72,7 +72,7 @@ TuneResult tune(const TuneOptions& options, const Dataset& train,
   if (full_batch || rates.empty()) rates = {options.base.lr};
 
   TrainConfig config = options.base;
-  config.val_fraction = options.val_fraction;
+  config.val_fraction = options.validation ? 0 : options.val_fraction;
   config.early_stop = 0;
   config.l2 = lambdas.front();
   check_recipe(config);
@@ -103,7 +103,7 @@ TuneResult tune(const TuneOptions& options, const Dataset& train,
 
   if (full_batch) {
     // One trainer provides the split, the standardization, the threads and the starting weights.
-    Trainer split(config, train, no_test);
+    Trainer split(config, train, no_test, options.validation);
     result.train_rows = split.train_count();
     result.val_rows = split.validation()->count;
     SoftmaxModel parameters = split.parameters();
@@ -129,7 +129,7 @@ TuneResult tune(const TuneOptions& options, const Dataset& train,
         const auto trial_start = std::chrono::steady_clock::now();
         config.lr = lr;
         config.l2 = lambda;
-        Trainer trainer(config, train, no_test);
+        Trainer trainer(config, train, no_test, options.validation);
         result.train_rows = trainer.train_count();
         result.val_rows = trainer.validation()->count;
         if (previous) trainer.warm_start(*previous);

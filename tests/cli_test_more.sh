@@ -109,6 +109,16 @@ expect 0 '"class_names": \[' -- data --train-csv own-train.csv --test-csv own-te
 expect 0 '^data: own-train.csv \(csv; every file passes the checks\)' -- data --train-csv own-train.csv --test-csv own-test.csv
 expect 2 '^softreg: error: --test-fraction does not apply: there is a test set, own-test.csv$' -- \
   train --train-csv own-train.csv --test-csv own-test.csv --test-fraction 0.2
+# A validation table of its own: scored every epoch, early stopping may use it; --val-fraction may not.
+{ head -1 own-train.csv; sed -n '2,40p' own-train.csv | awk -F, -v OFS=, '{ print $1, $2, $3 }'; } >own-val.csv
+expect 0 'early stop after epoch [0-9]+: no better validation accuracy for 2 epochs' -- \
+  train --train-csv own-train.csv --test-csv own-test.csv --val-csv own-val.csv --early-stop 2 --epochs 30 --no-plots --no-check --out own-val
+[ "$(head -1 own-val/metrics.csv)" = "epoch,train_loss,train_acc,test_acc,test_loss,seconds,val_loss,val_acc" ] && ok ||
+  fail "metrics.csv with --val-csv: $(head -1 own-val/metrics.csv)"
+expect 2 '^softreg: error: --val-fraction does not apply: there is a validation set, own-val.csv$' -- \
+  train --train-csv own-train.csv --test-csv own-test.csv --val-csv own-val.csv --val-fraction 0.2
+expect 0 'on the validation set own-val.csv \(39 rows\)' -- \
+  tune --train-csv own-train.csv --test-csv own-test.csv --val-csv own-val.csv --grid 1e-3,1e-2 --no-plots --out own-tune
 # New rows alone (one class of them here) evaluate a saved model with its classes and its label column,
 # and predict reads them in the training layout.
 awk -F, -v OFS=, '{ print $2, $3, $1 }' own-train.csv >own-last.csv

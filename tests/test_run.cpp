@@ -404,6 +404,39 @@ TEST(Validation, TheTrainerNeverTrainsOnTheHeldOutRows) {
   EXPECT_FALSE(Trainer(recipe(), data.train, data.test).validation().has_value());
 }
 
+TEST(Validation, AGivenValidationSetIsScoredAndEveryTrainingRowTrained) {
+  TrainTestData data{learnable(600, 31), learnable(100, 32), learnable(150, 33)};
+  Trainer trainer(recipe(), data.train, data.test, &*data.validation);
+  ASSERT_TRUE(trainer.validation().has_value());
+  EXPECT_EQ(trainer.train_count(), 600U);  // nothing held out
+  EXPECT_EQ(trainer.validation()->count, 150U);
+  const EpochMetrics m = trainer.run_epoch().value();
+  ASSERT_TRUE(m.has_validation);
+  const Evaluation val = evaluate(trainer.model(), *data.validation, trainer.pool(), KernelChoice::kFast);
+  EXPECT_DOUBLE_EQ(m.val_acc, val.accuracy);
+  EXPECT_NEAR(m.val_loss, val.loss, 1e-9);
+  // The same weights as a run without validation: it only scores.
+  Trainer plain(recipe(), data.train, data.test);
+  plain.run_epoch();
+  EXPECT_EQ(plain.model().W, trainer.model().W);
+  // A fraction as well, or a set of another shape, is an error.
+  TrainConfig both = recipe();
+  both.val_fraction = 0.2;
+  EXPECT_THROW(Trainer(both, data.train, data.test, &*data.validation), Error);
+  const Dataset narrow = test::banded_dataset(10, /*side=*/4, /*classes=*/10, /*band=*/2, /*dim=*/4,
+                                              /*bright=*/230, 34);
+  EXPECT_THROW(Trainer(recipe(), data.train, data.test, &narrow), Error);
+  // A run keeps the best epoch by it, and early stopping may use it.
+  TrainConfig config = recipe();
+  config.epochs = 40;
+  config.early_stop = 2;
+  test::TempDir dir;
+  TrainingRun run(config, data, {.folder = dir / "run"});
+  EXPECT_EQ(run.train(), RunStatus::kFinished);
+  EXPECT_TRUE(run.history().front().has_validation);
+  EXPECT_GT(run.best_epoch(), 0);
+}
+
 TEST_F(RunTest, EarlyStoppingKeepsTheBestEpoch) {
   TrainConfig config = recipe();
   config.epochs = 40;

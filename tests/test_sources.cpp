@@ -331,6 +331,12 @@ TEST(Sources, NpzHoldsAllFourArrays) {
   s.data = dir / "xy.npz";
   s.test_fraction = 0.25;
   EXPECT_EQ(load_data(s).data.train.count + load_data(s).data.test.count, 60u);
+  write_npz("val.npz", {"x_train.npy", "y_train.npy", "x_val.npy", "y_val.npy"});
+  s.data = dir / "val.npz";
+  const LoadedData with_val = load_data(s);
+  ASSERT_TRUE(with_val.data.validation.has_value());
+  EXPECT_EQ(with_val.data.validation->count, 15U);
+  EXPECT_EQ(with_val.validation_file, dir / "val.npz");
   write_npz("numbered.npz", {"arr_0.npy", "arr_1.npy"});
   s.data = dir / "numbered.npz";
   EXPECT_NE(error_of([&] { load_data(s); }).find("name them: np.savez(f, x_train=X"), std::string::npos);
@@ -645,6 +651,64 @@ TEST(ImageFolder, AValFolderIsTheTestSetWhereNoTestFolderHasLabels) {
   const SplitData split = load_split_for_model(model, s, "test");
   EXPECT_EQ(split.data.labels, (std::vector<Label>{0, 0, 1, 1, 2, 2}));
   EXPECT_EQ(split.folder, dir / "val");
+}
+
+TEST(Sources, AValidationSetGivenWithTheDataIsLoadedBesideTheTestSet) {
+  TempDir dir;
+  const ScopedEnv env("SOFTREG_CACHE", (dir / "cache").string());
+  // Image folders: train/, test/ and val/ (the layout of many data sets), each split its own.
+  write_image_folder(dir / "images", "train", 4, 5, 5);
+  write_image_folder(dir / "images", "test", 2, 5, 5);
+  write_image_folder(dir / "images", "val", 3, 5, 5);
+  DataSource s;
+  s.data = dir / "images";
+  for (int run = 0; run < 2; ++run) {  // decoded, then from the cache
+    const LoadedData images = load_data(s);
+    EXPECT_EQ(images.data.test.count, 6U);
+    ASSERT_TRUE(images.data.validation.has_value());
+    EXPECT_EQ(images.data.validation->count, 9U);
+    EXPECT_EQ(images.data.validation->labels, (std::vector<Label>{0, 0, 0, 1, 1, 1, 2, 2, 2}));
+    EXPECT_EQ(images.validation_file, dir / "images/val");
+  }
+  std::filesystem::remove_all(dir / "images/test");  // then val/ is the test set
+  EXPECT_FALSE(load_data(s).data.validation.has_value());
+  EXPECT_EQ(load_data(s).data.test.count, 9U);
+
+  // Arrays: --val-features and --val-labels, or an .npz's x_val and y_val.
+  write_blob_npys(dir);
+  s = DataSource();
+  s.train_features = dir / "xtr.npy";
+  s.train_labels = dir / "ytr.npy";
+  s.test_features = dir / "xte.npy";
+  s.test_labels = dir / "yte.npy";
+  s.val_features = dir / "xte.npy";
+  s.val_labels = dir / "yte.npy";
+  const LoadedData arrays = load_data(s);
+  ASSERT_TRUE(arrays.data.validation.has_value());
+  EXPECT_EQ(arrays.data.validation->labels, arrays.data.test.labels);
+  EXPECT_EQ(arrays.data.validation->class_names, arrays.data.train.class_names);
+  s.val_labels.clear();
+  EXPECT_NE(error_of([&] { load_data(s); }).find("--val-features needs --val-labels"), std::string::npos);
+
+  // Tables: --val-csv, its columns matched by name; its labels must be training classes.
+  write_text(dir / "train.csv", "kind,x,y\ncat,1,2\ndog,3,4\ncat,5,6\n");
+  write_text(dir / "test.csv", "kind,x,y\ndog,1,1\n");
+  write_text(dir / "val.csv", "y,x,kind\n20,10,dog\n40,30,cat\n");
+  s = DataSource();
+  s.train_csv = dir / "train.csv";
+  s.test_csv = dir / "test.csv";
+  s.val_csv = dir / "val.csv";
+  const LoadedData tables = load_data(s);
+  ASSERT_TRUE(tables.data.validation.has_value());
+  EXPECT_EQ(tables.data.validation->labels, (std::vector<Label>{1, 0}));
+  EXPECT_EQ(tables.data.validation->value(0, 0), 10.0F);
+  write_text(dir / "val.csv", "kind,x,y\neel,1,2\n");
+  EXPECT_NE(error_of([&] {
+              load_data(s);
+            }).find("val.csv: label 'eel' at index 0 is not one of the training set's classes (cat, dog)"),
+            std::string::npos);
+  // Recorded with the run, so that a resumed run finds it again.
+  EXPECT_EQ(source_from_json(source_to_json(s), "here").val_csv, std::filesystem::absolute(dir / "val.csv"));
 }
 
 TEST(ImageFolder, BadImagesEmptyClassesAndMissingTest) {

@@ -5,6 +5,8 @@
 #include <cmath>
 
 #include "softreg/error.hpp"
+#include "softreg/metrics.hpp"
+#include "softreg/train.hpp"
 #include "softreg/tune.hpp"
 #include "test_util.hpp"
 
@@ -73,6 +75,26 @@ TEST(Tune, SweepsFromTheLargestPenaltyWithWarmStartsAndPicksByValidationLoss) {
                               train);
   for (const TuneTrial& t : acc.trials)
     EXPECT_LE(t.val_acc, acc.trials[acc.best].val_acc);
+}
+
+TEST(Tune, AGivenValidationSetScoresTheTrialsOnTheWholeTrainingSet) {
+  const Dataset train = noisy_bands(1'000, 4), validation = noisy_bands(300, 5);
+  TuneOptions options{.base = lbfgs_recipe(), .lambdas = {1e-1, 1e-3}};
+  options.validation = &validation;
+  const TuneResult r = tune(options, train);
+  EXPECT_EQ(r.train_rows, 1'000U);
+  EXPECT_EQ(r.val_rows, 300U);
+  // Each trial's score is its model's on that set: the winner's, evaluated afresh, is the same.
+  Trainer split(lbfgs_recipe(), train, train);
+  const Evaluation best = evaluate(r.best_parameters, validation, split.pool());
+  EXPECT_NEAR(r.trials[r.best].val_loss, best.loss, 1e-9);
+  EXPECT_DOUBLE_EQ(r.trials[r.best].val_acc, best.accuracy);
+  // The minibatch path too.
+  TuneOptions sgd{.base = TrainConfig{}, .lambdas = {1e-3}};
+  sgd.base.epochs = 2;
+  sgd.base.threads = 2;
+  sgd.validation = &validation;
+  EXPECT_EQ(tune(sgd, train).val_rows, 300U);
 }
 
 TEST(Tune, MinibatchOptimizersSweepTheLearningRateAndSurviveDivergence) {

@@ -69,9 +69,9 @@ CLI::Option* add_data_option(CLI::App& cmd, std::string& target) {
 
 bool DataSourceFlags::given() const {
   return !data.empty() || !dataset.empty() || !train_features.empty() || !train_labels.empty() ||
-         !test_features.empty() || !test_labels.empty() || !train_csv.empty() || !test_csv.empty() ||
-         !label_column.empty() || classes != 0 || test_fraction != 0 || !image_size.empty() ||
-         skip_bad_images;
+         !test_features.empty() || !test_labels.empty() || !val_features.empty() || !val_labels.empty() ||
+         !train_csv.empty() || !test_csv.empty() || !val_csv.empty() || !label_column.empty() ||
+         classes != 0 || test_fraction != 0 || !image_size.empty() || skip_bad_images;
 }
 
 DataSource DataSourceFlags::source(std::uint64_t seed, int threads) const {
@@ -82,8 +82,11 @@ DataSource DataSourceFlags::source(std::uint64_t seed, int threads) const {
   s.train_labels = train_labels;
   s.test_features = test_features;
   s.test_labels = test_labels;
+  s.val_features = val_features;
+  s.val_labels = val_labels;
   s.train_csv = train_csv;
   s.test_csv = test_csv;
+  s.val_csv = val_csv;
   s.label_column = label_column;
   // Their ranges are load_data's to check; here only what does not fit the library's int.
   if (classes < 0 || classes > kMaxClasses) {
@@ -94,9 +97,9 @@ DataSource DataSourceFlags::source(std::uint64_t seed, int threads) const {
   s.seed = seed;
   s.skip_bad_images = skip_bad_images;
   s.threads = threads;
-  const bool arrays =
-      !train_features.empty() || !test_features.empty() || !train_labels.empty() || !test_labels.empty();
-  const bool csv = !train_csv.empty() || !test_csv.empty();
+  const bool arrays = !train_features.empty() || !test_features.empty() || !train_labels.empty() ||
+                      !test_labels.empty() || !val_features.empty() || !val_labels.empty();
+  const bool csv = !train_csv.empty() || !test_csv.empty() || !val_csv.empty();
   if (static_cast<int>(arrays) + static_cast<int>(csv) + static_cast<int>(!data.empty()) > 1) {
     throw UsageError(
         "give one kind of data: --data, the --*-features/--*-labels files, or the --*-csv files");
@@ -143,10 +146,17 @@ void add_data_source_options(CLI::App& cmd, DataSourceFlags& flags) {
                  "Test features (.npy); for eval, alone with --test-labels: new rows for the model")
       ->group(group);
   cmd.add_option("--test-labels", flags.test_labels, "Test labels (.npy)")->group(group);
+  cmd.add_option("--val-features", flags.val_features,
+                 "Validation features (.npy), in place of --val-fraction's held-out rows")
+      ->group(group);
+  cmd.add_option("--val-labels", flags.val_labels, "Validation labels (.npy)")->group(group);
   cmd.add_option("--train-csv", flags.train_csv,
                  "Training rows: CSV (or tab- or semicolon-separated), a label column and numeric features")
       ->group(group);
   cmd.add_option("--test-csv", flags.test_csv, "Test rows (CSV); for eval, alone: new rows for the model")
+      ->group(group);
+  cmd.add_option("--val-csv", flags.val_csv,
+                 "Validation rows (CSV), in place of --val-fraction's held-out rows")
       ->group(group);
   cmd.add_option("--label-column", flags.label_column,
                  "CSV label column, by name or 0-based index (default: 0; for eval and predict, the model's)")

@@ -40,8 +40,8 @@ CLI::Option* add_data_option(CLI::App& cmd, std::string& target);
 struct DataSourceFlags {
   std::string data;
   std::string dataset;
-  std::string train_features, train_labels, test_features, test_labels;
-  std::string train_csv, test_csv, label_column;
+  std::string train_features, train_labels, test_features, test_labels, val_features, val_labels;
+  std::string train_csv, test_csv, val_csv, label_column;
   long long classes = 0;
   double test_fraction = 0;
   std::string image_size;

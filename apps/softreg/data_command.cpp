@@ -108,6 +108,13 @@ int run_data(const DataOptions& options) {
     j["train"] = {
         {"count", data.train.count}, {"per_class", train.per_class}, {"mean_pixel", train.mean_pixel}};
     j["test"] = {{"count", data.test.count}, {"per_class", test.per_class}, {"mean_pixel", test.mean_pixel}};
+    if (data.validation) {
+      const DatasetStats val = dataset_stats(*data.validation);
+      j["validation"] = {{"count", data.validation->count},
+                         {"per_class", val.per_class},
+                         {"mean_pixel", val.mean_pixel},
+                         {"file", loaded.validation_file.string()}};
+    }
     j["skipped_images"] = loaded.skipped_images;
     j["load_seconds"] = seconds;
     j["cache"] = cache.empty() ? "off" : cache.string();
@@ -144,6 +151,10 @@ int run_data(const DataOptions& options) {
   for (std::size_t k = 0; k < train.per_class.size(); ++k) {
     fmt::print("{:>3}  {:<{}}  {:>7}  {:>6}\n", k, data.train.class_names[k], name_width, train.per_class[k],
                test.per_class[k]);
+  }
+  if (data.validation) {
+    fmt::print("validation: {} rows in {} (scored every epoch; early stopping and tune use it)\n",
+               data.validation->count, loaded.validation_file.string());
   }
   fmt::print("loaded in {:.2f} s; decoded copies of .gz files, image folders and large CSV tables: {}\n",
              seconds, cache.empty() ? "off (SOFTREG_CACHE=off)" : cache.string());

@@ -13,12 +13,23 @@ void check_epochs(long long epochs) {
   }
 }
 
+void check_validation_choice(const TrainConfig& config, const LoadedData& loaded) {
+  if (loaded.data.validation && config.val_fraction > 0) {
+    throw UsageError("--val-fraction does not apply: there is a validation set, " +
+                     loaded.validation_file.string());
+  }
+  if (config.early_stop > 0 && config.val_fraction == 0 && !loaded.data.validation) {
+    throw UsageError(
+        "--early-stop needs a validation set (only it may choose the epoch): --val-fraction F, or one "
+        "given with the data (an image folder's val/, an .npz's x_val and y_val, --val-csv, "
+        "--val-features and --val-labels)");
+  }
+}
+
 TrainConfig recipe_config(const RecipeFlags& o) {
   check_threads(o.threads);
   if (o.val_fraction_given && !(o.val_fraction > 0 && o.val_fraction < 1))
     throw UsageError(fmt::format("--val-fraction must be in (0, 1), got {}", o.val_fraction));
-  if (o.early_stop > 0 && !o.val_fraction_given)
-    throw UsageError("--early-stop needs --val-fraction (only the validation set may choose the epoch)");
   if (o.optimizer == "lbfgs" && o.epochs_given)
     throw UsageError("--epochs does not apply to --optimizer lbfgs, which runs to --tol or --max-iter");
   if (o.optimizer == "lbfgs" && o.early_stop > 0)
@@ -120,9 +131,10 @@ RecipeOptions add_recipe_options(CLI::App& cmd_ref, RecipeFlags& flags) {
       cmd->add_flag("--standardize", flags.standardize,
                     "Train on standardized inputs, (x - mean) / std of the training rows; the model file's "
                     "weights include the scaling"),
-      cmd->add_option("--early-stop", flags.early_stop,
-                      "With --val-fraction: stop after this many epochs without a better validation "
-                      "accuracy and keep the best epoch's model"),
+      cmd->add_option(
+          "--early-stop", flags.early_stop,
+          "With a validation set (--val-fraction, or one given with the data): stop after "
+          "this many epochs without a better validation accuracy and keep the best epoch's model"),
   };
   cmd->add_option("--compute", flags.compute,
                   "f32, or bf16: the fast path's products in bfloat16 (about twice as fast on CPUs with "

@@ -11,6 +11,7 @@
 
 #include "softreg/error.hpp"
 #include "softreg/parallel.hpp"
+#include "softreg/sources.hpp"
 #include "softreg/train.hpp"
 
 namespace softreg::cli {
@@ -74,5 +75,8 @@ T narrowed(const char* flag, long long value) {
 TrainConfig recipe_config(const RecipeFlags& flags);
 /// check_recipe, its complaint a UsageError naming the flag ("--lr must be > 0, got 0").
 void check_recipe_flags(const TrainConfig& config);
+/// Where the validation rows come from, once the data is loaded: --val-fraction or a validation set
+/// given with the data, not both; --early-stop needs one of them.
+void check_validation_choice(const TrainConfig& config, const LoadedData& loaded);
 
 }  // namespace softreg::cli

@@ -142,6 +142,7 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
   const TrainTestData& data = loaded.data;
   const double seconds_load = seconds_since(load_start);
   progress.clear();
+  check_validation_choice(config, loaded);
 
   // --serve: the dashboard over the folder that holds this run, started before the run folder is made, so
   // a busy port leaves nothing behind; opened at this run.
@@ -170,7 +171,7 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
     announce_dashboard(table, dashboard_url, options.serve_host, dashboard_root.string());
   }
 
-  const bool validation = config.val_fraction > 0;
+  const bool validation = run.trainer().validation().has_value();
   const std::string table_header = fmt::format(
       "{:>5}  {:>10}  {:>9}  {:>8}  {:>9}  {:>7}{}", "epoch", "train_loss", "train_acc", "test_acc",
       "test_loss", "seconds", validation ? fmt::format("  {:>8}  {:>7}", "val_loss", "val_acc") : "");

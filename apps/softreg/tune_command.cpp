@@ -158,6 +158,7 @@ int run_tune(TuneCommandOptions& o, std::chrono::steady_clock::time_point proces
     throw UsageError(fmt::format("--refit-tol must be >= 0, got {}", o.refit_tol));
   if (!o.lrs.empty() && given("--lr"))
     throw UsageError("--lr and --lrs: give the learning rates with --lrs alone");
+  const bool val_fraction_given = given("--val-fraction");
   o.recipe.val_fraction_given = true;  // tune always validates (default 0.1)
   const TrainConfig base = recipe_config(o.recipe);
   TuneOptions tune_options{base, parse_grid(o.grid), full_batch ? std::vector<double>{} : learning_rates(o),
@@ -173,16 +174,27 @@ int run_tune(TuneCommandOptions& o, std::chrono::steady_clock::time_point proces
   const TrainTestData& data = loaded.data;
   const double seconds_load =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
+  if (data.validation) {
+    // The data's own validation set scores the trials; --val-fraction would hold out others.
+    if (val_fraction_given) {
+      throw UsageError("--val-fraction does not apply: there is a validation set, " +
+                       loaded.validation_file.string());
+    }
+    tune_options.validation = &*data.validation;
+  }
   if (show) {
     fmt::print(table, "data: {} ({}: {} train, {} test, {} classes), loaded in {:.2f} s\n",
                loaded.folder.string(), loaded.kind, data.train.count, data.test.count, data.train.num_classes,
                seconds_load);
-    fmt::print(table, "tuning {}{} over {} L2 penalties{} on a validation split of {:g}{}\n", base.optimizer,
+    fmt::print(table, "tuning {}{} over {} L2 penalties{} on {}{}\n", base.optimizer,
                full_batch ? fmt::format(" (to --tol {:g} or {} iterations)", base.tol, base.max_iter)
                           : fmt::format(" ({} epochs)", base.epochs),
                tune_options.lambdas.size(),
                with_lr ? fmt::format(" x {} learning rates", tune_options.learning_rates.size()) : "",
-               base.val_fraction, base.standardize ? ", standardized inputs" : "");
+               data.validation ? fmt::format("the validation set {} ({} rows)",
+                                             loaded.validation_file.string(), data.validation->count)
+                               : fmt::format("a validation split of {:g}", base.val_fraction),
+               base.standardize ? ", standardized inputs" : "");
     fmt::print(table, "{:>10}{}  {:>7}  {:>8}  {:>10}  {:>5}  {:>7}  {}\n", "l2",
                with_lr ? fmt::format("  {:>7}", "lr") : "", "val_acc", "val_loss", "train_loss",
                full_batch ? "iters" : "epoch", "seconds", "status");

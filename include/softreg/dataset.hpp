@@ -117,6 +117,9 @@ DataFiles locate_data(const std::optional<std::filesystem::path>& explicit_folde
 struct TrainTestData {
   Dataset train;
   Dataset test;
+  /// A validation set given beside them (an image folder's val/, an .npz's x_val, --val-csv, ...), which
+  /// takes the place of --val-fraction's held-out rows.
+  std::optional<Dataset> validation = std::nullopt;
 };
 TrainTestData load_train_test(const DataFiles& files, int num_classes = kFashionMnistClasses);
 

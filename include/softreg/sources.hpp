@@ -95,9 +95,14 @@ void assign_labels(Dataset& train, const RawLabels& train_labels, const std::str
 
 /// Labels of rows to evaluate a saved model on: text labels are the model's classes of those names,
 /// numbers its classes of those numbers (0 to K-1, K = class_names.size()); anything else is an error
-/// naming `source` and the index. Fills labels, num_classes and class_names.
+/// naming `source` and the index, and `whose` classes they are ("the model's", "the training set's").
+/// Fills labels, num_classes and class_names.
 void assign_model_labels(Dataset& rows, const RawLabels& labels, const std::string& source,
-                         const std::vector<std::string>& class_names);
+                         const std::vector<std::string>& class_names, std::string_view whose);
+inline void assign_model_labels(Dataset& rows, const RawLabels& labels, const std::string& source,
+                                const std::vector<std::string>& class_names) {
+  assign_model_labels(rows, labels, source, class_names, "the model's");
+}
 
 // ---- Image folders -------------------------------------------------------------------------------
 
@@ -118,12 +123,17 @@ struct ImageFolderData {
   Dataset train;
   std::optional<Dataset> test;        // when there is a test folder (image_test_folder)
   std::filesystem::path test_folder;  // which, or empty
-  std::size_t skipped = 0;            // unreadable images passed over (skip_bad_images)
+  std::optional<Dataset> validation;  // when there is a validation folder (image_validation_folder)
+  std::filesystem::path validation_folder;
+  std::size_t skipped = 0;  // unreadable images passed over (skip_bad_images)
 };
 /// An image folder's test split: `root`/test, else `root`/val, valid or validation (ImageNet's and
 /// Kaggle's layouts), the first that holds class folders (a test/ of unlabelled images is not one);
 /// empty when none does.
 std::filesystem::path image_test_folder(const std::filesystem::path& root);
+/// Its validation split, beside a test/ that holds class folders: `root`/val, valid or validation, the
+/// first that holds class folders; empty otherwise.
+std::filesystem::path image_validation_folder(const std::filesystem::path& root);
 ImageFolderData load_image_folder(const std::filesystem::path& folder, const ImageFolderOptions& options);
 
 // ---- Everything together -------------------------------------------------------------------------
@@ -134,7 +144,8 @@ struct DataSource {
   std::optional<std::filesystem::path> data;  // --data: an IDX folder, an image folder or a .npz
   std::string dataset;  // --dataset: a data set by name (download.hpp), looked for where it is kept
   std::filesystem::path train_features, train_labels, test_features, test_labels;  // .npy
-  std::filesystem::path train_csv, test_csv;
+  std::filesystem::path val_features, val_labels;  // a validation set given beside them (.npy)
+  std::filesystem::path train_csv, test_csv, val_csv;
   std::string label_column;
   int classes = 0;           // --classes: 0 = from the data
   double test_fraction = 0;  // a seeded stratified test split of the training data, when no test set
@@ -144,8 +155,10 @@ struct DataSource {
   bool skip_bad_images = false;
   int threads = 1;
 
-  bool uses_arrays() const { return !train_features.empty() || !test_features.empty(); }
-  bool uses_csv() const { return !train_csv.empty() || !test_csv.empty(); }
+  bool uses_arrays() const {
+    return !train_features.empty() || !test_features.empty() || !val_features.empty();
+  }
+  bool uses_csv() const { return !train_csv.empty() || !test_csv.empty() || !val_csv.empty(); }
 };
 
 /// The kind of input a source gives: "idx", "images", "npy", "npz" or "csv".
@@ -157,9 +170,10 @@ DataFiles locate_idx_files(const DataSource& source);
 
 struct LoadedData {
   TrainTestData data;
-  std::string kind;                 // source_kind
-  std::filesystem::path folder;     // the folder or file the data came from (for messages and records)
-  std::filesystem::path test_file;  // the test rows' own file (--test-features, --test-csv), if any
+  std::string kind;                       // source_kind
+  std::filesystem::path folder;           // the folder or file the data came from (for messages and records)
+  std::filesystem::path test_file;        // the test rows' own file (--test-features, --test-csv), if any
+  std::filesystem::path validation_file;  // the given validation set's file or folder, if any
   std::size_t skipped_images = 0;
 };
 /// Loads the train and test sets a source names, checks they agree (feature count, classes) and fills

@@ -145,11 +145,13 @@ struct TrainerState {
 class Trainer {
  public:
   /// Draws the initial weights from the seed; trains with the optimizer the config names (the seed's
-  /// SGD by default). The datasets must outlive the trainer.
-  Trainer(const TrainConfig& config, const Dataset& train, const Dataset& test);
+  /// SGD by default). The datasets must outlive the trainer. `validation`, when given, is the validation
+  /// set (config.val_fraction must then be 0): every training row is trained on.
+  Trainer(const TrainConfig& config, const Dataset& train, const Dataset& test,
+          const Dataset* validation = nullptr);
   /// The same with another optimizer (config.lr and the schedule still set its learning rate).
   Trainer(const TrainConfig& config, const Dataset& train, const Dataset& test,
-          std::unique_ptr<Optimizer> optimizer);
+          std::unique_ptr<Optimizer> optimizer, const Dataset* validation = nullptr);
 
   /// Called after each batch with the examples done so far in the epoch and the epoch's total.
   using BatchCallback = std::function<void(std::size_t done, std::size_t total)>;
@@ -281,7 +283,7 @@ class Trainer {
   const Dataset& train_;
   const Dataset& test_;
   std::vector<std::uint32_t> train_rows_;  // the rows trained on: all but the validation rows
-  std::optional<Dataset> validation_;      // a copy of the held-out rows
+  std::optional<Dataset> validation_;      // a copy of the held-out rows, or of the given validation set
   Rng rng_;
   SoftmaxModel model_;                              // the parameters
   std::optional<Standardization> standardization_;  // with it, folded_ is model_ on raw inputs

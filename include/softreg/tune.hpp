@@ -36,6 +36,9 @@ struct TuneOptions {
   /// The part of the training set held out to score the trials, in (0, 1).
   double val_fraction = 0.1;
   TuneCriterion criterion = TuneCriterion::kLoss;
+  /// A validation set given with the data (it must outlive the call): the trials are scored on it, the
+  /// training set is trained on whole, and val_fraction does not apply.
+  const Dataset* validation = nullptr;
 };
 
 struct TuneTrial {
