@@ -165,6 +165,8 @@ def main():
     c = png(2, 2, 0, [b"\xff\xff", b"\x00\x00"])
     put("image_folder", "two_classes", record(0, a) + record(1, c) + record(0, c) + record(1, a))
     put("image_folder", "with_test", record(0, a) + record(1, c) + record(0x80, a) + record(0x81, c))
+    put("image_folder", "with_val", record(0, a) + record(1, c) + record(0x80, a) + record(0x81, c) +
+        record(0x20, c) + record(0x21, a))
     put("image_folder", "sizes", record(0, a) + record(1, png(3, 1, 0, [b"\x01\x02\x03"])) + record(0x41, b"junk"))
 
     # softreg serve's paths: run id, newline, file name, newline, a metrics.csv (fuzz_serve_paths.cpp).
