@@ -53,27 +53,6 @@ std::vector<fs::path> class_folders_of(const fs::path& split_folder) {
   return found;
 }
 
-// The images of a class folder at any depth, as torchvision's ImageFolder finds them (class/2019/x.jpg
-// too), sorted by path. Hidden files and folders (.DS_Store, .ipynb_checkpoints) are left out, and
-// links to folders are not followed, so a link cycle cannot make the listing endless.
-std::vector<fs::path> images_under(const fs::path& class_folder) {
-  std::vector<fs::path> found;
-  std::error_code ec;
-  fs::recursive_directory_iterator it(class_folder, fs::directory_options::none, ec);
-  for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    const fs::path& path = it->path();
-    std::error_code type_ec;
-    if (hidden(path)) {
-      if (it->is_directory(type_ec)) it.disable_recursion_pending();
-    } else if (it->is_regular_file(type_ec) && is_image_file(path)) {
-      found.push_back(path);
-    }
-  }
-  if (ec) throw Error::in_file(class_folder, "cannot be listed: " + ec.message());
-  std::sort(found.begin(), found.end());
-  return found;
-}
-
 struct Listing {
   std::vector<std::string> classes;
   std::vector<fs::path> files;
@@ -95,7 +74,7 @@ Listing list_split(const fs::path& split_folder, const std::vector<std::string>*
     if (at == listing.classes.end()) {
       throw Error::in_file(folder, "is a class the training folder does not have");
     }
-    const std::vector<fs::path> images = images_under(folder);
+    const std::vector<fs::path> images = image_files_under(folder);
     if (images.empty()) throw Error::in_file(folder, "is an empty class folder (no .png/.jpg/... images)");
     for (const fs::path& image : images) {
       listing.files.push_back(image);
@@ -244,6 +223,24 @@ Dataset images_dataset(const Listing& listing, int height, int width, Bytes pixe
 }
 
 }  // namespace
+
+std::vector<fs::path> image_files_under(const fs::path& class_folder) {
+  std::vector<fs::path> found;
+  std::error_code ec;
+  fs::recursive_directory_iterator it(class_folder, fs::directory_options::none, ec);
+  for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    const fs::path& path = it->path();
+    std::error_code type_ec;
+    if (hidden(path)) {
+      if (it->is_directory(type_ec)) it.disable_recursion_pending();
+    } else if (it->is_regular_file(type_ec) && is_image_file(path)) {
+      found.push_back(path);
+    }
+  }
+  if (ec) throw Error::in_file(class_folder, "cannot be listed: " + ec.message());
+  std::sort(found.begin(), found.end());
+  return found;
+}
 
 fs::path image_test_folder(const fs::path& root) {
   std::error_code ec;

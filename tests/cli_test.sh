@@ -137,6 +137,13 @@ printf 'hello' >notes.txt
 [ "$(grep -c '"input":"block.pgm"' out.txt)" -eq 2 ] && ok || fail "good files not predicted: $(cat out.txt)"
 grep -q 'notes.txt: cannot read as an image' err.txt && [ "$(wc -l <err.txt)" -eq 1 ] && ok || fail "bad file error: $(cat err.txt)"
 expect 0 'block.pgm: ' -- predict --model run2/model.safetensors --invert --top 10 block.pgm
+# A folder of images: each one at any depth, in path order; files that are not images left out.
+mkdir -p photos/2019 && cp block.pgm photos/b.pgm && cp block.pgm photos/2019/a.pgm && cp notes.txt photos/
+expect 0 '^photos/2019/a.pgm: ' -- predict --model run2/model.safetensors photos
+[ "$(sed -n 2p out.txt | cut -d: -f1)" = photos/b.pgm ] && [ "$(wc -l <out.txt)" -eq 2 ] && ok ||
+  fail "predict on a folder: $(cat out.txt)"
+mkdir -p no-photos
+expect 1 'softreg: error: no-photos: holds no images' -- predict --model run2/model.safetensors no-photos
 # A 21-byte PGM whose header claims 8 x 6,506,266 pixels: refused at once, no prediction.
 printf 'P5\n 8\n6506266p000\n\n\n9' >lying.pgm
 expect 1 'lying.pgm: the header claims 8x6506266 pixels, more than a 21-byte file can hold' -- \

@@ -138,7 +138,7 @@ void add_data_source_options(CLI::App& cmd, DataSourceFlags& flags) {
                  "A data set by name (fashion-mnist, mnist, kmnist), where `softreg data download` puts it")
       ->group(group);
   cmd.add_option("--train-features", flags.train_features,
-                 "Training features: a 2-D .npy (float32/64 or uint8)")
+                 "Training features: a 2-D .npy (floats or integers; uint8 as pixels, scaled by 1/255)")
       ->group(group);
   cmd.add_option("--train-labels", flags.train_labels, "Training labels: a 1-D .npy of integers or strings")
       ->group(group);

@@ -100,12 +100,12 @@ int run_predict(const PredictOptions& options) {
   }
 
   int failures = 0;
-  for (const std::string& path : options.images) {
+  const auto predict_file = [&](const std::filesystem::path& path) {
     try {
       if (model.input == InputKind::kFeatures) {
         for (const Prediction& p : predict_feature_file(model, path, options.data.label_column))
           print_prediction(p, model, top, options.json);
-        continue;
+        return;
       }
       print_prediction(predict_image_file(model, path, options.invert), model, top, options.json);
     } catch (const Error& e) {
@@ -113,6 +113,24 @@ int run_predict(const PredictOptions& options) {
       fmt::print(stderr, "softreg: error: {}\n", e.what());
       ++failures;
     }
+  };
+  for (const std::string& input : options.images) {
+    std::error_code ec;
+    if (model.input == InputKind::kImages && std::filesystem::is_directory(input, ec)) {
+      // A folder of images: each of them, at any depth, in path order.
+      std::vector<std::filesystem::path> files;
+      try {
+        files = image_files_under(input);
+        if (files.empty()) throw Error::in_file(input, "holds no images (.png, .jpg, ...)");
+      } catch (const Error& e) {
+        fmt::print(stderr, "softreg: error: {}\n", e.what());
+        ++failures;
+      }
+      for (const std::filesystem::path& file : files)
+        predict_file(file);
+      continue;
+    }
+    predict_file(input);
   }
   return failures > 0 ? kExitFailure : kExitOk;
 }
@@ -126,8 +144,8 @@ CommandRunner add_predict_command(CLI::App& app) {
   cmd->add_option("--model", options->model, "A model.safetensors written by softreg train")->required();
   cmd->add_option(
       "inputs", options->images,
-      "Image files (PNG, JPEG, BMP, PGM, ...), any size and colour; for a model trained on features, "
-      ".npy or .csv files of feature rows");
+      "Image files (PNG, JPEG, WebP, BMP, PGM, ...) or folders of them, any size and colour; for a model "
+      "trained on features, .npy or .csv files of feature rows");
   cmd->add_option("--index", options->index, "Test images I or I..J (inclusive), by index");
   add_data_source_options(*cmd, options->data);
   cmd->add_option("--top", options->top, "How many classes to show per input")->capture_default_str();

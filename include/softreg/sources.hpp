@@ -127,6 +127,10 @@ struct ImageFolderData {
   std::filesystem::path validation_folder;
   std::size_t skipped = 0;  // unreadable images passed over (skip_bad_images)
 };
+/// The image files under a folder at any depth, as torchvision's ImageFolder finds a class's (class/2019/
+/// x.jpg too), sorted by path. Hidden files and folders (.DS_Store, .ipynb_checkpoints) are left out,
+/// and links to folders are not followed, so a link cycle cannot make the listing endless.
+std::vector<std::filesystem::path> image_files_under(const std::filesystem::path& folder);
 /// An image folder's test split: `root`/test, else `root`/val, valid or validation (ImageNet's and
 /// Kaggle's layouts), the first that holds class folders (a test/ of unlabelled images is not one);
 /// empty when none does.
