@@ -264,35 +264,27 @@ ModelFile parse_model(std::string_view bytes, const std::string& source) {
     }
     file.element = it->second == "u8" ? ElementType::kU8 : ElementType::kF32;
   }
-  if (const auto it = file.metadata.find("class_names"); it != file.metadata.end()) {
+  // A list of names in the metadata: `count` strings.
+  const auto names_of = [&](const std::string& key, std::int64_t count) {
     json names;
     try {
-      names = json::parse(it->second);
+      names = json::parse(file.metadata.at(key));
     } catch (const json::exception&) {
-      throw fail("__metadata__ 'class_names' is not a JSON list");
+      throw fail(fmt::format("__metadata__ '{}' is not a JSON list", key));
     }
-    if (!names.is_array() || names.size() != static_cast<std::size_t>(K) ||
+    if (!names.is_array() || names.size() != static_cast<std::size_t>(count) ||
         !std::all_of(names.begin(), names.end(), [](const json& n) { return n.is_string(); })) {
-      throw fail(fmt::format("__metadata__ 'class_names' is not a list of {} names", K));
+      throw fail(fmt::format("__metadata__ '{}' is not a list of {} names", key, count));
     }
-    file.class_names = names.get<std::vector<std::string>>();
+    return names.get<std::vector<std::string>>();
+  };
+  if (file.metadata.contains("class_names")) {
+    file.class_names = names_of("class_names", K);
   } else {
     for (std::int64_t k = 0; k < K; ++k)
       file.class_names.push_back(std::to_string(k));
   }
-  if (const auto it = file.metadata.find("feature_names"); it != file.metadata.end()) {
-    json names;
-    try {
-      names = json::parse(it->second);
-    } catch (const json::exception&) {
-      throw fail("__metadata__ 'feature_names' is not a JSON list");
-    }
-    if (!names.is_array() || names.size() != static_cast<std::size_t>(D) ||
-        !std::all_of(names.begin(), names.end(), [](const json& n) { return n.is_string(); })) {
-      throw fail(fmt::format("__metadata__ 'feature_names' is not a list of {} names", D));
-    }
-    file.feature_names = names.get<std::vector<std::string>>();
-  }
+  if (file.metadata.contains("feature_names")) file.feature_names = names_of("feature_names", D);
   if (const auto it = file.metadata.find("label_name"); it != file.metadata.end())
     file.label_name = it->second;
   return file;

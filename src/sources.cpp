@@ -1220,22 +1220,23 @@ FeatureParts read_npz_parts(const fs::path& path) {
   parts.train_labels =
       labels_from_npy(npz_member(arrays, {"y_train", "train_labels", "y"}, path, true), where("y_train"));
   parts.train_name = where("y_train");
-  const NpyArray test_x = npz_member(arrays, {"x_test", "X_test", "test_features"}, path, false);
-  if (!test_x.shape.empty()) {
-    parts.test = features_from_npy(test_x, where("x_test"));
-    parts.test_labels =
-        labels_from_npy(npz_member(arrays, {"y_test", "test_labels"}, path, true), where("y_test"));
-    parts.test_name = where("y_test");
-    check_same_features(parts.train, parts.test, where("x_test"));
-  }
-  const NpyArray val_x = npz_member(arrays, {"x_val", "X_val", "val_features"}, path, false);
-  if (!val_x.shape.empty()) {
-    parts.validation = features_from_npy(val_x, where("x_val"));
-    parts.validation_labels =
-        labels_from_npy(npz_member(arrays, {"y_val", "val_labels"}, path, true), where("y_val"));
-    parts.validation_name = where("y_val");
+  // The test and validation arrays, when the archive has them.
+  const auto read_part = [&](std::initializer_list<const char*> x_names,
+                             std::initializer_list<const char*> y_names, Dataset& rows, RawLabels& labels,
+                             std::string& name) {
+    const NpyArray x = npz_member(arrays, x_names, path, false);
+    if (x.shape.empty()) return false;
+    rows = features_from_npy(x, where(*x_names.begin()));
+    labels = labels_from_npy(npz_member(arrays, y_names, path, true), where(*y_names.begin()));
+    name = where(*y_names.begin());
+    check_same_features(parts.train, rows, where(*x_names.begin()));
+    return true;
+  };
+  read_part({"x_test", "X_test", "test_features"}, {"y_test", "test_labels"}, parts.test, parts.test_labels,
+            parts.test_name);
+  if (read_part({"x_val", "X_val", "val_features"}, {"y_val", "val_labels"}, parts.validation,
+                parts.validation_labels, parts.validation_name)) {
     parts.validation_file = path;
-    check_same_features(parts.train, parts.validation, where("x_val"));
   }
   return parts;
 }
@@ -1249,25 +1250,22 @@ FeatureParts read_csv_parts(const DataSource& source) {
   parts.train = std::move(train.features);
   parts.train_labels = std::move(train.labels);
   parts.train_name = source.train_csv.string();
-  if (!source.test_csv.empty()) {
-    // Its columns matched to the training table's by name where both have a header.
-    CsvTable test = read_csv_file(source.test_csv, source.label_column, source.threads,
-                                  {parts.train.label_name, parts.train.feature_names});
-    parts.test = std::move(test.features);
-    parts.test_labels = std::move(test.labels);
-    parts.test_name = source.test_csv.string();
-    parts.test_file = source.test_csv;
-    check_same_features(parts.train, parts.test, source.test_csv);
-  }
-  if (!source.val_csv.empty()) {
-    CsvTable validation = read_csv_file(source.val_csv, source.label_column, source.threads,
-                                        {parts.train.label_name, parts.train.feature_names});
-    parts.validation = std::move(validation.features);
-    parts.validation_labels = std::move(validation.labels);
-    parts.validation_name = source.val_csv.string();
-    parts.validation_file = source.val_csv;
-    check_same_features(parts.train, parts.validation, source.val_csv);
-  }
+  // The test and validation tables, their columns matched to the training table's by name where both
+  // have a header.
+  const auto read_part = [&](const fs::path& path, Dataset& rows, RawLabels& labels, std::string& name,
+                             fs::path& file) {
+    if (path.empty()) return;
+    CsvTable table = read_csv_file(path, source.label_column, source.threads,
+                                   {parts.train.label_name, parts.train.feature_names});
+    rows = std::move(table.features);
+    labels = std::move(table.labels);
+    name = path.string();
+    file = path;
+    check_same_features(parts.train, rows, path);
+  };
+  read_part(source.test_csv, parts.test, parts.test_labels, parts.test_name, parts.test_file);
+  read_part(source.val_csv, parts.validation, parts.validation_labels, parts.validation_name,
+            parts.validation_file);
   return parts;
 }
 
