@@ -90,7 +90,8 @@ TEST(Tune, AGivenValidationSetScoresTheTrialsOnTheWholeTrainingSet) {
   EXPECT_NEAR(r.trials[r.best].val_loss, best.loss, 1e-9);
   EXPECT_DOUBLE_EQ(r.trials[r.best].val_acc, best.accuracy);
   // The minibatch path too.
-  TuneOptions sgd{.base = TrainConfig{}, .lambdas = {1e-3}};
+  TuneOptions sgd;
+  sgd.lambdas = {1e-3};
   sgd.base.epochs = 2;
   sgd.base.threads = 2;
   sgd.validation = &validation;
