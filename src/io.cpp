@@ -155,6 +155,7 @@ std::string summary_json(const RunSummary& s) {
   j["run_folder"] = s.run_folder;
   j["train_examples"] = s.train_examples;
   j["test_examples"] = s.test_examples;
+  if (s.validation_examples > 0) j["validation_examples"] = s.validation_examples;
   if (!s.epochs.empty()) {
     const EpochMetrics& last = s.kept_epoch();
     j["epochs_done"] = last.epoch;

@@ -259,6 +259,7 @@ RunReport TrainingRun::finish(const FinishOptions& options) {
   summary.run_folder = options_.folder ? options_.folder->string() : "";
   summary.train_examples = data_.train.count;
   summary.test_examples = data_.test.count;
+  if (trainer_.validation()) summary.validation_examples = trainer_.validation()->count;
   summary.seconds_load = options_.seconds_load;
   summary.seconds_train = seconds_train_;
   summary.seconds_checkpoints = seconds_checkpoints_;

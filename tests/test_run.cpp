@@ -435,6 +435,9 @@ TEST(Validation, AGivenValidationSetIsScoredAndEveryTrainingRowTrained) {
   EXPECT_EQ(run.train(), RunStatus::kFinished);
   EXPECT_TRUE(run.history().front().has_validation);
   EXPECT_GT(run.best_epoch(), 0);
+  const RunReport report = run.finish({.acceptance_checks = false, .pictures = false, .grid = {}});
+  EXPECT_EQ(report.summary.validation_examples, 150U);
+  EXPECT_NE(summary_json(report.summary).find("\"validation_examples\": 150"), std::string::npos);
 }
 
 TEST_F(RunTest, EarlyStoppingKeepsTheBestEpoch) {

@@ -35,6 +35,8 @@ struct RunSummary {
   std::string run_folder;
   std::size_t train_examples = 0;
   std::size_t test_examples = 0;
+  /// The validation rows scored each epoch (held out by val_fraction, or given with the data); 0: none.
+  std::size_t validation_examples = 0;
   /// A full-batch L-BFGS run's figures (optimizer "lbfgs").
   struct Lbfgs {
     int iterations = 0;
