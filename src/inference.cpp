@@ -22,7 +22,8 @@ std::string recorded_label_column(const ModelFile& model) {
 
 SplitData load_split_for_model(const ModelFile& model, const std::optional<DataSource>& given,
                                const std::string& split) {
-  if (split != "train" && split != "test") throw Error("split must be train or test, got '" + split + "'");
+  if (split != "train" && split != "test" && split != "val")
+    throw Error("split must be train, test or val, got '" + split + "'");
   DataSource source;
   if (given) {
     source = *given;
@@ -33,7 +34,25 @@ SplitData load_split_for_model(const ModelFile& model, const std::optional<DataS
   }
   const int K = model.model.classes();
   SplitData result;
-  if (names_test_part_only(source)) {
+  if (split == "val") {
+    if (names_test_part_only(source)) {
+      throw UsageError("--split val needs the data the model was trained on, but only test rows were given");
+    }
+    LoadedData loaded = load_data(source);
+    const TrainConfig trained = config_from_metadata(model, "the model");
+    if (loaded.data.validation) {
+      result = {std::move(*loaded.data.validation), loaded.validation_file};
+    } else if (trained.val_fraction > 0) {
+      // The rows the trainer held out: the same draw from the same training split.
+      const std::vector<std::uint32_t> held =
+          stratified_holdout(loaded.data.train, trained.val_fraction, trained.seed);
+      result = {subset(loaded.data.train, held), loaded.folder};
+    } else {
+      throw UsageError(fmt::format(
+          "--split val: {} has no validation set and the model was trained without --val-fraction",
+          loaded.folder.string()));
+    }
+  } else if (names_test_part_only(source)) {
     // New rows to evaluate on, without the training data: labelled by the model's classes directly.
     if (split == "train") {
       throw UsageError("--split train needs training data, but only test rows were given");

@@ -246,6 +246,12 @@ expect 0 'early stop after epoch [0-9]+: no better validation accuracy for 1 epo
 kept_acc=$(grep -o '"test_acc": [0-9.]*' early/summary.json | head -1 | cut -d' ' -f2)
 "$softreg" eval --model early/model.safetensors --json | grep -q "\"accuracy\":$kept_acc" && ok ||
   fail "eval of the kept model does not give summary.json's test_acc $kept_acc"
+# --split val: the rows --val-fraction held out, drawn again from the recorded fraction and seed.
+val_acc=$(grep -o '"best_val_acc": [0-9.]*' early/summary.json | head -1 | cut -d' ' -f2)
+"$softreg" eval --model early/model.safetensors --split val --json | grep -q "\"accuracy\":$val_acc" && ok ||
+  fail "eval --split val does not give summary.json's best_val_acc $val_acc"
+expect 2 'softreg: error: --split val: .* has no validation set and the model was trained without --val-fraction' -- \
+  eval --model run2/model.safetensors --split val
 
 # Full-batch L-BFGS: one line per iteration, its figures in summary.json, its flags checked.
 expect 2 'softreg: error: --epochs does not apply to --optimizer lbfgs' -- train --optimizer lbfgs --epochs 3

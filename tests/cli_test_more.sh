@@ -115,6 +115,7 @@ expect 0 'early stop after epoch [0-9]+: no better validation accuracy for 2 epo
   train --train-csv own-train.csv --test-csv own-test.csv --val-csv own-val.csv --early-stop 2 --epochs 30 --no-plots --no-check --out own-val
 [ "$(head -1 own-val/metrics.csv)" = "epoch,train_loss,train_acc,test_acc,test_loss,seconds,val_loss,val_acc" ] && ok ||
   fail "metrics.csv with --val-csv: $(head -1 own-val/metrics.csv)"
+expect 0 '^data: .*own-val.csv, val split, 39 examples' -- eval --model own-val/model.safetensors --split val
 expect 2 '^softreg: error: --val-fraction does not apply: there is a validation set, own-val.csv$' -- \
   train --train-csv own-train.csv --test-csv own-test.csv --val-csv own-val.csv --val-fraction 0.2
 expect 0 'on the validation set own-val.csv \(39 rows\)' -- \

@@ -105,8 +105,10 @@ CommandRunner add_eval_command(CLI::App& app) {
       app.add_subcommand("eval", "Evaluate a saved model: loss, accuracy, per-class metrics, confusion");
   cmd->add_option("--model", options->model, "A model.safetensors written by softreg train")->required();
   add_data_source_options(*cmd, options->data);
-  cmd->add_option("--split", options->split, "Which split to evaluate on")
-      ->check(CLI::IsMember({"train", "test"}))
+  cmd->add_option("--split", options->split,
+                  "Which split to evaluate on (val: the validation set given with the data, or the rows "
+                  "--val-fraction held out)")
+      ->check(CLI::IsMember({"train", "test", "val"}))
       ->capture_default_str();
   cmd->add_option("--threads", options->threads, "Threads (default: all cores)")->capture_default_str();
   cmd->add_flag("--json", options->json, "Print one JSON object instead of the table");

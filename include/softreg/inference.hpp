@@ -25,12 +25,14 @@ struct SplitData {
   std::filesystem::path folder;  // where it was found: a folder, or the split's own file
 };
 
-/// Loads `split` ("train" or "test") of `source` (default: the source recorded in the model, else the
+/// Loads `split` ("train", "test" or "val") of `source` (default: the source recorded in the model, else the
 /// default Fashion-MNIST search) with the model's classes, and checks that its rows have the model's
 /// shape and value type; an error names the data otherwise. Classes named by text labels or folder
 /// names are mapped to the model's by name. A source of test rows alone (names_test_part_only), or a
 /// folder of class folders without train/ (resized to the model's size), is all rows to evaluate on;
-/// a CSV source without a label column takes the model's (recorded_label_column).
+/// a CSV source without a label column takes the model's (recorded_label_column). "val" is the validation
+/// set given with the data, or else the rows the model's --val-fraction held out (its recorded fraction
+/// and seed, as the trainer drew them).
 SplitData load_split_for_model(const ModelFile& model, const std::optional<DataSource>& source,
                                const std::string& split);
 
