@@ -601,16 +601,34 @@ struct CsvLine {
   std::size_t number;
 };
 
-// The non-blank lines of `text` (a UTF-8 byte-order mark at the start dropped).
+// How many double quotes `text` holds (memchr from one to the next: a line of numbers has none).
+std::size_t quotes_in(std::string_view text) {
+  std::size_t count = 0;
+  for (std::size_t at = text.find('"'); at != std::string_view::npos; at = text.find('"', at + 1))
+    ++count;
+  return count;
+}
+
+// The non-blank lines of `text` (a UTF-8 byte-order mark at the start dropped). A quoted cell may hold
+// line breaks, as spreadsheets write a note of several lines (RFC 4180): a line whose quotes are not
+// yet balanced goes on past its break, and `number` is the line it starts on.
 std::vector<CsvLine> csv_lines(std::string_view text) {
   if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
   std::vector<CsvLine> lines;
   std::size_t number = 0;
   while (!text.empty()) {
-    const std::size_t end = text.find('\n');
+    std::size_t end = text.find('\n');
+    std::size_t quotes = quotes_in(text.substr(0, end)), breaks = 0;
+    while (quotes % 2 == 1 && end != std::string_view::npos) {
+      const std::size_t next = text.find('\n', end + 1);
+      quotes += quotes_in(text.substr(end + 1, next == std::string_view::npos ? next : next - end - 1));
+      end = next;
+      ++breaks;
+    }
     const std::string_view line = text.substr(0, end);
     ++number;
     if (line.find_first_not_of(" \t\r") != std::string_view::npos) lines.push_back({line, number});
+    number += breaks;
     if (end == std::string_view::npos) break;
     text.remove_prefix(end + 1);
   }

@@ -387,6 +387,28 @@ TEST(Csv, TabsOrSemicolonsSeparateCellsWhereTheFirstLineHasNoComma) {
             std::string::npos);
 }
 
+TEST(Csv, AQuotedCellMayHoldLineBreaks) {
+  TempDir dir;
+  // A spreadsheet's note of two lines (RFC 4180), in a column the model does not read, and a quoted
+  // label with a comma and a line break.
+  write_text(
+      dir / "notes.csv",
+      "kind,x,note,y\r\n\"cat, tabby\",1,\"first line\r\nsecond line\",2\r\ndog,3,\"\"\"quoted\"\"\",4\r\n");
+  const CsvTable t = read_csv_file(dir / "notes.csv", "", 1, {"", {"x", "y"}});
+  EXPECT_EQ(t.features.count, 2U);
+  EXPECT_EQ(t.labels.text, (std::vector<std::string>{"cat, tabby", "dog"}));
+  EXPECT_EQ(t.features.value(1, 1), 4.0F);
+  // Errors name the line a row starts on, counting the breaks inside quotes.
+  write_text(dir / "bad.csv", "kind,x,note\ncat,1,\"a\nb\nc\"\ndog,oops,n\n");
+  EXPECT_NE(error_of([&] {
+              read_csv_file(dir / "bad.csv", "", 1, {"", {"x"}});
+            }).find("line 5, column 2: 'oops' is not a number"),
+            std::string::npos);
+  // A quote never closed takes the rest of the file into its row: an error, not a hang.
+  write_text(dir / "open.csv", "kind,x\ncat,\"1\ndog,2\n");
+  EXPECT_THROW(read_csv_file(dir / "open.csv", ""), Error);
+}
+
 TEST(Csv, BadTablesNameTheLineAndColumn) {
   TempDir dir;
   const auto fails_with = [&](const std::string& text, const std::string& column = "") {
