@@ -1181,81 +1181,72 @@ std::string source_kind(const DataSource& source) {
 
 namespace {
 
-// Feature rows and their raw labels as read, before labels become classes. No test part when
-// test_name is empty (then --test-fraction makes one).
-struct FeatureParts {
-  Dataset train, test, validation;
-  RawLabels train_labels, test_labels, validation_labels;
-  std::string train_name, test_name, validation_name;  // the label sources, for messages; empty: none
-  fs::path folder;           // what messages and records name: the .npz, or the training features or table
-  fs::path test_file;        // the test features or table, when they are a file of their own
-  fs::path validation_file;  // the validation features or table, when given
-  std::string test_hint;     // how to give a test set
+// One part of a feature source (training, test or validation) as read: its rows and their raw labels,
+// before the labels become classes.
+struct RawPart {
+  Dataset rows;
+  RawLabels labels;
+  std::string name;           // the label source, for messages; empty: the source has no such part
+  fs::path file;              // the features or table, for records
+  std::string features_name;  // the features, for messages
+  bool given() const { return !name.empty(); }
 };
 
+// Feature rows of each part. No test part when it is not given (then --test-fraction makes one).
+struct FeatureParts {
+  RawPart train, test, validation;
+  fs::path folder;        // what messages and records name: the .npz, or the training features or table
+  std::string test_hint;  // how to give a test set
+};
+
+// The features and labels of one part given as two .npy files; none when neither is given.
+RawPart npy_part(const fs::path& features, const fs::path& labels) {
+  if (features.empty()) return {};
+  return {features_from_npy(read_npy_file(features), features.string()),
+          labels_from_npy(read_npy_file(labels), labels.string()), labels.string(), features,
+          features.string()};
+}
+
 FeatureParts read_npy_parts(const DataSource& source) {
-  if (source.train_features.empty() || source.train_labels.empty()) {
-    throw UsageError("--train-features needs --train-labels (and the other way round)");
-  }
-  const bool has_test = !source.test_features.empty() || !source.test_labels.empty();
-  if (has_test && (source.test_features.empty() || source.test_labels.empty())) {
-    throw UsageError("--test-features needs --test-labels (and the other way round)");
-  }
+  // Each flag of a pair needs the other (the training pair is required), checked before any file is read.
+  const auto check_pair = [](const fs::path& features, const fs::path& labels, bool required,
+                             const char* flags) {
+    if (features.empty() != labels.empty() || (required && features.empty()))
+      throw UsageError(fmt::format("{} (and the other way round)", flags));
+  };
+  check_pair(source.train_features, source.train_labels, true, "--train-features needs --train-labels");
+  check_pair(source.test_features, source.test_labels, false, "--test-features needs --test-labels");
+  check_pair(source.val_features, source.val_labels, false, "--val-features needs --val-labels");
   FeatureParts parts;
   parts.test_hint = "give --test-features and --test-labels";
   parts.folder = source.train_features;
-  parts.train = features_from_npy(read_npy_file(source.train_features), source.train_features.string());
-  parts.train_labels = labels_from_npy(read_npy_file(source.train_labels), source.train_labels.string());
-  parts.train_name = source.train_labels.string();
-  if (has_test) {
-    parts.test = features_from_npy(read_npy_file(source.test_features), source.test_features.string());
-    parts.test_labels = labels_from_npy(read_npy_file(source.test_labels), source.test_labels.string());
-    parts.test_name = source.test_labels.string();
-    parts.test_file = source.test_features;
-    check_same_features(parts.train, parts.test, source.test_features);
-  }
-  if (!source.val_features.empty() || !source.val_labels.empty()) {
-    if (source.val_features.empty() || source.val_labels.empty())
-      throw UsageError("--val-features needs --val-labels (and the other way round)");
-    parts.validation = features_from_npy(read_npy_file(source.val_features), source.val_features.string());
-    parts.validation_labels = labels_from_npy(read_npy_file(source.val_labels), source.val_labels.string());
-    parts.validation_name = source.val_labels.string();
-    parts.validation_file = source.val_features;
-    check_same_features(parts.train, parts.validation, source.val_features);
-  }
+  parts.train = npy_part(source.train_features, source.train_labels);
+  parts.test = npy_part(source.test_features, source.test_labels);
+  parts.validation = npy_part(source.val_features, source.val_labels);
   return parts;
 }
 
 FeatureParts read_npz_parts(const fs::path& path) {
   auto arrays = read_npz_file(path);
-  const auto where = [&](const char* what) { return fmt::format("{} ({})", path.string(), what); };
   FeatureParts parts;
   parts.test_hint = "add x_test and y_test to " + path.string();
   parts.folder = path;
-  // One set saved as np.savez(f, X=X, y=y) is the training set (then --test-fraction holds out a test set).
-  parts.train = features_from_npy(
-      npz_member(arrays, {"x_train", "X_train", "train_features", "X", "x"}, path, true), where("x_train"));
-  parts.train_labels =
-      labels_from_npy(npz_member(arrays, {"y_train", "train_labels", "y"}, path, true), where("y_train"));
-  parts.train_name = where("y_train");
-  // The test and validation arrays, when the archive has them.
-  const auto read_part = [&](std::initializer_list<const char*> x_names,
-                             std::initializer_list<const char*> y_names, Dataset& rows, RawLabels& labels,
-                             std::string& name) {
-    const NpyArray x = npz_member(arrays, x_names, path, false);
-    if (x.shape.empty()) return false;
-    rows = features_from_npy(x, where(*x_names.begin()));
-    labels = labels_from_npy(npz_member(arrays, y_names, path, true), where(*y_names.begin()));
-    name = where(*y_names.begin());
-    check_same_features(parts.train, rows, where(*x_names.begin()));
-    return true;
+  // A part's features and labels under the first of their names the archive has; its features absent,
+  // so is the part (the training part's are required).
+  const auto npz_part = [&](std::initializer_list<const char*> x_names,
+                            std::initializer_list<const char*> y_names, bool required) {
+    const auto where = [&](const char* what) { return fmt::format("{} ({})", path.string(), what); };
+    const NpyArray x = npz_member(arrays, x_names, path, required);
+    if (x.shape.empty()) return RawPart{};
+    return RawPart{features_from_npy(x, where(*x_names.begin())),
+                   labels_from_npy(npz_member(arrays, y_names, path, true), where(*y_names.begin())),
+                   where(*y_names.begin()), path, where(*x_names.begin())};
   };
-  read_part({"x_test", "X_test", "test_features"}, {"y_test", "test_labels"}, parts.test, parts.test_labels,
-            parts.test_name);
-  if (read_part({"x_val", "X_val", "val_features"}, {"y_val", "val_labels"}, parts.validation,
-                parts.validation_labels, parts.validation_name)) {
-    parts.validation_file = path;
-  }
+  // One set saved as np.savez(f, X=X, y=y) is the training set (then --test-fraction holds out a test set).
+  parts.train =
+      npz_part({"x_train", "X_train", "train_features", "X", "x"}, {"y_train", "train_labels", "y"}, true);
+  parts.test = npz_part({"x_test", "X_test", "test_features"}, {"y_test", "test_labels"}, false);
+  parts.validation = npz_part({"x_val", "X_val", "val_features"}, {"y_val", "val_labels"}, false);
   return parts;
 }
 
@@ -1264,26 +1255,17 @@ FeatureParts read_csv_parts(const DataSource& source) {
   FeatureParts parts;
   parts.test_hint = "give --test-csv";
   parts.folder = source.train_csv;
-  CsvTable train = read_csv_file(source.train_csv, source.label_column, source.threads);
-  parts.train = std::move(train.features);
-  parts.train_labels = std::move(train.labels);
-  parts.train_name = source.train_csv.string();
-  // The test and validation tables, their columns matched to the training table's by name where both
-  // have a header.
-  const auto read_part = [&](const fs::path& path, Dataset& rows, RawLabels& labels, std::string& name,
-                             fs::path& file) {
-    if (path.empty()) return;
-    CsvTable table = read_csv_file(path, source.label_column, source.threads,
-                                   {parts.train.label_name, parts.train.feature_names});
-    rows = std::move(table.features);
-    labels = std::move(table.labels);
-    name = path.string();
-    file = path;
-    check_same_features(parts.train, rows, path);
+  // A part's table; the test and validation tables' columns matched to the training table's by name
+  // where both have a header.
+  const auto csv_part = [&](const fs::path& path, const CsvNames& trained) {
+    if (path.empty()) return RawPart{};
+    CsvTable table = read_csv_file(path, source.label_column, source.threads, trained);
+    return RawPart{std::move(table.features), std::move(table.labels), path.string(), path, path.string()};
   };
-  read_part(source.test_csv, parts.test, parts.test_labels, parts.test_name, parts.test_file);
-  read_part(source.val_csv, parts.validation, parts.validation_labels, parts.validation_name,
-            parts.validation_file);
+  parts.train = csv_part(source.train_csv, {});
+  const CsvNames trained{parts.train.rows.label_name, parts.train.rows.feature_names};
+  parts.test = csv_part(source.test_csv, trained);
+  parts.validation = csv_part(source.val_csv, trained);
   return parts;
 }
 
@@ -1294,29 +1276,33 @@ void check_test_choice(bool has_test, bool split, const std::string& test_set, c
 }
 
 TrainTestData labelled_features(FeatureParts parts, const DataSource& source) {
-  const bool split = source.test_fraction > 0, has_test = !parts.test_name.empty();
-  check_test_choice(has_test, split, parts.test_name, parts.test_hint);
-  if (parts.train.count == 0) throw Error::in_file(parts.train_name, "has no rows");
-  Dataset& test = parts.test;
-  test.kind = parts.train.kind;  // an empty test part takes the training rows' shape
-  test.element = parts.train.element;
-  test.height = 1;
-  test.width = parts.train.width;
-  if (!has_test) parts.test_labels.is_text = parts.train_labels.is_text;
-  assign_labels(parts.train, parts.train_labels, parts.train_name, test, parts.test_labels,
-                has_test ? parts.test_name : parts.train_name, source.classes);
+  RawPart& train = parts.train;
+  RawPart& test = parts.test;
+  const bool split = source.test_fraction > 0, has_test = test.given();
+  check_test_choice(has_test, split, test.name, parts.test_hint);
+  if (train.rows.count == 0) throw Error::in_file(train.name, "has no rows");
+  for (const RawPart* part : {&test, &parts.validation}) {
+    if (part->given()) check_same_features(train.rows, part->rows, part->features_name);
+  }
+  test.rows.kind = train.rows.kind;  // an empty test part takes the training rows' shape
+  test.rows.element = train.rows.element;
+  test.rows.height = 1;
+  test.rows.width = train.rows.width;
+  if (!has_test) test.labels.is_text = train.labels.is_text;
+  assign_labels(train.rows, train.labels, train.name, test.rows, test.labels,
+                has_test ? test.name : train.name, source.classes);
   std::optional<Dataset> validation;
-  if (!parts.validation_name.empty()) {
+  if (parts.validation.given()) {
     // Labelled by the classes training found: a class the training set lacks is an error.
-    validation = std::move(parts.validation);
-    if (validation->count == 0) throw Error::in_file(parts.validation_file, "has no rows");
-    assign_model_labels(*validation, parts.validation_labels, parts.validation_name,
-                        parts.train.class_names.empty() ? numbered_class_names(parts.train.num_classes)
-                                                        : parts.train.class_names,
+    validation = std::move(parts.validation.rows);
+    if (validation->count == 0) throw Error::in_file(parts.validation.file, "has no rows");
+    assign_model_labels(*validation, parts.validation.labels, parts.validation.name,
+                        train.rows.class_names.empty() ? numbered_class_names(train.rows.num_classes)
+                                                       : train.rows.class_names,
                         "the training set's");
   }
-  TrainTestData data = split ? split_off_test(std::move(parts.train), source.test_fraction, source.seed)
-                             : TrainTestData{std::move(parts.train), std::move(test)};
+  TrainTestData data = split ? split_off_test(std::move(train.rows), source.test_fraction, source.seed)
+                             : TrainTestData{std::move(train.rows), std::move(test.rows)};
   data.validation = std::move(validation);
   return data;
 }
@@ -1402,8 +1388,8 @@ LoadedData load_data(const DataSource& source) {
                          : loaded.kind == "npz" ? read_npz_parts(*source.data)
                                                 : read_csv_parts(source);
     loaded.folder = parts.folder;
-    loaded.test_file = parts.test_file;
-    loaded.validation_file = parts.validation_file;
+    loaded.test_file = parts.test.file;
+    loaded.validation_file = parts.validation.file;
     loaded.data = labelled_features(std::move(parts), source);
   }
   for (Dataset* set : {&loaded.data.train, &loaded.data.test}) {
