@@ -242,23 +242,28 @@ std::vector<fs::path> image_files_under(const fs::path& class_folder) {
   return found;
 }
 
-fs::path image_test_folder(const fs::path& root) {
+namespace {
+
+// The first of `root`/<names> that holds class folders; empty when none does.
+fs::path first_labelled_folder(const fs::path& root, std::initializer_list<const char*> names) {
   std::error_code ec;
-  for (const char* name : {"test", "val", "valid", "validation"}) {
+  for (const char* name : names) {
     const fs::path folder = root / name;
     if (fs::is_directory(folder, ec) && !class_folders_of(folder).empty()) return folder;
   }
   return {};
 }
 
+}  // namespace
+
+fs::path image_test_folder(const fs::path& root) {
+  return first_labelled_folder(root, {"test", "val", "valid", "validation"});
+}
+
 fs::path image_validation_folder(const fs::path& root) {
-  std::error_code ec;
-  if (image_test_folder(root) != root / "test") return {};  // a val/ is the test set, or there is none
-  for (const char* name : {"val", "valid", "validation"}) {
-    const fs::path folder = root / name;
-    if (fs::is_directory(folder, ec) && !class_folders_of(folder).empty()) return folder;
-  }
-  return {};
+  // Beside a labelled test/ only: without one, a val/ is the test set.
+  if (first_labelled_folder(root, {"test"}).empty()) return {};
+  return first_labelled_folder(root, {"val", "valid", "validation"});
 }
 
 bool is_image_folder(const fs::path& folder) {
