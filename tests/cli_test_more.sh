@@ -118,6 +118,8 @@ expect 0 'early stop after epoch [0-9]+: no better validation accuracy for 2 epo
 expect 0 '^data: .*own-val.csv, val split, 39 examples' -- eval --model own-val/model.safetensors --split val
 expect 2 '^softreg: error: --val-fraction does not apply: there is a validation set, own-val.csv$' -- \
   train --train-csv own-train.csv --test-csv own-test.csv --val-csv own-val.csv --val-fraction 0.2
+expect 2 '^softreg: error: --val-fraction does not apply: there is a validation set, own-val.csv$' -- \
+  tune --train-csv own-train.csv --test-csv own-test.csv --val-csv own-val.csv --val-fraction 0.2 --no-plots
 expect 0 'on the validation set own-val.csv \(39 rows\)' -- \
   tune --train-csv own-train.csv --test-csv own-test.csv --val-csv own-val.csv --grid 1e-3,1e-2 --no-plots --out own-tune
 # New rows alone (one class of them here) evaluate a saved model with its classes and its label column,

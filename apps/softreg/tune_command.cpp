@@ -174,14 +174,12 @@ int run_tune(TuneCommandOptions& o, std::chrono::steady_clock::time_point proces
   const TrainTestData& data = loaded.data;
   const double seconds_load =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
-  if (data.validation) {
-    // The data's own validation set scores the trials; --val-fraction would hold out others.
-    if (val_fraction_given) {
-      throw UsageError("--val-fraction does not apply: there is a validation set, " +
-                       loaded.validation_file.string());
-    }
-    tune_options.validation = &*data.validation;
-  }
+  // The data's own validation set scores the trials; --val-fraction (given, not the default) would hold
+  // out others.
+  TrainConfig given_recipe = base;
+  if (!val_fraction_given) given_recipe.val_fraction = 0;
+  check_validation_choice(given_recipe, loaded);
+  if (data.validation) tune_options.validation = &*data.validation;
   if (show) {
     fmt::print(table, "data: {} ({}: {} train, {} test, {} classes), loaded in {:.2f} s\n",
                loaded.folder.string(), loaded.kind, data.train.count, data.test.count, data.train.num_classes,
