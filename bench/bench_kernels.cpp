@@ -167,6 +167,35 @@ void BM_HalfSums(benchmark::State& state) {
 }
 BENCHMARK(BM_HalfSums)->Arg(0)->Arg(1);
 
+// The update's sums on 256 cache-resident rows of 784 bytes for K classes (fast_gradient_columns),
+// each dlogit broadcast in a register (second argument 0) or folded into every multiply-add (1); the
+// fast path times both once and takes the faster (UpdateBroadcasts). K = 10 is the recipe's one
+// thread, 5 its two threads split by classes, 1 two classes as one margin. Below AVX-512 both are the
+// same loop.
+void BM_UpdateBroadcasts(benchmark::State& state) {
+  const auto K = static_cast<std::size_t>(state.range(0));
+  const bool folded = state.range(1) == 1;
+  constexpr std::size_t kRows = 256, kD = 784;
+  const Dataset data = synthetic_dataset(kRows, kD, 10, ElementType::kU8, /*seed=*/3);
+  std::vector<const std::uint8_t*> rows(kRows);
+  for (std::size_t r = 0; r < kRows; ++r)
+    rows[r] = data.image(r);
+  std::vector<float> dlogits(kRows * K), sums(K * kD);
+  for (std::size_t i = 0; i < dlogits.size(); ++i)
+    dlogits[i] = static_cast<float>(i % 13) * 0.01f - 0.06f;
+  set_update_broadcasts(folded ? UpdateBroadcasts::kFolded : UpdateBroadcasts::kInRegisters);
+  for (auto _ : state) {
+    fast_gradient_columns(
+        {rows.data(), dlogits.data(), kRows, kD, K, ElementType::kU8, 0, kD, 1.0f / 255, sums.data()});
+    benchmark::DoNotOptimize(sums.data());
+  }
+  set_update_broadcasts(UpdateBroadcasts::kMeasured);
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      static_cast<double>(state.iterations() * kRows * 2 * kD * K) / 1e9, benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(folded ? "folded, " : "in registers, ") + simd_target());
+}
+BENCHMARK(BM_UpdateBroadcasts)->ArgNames({"K", "folded"})->ArgsProduct({{10, 5, 1}, {0, 1}});
+
 // The forward pass alone on 256 cache-resident rows of any shape (classes, features, u8 or f32),
 // rows already asked for (as in training, where the previous batch's passes asked for them): the
 // dot products, their lane sums and the softmax, with memory out of the picture. Its floor is

@@ -224,6 +224,59 @@ TEST(FastKernels, TargetsOfferedAreExactlyThoseTheCpuAndOsSupport) {
 }
 #endif
 
+TEST(FastKernels, TheUpdatesBroadcastsFoldedOrInRegistersGiveTheSameBits) {
+  // On 512-bit targets the update's multiply-adds take each dlogit from a shared broadcast register
+  // or each from memory, whichever this CPU runs faster (timed once); the same instruction on the same
+  // values, so W must come out the same bit for bit either way, for every tile width, the vector tails
+  // and the sums in two halves.
+  for (const std::string& target : simd_targets_available()) {
+    restrict_simd_targets(target);
+    for (int K : {1, 2, 5, 7, 10, 17}) {
+      for (ElementType element : {ElementType::kU8, ElementType::kF32}) {
+        for (std::size_t side : {11, 28}) {  // D = 121 (tails) or 784
+          const Batch batch(side, /*n=*/41, /*init_std=*/0.05, /*seed=*/static_cast<std::uint32_t>(K + 7), K,
+                            element);
+          const std::size_t n = batch.rows.size(), D = side * side, k = static_cast<std::size_t>(K);
+          std::vector<float> loss(n), dlogits(n * k);
+          fast_forward_rows({batch.pixels.data(), batch.labels.data(), n, D, k, element, batch.model.W.data(),
+                             batch.model.b.data(), batch.data.scale(), loss.data(), nullptr, dlogits.data()});
+          const auto updated = [&](UpdateBroadcasts how, std::size_t second_half) {
+            set_update_broadcasts(how);
+            std::vector<float> W(batch.model.W.data(), batch.model.W.data() + k * D), dW(k * D);
+            FastUpdateArgs update{batch.pixels.data(), dlogits.data(),     n,       D, k, element, 0, D,
+                                  0.1f / 41,           batch.data.scale(), W.data()};
+            update.second_half = second_half;
+            fast_update_columns(update);
+            fast_gradient_columns(
+                {batch.pixels.data(), dlogits.data(), n, D, k, element, 0, D, batch.data.scale(), dW.data()});
+            W.insert(W.end(), dW.begin(), dW.end());
+            return W;
+          };
+          const std::string where = fmt::format("{} K={} D={} {}", target, K, D, element_name(element));
+          for (std::size_t second_half : {std::size_t{0}, std::size_t{21}}) {
+            const std::vector<float> folded = updated(UpdateBroadcasts::kFolded, second_half);
+            EXPECT_EQ(folded, updated(UpdateBroadcasts::kInRegisters, second_half)) << where;
+            EXPECT_EQ(folded, updated(UpdateBroadcasts::kMeasured, second_half)) << where;
+            EXPECT_NE(folded, std::vector<float>(folded.size(), 0.0f)) << where;
+          }
+        }
+      }
+    }
+    // What bench reports: a choice only where the instruction set has one.
+    set_update_broadcasts(UpdateBroadcasts::kFolded);
+    const bool wide = target.starts_with("AVX3");
+    EXPECT_EQ(update_broadcasts(), wide ? "folded" : "") << target;
+    set_update_broadcasts(UpdateBroadcasts::kInRegisters);
+    EXPECT_EQ(update_broadcasts(), wide ? "in registers" : "") << target;
+    set_update_broadcasts(UpdateBroadcasts::kMeasured);
+    if (wide) {
+      const std::string measured = update_broadcasts();
+      EXPECT_TRUE(measured == "folded" || measured == "in registers") << target << ": " << measured;
+    }
+  }
+  restrict_simd_targets("");
+}
+
 TEST(FastKernels, ARowGivesTheSameBitsAloneAsInABatch) {
   // Rows are blocked (2 to 4 at a time, by class count), with 512-bit (256-bit) vectors the lane sums
   // of a block's accumulators come out of one shared tree, and the softmax of 16 (8) rows at a time

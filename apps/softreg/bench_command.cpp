@@ -263,6 +263,8 @@ int run_bench(const BenchOptions& options, double startup_seconds,
                                  : *std::max_element(thread_busy.begin(), thread_busy.end()) /
                                        *std::min_element(thread_busy.begin(), thread_busy.end());
   const std::string target = config.kernel == KernelChoice::kFast ? simd_target() : "eigen";
+  // Measured on this core the first time the update ran (the recipe's tile shape), reused since.
+  const std::string broadcasts = config.kernel == KernelChoice::kFast ? update_broadcasts() : "";
 
   if (options.json) {
     nlohmann::ordered_json j;
@@ -271,6 +273,7 @@ int run_bench(const BenchOptions& options, double startup_seconds,
     j["kernel"] = options.kernel;
     j["compute"] = config.compute;
     j["simd_target"] = target;
+    if (!broadcasts.empty()) j["update_broadcasts"] = broadcasts;
     j["classes"] = data.train.num_classes;
     j["two_classes_as_one"] = as_one;
     j["features"] = data.train.features();
@@ -357,6 +360,12 @@ int run_bench(const BenchOptions& options, double startup_seconds,
     fmt::print(
         "  forward, backward  {:8.4f} s, {:.4f} s per epoch (each thread's mean; the rest is waiting)\n",
         forward_per_epoch, backward_per_epoch);
+    if (!broadcasts.empty()) {
+      fmt::print(
+          "  update broadcasts  {}   (how each row's dlogit meets the multiply-adds: the faster, timed "
+          "here)\n",
+          broadcasts);
+    }
     // On two threads the work is even (thread 0 also keeps the books), so a spread well above 1 is a
     // slower core or a vCPU another guest shares; on more, threads 0 and 1 alone sum a small model's halves.
     if (thread_busy.size() > 1) {

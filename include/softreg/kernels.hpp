@@ -114,6 +114,17 @@ struct FastUpdateArgs {
 /// This is fast_gradient_columns followed by sgd_step, done in one pass over the batch's rows.
 void fast_update_columns(const FastUpdateArgs& args);
 
+/// How the update's multiply-adds (fast_update_columns, fast_gradient_columns) take each row's dlogit
+/// on 512-bit targets: from one broadcast register that the block's vectors share, or each from memory
+/// in its own operand (folded). Which is faster depends on the CPU (Zen 4: folded; Zen 5: in
+/// registers), so by default the fast path times both once per tile shape (kMeasured). The results are
+/// the same bit for bit either way; tests and benchmarks can force one.
+enum class UpdateBroadcasts { kMeasured, kFolded, kInRegisters };
+void set_update_broadcasts(UpdateBroadcasts how);
+/// What the recipe's update (10 classes of bytes) uses here: "folded", "in registers", or "" where
+/// the instruction set has no choice (below AVX-512).
+std::string update_broadcasts();
+
 /// Arguments of fast_gradient_columns.
 struct FastGradientArgs {
   const std::uint8_t* const* rows;  // the batch's rows

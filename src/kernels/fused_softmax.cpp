@@ -23,6 +23,8 @@
 #include <hwy/contrib/math/math-inl.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -33,6 +35,14 @@
 #include "kernels/lane_sums.hpp"
 #include "softreg/error.hpp"
 #include "softreg/kernels.hpp"
+
+#ifndef SOFTREG_FUSED_SOFTMAX_ONCE  // this file is included once per target
+#define SOFTREG_FUSED_SOFTMAX_ONCE
+namespace softreg {
+// What set_update_broadcasts asked for; every target's FoldedBroadcastsPay reads it.
+extern std::atomic<UpdateBroadcasts> forced_update_broadcasts;
+}  // namespace softreg
+#endif
 
 HWY_BEFORE_NAMESPACE();
 namespace softreg {
@@ -77,16 +87,20 @@ constexpr int BlockFor(int KT) {
   return n < 1 ? 1 : (n > 4 ? 4 : n);
 }
 
-// 512-bit targets: the update's multiply-adds take their dlogit from memory, broadcast in the
-// instruction ({1to16}), instead of from one broadcast register shared by the block's vectors. On Zen 4
-// that separate broadcast (vbroadcastss to a 512-bit register) takes time on the floating-point pipes
-// from the multiply-adds: a loop of the update's shape from L1 ran at 102-105 GFLOP/s with it and at
-// about 116 with the broadcasts folded, the probe's 118 (BENCHMARKS.md). Compilers fold a broadcast only
-// into its one user, so each of a block's B vectors gets its own copy of the dlogit (TileDlogits).
+// 512-bit targets: the update's multiply-adds can take their dlogit from memory, broadcast in the
+// instruction ({1to16}) ("folded"), instead of from one broadcast register shared by the block's
+// vectors. Which is faster depends on the CPU. On Zen 4 (512-bit FMAs at half rate) the separate
+// broadcast takes time on the floating-point pipes from the multiply-adds: a loop of the update's shape
+// from L1 ran at 102-105 GFLOP/s with it and at about 116 folded, the probe's 118. On Zen 5 (full rate)
+// the folded loads are what limits it: 22 loads a row for 20 multiply-adds against 12, and the
+// recipe's resident update took 24-27 us a batch folded against 19-20 in registers (BENCHMARKS.md).
+// So both are compiled and FoldedBroadcastsPay measures them once. Compilers fold a broadcast only
+// into its one user, so folded, each of a block's B vectors gets its own copy of the dlogit
+// (TileDlogits). The same instruction on the same values either way: the same bits.
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
-constexpr bool kFoldedBroadcasts = true;
+constexpr bool kCanFoldBroadcasts = true;
 #else
-constexpr bool kFoldedBroadcasts = false;
+constexpr bool kCanFoldBroadcasts = false;
 #endif
 
 // Compilers fold a load into each multiply-add that uses it, which loads W once per row instead of once
@@ -761,7 +775,7 @@ constexpr std::size_t MostTileDlogits() {
 }
 constexpr std::size_t kMostTileDlogits = MostTileDlogits();
 
-// A tile's dlogits as ColumnBlock reads them with kFoldedBroadcasts: for row r and class k of the tile,
+// A tile's dlogits as ColumnBlock reads them folded (kCanFoldBroadcasts): for row r and class k of the tile,
 // BlockFor(KT) copies of dlogits[r][k0 + k] side by side, one for each vector of a block.
 template <int KT>
 void TileDlogits(const FastUpdateArgs& a, std::size_t k0, float* out) {
@@ -776,11 +790,11 @@ void TileDlogits(const FastUpdateArgs& a, std::size_t k0, float* out) {
 
 // sum_r g[r][k] * x_r[d..d+lanes*B) for the KT classes from k0: KT*B accumulators stay in registers
 // while every row of the batch streams past them; each broadcast of g[r][k] serves B vectors (on
-// 512-bit targets each multiply-add reads its own copy of it, kFoldedBroadcasts).
+// 512-bit targets, kFolded: each multiply-add reads its own copy of it, kCanFoldBroadcasts).
 // kApplyStep: W[k][d..] -= scale * sum (the fused SGD step); otherwise out[k][d..] = scale * sum.
 // With a.second_half set, the sum is that of rows [0, second_half) plus that of the rest, each in row
 // order: what fast_step_from_halves adds up from the two halves computed on two threads.
-template <class T, int KT, int B, bool kApplyStep>
+template <class T, int KT, int B, bool kApplyStep, bool kFolded>
 void ColumnBlock(const FastUpdateArgs& a, std::size_t d, std::size_t k0, float scale,
                  const float* tile_dlogits, PrefetchCursor& cursor) {
   const hn::ScalableTag<float> df;
@@ -800,7 +814,7 @@ void ColumnBlock(const FastUpdateArgs& a, std::size_t d, std::size_t k0, float s
       for (int b = 0; b < B; ++b)
         xv[b] = LoadValues<T>(df, a.rows[r], d + static_cast<std::size_t>(b) * lanes);
       ahead.maybe_next_line();
-      if constexpr (kFoldedBroadcasts) {
+      if constexpr (kFolded) {
         constexpr int kCopies = BlockFor(KT);
         const float* g = tile_dlogits + r * static_cast<std::size_t>(KT * kCopies);
         for (int k = 0; k < KT; ++k)
@@ -842,22 +856,94 @@ void ColumnBlock(const FastUpdateArgs& a, std::size_t d, std::size_t k0, float s
   }
 }
 
+// The column blocks of a tile, each broadcast folded or not: what FoldedBroadcastsPay times.
+template <class T, int KT, bool kApplyStep, bool kFolded>
+std::size_t ColumnBlocks(const FastUpdateArgs& a, std::size_t k0, float scale, float* tile_dlogits,
+                         PrefetchCursor& ahead) {
+  constexpr int B = BlockFor(KT);
+  const std::size_t lanes = hn::Lanes(hn::ScalableTag<float>());
+  if constexpr (kFolded) TileDlogits<KT>(a, k0, tile_dlogits);
+  std::size_t d = a.d_begin;
+  for (; d + B * lanes <= a.d_end; d += B * lanes)
+    ColumnBlock<T, KT, B, kApplyStep, kFolded>(a, d, k0, scale, tile_dlogits, ahead);
+  for (; d + lanes <= a.d_end; d += lanes)
+    ColumnBlock<T, KT, 1, kApplyStep, kFolded>(a, d, k0, scale, tile_dlogits, ahead);
+  return d;
+}
+
+// Whether the update's multiply-adds for a tile of KT classes of T values run faster with their
+// broadcasts folded (kCanFoldBroadcasts), timed on this core: 64 resident rows, two column blocks,
+// each form 40 times in a row, the fastest of 5 alternated rounds each (about 0.2 ms in all, once per
+// process and tile shape). The forms differ by a fifth either way (Zen 4, Zen 5), far more than what
+// the fastest of 5 leaves of a noisy host's spells.
+template <class T, int KT>
+bool FoldedBroadcastsMeasuredFaster() {
+  constexpr std::size_t kRows = 64, kCalls = 40, kRounds = 5;
+  const std::size_t lanes = hn::Lanes(hn::ScalableTag<float>());
+  const std::size_t D = 2 * static_cast<std::size_t>(BlockFor(KT)) * lanes;
+  std::vector<T> values(kRows * D);
+  for (std::size_t i = 0; i < values.size(); ++i)
+    values[i] = static_cast<T>(i % 251);
+  std::vector<const std::uint8_t*> rows(kRows);
+  for (std::size_t r = 0; r < kRows; ++r)
+    rows[r] = reinterpret_cast<const std::uint8_t*>(values.data() + r * D);
+  std::vector<float> dlogits(kRows * KT), sums(KT * D), tile(kRows * kMostTileDlogits);
+  for (std::size_t i = 0; i < dlogits.size(); ++i)
+    dlogits[i] = static_cast<float>(i % 13) * 0.01f - 0.06f;
+  const ElementType element = std::is_same_v<T, std::uint8_t> ? ElementType::kU8
+                              : std::is_same_v<T, float>      ? ElementType::kF32
+                                                              : ElementType::kF64;
+  const FastUpdateArgs a{rows.data(), dlogits.data(), kRows,      D,          KT, element, 0,
+                         D,           1.0f,           1.0f / 255, sums.data()};
+  PrefetchCursor never;
+  never.every = never.countdown = std::numeric_limits<std::size_t>::max();
+  const auto fastest = [&](auto folded, std::int64_t& best) {
+    const auto start = std::chrono::steady_clock::now();
+    for (std::size_t call = 0; call < kCalls; ++call)
+      ColumnBlocks<T, KT, /*kApplyStep=*/false, decltype(folded)::value>(a, 0, a.scale, tile.data(), never);
+    const auto took = (std::chrono::steady_clock::now() - start).count();
+    best = std::min<std::int64_t>(best, took);
+  };
+  std::int64_t folded = std::numeric_limits<std::int64_t>::max(), in_registers = folded;
+  for (std::size_t round = 0; round < kRounds; ++round) {
+    fastest(std::true_type{}, folded);
+    fastest(std::false_type{}, in_registers);
+  }
+  return folded < in_registers;
+}
+
+template <class T, int KT>
+bool FoldedBroadcastsPay() {
+  if constexpr (!kCanFoldBroadcasts) {
+    return false;
+  } else {
+    switch (forced_update_broadcasts.load(std::memory_order_relaxed)) {
+      case UpdateBroadcasts::kFolded:
+        return true;
+      case UpdateBroadcasts::kInRegisters:
+        return false;
+      case UpdateBroadcasts::kMeasured:
+        break;
+    }
+    static const bool measured = FoldedBroadcastsMeasuredFaster<T, KT>();
+    return measured;
+  }
+}
+
 // Columns [d_begin, d_end) for the KT classes from k0: blocks of B vectors, then single vectors, then
 // single inputs when D is not a multiple of the vector width. Every (class, input) sum runs over the
 // rows in order, whatever the blocking, so the result does not depend on it.
 template <class T, int KT, bool kApplyStep>
 void ColumnTile(const FastUpdateArgs& a, std::size_t k0, float scale, float* tile_dlogits,
                 PrefetchCursor& ahead) {
-  constexpr int B = BlockFor(KT);
-  const hn::ScalableTag<float> df;
-  const std::size_t lanes = hn::Lanes(df);
   const std::size_t K = a.classes;
-  if constexpr (kFoldedBroadcasts) TileDlogits<KT>(a, k0, tile_dlogits);
-  std::size_t d = a.d_begin;
-  for (; d + B * lanes <= a.d_end; d += B * lanes)
-    ColumnBlock<T, KT, B, kApplyStep>(a, d, k0, scale, tile_dlogits, ahead);
-  for (; d + lanes <= a.d_end; d += lanes)
-    ColumnBlock<T, KT, 1, kApplyStep>(a, d, k0, scale, tile_dlogits, ahead);
+  std::size_t d = 0;
+  if (FoldedBroadcastsPay<T, KT>()) {
+    if constexpr (kCanFoldBroadcasts)
+      d = ColumnBlocks<T, KT, kApplyStep, true>(a, k0, scale, tile_dlogits, ahead);
+  } else {
+    d = ColumnBlocks<T, KT, kApplyStep, false>(a, k0, scale, tile_dlogits, ahead);
+  }
   for (; d < a.d_end; ++d) {
     for (std::size_t k = k0; k < k0 + KT; ++k) {
       const auto sum_of = [&](std::size_t r_begin, std::size_t r_end) {
@@ -893,7 +979,7 @@ void AllTiles(const FastUpdateArgs& a, float scale, PrefetchCursor& ahead) {
   const std::size_t K = a.classes;
   // TileDlogits' copies for one tile at a time, reused from batch to batch.
   thread_local std::vector<float> tile_dlogits;
-  if constexpr (kFoldedBroadcasts) tile_dlogits.resize(a.count * kMostTileDlogits);
+  if constexpr (kCanFoldBroadcasts) tile_dlogits.resize(a.count * kMostTileDlogits);
   float* const tile = tile_dlogits.data();
   std::size_t k0 = 0;
   if (UpdateTileFor(K) == kNarrowTile) {
@@ -1062,6 +1148,11 @@ std::int64_t BinarySoftmax(const FastBinaryArgs& a) {
 std::int64_t CompiledTarget() {
   return HWY_TARGET;
 }
+// 1 folded, 0 in registers, -1 no choice: the recipe's tile (10 classes of bytes).
+std::int64_t RecipeUpdateBroadcasts() {
+  if constexpr (!kCanFoldBroadcasts) return -1;
+  return FoldedBroadcastsPay<std::uint8_t, kTile>() ? 1 : 0;
+}
 
 }  // namespace HWY_NAMESPACE
 }  // namespace softreg
@@ -1076,6 +1167,24 @@ HWY_EXPORT(GradientColumns);
 HWY_EXPORT(StepFromHalves);
 HWY_EXPORT(BinarySoftmax);
 HWY_EXPORT(CompiledTarget);
+HWY_EXPORT(RecipeUpdateBroadcasts);
+
+std::atomic<UpdateBroadcasts> forced_update_broadcasts{UpdateBroadcasts::kMeasured};
+
+void set_update_broadcasts(UpdateBroadcasts how) {
+  forced_update_broadcasts.store(how, std::memory_order_relaxed);
+}
+
+std::string update_broadcasts() {
+  switch (HWY_DYNAMIC_DISPATCH(RecipeUpdateBroadcasts)()) {
+    case 1:
+      return "folded";
+    case 0:
+      return "in registers";
+    default:
+      return "";
+  }
+}
 
 void request_rows(const std::uint8_t* const* rows, std::size_t count, std::size_t row_bytes) {
   for (std::size_t r = 0; r < count; ++r) {
