@@ -206,7 +206,8 @@ std::string summary_json(const RunSummary& s) {
                          {"thread_busy_seconds", m.thread_busy_seconds},
                          {"split_by_classes", m.split_by_classes},
                          {"core_round_trip_seconds", m.core_round_trip_seconds},
-                         {"two_classes_as_one", m.two_classes_as_one}});
+                         {"two_classes_as_one", m.two_classes_as_one},
+                         {"ask_ahead", m.ask_ahead}});
     if (m.has_validation) {
       per_epoch.back()["val_loss"] = m.val_loss;
       per_epoch.back()["val_acc"] = m.val_acc;

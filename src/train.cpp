@@ -299,6 +299,50 @@ bool Trainer::train_epoch_naive(const BatchCallback& on_batch, const StopRequest
   return true;
 }
 
+AskAheadChoice::AskAheadChoice() : block_seconds_(2 * kPairs, 0.0), block_rows_(2 * kPairs, 0.0) {
+  const char* forced = std::getenv("SOFTREG_ASK_AHEAD");
+  if (forced && std::strcmp(forced, "yes") == 0) state_ = State::kAsk;
+  if (forced && std::strcmp(forced, "no") == 0) state_ = State::kDontAsk;
+}
+
+void AskAheadChoice::time_batch(std::size_t batch, std::size_t rows, double seconds) {
+  if (state_ != State::kLearning || batch == 0) return;
+  const std::size_t block = (timed_before_ + batch) / kBlock;
+  if (block >= block_seconds_.size()) return;  // enough: the epoch's end decides
+  block_seconds_[block] += seconds;
+  block_rows_[block] += static_cast<double>(rows);
+}
+
+void AskAheadChoice::end_epoch(std::size_t batches) {
+  if (state_ != State::kLearning) return;
+  timed_before_ += batches;
+  if (timed_before_ < block_seconds_.size() * kBlock) return;
+  // Pairs of adjacent blocks were timed a few milliseconds apart, so a slow spell of the host mostly
+  // falls on both or on one pair; a majority of pairs outvotes it where the sums of all would not.
+  std::size_t pairs = 0;
+  asking_won_ = 0;
+  for (std::size_t pair = 0; pair < kPairs; ++pair) {
+    const std::size_t asking = 2 * pair, not_asking = asking + 1;
+    if (block_rows_[asking] == 0 || block_rows_[not_asking] == 0) continue;  // epochs of one batch
+    ++pairs;
+    if (block_seconds_[asking] / block_rows_[asking] < block_seconds_[not_asking] / block_rows_[not_asking])
+      ++asking_won_;
+  }
+  state_ = pairs == 0 || 2 * asking_won_ > pairs ? State::kAsk : State::kDontAsk;
+}
+
+const char* AskAheadChoice::state_name() const {
+  switch (state_) {
+    case State::kAsk:
+      return "asking";
+    case State::kDontAsk:
+      return "not asking";
+    case State::kLearning:
+      break;
+  }
+  return "learning";
+}
+
 void Trainer::add_thread_tallies(std::span<const ThreadTally> tallies) {
   const double threads = static_cast<double>(tallies.size());
   thread_busy_seconds_.resize(tallies.size());
@@ -359,6 +403,12 @@ bool Trainer::close_batch(std::size_t end, std::size_t count, double lr, const B
   for (std::size_t r = 0; r < count; ++r)
     partial_sums_.loss += losses[r];
   check_batch_loss(partial_sums_.loss - loss_before, count, lr);
+  const auto now = std::chrono::steady_clock::now();
+  if (ask_ahead_now_) {
+    ask_ahead_now_->time_batch(batches_done_, count,
+                               std::chrono::duration<double>(now - batch_closed_).count());
+  }
+  batch_closed_ = now;
   ++batches_done_;
   if (on_batch) on_batch(end, order_.size());
   return end < order_.size() && should_stop && should_stop();
@@ -468,6 +518,7 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
     const ClassSplitBuffers& theirs = class_split_[1 - t];
     const std::size_t k0 = t == 0 ? 0 : split, own = t == 0 ? split : K - split;
     const std::size_t their_k0 = t == 0 ? split : 0, theirs_count = K - own;
+    const AskAheadChoice::Plan plan = ask_ahead_now_->plan();
     float* const W = model_.W.data() + k0 * D;
     float* const b = model_.b.data() + k0;
     const auto gather = [&](std::size_t batch_begin, int parity) {
@@ -537,7 +588,7 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
         copy_few(whole + r * K + k0, own, own_dlogits + r * own);
       const std::size_t next_count = begin + count < n ? gather(begin + count, parity ^ 1) : 0;
       const std::size_t streamed = own * D * sizeof(float) + (count + next_count) * row_bytes;
-      const bool asked = next_count > 0 && streamed <= l2_cache_bytes();
+      const bool asked = next_count > 0 && streamed <= l2_cache_bytes() && plan.asks(first_batch + batch);
       const float sgd_step = static_cast<float>(lr / static_cast<double>(count));
       fast_update_columns({rows, own_dlogits, count, D, own, train_.element, 0, D, sgd_step, train_.scale(),
                            W, asked ? mine.rows[parity ^ 1].data() : nullptr, next_count, row_bytes,
@@ -601,6 +652,7 @@ bool Trainer::train_epoch_two_copies(const BatchCallback& on_batch, const StopRe
   pool_.run(2, [&](std::size_t t) {
     ThreadTally tally;
     TwoCopiesBuffers& mine = two_copies_[t];
+    const AskAheadChoice::Plan plan = ask_ahead_now_->plan();
     float* const W = t == 0 ? model_.W.data() : mine.W.data();  // (K, D): class k's weights at W + k D
     float* const b = t == 0 ? model_.b.data() : mine.b.data();
     // This thread's half of a batch of `count` rows: the first (count + 1) / 2, or the rest.
@@ -637,8 +689,9 @@ bool Trainer::train_epoch_two_copies(const BatchCallback& on_batch, const StopRe
       // Its half's sums, asking memory for its half of the next batch's rows when they fit in L2 beside
       // this batch's half and the sums.
       const std::size_t next_count = begin + count < n ? gather(begin + count, parity ^ 1) : 0;
-      const bool asked =
-          next_count > 0 && (h1 - h0 + next_count) * row_bytes + KS * D * sizeof(float) <= l2_cache_bytes();
+      const bool asked = next_count > 0 &&
+                         (h1 - h0 + next_count) * row_bytes + KS * D * sizeof(float) <= l2_cache_bytes() &&
+                         plan.asks(first_batch + batch);
       fast_gradient_columns({rows, dlogits + h0 * KS, h1 - h0, D, KS, train_.element, 0, D, /*scale=*/1.0f,
                              mine.sums[parity].data(), asked ? mine.rows[parity ^ 1].data() : nullptr,
                              next_count, row_bytes});
@@ -747,6 +800,7 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
 
   pool_.run(threads, [&](std::size_t t) {
     ThreadTally tally;
+    const AskAheadChoice::Plan plan = ask_ahead_now_->plan();
     const auto meet = [&](double& phase) {  // one thread has no one to meet, nor any wait to count
       if (threads == 1) {
         tally.lap(phase);
@@ -824,7 +878,8 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
       // the rows can stay in this core's L2 cache until the next forward pass, beside what the
       // backward pass streams through it (its columns of W and of every row of the batch).
       const std::size_t streamed = (d1 - d0) * (K * sizeof(float) + count * element_size(train_.element));
-      const bool ask_ahead = fused && streamed + next_count * row_bytes <= l2_cache_bytes();
+      const bool ask_ahead =
+          fused && streamed + next_count * row_bytes <= l2_cache_bytes() && plan.asks(begin / B);
       const float sgd_step = static_cast<float>(lr / static_cast<double>(count));
       const std::size_t second_half = (count + 1) / 2;  // the first row of the batch's second half
       bool asked = false;  // whether this pass asked memory for the next batch's rows
@@ -938,11 +993,19 @@ std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
 
   const bool split = uses_fast_path() && split_by_classes_now();
   const bool two_copies = uses_fast_path() && pool_.threads() == 2 && sums_in_two_halves();
+  AskAheadChoice* const ask_ahead = !uses_fast_path() ? nullptr : &ask_ahead_[split ? 2 : two_copies ? 1 : 0];
+  ask_ahead_now_ = ask_ahead;
+  batch_closed_ = std::chrono::steady_clock::now();
   const bool finished = !uses_fast_path() ? train_epoch_naive(on_batch, should_stop)
                         : split           ? train_epoch_split_classes(on_batch, should_stop)
                         : two_copies      ? train_epoch_two_copies(on_batch, should_stop)
                                           : train_epoch_fast(on_batch, should_stop);
+  ask_ahead_now_ = nullptr;
   if (!finished) return std::nullopt;
+  if (ask_ahead) {
+    const std::size_t batch = std::min(config_.batch_size, order_.size());
+    ask_ahead->end_epoch((order_.size() + batch - 1) / batch);
+  }
   EpochMetrics metrics;
   const auto eval_start = std::chrono::steady_clock::now();
   evaluate_held_out(metrics);
@@ -964,6 +1027,7 @@ std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
   metrics.split_by_classes = split;
   metrics.two_classes_as_one = uses_fast_path() && trains_two_classes_as_one();
   metrics.core_round_trip_seconds = round_trip_;
+  if (ask_ahead) metrics.ask_ahead = ask_ahead->state_name();
   thread_busy_seconds_.clear();
   barrier_wait_ = forward_seconds_ = backward_seconds_ = 0;
   return metrics;

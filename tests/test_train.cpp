@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -107,6 +108,99 @@ TEST(Rng, ShuffleIsAPermutationAndRepeatsFromState) {
   b.shuffle(w);
   EXPECT_EQ(v, w);
   EXPECT_THROW(b.set_state("not a state"), Error);
+}
+
+// The learning of AskAheadChoice with made-up batch times: blocks of 16 batches alternate, asking
+// first; after 7 pairs of blocks the way that took less time a row in most pairs is kept.
+namespace {
+// Times every batch of `batches` (the epoch's first left out, as the trainer does) at `asking` or
+// `not_asking` seconds a row, by the plan's answer, then ends the epoch.
+void time_epoch(AskAheadChoice& choice, std::size_t batches, double asking, double not_asking,
+                std::size_t rows = 256) {
+  const AskAheadChoice::Plan plan = choice.plan();
+  for (std::size_t batch = 0; batch < batches; ++batch) {
+    const double seconds = (plan.asks(batch) ? asking : not_asking) * static_cast<double>(rows);
+    choice.time_batch(batch, rows, batch == 0 ? 1.0 : seconds);  // the first: a slow epoch start
+  }
+  choice.end_epoch(batches);
+}
+}  // namespace
+
+TEST(AskAheadChoice, AlternatesBlocksUntilItKnowsThenKeepsTheFaster) {
+  ::unsetenv("SOFTREG_ASK_AHEAD");
+  AskAheadChoice choice;
+  EXPECT_STREQ(choice.state_name(), "learning");
+  const AskAheadChoice::Plan plan = choice.plan();
+  EXPECT_TRUE(plan.asks(0));
+  EXPECT_TRUE(plan.asks(15));
+  EXPECT_FALSE(plan.asks(16));
+  EXPECT_FALSE(plan.asks(31));
+  EXPECT_TRUE(plan.asks(32));
+  // 100 batches: not yet 7 pairs of blocks; the blocks go on across the epoch's end.
+  time_epoch(choice, 100, 2e-6, 1e-6);
+  EXPECT_STREQ(choice.state_name(), "learning");
+  EXPECT_TRUE(choice.plan().asks(0));    // batch 100: block 6
+  EXPECT_FALSE(choice.plan().asks(12));  // batch 112: block 7
+  time_epoch(choice, 234, 2e-6, 1e-6);   // the recipe's epoch
+  EXPECT_STREQ(choice.state_name(), "not asking");
+  EXPECT_EQ(choice.pairs_asking_won(), 0u);
+  for (std::size_t batch : {0, 16, 500})
+    EXPECT_FALSE(choice.plan().asks(batch));
+  time_epoch(choice, 234, 1e-6, 2e-6);  // decided: no more learning
+  EXPECT_STREQ(choice.state_name(), "not asking");
+
+  AskAheadChoice faster_asking;
+  time_epoch(faster_asking, 234, 1e-6, 1.1e-6);
+  EXPECT_STREQ(faster_asking.state_name(), "asking");
+  EXPECT_EQ(faster_asking.pairs_asking_won(), 7u);
+  EXPECT_TRUE(faster_asking.plan().asks(16));
+}
+
+TEST(AskAheadChoice, ASlowSpellInOnePairIsOutvoted) {
+  ::unsetenv("SOFTREG_ASK_AHEAD");
+  AskAheadChoice choice;
+  const AskAheadChoice::Plan plan = choice.plan();
+  for (std::size_t batch = 1; batch < 234; ++batch) {
+    // Asking is 10 % faster, but the host stalled the first block 5x: the sums would not ask.
+    const double per_row = (plan.asks(batch) ? 1.0e-6 : 1.1e-6) * (batch < 16 ? 5.0 : 1.0);
+    choice.time_batch(batch, 256, per_row * 256);
+  }
+  choice.end_epoch(234);
+  EXPECT_STREQ(choice.state_name(), "asking");
+  EXPECT_EQ(choice.pairs_asking_won(), 6u);
+}
+
+TEST(AskAheadChoice, TimesRowsNotBatchesAndEpochsOfOneBatchKeepAsking) {
+  ::unsetenv("SOFTREG_ASK_AHEAD");
+  // A short batch (an epoch's last) in each asking block: a block's mean batch took less time asking
+  // (253 against 256 us), but a row took 5 % more.
+  AskAheadChoice choice;
+  const AskAheadChoice::Plan plan = choice.plan();
+  for (std::size_t batch = 1; batch < 234; ++batch) {
+    const std::size_t rows = batch % 32 == 4 ? 16 : 256;
+    choice.time_batch(batch, rows, (plan.asks(batch) ? 1.05e-6 : 1.0e-6) * static_cast<double>(rows));
+  }
+  choice.end_epoch(234);
+  EXPECT_STREQ(choice.state_name(), "not asking");
+  // Every epoch one batch, whose time holds the epoch's start: nothing to compare, so it keeps asking.
+  AskAheadChoice one_batch;
+  for (int epoch = 0; epoch < 300; ++epoch)
+    time_epoch(one_batch, 1, 1.0, 2.0);
+  EXPECT_STREQ(one_batch.state_name(), "asking");
+}
+
+TEST(AskAheadChoice, TheEnvironmentForcesAWay) {
+  ::setenv("SOFTREG_ASK_AHEAD", "no", 1);
+  const AskAheadChoice never;
+  ::setenv("SOFTREG_ASK_AHEAD", "yes", 1);
+  const AskAheadChoice always;
+  ::unsetenv("SOFTREG_ASK_AHEAD");
+  EXPECT_STREQ(never.state_name(), "not asking");
+  EXPECT_STREQ(always.state_name(), "asking");
+  for (std::size_t batch : {0, 16, 17}) {
+    EXPECT_FALSE(never.plan().asks(batch));
+    EXPECT_TRUE(always.plan().asks(batch));
+  }
 }
 
 TEST(Model, InitializationFollowsTheSeed) {

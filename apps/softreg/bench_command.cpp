@@ -274,6 +274,7 @@ int run_bench(const BenchOptions& options, double startup_seconds,
     j["compute"] = config.compute;
     j["simd_target"] = target;
     if (!broadcasts.empty()) j["update_broadcasts"] = broadcasts;
+    if (!epochs.back().ask_ahead.empty()) j["ask_ahead"] = epochs.back().ask_ahead;
     j["classes"] = data.train.num_classes;
     j["two_classes_as_one"] = as_one;
     j["features"] = data.train.features();
@@ -360,6 +361,12 @@ int run_bench(const BenchOptions& options, double startup_seconds,
     fmt::print(
         "  forward, backward  {:8.4f} s, {:.4f} s per epoch (each thread's mean; the rest is waiting)\n",
         forward_per_epoch, backward_per_epoch);
+    if (!epochs.back().ask_ahead.empty()) {
+      fmt::print(
+          "  next batch's rows  {}   (asked for during the backward pass or not: learned from this run's "
+          "batches)\n",
+          epochs.back().ask_ahead);
+    }
     if (!broadcasts.empty()) {
       fmt::print(
           "  update broadcasts  {}   (how each row's dlogit meets the multiply-adds: the faster, timed "

@@ -121,6 +121,9 @@ struct EpochMetrics {
   /// The results are the same bit for bit either way.
   bool split_by_classes = false;
   double core_round_trip_seconds = 0;
+  /// Whether the backward passes ask for the next batch's rows (AskAheadChoice), after this epoch:
+  /// "learning", "asking" or "not asking"; empty on the naive path.
+  std::string ask_ahead;
   /// The fast path trained two classes as one margin (plain SGD, a small model): one dot product a row
   /// and one gradient sum an input, half the multiply-adds of the two-class softmax (kernels.hpp,
   /// fast_binary_softmax).
@@ -140,6 +143,49 @@ struct TrainerState {
   double partial_loss = 0;  // summed loss of the batches done in the unfinished epoch
   std::int64_t partial_correct = 0;
   OptimizerState optimizer;  // momentum buffers, moments (none for plain SGD)
+};
+
+/// Whether the fast path's backward pass asks memory for the next batch's shuffled rows while it
+/// computes (the next forward pass then need not ask at its start). Asking, the forward pass waits
+/// less for memory and the backward pass more, and which wins depends on the machine: the recipe's
+/// epoch on one thread 1.5 ms faster asking on a Zen 4 guest, about 5 ms slower on a Zen 5 one whose
+/// memory read 20 GB/s (BENCHMARKS.md). So a run learns it from its own batches: until it has decided,
+/// blocks of kBlock batches alternate between asking (even blocks) and not, thread 0 times each batch
+/// (time_batch), and once kPairs pairs of blocks are timed, the way that took less time a row in most
+/// pairs is kept for the rest of the run. It decides between epochs (end_epoch), so that every thread
+/// reads the same answer for a batch. Asking only reads: the weights are the same bit for bit.
+/// SOFTREG_ASK_AHEAD=yes|no forces a way (benchmarks).
+class AskAheadChoice {
+ public:
+  static constexpr std::size_t kBlock = 16, kPairs = 7;
+  AskAheadChoice();
+  /// The current epoch's answers, copied by each thread at its start (the choice changes only between
+  /// epochs, and thread 0 writes its timings beside it every batch).
+  struct Plan {
+    int state;                 // 0 learning, 1 asking, 2 not asking
+    std::size_t timed_before;  // the learning's batches in earlier epochs
+    /// Whether batch `batch` of the epoch (counted from its start) asks for the next one's rows.
+    bool asks(std::size_t batch) const {
+      return state == 0 ? (timed_before + batch) / kBlock % 2 == 0 : state == 1;
+    }
+  };
+  Plan plan() const { return {static_cast<int>(state_), timed_before_}; }
+  /// Thread 0: batch `batch` of `rows` rows took `seconds`. An epoch's first batch is left out (its
+  /// time holds the epoch's start: caches that the evaluation and the shuffle emptied).
+  void time_batch(std::size_t batch, std::size_t rows, double seconds);
+  /// Between epochs: the epoch that ended had `batches` batches. Decides once kPairs pairs are timed.
+  void end_epoch(std::size_t batches);
+  /// "learning", "asking" or "not asking".
+  const char* state_name() const;
+  /// Of the pairs of blocks timed (asking, not asking), how many asking took less time a row in.
+  std::size_t pairs_asking_won() const { return asking_won_; }
+
+ private:
+  enum class State { kLearning, kAsk, kDontAsk };
+  State state_ = State::kLearning;
+  std::size_t timed_before_ = 0;                    // batches of earlier epochs in the learning
+  std::vector<double> block_seconds_, block_rows_;  // by block
+  std::size_t asking_won_ = 0;
 };
 
 class Trainer {
@@ -297,7 +343,13 @@ class Trainer {
   alignas(64) std::size_t batches_done_ = 0;
   BatchSums partial_sums_;
   std::size_t runaway_batches_ = 0;
-  alignas(64) double barrier_wait_ = 0;  // in the current epoch so far
+  // Whether to ask ahead, learned for each way of splitting an epoch: by rows (train_epoch_fast), two
+  // copies, by classes. ask_ahead_now_ is the current epoch's, whose batches close_batch times; the
+  // threads read its plan() once an epoch.
+  std::array<AskAheadChoice, 3> ask_ahead_;
+  AskAheadChoice* ask_ahead_now_ = nullptr;
+  std::chrono::steady_clock::time_point batch_closed_;  // when thread 0 closed the last batch
+  alignas(64) double barrier_wait_ = 0;                 // in the current epoch so far
   double forward_seconds_ = 0, backward_seconds_ = 0;
   std::vector<double> thread_busy_seconds_;  // EpochMetrics::thread_busy_seconds, so far
   double round_trip_ = 0;                    // EpochMetrics::core_round_trip_seconds
