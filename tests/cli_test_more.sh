@@ -36,6 +36,18 @@ for key in core_round_trip_seconds core_round_trip_seconds_before; do
   grep -Eq "\"$key\": [0-9.]*[1-9]" bench.json && ok || fail "bench --json: no $key: $(grep round_trip bench.json)"
 done
 expect 2 'softreg: error: --simd NOPE: not available here' -- bench --simd NOPE
+# The next batch's rows (learned per run, or forced) and, on AVX-512, the update's broadcasts (timed once
+# per process, or forced): bench names the way it trained.
+grep -Eq '"ask_ahead": "(learning|asking|not asking)"' bench.json && ok || fail "bench --json: $(grep ask_ahead bench.json)"
+SOFTREG_ASK_AHEAD=no SOFTREG_UPDATE_BROADCASTS=folded "$softreg" bench --epochs 1 --rows 300 --probe-seconds 0.05 \
+  --json >bench_forced.json 2>err.txt && ok || fail "bench forced: $(cat err.txt)"
+grep -q '"ask_ahead": "not asking"' bench_forced.json && ok || fail "SOFTREG_ASK_AHEAD=no: $(grep ask_ahead bench_forced.json)"
+if grep -q '"simd_target": "AVX3' bench.json; then
+  grep -Eq '"update_broadcasts": "(folded|in registers)"' bench.json && ok || fail "bench --json: $(grep broadcasts bench.json)"
+  grep -q '"update_broadcasts": "folded"' bench_forced.json && ok || fail "SOFTREG_UPDATE_BROADCASTS=folded: $(grep broadcasts bench_forced.json)"
+else
+  grep -q '"update_broadcasts"' bench.json && fail "update_broadcasts below AVX-512" || ok
+fi
 
 # cairo and libcurl are opened only when used (SOFTREG_LIBCAIRO, SOFTREG_LIBCURL name other builds):
 # without them, a run that would draw stops before it trains, one that does not draw trains, and a

@@ -27,6 +27,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <type_traits>
@@ -1169,7 +1170,18 @@ HWY_EXPORT(BinarySoftmax);
 HWY_EXPORT(CompiledTarget);
 HWY_EXPORT(RecipeUpdateBroadcasts);
 
-std::atomic<UpdateBroadcasts> forced_update_broadcasts{UpdateBroadcasts::kMeasured};
+namespace {
+// SOFTREG_UPDATE_BROADCASTS=folded|registers forces a form for the whole process, as
+// set_update_broadcasts does (benchmarks; the sanitizer build, where the probe times instrumented loads).
+UpdateBroadcasts update_broadcasts_from_environment() {
+  const char* forced = std::getenv("SOFTREG_UPDATE_BROADCASTS");
+  if (forced && std::strcmp(forced, "folded") == 0) return UpdateBroadcasts::kFolded;
+  if (forced && std::strcmp(forced, "registers") == 0) return UpdateBroadcasts::kInRegisters;
+  return UpdateBroadcasts::kMeasured;
+}
+}  // namespace
+
+std::atomic<UpdateBroadcasts> forced_update_broadcasts{update_broadcasts_from_environment()};
 
 void set_update_broadcasts(UpdateBroadcasts how) {
   forced_update_broadcasts.store(how, std::memory_order_relaxed);
