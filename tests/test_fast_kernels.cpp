@@ -777,6 +777,16 @@ TEST(FastTrainer, TwoClassesOnTwoThreadsStopAndDivergeWhereOneThreadDoes) {
   EXPECT_EQ(diverged(2), message);
 }
 
+// The model and each epoch's metrics after two epochs of `config`.
+std::pair<SoftmaxModel, std::vector<EpochMetrics>> two_epochs(const TrainConfig& config, const Dataset& train,
+                                                              const Dataset& test) {
+  Trainer trainer(config, train, test);
+  std::vector<EpochMetrics> epochs;
+  for (int epoch = 0; epoch < 2; ++epoch)
+    epochs.push_back(trainer.run_epoch().value());
+  return {trainer.model(), epochs};
+}
+
 // An environment variable set (or unset, for nullptr) for the life of one object.
 class ForcedEnv {
  public:
@@ -832,11 +842,7 @@ TEST(FastTrainer, SplittingByClassesGivesTheBitsOfOneThread) {
       config.batch_size = batch;
       config.seed = 5;
       config.threads = threads;
-      Trainer trainer(config, train, test);
-      std::vector<EpochMetrics> epochs;
-      for (int epoch = 0; epoch < 2; ++epoch)
-        epochs.push_back(trainer.run_epoch().value());
-      return std::pair(trainer.model(), epochs);
+      return two_epochs(config, train, test);
     };
     const auto [one_model, one] = run(1, nullptr);
     for (const char* split : {"classes", "rows", static_cast<const char*>(nullptr)}) {
@@ -891,11 +897,7 @@ TEST(FastTrainer, AskingAheadOrNotGivesTheSameBits) {
       config.batch_size = 64;
       config.seed = 9;
       config.threads = threads;
-      Trainer trainer(config, train, test);
-      std::vector<EpochMetrics> epochs;
-      for (int epoch = 0; epoch < 2; ++epoch)
-        epochs.push_back(trainer.run_epoch().value());
-      return std::pair(trainer.model(), epochs);
+      return two_epochs(config, train, test);
     };
     const auto [reference, reference_epochs] = run(1, "no");
     for (int threads : {1, 2}) {
