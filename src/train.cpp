@@ -299,7 +299,7 @@ bool Trainer::train_epoch_naive(const BatchCallback& on_batch, const StopRequest
   return true;
 }
 
-AskAheadChoice::AskAheadChoice() : block_seconds_(2 * kPairs, 0.0), block_rows_(2 * kPairs, 0.0) {
+AskAheadChoice::AskAheadChoice() {
   const char* forced = std::getenv("SOFTREG_ASK_AHEAD");
   if (forced && std::strcmp(forced, "yes") == 0) state_ = State::kAsk;
   if (forced && std::strcmp(forced, "no") == 0) state_ = State::kDontAsk;
@@ -403,12 +403,12 @@ bool Trainer::close_batch(std::size_t end, std::size_t count, double lr, const B
   for (std::size_t r = 0; r < count; ++r)
     partial_sums_.loss += losses[r];
   check_batch_loss(partial_sums_.loss - loss_before, count, lr);
-  const auto now = std::chrono::steady_clock::now();
-  if (ask_ahead_now_) {
+  if (ask_ahead_now_ && ask_ahead_now_->learning()) {
+    const auto now = std::chrono::steady_clock::now();
     ask_ahead_now_->time_batch(batches_done_, count,
                                std::chrono::duration<double>(now - batch_closed_).count());
+    batch_closed_ = now;
   }
-  batch_closed_ = now;
   ++batches_done_;
   if (on_batch) on_batch(end, order_.size());
   return end < order_.size() && should_stop && should_stop();
@@ -1002,10 +1002,7 @@ std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
                                           : train_epoch_fast(on_batch, should_stop);
   ask_ahead_now_ = nullptr;
   if (!finished) return std::nullopt;
-  if (ask_ahead) {
-    const std::size_t batch = std::min(config_.batch_size, order_.size());
-    ask_ahead->end_epoch((order_.size() + batch - 1) / batch);
-  }
+  if (ask_ahead) ask_ahead->end_epoch(batches_per_epoch());
   EpochMetrics metrics;
   const auto eval_start = std::chrono::steady_clock::now();
   evaluate_held_out(metrics);

@@ -158,18 +158,25 @@ struct TrainerState {
 class AskAheadChoice {
  public:
   static constexpr std::size_t kBlock = 16, kPairs = 7;
+
+ private:
+  enum class State { kLearning, kAsk, kDontAsk };
+
+ public:
   AskAheadChoice();
   /// The current epoch's answers, copied by each thread at its start (the choice changes only between
   /// epochs, and thread 0 writes its timings beside it every batch).
   struct Plan {
-    int state;                 // 0 learning, 1 asking, 2 not asking
+    State state;
     std::size_t timed_before;  // the learning's batches in earlier epochs
     /// Whether batch `batch` of the epoch (counted from its start) asks for the next one's rows.
     bool asks(std::size_t batch) const {
-      return state == 0 ? (timed_before + batch) / kBlock % 2 == 0 : state == 1;
+      return state == State::kLearning ? (timed_before + batch) / kBlock % 2 == 0 : state == State::kAsk;
     }
   };
-  Plan plan() const { return {static_cast<int>(state_), timed_before_}; }
+  Plan plan() const { return {state_, timed_before_}; }
+  /// Whether it is still timing batches (time_batch does nothing once it has decided).
+  bool learning() const { return state_ == State::kLearning; }
   /// Thread 0: batch `batch` of `rows` rows took `seconds`. An epoch's first batch is left out (its
   /// time holds the epoch's start: caches that the evaluation and the shuffle emptied).
   void time_batch(std::size_t batch, std::size_t rows, double seconds);
@@ -181,10 +188,9 @@ class AskAheadChoice {
   std::size_t pairs_asking_won() const { return asking_won_; }
 
  private:
-  enum class State { kLearning, kAsk, kDontAsk };
   State state_ = State::kLearning;
-  std::size_t timed_before_ = 0;                    // batches of earlier epochs in the learning
-  std::vector<double> block_seconds_, block_rows_;  // by block
+  std::size_t timed_before_ = 0;  // batches of earlier epochs in the learning
+  std::array<double, 2 * kPairs> block_seconds_{}, block_rows_{};  // by block
   std::size_t asking_won_ = 0;
 };
 

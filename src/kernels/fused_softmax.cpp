@@ -938,10 +938,11 @@ template <class T, int KT, bool kApplyStep>
 void ColumnTile(const FastUpdateArgs& a, std::size_t k0, float scale, float* tile_dlogits,
                 PrefetchCursor& ahead) {
   const std::size_t K = a.classes;
-  std::size_t d = 0;
-  if (FoldedBroadcastsPay<T, KT>()) {
-    if constexpr (kCanFoldBroadcasts)
-      d = ColumnBlocks<T, KT, kApplyStep, true>(a, k0, scale, tile_dlogits, ahead);
+  std::size_t d = 0;  // the first input the column blocks leave
+  if constexpr (kCanFoldBroadcasts) {
+    d = FoldedBroadcastsPay<T, KT>()
+            ? ColumnBlocks<T, KT, kApplyStep, true>(a, k0, scale, tile_dlogits, ahead)
+            : ColumnBlocks<T, KT, kApplyStep, false>(a, k0, scale, tile_dlogits, ahead);
   } else {
     d = ColumnBlocks<T, KT, kApplyStep, false>(a, k0, scale, tile_dlogits, ahead);
   }
