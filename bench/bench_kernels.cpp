@@ -226,8 +226,46 @@ BENCHMARK(BM_ForwardPass)
     ->Args({2, 0, 784})
     ->Args({16, 1, 512})
     ->Args({100, 1, 512})
-    ->Args({10, 0, 16})  // the per-row work alone: lane sums and softmax
+    ->Args({500, 1, 1024})  // a thread's half of a 1,000-class linear probe, split by classes
+    ->Args({10, 0, 16})     // the per-row work alone: lane sums and softmax
     ->Repetitions(15)
+    ->ComputeStatistics("min",
+                        [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); })
+    ->ReportAggregatesOnly(true);
+
+// The update's sums (fast_gradient_columns) on BM_ForwardPass's 256 cache-resident rows of any shape,
+// the inputs taken in chunks of about chunk_kb KB of the batch's values (set_update_chunk_bytes; 0: the
+// default). Floor: 2 * 256 * D * K flops at BM_ProbeFma's rate.
+void BM_UpdatePass(benchmark::State& state) {
+  const auto K = static_cast<std::size_t>(state.range(0)), D = static_cast<std::size_t>(state.range(2));
+  const ElementType element = state.range(1) == 0 ? ElementType::kU8 : ElementType::kF32;
+  constexpr std::size_t kRows = 256;
+  const Dataset data = synthetic_dataset(kRows, D, static_cast<int>(K), element, /*seed=*/7);
+  std::vector<const std::uint8_t*> rows(kRows);
+  for (std::size_t r = 0; r < kRows; ++r)
+    rows[r] = data.image(r);
+  std::vector<float> dlogits(kRows * K), sums(K * D);
+  for (std::size_t i = 0; i < dlogits.size(); ++i)
+    dlogits[i] = static_cast<float>(i % 13) * 0.01f - 0.06f;
+  set_update_chunk_bytes(static_cast<std::size_t>(state.range(3)) << 10);
+  for (auto _ : state) {
+    fast_gradient_columns(
+        {rows.data(), dlogits.data(), kRows, D, K, element, 0, D, data.scale(), sums.data()});
+    benchmark::DoNotOptimize(sums.data());
+  }
+  set_update_chunk_bytes(0);
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      static_cast<double>(state.iterations() * kRows * 2 * D * K) / 1e9, benchmark::Counter::kIsRate);
+  state.SetLabel(shape_label(K, D, element));
+}
+BENCHMARK(BM_UpdatePass)
+    ->ArgNames({"K", "f32", "D", "chunk_kb"})
+    ->Args({10, 0, 784, 0})
+    ->Args({100, 1, 512, 0})
+    // a thread's half of a 1,000-class linear probe split by classes, one chunk (the whole batch) or the
+    // default
+    ->ArgsProduct({{500}, {1}, {1024}, {1 << 20, 0}})
+    ->Repetitions(9)
     ->ComputeStatistics("min",
                         [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); })
     ->ReportAggregatesOnly(true);

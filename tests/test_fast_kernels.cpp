@@ -277,6 +277,52 @@ TEST(FastKernels, TheUpdatesBroadcastsFoldedOrInRegistersGiveTheSameBits) {
   restrict_simd_targets("");
 }
 
+TEST(FastKernels, TheUpdateGivesTheSameBitsInAnyChunksOfInputs) {
+  // With more than one tile of classes the update takes its inputs in chunks (set_update_chunk_bytes)
+  // and passes every tile over a chunk before the next. Each (class, input) sum still runs over the
+  // rows in order, so W and dW must come out the same bit for bit with one chunk, chunks of 64 inputs
+  // (the least), chunks of 128 with a short last one and the default; for one tile too (no chunks),
+  // the vector tails (D = 121, 841) and the sums in two halves, on every target.
+  for (const std::string& target : simd_targets_available()) {
+    restrict_simd_targets(target);
+    for (int K : {3, 10, 11, 17, 100}) {
+      for (ElementType element : {ElementType::kU8, ElementType::kF32}) {
+        for (std::size_t side : {11, 29}) {
+          const Batch batch(side, /*n=*/41, /*init_std=*/0.05, /*seed=*/static_cast<std::uint32_t>(K + 3), K,
+                            element);
+          const std::size_t n = batch.rows.size(), D = side * side, k = static_cast<std::size_t>(K);
+          const std::size_t value_bytes = element == ElementType::kU8 ? 1 : 4;
+          std::vector<float> loss(n), dlogits(n * k);
+          fast_forward_rows({batch.pixels.data(), batch.labels.data(), n, D, k, element, batch.model.W.data(),
+                             batch.model.b.data(), batch.data.scale(), loss.data(), nullptr, dlogits.data()});
+          const auto updated = [&](std::size_t chunk_inputs, std::size_t second_half) {
+            set_update_chunk_bytes(chunk_inputs * n * value_bytes);
+            std::vector<float> W(batch.model.W.data(), batch.model.W.data() + k * D), dW(k * D);
+            FastUpdateArgs update{batch.pixels.data(), dlogits.data(),     n,       D, k, element, 0, D,
+                                  0.1f / 41,           batch.data.scale(), W.data()};
+            update.second_half = second_half;
+            fast_update_columns(update);
+            fast_gradient_columns(
+                {batch.pixels.data(), dlogits.data(), n, D, k, element, 0, D, batch.data.scale(), dW.data()});
+            set_update_chunk_bytes(0);
+            W.insert(W.end(), dW.begin(), dW.end());
+            return W;
+          };
+          const std::string where = fmt::format("{} K={} D={} {}", target, K, D, element_name(element));
+          for (std::size_t second_half : {std::size_t{0}, std::size_t{21}}) {
+            const std::vector<float> whole = updated(/*chunk_inputs=*/1 << 20, second_half);
+            EXPECT_EQ(whole, updated(64, second_half)) << where;
+            EXPECT_EQ(whole, updated(128, second_half)) << where;
+            EXPECT_EQ(whole, updated(0, second_half)) << where;  // 0: the default
+            EXPECT_NE(whole, std::vector<float>(whole.size(), 0.0f)) << where;
+          }
+        }
+      }
+    }
+  }
+  restrict_simd_targets("");
+}
+
 TEST(FastKernels, ARowGivesTheSameBitsAloneAsInABatch) {
   // Rows are blocked (2 to 4 at a time, by class count), with 512-bit (256-bit) vectors the lane sums
   // of a block's accumulators come out of one shared tree, and the softmax of 16 (8) rows at a time

@@ -125,6 +125,16 @@ void set_update_broadcasts(UpdateBroadcasts how);
 /// the instruction set has no choice (below AVX-512).
 std::string update_broadcasts();
 
+/// The update (fast_update_columns, fast_gradient_columns) takes its inputs in chunks that keep about
+/// this many bytes of the batch's values, and passes every tile of classes over one chunk before the
+/// next: a chunk stays in L2 while the tiles read it again, where a whole batch of wide rows (256 rows of
+/// 1,024 floats: a megabyte) would come from L3 for every tile. Any chunking gives the same bits: each
+/// (class, input) sum runs over the rows in order. 0 restores the default; tests force small chunks.
+/// One tile of classes reads the rows once and takes no chunks.
+constexpr std::size_t kDefaultUpdateChunkBytes = std::size_t{128} << 10;
+void set_update_chunk_bytes(std::size_t bytes);
+std::size_t update_chunk_bytes();
+
 /// Arguments of fast_gradient_columns.
 struct FastGradientArgs {
   const std::uint8_t* const* rows;  // the batch's rows

@@ -975,6 +975,13 @@ void ColumnPartialTile(const FastUpdateArgs& a, std::size_t k0, std::size_t widt
   }
 }
 
+// The inputs of one chunk of the update (AllTiles): as many as keep `bytes` of the batch's values, in
+// whole blocks of any tile width (64 floats: 4 vectors of 16, 8 of 8, 16 of 4).
+HWY_INLINE std::size_t UpdateChunkInputs(std::size_t count, std::size_t value_bytes, std::size_t bytes) {
+  constexpr std::size_t kWhole = 64;
+  return std::max(kWhole, bytes / std::max<std::size_t>(1, count * value_bytes) / kWhole * kWhole);
+}
+
 // All tiles of classes, asking for the rows in `ahead` on the way.
 template <class T, bool kApplyStep>
 void AllTiles(const FastUpdateArgs& a, float scale, PrefetchCursor& ahead) {
@@ -983,15 +990,26 @@ void AllTiles(const FastUpdateArgs& a, float scale, PrefetchCursor& ahead) {
   thread_local std::vector<float> tile_dlogits;
   if constexpr (kCanFoldBroadcasts) tile_dlogits.resize(a.count * kMostTileDlogits);
   float* const tile = tile_dlogits.data();
-  std::size_t k0 = 0;
-  if (UpdateTileFor(K) == kNarrowTile) {
-    for (; k0 + kNarrowTile <= K; k0 += kNarrowTile)
-      ColumnTile<T, kNarrowTile, kApplyStep>(a, k0, scale, tile, ahead);
-  } else {
-    for (; k0 + kTile <= K; k0 += kTile)
-      ColumnTile<T, kTile, kApplyStep>(a, k0, scale, tile, ahead);
+  // Chunks of inputs (set_update_chunk_bytes) that stay in L2 while every tile of classes reads them:
+  // BM_UpdatePass, 500 classes of 1,024 floats, 1.30-1.46 ms against 1.63-1.75 for the whole batch
+  // (Zen 5). One tile of classes reads the rows once: no chunks then.
+  const std::size_t chunk = K <= static_cast<std::size_t>(UpdateTileFor(K))
+                                ? a.d_end - a.d_begin
+                                : UpdateChunkInputs(a.count, sizeof(T), update_chunk_bytes());
+  for (std::size_t d = a.d_begin; d < a.d_end; d += chunk) {
+    FastUpdateArgs part = a;
+    part.d_begin = d;
+    part.d_end = std::min(a.d_end, d + chunk);
+    std::size_t k0 = 0;
+    if (UpdateTileFor(K) == kNarrowTile) {
+      for (; k0 + kNarrowTile <= K; k0 += kNarrowTile)
+        ColumnTile<T, kNarrowTile, kApplyStep>(part, k0, scale, tile, ahead);
+    } else {
+      for (; k0 + kTile <= K; k0 += kTile)
+        ColumnTile<T, kTile, kApplyStep>(part, k0, scale, tile, ahead);
+    }
+    if (k0 < K) ColumnPartialTile<T, kApplyStep>(part, k0, K - k0, scale, tile, ahead);
   }
-  if (k0 < K) ColumnPartialTile<T, kApplyStep>(a, k0, K - k0, scale, tile, ahead);
 }
 
 template <class T, bool kApplyStep>
@@ -1183,6 +1201,18 @@ UpdateBroadcasts update_broadcasts_from_environment() {
 }  // namespace
 
 std::atomic<UpdateBroadcasts> forced_update_broadcasts{update_broadcasts_from_environment()};
+
+namespace {
+std::atomic<std::size_t> chunk_bytes{kDefaultUpdateChunkBytes};
+}  // namespace
+
+void set_update_chunk_bytes(std::size_t bytes) {
+  chunk_bytes.store(bytes == 0 ? kDefaultUpdateChunkBytes : bytes, std::memory_order_relaxed);
+}
+
+std::size_t update_chunk_bytes() {
+  return chunk_bytes.load(std::memory_order_relaxed);
+}
 
 void set_update_broadcasts(UpdateBroadcasts how) {
   forced_update_broadcasts.store(how, std::memory_order_relaxed);
