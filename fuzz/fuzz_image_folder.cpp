@@ -1,21 +1,21 @@
 // Image folders: the input is a little archive of files (class, split, name and bytes for each) laid
 // out as root/train/<class>/<name>, root/test/<class>/<name> and root/val/<class>/<name>, then scanned,
 // decoded and resized as `softreg train --data root` does (without the decoded cache).
-#include <unistd.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
+#include "scratch_path.hpp"
 #include "softreg/error.hpp"
 #include "softreg/sources.hpp"
 
 namespace fs = std::filesystem;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  static const fs::path root = fs::path("/tmp") / ("softreg-fuzz-folder-" + std::to_string(getpid()));
+  static const ScratchPath scratch("softreg-fuzz-folder-");
+  const fs::path& root = scratch.path();
   std::error_code ec;
   fs::remove_all(root, ec);
   // Records: [class 0-3 | test bit 0x80 | skip-bad bit 0x40 | val bit 0x20] [length: 2 bytes] [bytes],

@@ -1,17 +1,17 @@
 // .npz archives (zip, through libzip): entries, their sizes, and the .npy arrays inside. libzip reads a
 // file, so each input is written to one first.
-#include <unistd.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <string>
 
+#include "scratch_path.hpp"
 #include "softreg/error.hpp"
 #include "softreg/sources.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  static const std::string path = "/tmp/softreg-fuzz-npz-" + std::to_string(getpid()) + ".npz";
+  static const ScratchPath scratch("softreg-fuzz-npz-", ".npz");
+  static const std::string path = scratch.path().string();
   std::FILE* f = std::fopen(path.c_str(), "wb");
   if (!f) return 0;
   std::fwrite(data, 1, size, f);

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <string_view>
 
+#include "scratch_path.hpp"
 #include "softreg/serve.hpp"
 
 namespace {
@@ -19,8 +20,9 @@ namespace fs = std::filesystem;
 // A runs folder with the traps a request could aim at: a symlink out of the root, a symlink to a file
 // outside, a hidden lock file, a subfolder, and a run alias (latest) that is allowed.
 const fs::path& runs_root() {
+  static const ScratchPath scratch("softreg-fuzz-serve-");
   static const fs::path root = [] {
-    const fs::path base = fs::temp_directory_path() / ("softreg-fuzz-serve-" + std::to_string(::getpid()));
+    const fs::path& base = scratch.path();
     fs::create_directories(base / "runs" / "run" / "sub");
     fs::create_directories(base / "outside");
     std::ofstream(base / "outside" / "secret.txt") << "secret";
