@@ -48,6 +48,30 @@ struct Batch {
       labels.push_back(data.labels[r]);
     }
   }
+  // The dlogits of the fast forward pass.
+  std::vector<float> dlogits() const {
+    const std::size_t n = rows.size(), D = data.features(), k = static_cast<std::size_t>(K);
+    std::vector<float> loss(n), out(n * k);
+    fast_forward_rows({pixels.data(), labels.data(), n, D, k, data.element, model.W.data(), model.b.data(),
+                       data.scale(), loss.data(), nullptr, out.data()});
+    return out;
+  }
+  // W after fast_update_columns (a step of 0.1 / n, the sums in two halves from second_half when it is
+  // not 0), then dW from fast_gradient_columns: what every form of the update must give bit for bit.
+  std::vector<float> stepped_weights_then_sums(const std::vector<float>& dlogits,
+                                               std::size_t second_half) const {
+    const std::size_t n = rows.size(), D = data.features(), k = static_cast<std::size_t>(K);
+    std::vector<float> W(model.W.data(), model.W.data() + k * D), dW(k * D);
+    FastUpdateArgs update{
+        pixels.data(), dlogits.data(), n, D, k, data.element, 0, D, 0.1f / static_cast<float>(n),
+        data.scale(),  W.data()};
+    update.second_half = second_half;
+    fast_update_columns(update);
+    fast_gradient_columns(
+        {pixels.data(), dlogits.data(), n, D, k, data.element, 0, D, data.scale(), dW.data()});
+    W.insert(W.end(), dW.begin(), dW.end());
+    return W;
+  }
   LossAndGrad<double> reference() const {
     RowMatrix<double> X(static_cast<Eigen::Index>(rows.size()), static_cast<Eigen::Index>(data.features()));
     for (std::size_t i = 0; i < rows.size(); ++i)
@@ -236,21 +260,11 @@ TEST(FastKernels, TheUpdatesBroadcastsFoldedOrInRegistersGiveTheSameBits) {
         for (std::size_t side : {11, 28}) {  // D = 121 (tails) or 784
           const Batch batch(side, /*n=*/41, /*init_std=*/0.05, /*seed=*/static_cast<std::uint32_t>(K + 7), K,
                             element);
-          const std::size_t n = batch.rows.size(), D = side * side, k = static_cast<std::size_t>(K);
-          std::vector<float> loss(n), dlogits(n * k);
-          fast_forward_rows({batch.pixels.data(), batch.labels.data(), n, D, k, element, batch.model.W.data(),
-                             batch.model.b.data(), batch.data.scale(), loss.data(), nullptr, dlogits.data()});
+          const std::size_t D = side * side;
+          const std::vector<float> dlogits = batch.dlogits();
           const auto updated = [&](UpdateBroadcasts how, std::size_t second_half) {
             set_update_broadcasts(how);
-            std::vector<float> W(batch.model.W.data(), batch.model.W.data() + k * D), dW(k * D);
-            FastUpdateArgs update{batch.pixels.data(), dlogits.data(),     n,       D, k, element, 0, D,
-                                  0.1f / 41,           batch.data.scale(), W.data()};
-            update.second_half = second_half;
-            fast_update_columns(update);
-            fast_gradient_columns(
-                {batch.pixels.data(), dlogits.data(), n, D, k, element, 0, D, batch.data.scale(), dW.data()});
-            W.insert(W.end(), dW.begin(), dW.end());
-            return W;
+            return batch.stepped_weights_then_sums(dlogits, second_half);
           };
           const std::string where = fmt::format("{} K={} D={} {}", target, K, D, element_name(element));
           for (std::size_t second_half : {std::size_t{0}, std::size_t{21}}) {
@@ -290,23 +304,14 @@ TEST(FastKernels, TheUpdateGivesTheSameBitsInAnyChunksOfInputs) {
         for (std::size_t side : {11, 29}) {
           const Batch batch(side, /*n=*/41, /*init_std=*/0.05, /*seed=*/static_cast<std::uint32_t>(K + 3), K,
                             element);
-          const std::size_t n = batch.rows.size(), D = side * side, k = static_cast<std::size_t>(K);
+          const std::size_t n = batch.rows.size(), D = side * side;
           const std::size_t value_bytes = element == ElementType::kU8 ? 1 : 4;
-          std::vector<float> loss(n), dlogits(n * k);
-          fast_forward_rows({batch.pixels.data(), batch.labels.data(), n, D, k, element, batch.model.W.data(),
-                             batch.model.b.data(), batch.data.scale(), loss.data(), nullptr, dlogits.data()});
+          const std::vector<float> dlogits = batch.dlogits();
           const auto updated = [&](std::size_t chunk_inputs, std::size_t second_half) {
             set_update_chunk_bytes(chunk_inputs * n * value_bytes);
-            std::vector<float> W(batch.model.W.data(), batch.model.W.data() + k * D), dW(k * D);
-            FastUpdateArgs update{batch.pixels.data(), dlogits.data(),     n,       D, k, element, 0, D,
-                                  0.1f / 41,           batch.data.scale(), W.data()};
-            update.second_half = second_half;
-            fast_update_columns(update);
-            fast_gradient_columns(
-                {batch.pixels.data(), dlogits.data(), n, D, k, element, 0, D, batch.data.scale(), dW.data()});
+            std::vector<float> out = batch.stepped_weights_then_sums(dlogits, second_half);
             set_update_chunk_bytes(0);
-            W.insert(W.end(), dW.begin(), dW.end());
-            return W;
+            return out;
           };
           const std::string where = fmt::format("{} K={} D={} {}", target, K, D, element_name(element));
           for (std::size_t second_half : {std::size_t{0}, std::size_t{21}}) {
