@@ -50,6 +50,28 @@ std::vector<std::uint32_t> shuffled_rows(std::size_t n) {
   return rows;
 }
 
+// `count` rows of synthetic data, and pointers to them as the kernels take a batch's rows: a benchmark
+// that passes them again and again finds them in cache.
+struct ResidentRows {
+  Dataset data;
+  std::vector<const std::uint8_t*> rows;
+};
+ResidentRows resident_rows(std::size_t count, std::size_t features, int classes, ElementType element,
+                           std::uint32_t seed) {
+  ResidentRows resident{synthetic_dataset(count, features, classes, element, seed), {}};
+  for (std::size_t r = 0; r < count; ++r)
+    resident.rows.push_back(resident.data.image(r));
+  return resident;
+}
+
+// Dlogits for the update's benchmarks: small, of both signs, none zero.
+std::vector<float> made_up_dlogits(std::size_t n) {
+  std::vector<float> dlogits(n);
+  for (std::size_t i = 0; i < n; ++i)
+    dlogits[i] = static_cast<float>(i % 13) * 0.01f - 0.06f;
+  return dlogits;
+}
+
 SoftmaxModel initial_model() {
   Rng rng(0);
   return SoftmaxModel::initialized(784, 10, 0.01, rng);
@@ -176,13 +198,9 @@ void BM_UpdateBroadcasts(benchmark::State& state) {
   const auto K = static_cast<std::size_t>(state.range(0));
   const bool folded = state.range(1) == 1;
   constexpr std::size_t kRows = 256, kD = 784;
-  const Dataset data = synthetic_dataset(kRows, kD, 10, ElementType::kU8, /*seed=*/3);
-  std::vector<const std::uint8_t*> rows(kRows);
-  for (std::size_t r = 0; r < kRows; ++r)
-    rows[r] = data.image(r);
-  std::vector<float> dlogits(kRows * K), sums(K * kD);
-  for (std::size_t i = 0; i < dlogits.size(); ++i)
-    dlogits[i] = static_cast<float>(i % 13) * 0.01f - 0.06f;
+  const auto [data, rows] = resident_rows(kRows, kD, 10, ElementType::kU8, /*seed=*/3);
+  const std::vector<float> dlogits = made_up_dlogits(kRows * K);
+  std::vector<float> sums(K * kD);
   set_update_broadcasts(folded ? UpdateBroadcasts::kFolded : UpdateBroadcasts::kInRegisters);
   for (auto _ : state) {
     fast_gradient_columns(
@@ -205,10 +223,7 @@ void BM_ForwardPass(benchmark::State& state) {
   const auto K = static_cast<std::size_t>(state.range(0)), D = static_cast<std::size_t>(state.range(2));
   const ElementType element = state.range(1) == 0 ? ElementType::kU8 : ElementType::kF32;
   constexpr std::size_t kRows = 256;
-  const Dataset data = synthetic_dataset(kRows, D, static_cast<int>(K), element, /*seed=*/7);
-  std::vector<const std::uint8_t*> rows(kRows);
-  for (std::size_t r = 0; r < kRows; ++r)
-    rows[r] = data.image(r);
+  const auto [data, rows] = resident_rows(kRows, D, static_cast<int>(K), element, /*seed=*/7);
   Rng rng(0);
   const SoftmaxModel model = SoftmaxModel::initialized(static_cast<int>(D), static_cast<int>(K), 0.01, rng);
   std::vector<float> loss(kRows), dlogits(kRows * K);
@@ -240,13 +255,9 @@ void BM_UpdatePass(benchmark::State& state) {
   const auto K = static_cast<std::size_t>(state.range(0)), D = static_cast<std::size_t>(state.range(2));
   const ElementType element = state.range(1) == 0 ? ElementType::kU8 : ElementType::kF32;
   constexpr std::size_t kRows = 256;
-  const Dataset data = synthetic_dataset(kRows, D, static_cast<int>(K), element, /*seed=*/7);
-  std::vector<const std::uint8_t*> rows(kRows);
-  for (std::size_t r = 0; r < kRows; ++r)
-    rows[r] = data.image(r);
-  std::vector<float> dlogits(kRows * K), sums(K * D);
-  for (std::size_t i = 0; i < dlogits.size(); ++i)
-    dlogits[i] = static_cast<float>(i % 13) * 0.01f - 0.06f;
+  const auto [data, rows] = resident_rows(kRows, D, static_cast<int>(K), element, /*seed=*/7);
+  const std::vector<float> dlogits = made_up_dlogits(kRows * K);
+  std::vector<float> sums(K * D);
   set_update_chunk_bytes(static_cast<std::size_t>(state.range(3)) << 10);
   for (auto _ : state) {
     fast_gradient_columns(
@@ -276,10 +287,7 @@ BENCHMARK(BM_UpdatePass)
 // rows through the two-class softmax.
 void BM_MarginForwardPass(benchmark::State& state) {
   constexpr std::size_t kRows = 256, D = 784;
-  const Dataset data = synthetic_dataset(kRows, D, 2, ElementType::kU8, /*seed=*/7);
-  std::vector<const std::uint8_t*> rows(kRows);
-  for (std::size_t r = 0; r < kRows; ++r)
-    rows[r] = data.image(r);
+  const auto [data, rows] = resident_rows(kRows, D, 2, ElementType::kU8, /*seed=*/7);
   Rng rng(0);
   const SoftmaxModel model = SoftmaxModel::initialized(static_cast<int>(D), 2, 0.01, rng);
   std::vector<float> margin_W(D), loss(kRows), dlogits(kRows);
@@ -325,10 +333,7 @@ void BM_Bf16Pass(benchmark::State& state) {
   const ElementType element = state.range(1) == 0 ? ElementType::kU8 : ElementType::kF32;
   const bool forward = state.range(3) == 0;
   constexpr std::size_t kRows = 128;
-  const Dataset data = synthetic_dataset(kRows, D, static_cast<int>(K), element, /*seed=*/7);
-  std::vector<const std::uint8_t*> rows(kRows);
-  for (std::size_t r = 0; r < kRows; ++r)
-    rows[r] = data.image(r);
+  const auto [data, rows] = resident_rows(kRows, D, static_cast<int>(K), element, /*seed=*/7);
   Rng rng(0);
   SoftmaxModel model = SoftmaxModel::initialized(static_cast<int>(D), static_cast<int>(K), 0.01, rng);
   const std::size_t stride = bf16_row_stride(D), width = bf16_pair_width(0, D), pairs = kRows / 2;
