@@ -1362,7 +1362,8 @@ TrainTestData load_idx_source(const DataSource& source, LoadedData& loaded) {
   }
   if (classes < 2) throw Error::in_file(files.train_labels, "the labels name fewer than 2 classes");
   data.train.num_classes = data.test.num_classes = classes;
-  if (names.empty() && looks_like_fashion_mnist(data.train, data.test)) names = default_class_names(classes);
+  loaded.seed_data = looks_like_fashion_mnist(data.train, data.test);
+  if (names.empty() && loaded.seed_data) names = default_class_names(classes);
   data.train.class_names = data.test.class_names = names;
   return data;
 }

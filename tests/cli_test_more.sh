@@ -115,6 +115,14 @@ fi
 head -31 own-train.csv >own-test.csv
 expect 0 'test accuracy 1\.0000' -- train --train-csv own-train.csv --test-csv own-test.csv --no-plots --out own
 expect 0 '^model: own/model.safetensors \(3 classes, 2 f32 features\)' -- eval --model own/model.safetensors
+# The seed's acceptance checks are for Fashion-MNIST: a table no model can learn (each row twice, once
+# a class) trains to a loss of ln 2 > 0.5 and still exits 0; --check asks for them.
+for i in $(seq 1 40); do echo "yes,1,$((i % 3))"; echo "no,1,$((i % 3))"; done >coin.csv
+expect 0 'test accuracy 0\.5000' -- train --train-csv coin.csv --test-csv coin.csv --no-plots --out coin
+! grep -q '"checks"' coin/summary.json && ok || fail "coin/summary.json records checks: $(grep -o '"checks".\{0,60\}' coin/summary.json)"
+expect 1 '^softreg: acceptance check failed: train loss < 0\.5 \(got 0\.69[0-9]*\), train acc > 0\.7 \(got 0\.5000\), test acc > 0\.7 \(got 0\.5000\)$' -- \
+  train --train-csv coin.csv --test-csv coin.csv --no-plots --out coin-checked --check
+expect 2 '^softreg: error: --check excludes --no-check' -- train --train-csv coin.csv --test-csv coin.csv --check --no-check
 printf '9,1\n-9,-1\n' >own-rows.csv
 expect 0 'own-rows.csv:1: cat' -- predict --model own/model.safetensors own-rows.csv
 expect 0 '"class_names": \[' -- data --train-csv own-train.csv --test-csv own-test.csv --json

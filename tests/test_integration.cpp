@@ -59,6 +59,14 @@ TEST_F(FashionMnist, SeedRecipePassesAcceptanceChecks) {
   EXPECT_NEAR(last.test_acc, 0.830, 0.018);
 }
 
+TEST_F(FashionMnist, IsTheSeedsDataWhereItsAcceptanceChecksApply) {
+  DataSource source;
+  source.data = std::filesystem::path("/usr/share/datasets/fashion-mnist");
+  const LoadedData loaded = load_data(source);
+  EXPECT_TRUE(loaded.seed_data);
+  EXPECT_EQ(loaded.data.train.class_names.front(), "t-shirt");
+}
+
 TEST_F(FashionMnist, Bfloat16ProductsLearnTheSeedRecipeAsWell) {
   if (!fast_bf16_supported()) GTEST_SKIP() << "this CPU has no AVX-512 BF16";
   TrainConfig config;
@@ -213,6 +221,9 @@ TEST_F(FashionMnist, AsAPngImageFolderItTrainsLikeTheIdxFiles) {
   DataSource idx_source;
   idx_source.data = idx.path();
   const LoadedData from_idx = load_data(idx_source);
+  // Part of Fashion-MNIST is not the seed's data: its acceptance checks are not for it.
+  EXPECT_FALSE(folder.seed_data);
+  EXPECT_FALSE(from_idx.seed_data);
   TrainConfig config;
   config.threads = 2;
   double accuracy[2];

@@ -765,6 +765,7 @@ TEST(Sources, IdxFoldersFindTheirClassCountAndNames) {
   s.data = dir.path();
   LoadedData loaded = load_data(s);
   EXPECT_EQ(loaded.data.train.num_classes, 3);  // not Fashion-MNIST's 10, not its names
+  EXPECT_FALSE(loaded.seed_data);
   EXPECT_EQ(loaded.data.train.class_names, (std::vector<std::string>{"0", "1", "2"}));
   s.classes = 12;
   EXPECT_EQ(load_data(s).data.train.num_classes, 12);

@@ -68,6 +68,12 @@ void announce_dashboard(std::FILE* out, const std::string& url, const std::strin
 /// Waits, polling every 100 ms, until stop_requested() (arm_stop_on_ctrl_c first).
 void wait_for_stop_request();
 
+/// --check and --no-check (`what` ends their help, e.g. " on the refit").
+void add_check_flags(CLI::App& cmd, bool& check, bool& no_check, const std::string& what = "");
+/// Whether a run on `loaded` takes the seed's acceptance checks: on the seed's data (Fashion-MNIST)
+/// unless --no-check, on any other data only with --check.
+bool acceptance_checks_wanted(const LoadedData& loaded, bool check, bool no_check);
+
 /// Prints the failed acceptance checks of `report` as one line on stderr; returns the exit code
 /// (kExitFailure when any failed, else kExitOk).
 int report_failed_checks(const RunReport& report);

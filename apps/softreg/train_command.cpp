@@ -36,7 +36,8 @@ struct TrainOptions {
   std::string resume;
   bool json = false;
   bool quiet = false;
-  bool no_check = false;
+  bool check = false;     // the seed's acceptance checks on any data
+  bool no_check = false;  // nor on Fashion-MNIST
   bool no_plots = false;
   long long grid_count = 6;
   double save_every = RunOptions{}.save_every_seconds;
@@ -270,7 +271,7 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
 
   if (!options.no_plots) progress.message("drawing pictures ...");
   const RunReport report =
-      run.finish({.acceptance_checks = !options.no_check,
+      run.finish({.acceptance_checks = acceptance_checks_wanted(loaded, options.check, options.no_check),
                   .pictures = !options.no_plots,
                   .grid = {static_cast<int>(options.grid_count), options.misclassified}});
   progress.clear();
@@ -330,7 +331,7 @@ CommandRunner add_train_command(CLI::App& app) {
       ->excludes(out);
   cmd->add_flag("--json", options->json, "Print only the summary JSON on stdout (the table goes to stderr)");
   cmd->add_flag("--quiet", options->quiet, "No progress bar and no table");
-  cmd->add_flag("--no-check", options->no_check, "Skip the seed's acceptance checks");
+  add_check_flags(*cmd, options->check, options->no_check);
   cmd->add_flag("--no-plots", options->no_plots,
                 "Draw no pictures (curves, predictions, confusion matrix, weight templates)");
   cmd->add_option("--save-every", options->save_every,

@@ -37,6 +37,7 @@ struct TuneCommandOptions {
   std::string out;
   bool json = false;
   bool quiet = false;
+  bool check = false;
   bool no_check = false;
   bool no_plots = false;
 };
@@ -239,7 +240,9 @@ int run_tune(TuneCommandOptions& o, std::chrono::steady_clock::time_point proces
   }
   disarm_stop_on_ctrl_c();
   const RunReport report =
-      run.finish({.acceptance_checks = !o.no_check, .pictures = !o.no_plots, .grid = {}});
+      run.finish({.acceptance_checks = acceptance_checks_wanted(loaded, o.check, o.no_check),
+                  .pictures = !o.no_plots,
+                  .grid = {}});
   const std::filesystem::path folder = *run.folder();
   const EpochMetrics& last = report.summary.kept_epoch();
   const double seconds =
@@ -308,7 +311,7 @@ CommandRunner add_tune_command(CLI::App& app) {
   cmd->add_flag("--json", options->json,
                 "Print only the result as JSON on stdout (the table goes to stderr)");
   cmd->add_flag("--quiet", options->quiet, "No table");
-  cmd->add_flag("--no-check", options->no_check, "Skip the seed's acceptance checks on the refit");
+  add_check_flags(*cmd, options->check, options->no_check, " on the refit");
   cmd->add_flag("--no-plots", options->no_plots, "Draw no pictures (tune.png, the refit's pictures)");
   return [options, process_start, recipe] {
     recipe.note_given(options->recipe);
