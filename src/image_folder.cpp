@@ -25,17 +25,6 @@ namespace {
 // The size images are resized to when their sizes differ and none is asked for: MNIST's.
 constexpr int kDefaultSide = 28;
 
-bool is_image_file(const fs::path& path) {
-  std::string ext = path.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-  // With formats softreg does not read (TIFF, HEIF, AVIF, JPEG XL): such a file is named by the error
-  // that it cannot be read (or skipped and counted with --skip-bad-images), not silently left out.
-  static const std::vector<std::string> kExtensions = {".png",  ".jpg",  ".jpeg", ".webp", ".bmp", ".pgm",
-                                                       ".ppm",  ".pnm",  ".gif",  ".tga",  ".tif", ".tiff",
-                                                       ".heic", ".heif", ".avif", ".jxl"};
-  return std::find(kExtensions.begin(), kExtensions.end(), ext) != kExtensions.end();
-}
-
 bool hidden(const fs::path& path) {
   return path.filename().string().starts_with(".");
 }
@@ -223,6 +212,17 @@ Dataset images_dataset(const Listing& listing, int height, int width, Bytes pixe
 }
 
 }  // namespace
+
+bool is_image_file(const fs::path& path) {
+  std::string ext = path.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  // With formats softreg does not read (TIFF, HEIF, AVIF, JPEG XL): such a file is named by the error
+  // that it cannot be read (or skipped and counted with --skip-bad-images), not silently left out.
+  static const std::vector<std::string> kExtensions = {".png",  ".jpg",  ".jpeg", ".webp", ".bmp", ".pgm",
+                                                       ".ppm",  ".pnm",  ".gif",  ".tga",  ".tif", ".tiff",
+                                                       ".heic", ".heif", ".avif", ".jxl"};
+  return std::find(kExtensions.begin(), kExtensions.end(), ext) != kExtensions.end();
+}
 
 std::vector<fs::path> image_files_under(const fs::path& class_folder) {
   std::vector<fs::path> found;

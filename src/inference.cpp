@@ -10,6 +10,7 @@
 #include "softreg/image.hpp"
 #include "softreg/kernels.hpp"
 #include "softreg/loss.hpp"
+#include "softreg/sources.hpp"
 
 namespace softreg {
 
@@ -249,6 +250,10 @@ std::vector<Prediction> predict_feature_file(const ModelFile& model, const std::
   if (model.input != InputKind::kFeatures) {
     throw Error::in_file(path, "the model was trained on images: give image files to predict");
   }
+  if (is_image_file(path)) {  // else read as a table, and the error would be about its columns
+    throw Error::in_file(path,
+                         "is an image, but the model was trained on feature rows: give .npy or .csv files");
+  }
   const auto D = static_cast<std::size_t>(model.model.inputs());
   Dataset rows;
   if (path.extension() == ".npy") {
@@ -326,6 +331,9 @@ DecodeOptions decode_options_for(bool invert_image, int max_side) {
 }  // namespace
 
 Prediction predict_image_file(const ModelFile& model, const std::filesystem::path& path, bool invert_image) {
+  if (const std::string ext = path.extension().string(); ext == ".npy" || ext == ".csv" || ext == ".npz") {
+    throw Error::in_file(path, "holds feature rows, but the model was trained on images: give image files");
+  }
   return predict_gray_image(model, read_gray_image(path, decode_options_for(invert_image, kMaxImageSide)),
                             path.string(), invert_image);
 }

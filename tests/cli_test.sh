@@ -137,6 +137,9 @@ printf 'hello' >notes.txt
 [ "$(grep -c '"input":"block.pgm"' out.txt)" -eq 2 ] && ok || fail "good files not predicted: $(cat out.txt)"
 grep -q 'notes.txt: cannot read as an image' err.txt && [ "$(wc -l <err.txt)" -eq 1 ] && ok || fail "bad file error: $(cat err.txt)"
 expect 0 'block.pgm: ' -- predict --model run2/model.safetensors --invert --top 10 block.pgm
+printf '1,2\n' >rows.csv
+expect 1 '^softreg: error: rows.csv: holds feature rows, but the model was trained on images: give image files$' -- \
+  predict --model run2/model.safetensors rows.csv
 # A folder of images: each one at any depth, in path order; files that are not images left out.
 mkdir -p photos/2019 && cp block.pgm photos/b.pgm && cp block.pgm photos/2019/a.pgm && cp notes.txt photos/
 expect 0 '^photos/2019/a.pgm: ' -- predict --model run2/model.safetensors photos

@@ -132,7 +132,8 @@ int run_data(const DataOptions& options) {
   } else {
     fmt::print("data: {} ({}; every file passes the checks{})\n", loaded.folder.string(), kind,
                loaded.skipped_images > 0
-                   ? fmt::format(", {} unreadable images skipped", loaded.skipped_images)
+                   ? fmt::format(", {} unreadable image{} skipped", loaded.skipped_images,
+                                 loaded.skipped_images == 1 ? "" : "s")
                    : "");
   }
   if (images) {

@@ -206,7 +206,9 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
     fmt::print(
         table, "data: {} ({}: {} train, {} test, {}, {} classes{}), loaded in {:.2f} s\n",
         loaded.folder.string(), loaded.kind, data.train.count, data.test.count, shape, data.train.num_classes,
-        loaded.skipped_images > 0 ? fmt::format(", {} unreadable images skipped", loaded.skipped_images) : "",
+        loaded.skipped_images > 0 ? fmt::format(", {} unreadable image{} skipped", loaded.skipped_images,
+                                                loaded.skipped_images == 1 ? "" : "s")
+                                  : "",
         seconds_load);
     fmt::print(table, "recipe: {}lr {}, batch size {}, {} epochs, seed {}, {} thread{}{}\n",
                config.optimizer == "sgd" ? "" : config.optimizer + ", ", config.lr, config.batch_size,
