@@ -7,7 +7,7 @@
 
 namespace softreg::cli {
 
-/// Exit codes: 0 success, 1 error (bad file, failed acceptance check), 2 usage error.
+/// Exit codes: 0 success, 1 error (bad file, failed acceptance check), 2 usage error, 130 interrupted.
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;
 inline constexpr int kExitUsage = 2;
