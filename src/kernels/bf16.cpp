@@ -137,18 +137,49 @@ SOFTREG_BF16_TARGET void UpdateBlock(const FastBf16UpdateArgs& a, std::size_t d,
         acc[b][k] = _mm512_dpbf16_ps(acc[b][k], gk, xv[b]);
     }
   }
+  // Each vector's loads of W before its stores, unmasked but for a last partial vector: interleaved,
+  // each load of a row followed the stores to the rows above it at the same offset, 4 KB apart for
+  // 1,024 inputs (with RequestWeights, the backward pass of 1,000 classes took 96 against 104 ms an
+  // epoch on two threads; BENCHMARKS.md).
   const __m512 minus_scale = _mm512_set1_ps(-(a.step * a.scale));
   for (int b = 0; b < B; ++b) {
     const std::size_t at = d + static_cast<std::size_t>(b) * kLanes;
     if (at >= a.d_end) break;
-    const __mmask16 mask = FirstLanes(a.d_end - at);
-    for (int k = 0; k < KT; ++k) {
-      float* w = a.W + (k0 + static_cast<std::size_t>(k)) * a.inputs + at;
-      const __m512 stepped = _mm512_fmadd_ps(minus_scale, acc[b][k], _mm512_maskz_loadu_ps(mask, w));
-      _mm512_mask_storeu_ps(w, mask, stepped);
-      _mm256_mask_storeu_epi16(a.W16 + (k0 + static_cast<std::size_t>(k)) * a.stride + at, mask,
-                               reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(stepped)));
+    float* const w = a.W + k0 * a.inputs + at;
+    std::uint16_t* const w16 = a.W16 + k0 * a.stride + at;
+    if (at + kLanes <= a.d_end) {
+      for (int k = 0; k < KT; ++k)
+        acc[b][k] = _mm512_fmadd_ps(minus_scale, acc[b][k], _mm512_loadu_ps(w + k * a.inputs));
+      for (int k = 0; k < KT; ++k) {
+        _mm512_storeu_ps(w + k * a.inputs, acc[b][k]);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(w16 + k * a.stride),
+                            reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(acc[b][k])));
+      }
+    } else {
+      const __mmask16 mask = FirstLanes(a.d_end - at);
+      for (int k = 0; k < KT; ++k)
+        acc[b][k] = _mm512_fmadd_ps(minus_scale, acc[b][k], _mm512_maskz_loadu_ps(mask, w + k * a.inputs));
+      for (int k = 0; k < KT; ++k) {
+        _mm512_mask_storeu_ps(w + k * a.inputs, mask, acc[b][k]);
+        _mm256_mask_storeu_epi16(w16 + k * a.stride, mask,
+                                 reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(acc[b][k])));
+      }
     }
+  }
+}
+
+// Asks for the lines of W and W16 that the block of B vectors of inputs from d and KT classes from k0
+// steps, to be written. A block's rows of W are lines no block before touched (for many classes W is
+// megabytes, in L3), 256 bytes of a row 4 KB long: the step after each block's sums waited for them
+// (a fifth of UpdateBlock's samples under perf, 1,000 classes of 1,024 inputs, Zen 5).
+template <int KT, int B>
+SOFTREG_BF16_TARGET inline void RequestWeights(const FastBf16UpdateArgs& a, std::size_t d, std::size_t k0) {
+  for (int k = 0; k < KT; ++k) {
+    const std::size_t row = k0 + static_cast<std::size_t>(k);
+    for (int b = 0; b < B; ++b)
+      __builtin_prefetch(a.W + row * a.inputs + d + static_cast<std::size_t>(b) * kLanes, 1, 3);
+    for (int b = 0; b < B; b += 2)  // 32 bfloat16 a line
+      __builtin_prefetch(a.W16 + row * a.stride + d + static_cast<std::size_t>(b) * kLanes, 1, 3);
   }
 }
 
@@ -156,8 +187,16 @@ template <int KT>
 SOFTREG_BF16_TARGET void UpdateTile(const FastBf16UpdateArgs& a, std::size_t k0) {
   constexpr int B = std::clamp(20 / KT, 1, 4);
   std::size_t d = a.d_begin;
-  for (; d + B * kLanes <= a.d_end; d += B * kLanes)
+  for (; d + B * kLanes <= a.d_end; d += B * kLanes) {
+    // The next block's lines, while this one's sums run: the next inputs of these classes, or after
+    // the last whole block the first of the next tile's (when it is a whole tile too).
+    if (d + 2 * B * kLanes <= a.d_end) {
+      RequestWeights<KT, B>(a, d + B * kLanes, k0);
+    } else if (k0 + 2 * KT <= a.classes) {
+      RequestWeights<KT, B>(a, a.d_begin, k0 + KT);
+    }
     UpdateBlock<KT, B>(a, d, k0);
+  }
   for (; d < a.d_end; d += kLanes)  // the last vector may be partial (masked)
     UpdateBlock<KT, 1>(a, d, k0);
 }
