@@ -115,6 +115,13 @@ fi
 head -31 own-train.csv >own-test.csv
 expect 0 'test accuracy 1\.0000' -- train --train-csv own-train.csv --test-csv own-test.csv --no-plots --out own
 expect 0 '^model: own/model.safetensors \(3 classes, 2 f32 features\)' -- eval --model own/model.safetensors
+# A class only in the test table: named once, the run goes on (its test rows count as wrong).
+{ echo "kind,x"; echo "cat,1"; echo "dog,-1"; echo "cat,2"; } >pets-train.csv
+{ echo "kind,x"; echo "cat,1"; echo "emu,0"; } >pets-test.csv
+expect 0 '^softreg: warning: 1 class has no training rows, so the model cannot learn it: emu$' -- \
+  train --train-csv pets-train.csv --test-csv pets-test.csv --no-plots --out pets
+[ "$(grep -c warning err.txt)" -eq 1 ] && ok || fail "the unseen class warned of more than once: $(cat err.txt)"
+expect 0 'test accuracy 0\.5000' -- train --train-csv pets-train.csv --test-csv pets-test.csv --no-plots --out pets2 --epochs 30
 # The seed's acceptance checks are for Fashion-MNIST: a table no model can learn (each row twice, once
 # a class) trains to a loss of ln 2 > 0.5 and still exits 0; --check asks for them.
 for i in $(seq 1 40); do echo "yes,1,$((i % 3))"; echo "no,1,$((i % 3))"; done >coin.csv

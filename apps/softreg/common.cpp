@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <chrono>
@@ -185,6 +186,24 @@ RunOptions run_options_for(const std::filesystem::path& folder, const LoadedData
   options.seconds_load = seconds_load;
   options.started = started;
   return options;
+}
+
+void warn_of_classes_without_training_rows(const Dataset& train) {
+  std::vector<std::int64_t> rows(static_cast<std::size_t>(train.num_classes), 0);
+  for (std::size_t i = 0; i < train.count; ++i)
+    ++rows[train.labels[i]];
+  std::vector<std::string> unseen;
+  for (std::size_t k = 0; k < rows.size(); ++k) {
+    if (rows[k] == 0)
+      unseen.push_back(k < train.class_names.size() ? train.class_names[k] : std::to_string(k));
+  }
+  if (unseen.empty()) return;
+  constexpr std::size_t kNamed = 5;
+  const std::size_t named = std::min(unseen.size(), kNamed);
+  fmt::print(stderr, "softreg: warning: {} class{} no training rows, so the model cannot learn {}: {}{}\n",
+             unseen.size(), unseen.size() == 1 ? " has" : "es have", unseen.size() == 1 ? "it" : "them",
+             fmt::join(unseen.begin(), unseen.begin() + static_cast<std::ptrdiff_t>(named), ", "),
+             unseen.size() > named ? fmt::format(" and {} more", unseen.size() - named) : "");
 }
 
 void add_check_flags(CLI::App& cmd, bool& check, bool& no_check, const std::string& what) {

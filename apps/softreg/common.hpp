@@ -68,6 +68,10 @@ void announce_dashboard(std::FILE* out, const std::string& url, const std::strin
 /// Waits, polling every 100 ms, until stop_requested() (arm_stop_on_ctrl_c first).
 void wait_for_stop_request();
 
+/// One line on stderr when classes have no training rows (a class only in the test set, or --classes
+/// above the labels): the model cannot learn them, and every test row of theirs counts as wrong.
+void warn_of_classes_without_training_rows(const Dataset& train);
+
 /// --check and --no-check (`what` ends their help, e.g. " on the refit").
 void add_check_flags(CLI::App& cmd, bool& check, bool& no_check, const std::string& what = "");
 /// Whether a run on `loaded` takes the seed's acceptance checks: on the seed's data (Fashion-MNIST)

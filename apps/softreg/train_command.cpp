@@ -144,6 +144,7 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
   const double seconds_load = seconds_since(load_start);
   progress.clear();
   check_validation_choice(config, loaded);
+  warn_of_classes_without_training_rows(data.train);
 
   // --serve: the dashboard over the folder that holds this run, started before the run folder is made, so
   // a busy port leaves nothing behind; opened at this run.
