@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <numeric>
 
 #include "softreg/error.hpp"
@@ -331,7 +332,9 @@ DecodeOptions decode_options_for(bool invert_image, int max_side) {
 }  // namespace
 
 Prediction predict_image_file(const ModelFile& model, const std::filesystem::path& path, bool invert_image) {
-  if (const std::string ext = path.extension().string(); ext == ".npy" || ext == ".csv" || ext == ".npz") {
+  std::string ext = path.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (ext == ".npy" || ext == ".npz" || ext == ".csv" || ext == ".tsv") {
     throw Error::in_file(path, "holds feature rows, but the model was trained on images: give image files");
   }
   return predict_gray_image(model, read_gray_image(path, decode_options_for(invert_image, kMaxImageSide)),

@@ -140,6 +140,8 @@ expect 0 'block.pgm: ' -- predict --model run2/model.safetensors --invert --top 
 printf '1,2\n' >rows.csv
 expect 1 '^softreg: error: rows.csv: holds feature rows, but the model was trained on images: give image files$' -- \
   predict --model run2/model.safetensors rows.csv
+cp rows.csv ROWS.TSV
+expect 1 '^softreg: error: ROWS.TSV: holds feature rows' -- predict --model run2/model.safetensors ROWS.TSV
 # A folder of images: each one at any depth, in path order; files that are not images left out.
 mkdir -p photos/2019 && cp block.pgm photos/b.pgm && cp block.pgm photos/2019/a.pgm && cp notes.txt photos/
 expect 0 '^photos/2019/a.pgm: ' -- predict --model run2/model.safetensors photos
