@@ -171,11 +171,16 @@ TrainTestData load_train_test(const DataFiles& files, int num_classes) {
   return {std::move(train), std::move(test)};
 }
 
+std::vector<std::int64_t> examples_per_class(const Dataset& data) {
+  std::vector<std::int64_t> counts(static_cast<std::size_t>(data.num_classes), 0);
+  for (Label label : data.labels)
+    ++counts[label];
+  return counts;
+}
+
 DatasetStats dataset_stats(const Dataset& data) {
   DatasetStats stats;
-  stats.per_class.assign(static_cast<std::size_t>(data.num_classes), 0);
-  for (Label label : data.labels)
-    ++stats.per_class[label];
+  stats.per_class = examples_per_class(data);
   const std::size_t values = data.count * data.features();
   if (values == 0) return stats;
   if (data.element == ElementType::kU8) {

@@ -360,6 +360,14 @@ TEST(Trainer, DivergenceIsCaughtOnBothPaths) {
 namespace softreg {
 namespace {
 
+TEST(Validation, ExamplesPerClassCountsEveryClassTheEmptyOnesToo) {
+  Dataset data;
+  data.num_classes = 4;
+  data.labels = {0, 2, 2, 0, 2};
+  data.count = data.labels.size();
+  EXPECT_EQ(examples_per_class(data), (std::vector<std::int64_t>{2, 0, 3, 0}));
+}
+
 TEST(Validation, StratifiedHoldoutIsSeededAndKeepsTheClassShares) {
   const Dataset data = learnable(1000, 21);
   const std::vector<std::uint32_t> held = stratified_holdout(data, 0.2, 7);

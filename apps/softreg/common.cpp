@@ -12,6 +12,7 @@
 #include <csignal>
 #include <thread>
 
+#include "softreg/dataset.hpp"
 #include "softreg/download.hpp"
 #include "softreg/error.hpp"
 
@@ -189,9 +190,7 @@ RunOptions run_options_for(const std::filesystem::path& folder, const LoadedData
 }
 
 void warn_of_classes_without_training_rows(const Dataset& train) {
-  std::vector<std::int64_t> rows(static_cast<std::size_t>(train.num_classes), 0);
-  for (std::size_t i = 0; i < train.count; ++i)
-    ++rows[train.labels[i]];
+  const std::vector<std::int64_t> rows = examples_per_class(train);
   std::vector<std::string> unseen;
   for (std::size_t k = 0; k < rows.size(); ++k) {
     if (rows[k] == 0)

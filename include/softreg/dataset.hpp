@@ -84,6 +84,9 @@ Dataset subset(const Dataset& data, std::span<const std::uint32_t> rows);
 Dataset synthetic_dataset(std::size_t count, std::size_t features, int classes, ElementType element,
                           std::uint64_t seed);
 
+/// How many examples each of the num_classes classes has (labels only: no pass over the values).
+std::vector<std::int64_t> examples_per_class(const Dataset& data);
+
 /// What is in a dataset: examples per class and the mean pixel in [0, 1] (as the model sees pixels).
 struct DatasetStats {
   std::vector<std::int64_t> per_class;  // num_classes counts
