@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <array>
 #include <atomic>
 #include <cstring>
@@ -213,9 +214,21 @@ Dataset images_dataset(const Listing& listing, int height, int width, Bytes pixe
 
 }  // namespace
 
-bool is_image_file(const fs::path& path) {
+namespace {
+std::string lowercase_extension(const fs::path& path) {
   std::string ext = path.extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  return ext;
+}
+}  // namespace
+
+bool is_feature_file(const fs::path& path) {
+  const std::string ext = lowercase_extension(path);
+  return ext == ".npy" || ext == ".npz" || ext == ".csv" || ext == ".tsv";
+}
+
+bool is_image_file(const fs::path& path) {
+  const std::string ext = lowercase_extension(path);
   // With formats softreg does not read (TIFF, HEIF, AVIF, JPEG XL): such a file is named by the error
   // that it cannot be read (or skipped and counted with --skip-bad-images), not silently left out.
   static const std::vector<std::string> kExtensions = {".png",  ".jpg",  ".jpeg", ".webp", ".bmp", ".pgm",

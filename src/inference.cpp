@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cctype>
 #include <numeric>
 
 #include "softreg/error.hpp"
@@ -332,9 +331,7 @@ DecodeOptions decode_options_for(bool invert_image, int max_side) {
 }  // namespace
 
 Prediction predict_image_file(const ModelFile& model, const std::filesystem::path& path, bool invert_image) {
-  std::string ext = path.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (ext == ".npy" || ext == ".npz" || ext == ".csv" || ext == ".tsv") {
+  if (is_feature_file(path)) {
     throw Error::in_file(path, "holds feature rows, but the model was trained on images: give image files");
   }
   return predict_gray_image(model, read_gray_image(path, decode_options_for(invert_image, kMaxImageSide)),

@@ -754,6 +754,21 @@ TEST(ImageFolder, BadImagesEmptyClassesAndMissingTest) {
   EXPECT_NE(error_of([&] { load_data(s); }).find("empty: is an empty class folder"), std::string::npos);
 }
 
+TEST(Sources, FilesAreTakenForImagesOrFeatureRowsByTheirExtensionInAnyCase) {
+  for (const char* name : {"a.png", "b.JPG", "c.Jpeg", "d.pgm", "e.tiff"}) {
+    EXPECT_TRUE(is_image_file(name)) << name;
+    EXPECT_FALSE(is_feature_file(name)) << name;
+  }
+  for (const char* name : {"a.npy", "b.NPZ", "c.csv", "d.Tsv"}) {
+    EXPECT_TRUE(is_feature_file(name)) << name;
+    EXPECT_FALSE(is_image_file(name)) << name;
+  }
+  for (const char* name : {"notes.txt", "png", "x.png.gz"}) {
+    EXPECT_FALSE(is_image_file(name)) << name;
+    EXPECT_FALSE(is_feature_file(name)) << name;
+  }
+}
+
 TEST(Sources, IdxFoldersFindTheirClassCountAndNames) {
   TempDir dir;
   const std::vector<std::uint8_t> pixels(4 * 2 * 2, 7);

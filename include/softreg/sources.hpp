@@ -127,8 +127,11 @@ struct ImageFolderData {
   std::filesystem::path validation_folder;
   std::size_t skipped = 0;  // unreadable images passed over (skip_bad_images)
 };
-/// Whether the file's extension is an image format's (.png, .jpg, ..., some softreg cannot decode).
+/// Whether the file's extension (in any case) is an image format's (.png, .jpg, ..., some softreg cannot
+/// decode).
 bool is_image_file(const std::filesystem::path& path);
+/// Whether the file's extension (in any case) is that of feature rows: .npy, .npz, .csv or .tsv.
+bool is_feature_file(const std::filesystem::path& path);
 /// The image files under a folder at any depth, as torchvision's ImageFolder finds a class's (class/2019/
 /// x.jpg too), sorted by path. Hidden files and folders (.DS_Store, .ipynb_checkpoints) are left out,
 /// and links to folders are not followed, so a link cycle cannot make the listing endless.
