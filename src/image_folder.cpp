@@ -5,9 +5,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cctype>
 #include <array>
 #include <atomic>
+#include <cctype>
 #include <cstring>
 #include <mutex>
 #include <numeric>
@@ -49,31 +49,43 @@ struct Listing {
   std::vector<Label> labels;
 };
 
-// The class folders of `split_folder` and their images, in sorted order. `classes`, when given, are the
-// training classes: a test folder may not bring new ones.
-Listing list_split(const fs::path& split_folder, const std::vector<std::string>* classes) {
+// The class names of the training and test folders, sorted: the training folder's and any that only the
+// test folder has, as a CSV or NPY table's labels are the distinct values of both its sets. A class
+// without training images is then a warning (the model cannot learn it), not a different numbering of
+// each split. A validation folder's classes must be among them, as a validation table's must.
+std::vector<std::string> class_names_of(const std::vector<fs::path>& split_folders) {
+  std::vector<std::string> names;
+  for (const fs::path& split_folder : split_folders) {
+    for (const fs::path& folder : class_folders_of(split_folder))
+      names.push_back(folder.filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  if (names.size() > static_cast<std::size_t>(kMaxClasses)) {
+    throw Error::in_file(split_folders.front(),
+                         fmt::format("has {} class folders{}; at most {} are supported", names.size(),
+                                     split_folders.size() > 1 ? " with the test folder's" : "", kMaxClasses));
+  }
+  return names;
+}
+
+// The images of `split_folder`'s class folders, in sorted order, labelled by their place in `classes`.
+Listing list_split(const fs::path& split_folder, const std::vector<std::string>& classes) {
   Listing listing;
+  listing.classes = classes;
   const std::vector<fs::path> class_folders = class_folders_of(split_folder);
   if (class_folders.empty())
     throw Error::in_file(split_folder, "has no class folders (expected <class>/<images>)");
-  listing.classes = classes ? *classes : std::vector<std::string>();
   for (const fs::path& folder : class_folders) {
-    const std::string name = folder.filename().string();
-    if (!classes) listing.classes.push_back(name);
-    const auto at = std::find(listing.classes.begin(), listing.classes.end(), name);
-    if (at == listing.classes.end()) {
-      throw Error::in_file(folder, "is a class the training folder does not have");
-    }
+    const auto at = std::find(classes.begin(), classes.end(), folder.filename().string());
+    if (at == classes.end())
+      throw Error::in_file(folder, "is a class neither the training nor the test folder has");
     const std::vector<fs::path> images = image_files_under(folder);
     if (images.empty()) throw Error::in_file(folder, "is an empty class folder (no .png/.jpg/... images)");
     for (const fs::path& image : images) {
       listing.files.push_back(image);
-      listing.labels.push_back(static_cast<Label>(at - listing.classes.begin()));
+      listing.labels.push_back(static_cast<Label>(at - classes.begin()));
     }
-  }
-  if (listing.classes.size() > static_cast<std::size_t>(kMaxClasses)) {
-    throw Error::in_file(split_folder, fmt::format("has {} class folders; at most {} are supported",
-                                                   listing.classes.size(), kMaxClasses));
   }
   return listing;
 }
@@ -302,13 +314,12 @@ ImageFolderData load_image_folder(const fs::path& folder, const ImageFolderOptio
   const fs::path test_folder = has_train ? image_test_folder(folder) : fs::path();
   const fs::path validation_folder = has_train ? image_validation_folder(folder) : fs::path();
   std::vector<fs::path> split_folders = {train_folder};
+  if (!test_folder.empty()) split_folders.push_back(test_folder);
+  const std::vector<std::string> classes = class_names_of(split_folders);
+  if (!validation_folder.empty()) split_folders.push_back(validation_folder);
   std::vector<Listing> splits;
-  splits.push_back(list_split(train_folder, nullptr));
-  for (const fs::path& split : {test_folder, validation_folder}) {
-    if (split.empty()) continue;
-    split_folders.push_back(split);
-    splits.push_back(list_split(split, &splits[0].classes));
-  }
+  for (const fs::path& split : split_folders)
+    splits.push_back(list_split(split, classes));
   std::vector<const Listing*> listings;
   std::vector<std::size_t> counts;
   for (const Listing& split : splits) {

@@ -733,6 +733,33 @@ TEST(Sources, AValidationSetGivenWithTheDataIsLoadedBesideTheTestSet) {
   EXPECT_EQ(source_from_json(source_to_json(s), "here").val_csv, std::filesystem::absolute(dir / "val.csv"));
 }
 
+TEST(ImageFolder, ATestClassTheTrainingFolderLacksIsAClassOfBothAsInATable) {
+  TempDir dir;
+  const ScopedEnv env("SOFTREG_CACHE", "off");
+  write_image_folder(dir.path(), "train", 2, 5, 5);
+  write_image_folder(dir.path(), "test", 1, 5, 5);
+  std::filesystem::create_directories(dir / "test/fox");
+  std::filesystem::copy_file(dir / "test/square/0.png", dir / "test/fox/0.png");
+  DataSource s;
+  s.data = dir.path();
+  const LoadedData loaded = load_data(s);
+  const std::vector<std::string> classes = {"circle", "fox", "square", "zigzag"};  // sorted, as torchvision
+  EXPECT_EQ(loaded.data.train.class_names, classes);
+  EXPECT_EQ(loaded.data.test.class_names, classes);
+  EXPECT_EQ(loaded.data.train.num_classes, 4);
+  EXPECT_EQ(loaded.data.train.labels, (std::vector<Label>{0, 0, 2, 2, 3, 3}));  // no fox to learn
+  EXPECT_EQ(loaded.data.test.labels, (std::vector<Label>{0, 1, 2, 3}));
+  EXPECT_EQ(examples_per_class(loaded.data.train)[1], 0);
+  // A validation folder's classes must be among them, as a validation table's labels must.
+  write_image_folder(dir.path(), "val", 1, 5, 5);
+  EXPECT_EQ(load_data(s).data.validation->labels, (std::vector<Label>{0, 2, 3}));
+  std::filesystem::create_directories(dir / "val/owl");
+  std::filesystem::copy_file(dir / "val/square/0.png", dir / "val/owl/0.png");
+  EXPECT_NE(
+      error_of([&] { load_data(s); }).find("owl: is a class neither the training nor the test folder has"),
+      std::string::npos);
+}
+
 TEST(ImageFolder, BadImagesEmptyClassesAndMissingTest) {
   TempDir dir;
   const ScopedEnv env("SOFTREG_CACHE", "off");
