@@ -208,7 +208,8 @@ std::size_t bf16_pair_width(std::size_t d_begin, std::size_t d_end);
 /// rows_requested (request_rows was called for them), memory is first asked for every row.
 void fast_bf16_pack_rows(const std::uint8_t* const* rows, std::size_t count, std::size_t inputs,
                          ElementType element, std::uint16_t* out, bool rows_requested = false);
-/// Inputs [d_begin, d_end) of rows 2j and 2j+1 side by side, out: ((count+1)/2, bf16_pair_width(...)).
+/// Inputs [d_begin, d_end) of rows 2j and 2j+1 side by side, out: (count+1)/2 x bf16_pair_width(...)
+/// values in the panels fast_bf16_update_columns reads (kernels/bf16.cpp).
 void fast_bf16_pack_row_pairs(const std::uint8_t* const* rows, std::size_t count, ElementType element,
                               std::size_t d_begin, std::size_t d_end, std::uint32_t* out);
 /// dlogits (count, K) of rows 2j and 2j+1 side by side, out: ((count+1)/2, K).
@@ -232,7 +233,7 @@ void fast_bf16_logits(const FastBf16LogitsArgs& args);
 
 /// Arguments of fast_bf16_update_columns.
 struct FastBf16UpdateArgs {
-  const std::uint32_t* row_pairs;     // (pairs, pair_width) for inputs from d_begin
+  const std::uint32_t* row_pairs;     // from fast_bf16_pack_row_pairs, for inputs from d_begin
   const std::uint32_t* dlogit_pairs;  // (pairs, K)
   std::size_t pairs;
   std::size_t pair_width;  // bf16_pair_width(d_begin, d_end)

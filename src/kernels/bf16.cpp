@@ -9,8 +9,12 @@
 // Layouts (padding is zeros, so it adds nothing to a sum):
 //   rows16 (count, stride):      a batch's rows as bfloat16, in input order, for the forward pass;
 //   W16    (K, stride):          W rounded to bfloat16, refreshed by the update as it steps W;
-//   row pairs (pairs, width):    for the backward pass, the inputs [d_begin, d_begin + width) of rows
-//                                2j and 2j+1 side by side in one 32-bit lane (row 2j in the low half);
+//   row pairs (pairs x width):   for the backward pass, the inputs [d_begin, d_begin + width) of rows
+//                                2j and 2j+1 side by side in one 32-bit lane (row 2j in the low half),
+//                                in panels: each 64 inputs (the 4 vectors an update block sums) of
+//                                every pair j together, j after j, then each last vector's 16 the same
+//                                way (PanelOf). A block then reads its inputs in one sequential stream;
+//                                in rows of `width` pairs, j after j was a new 4 KB page (1,024 inputs);
 //   dlogit pairs (pairs, K):     dlogits[2j][k] and dlogits[2j+1][k] side by side in the same way.
 // An odd last row is paired with a row of zeros.
 #include <immintrin.h>
@@ -57,6 +61,22 @@ SOFTREG_BF16_TARGET inline __m512 LoadValues(const std::uint8_t* row, ElementTyp
       break;
   }
   return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, row + d)));
+}
+
+// The row pairs' panels (the layout above): the update sums the pairs of 4 vectors of inputs at a time,
+// and of a last vector or three after the last 64 inputs one vector at a time.
+constexpr std::size_t kPanelVectors = 4;
+constexpr std::size_t kPanelLanes = kPanelVectors * kLanes;
+
+struct Panel {
+  std::size_t first;   // where the inputs from the offset lie for pair 0
+  std::size_t stride;  // and from one pair to the next
+};
+// The panel of the inputs from offset `o` (a multiple of 16, from d_begin) of `n` inputs and `pairs` pairs.
+inline Panel PanelOf(std::size_t o, std::size_t n, std::size_t pairs) {
+  const std::size_t whole = n / kPanelLanes * kPanelLanes;  // the inputs of whole panels
+  if (o < whole) return {o / kPanelLanes * kPanelLanes * pairs + o % kPanelLanes, kPanelLanes};
+  return {whole * pairs + (o - whole) * pairs, kLanes};
 }
 
 // logits[r][k0 + k] = scale * (x_r . W_k) + b_k for R rows from `first` and KT classes from k0.
@@ -123,13 +143,13 @@ SOFTREG_BF16_TARGET void UpdateBlock(const FastBf16UpdateArgs& a, std::size_t d,
   for (int b = 0; b < B; ++b)
     for (int k = 0; k < KT; ++k)
       acc[b][k] = _mm512_setzero_ps();
-  const std::size_t width = a.pair_width, K = a.classes;
-  const std::uint32_t* x = a.row_pairs + (d - a.d_begin);
-  for (std::size_t j = 0; j < a.pairs; ++j) {
+  const std::size_t K = a.classes;
+  const Panel panel = PanelOf(d - a.d_begin, a.d_end - a.d_begin, a.pairs);
+  const std::uint32_t* x = a.row_pairs + panel.first;
+  for (std::size_t j = 0; j < a.pairs; ++j, x += panel.stride) {
     __m512bh xv[B];
     for (int b = 0; b < B; ++b)
-      xv[b] = reinterpret_cast<__m512bh>(
-          _mm512_loadu_si512(x + j * width + static_cast<std::size_t>(b) * kLanes));
+      xv[b] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(x + static_cast<std::size_t>(b) * kLanes));
     const std::uint32_t* g = a.dlogit_pairs + j * K + k0;
     for (int k = 0; k < KT; ++k) {
       const __m512bh gk = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(g[k])));
@@ -186,6 +206,7 @@ SOFTREG_BF16_TARGET inline void RequestWeights(const FastBf16UpdateArgs& a, std:
 template <int KT>
 SOFTREG_BF16_TARGET void UpdateTile(const FastBf16UpdateArgs& a, std::size_t k0) {
   constexpr int B = std::clamp(20 / KT, 1, 4);
+  static_assert(B == kPanelVectors, "a block sums the inputs of one panel");
   std::size_t d = a.d_begin;
   for (; d + B * kLanes <= a.d_end; d += B * kLanes) {
     // The next block's lines, while this one's sums run: the next inputs of these classes, or after
@@ -233,17 +254,17 @@ SOFTREG_BF16_TARGET inline __m512i Interleave(__m512 lo_row, __m512 hi_row) {
 
 SOFTREG_BF16_TARGET void PackRowPairs(const std::uint8_t* const* rows, std::size_t count, ElementType element,
                                       std::size_t d_begin, std::size_t d_end, std::uint32_t* out) {
-  const std::size_t width = bf16_pair_width(d_begin, d_end);
-  for (std::size_t j = 0; j < (count + 1) / 2; ++j) {
+  const std::size_t width = bf16_pair_width(d_begin, d_end), pairs = (count + 1) / 2;
+  for (std::size_t j = 0; j < pairs; ++j) {
     const std::uint8_t* first = rows[2 * j];
     const std::uint8_t* second = 2 * j + 1 < count ? rows[2 * j + 1] : nullptr;
-    std::uint32_t* o = out + j * width;
     for (std::size_t i = 0; i < width; i += kLanes) {
       const std::size_t d = d_begin + i;
-      const std::size_t n = d < d_end ? std::min(kLanes, d_end - d) : 0;
-      const __m512 lo = n > 0 ? LoadValues(first, element, d, n) : _mm512_setzero_ps();
-      const __m512 hi = n > 0 && second ? LoadValues(second, element, d, n) : _mm512_setzero_ps();
-      _mm512_storeu_si512(o + i, Interleave(lo, hi));
+      const std::size_t n = std::min(kLanes, d_end - d);
+      const __m512 lo = LoadValues(first, element, d, n);
+      const __m512 hi = second ? LoadValues(second, element, d, n) : _mm512_setzero_ps();
+      const Panel panel = PanelOf(i, d_end - d_begin, pairs);
+      _mm512_storeu_si512(out + panel.first + j * panel.stride, Interleave(lo, hi));
     }
   }
 }
