@@ -255,17 +255,22 @@ SOFTREG_BF16_TARGET inline __m512i Interleave(__m512 lo_row, __m512 hi_row) {
 SOFTREG_BF16_TARGET void PackRowPairs(const std::uint8_t* const* rows, std::size_t count, ElementType element,
                                       std::size_t d_begin, std::size_t d_end, std::uint32_t* out) {
   const std::size_t width = bf16_pair_width(d_begin, d_end), pairs = (count + 1) / 2;
-  for (std::size_t j = 0; j < pairs; ++j) {
-    const std::uint8_t* first = rows[2 * j];
-    const std::uint8_t* second = 2 * j + 1 < count ? rows[2 * j + 1] : nullptr;
-    for (std::size_t i = 0; i < width; i += kLanes) {
-      const std::size_t d = d_begin + i;
-      const std::size_t n = std::min(kLanes, d_end - d);
-      const __m512 lo = LoadValues(first, element, d, n);
-      const __m512 hi = second ? LoadValues(second, element, d, n) : _mm512_setzero_ps();
-      const Panel panel = PanelOf(i, d_end - d_begin, pairs);
-      _mm512_storeu_si512(out + panel.first + j * panel.stride, Interleave(lo, hi));
+  // Panel by panel, so that the stores run in one stream.
+  for (std::size_t i = 0; i < width;) {
+    const Panel panel = PanelOf(i, d_end - d_begin, pairs);
+    for (std::size_t j = 0; j < pairs; ++j) {
+      const std::uint8_t* first = rows[2 * j];
+      const std::uint8_t* second = 2 * j + 1 < count ? rows[2 * j + 1] : nullptr;
+      std::uint32_t* o = out + panel.first + j * panel.stride;
+      for (std::size_t v = 0; v < panel.stride; v += kLanes) {
+        const std::size_t d = d_begin + i + v;
+        const std::size_t n = std::min(kLanes, d_end - d);
+        const __m512 lo = LoadValues(first, element, d, n);
+        const __m512 hi = second ? LoadValues(second, element, d, n) : _mm512_setzero_ps();
+        _mm512_storeu_si512(o + v, Interleave(lo, hi));
+      }
     }
+    i += panel.stride;
   }
 }
 
