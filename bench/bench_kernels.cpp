@@ -349,7 +349,7 @@ void BM_Bf16Pass(benchmark::State& state) {
           {rows16.data(), kRows, stride, K, W16.data(), model.b.data(), data.scale(), logits.data()});
     } else {
       fast_bf16_pack_row_pairs(rows.data(), kRows, element, 0, D, row_pairs.data());
-      fast_bf16_update_columns({row_pairs.data(), dlogit_pairs.data(), pairs, width, D, K, 0, D,
+      fast_bf16_update_columns({row_pairs.data(), dlogit_pairs.data(), pairs, D, K, 0, D,
                                 /*step=*/1e-9f, data.scale(), model.W.data(), W16.data(), stride});
     }
     benchmark::DoNotOptimize(logits.data());

@@ -913,9 +913,8 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
         // The update reads only the pairs and W from here on: the next rows arrive while it runs.
         asked = ask_ahead;
         if (asked) request_rows(next_rows, next_count, row_bytes);
-        fast_bf16_update_columns({row_pairs.data(), bf16_dlogit_pairs_.data(), pairs, width, D, K, d0, d1,
-                                  sgd_step, train_.scale(), kernel_model.W.data(), bf16_W_.data(),
-                                  bf16_stride});
+        fast_bf16_update_columns({row_pairs.data(), bf16_dlogit_pairs_.data(), pairs, D, K, d0, d1, sgd_step,
+                                  train_.scale(), kernel_model.W.data(), bf16_W_.data(), bf16_stride});
       } else if (d0 < d1 && fused) {
         asked = ask_ahead;
         fast_update_columns({pixels, batch_dlogits_.data(), count, D, K, train_.element, d0, d1, sgd_step,

@@ -147,8 +147,8 @@ void expect_update_matches(const Problem& p, const std::string& where) {
       EXPECT_GE(width, d1 - d0);
       std::vector<std::uint32_t> row_pairs(pairs * width, 0xFFFFFFFFu);
       fast_bf16_pack_row_pairs(p.rows.data(), p.n, p.data.element, d0, d1, row_pairs.data());
-      fast_bf16_update_columns({row_pairs.data(), dlogit_pairs.data(), pairs, width, p.D, p.K, d0, d1, step,
-                                scale, out.first.data(), out.second.data(), stride});
+      fast_bf16_update_columns({row_pairs.data(), dlogit_pairs.data(), pairs, p.D, p.K, d0, d1, step, scale,
+                                out.first.data(), out.second.data(), stride});
     }
     return out;
   };

@@ -236,10 +236,9 @@ struct FastBf16UpdateArgs {
   const std::uint32_t* row_pairs;     // from fast_bf16_pack_row_pairs, for inputs from d_begin
   const std::uint32_t* dlogit_pairs;  // (pairs, K)
   std::size_t pairs;
-  std::size_t pair_width;  // bf16_pair_width(d_begin, d_end)
-  std::size_t inputs;      // D
-  std::size_t classes;     // K
-  std::size_t d_begin;     // the inputs this call updates: [d_begin, d_end)
+  std::size_t inputs;   // D
+  std::size_t classes;  // K
+  std::size_t d_begin;  // the inputs this call updates: [d_begin, d_end)
   std::size_t d_end;
   float step;          // lr / batch size
   float scale;         // 1/255 for pixels
