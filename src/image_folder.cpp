@@ -77,8 +77,9 @@ Listing list_split(const fs::path& split_folder, const std::vector<std::string>&
   if (class_folders.empty())
     throw Error::in_file(split_folder, "has no class folders (expected <class>/<images>)");
   for (const fs::path& folder : class_folders) {
-    const auto at = std::find(classes.begin(), classes.end(), folder.filename().string());
-    if (at == classes.end())
+    const std::string name = folder.filename().string();
+    const auto at = std::lower_bound(classes.begin(), classes.end(), name);  // sorted
+    if (at == classes.end() || *at != name)
       throw Error::in_file(folder, "is a class neither the training nor the test folder has");
     const std::vector<fs::path> images = image_files_under(folder);
     if (images.empty()) throw Error::in_file(folder, "is an empty class folder (no .png/.jpg/... images)");
