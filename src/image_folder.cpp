@@ -11,6 +11,7 @@
 #include <cstring>
 #include <mutex>
 #include <numeric>
+#include <span>
 
 #include "softreg/decoded_cache.hpp"
 #include "softreg/error.hpp"
@@ -28,6 +29,12 @@ constexpr int kDefaultSide = 28;
 
 bool hidden(const fs::path& path) {
   return path.filename().string().starts_with(".");
+}
+
+std::string lowercase_extension(const fs::path& path) {
+  std::string ext = path.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  return ext;
 }
 
 // The class folders of a split, sorted.
@@ -49,34 +56,39 @@ struct Listing {
   std::vector<Label> labels;
 };
 
+// A split folder and its class folders (class_folders_of), listed once.
+struct SplitFolder {
+  fs::path folder;
+  std::vector<fs::path> class_folders;
+};
+
 // The class names of the training and test folders, sorted: the training folder's and any that only the
 // test folder has, as a CSV or NPY table's labels are the distinct values of both its sets. A class
 // without training images is then a warning (the model cannot learn it), not a different numbering of
 // each split. A validation folder's classes must be among them, as a validation table's must.
-std::vector<std::string> class_names_of(const std::vector<fs::path>& split_folders) {
+std::vector<std::string> class_names_of(std::span<const SplitFolder> splits) {
   std::vector<std::string> names;
-  for (const fs::path& split_folder : split_folders) {
-    for (const fs::path& folder : class_folders_of(split_folder))
+  for (const SplitFolder& split : splits) {
+    for (const fs::path& folder : split.class_folders)
       names.push_back(folder.filename().string());
   }
   std::sort(names.begin(), names.end());
   names.erase(std::unique(names.begin(), names.end()), names.end());
   if (names.size() > static_cast<std::size_t>(kMaxClasses)) {
-    throw Error::in_file(split_folders.front(),
+    throw Error::in_file(splits.front().folder,
                          fmt::format("has {} class folders{}; at most {} are supported", names.size(),
-                                     split_folders.size() > 1 ? " with the test folder's" : "", kMaxClasses));
+                                     splits.size() > 1 ? " with the test folder's" : "", kMaxClasses));
   }
   return names;
 }
 
-// The images of `split_folder`'s class folders, in sorted order, labelled by their place in `classes`.
-Listing list_split(const fs::path& split_folder, const std::vector<std::string>& classes) {
+// The images of a split's class folders, in sorted order, labelled by their place in `classes`.
+Listing list_split(const SplitFolder& split, const std::vector<std::string>& classes) {
   Listing listing;
   listing.classes = classes;
-  const std::vector<fs::path> class_folders = class_folders_of(split_folder);
-  if (class_folders.empty())
-    throw Error::in_file(split_folder, "has no class folders (expected <class>/<images>)");
-  for (const fs::path& folder : class_folders) {
+  if (split.class_folders.empty())
+    throw Error::in_file(split.folder, "has no class folders (expected <class>/<images>)");
+  for (const fs::path& folder : split.class_folders) {
     const std::string name = folder.filename().string();
     const auto at = std::lower_bound(classes.begin(), classes.end(), name);  // sorted
     if (at == classes.end() || *at != name)
@@ -227,14 +239,6 @@ Dataset images_dataset(const Listing& listing, int height, int width, Bytes pixe
 
 }  // namespace
 
-namespace {
-std::string lowercase_extension(const fs::path& path) {
-  std::string ext = path.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-  return ext;
-}
-}  // namespace
-
 bool is_feature_file(const fs::path& path) {
   const std::string ext = lowercase_extension(path);
   return ext == ".npy" || ext == ".npz" || ext == ".csv" || ext == ".tsv";
@@ -314,12 +318,15 @@ ImageFolderData load_image_folder(const fs::path& folder, const ImageFolderOptio
   // The splits: train, then test and validation where there are such folders.
   const fs::path test_folder = has_train ? image_test_folder(folder) : fs::path();
   const fs::path validation_folder = has_train ? image_validation_folder(folder) : fs::path();
-  std::vector<fs::path> split_folders = {train_folder};
-  if (!test_folder.empty()) split_folders.push_back(test_folder);
-  const std::vector<std::string> classes = class_names_of(split_folders);
-  if (!validation_folder.empty()) split_folders.push_back(validation_folder);
+  std::vector<SplitFolder> split_folders;
+  for (const fs::path& split : {train_folder, test_folder, validation_folder}) {
+    if (!split.empty()) split_folders.push_back({split, class_folders_of(split)});
+  }
+  // The classes of train/ and test/ (split_folders[0] and, when there is one, [1]).
+  const std::vector<std::string> classes =
+      class_names_of(std::span(split_folders).first(test_folder.empty() ? 1 : 2));
   std::vector<Listing> splits;
-  for (const fs::path& split : split_folders)
+  for (const SplitFolder& split : split_folders)
     splits.push_back(list_split(split, classes));
   std::vector<const Listing*> listings;
   std::vector<std::size_t> counts;
@@ -357,7 +364,8 @@ ImageFolderData load_image_folder(const fs::path& folder, const ImageFolderOptio
   std::vector<std::vector<std::uint8_t>> pixels;
   for (std::size_t i = 0; i < splits.size(); ++i) {
     pixels.push_back(decode_images(splits[i], height, width, options, data.skipped));
-    if (splits[i].labels.empty()) throw Error::in_file(split_folders[i], "none of its images could be read");
+    if (splits[i].labels.empty())
+      throw Error::in_file(split_folders[i].folder, "none of its images could be read");
   }
   // Only a complete decode is cached: a run with skipped images decodes again (and reports them again).
   if (data.skipped == 0 && !entry.empty()) {
