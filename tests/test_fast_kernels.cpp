@@ -838,28 +838,10 @@ std::pair<SoftmaxModel, std::vector<EpochMetrics>> two_epochs(const TrainConfig&
   return {trainer.model(), epochs};
 }
 
-// An environment variable set (or unset, for nullptr) for the life of one object.
-class ForcedEnv {
- public:
-  ForcedEnv(const char* name, const char* value) : name_(name) {
-    if (value) {
-      ::setenv(name, value, 1);
-    } else {
-      ::unsetenv(name);
-    }
-  }
-  ~ForcedEnv() { ::unsetenv(name_); }
-  ForcedEnv(const ForcedEnv&) = delete;
-  ForcedEnv& operator=(const ForcedEnv&) = delete;
-
- private:
-  const char* name_;
-};
-
 // SOFTREG_SPLIT for the life of one object: which way two threads split a small model's batches.
-class ForcedSplit : public ForcedEnv {
+class ForcedSplit : public test::ScopedEnv {
  public:
-  explicit ForcedSplit(const char* split) : ForcedEnv("SOFTREG_SPLIT", split) {}
+  explicit ForcedSplit(const char* split) : test::ScopedEnv("SOFTREG_SPLIT", split) {}
 };
 
 // Two threads that each own half of the classes compute every logit, dlogit and sum as one thread does
@@ -943,7 +925,7 @@ TEST(FastTrainer, AskingAheadOrNotGivesTheSameBits) {
                   test = synthetic_dataset(150, shape.D, shape.K, ElementType::kU8, 22);
     const auto run = [&](int threads, const char* ask) {
       const ForcedSplit forced_split(shape.split);
-      const ForcedEnv forced_ask("SOFTREG_ASK_AHEAD", ask);
+      const test::ScopedEnv forced_ask("SOFTREG_ASK_AHEAD", ask);
       TrainConfig config;
       config.batch_size = 64;
       config.seed = 9;

@@ -88,26 +88,6 @@ DataSource npy_source(const TempDir& dir) {
   return s;
 }
 
-// Sets an environment variable for one scope.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    ::setenv(name, value.c_str(), 1);
-  }
-  ~ScopedEnv() {
-    if (old_) {
-      ::setenv(name_, old_->c_str(), 1);
-    } else {
-      ::unsetenv(name_);
-    }
-  }
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
-
 template <class F>
 std::string error_of(F&& f) {
   try {
@@ -462,7 +442,7 @@ TEST(Csv, ThreadsParseRunsOfLinesAsOneThreadDoes) {
 
 TEST(Csv, LargeTablesAreDecodedOnceAndThenMappedInPlace) {
   TempDir dir, cache;
-  const ScopedEnv env("SOFTREG_CACHE", cache.path().string());
+  const test::ScopedEnv env("SOFTREG_CACHE", cache.path().c_str());
   namespace fs = std::filesystem;
   const fs::path path = dir / "big.csv";
   std::string text = "a,b,c,d,kind,e,f,g\n";
@@ -530,7 +510,7 @@ void write_image_folder(const std::filesystem::path& root, const std::string& sp
 
 TEST(ImageFolder, ReadsClassesFromFolderNamesAndCachesTheDecode) {
   TempDir dir, cache;
-  const ScopedEnv env("SOFTREG_CACHE", cache.path().string());
+  const test::ScopedEnv env("SOFTREG_CACHE", cache.path().c_str());
   write_image_folder(dir.path(), "train", 10, 6, 4);
   write_image_folder(dir.path(), "test", 3, 6, 4);
   ASSERT_TRUE(is_image_folder(dir.path()));
@@ -572,7 +552,7 @@ TEST(ImageFolder, ReadsClassesFromFolderNamesAndCachesTheDecode) {
 
 TEST(ImageFolder, FindsImagesInNestedFoldersAsTorchvisionDoes) {
   TempDir dir;
-  const ScopedEnv env("SOFTREG_CACHE", "off");
+  const test::ScopedEnv env("SOFTREG_CACHE", "off");
   write_image_folder(dir.path(), "train", 2, 5, 5);
   write_image_folder(dir.path(), "test", 1, 5, 5);
   namespace fs = std::filesystem;
@@ -617,7 +597,7 @@ ModelFile ant_bee_cat_model() {
 
 TEST(ImageFolder, ClassFoldersAloneAreEvaluatedWholeAtTheModelsSize) {
   TempDir dir;
-  const ScopedEnv env("SOFTREG_CACHE", "off");
+  const test::ScopedEnv env("SOFTREG_CACHE", "off");
   write_image_folder(dir.path(), "new", 2, 6, 4);   // new/<class>/<i>.png, no train/ or test/
   std::filesystem::remove_all(dir / "new/circle");  // two of the model's three classes
   const ModelFile model =
@@ -646,7 +626,7 @@ TEST(ImageFolder, ClassFoldersAloneAreEvaluatedWholeAtTheModelsSize) {
 
 TEST(ImageFolder, AValFolderIsTheTestSetWhereNoTestFolderHasLabels) {
   TempDir dir;
-  const ScopedEnv env("SOFTREG_CACHE", "off");
+  const test::ScopedEnv env("SOFTREG_CACHE", "off");
   write_image_folder(dir.path(), "train", 4, 5, 5);
   write_image_folder(dir.path(), "val", 2, 5, 5);  // ImageNet's layout: train/ and val/
   DataSource s;
@@ -677,7 +657,7 @@ TEST(ImageFolder, AValFolderIsTheTestSetWhereNoTestFolderHasLabels) {
 
 TEST(Sources, AValidationSetGivenWithTheDataIsLoadedBesideTheTestSet) {
   TempDir dir;
-  const ScopedEnv env("SOFTREG_CACHE", (dir / "cache").string());
+  const test::ScopedEnv env("SOFTREG_CACHE", (dir / "cache").c_str());
   // Image folders: train/, test/ and val/ (the layout of many data sets), each split its own.
   write_image_folder(dir / "images", "train", 4, 5, 5);
   write_image_folder(dir / "images", "test", 2, 5, 5);
@@ -735,7 +715,7 @@ TEST(Sources, AValidationSetGivenWithTheDataIsLoadedBesideTheTestSet) {
 
 TEST(ImageFolder, ATestClassTheTrainingFolderLacksIsAClassOfBothAsInATable) {
   TempDir dir;
-  const ScopedEnv env("SOFTREG_CACHE", "off");
+  const test::ScopedEnv env("SOFTREG_CACHE", "off");
   write_image_folder(dir.path(), "train", 2, 5, 5);
   write_image_folder(dir.path(), "test", 1, 5, 5);
   std::filesystem::create_directories(dir / "test/fox");
@@ -762,7 +742,7 @@ TEST(ImageFolder, ATestClassTheTrainingFolderLacksIsAClassOfBothAsInATable) {
 
 TEST(ImageFolder, BadImagesEmptyClassesAndMissingTest) {
   TempDir dir;
-  const ScopedEnv env("SOFTREG_CACHE", "off");
+  const test::ScopedEnv env("SOFTREG_CACHE", "off");
   write_image_folder(dir.path(), "train", 4, 5, 5);
   write_text(dir / "train/square/broken.png", "not really a png");
   DataSource s;
