@@ -431,10 +431,9 @@ bool Trainer::trains_two_classes_as_one() const {
 
 bool Trainer::can_split_by_classes() const {
   // Split by classes, each thread takes its sums as train_epoch_fast does: as two halves of rows where
-  // that takes halves, otherwise over all rows in order. bfloat16 sums pairs of rows instead. Two
+  // that takes halves, otherwise over all rows in order; in bfloat16 over the pairs of rows. Two
   // classes trained as one have one class's sums to split.
-  return pool_.threads() == 2 && model_.classes() >= 2 && uses_fused_sgd() && config_.compute != "bf16" &&
-         !trains_two_classes_as_one();
+  return pool_.threads() == 2 && model_.classes() >= 2 && uses_fused_sgd() && !trains_two_classes_as_one();
 }
 
 bool Trainer::split_by_classes_now() {
@@ -464,8 +463,19 @@ bool Trainer::split_by_classes_now() {
   // classes, 3 epochs: one die 73.0-73.6 against 78.8-83.1 ms, two dies 107.6 against 85.3-86.7 ms;
   // (1000, 1024, f32, 100,000 rows): one die 2.38 against 2.49-2.59 s, two dies 2.84-2.97 against
   // 2.52-2.55 s (BENCHMARKS.md).
+  // bfloat16 splits by classes across two dies only with W16 of 256 KB or more: three meetings a batch
+  // (train_epoch_split_classes) against the half of W16 that crosses between the dies split by rows.
+  // Two dies (round trip 320-380 ns), Zen 5, rows against classes: (1000, 1024, f32), 100,000 rows
+  // 1.05-1.13 s against 0.90-1.09 s an epoch (4 of 4 alternated pairs faster, the backward pass 27 %);
+  // (300, 1024, f32) 97-121 against 94-129 ms (about even); (100, 512, f32) 57 against 52 ms; the
+  // recipe's shape 16.3 against 23.7 ms (BENCHMARKS.md).
   constexpr int kMinClassesToSplit = 8, kMinClassesToSplitOnOneDie = 10;
+  constexpr std::size_t kMinBf16BytesToSplit = 256 * 1024;
   if (model_.classes() < kMinClassesToSplit) return false;
+  if (config_.compute == "bf16" &&
+      static_cast<std::size_t>(model_.classes()) * train_.features() * sizeof(std::uint16_t) <
+          kMinBf16BytesToSplit)
+    return false;
   if (model_.classes() >= kMinClassesToSplitOnOneDie && sums_in_two_halves()) return true;
   round_trip_ = core_round_trip_seconds(pool_, /*seconds=*/0);
   return round_trip_ > kTwoDiesRoundTripSeconds;
@@ -481,12 +491,25 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
   // (BENCHMARKS.md). Each (row, class) logit, dlogit and (class, input) sum is computed as on one
   // thread (the sums as two halves of rows, FastUpdateArgs::second_half, where one thread takes them so;
   // over all rows in order for a larger model), so the bits do not change.
+  //
+  // In bfloat16 the team meets three times a batch: each thread packs half of the rows (its half of
+  // the softmax's rows), and when both halves are packed takes its classes' logits from both; when
+  // both have their logits, each takes the softmax of its half of the rows only; when both have their
+  // dlogits, each pairs every row (from the packed rows, which is what one thread sums) and sums and
+  // steps its classes. Its rows of W16 are then its own, where split by rows each forward pass reads
+  // the half of W16 that the other thread's update has just written (for 1,000 classes of 1,024 inputs
+  // 1 MB a batch), and neither thread reads or packs a row twice. (In float32 the first way, one
+  // meeting and the softmax of every row on both threads, measured as fast with 1,000 classes and is
+  // faster with 10: BENCHMARKS.md.)
   const std::size_t n = order_.size(), D = train_.features();
   const std::size_t B = std::min(config_.batch_size, n);
   const std::size_t K = static_cast<std::size_t>(model_.classes());
   const std::size_t split = (K + 1) / 2;  // thread 0's classes [0, split), thread 1's [split, K)
   const std::size_t first = batches_done_ * B;
   const bool sums_in_halves = sums_in_two_halves();
+  const bool bf16 = config_.compute == "bf16";
+  const bool softmax_halves = bf16;  // each thread's softmax of its half of the rows (above)
+  const std::size_t bf16_stride = bf16_row_stride(D), pair_width = bf16_pair_width(0, D);
   order_labels(first);
   batch_loss_.resize(B);
   for (std::size_t t = 0; t < 2; ++t) {
@@ -499,6 +522,17 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
     buffers.whole.resize(B * K);
     buffers.own_dlogits.resize(B * own);
     buffers.other_loss.resize(B);
+    if (bf16) {
+      for (auto& rows16 : buffers.rows16)
+        rows16.resize((B + 1) / 2 * bf16_stride);
+      buffers.packed_rows.resize(B);
+      buffers.row_pairs.resize((B + 1) / 2 * pair_width);
+      buffers.dlogit_pairs.resize((B + 1) / 2 * own);
+    }
+  }
+  if (bf16) {
+    bf16_W_.resize(K * bf16_stride);
+    fast_bf16_round_weights(model_.W.data(), K, D, bf16_W_.data());
   }
   MetOnceTeam team;
   // Each batch's rate from its index, not from batches_done_ (current_lr): thread 0 may close the batch
@@ -510,7 +544,8 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
   // not fit in half of L2 go in chunks that do; otherwise they would come from L3 once a tile. (1,000
   // classes of 1,024 floats: the forward pass 1.34 -> 1.31 s an epoch on one die, 1.40 -> 1.33 on two;
   // BENCHMARKS.md.)
-  const std::size_t forward_chunk = std::max<std::size_t>(1, l2_cache_bytes() / 2 / row_bytes);
+  const std::size_t forward_chunk = std::max<std::size_t>(
+      1, l2_cache_bytes() / 2 / (bf16 ? bf16_stride * sizeof(std::uint16_t) : row_bytes));
 
   pool_.run(2, [&](std::size_t t) {
     ThreadTally tally;
@@ -521,6 +556,7 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
     const AskAheadChoice::Plan plan = ask_ahead_now_->plan();
     float* const W = model_.W.data() + k0 * D;
     float* const b = model_.b.data() + k0;
+    std::uint16_t* const W16 = bf16 ? bf16_W_.data() + k0 * bf16_stride : nullptr;
     const auto gather = [&](std::size_t batch_begin, int parity) {
       const std::size_t count = std::min(n, batch_begin + B) - batch_begin;
       for (std::size_t r = 0; r < count; ++r)
@@ -534,14 +570,34 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
     for (std::size_t begin = first; begin < n; begin += B, parity ^= 1, ++batch) {
       const std::size_t count = std::min(n, begin + B) - begin;
       const std::uint8_t* const* rows = mine.rows[parity].data();
-      for (std::size_t r0 = 0; r0 < count; r0 += forward_chunk) {
-        FastForwardArgs logits{rows + r0, nullptr, std::min(forward_chunk, count - r0),
-                               D,         own,     train_.element,
-                               W,         b,       train_.scale(),
-                               nullptr,   nullptr, mine.logits[parity].data() + r0 * own,
-                               requested};
-        logits.logits_only = true;
-        fast_forward_rows(logits);
+      const std::size_t second_half = (count + 1) / 2;
+      const std::size_t my_r0 = t == 0 ? 0 : second_half, my_r1 = t == 0 ? second_half : count;
+      if (bf16) {
+        // Each thread packs its half of the rows; then each takes the logits of its classes from both
+        // halves, in chunks of rows that lie together.
+        fast_bf16_pack_rows(rows + my_r0, my_r1 - my_r0, D, train_.element, mine.rows16[parity].data(),
+                            requested);
+        tally.meet(team.barrier, t, tally.forward);
+        for (std::size_t r = 0; r < count; ++r) {
+          const bool first_half = r < second_half;
+          mine.packed_rows[r] = class_split_[first_half ? 0 : 1].rows16[parity].data() +
+                                (first_half ? r : r - second_half) * bf16_stride;
+        }
+        for (std::size_t r0 = 0, r1; r0 < count; r0 = r1) {
+          r1 = std::min({count, r0 + forward_chunk, r0 < second_half ? second_half : count});
+          fast_bf16_logits({mine.packed_rows[r0], r1 - r0, bf16_stride, own, W16, b, train_.scale(),
+                            mine.logits[parity].data() + r0 * own});
+        }
+      } else {
+        for (std::size_t r0 = 0; r0 < count; r0 += forward_chunk) {
+          FastForwardArgs logits{rows + r0, nullptr, std::min(forward_chunk, count - r0),
+                                 D,         own,     train_.element,
+                                 W,         b,       train_.scale(),
+                                 nullptr,   nullptr, mine.logits[parity].data() + r0 * own,
+                                 requested};
+          logits.logits_only = true;
+          fast_forward_rows(logits);
+        }
       }
       tally.meet(team.barrier, t, tally.forward);  // both threads' logits of this batch are there
       if (team.stopped_before(batch)) break;
@@ -550,19 +606,22 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
       // The whole logits, then the softmax of every row; this thread counts the correct predictions of
       // its half of the rows. Both threads find every row's loss with the same bits; thread 0 keeps them
       // all for the books, so it need not wait for thread 1's half or read it from the other core.
+      // In bfloat16 (softmax_halves) each thread takes the softmax of its half of the rows only, and
+      // the team meets again before each reads its classes' dlogits of the other half.
       float* whole = mine.whole.data();
       const float* mine_logits = mine.logits[parity].data();
       const float* their_logits = theirs.logits[parity].data();
-      for (std::size_t r = 0; r < count; ++r) {
+      const std::size_t whole_r0 = softmax_halves ? my_r0 : 0, whole_r1 = softmax_halves ? my_r1 : count;
+      for (std::size_t r = whole_r0; r < whole_r1; ++r) {
         copy_few(mine_logits + r * own, own, whole + r * K + k0);
         copy_few(their_logits + r * theirs_count, theirs_count, whole + r * K + their_k0);
       }
-      const std::size_t second_half = (count + 1) / 2;
       for (int half = 0; half < 2; ++half) {
         const std::size_t r0 = half == 0 ? 0 : second_half, r1 = half == 0 ? second_half : count;
-        if (r0 == r1) continue;
         const bool counted = static_cast<std::size_t>(half) == t;
-        float* const losses = t == 0 ? batch_loss_.data() + r0 : mine.other_loss.data() + r0;
+        if (r0 == r1 || (softmax_halves && !counted)) continue;
+        float* const losses =
+            t == 0 || softmax_halves ? batch_loss_.data() + r0 : mine.other_loss.data() + r0;
         FastForwardArgs softmax{rows + r0,
                                 epoch_labels_.data() + begin + r0,
                                 r1 - r0,
@@ -579,20 +638,44 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
         const std::int64_t correct = fast_forward_rows(softmax);
         if (counted) tally.correct += correct;
       }
+      float* own_dlogits = mine.own_dlogits.data();
+      if (softmax_halves) {
+        tally.meet(team.barrier, t, tally.forward);  // both halves' dlogits (and losses) are there
+        for (std::size_t r = 0; r < count; ++r) {
+          const float* from = r >= my_r0 && r < my_r1 ? whole : theirs.whole.data();
+          copy_few(from + r * K + k0, own, own_dlogits + r * own);
+        }
+      } else {
+        for (std::size_t r = 0; r < count; ++r)
+          copy_few(whole + r * K + k0, own, own_dlogits + r * own);
+      }
       tally.lap(tally.forward);
 
       // This thread's classes' dlogits, summed over every row and stepped; the next batch's rows
       // asked for on the way when they fit in L2 beside this batch's.
-      float* own_dlogits = mine.own_dlogits.data();
-      for (std::size_t r = 0; r < count; ++r)
-        copy_few(whole + r * K + k0, own, own_dlogits + r * own);
       const std::size_t next_count = begin + count < n ? gather(begin + count, parity ^ 1) : 0;
-      const std::size_t streamed = own * D * sizeof(float) + (count + next_count) * row_bytes;
+      // (In bfloat16 the update streams W16 and the row pairs too.)
+      const std::size_t streamed = own * D * sizeof(float) + (count + next_count) * row_bytes +
+                                   (bf16 ? own * bf16_stride * sizeof(std::uint16_t) +
+                                               (count + 1) / 2 * pair_width * sizeof(std::uint32_t)
+                                         : 0);
       const bool asked = next_count > 0 && streamed <= l2_cache_bytes() && plan.asks(first_batch + batch);
       const float sgd_step = static_cast<float>(lr / static_cast<double>(count));
-      fast_update_columns({rows, own_dlogits, count, D, own, train_.element, 0, D, sgd_step, train_.scale(),
-                           W, asked ? mine.rows[parity ^ 1].data() : nullptr, next_count, row_bytes,
-                           sums_in_halves ? second_half : 0});
+      if (bf16) {
+        fast_bf16_pack_dlogit_pairs(own_dlogits, count, own, mine.dlogit_pairs.data());
+        fast_bf16_pair_packed_rows(mine.packed_rows.data(), count, 0, D, mine.row_pairs.data());
+        if (asked) {  // this thread's half of them, which it packs
+          const std::size_t next_half = (next_count + 1) / 2;
+          const std::size_t ask0 = t == 0 ? 0 : next_half, ask1 = t == 0 ? next_half : next_count;
+          request_rows(mine.rows[parity ^ 1].data() + ask0, ask1 - ask0, row_bytes);
+        }
+        fast_bf16_update_columns({mine.row_pairs.data(), mine.dlogit_pairs.data(), (count + 1) / 2, D, own, 0,
+                                  D, sgd_step, train_.scale(), W, W16, bf16_stride});
+      } else {
+        fast_update_columns({rows, own_dlogits, count, D, own, train_.element, 0, D, sgd_step, train_.scale(),
+                             W, asked ? mine.rows[parity ^ 1].data() : nullptr, next_count, row_bytes,
+                             sums_in_halves ? second_half : 0});
+      }
       requested = asked;
       for (std::size_t k = 0; k < own; ++k)
         b[k] -= sgd_step * sum_over_rows(own_dlogits + k, count, own);

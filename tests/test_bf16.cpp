@@ -136,6 +136,15 @@ void expect_update_matches(const Problem& p, const std::string& where) {
     }
   }
   const float step = 0.1f / static_cast<float>(p.n), scale = p.data.scale();
+  // The rows packed in two buffers, the first (n+1)/2 and the rest, as two threads split by classes
+  // pack them: pairing the packed rows gives the pairs of the rows themselves.
+  const std::size_t first_half = (p.n + 1) / 2;
+  std::vector<std::uint16_t> first16(first_half * stride), second16((p.n - first_half) * stride + 1);
+  fast_bf16_pack_rows(p.rows.data(), first_half, p.D, p.data.element, first16.data());
+  fast_bf16_pack_rows(p.rows.data() + first_half, p.n - first_half, p.D, p.data.element, second16.data());
+  std::vector<const std::uint16_t*> packed(p.n);
+  for (std::size_t r = 0; r < p.n; ++r)
+    packed[r] = r < first_half ? first16.data() + r * stride : second16.data() + (r - first_half) * stride;
   // The update over one range of inputs, and over three whose bounds are not multiples of 16 (threads'
   // slices): the same bits.
   const auto update = [&](const std::vector<std::pair<std::size_t, std::size_t>>& ranges) {
@@ -147,6 +156,9 @@ void expect_update_matches(const Problem& p, const std::string& where) {
       EXPECT_GE(width, d1 - d0);
       std::vector<std::uint32_t> row_pairs(pairs * width, 0xFFFFFFFFu);
       fast_bf16_pack_row_pairs(p.rows.data(), p.n, p.data.element, d0, d1, row_pairs.data());
+      std::vector<std::uint32_t> paired_packed(pairs * width, 0xFFFFFFFFu);
+      fast_bf16_pair_packed_rows(packed.data(), p.n, d0, d1, paired_packed.data());
+      EXPECT_TRUE(paired_packed == row_pairs) << where << " inputs " << d0 << " to " << d1;
       fast_bf16_update_columns({row_pairs.data(), dlogit_pairs.data(), pairs, p.D, p.K, d0, d1, step, scale,
                                 out.first.data(), out.second.data(), stride});
     }
@@ -282,32 +294,51 @@ TEST(Bf16Trainer, LearnsAsTheFloat32PathDoes) {
 TEST(Bf16Trainer, WeightsDoNotDependOnTheThreadCount) {
   SKIP_WITHOUT_BF16();
   // Bytes with 10 classes and float features with 17 (tiles of 5 and a partial one); batches of 101
-  // rows, so that threads' slices and the last pair of a batch are odd.
+  // rows, so that threads' slices and the last pair of a batch are odd (split by classes, the pair of
+  // rows 50 and 51 lies in both threads' packed halves); batches of 999, so that the last has one row.
+  // Two threads split by rows, by classes (each owning 5 or 9 and 8 classes) and as they choose, which
+  // for a model this small is by rows without measuring.
   struct Shape {
     int K;
     ElementType element;
-    std::size_t D;
+    std::size_t D, batch;
   };
-  for (auto [K, element, D] : {Shape{10, ElementType::kU8, 784}, Shape{17, ElementType::kF32, 37}}) {
+  for (auto [K, element, D, batch] :
+       {Shape{10, ElementType::kU8, 784, 101}, Shape{17, ElementType::kF32, 37, 101},
+        Shape{9, ElementType::kF32, 40, 999}}) {
     const Dataset train = synthetic_dataset(1000, D, K, element, 7),
                   test = synthetic_dataset(200, D, K, element, 8);
+    struct Run {
+      int threads;
+      const char* split;
+    };
     std::vector<SoftmaxModel> models;
     std::vector<double> losses;
-    for (int threads : {1, 2, 3}) {
+    const std::vector<Run> runs{{1, nullptr}, {2, "rows"}, {2, "classes"}, {2, nullptr}, {3, nullptr}};
+    for (const auto [threads, split] : runs) {
+      const test::ScopedEnv forced("SOFTREG_SPLIT", split);
       TrainConfig config;
-      config.batch_size = 101;
+      config.batch_size = batch;
       config.seed = 4;
       config.threads = threads;
       config.compute = "bf16";
       Trainer trainer(config, train, test);
       trainer.run_epoch();
-      losses.push_back(trainer.run_epoch()->train_loss);
+      const EpochMetrics metrics = trainer.run_epoch().value();
+      const std::string how = fmt::format("K={} threads {} split {}", K, threads, split ? split : "auto");
+      EXPECT_EQ(metrics.split_by_classes, split && std::string(split) == "classes") << how;
+      if (!split) {
+        EXPECT_EQ(metrics.core_round_trip_seconds, 0.0) << how;  // small: not measured
+      }
+      losses.push_back(metrics.train_loss);
       models.push_back(trainer.model());
     }
     for (std::size_t i = 1; i < models.size(); ++i) {
-      EXPECT_EQ(models[i].W, models[0].W) << "K=" << K << " threads " << i + 1;
-      EXPECT_EQ(models[i].b, models[0].b) << "K=" << K << " threads " << i + 1;
-      EXPECT_EQ(losses[i], losses[0]) << "K=" << K << " threads " << i + 1;
+      const std::string how =
+          fmt::format("K={} threads {} split {}", K, runs[i].threads, runs[i].split ? runs[i].split : "auto");
+      EXPECT_EQ(models[i].W, models[0].W) << how;
+      EXPECT_EQ(models[i].b, models[0].b) << how;
+      EXPECT_EQ(losses[i], losses[0]) << how;
     }
   }
 }

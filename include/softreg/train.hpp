@@ -320,7 +320,7 @@ class Trainer {
   // Whether the fast path trains two classes as one, on their logits' margin (fast_binary_softmax):
   // two classes whose sums go in halves.
   bool trains_two_classes_as_one() const;
-  // Whether two threads may split a batch by classes (plain SGD, float32 products), and whether they
+  // Whether two threads may split a batch by classes (plain SGD), and whether they
   // should for the next epoch (measures the round trip between their cores into round_trip_).
   bool can_split_by_classes() const;
   bool split_by_classes_now();
@@ -390,11 +390,17 @@ class Trainer {
   std::array<std::vector<float>, 2> two_copies_dlogits_, two_copies_losses_;
   // train_epoch_split_classes: each thread's rows of the batch (all of them), its classes' logits by
   // batch parity (read by the other thread), and its own copies of the whole logits, its classes'
-  // dlogits and (thread 1) the losses it finds, which thread 0 also finds and keeps in batch_loss_.
+  // dlogits and (thread 1) the losses it finds, which thread 0 also finds and keeps in batch_loss_;
+  // in bfloat16 (compute "bf16") also its half of the batch's rows as bfloat16 by parity (read by the
+  // other thread), where each of the batch's rows lies in those, and its pairs of rows and its classes'
+  // dlogit pairs as the update reads them.
   struct ClassSplitBuffers {
     std::array<std::vector<const std::uint8_t*>, 2> rows;
     std::array<std::vector<float>, 2> logits;
     std::vector<float> whole, own_dlogits, other_loss;
+    std::array<std::vector<std::uint16_t>, 2> rows16;
+    std::vector<const std::uint16_t*> packed_rows;
+    std::vector<std::uint32_t> row_pairs, dlogit_pairs;
   };
   std::array<ClassSplitBuffers, 2> class_split_;
   // compute "bf16" (kernels.hpp): the batch's rows, W and the dlogits as the bfloat16 kernels read them,

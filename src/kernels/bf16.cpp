@@ -274,6 +274,30 @@ SOFTREG_BF16_TARGET void PackRowPairs(const std::uint8_t* const* rows, std::size
   }
 }
 
+// PackRowPairs from rows already in bfloat16: each 32-bit lane is row 2j's word, then row 2j+1's.
+SOFTREG_BF16_TARGET void PairPackedRows(const std::uint16_t* const* rows16, std::size_t count,
+                                        std::size_t d_begin, std::size_t d_end, std::uint32_t* out) {
+  const std::size_t width = bf16_pair_width(d_begin, d_end), pairs = (count + 1) / 2;
+  for (std::size_t i = 0; i < width;) {
+    const Panel panel = PanelOf(i, d_end - d_begin, pairs);
+    for (std::size_t j = 0; j < pairs; ++j) {
+      const std::uint16_t* first = rows16[2 * j];
+      const std::uint16_t* second = 2 * j + 1 < count ? rows16[2 * j + 1] : nullptr;
+      std::uint32_t* o = out + panel.first + j * panel.stride;
+      for (std::size_t v = 0; v < panel.stride; v += kLanes) {
+        const std::size_t d = d_begin + i + v;
+        const __mmask16 mask = FirstLanes(d_end - d);
+        const __m512i lo = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, first + d));
+        const __m512i hi =
+            second ? _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, second + d)), 16)
+                   : _mm512_setzero_si512();
+        _mm512_storeu_si512(o + v, _mm512_or_si512(lo, hi));
+      }
+    }
+    i += panel.stride;
+  }
+}
+
 SOFTREG_BF16_TARGET void PackDlogitPairs(const float* dlogits, std::size_t count, std::size_t K,
                                          std::uint32_t* out) {
   for (std::size_t j = 0; j < (count + 1) / 2; ++j) {
@@ -358,6 +382,12 @@ void fast_bf16_pack_row_pairs(const std::uint8_t* const* rows, std::size_t count
   PackRowPairs(rows, count, element, d_begin, d_end, out);
 }
 
+void fast_bf16_pair_packed_rows(const std::uint16_t* const* rows16, std::size_t count, std::size_t d_begin,
+                                std::size_t d_end, std::uint32_t* out) {
+  RequireSupport();
+  PairPackedRows(rows16, count, d_begin, d_end, out);
+}
+
 void fast_bf16_pack_dlogit_pairs(const float* dlogits, std::size_t count, std::size_t classes,
                                  std::uint32_t* out) {
   RequireSupport();
@@ -420,6 +450,10 @@ void fast_bf16_pack_rows(const std::uint8_t* const*, std::size_t, std::size_t, E
 }
 void fast_bf16_pack_row_pairs(const std::uint8_t* const*, std::size_t, ElementType, std::size_t, std::size_t,
                               std::uint32_t*) {
+  no_bf16();
+}
+void fast_bf16_pair_packed_rows(const std::uint16_t* const*, std::size_t, std::size_t, std::size_t,
+                                std::uint32_t*) {
   no_bf16();
 }
 void fast_bf16_pack_dlogit_pairs(const float*, std::size_t, std::size_t, std::uint32_t*) {
