@@ -406,6 +406,7 @@ class Trainer {
   // compute "bf16" (kernels.hpp): the batch's rows, W and the dlogits as the bfloat16 kernels read them,
   // and each thread's pairs of rows for its inputs.
   std::vector<std::uint16_t> bf16_rows_, bf16_W_;
+  std::vector<const std::uint16_t*> bf16_packed_rows_;  // where each row of bf16_rows_ begins
   std::vector<std::uint32_t> bf16_dlogit_pairs_;
   std::vector<std::vector<std::uint32_t>> bf16_row_pairs_;
   // The batch gradient, for optimizers other than the fused SGD.
