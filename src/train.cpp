@@ -540,12 +540,12 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
   const std::size_t first_batch = batches_done_;
   const std::uint8_t* const data_rows = train_.pixels.data();
   const std::size_t row_bytes = train_.row_bytes();
-  // Every tile of a thread's classes passes all the rows its forward pass is given, so rows that would
-  // not fit in half of L2 go in chunks that do; otherwise they would come from L3 once a tile. (1,000
-  // classes of 1,024 floats: the forward pass 1.34 -> 1.31 s an epoch on one die, 1.40 -> 1.33 on two;
-  // BENCHMARKS.md.)
-  const std::size_t forward_chunk = std::max<std::size_t>(
-      1, l2_cache_bytes() / 2 / (bf16 ? bf16_stride * sizeof(std::uint16_t) : row_bytes));
+  // Every tile of a thread's classes passes all the rows its forward pass is given, so bfloat16 rows
+  // that would not fit in half of L2 go in chunks that do, as fast_forward_rows takes float32 rows;
+  // otherwise they would come from L3 once a tile. (1,000 classes of 1,024 floats: the forward pass
+  // 1.34 -> 1.31 s an epoch on one die, 1.40 -> 1.33 on two; BENCHMARKS.md.)
+  const std::size_t forward_chunk =
+      std::max<std::size_t>(1, l2_cache_bytes() / 2 / (bf16_stride * sizeof(std::uint16_t)));
 
   pool_.run(2, [&](std::size_t t) {
     ThreadTally tally;
@@ -589,15 +589,12 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
                             mine.logits[parity].data() + r0 * own});
         }
       } else {
-        for (std::size_t r0 = 0; r0 < count; r0 += forward_chunk) {
-          FastForwardArgs logits{rows + r0, nullptr, std::min(forward_chunk, count - r0),
-                                 D,         own,     train_.element,
-                                 W,         b,       train_.scale(),
-                                 nullptr,   nullptr, mine.logits[parity].data() + r0 * own,
-                                 requested};
-          logits.logits_only = true;
-          fast_forward_rows(logits);
-        }
+        FastForwardArgs logits{
+            rows,     nullptr, count,          D,       own,     train_.element,
+            W,        b,       train_.scale(), nullptr, nullptr, mine.logits[parity].data(),
+            requested};
+        logits.logits_only = true;
+        fast_forward_rows(logits);
       }
       tally.meet(team.barrier, t, tally.forward);  // both threads' logits of this batch are there
       if (team.stopped_before(batch)) break;

@@ -739,19 +739,28 @@ std::int64_t ForwardRowsT(const FastForwardArgs& a) {
     logits = scratch.data();
   }
 
-  // Ask for every row at once: the shuffled rows are scattered over the whole training set, and a
-  // light loop of prefetches keeps many memory requests in flight, where the arithmetic below would
-  // reach each row only after the previous one is done.
-  if (!a.rows_requested && !a.logits_given) request_rows(a.rows, a.count, a.inputs * sizeof(T));
-
   // Tiles of classes outside, rows inside: a tile of W stays in cache while every row passes it (for a
-  // thousand classes W is megabytes; rows outside would stream all of it for every row).
-  std::size_t k0 = a.logits_given ? K : 0;
-  if (ForwardTileFor(K) == kNarrowTile) {
-    for (; k0 + kNarrowTile <= K; k0 += kNarrowTile)
-      DotTile<T, kNarrowTile>(a, k0, logits);
+  // thousand classes W is megabytes; rows outside would stream all of it for every row). Rows that
+  // would not fit in half of L2 go in chunks that do, or every tile would bring them from L3 again.
+  const std::size_t row_bytes = a.inputs * sizeof(T);
+  const std::size_t chunk =
+      std::max<std::size_t>(1, l2_cache_bytes() / 2 / std::max<std::size_t>(1, row_bytes));
+  for (std::size_t first = 0; first < a.count && !a.logits_given; first += chunk) {
+    FastForwardArgs part = a;
+    part.rows += first;
+    part.count = std::min(chunk, a.count - first);
+    // Ask for every row of the chunk at once: the shuffled rows are scattered over the whole training
+    // set, and a light loop of prefetches keeps many memory requests in flight, where the arithmetic
+    // below would reach each row only after the previous one is done.
+    if (!a.rows_requested) request_rows(part.rows, part.count, row_bytes);
+    float* const part_logits = logits + first * K;
+    std::size_t k0 = 0;
+    if (ForwardTileFor(K) == kNarrowTile) {
+      for (; k0 + kNarrowTile <= K; k0 += kNarrowTile)
+        DotTile<T, kNarrowTile>(part, k0, part_logits);
+    }
+    if (k0 < K) DotPartialTile<T>(part, k0, K - k0, part_logits);
   }
-  if (k0 < K) DotPartialTile<T>(a, k0, K - k0, logits);
   if (a.logits_only) return 0;
 
   std::size_t done = 0;  // rows whose softmax is done
