@@ -540,12 +540,6 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
   const std::size_t first_batch = batches_done_;
   const std::uint8_t* const data_rows = train_.pixels.data();
   const std::size_t row_bytes = train_.row_bytes();
-  // Every tile of a thread's classes passes all the rows its forward pass is given, so bfloat16 rows
-  // that would not fit in half of L2 go in chunks that do, as fast_forward_rows takes float32 rows;
-  // otherwise they would come from L3 once a tile. (1,000 classes of 1,024 floats: the forward pass
-  // 1.34 -> 1.31 s an epoch on one die, 1.40 -> 1.33 on two; BENCHMARKS.md.)
-  const std::size_t forward_chunk =
-      std::max<std::size_t>(1, l2_cache_bytes() / 2 / (bf16_stride * sizeof(std::uint16_t)));
 
   pool_.run(2, [&](std::size_t t) {
     ThreadTally tally;
@@ -574,7 +568,7 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
       const std::size_t my_r0 = t == 0 ? 0 : second_half, my_r1 = t == 0 ? second_half : count;
       if (bf16) {
         // Each thread packs its half of the rows; then each takes the logits of its classes from both
-        // halves, in chunks of rows that lie together.
+        // halves.
         fast_bf16_pack_rows(rows + my_r0, my_r1 - my_r0, D, train_.element, mine.rows16[parity].data(),
                             requested);
         tally.meet(team.barrier, t, tally.forward);
@@ -583,10 +577,11 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
           mine.packed_rows[r] = class_split_[first_half ? 0 : 1].rows16[parity].data() +
                                 (first_half ? r : r - second_half) * bf16_stride;
         }
-        for (std::size_t r0 = 0, r1; r0 < count; r0 = r1) {
-          r1 = std::min({count, r0 + forward_chunk, r0 < second_half ? second_half : count});
-          fast_bf16_logits({mine.packed_rows[r0], r1 - r0, bf16_stride, own, W16, b, train_.scale(),
-                            mine.logits[parity].data() + r0 * own});
+        for (int half = 0; half < 2; ++half) {
+          const std::size_t r0 = half == 0 ? 0 : second_half, r1 = half == 0 ? second_half : count;
+          if (r0 < r1)
+            fast_bf16_logits({mine.packed_rows[r0], r1 - r0, bf16_stride, own, W16, b, train_.scale(),
+                              mine.logits[parity].data() + r0 * own});
         }
       } else {
         FastForwardArgs logits{

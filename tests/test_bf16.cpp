@@ -213,6 +213,27 @@ TEST(Bf16Kernels, MatchDoubleSumsOfTheRoundedValues) {
   }
 }
 
+// Rows that would not fit in half of L2 go through the tiles of classes in chunks that do: the logits
+// of more than two chunks' rows (1,024 inputs a row) in one call are those of each row alone.
+TEST(Bf16Kernels, RowsBeyondHalfOfL2GoInChunksWithTheSameBits) {
+  SKIP_WITHOUT_BF16();
+  const std::size_t D = 1024, stride = bf16_row_stride(D);
+  const std::size_t n = 2 * (l2_cache_bytes() / 2 / (stride * sizeof(std::uint16_t))) + 5;
+  for (int K : {3, 17}) {
+    const Problem p(n, D, K, ElementType::kF32, static_cast<std::uint32_t>(K + 70));
+    const std::size_t k = static_cast<std::size_t>(K);
+    std::vector<std::uint16_t> rows16(n * stride), W16(k * stride);
+    fast_bf16_pack_rows(p.rows.data(), n, D, ElementType::kF32, rows16.data());
+    fast_bf16_round_weights(p.W.data(), k, D, W16.data());
+    std::vector<float> logits(n * k), alone(n * k);
+    fast_bf16_logits({rows16.data(), n, stride, k, W16.data(), p.b.data(), 1.0f, logits.data()});
+    for (std::size_t r = 0; r < n; ++r)
+      fast_bf16_logits(
+          {rows16.data() + r * stride, 1, stride, k, W16.data(), p.b.data(), 1.0f, &alone[r * k]});
+    EXPECT_EQ(logits, alone) << "K=" << K;
+  }
+}
+
 TEST(Bf16Kernels, ProbeFindsTheDotProductRate) {
   SKIP_WITHOUT_BF16();
   EXPECT_GT(probe_bf16_flops_per_second(0.01), 1e9);

@@ -367,6 +367,31 @@ TEST(FastKernels, ARowGivesTheSameBitsAloneAsInABatch) {
   restrict_simd_targets("");
 }
 
+// Rows that would not fit in half of L2 go through the tiles of classes in chunks that do: a batch of
+// more than two chunks' rows (1,024 floats a row) gives each row the bits of a row alone.
+TEST(FastKernels, RowsBeyondHalfOfL2GoInChunksWithTheSameBits) {
+  const std::size_t D = 1024, chunk = l2_cache_bytes() / 2 / (D * sizeof(float)), n = 2 * chunk + 5;
+  for (int K : {3, 17}) {
+    const std::size_t k = static_cast<std::size_t>(K);
+    const Batch batch(/*side=*/32, n, /*init_std=*/0.1, /*seed=*/static_cast<std::uint32_t>(K + 60), K,
+                      ElementType::kF32);
+    ASSERT_EQ(batch.data.features(), D);
+    const auto forward = [&](std::size_t first, std::size_t count, float* loss, float* dlogits) {
+      return fast_forward_rows({batch.pixels.data() + first, batch.labels.data() + first, count, D, k,
+                                ElementType::kF32, batch.model.W.data(), batch.model.b.data(), 1.0f, loss,
+                                nullptr, dlogits});
+    };
+    std::vector<float> loss(n), dlogits(n * k), alone_loss(n), alone_dlogits(n * k);
+    const std::int64_t correct = forward(0, n, loss.data(), dlogits.data());
+    std::int64_t alone_correct = 0;
+    for (std::size_t r = 0; r < n; ++r)
+      alone_correct += forward(r, 1, &alone_loss[r], &alone_dlogits[r * k]);
+    EXPECT_EQ(loss, alone_loss) << "K=" << K;
+    EXPECT_EQ(dlogits, alone_dlogits) << "K=" << K;
+    EXPECT_EQ(correct, alone_correct) << "K=" << K;
+  }
+}
+
 // The losses and dlogits of `count` rows of `batch` from `first`, through the fast forward pass in one call.
 std::pair<std::vector<float>, std::vector<float>> fast_loss_and_dlogits(const Batch& batch, std::size_t first,
                                                                         std::size_t count) {

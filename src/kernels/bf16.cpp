@@ -402,12 +402,22 @@ void fast_bf16_round_weights(const float* W, std::size_t classes, std::size_t in
 void fast_bf16_logits(const FastBf16LogitsArgs& args) {
   RequireSupport();
   const std::size_t K = args.classes;
-  std::size_t k0 = 0;
-  if (K > 10) {  // as the float32 forward pass: tiles of 5 classes and 4 rows keep a tile of W in L1
-    for (; k0 + 5 <= K; k0 += 5)
-      DotTile<5>(args, k0);
+  // As the float32 forward pass: tiles of 5 classes and 4 rows keep a tile of W in L1, and rows that
+  // would not fit in half of L2 go through the tiles in chunks that do.
+  const std::size_t chunk =
+      std::max<std::size_t>(1, l2_cache_bytes() / 2 / (args.stride * sizeof(std::uint16_t)));
+  for (std::size_t first = 0; first < args.count; first += chunk) {
+    FastBf16LogitsArgs part = args;
+    part.rows16 += first * args.stride;
+    part.count = std::min(chunk, args.count - first);
+    part.logits += first * K;
+    std::size_t k0 = 0;
+    if (K > 10) {
+      for (; k0 + 5 <= K; k0 += 5)
+        DotTile<5>(part, k0);
+    }
+    if (k0 < K) DotPartialTile(part, k0, K - k0);
   }
-  if (k0 < K) DotPartialTile(args, k0, K - k0);
 }
 
 void fast_bf16_update_columns(const FastBf16UpdateArgs& args) {
