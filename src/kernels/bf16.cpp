@@ -252,51 +252,63 @@ SOFTREG_BF16_TARGET inline __m512i Interleave(__m512 lo_row, __m512 hi_row) {
   return _mm512_permutexvar_epi16(order, both);
 }
 
-SOFTREG_BF16_TARGET void PackRowPairs(const std::uint8_t* const* rows, std::size_t count, ElementType element,
-                                      std::size_t d_begin, std::size_t d_end, std::uint32_t* out) {
-  const std::size_t width = bf16_pair_width(d_begin, d_end), pairs = (count + 1) / 2;
-  // Panel by panel, so that the stores run in one stream.
+// Writes the pairs of rows 2j and 2j+1 for inputs [d_begin, d_end) in their panels, panel by panel, so
+// that the stores run in one stream. rows.pair(j) gives pair j, whose lanes(d, n) are its 16 lanes from
+// input d, n <= 16 of them inputs (zeros past n). The pair's row pointers are taken once, outside the
+// stores (which may alias them as far as the compiler knows).
+template <class PairsOf>
+SOFTREG_BF16_TARGET void WritePanels(const PairsOf& rows, std::size_t pairs, std::size_t d_begin,
+                                     std::size_t d_end, std::uint32_t* out) {
+  const std::size_t width = bf16_pair_width(d_begin, d_end);
   for (std::size_t i = 0; i < width;) {
     const Panel panel = PanelOf(i, d_end - d_begin, pairs);
     for (std::size_t j = 0; j < pairs; ++j) {
-      const std::uint8_t* first = rows[2 * j];
-      const std::uint8_t* second = 2 * j + 1 < count ? rows[2 * j + 1] : nullptr;
+      const auto pair = rows.pair(j);
       std::uint32_t* o = out + panel.first + j * panel.stride;
       for (std::size_t v = 0; v < panel.stride; v += kLanes) {
         const std::size_t d = d_begin + i + v;
-        const std::size_t n = std::min(kLanes, d_end - d);
-        const __m512 lo = LoadValues(first, element, d, n);
-        const __m512 hi = second ? LoadValues(second, element, d, n) : _mm512_setzero_ps();
-        _mm512_storeu_si512(o + v, Interleave(lo, hi));
+        _mm512_storeu_si512(o + v, pair.lanes(d, std::min(kLanes, d_end - d)));
       }
     }
     i += panel.stride;
   }
 }
 
-// PackRowPairs from rows already in bfloat16: each 32-bit lane is row 2j's word, then row 2j+1's.
-SOFTREG_BF16_TARGET void PairPackedRows(const std::uint16_t* const* rows16, std::size_t count,
-                                        std::size_t d_begin, std::size_t d_end, std::uint32_t* out) {
-  const std::size_t width = bf16_pair_width(d_begin, d_end), pairs = (count + 1) / 2;
-  for (std::size_t i = 0; i < width;) {
-    const Panel panel = PanelOf(i, d_end - d_begin, pairs);
-    for (std::size_t j = 0; j < pairs; ++j) {
-      const std::uint16_t* first = rows16[2 * j];
-      const std::uint16_t* second = 2 * j + 1 < count ? rows16[2 * j + 1] : nullptr;
-      std::uint32_t* o = out + panel.first + j * panel.stride;
-      for (std::size_t v = 0; v < panel.stride; v += kLanes) {
-        const std::size_t d = d_begin + i + v;
-        const __mmask16 mask = FirstLanes(d_end - d);
-        const __m512i lo = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, first + d));
-        const __m512i hi =
-            second ? _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, second + d)), 16)
-                   : _mm512_setzero_si512();
-        _mm512_storeu_si512(o + v, _mm512_or_si512(lo, hi));
-      }
+// Pairs from the rows' own values (a row past the batch's count is zeros).
+struct PairsOfRows {
+  const std::uint8_t* const* rows;
+  std::size_t count;
+  ElementType element;
+  struct Pair {
+    const std::uint8_t *first, *second;
+    ElementType element;
+    SOFTREG_BF16_TARGET __m512i lanes(std::size_t d, std::size_t n) const {
+      const __m512 lo = LoadValues(first, element, d, n);
+      const __m512 hi = second ? LoadValues(second, element, d, n) : _mm512_setzero_ps();
+      return Interleave(lo, hi);
     }
-    i += panel.stride;
+  };
+  Pair pair(std::size_t j) const {
+    return {rows[2 * j], 2 * j + 1 < count ? rows[2 * j + 1] : nullptr, element};
   }
-}
+};
+
+// Pairs from rows already in bfloat16: each 32-bit lane is row 2j's word, then row 2j+1's.
+struct PairsOfPackedRows {
+  const std::uint16_t* const* rows16;
+  std::size_t count;
+  struct Pair {
+    const std::uint16_t *first, *second;
+    SOFTREG_BF16_TARGET __m512i lanes(std::size_t d, std::size_t n) const {
+      const __mmask16 mask = FirstLanes(n);
+      const __m512i lo = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, first + d));
+      if (!second) return lo;
+      const __m512i hi = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, second + d));
+      return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+    }
+  };
+  Pair pair(std::size_t j) const { return {rows16[2 * j], 2 * j + 1 < count ? rows16[2 * j + 1] : nullptr}; }
+};
 
 SOFTREG_BF16_TARGET void PackDlogitPairs(const float* dlogits, std::size_t count, std::size_t K,
                                          std::uint32_t* out) {
@@ -379,13 +391,13 @@ void fast_bf16_pack_rows(const std::uint8_t* const* rows, std::size_t count, std
 void fast_bf16_pack_row_pairs(const std::uint8_t* const* rows, std::size_t count, ElementType element,
                               std::size_t d_begin, std::size_t d_end, std::uint32_t* out) {
   RequireSupport();
-  PackRowPairs(rows, count, element, d_begin, d_end, out);
+  WritePanels(PairsOfRows{rows, count, element}, (count + 1) / 2, d_begin, d_end, out);
 }
 
 void fast_bf16_pair_packed_rows(const std::uint16_t* const* rows16, std::size_t count, std::size_t d_begin,
                                 std::size_t d_end, std::uint32_t* out) {
   RequireSupport();
-  PairPackedRows(rows16, count, d_begin, d_end, out);
+  WritePanels(PairsOfPackedRows{rows16, count}, (count + 1) / 2, d_begin, d_end, out);
 }
 
 void fast_bf16_pack_dlogit_pairs(const float* dlogits, std::size_t count, std::size_t classes,
