@@ -467,8 +467,8 @@ bool Trainer::split_by_classes_now() {
   // (train_epoch_split_classes) against the half of W16 that crosses between the dies split by rows.
   // Two dies (round trip 320-380 ns), Zen 5, rows against classes: (1000, 1024, f32), 100,000 rows
   // 1.05-1.13 s against 0.90-1.09 s an epoch (4 of 4 alternated pairs faster, the backward pass 27 %);
-  // (300, 1024, f32) 97-121 against 94-129 ms (about even); (100, 512, f32) 57 against 52 ms; the
-  // recipe's shape 16.3 against 23.7 ms (BENCHMARKS.md).
+  // (300, 1024, f32), 30,000 rows, 98-113 against 108-117 ms (about even); (100, 512, f32) 57 against
+  // 52 ms; the recipe's shape 16.3 against 23.7 ms (BENCHMARKS.md).
   constexpr int kMinClassesToSplit = 8, kMinClassesToSplitOnOneDie = 10;
   constexpr std::size_t kMinBf16BytesToSplit = 256 * 1024;
   if (model_.classes() < kMinClassesToSplit) return false;
