@@ -523,14 +523,13 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
     buffers.own_dlogits.resize(B * own);
     buffers.other_loss.resize(B);
     if (bf16) {
-      for (auto& rows16 : buffers.rows16)
-        rows16.resize((B + 1) / 2 * bf16_stride);
-      buffers.packed_rows.resize(B);
       buffers.row_pairs.resize((B + 1) / 2 * pair_width);
       buffers.dlogit_pairs.resize((B + 1) / 2 * own);
     }
   }
   if (bf16) {
+    for (auto& rows16 : class_split_rows16_)
+      rows16.resize(B * bf16_stride);
     bf16_W_.resize(K * bf16_stride);
     fast_bf16_round_weights(model_.W.data(), K, D, bf16_W_.data());
   }
@@ -564,25 +563,16 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
     for (std::size_t begin = first; begin < n; begin += B, parity ^= 1, ++batch) {
       const std::size_t count = std::min(n, begin + B) - begin;
       const std::uint8_t* const* rows = mine.rows[parity].data();
+      std::uint16_t* const rows16 = bf16 ? class_split_rows16_[parity].data() : nullptr;
       const std::size_t second_half = (count + 1) / 2;
       const std::size_t my_r0 = t == 0 ? 0 : second_half, my_r1 = t == 0 ? second_half : count;
       if (bf16) {
-        // Each thread packs its half of the rows; then each takes the logits of its classes from both
-        // halves.
-        fast_bf16_pack_rows(rows + my_r0, my_r1 - my_r0, D, train_.element, mine.rows16[parity].data(),
+        // Each thread packs its half of the rows; then each takes the logits of its classes from all.
+        fast_bf16_pack_rows(rows + my_r0, my_r1 - my_r0, D, train_.element, rows16 + my_r0 * bf16_stride,
                             requested);
         tally.meet(team.barrier, t, tally.forward);
-        for (std::size_t r = 0; r < count; ++r) {
-          const bool first_half = r < second_half;
-          mine.packed_rows[r] = class_split_[first_half ? 0 : 1].rows16[parity].data() +
-                                (first_half ? r : r - second_half) * bf16_stride;
-        }
-        for (int half = 0; half < 2; ++half) {
-          const std::size_t r0 = half == 0 ? 0 : second_half, r1 = half == 0 ? second_half : count;
-          if (r0 < r1)
-            fast_bf16_logits({mine.packed_rows[r0], r1 - r0, bf16_stride, own, W16, b, train_.scale(),
-                              mine.logits[parity].data() + r0 * own});
-        }
+        fast_bf16_logits(
+            {rows16, count, bf16_stride, own, W16, b, train_.scale(), mine.logits[parity].data()});
       } else {
         FastForwardArgs logits{
             rows,     nullptr, count,          D,       own,     train_.element,
@@ -655,7 +645,7 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
       const float sgd_step = static_cast<float>(lr / static_cast<double>(count));
       if (bf16) {
         fast_bf16_pack_dlogit_pairs(own_dlogits, count, own, mine.dlogit_pairs.data());
-        fast_bf16_pair_packed_rows(mine.packed_rows.data(), count, 0, D, mine.row_pairs.data());
+        fast_bf16_pair_packed_rows(rows16, count, bf16_stride, 0, D, mine.row_pairs.data());
         if (asked) {  // this thread's half of them, which it packs
           const std::size_t next_half = (next_count + 1) / 2;
           const std::size_t ask0 = t == 0 ? 0 : next_half, ask1 = t == 0 ? next_half : next_count;
@@ -860,9 +850,6 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
     bf16_row_pairs_.resize(threads);
     bf16_W_.resize(K * bf16_stride);
     fast_bf16_round_weights(kernel_model.W.data(), K, D, bf16_W_.data());
-    bf16_packed_rows_.resize(B);
-    for (std::size_t r = 0; r < B; ++r)
-      bf16_packed_rows_[r] = bf16_rows_.data() + r * bf16_stride;
   }
   if (!fused) {
     batch_dW_.resize(model_.W.rows(), model_.W.cols());
@@ -993,7 +980,7 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
         const std::size_t width = bf16_pair_width(d0, d1), pairs = (count + 1) / 2;
         row_pairs.resize(pairs * width);
         if (threads == 1) {
-          fast_bf16_pair_packed_rows(bf16_packed_rows_.data(), count, d0, d1, row_pairs.data());
+          fast_bf16_pair_packed_rows(bf16_rows_.data(), count, bf16_stride, d0, d1, row_pairs.data());
         } else {
           fast_bf16_pack_row_pairs(pixels, count, train_.element, d0, d1, row_pairs.data());
         }

@@ -136,15 +136,13 @@ void expect_update_matches(const Problem& p, const std::string& where) {
     }
   }
   const float step = 0.1f / static_cast<float>(p.n), scale = p.data.scale();
-  // The rows packed in two buffers, the first (n+1)/2 and the rest, as two threads split by classes
-  // pack them: pairing the packed rows gives the pairs of the rows themselves.
+  // The rows packed in two calls, the first (n+1)/2 and the rest, as two threads split by classes pack
+  // them: pairing the packed rows gives the pairs of the rows themselves.
   const std::size_t first_half = (p.n + 1) / 2;
-  std::vector<std::uint16_t> first16(first_half * stride), second16((p.n - first_half) * stride + 1);
-  fast_bf16_pack_rows(p.rows.data(), first_half, p.D, p.data.element, first16.data());
-  fast_bf16_pack_rows(p.rows.data() + first_half, p.n - first_half, p.D, p.data.element, second16.data());
-  std::vector<const std::uint16_t*> packed(p.n);
-  for (std::size_t r = 0; r < p.n; ++r)
-    packed[r] = r < first_half ? first16.data() + r * stride : second16.data() + (r - first_half) * stride;
+  std::vector<std::uint16_t> packed(p.n * stride);
+  fast_bf16_pack_rows(p.rows.data(), first_half, p.D, p.data.element, packed.data());
+  fast_bf16_pack_rows(p.rows.data() + first_half, p.n - first_half, p.D, p.data.element,
+                      packed.data() + first_half * stride);
   // The update over one range of inputs, and over three whose bounds are not multiples of 16 (threads'
   // slices): the same bits.
   const auto update = [&](const std::vector<std::pair<std::size_t, std::size_t>>& ranges) {
@@ -157,7 +155,7 @@ void expect_update_matches(const Problem& p, const std::string& where) {
       std::vector<std::uint32_t> row_pairs(pairs * width, 0xFFFFFFFFu);
       fast_bf16_pack_row_pairs(p.rows.data(), p.n, p.data.element, d0, d1, row_pairs.data());
       std::vector<std::uint32_t> paired_packed(pairs * width, 0xFFFFFFFFu);
-      fast_bf16_pair_packed_rows(packed.data(), p.n, d0, d1, paired_packed.data());
+      fast_bf16_pair_packed_rows(packed.data(), p.n, stride, d0, d1, paired_packed.data());
       EXPECT_TRUE(paired_packed == row_pairs) << where << " inputs " << d0 << " to " << d1;
       fast_bf16_update_columns({row_pairs.data(), dlogit_pairs.data(), pairs, p.D, p.K, d0, d1, step, scale,
                                 out.first.data(), out.second.data(), stride});

@@ -212,10 +212,10 @@ void fast_bf16_pack_rows(const std::uint8_t* const* rows, std::size_t count, std
 /// values in the panels fast_bf16_update_columns reads (kernels/bf16.cpp).
 void fast_bf16_pack_row_pairs(const std::uint8_t* const* rows, std::size_t count, ElementType element,
                               std::size_t d_begin, std::size_t d_end, std::uint32_t* out);
-/// The same pairs from rows already packed by fast_bf16_pack_rows (rows16[r]: row r's bfloat16 values,
-/// wherever it was packed): the same bits, without reading the rows' own elements again.
-void fast_bf16_pair_packed_rows(const std::uint16_t* const* rows16, std::size_t count, std::size_t d_begin,
-                                std::size_t d_end, std::uint32_t* out);
+/// The same pairs from count rows already packed by fast_bf16_pack_rows, (count, stride): the same bits,
+/// without reading the rows' own elements again.
+void fast_bf16_pair_packed_rows(const std::uint16_t* rows16, std::size_t count, std::size_t stride,
+                                std::size_t d_begin, std::size_t d_end, std::uint32_t* out);
 /// dlogits (count, K) of rows 2j and 2j+1 side by side, out: ((count+1)/2, K).
 void fast_bf16_pack_dlogit_pairs(const float* dlogits, std::size_t count, std::size_t classes,
                                  std::uint32_t* out);

@@ -391,22 +391,19 @@ class Trainer {
   // train_epoch_split_classes: each thread's rows of the batch (all of them), its classes' logits by
   // batch parity (read by the other thread), and its own copies of the whole logits, its classes'
   // dlogits and (thread 1) the losses it finds, which thread 0 also finds and keeps in batch_loss_;
-  // in bfloat16 (compute "bf16") also its half of the batch's rows as bfloat16 by parity (read by the
-  // other thread), where each of the batch's rows lies in those, and its pairs of rows and its classes'
-  // dlogit pairs as the update reads them.
+  // in bfloat16 (compute "bf16") also its pairs of rows and its classes' dlogit pairs as the update
+  // reads them. class_split_rows16_: the batch's rows as bfloat16 by parity, each thread packing half.
   struct ClassSplitBuffers {
     std::array<std::vector<const std::uint8_t*>, 2> rows;
     std::array<std::vector<float>, 2> logits;
     std::vector<float> whole, own_dlogits, other_loss;
-    std::array<std::vector<std::uint16_t>, 2> rows16;
-    std::vector<const std::uint16_t*> packed_rows;
     std::vector<std::uint32_t> row_pairs, dlogit_pairs;
   };
   std::array<ClassSplitBuffers, 2> class_split_;
+  std::array<std::vector<std::uint16_t>, 2> class_split_rows16_;
   // compute "bf16" (kernels.hpp): the batch's rows, W and the dlogits as the bfloat16 kernels read them,
   // and each thread's pairs of rows for its inputs.
   std::vector<std::uint16_t> bf16_rows_, bf16_W_;
-  std::vector<const std::uint16_t*> bf16_packed_rows_;  // where each row of bf16_rows_ begins
   std::vector<std::uint32_t> bf16_dlogit_pairs_;
   std::vector<std::vector<std::uint32_t>> bf16_row_pairs_;
   // The batch gradient, for optimizers other than the fused SGD.

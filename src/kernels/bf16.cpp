@@ -295,8 +295,8 @@ struct PairsOfRows {
 
 // Pairs from rows already in bfloat16: each 32-bit lane is row 2j's word, then row 2j+1's.
 struct PairsOfPackedRows {
-  const std::uint16_t* const* rows16;
-  std::size_t count;
+  const std::uint16_t* rows16;
+  std::size_t count, stride;
   struct Pair {
     const std::uint16_t *first, *second;
     SOFTREG_BF16_TARGET __m512i lanes(std::size_t d, std::size_t n) const {
@@ -307,7 +307,10 @@ struct PairsOfPackedRows {
       return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
     }
   };
-  Pair pair(std::size_t j) const { return {rows16[2 * j], 2 * j + 1 < count ? rows16[2 * j + 1] : nullptr}; }
+  Pair pair(std::size_t j) const {
+    const std::uint16_t* first = rows16 + 2 * j * stride;
+    return {first, 2 * j + 1 < count ? first + stride : nullptr};
+  }
 };
 
 SOFTREG_BF16_TARGET void PackDlogitPairs(const float* dlogits, std::size_t count, std::size_t K,
@@ -394,10 +397,10 @@ void fast_bf16_pack_row_pairs(const std::uint8_t* const* rows, std::size_t count
   WritePanels(PairsOfRows{rows, count, element}, (count + 1) / 2, d_begin, d_end, out);
 }
 
-void fast_bf16_pair_packed_rows(const std::uint16_t* const* rows16, std::size_t count, std::size_t d_begin,
-                                std::size_t d_end, std::uint32_t* out) {
+void fast_bf16_pair_packed_rows(const std::uint16_t* rows16, std::size_t count, std::size_t stride,
+                                std::size_t d_begin, std::size_t d_end, std::uint32_t* out) {
   RequireSupport();
-  WritePanels(PairsOfPackedRows{rows16, count}, (count + 1) / 2, d_begin, d_end, out);
+  WritePanels(PairsOfPackedRows{rows16, count, stride}, (count + 1) / 2, d_begin, d_end, out);
 }
 
 void fast_bf16_pack_dlogit_pairs(const float* dlogits, std::size_t count, std::size_t classes,
@@ -474,7 +477,7 @@ void fast_bf16_pack_row_pairs(const std::uint8_t* const*, std::size_t, ElementTy
                               std::uint32_t*) {
   no_bf16();
 }
-void fast_bf16_pair_packed_rows(const std::uint16_t* const*, std::size_t, std::size_t, std::size_t,
+void fast_bf16_pair_packed_rows(const std::uint16_t*, std::size_t, std::size_t, std::size_t, std::size_t,
                                 std::uint32_t*) {
   no_bf16();
 }
