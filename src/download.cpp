@@ -21,6 +21,7 @@
 
 #include "shared_library.hpp"
 #include "softreg/atomic_file.hpp"
+#include "softreg/clock.hpp"
 
 namespace softreg {
 namespace fs = std::filesystem;
@@ -437,7 +438,7 @@ DownloadedFile download_file(const PublishedFile& file, const fs::path& folder,
       done.file = file.name;
       done.url = url;
       done.done = done.total = bytes;
-      done.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      done.seconds = seconds_since(started);
       done.bytes_per_second = done.seconds > 0 ? static_cast<double>(bytes) / done.seconds : 0;
       done.finished = true;
       done.verified = verified;

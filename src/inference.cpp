@@ -193,10 +193,10 @@ void exact_logits(const SoftmaxModel& model, const void* rows, RowValues type, s
   for (std::size_t k = 0; k < K; ++k)
     for (std::size_t d = 0; d < D; ++d)
       Wt[d * K + k] = model.W(static_cast<Eigen::Index>(d), static_cast<Eigen::Index>(k));
-  constexpr std::size_t kBlockRows = 256;
-  const std::size_t blocks = (count + kBlockRows - 1) / kBlockRows;
+  constexpr std::size_t kRowsPerBlock = 256;
+  const std::size_t blocks = (count + kRowsPerBlock - 1) / kRowsPerBlock;
   pool.run(blocks, [&](std::size_t block) {
-    const std::size_t first = block * kBlockRows, last = std::min(count, first + kBlockRows);
+    const std::size_t first = block * kRowsPerBlock, last = std::min(count, first + kRowsPerBlock);
     switch (type) {
       case RowValues::kU8:
         exact_logits_rows(static_cast<const std::uint8_t*>(rows), first, last, D, K, Wt, model, out);

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "softreg/clock.hpp"
 #include "softreg/error.hpp"
 
 namespace softreg {
@@ -326,7 +327,7 @@ LbfgsResult lbfgs_minimize(SoftmaxModel& model, FullBatchObjective& objective, c
     result.iterations = iter;
     if (on_iteration) {
       on_iteration({iter, value.objective, g.lpNorm<Eigen::Infinity>(), accepted->alpha, evaluations,
-                    std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()});
+                    seconds_since(start)});
     }
     if (should_stop && should_stop()) {
       result.stop_reason = "stopped";

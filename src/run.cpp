@@ -4,15 +4,12 @@
 
 #include <fmt/format.h>
 
+#include "softreg/clock.hpp"
 #include "softreg/error.hpp"
 #include "softreg/inference.hpp"
 
 namespace softreg {
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 std::unique_ptr<FolderLock> lock_run_folder(const RunOptions& options) {
   if (!options.folder) return nullptr;

@@ -9,6 +9,7 @@
 #include <functional>
 #include <limits>
 
+#include "softreg/clock.hpp"
 #include "softreg/error.hpp"
 #include "softreg/lbfgs.hpp"
 #include "softreg/metrics.hpp"
@@ -16,10 +17,6 @@
 
 namespace softreg {
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 // True when `a` beats `b` strictly (so ties keep the earlier trial: the larger penalty).
 bool better(const TuneTrial& a, const TuneTrial& b, TuneCriterion criterion) {

@@ -651,13 +651,13 @@ TEST(FastKernels, AMirrorTakesTheOppositeStep) {
       Error);
 }
 
-// Ten classes that a linear model can learn: each label brightens its own band of pixels.
-Dataset learnable(std::size_t n, std::uint32_t seed) {
+// Ten classes of 28x28 images that a linear model can learn: each label brightens its own band of pixels.
+Dataset learnable_28x28(std::size_t n, std::uint32_t seed) {
   return test::banded_dataset(n, /*side=*/28, /*classes=*/10, /*band=*/70, /*dim=*/3, /*bright=*/200, seed);
 }
 
 TEST(FastTrainer, AgreesWithTheNaivePath) {
-  const Dataset train = learnable(3000, 5), test = learnable(500, 6);
+  const Dataset train = learnable_28x28(3000, 5), test = learnable_28x28(500, 6);
   TrainConfig config;
   config.batch_size = 256;  // 3000 = 11 * 256 + 184: a partial last batch
   config.seed = 3;
@@ -687,7 +687,7 @@ TEST(FastTrainer, WeightsDoNotDependOnTheThreadCount) {
   // Each thread owns whole inputs of W and sums every row in the same order, or (a model this small)
   // every sum is two halves of rows however many threads there are, so the result is the same bit for
   // bit with 1, 2 or 3 threads (the naive path only promises this per thread count).
-  const Dataset train = learnable(1500, 7), test = learnable(200, 8);
+  const Dataset train = learnable_28x28(1500, 7), test = learnable_28x28(200, 8);
   std::vector<SoftmaxModel> models;
   std::vector<double> losses;
   for (int threads : {1, 2, 3}) {
@@ -982,7 +982,7 @@ TEST(FastTrainer, AskingAheadOrNotGivesTheSameBits) {
 // thread 0 may close a batch before thread 1 has read its rate, so the rate comes from the batch index).
 TEST(FastTrainer, SplittingByClassesStopsAndDivergesWhereRowsDo) {
   // In float32 and in bfloat16 (three meetings a batch split by classes, one by rows).
-  const Dataset train = learnable(1500, 7), test = learnable(200, 8);
+  const Dataset train = learnable_28x28(1500, 7), test = learnable_28x28(200, 8);
   for (const char* compute : {"f32", "bf16"}) {
     if (std::string(compute) == "bf16" && !fast_bf16_supported()) continue;
     const auto stopped = [&](const char* split) {

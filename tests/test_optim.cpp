@@ -96,11 +96,6 @@ TEST(GradientKernel, MatchesTheDoublePrecisionGradientAndTheFusedStep) {
   restrict_simd_targets("");
 }
 
-// Ten classes a linear model can learn (each label brightens its own band), 8x8 images.
-Dataset learnable(std::size_t n, std::uint32_t seed) {
-  return test::banded_dataset(n, /*side=*/8, /*classes=*/10, /*band=*/6, /*dim=*/4, /*bright=*/230, seed);
-}
-
 TrainConfig config_for(int threads, KernelChoice kernel) {
   TrainConfig c;
   c.batch_size = 64;  // 1000 = 15 * 64 + 40
@@ -111,7 +106,7 @@ TrainConfig config_for(int threads, KernelChoice kernel) {
 }
 
 TEST(Trainer, FusedSgdIsChosenOnlyForSgdOnTheFastPath) {
-  const Dataset train = learnable(1000, 1), test = learnable(100, 2);
+  const Dataset train = test::learnable_8x8(1000, 1), test = test::learnable_8x8(100, 2);
   EXPECT_TRUE(Trainer(config_for(1, KernelChoice::kFast), train, test).uses_fused_sgd());
   EXPECT_FALSE(Trainer(config_for(1, KernelChoice::kNaive), train, test).uses_fused_sgd());
   Trainer general(config_for(1, KernelChoice::kFast), train, test, std::make_unique<UnfusedSgd>(0.1));
@@ -122,7 +117,7 @@ TEST(Trainer, FusedSgdIsChosenOnlyForSgdOnTheFastPath) {
 }
 
 TEST(Trainer, FusedSgdEqualsTheGradientThenTheStep) {
-  const Dataset train = learnable(1000, 3), test = learnable(200, 4);
+  const Dataset train = test::learnable_8x8(1000, 3), test = test::learnable_8x8(200, 4);
   Trainer fused(config_for(2, KernelChoice::kFast), train, test);
   Trainer general(config_for(2, KernelChoice::kFast), train, test, std::make_unique<UnfusedSgd>(0.1));
   for (int epoch = 0; epoch < 3; ++epoch) {
@@ -137,7 +132,7 @@ TEST(Trainer, FusedSgdEqualsTheGradientThenTheStep) {
 }
 
 TEST(Trainer, NaivePathWithAnyOptimizerIsTheSeedsSgdBitForBit) {
-  const Dataset train = learnable(1000, 5), test = learnable(100, 6);
+  const Dataset train = test::learnable_8x8(1000, 5), test = test::learnable_8x8(100, 6);
   Trainer builtin(config_for(2, KernelChoice::kNaive), train, test);
   Trainer given(config_for(2, KernelChoice::kNaive), train, test, std::make_unique<UnfusedSgd>(0.1));
   builtin.run_epoch();
@@ -147,7 +142,7 @@ TEST(Trainer, NaivePathWithAnyOptimizerIsTheSeedsSgdBitForBit) {
 }
 
 TEST(Trainer, GeneralPathDoesNotDependOnTheThreadCount) {
-  const Dataset train = learnable(1000, 7), test = learnable(100, 8);
+  const Dataset train = test::learnable_8x8(1000, 7), test = test::learnable_8x8(100, 8);
   std::vector<SoftmaxModel> models;
   for (int threads : {1, 2, 3}) {
     Trainer trainer(config_for(threads, KernelChoice::kFast), train, test, std::make_unique<UnfusedSgd>(0.1));
@@ -161,7 +156,7 @@ TEST(Trainer, GeneralPathDoesNotDependOnTheThreadCount) {
 }
 
 TEST(Trainer, EveryBatchGoesToTheOptimizer) {
-  const Dataset train = learnable(1000, 9), test = learnable(100, 10);
+  const Dataset train = test::learnable_8x8(1000, 9), test = test::learnable_8x8(100, 10);
   for (KernelChoice kernel : {KernelChoice::kFast, KernelChoice::kNaive}) {
     auto recorder = std::make_unique<Recorder>();
     Recorder& seen = *recorder;
@@ -188,7 +183,7 @@ namespace softreg {
 namespace {
 
 TEST(Trainer, ReportsTheTimeThreadsWaitAtBarriers) {
-  const Dataset train = learnable(1000, 11), test = learnable(100, 12);
+  const Dataset train = test::learnable_8x8(1000, 11), test = test::learnable_8x8(100, 12);
   for (int threads : {1, 2}) {
     for (KernelChoice kernel : {KernelChoice::kFast, KernelChoice::kNaive}) {
       Trainer trainer(config_for(threads, kernel), train, test);
@@ -207,7 +202,7 @@ TEST(Trainer, ReportsTheTimeThreadsWaitAtBarriers) {
 }
 
 TEST(Trainer, SplitsTheFastPassIntoForwardBackwardAndWaiting) {
-  const Dataset train = learnable(1000, 11), test = learnable(100, 12);
+  const Dataset train = test::learnable_8x8(1000, 11), test = test::learnable_8x8(100, 12);
   for (int threads : {1, 2}) {
     Trainer fast(config_for(threads, KernelChoice::kFast), train, test);
     const EpochMetrics m = fast.run_epoch().value();
@@ -371,7 +366,7 @@ TEST(Schedule, ConstantStepCosineAndWarmup) {
 }
 
 TEST(Trainer, UsesTheScheduleAndTheL2Term) {
-  const Dataset train = learnable(1000, 13), test = learnable(100, 14);
+  const Dataset train = test::learnable_8x8(1000, 13), test = test::learnable_8x8(100, 14);
   TrainConfig config = config_for(2, KernelChoice::kFast);
   config.epochs = 2;
   config.schedule = {.kind = "step", .warmup_epochs = 0.5, .step_epochs = 1, .gamma = 0.1};
@@ -403,7 +398,7 @@ TEST(Trainer, UsesTheScheduleAndTheL2Term) {
 }
 
 TEST(Trainer, MomentumAndAdamTrainAndResumeBitForBit) {
-  const Dataset train = learnable(1000, 15), test = learnable(200, 16);
+  const Dataset train = test::learnable_8x8(1000, 15), test = test::learnable_8x8(200, 16);
   for (const char* name : {"momentum", "nesterov", "adam", "adamw"}) {
     TrainConfig config = config_for(2, KernelChoice::kFast);
     config.optimizer = name;

@@ -15,11 +15,6 @@
 namespace softreg {
 namespace {
 
-// Ten learnable classes of 8x8 images: each label brightens its own band of pixels.
-Dataset learnable(std::size_t n, std::uint32_t seed) {
-  return test::banded_dataset(n, /*side=*/8, /*classes=*/10, /*band=*/6, /*dim=*/4, /*bright=*/230, seed);
-}
-
 TrainConfig recipe() {
   TrainConfig c;
   c.batch_size = 50;  // 900 = 18 batches
@@ -37,7 +32,7 @@ std::string file_bytes(const std::filesystem::path& path) {
 
 class RunTest : public ::testing::Test {
  protected:
-  TrainTestData data{learnable(900, 1), learnable(200, 2)};
+  TrainTestData data{test::learnable_8x8(900, 1), test::learnable_8x8(200, 2)};
   test::TempDir dir;
 };
 
@@ -275,8 +270,8 @@ TEST_F(RunTest, BadFoldersAreClearErrors) {
 }
 
 TEST(Inference, PredictionsAndEvaluationOfAModel) {
-  const Dataset test = learnable(300, 3);
-  TrainTestData data{learnable(900, 4), learnable(100, 5)};
+  const Dataset test = test::learnable_8x8(300, 3);
+  TrainTestData data{test::learnable_8x8(900, 4), test::learnable_8x8(100, 5)};
   TrainingRun run(recipe(), data);
   run.train();
   ThreadPool pool(2);
@@ -336,7 +331,7 @@ TEST_F(RunTest, ADivergingRunStopsAndKeepsTheLastGoodCheckpoint) {
 }
 
 TEST(Trainer, DivergenceIsCaughtOnBothPaths) {
-  const TrainTestData data{learnable(600, 5), learnable(100, 6)};
+  const TrainTestData data{test::learnable_8x8(600, 5), test::learnable_8x8(100, 6)};
   for (KernelChoice kernel : {KernelChoice::kFast, KernelChoice::kNaive}) {
     for (const char* optimizer : {"sgd", "adam"}) {
       TrainConfig config = recipe();
@@ -369,7 +364,7 @@ TEST(Validation, ExamplesPerClassCountsEveryClassTheEmptyOnesToo) {
 }
 
 TEST(Validation, StratifiedHoldoutIsSeededAndKeepsTheClassShares) {
-  const Dataset data = learnable(1000, 21);
+  const Dataset data = test::learnable_8x8(1000, 21);
   const std::vector<std::uint32_t> held = stratified_holdout(data, 0.2, 7);
   EXPECT_EQ(held, stratified_holdout(data, 0.2, 7));
   EXPECT_NE(held, stratified_holdout(data, 0.2, 8));
@@ -386,7 +381,7 @@ TEST(Validation, StratifiedHoldoutIsSeededAndKeepsTheClassShares) {
 }
 
 TEST(Validation, TheTrainerNeverTrainsOnTheHeldOutRows) {
-  const TrainTestData data{learnable(1000, 22), learnable(100, 23)};
+  const TrainTestData data{test::learnable_8x8(1000, 22), test::learnable_8x8(100, 23)};
   TrainConfig config = recipe();
   config.val_fraction = 0.25;
   Trainer trainer(config, data.train, data.test);
@@ -413,7 +408,8 @@ TEST(Validation, TheTrainerNeverTrainsOnTheHeldOutRows) {
 }
 
 TEST(Validation, AGivenValidationSetIsScoredAndEveryTrainingRowTrained) {
-  TrainTestData data{learnable(600, 31), learnable(100, 32), learnable(150, 33)};
+  TrainTestData data{test::learnable_8x8(600, 31), test::learnable_8x8(100, 32),
+                     test::learnable_8x8(150, 33)};
   Trainer trainer(recipe(), data.train, data.test, &*data.validation);
   ASSERT_TRUE(trainer.validation().has_value());
   EXPECT_EQ(trainer.train_count(), 600U);  // nothing held out

@@ -111,10 +111,6 @@ double probe_flops(int threads, double seconds, bool bf16) {
   return total;
 }
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
 // A fresh folder under the temp directory, removed with everything in it at the end of the scope.
 class TempFolder {
  public:

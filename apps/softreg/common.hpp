@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "softreg/clock.hpp"
 #include "softreg/run.hpp"
 #include "softreg/sources.hpp"
 

@@ -58,10 +58,6 @@ void check_save_every(double seconds) {
     throw UsageError(fmt::format("--save-every must be a number of seconds, 0 or more, got {}", seconds));
 }
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
 // The saved run that --resume names, with --epochs applied; the recipe flags may not change.
 SavedRun saved_run_to_resume(const TrainOptions& options) {
   if (!options.recipe.given.empty()) {
