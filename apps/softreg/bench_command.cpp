@@ -111,16 +111,6 @@ double probe_flops(int threads, double seconds, bool bf16) {
   return total;
 }
 
-// The read probe's buffer: four times the last-level cache, so that no pass finds the previous pass's
-// lines there, and 64-256 MB. Touching it first is most of what the probe costs where a page fault
-// costs about 10 us: 0.6 s for 256 MB on a Zen 5 guest whose 32 MB L3 asks for 128 MB (0.3 s), which
-// read at the same speed within the noise (BENCHMARKS.md).
-std::size_t read_probe_bytes() {
-  const long l3 = ::sysconf(_SC_LEVEL3_CACHE_SIZE);  // glibc; 0 or -1 where unknown
-  const std::size_t four_caches = l3 > 0 ? 4 * static_cast<std::size_t>(l3) : 0;
-  return std::clamp(four_caches, std::size_t{64} << 20, std::size_t{256} << 20);
-}
-
 // A fresh folder under the temp directory, removed with everything in it at the end of the scope.
 class TempFolder {
  public:
@@ -215,7 +205,7 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   // The probe runs after training so that it does not warm or heat the cores for the timed part.
   const double flops_per_second =
       probe_flops(config.threads, options.probe_seconds, config.compute == "bf16");
-  const double read_bytes_per_second = probe_read_bytes_per_second(read_probe_bytes());
+  const double read_bytes_per_second = probe_read_bytes_per_second();
   // On the team's own threads and CPUs: what each line they hand each other costs (two threads' epochs
   // on one host varied 1.5x with it; BENCHMARKS.md). 0 on one thread.
   const double round_trip_seconds = core_round_trip_seconds(run.trainer().pool());

@@ -261,8 +261,9 @@ bool cpu_has_avx512_bf16();
 /// Peak single-core multiply-add throughput with the fast path's SIMD target, in floating-point
 /// operations per second: the best of repeated timed loops over `seconds`.
 double probe_fma_flops_per_second(double seconds);
-/// Read bandwidth of one core streaming through a buffer of `bytes`, in bytes per second.
-double probe_read_bytes_per_second(std::size_t bytes);
+/// Read bandwidth of one core streaming through a buffer of four times the L3 cache (64-256 MB), in
+/// bytes per second.
+double probe_read_bytes_per_second();
 /// One core's L2 cache in bytes, as the C library reports it (256 KiB where it cannot tell).
 std::size_t l2_cache_bytes();
 

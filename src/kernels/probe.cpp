@@ -9,6 +9,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <vector>
@@ -66,11 +67,19 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace softreg {
 
+namespace {
+
+// A cache's size as the C library reports it (sysconf's _SC_LEVEL*_CACHE_SIZE), `unknown` where it
+// cannot tell (0 or -1).
+std::size_t reported_cache_bytes(int name, std::size_t unknown) {
+  const long reported = ::sysconf(name);
+  return reported > 0 ? static_cast<std::size_t>(reported) : unknown;
+}
+
+}  // namespace
+
 std::size_t l2_cache_bytes() {
-  static const std::size_t bytes = [] {
-    const long reported = ::sysconf(_SC_LEVEL2_CACHE_SIZE);  // glibc; 0 or -1 where unknown
-    return reported > 0 ? static_cast<std::size_t>(reported) : std::size_t{256} << 10;
-  }();
+  static const std::size_t bytes = reported_cache_bytes(_SC_LEVEL2_CACHE_SIZE, std::size_t{256} << 10);
   return bytes;
 }
 
@@ -91,7 +100,13 @@ double probe_fma_flops_per_second(double seconds) {
   return best;
 }
 
-double probe_read_bytes_per_second(std::size_t bytes) {
+// The buffer is four times the L3, so that no pass finds the previous pass's lines there, and 64-256
+// MB. Touching it first is most of what the probe costs where a page fault costs about 10 us: 0.6 s for
+// 256 MB on a Zen 5 guest whose 32 MB L3 asks for 128 MB (0.3 s), which read at the same speed within
+// the noise (BENCHMARKS.md).
+double probe_read_bytes_per_second() {
+  const std::size_t bytes = std::clamp(4 * reported_cache_bytes(_SC_LEVEL3_CACHE_SIZE, 0),
+                                       std::size_t{64} << 20, std::size_t{256} << 20);
   std::vector<float> buffer(bytes / sizeof(float), 1.0f);
   volatile float sink = HWY_DYNAMIC_DISPATCH(SumBuffer)(buffer.data(), buffer.size());  // first touch
   double best = 0;
