@@ -24,7 +24,7 @@ struct EvalOptions {
 
 int run_eval(const EvalOptions& options) {
   check_threads(options.threads);
-  const ModelFile model = load_model(options.model);
+  const ModelFile model = load_model(model_file_of(options.model));
   const SplitData split = load_split_for_model(
       model, optional_source(options.data, static_cast<int>(options.threads)), options.split);
   const std::string folder = split.folder.string();
@@ -103,7 +103,7 @@ CommandRunner add_eval_command(CLI::App& app) {
   auto options = std::make_shared<EvalOptions>();
   CLI::App* cmd =
       app.add_subcommand("eval", "Evaluate a saved model: loss, accuracy, per-class metrics, confusion");
-  cmd->add_option("--model", options->model, "A model.safetensors written by softreg train")->required();
+  cmd->add_option("--model", options->model, kModelOptionHelp)->required();
   add_data_source_options(*cmd, options->data);
   cmd->add_option("--split", options->split,
                   "Which split to evaluate on (val: the validation set given with the data, or the rows "

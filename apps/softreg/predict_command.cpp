@@ -86,7 +86,7 @@ int run_predict(const PredictOptions& options) {
   std::optional<IndexRange> range;
   if (!options.index.empty()) range = parse_index_range(options.index);
 
-  const ModelFile model = load_model(options.model);
+  const ModelFile model = load_model(model_file_of(options.model));
   const auto top = static_cast<std::size_t>(options.top);
 
   if (range) {
@@ -141,7 +141,7 @@ CommandRunner add_predict_command(CLI::App& app) {
   auto options = std::make_shared<PredictOptions>();
   CLI::App* cmd = app.add_subcommand(
       "predict", "Predict the class of test rows, of your own image files or of feature rows");
-  cmd->add_option("--model", options->model, "A model.safetensors written by softreg train")->required();
+  cmd->add_option("--model", options->model, kModelOptionHelp)->required();
   cmd->add_option(
       "inputs", options->images,
       "Image files (PNG, JPEG, WebP, BMP, PGM, ...) or folders of them, any size and colour; for a model "
