@@ -137,6 +137,9 @@ std::vector<fs::path> default_data_folders() {
 DataFiles locate_data(const std::optional<fs::path>& explicit_folder) {
   if (explicit_folder) {
     std::error_code ec;
+    if (!fs::exists(*explicit_folder, ec)) {
+      throw Error("--data " + explicit_folder->string() + ": no such folder");
+    }
     if (!fs::is_directory(*explicit_folder, ec)) {
       throw Error("--data " + explicit_folder->string() + ": not a folder");
     }

@@ -25,7 +25,9 @@ expect 2 'softreg: error: --threads must be between 1 and' -- train --threads 0
 expect 2 'softreg: error: .*--epochs' -- train --epochs 1.5
 expect 2 'softreg: error: --save-every must be a number of seconds, 0 or more, got -1' -- train --save-every -1
 expect 2 'softreg: error: --save-every must be a number of seconds, 0 or more, got nan' -- train --save-every nan
-expect 1 'softreg: error: --data /nonexistent: not a folder' -- train --data /nonexistent
+expect 1 'softreg: error: --data /nonexistent: no such folder' -- train --data /nonexistent
+printf 'not data' >plain.txt
+expect 1 'softreg: error: --data plain.txt: not a folder' -- train --data plain.txt
 # Data sets by name (the downloads themselves: test_download.cpp, against a loopback server).
 expect 2 "softreg: error: unknown data set 'cifar' \(known: fashion-mnist, mnist, kmnist\)" -- train --dataset cifar
 expect 2 "softreg: error: unknown data set 'cifar'" -- data download cifar

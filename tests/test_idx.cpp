@@ -182,7 +182,9 @@ TEST(Dataset, LocatesExplicitFolderAndNamesMissingFiles) {
   const TrainTestData data = load_train_test(files);
   EXPECT_EQ(data.train.count, 2u);
   EXPECT_EQ(data.test.labels, (std::vector<Label>{1, 2}));
-  expect_error([&] { locate_data(dir / "absent"); }, "absent: not a folder");
+  expect_error([&] { locate_data(dir / "absent"); }, "absent: no such folder");
+  expect_error([&] { locate_data(dir / "train-labels-idx1-ubyte"); },
+               "train-labels-idx1-ubyte: not a folder");
 }
 
 TEST(Dataset, RejectsTestImagesOfAnotherSize) {
