@@ -33,12 +33,17 @@ RunOptions with_defaults(RunOptions options, const TrainTestData& data) {
 
 }  // namespace
 
-SavedRun load_saved_run(const std::filesystem::path& folder) {
-  const std::filesystem::path model_path = folder / "model.safetensors";
+std::filesystem::path run_model_file(const std::filesystem::path& folder) {
+  std::filesystem::path model_path = folder / "model.safetensors";
   std::error_code ec;
   if (!std::filesystem::is_regular_file(model_path, ec)) {
     throw Error::in_file(folder, "no model.safetensors there (not a softreg run folder?)");
   }
+  return model_path;
+}
+
+SavedRun load_saved_run(const std::filesystem::path& folder) {
+  const std::filesystem::path model_path = run_model_file(folder);
   const ModelFile checkpoint = load_model(model_path);
   SavedRun saved;
   saved.folder = folder;

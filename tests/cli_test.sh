@@ -130,8 +130,9 @@ expect 0 '^test:0: [a-z -]+ 0\.[0-9]{3}, ' -- predict --model run2 --index 0..2
 cmp -s out.txt by_file.txt && ok || fail "predict --model run2 differs from --model run2/model.safetensors"
 expect 0 'accuracy 0\.[0-9]+ ± 0\.00[0-9]+' -- eval --model run2/
 mkdir -p not-a-run
-expect 1 'softreg: error: not-a-run: is a folder without a model.safetensors' -- eval --model not-a-run
-expect 1 'softreg: error: not-a-run: is a folder without a model.safetensors' -- predict --model not-a-run --index 0
+expect 1 'softreg: error: not-a-run: no model.safetensors there \(not a softreg run folder\?\)' -- eval --model not-a-run
+expect 1 'softreg: error: not-a-run: no model.safetensors there \(not a softreg run folder\?\)' -- \
+  predict --model not-a-run --index 0
 expect 0 '^\{"input":"test:7","label":[0-9],"top":\[\{"class":[0-9],"name":"[a-z -]+","prob":0\.[0-9]+\}\]\}$' -- \
   predict --model run2/model.safetensors --index 7 --json --top 1
 expect 2 'softreg: error: --index must be I or I\.\.J' -- predict --model run2/model.safetensors --index x..3

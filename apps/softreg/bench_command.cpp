@@ -79,7 +79,7 @@ double best_exec_seconds(int runs) {
     if (spawned != 0 || ::waitpid(child, &status, 0) != child || !WIFEXITED(status) ||
         WEXITSTATUS(status) != 0)
       return 0;
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double seconds = seconds_since(start);
     if (best == 0 || seconds < best) best = seconds;
   }
   return best;
@@ -176,8 +176,7 @@ int run_bench(const BenchOptions& options, double startup_seconds,
     data = load_train_test(files);
     data_source = files.folder.string();
   }
-  const double load_seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
+  const double load_seconds = seconds_since(load_start);
 
   TrainConfig config;
   config.epochs = static_cast<int>(options.epochs);

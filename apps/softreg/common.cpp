@@ -59,16 +59,11 @@ std::optional<std::filesystem::path> optional_path(const std::string& text) {
   return std::filesystem::path(text);
 }
 
-std::filesystem::path model_file_of(const std::string& model) {
+std::filesystem::path model_path_of(const std::string& model) {
   const std::filesystem::path path(model);
   std::error_code ec;
-  if (!std::filesystem::is_directory(path, ec)) return path;  // a file, or an error for load_model to name
-  const std::filesystem::path file = path / "model.safetensors";
-  if (!std::filesystem::is_regular_file(file, ec)) {
-    throw Error::in_file(
-        path, "is a folder without a model.safetensors (give a run folder of softreg train or a model file)");
-  }
-  return file;
+  // A file, or what load_model names as missing or unreadable.
+  return std::filesystem::is_directory(path, ec) ? run_model_file(path) : path;
 }
 
 CLI::Option* add_data_option(CLI::App& cmd, std::string& target) {

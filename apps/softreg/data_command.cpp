@@ -83,7 +83,7 @@ int run_data(const DataOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   const LoadedData loaded = load_data(source);
   const TrainTestData& data = loaded.data;
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds = seconds_since(start);
   const DatasetStats train = dataset_stats(data.train), test = dataset_stats(data.test);
   const std::filesystem::path cache = idx_cache_folder();
   const bool images = data.train.kind == InputKind::kImages;

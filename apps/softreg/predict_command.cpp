@@ -86,7 +86,7 @@ int run_predict(const PredictOptions& options) {
   std::optional<IndexRange> range;
   if (!options.index.empty()) range = parse_index_range(options.index);
 
-  const ModelFile model = load_model(model_file_of(options.model));
+  const ModelFile model = load_model(model_path_of(options.model));
   const auto top = static_cast<std::size_t>(options.top);
 
   if (range) {

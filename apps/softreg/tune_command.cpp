@@ -173,8 +173,7 @@ int run_tune(TuneCommandOptions& o, std::chrono::steady_clock::time_point proces
   const DataSource source = o.data.source(base.seed, base.threads);
   const LoadedData loaded = load_data(source);
   const TrainTestData& data = loaded.data;
-  const double seconds_load =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
+  const double seconds_load = seconds_since(load_start);
   // The data's own validation set scores the trials; --val-fraction (given, not the default) would hold
   // out others.
   TrainConfig given_recipe = base;
@@ -246,8 +245,7 @@ int run_tune(TuneCommandOptions& o, std::chrono::steady_clock::time_point proces
                   .grid = {}});
   const std::filesystem::path folder = *run.folder();
   const EpochMetrics& last = report.summary.kept_epoch();
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - process_start).count();
+  const double seconds = seconds_since(process_start);
 
   nlohmann::ordered_json j;
   nlohmann::ordered_json best_params;

@@ -87,6 +87,9 @@ struct SavedRun {
 /// Reads folder/model.safetensors and folder/metrics.csv; an error names the file and what is wrong.
 SavedRun load_saved_run(const std::filesystem::path& folder);
 
+/// A run folder's model file, folder/model.safetensors; an Error naming the folder where there is none.
+std::filesystem::path run_model_file(const std::filesystem::path& folder);
+
 /// What finish() adds at the end.
 struct FinishOptions {
   bool acceptance_checks = true;  // the seed's checks on the last epoch
