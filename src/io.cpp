@@ -180,6 +180,7 @@ std::string summary_json(const RunSummary& s) {
   j["seconds_checkpoints"] = s.seconds_checkpoints;
   j["checkpoints"] = s.checkpoints;
   j["seconds_total"] = s.seconds_total;
+  if (!s.note.empty()) j["note"] = s.note;
   if (!s.checks.empty()) {
     bool all_passed = true;
     auto checks = nlohmann::ordered_json::array();

@@ -4,6 +4,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
 #include "softreg/clock.hpp"
 #include "softreg/error.hpp"
 #include "softreg/inference.hpp"
@@ -286,9 +290,68 @@ RunReport TrainingRun::finish(const FinishOptions& options) {
       if (!c.passed) report.failed_checks.push_back(c);
     }
   }
+  summary.note = chance_level_note(summary, examples_per_class(data_.test), options_.class_names);
   summary.seconds_total = seconds_since(started_);
   if (options_.folder) write_file_atomic(*options_.folder / "summary.json", summary_json(summary));
   return report;
+}
+
+std::string chance_level_note(const RunSummary& summary, const std::vector<std::int64_t>& test_per_class,
+                              const std::vector<std::string>& class_names) {
+  const std::int64_t rows = std::accumulate(test_per_class.begin(), test_per_class.end(), std::int64_t{0});
+  if (summary.epochs.empty() || rows <= 0) return "";
+  const auto most = std::max_element(test_per_class.begin(), test_per_class.end());  // the first on a tie
+  const auto label = static_cast<std::size_t>(most - test_per_class.begin());
+  const EpochMetrics& kept = summary.kept_epoch();
+  // Accuracies are counts over the test rows: compare the counts, so a model that answers exactly as
+  // many rows as the class has is caught whatever the rounding of the two fractions.
+  if (std::isfinite(kept.test_acc) && std::llround(kept.test_acc * static_cast<double>(rows)) > *most)
+    return "";
+
+  const std::string name =
+      label < class_names.size() ? fmt::format("\"{}\"", class_names[label]) : fmt::format("class {}", label);
+  std::string note = fmt::format(
+      "test accuracy {:.4f} is no better than always answering {}, the most common class of the "
+      "test rows ({:.4f} of them)",
+      kept.test_acc, name, static_cast<double>(*most) / static_cast<double>(rows));
+  const bool standardized = summary.config.standardize;
+  if (summary.config.optimizer == "lbfgs") {
+    return note + (standardized ? "; these features may not tell the classes apart"
+                                : "; these features may not tell the classes apart, or their scale hides "
+                                  "it: try --standardize");
+  }
+  const std::vector<EpochMetrics>& epochs = summary.epochs;
+  // A rise of more than 1 % counts: a loss that has settled wobbles by less.
+  std::size_t rises = 0;
+  for (std::size_t e = 1; e < epochs.size(); ++e)
+    rises += epochs[e].train_loss > epochs[e - 1].train_loss * 1.01 ? 1 : 0;
+  const double fresh = std::log(static_cast<double>(test_per_class.size()));  // uniform over K classes
+  const double last = kept.train_loss;
+  const bool above_fresh = !std::isfinite(last) || last > fresh * 1.01;
+  if (rises > 0 || above_fresh) {
+    std::string how;
+    if (rises > 0)
+      how =
+          fmt::format("the train loss rose in {} of the {} epochs after the first", rises, epochs.size() - 1);
+    if (above_fresh) {
+      how += fmt::format("{} ended at {:.4f}, above a fresh model's {:.4f}",
+                         rises > 0 ? " and" : "the train loss", last, fresh);
+    }
+    return note +
+           fmt::format("; {}: the steps are too large for these features; try {}a smaller --lr than {:g}",
+                       how, standardized ? "" : "--standardize or ", summary.config.lr);
+  }
+  const std::string or_standardize = standardized ? "" : ", or --standardize";
+  if (epochs.size() == 1) return note + fmt::format("; after one epoch: try more --epochs{}", or_standardize);
+  if (last < epochs[epochs.size() - 2].train_loss * 0.999) {  // by more than a settled loss wobbles
+    return note + fmt::format(
+                      "; the train loss was still falling ({:.4f} to {:.4f}): try more --epochs or a "
+                      "larger --lr{}",
+                      epochs.front().train_loss, last, or_standardize);
+  }
+  return note +
+         fmt::format("; the train loss settled at {:.4f}: these features may not tell the classes apart{}",
+                     last, standardized ? "" : ", or their scale hides it: try --standardize");
 }
 
 std::vector<std::string> redraw_run_pictures(const std::filesystem::path& run,

@@ -79,6 +79,7 @@ fi
 # A short real run: one epoch fails the seed's checks (train loss is still ~0.79), --no-check skips them.
 expect 1 'acceptance check failed: train loss < 0.5 \(got 0\.7' -- train --epochs 1 --out run1 --quiet
 expect 0 'test accuracy' -- train --epochs 1 --no-check --out run2 --threads 2
+! grep -q '^note:' out.txt && ! grep -q '"note"' run2/summary.json && ok || fail "a note on a model that learned: $(grep note out.txt)"
 [ "$(head -1 run2/metrics.csv)" = "epoch,train_loss,train_acc,test_acc,test_loss,seconds" ] && ok || fail "metrics.csv header"
 [ "$(wc -l <run2/metrics.csv)" -eq 2 ] && ok || fail "metrics.csv has $(wc -l <run2/metrics.csv) lines, expected 2"
 grep -q '"seconds_total"' run2/summary.json && ok || fail "summary.json lacks seconds_total"

@@ -126,6 +126,16 @@ expect 0 'test accuracy 0\.5000' -- train --train-csv pets-train.csv --test-csv 
 # a class) trains to a loss of ln 2 > 0.5 and still exits 0; --check asks for them.
 for i in $(seq 1 40); do echo "yes,1,$((i % 3))"; echo "no,1,$((i % 3))"; done >coin.csv
 expect 0 'test accuracy 0\.5000' -- train --train-csv coin.csv --test-csv coin.csv --no-plots --out coin
+# A model no better than always answering one class gets a note saying so, with what its losses suggest.
+grep -qE '^note: test accuracy 0\.5000 is no better than always answering "no", the most common class of the test rows \(0\.5000 of them\); the train loss settled at 0\.693[0-9]: these features may not tell the classes apart, or their scale hides it: try --standardize$' out.txt &&
+  grep -q '"note": *"test accuracy 0.5000 is no better' coin/summary.json && ok || fail "no note on the coin table: $(cat out.txt)"
+# Features of a large scale at lr 0.1: the steps overshoot and the loss jumps; standardized, they learn.
+awk 'BEGIN { for (i = 0; i < 60; i++) { printf "hi"; for (j = 0; j < 20; j++) printf ",%d", 8 + (i * 7 + j * 3) % 3
+             printf "\nlo"; for (j = 0; j < 20; j++) printf ",%d", 1 + (i * 5 + j) % 3; print "" } }' >steep.csv
+expect 0 '^note: test accuracy 0\.5000 is no better than always answering "hi", .*; the train loss rose in [1-9] of the 9 epochs after the first and ended at [0-9.]+, above a fresh model.s 0\.6931: the steps are too large for these features; try --standardize or a smaller --lr than 0\.1$' -- \
+  train --train-csv steep.csv --test-csv steep.csv --no-plots --out steep
+expect 0 'test accuracy 1\.0000' -- train --train-csv steep.csv --test-csv steep.csv --no-plots --out steep2 --standardize
+! grep -q '^note:' out.txt && ok || fail "a note on a model that learned: $(grep note out.txt)"
 ! grep -q '"checks"' coin/summary.json && ok || fail "coin/summary.json records checks: $(grep -o '"checks".\{0,60\}' coin/summary.json)"
 expect 1 '^softreg: acceptance check failed: train loss < 0\.5 \(got 0\.69[0-9]*\), train acc > 0\.7 \(got 0\.5000\), test acc > 0\.7 \(got 0\.5000\)$' -- \
   train --train-csv coin.csv --test-csv coin.csv --no-plots --out coin-checked --check

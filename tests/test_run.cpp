@@ -3,6 +3,7 @@
 // uninterrupted run, a run without a folder, and the library's evaluation and prediction calls.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -71,6 +72,8 @@ TEST_F(RunTest, WritesTheFolderEveryEpochAndFinishesWithChecksPicturesAndSummary
   EXPECT_EQ(summary["epochs_done"], 4);
   EXPECT_EQ(summary["data"], "synthetic");
   EXPECT_EQ(summary["checks_passed"], true);
+  EXPECT_EQ(report.summary.note, "");  // it learned: better than answering one class
+  EXPECT_FALSE(summary.contains("note"));
   EXPECT_EQ(file_bytes(dir / "run" / "summary.json"), summary_json(report.summary));
   EXPECT_EQ(read_metrics_csv(dir / "run" / "metrics.csv").size(), 4u);
   EXPECT_EQ(load_saved_run(dir / "run").config.lr, 1.0);
@@ -523,6 +526,86 @@ TEST(Recipe, EveryFieldHasItsRangeCheckedInOnePlace) {
   file.metadata["momentum"] = "1";
   test::expect_error([&] { config_from_metadata(file, "ckpt"); },
                      "ckpt: __metadata__ holds an invalid recipe (momentum must be in [0, 1), got 1)");
+}
+
+}  // namespace
+}  // namespace softreg
+
+namespace softreg {
+namespace {
+
+// A run's summary with these train losses by epoch and the last epoch's test accuracy.
+RunSummary summary_of(const std::vector<double>& train_losses, double test_acc) {
+  RunSummary s;
+  s.config.lr = 0.1;
+  for (std::size_t e = 0; e < train_losses.size(); ++e)
+    s.epochs.push_back(
+        {.epoch = static_cast<int>(e + 1), .train_loss = train_losses[e], .test_acc = test_acc});
+  return s;
+}
+
+TEST(ChanceLevelNote, OnlyForAModelNoBetterThanTheMostCommonClass) {
+  const std::vector<std::int64_t> per_class{30, 50, 20};  // class 1 is half of the 100 test rows
+  const std::vector<std::string> names{"cat", "dog", "emu"};
+  EXPECT_EQ(chance_level_note(summary_of({1.0, 0.9}, 0.51), per_class, names), "");
+  const std::string unnamed = chance_level_note(summary_of({1.0, 0.9}, 0.5), per_class, {});
+  EXPECT_TRUE(
+      unnamed.starts_with("test accuracy 0.5000 is no better than always answering class 1, the most "
+                          "common class of the test rows (0.5000 of them); "))
+      << unnamed;
+  EXPECT_NE(chance_level_note(summary_of({1.0, 0.9}, 0.2), per_class, names), "");
+  EXPECT_NE(chance_level_note(summary_of({1.0, 0.9}, std::nan("")), per_class, names), "");
+  EXPECT_EQ(chance_level_note(summary_of({1.0, 0.9}, 0.2), {0, 0, 0}, names), "");  // no test rows
+  EXPECT_EQ(chance_level_note(summary_of({}, 0.2), per_class, names), "");          // no epoch
+  // A tie names the first class; the accuracy is compared as a count of rows, not as a fraction.
+  EXPECT_NE(chance_level_note(summary_of({1.0, 0.9}, 1.0 / 3.0), {1, 1, 1}, names)
+                .find("always answering \"cat\", the most common class of the test rows (0.3333 of them)"),
+            std::string::npos);
+  EXPECT_EQ(chance_level_note(summary_of({1.0, 0.9}, 2.0 / 3.0), {1, 1, 1}, names), "");
+}
+
+TEST(ChanceLevelNote, SaysWhatTheLossesSuggest) {
+  const std::vector<std::int64_t> two{50, 50};
+  const std::vector<std::string> names{"a", "b"};
+  const auto tail = [&](const RunSummary& s) {
+    const std::string note = chance_level_note(s, two, names);
+    return note.substr(note.find("; ") + 2);
+  };
+  // Losses that jump: steps too large. ln 2 = 0.6931 is a fresh model's loss for two classes.
+  EXPECT_EQ(tail(summary_of({1.2, 0.5, 0.9, 0.4, 0.6}, 0.5)),
+            "the train loss rose in 2 of the 4 epochs after the first: the steps are too large for these "
+            "features; try --standardize or a smaller --lr than 0.1");
+  EXPECT_EQ(tail(summary_of({9.0, 8.0, 7.5}, 0.5)),
+            "the train loss ended at 7.5000, above a fresh model's 0.6931: the steps are too large for these "
+            "features; try --standardize or a smaller --lr than 0.1");
+  EXPECT_EQ(tail(summary_of({0.8, 2.0}, 0.5)),
+            "the train loss rose in 1 of the 1 epochs after the first and ended at 2.0000, above a fresh "
+            "model's 0.6931: the steps are too large for these features; try --standardize or a smaller --lr "
+            "than 0.1");
+  // Losses still falling: too few or too small steps. Settled: features that may not tell the classes apart.
+  EXPECT_EQ(tail(summary_of({0.69, 0.6, 0.55}, 0.5)),
+            "the train loss was still falling (0.6900 to 0.5500): try more --epochs or a larger --lr, or "
+            "--standardize");
+  EXPECT_EQ(tail(summary_of({0.6932, 0.69315, 0.69314}, 0.5)),
+            "the train loss settled at 0.6931: these features may not tell the classes apart, or their scale "
+            "hides it: try --standardize");
+  EXPECT_EQ(tail(summary_of({0.6}, 0.5)), "after one epoch: try more --epochs, or --standardize");
+
+  // Standardized inputs: --standardize is not suggested again.
+  RunSummary standardized = summary_of({1.2, 0.5, 0.6}, 0.5);
+  standardized.config.standardize = true;
+  EXPECT_EQ(tail(standardized),
+            "the train loss rose in 1 of the 2 epochs after the first: the steps are too large for these "
+            "features; try a smaller --lr than 0.1");
+  standardized.epochs = summary_of({0.6932, 0.6932}, 0.5).epochs;
+  EXPECT_EQ(tail(standardized),
+            "the train loss settled at 0.6932: these features may not tell the classes apart");
+
+  // L-BFGS has no epochs of steps to read: only what the fit suggests.
+  RunSummary lbfgs = summary_of({0.7}, 0.5);
+  lbfgs.config.optimizer = "lbfgs";
+  EXPECT_EQ(tail(lbfgs),
+            "these features may not tell the classes apart, or their scale hides it: try --standardize");
 }
 
 }  // namespace

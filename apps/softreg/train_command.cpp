@@ -292,6 +292,7 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
     fmt::print(table,
                "test accuracy {:.4f} after {} epochs; {:.2f} s in all (load {:.2f} s, train {:.2f} s)\n",
                last.test_acc, last.epoch, summary.seconds_total, summary.seconds_load, summary.seconds_train);
+    if (!summary.note.empty()) fmt::print(table, "note: {}\n", summary.note);
     fmt::print(
         table, "run folder: {}{}\n", run_folder.string(),
         report.pictures.empty() ? "" : fmt::format(" (pictures: {})", fmt::join(report.pictures, ", ")));

@@ -54,6 +54,8 @@ struct RunSummary {
   double seconds_checkpoints = 0;  // of seconds_train: the folder's refreshes (checkpoints and curves)
   int checkpoints = 0;             // how many refreshes of the folder train() made
   double seconds_total = 0;
+  /// What a user should know about the result (chance_level_note in run.hpp); empty: nothing.
+  std::string note;
 
   /// The epoch whose model the run keeps: the best one after early stopping, else the last.
   const EpochMetrics& kept_epoch() const;

@@ -98,7 +98,7 @@ struct FinishOptions {
 };
 
 struct RunReport {
-  RunSummary summary;                 // as written to summary.json
+  RunSummary summary;                 // as written to summary.json (with its note, chance_level_note)
   std::vector<std::string> pictures;  // the picture files drawn, by name
   std::vector<AcceptanceCheck> failed_checks;
 };
@@ -168,6 +168,15 @@ class TrainingRun {
   std::optional<TrainerState> best_state_;
   bool stopped_early_ = false;
 };
+
+/// A one-line note when the model a run keeps does no better on the test rows than always answering
+/// their most common class (`test_per_class`: the test rows of each class), with what the epochs'
+/// train losses suggest and the flags to try: losses that rose or ended above a fresh model's (ln K),
+/// steps too large for the features; losses still falling, too few or too small steps; losses that
+/// settled, features that may not tell the classes apart. Empty when the model does better, or
+/// without test rows. `class_names` name the class (empty: its number).
+std::string chance_level_note(const RunSummary& summary, const std::vector<std::int64_t>& test_per_class,
+                              const std::vector<std::string>& class_names);
 
 /// Redraws the pictures of the run folder `run` into `out` from its model.safetensors (on the test
 /// split of `data`, by default the data the model records) and its metrics.csv when present. Returns
