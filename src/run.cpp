@@ -330,9 +330,11 @@ std::string chance_level_note(const RunSummary& summary, const std::vector<std::
   const bool above_fresh = !std::isfinite(last) || last > fresh * 1.01;
   if (rises > 0 || above_fresh) {
     std::string how;
-    if (rises > 0)
-      how =
-          fmt::format("the train loss rose in {} of the {} epochs after the first", rises, epochs.size() - 1);
+    if (rises > 0) {
+      how = epochs.size() == 2 ? std::string("the train loss rose in the second epoch")
+                               : fmt::format("the train loss rose in {} of the {} epochs after the first",
+                                             rises, epochs.size() - 1);
+    }
     if (above_fresh) {
       how += fmt::format("{} ended at {:.4f}, above a fresh model's {:.4f}",
                          rises > 0 ? " and" : "the train loss", last, fresh);

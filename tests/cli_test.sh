@@ -256,7 +256,7 @@ expect 1 'softreg: error: --data bad: missing t10k-labels-idx1-ubyte' -- data --
 expect 2 'softreg: error: --val-fraction must be in \(0, 1\), got 1' -- train --val-fraction 1
 expect 2 'softreg: error: --val-fraction must be in \(0, 1\), got 0' -- train --val-fraction 0
 expect 2 'softreg: error: --early-stop needs a validation set' -- train --early-stop 3
-expect 0 'early stop after epoch [0-9]+: no better validation accuracy for 1 epochs; kept epoch [0-9]+' -- \
+expect 0 'early stop after epoch [0-9]+: no better validation accuracy for 1 epoch; kept epoch [0-9]+' -- \
   train --val-fraction 0.1 --early-stop 1 --optimizer momentum --lr 0.05 --epochs 40 --threads 2 --no-plots --out early
 [ "$(head -1 early/metrics.csv)" = "epoch,train_loss,train_acc,test_acc,test_loss,seconds,val_loss,val_acc" ] && ok ||
   fail "metrics.csv header with validation: $(head -1 early/metrics.csv)"

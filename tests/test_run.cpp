@@ -579,7 +579,7 @@ TEST(ChanceLevelNote, SaysWhatTheLossesSuggest) {
             "the train loss ended at 7.5000, above a fresh model's 0.6931: the steps are too large for these "
             "features; try --standardize or a smaller --lr than 0.1");
   EXPECT_EQ(tail(summary_of({0.8, 2.0}, 0.5)),
-            "the train loss rose in 1 of the 1 epochs after the first and ended at 2.0000, above a fresh "
+            "the train loss rose in the second epoch and ended at 2.0000, above a fresh "
             "model's 0.6931: the steps are too large for these features; try --standardize or a smaller --lr "
             "than 0.1");
   // Losses still falling: too few or too small steps. Settled: features that may not tell the classes apart.

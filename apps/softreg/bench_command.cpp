@@ -313,9 +313,9 @@ int run_bench(const BenchOptions& options, double startup_seconds,
     fmt::print("{}\n", j.dump(2));
     return kExitOk;
   }
-  fmt::print("softreg bench: {} epochs, {} thread{}, {} kernel ({}{})\n", config.epochs, config.threads,
-             config.threads == 1 ? "" : "s", options.kernel, target,
-             config.compute == "bf16" ? ", bfloat16 products" : "");
+  fmt::print("softreg bench: {} epoch{}, {} thread{}, {} kernel ({}{})\n", config.epochs,
+             config.epochs == 1 ? "" : "s", config.threads, config.threads == 1 ? "" : "s", options.kernel,
+             target, config.compute == "bf16" ? ", bfloat16 products" : "");
   fmt::print(
       "  process start      {:8.3f} s   (exec to main, 10 ms resolution; softreg --version: {:.4f} s, "
       "best of 20)\n",

@@ -207,10 +207,10 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
                                                 loaded.skipped_images == 1 ? "" : "s")
                                   : "",
         seconds_load);
-    fmt::print(table, "recipe: {}lr {}, batch size {}, {} epochs, seed {}, {} thread{}{}\n",
+    fmt::print(table, "recipe: {}lr {}, batch size {}, {} epoch{}, seed {}, {} thread{}{}\n",
                config.optimizer == "sgd" ? "" : config.optimizer + ", ", config.lr, config.batch_size,
-               config.epochs, config.seed, config.threads, config.threads == 1 ? "" : "s",
-               config.l2 > 0 ? fmt::format(", l2 {}", config.l2) : "");
+               config.epochs, config.epochs == 1 ? "" : "s", config.seed, config.threads,
+               config.threads == 1 ? "" : "s", config.l2 > 0 ? fmt::format(", l2 {}", config.l2) : "");
     if (saved) {
       fmt::print(table, "resuming {} at epoch {}, batch {}\n", run_folder.string(),
                  saved->state.epochs_done + 1, saved->state.batches_done);
@@ -279,9 +279,9 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
   const EpochMetrics& last = summary.kept_epoch();
   if (options.json) fmt::print("{}", summary_json(summary));
   if (show_table && run.stopped_early()) {
-    fmt::print(table,
-               "early stop after epoch {}: no better validation accuracy for {} epochs; kept epoch {}\n",
-               summary.epochs.back().epoch, config.early_stop, run.best_epoch());
+    fmt::print(
+        table, "early stop after epoch {}: no better validation accuracy for {} epoch{}; kept epoch {}\n",
+        summary.epochs.back().epoch, config.early_stop, config.early_stop == 1 ? "" : "s", run.best_epoch());
   }
   if (show_table && validation) {
     fmt::print(table, "best validation accuracy {:.4f} at epoch {}: best.safetensors{}\n",
@@ -290,8 +290,9 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
   }
   if (show_table) {
     fmt::print(table,
-               "test accuracy {:.4f} after {} epochs; {:.2f} s in all (load {:.2f} s, train {:.2f} s)\n",
-               last.test_acc, last.epoch, summary.seconds_total, summary.seconds_load, summary.seconds_train);
+               "test accuracy {:.4f} after {} epoch{}; {:.2f} s in all (load {:.2f} s, train {:.2f} s)\n",
+               last.test_acc, last.epoch, last.epoch == 1 ? "" : "s", summary.seconds_total,
+               summary.seconds_load, summary.seconds_train);
     if (!summary.note.empty()) fmt::print(table, "note: {}\n", summary.note);
     fmt::print(
         table, "run folder: {}{}\n", run_folder.string(),

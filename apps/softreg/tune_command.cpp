@@ -187,7 +187,7 @@ int run_tune(TuneCommandOptions& o, std::chrono::steady_clock::time_point proces
                seconds_load);
     fmt::print(table, "tuning {}{} over {} L2 penalties{} on {}{}\n", base.optimizer,
                full_batch ? fmt::format(" (to --tol {:g} or {} iterations)", base.tol, base.max_iter)
-                          : fmt::format(" ({} epochs)", base.epochs),
+                          : fmt::format(" ({} epoch{})", base.epochs, base.epochs == 1 ? "" : "s"),
                tune_options.lambdas.size(),
                with_lr ? fmt::format(" x {} learning rates", tune_options.learning_rates.size()) : "",
                data.validation ? fmt::format("the validation set {} ({} rows)",
