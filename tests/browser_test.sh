@@ -75,6 +75,14 @@ check "the page's prediction names its true class ($name)" \
   grep -q "<ol id=\"top\" data-input=\"test:${index}\"><li data-class=\"[0-9]*\" data-name=\"${name}\"" "$work/page.html"
 check "the weight templates and prediction grid are shown" \
   grep -q 'src="/api/runs/fashion/files/weights.png' "$work/page.html"
+check "a run that learned has no note" grep -q '<p id="run-note" class="note" hidden="">' "$work/page.html"
+# A table no model can learn (each row twice, once a class): its run's note is shown.
+for i in $(seq 1 40); do echo "yes,1,$((i % 3))"; echo "no,1,$((i % 3))"; done >"$work/coin.csv"
+"$cli" train --train-csv "$work/coin.csv" --test-csv "$work/coin.csv" --out "$work/runs/coin" --quiet --no-plots ||
+  echo "FAIL: training on coin.csv"
+chrome --dump-dom --virtual-time-budget=5000 "${url}#run=coin" >"$work/coin.html"
+check "a run no better than one class shows its note" \
+  grep -q '<p id="run-note" class="note">Note: test accuracy 0.5000 is no better than always answering "no"' "$work/coin.html"
 
 chrome --window-size=1400,1500 --virtual-time-budget=10000 --screenshot="$work/dashboard.png" \
   "${url}#run=fashion&test=${index}" >/dev/null

@@ -421,7 +421,8 @@ TEST_F(Serve, OddRunFoldersDoNotBreakTheListing) {
   const fs::path odd = *dir_ / "runs" / "odd";
   fs::create_directories(odd);
   write_text(odd / "metrics.csv", "epoch,seconds,train_loss\nfirst,x,0.5\n2,\xff,0.4\n");
-  write_text(odd / "summary.json", R"({"recipe": 3, "data": 5, "seconds_total": "long", "per_epoch": 7})");
+  write_text(odd / "summary.json",
+             R"({"recipe": 3, "data": 5, "seconds_total": "long", "per_epoch": 7, "note": ["not", "text"]})");
   write_text(odd / "model.safetensors", "not a model");
   const json runs = get_json("/api/runs");
   ASSERT_EQ(runs["runs"].size(), 3u);
@@ -430,6 +431,9 @@ TEST_F(Serve, OddRunFoldersDoNotBreakTheListing) {
   EXPECT_EQ(summary["state"], "stopped");
   EXPECT_EQ(summary["epochs_done"], 2);
   EXPECT_NE(summary["model_error"].get<std::string>().find("model.safetensors"), std::string::npos);
+  EXPECT_FALSE(summary.contains("note"));  // not a string
+  write_text(odd / "summary.json", R"({"note": "test accuracy 0.5000 is no better than always answering"})");
+  EXPECT_EQ(get_json("/api/runs/odd")["note"], "test accuracy 0.5000 is no better than always answering");
   const httplib::Result events = client_->Get("/api/runs/odd/events");
   ASSERT_TRUE(events);
   EXPECT_EQ(events->body.find("id: 1\n"), std::string::npos) << "no epoch number, no event";

@@ -160,6 +160,9 @@ async function selectRun(id, {keepPad = false} = {}) {
   $('run-state').textContent = summary.state;
   $('run-state').className = `state ${summary.state}`;
   $('run-recipe').textContent = recipeText(summary.recipe);
+  // The run's note (summary.json): a model no better than answering one class, and what to try.
+  $('run-note').textContent = typeof summary.note === 'string' ? `Note: ${summary.note}` : '';
+  $('run-note').hidden = !$('run-note').textContent;
 
   if (state.events) {
     state.events.close();

@@ -234,6 +234,7 @@ struct Dashboard::Impl {
       if (summary.contains("seconds_total") && summary["seconds_total"].is_number())
         seconds = summary["seconds_total"].get<double>();
       if (summary.contains("best_epoch")) out["best_epoch"] = summary["best_epoch"];
+      if (summary.contains("note") && summary["note"].is_string()) out["note"] = summary["note"];
     }
     out["seconds"] = seconds;
     if (stamp_of(run / "model.safetensors").size >= 0) {
