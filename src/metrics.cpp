@@ -1,8 +1,11 @@
 // Whole-dataset evaluation on top of the forward kernel.
 #include "softreg/metrics.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 
 #include "softreg/kernels.hpp"
 
@@ -81,6 +84,26 @@ ClassificationReport classification_report(std::span<const Label> labels, std::s
     report.per_class.push_back(m);
   }
   return report;
+}
+
+MajorityClass majority_class(std::span<const std::int64_t> per_class) {
+  const std::int64_t rows = std::accumulate(per_class.begin(), per_class.end(), std::int64_t{0});
+  if (rows <= 0) return {};
+  const auto most = std::max_element(per_class.begin(), per_class.end());  // the first on a tie
+  return {static_cast<std::size_t>(most - per_class.begin()), *most,
+          static_cast<double>(*most) / static_cast<double>(rows)};
+}
+
+bool no_better_than_majority(double accuracy, std::span<const std::int64_t> per_class) {
+  const std::int64_t rows = std::accumulate(per_class.begin(), per_class.end(), std::int64_t{0});
+  if (rows <= 0) return false;
+  return !std::isfinite(accuracy) ||
+         std::llround(accuracy * static_cast<double>(rows)) <= majority_class(per_class).count;
+}
+
+std::string quoted_class_name(std::size_t label, const std::vector<std::string>& class_names) {
+  return label < class_names.size() ? fmt::format("\"{}\"", class_names[label])
+                                    : fmt::format("class {}", label);
 }
 
 std::vector<AcceptanceCheck> acceptance_checks(double train_loss, double train_acc, double test_acc) {

@@ -298,22 +298,14 @@ RunReport TrainingRun::finish(const FinishOptions& options) {
 
 std::string chance_level_note(const RunSummary& summary, const std::vector<std::int64_t>& test_per_class,
                               const std::vector<std::string>& class_names) {
-  const std::int64_t rows = std::accumulate(test_per_class.begin(), test_per_class.end(), std::int64_t{0});
-  if (summary.epochs.empty() || rows <= 0) return "";
-  const auto most = std::max_element(test_per_class.begin(), test_per_class.end());  // the first on a tie
-  const auto label = static_cast<std::size_t>(most - test_per_class.begin());
+  if (summary.epochs.empty()) return "";
   const EpochMetrics& kept = summary.kept_epoch();
-  // Accuracies are counts over the test rows: compare the counts, so a model that answers exactly as
-  // many rows as the class has is caught whatever the rounding of the two fractions.
-  if (std::isfinite(kept.test_acc) && std::llround(kept.test_acc * static_cast<double>(rows)) > *most)
-    return "";
-
-  const std::string name =
-      label < class_names.size() ? fmt::format("\"{}\"", class_names[label]) : fmt::format("class {}", label);
+  if (!no_better_than_majority(kept.test_acc, test_per_class)) return "";  // or no test rows
+  const MajorityClass majority = majority_class(test_per_class);
   std::string note = fmt::format(
       "test accuracy {:.4f} is no better than always answering {}, the most common class of the "
       "test rows ({:.4f} of them)",
-      kept.test_acc, name, static_cast<double>(*most) / static_cast<double>(rows));
+      kept.test_acc, quoted_class_name(majority.label, class_names), majority.share);
   const bool standardized = summary.config.standardize;
   if (summary.config.optimizer == "lbfgs") {
     return note + (standardized ? "; these features may not tell the classes apart"

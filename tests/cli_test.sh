@@ -115,6 +115,8 @@ expect 1 'softreg: error: nowhere/model.safetensors: cannot open for reading' --
 # A saved model: eval and predict.
 [ -f run2/model.safetensors ] && ok || fail "train left no model.safetensors"
 expect 0 'accuracy 0\.[0-9]+ ± 0\.00[0-9]+' -- eval --model run2/model.safetensors
+grep -qE '^always answering "t-shirt", the most common class here, would score 0\.1000$' out.txt && ok ||
+  fail "eval without the majority baseline (Fashion-MNIST's test classes are 1,000 each): $(cat out.txt)"
 expect 0 '"accuracy_stderr"' -- eval --model run2/model.safetensors --json --split train
 grep -q '"per_class":\[{"class":0,"name":"t-shirt"' out.txt && grep -q '"confusion":\[\[' out.txt && ok ||
   fail "eval --json lacks per_class/confusion: $(head -c 300 out.txt)"

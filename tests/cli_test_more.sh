@@ -129,6 +129,8 @@ expect 0 'test accuracy 0\.5000' -- train --train-csv coin.csv --test-csv coin.c
 # A model no better than always answering one class gets a note saying so, with what its losses suggest.
 grep -qE '^note: test accuracy 0\.5000 is no better than always answering "no", the most common class of the test rows \(0\.5000 of them\); the train loss settled at 0\.693[0-9]: these features may not tell the classes apart, or their scale hides it: try --standardize$' out.txt &&
   grep -q '"note": *"test accuracy 0.5000 is no better' coin/summary.json && ok || fail "no note on the coin table: $(cat out.txt)"
+expect 0 '^always answering "no", the most common class here, would score 0\.5000: this model does no better$' -- eval --model coin
+expect 0 '"majority_class":0,"majority_share":0\.5,' -- eval --model coin --json
 # Features of a large scale at lr 0.1: the steps overshoot and the loss jumps; standardized, they learn.
 awk 'BEGIN { for (i = 0; i < 60; i++) { printf "hi"; for (j = 0; j < 20; j++) printf ",%d", 8 + (i * 7 + j * 3) % 3
              printf "\nlo"; for (j = 0; j < 20; j++) printf ",%d", 1 + (i * 5 + j) % 3; print "" } }' >steep.csv

@@ -96,6 +96,24 @@ TEST(Metrics, AcceptanceChecksFailWhereTheSeedWould) {
   EXPECT_EQ(fail[0].name, "train loss < 0.5");
 }
 
+TEST(Metrics, TheMajorityClassIsTheBaselineToBeat) {
+  const std::vector<std::int64_t> per_class{3, 7, 7, 0};  // 17 rows; classes 1 and 2 tie
+  const MajorityClass majority = majority_class(per_class);
+  EXPECT_EQ(majority.label, 1u);  // the first of a tie
+  EXPECT_EQ(majority.count, 7);
+  EXPECT_DOUBLE_EQ(majority.share, 7.0 / 17.0);
+  EXPECT_EQ(majority_class(std::vector<std::int64_t>{0, 0}).share, 0.0);
+  // Compared as counts of the 17 rows: 7/17 is no better whatever its rounding; 8/17 is better.
+  EXPECT_TRUE(no_better_than_majority(7.0 / 17.0, per_class));
+  EXPECT_TRUE(no_better_than_majority(0.41176, per_class));  // 7/17 = 0.411764..., rounded below
+  EXPECT_TRUE(no_better_than_majority(0.1, per_class));
+  EXPECT_TRUE(no_better_than_majority(std::nan(""), per_class));
+  EXPECT_FALSE(no_better_than_majority(8.0 / 17.0, per_class));
+  EXPECT_FALSE(no_better_than_majority(0.0, std::vector<std::int64_t>{0, 0}));  // no rows: nothing to say
+  EXPECT_EQ(quoted_class_name(1, {"cat", "dog"}), "\"dog\"");
+  EXPECT_EQ(quoted_class_name(2, {}), "class 2");
+}
+
 TEST(ThreadPool, RunsEveryTaskOnceAndRethrows) {
   ThreadPool pool(4);
   std::vector<int> hits(1000, 0);

@@ -7,6 +7,7 @@
 #include "commands.hpp"
 #include "common.hpp"
 #include "softreg/inference.hpp"
+#include "softreg/metrics.hpp"
 
 namespace softreg::cli {
 namespace {
@@ -32,6 +33,10 @@ int run_eval(const EvalOptions& options) {
   const ModelEvaluation result = evaluate_model(model.model, split.data, pool);
   const Evaluation& evaluation = result.evaluation;
   const ClassificationReport& report = result.report;
+  std::vector<std::int64_t> rows_per_class;
+  for (const ClassMetrics& c : report.per_class)
+    rows_per_class.push_back(c.support);
+  const MajorityClass majority = majority_class(rows_per_class);
 
   if (options.json) {
     nlohmann::ordered_json j;
@@ -42,6 +47,8 @@ int run_eval(const EvalOptions& options) {
     j["loss"] = evaluation.loss;
     j["accuracy"] = report.accuracy;
     j["accuracy_stderr"] = report.accuracy_stderr;
+    j["majority_class"] = majority.label;
+    j["majority_share"] = majority.share;
     auto per_class = nlohmann::ordered_json::array();
     for (std::size_t k = 0; k < report.per_class.size(); ++k) {
       const ClassMetrics& c = report.per_class[k];
@@ -63,8 +70,12 @@ int run_eval(const EvalOptions& options) {
                  ? fmt::format("{}x{} images", model.height, model.width)
                  : fmt::format("{} {} features", model.model.inputs(), element_name(model.element)));
   fmt::print("data: {}, {} split, {} examples\n", folder, options.split, report.count);
-  fmt::print("loss {:.4f}   accuracy {:.4f} ± {:.4f} (standard error)\n\n", evaluation.loss, report.accuracy,
+  fmt::print("loss {:.4f}   accuracy {:.4f} ± {:.4f} (standard error)\n", evaluation.loss, report.accuracy,
              report.accuracy_stderr);
+  // What a model that learned nothing scores (scikit-learn's DummyClassifier), to read the accuracy against.
+  fmt::print("always answering {}, the most common class here, would score {:.4f}{}\n\n",
+             quoted_class_name(majority.label, model.class_names), majority.share,
+             no_better_than_majority(report.accuracy, rows_per_class) ? ": this model does no better" : "");
   std::size_t name_width = 5;
   for (const auto& name : model.class_names)
     name_width = std::max(name_width, name.size());

@@ -46,6 +46,24 @@ struct ClassificationReport {
 ClassificationReport classification_report(std::span<const Label> labels, std::span<const Label> predictions,
                                            int num_classes);
 
+/// The class most rows have and its share of them: the accuracy of always answering it, the least a
+/// model should beat (scikit-learn's DummyClassifier, "most_frequent"). `per_class`: the rows of each
+/// class. On a tie the lowest class; {0, 0, 0} for no rows.
+struct MajorityClass {
+  std::size_t label = 0;
+  std::int64_t count = 0;
+  double share = 0;
+};
+MajorityClass majority_class(std::span<const std::int64_t> per_class);
+
+/// Whether an accuracy over `rows` rows is no better than the majority's: compared as counts of rows,
+/// so a model right on exactly as many rows as the class has is caught whatever the fractions' rounding.
+/// NaN counts as no better.
+bool no_better_than_majority(double accuracy, std::span<const std::int64_t> per_class);
+
+/// A class as messages name it: "dog" in quotes, or "class 3" when there are no names.
+std::string quoted_class_name(std::size_t label, const std::vector<std::string>& class_names);
+
 /// The seed's acceptance checks on the final epoch: train loss < 0.5, train acc > 0.7, test acc > 0.7.
 struct AcceptanceCheck {
   std::string name;  // e.g. "train loss < 0.5"
