@@ -249,6 +249,8 @@ BENCHMARK(BM_ForwardPass)
     ->Args({100, 1, 512})
     ->Args({500, 1, 1024})  // a thread's half of a 1,000-class linear probe, split by classes
     ->Args({10, 0, 16})     // the per-row work alone: lane sums and softmax
+    ->Args({10, 1, 20})     // a small table's rows: 16 inputs and the last 4 (SOFTREG_MASKED_TAILS)
+    ->Args({1000, 1, 40})
     ->Repetitions(15)
     ->ComputeStatistics("min",
                         [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); })
@@ -279,6 +281,8 @@ BENCHMARK(BM_UpdatePass)
     ->ArgNames({"K", "f32", "D", "chunk_kb"})
     ->Args({10, 0, 784, 0})
     ->Args({100, 1, 512, 0})
+    ->Args({10, 1, 20, 0})  // inputs past the last whole vector (SOFTREG_MASKED_TAILS)
+    ->Args({1000, 1, 40, 0})
     // a thread's half of a 1,000-class linear probe split by classes, one chunk (the whole batch) or the
     // default
     ->ArgsProduct({{500}, {1}, {1024}, {1 << 20, 0}})

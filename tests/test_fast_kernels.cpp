@@ -1,6 +1,8 @@
 // The fused SIMD kernels against their naive twins (loss_and_grad in double precision, the Eigen
 // training path), on every instruction set this CPU has, and the fast trainer's determinism.
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 
@@ -187,6 +189,104 @@ TEST(FastKernels, AnyClassCountAndFloatFeaturesOnEachSimdTarget) {
         const std::size_t n = K >= 1000 ? 13 : 37;
         const Batch batch(side, n, /*init_std=*/0.05, /*seed=*/static_cast<std::uint32_t>(K), K, element);
         expect_fast_matches_reference(batch, fmt::format("{} K={} {}", target, K, element_name(element)));
+      }
+    }
+  }
+  restrict_simd_targets("");
+}
+
+// Writable memory whose last byte is followed by a page that cannot be read: a read past it faults.
+class GuardedBytes {
+ public:
+  explicit GuardedBytes(std::size_t size) {
+    const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    mapped_ = (size + page - 1) / page * page + page;
+    void* p = ::mmap(nullptr, mapped_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw Error("mmap failed");
+    base_ = static_cast<std::uint8_t*>(p);
+    if (::mprotect(base_ + mapped_ - page, page, PROT_NONE) != 0) throw Error("mprotect failed");
+    data_ = base_ + mapped_ - page - size;
+  }
+  ~GuardedBytes() { ::munmap(base_, mapped_); }
+  GuardedBytes(const GuardedBytes&) = delete;
+  GuardedBytes& operator=(const GuardedBytes&) = delete;
+  std::uint8_t* data() const { return data_; }
+
+ private:
+  std::uint8_t* base_ = nullptr;
+  std::uint8_t* data_ = nullptr;
+  std::size_t mapped_ = 0;
+};
+
+TEST(FastKernels, TheLastInputsReadAndWriteNothingPastTheRowsOrW) {
+  // Rows, W and the gradient placed so that each ends where an unreadable page begins: the last
+  // inputs of a row (D not a multiple of the vector width) are loaded under a mask on AVX-512, which
+  // must touch no byte past them. The same calls on ordinary memory give the same bits.
+  for (const std::string& target : simd_targets_available()) {
+    restrict_simd_targets(target);
+    for (ElementType element : {ElementType::kU8, ElementType::kF32, ElementType::kF64}) {
+      for (std::size_t D : {1, 7, 21, 37}) {
+        for (std::size_t K : {3, 10, 17}) {
+          const std::string where = fmt::format("{} {} D={} K={}", target, element_name(element), D, K);
+          const std::size_t n = 7, value_bytes = element == ElementType::kU8    ? 1
+                                                 : element == ElementType::kF32 ? 4
+                                                                                : 8;
+          const std::size_t row_bytes = D * value_bytes;
+          const float scale = element == ElementType::kU8 ? 1.0f / 255 : 1.0f;
+          std::mt19937 random(static_cast<std::uint32_t>(D * 100 + K));
+          std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+          std::vector<std::uint8_t> plain_rows(n * row_bytes);
+          for (std::size_t i = 0; i < n * D; ++i) {
+            const float v = uniform(random);
+            if (element == ElementType::kU8) plain_rows[i] = static_cast<std::uint8_t>(random() % 256);
+            if (element == ElementType::kF32) std::memcpy(plain_rows.data() + i * 4, &v, 4);
+            if (element == ElementType::kF64) {
+              const double d = v;
+              std::memcpy(plain_rows.data() + i * 8, &d, 8);
+            }
+          }
+          std::vector<float> plain_W(K * D), b(K);
+          for (float& w : plain_W)
+            w = 0.1f * uniform(random);
+          for (float& v : b)
+            v = 0.1f * uniform(random);
+          std::vector<Label> labels(n);
+          for (std::size_t r = 0; r < n; ++r)
+            labels[r] = static_cast<Label>(r % K);
+
+          const GuardedBytes guarded_rows(n * row_bytes), guarded_W(K * D * sizeof(float)),
+              guarded_dW(K * D * sizeof(float));
+          std::memcpy(guarded_rows.data(), plain_rows.data(), plain_rows.size());
+          std::memcpy(guarded_W.data(), plain_W.data(), plain_W.size() * sizeof(float));
+          std::vector<const std::uint8_t*> plain(n), at_edge(n);
+          for (std::size_t r = 0; r < n; ++r) {
+            plain[r] = plain_rows.data() + r * row_bytes;
+            at_edge[r] = guarded_rows.data() + r * row_bytes;
+          }
+          auto* edge_W = reinterpret_cast<float*>(guarded_W.data());
+          auto* edge_dW = reinterpret_cast<float*>(guarded_dW.data());
+
+          std::vector<float> loss(n), dlogits(n * K), edge_loss(n), edge_dlogits(n * K);
+          fast_forward_rows({plain.data(), labels.data(), n, D, K, element, plain_W.data(), b.data(), scale,
+                             loss.data(), nullptr, dlogits.data()});
+          fast_forward_rows({at_edge.data(), labels.data(), n, D, K, element, edge_W, b.data(), scale,
+                             edge_loss.data(), nullptr, edge_dlogits.data()});
+          EXPECT_EQ(edge_loss, loss) << where;
+          ASSERT_EQ(edge_dlogits, dlogits) << where;
+
+          std::vector<float> dW(K * D);
+          fast_gradient_columns({plain.data(), dlogits.data(), n, D, K, element, 0, D, scale, dW.data()});
+          fast_gradient_columns({at_edge.data(), dlogits.data(), n, D, K, element, 0, D, scale, edge_dW});
+          EXPECT_TRUE(std::equal(dW.begin(), dW.end(), edge_dW)) << where;
+          FastUpdateArgs step{plain.data(), dlogits.data(), n, D, K, element, 0, D, 0.5f,
+                              scale,        plain_W.data()};
+          fast_update_columns(step);
+          step.rows = at_edge.data();
+          step.W = edge_W;
+          step.second_half = 0;
+          fast_update_columns(step);
+          EXPECT_TRUE(std::equal(plain_W.begin(), plain_W.end(), edge_W)) << where;
+        }
       }
     }
   }

@@ -241,6 +241,62 @@ HWY_INLINE float ValueAt(const std::uint8_t* row, std::size_t d) {
   }
 }
 
+#undef SOFTREG_MASKED_TAILS  // decided anew for each target, as SOFTREG_SIXTEEN_LANE_SUMS
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+// The last inputs of a row (D not a multiple of 16) go through the vector loops too, as one more vector
+// with zeros in the lanes of inputs already taken, instead of a scalar loop per (row, class) that cost
+// more than the vectors for small D: (1000, 40, f32) one thread, the update 155-164 -> 18 ms an epoch
+// (BENCHMARKS.md). That vector ends where the row does (TailSpan), so no line past the row is read: a
+// masked load past a row's end brought in the next row's line, a cache miss the row does not need,
+// which made the forward pass of (10, 20, f32) slower than the scalar loop. Only rows shorter than a
+// vector are loaded under a mask (AVX-512 masked loads touch no byte outside the mask). The update's
+// lanes run the scalar loop's multiply-adds in its order (the same bits); the forward pass's last
+// inputs join the lanes before they are summed instead of after.
+#define SOFTREG_MASKED_TAILS 1
+// Where the vector of inputs [d, end) (0 < end - d < lanes) is loaded from: inputs [start, start +
+// lanes) when a whole vector fits before `end` (`whole`), those in `lanes` being [d, end); otherwise, a
+// row shorter than a vector, [d, end) alone under the mask `lanes` (its first end - d).
+template <class D>
+struct TailSpan {
+  std::size_t start, count;
+  bool whole;
+  decltype(hn::FirstN(D(), 0)) lanes;
+};
+template <class D>
+HWY_INLINE TailSpan<D> TailSpanOf(D df, std::size_t d, std::size_t end) {
+  const std::size_t width = hn::Lanes(df), count = end - d;
+  if (end >= width) return {end - width, count, true, hn::Not(hn::FirstN(df, width - count))};
+  return {d, count, false, hn::FirstN(df, count)};
+}
+// A row's values d..d+n (n < the vector's lanes) as LoadValues gives them, the other lanes zero; nothing
+// past value d + n - 1 is read.
+template <class T, class D>
+HWY_INLINE auto LoadFirstValues(D df, const std::uint8_t* row, std::size_t d, std::size_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    return hn::MaskedLoad(hn::FirstN(df, n), df, reinterpret_cast<const float*>(row) + d);
+  } else if constexpr (std::is_same_v<T, double>) {
+    const double* p = reinterpret_cast<const double*>(row) + d;
+    const hn::Repartition<double, D> dd;
+    const hn::Rebind<float, decltype(dd)> dh;
+    const std::size_t half = hn::Lanes(dd);
+    const auto lo = hn::DemoteTo(dh, hn::MaskedLoad(hn::FirstN(dd, std::min(n, half)), dd, p));
+    const auto hi = hn::DemoteTo(dh, hn::MaskedLoad(hn::FirstN(dd, n > half ? n - half : 0), dd, p + half));
+    return hn::Combine(df, hi, lo);
+  } else {
+    const hn::Rebind<std::int32_t, D> di;
+    const hn::Rebind<std::uint8_t, D> du8;
+    return hn::ConvertTo(df, hn::PromoteTo(di, hn::MaskedLoad(hn::FirstN(du8, n), du8, row + d)));
+  }
+}
+// A row's values in `span` as LoadValues gives them, zeros in the other lanes; nothing outside the row
+// is read.
+template <class T, class D>
+HWY_INLINE auto LoadTailValues(D df, const std::uint8_t* row, const TailSpan<D>& span) {
+  if (span.whole) return hn::IfThenElseZero(span.lanes, LoadValues<T>(df, row, span.start));
+  return LoadFirstValues<T>(df, row, span.start, span.count);
+}
+#endif
+
 // Walks rows to prefetch one cache line at a time, spread over a backward pass (FastUpdateArgs::prefetch;
 // request_rows asks for all at once, before a forward pass). Hint 2 (T1): on Zen 4 it measured faster
 // than T0 or NTA for the forward pass (BENCHMARKS.md).
@@ -273,7 +329,9 @@ struct PrefetchCursor {
 // logits[r][k] = (x_r . W_k) * scale + b_k for `rows` rows starting at `first` and the KT classes
 // from k0. Computing all the dot products first keeps the multiply-adds streaming; the softmax follows
 // in a separate pass. A (row, class) sum is accumulated in the same order whatever R and KT are, so the
-// logits do not depend on how rows and classes are blocked.
+// logits do not depend on how rows and classes are blocked: the vectors of inputs lane by lane (with
+// SOFTREG_MASKED_TAILS the last D % lanes inputs as one more vector, zeros past them), their lanes
+// summed, then (without it) the last inputs one by one.
 template <class T, int KT, int R>
 void DotRows(const FastForwardArgs& a, std::size_t first, std::size_t k0, const float* bias, float* logits) {
   const hn::ScalableTag<float> df;
@@ -300,7 +358,21 @@ void DotRows(const FastForwardArgs& a, std::size_t first, std::size_t k0, const 
         acc[r][k] = hn::MulAdd(xv[r], w, acc[r][k]);
     }
   }
+#if SOFTREG_MASKED_TAILS
+  if (vector_end != D) {
+    const auto span = TailSpanOf(df, vector_end, D);
+    V xv[R];
+    for (int r = 0; r < R; ++r)
+      xv[r] = LoadTailValues<T>(df, x[r], span);
+    for (int k = 0; k < KT; ++k) {
+      const V w = hn::MaskedLoad(span.lanes, df, W + k * D + span.start);
+      for (int r = 0; r < R; ++r)
+        acc[r][k] = hn::MulAdd(xv[r], w, acc[r][k]);
+    }
+  }
+#endif
 #if SOFTREG_SIXTEEN_LANE_SUMS
+  static_assert(SOFTREG_MASKED_TAILS, "the last inputs above need masked loads");
   // The R*KT sums in (row, class) order, 16 to a vector (at most two: R*KT <= kAccumulators).
   constexpr int kSums = R * KT, kGroups = (kSums + 15) / 16;
   static_assert(kGroups <= 2);
@@ -313,43 +385,34 @@ void DotRows(const FastForwardArgs& a, std::size_t first, std::size_t k0, const 
     }
     totals[g] = lane_sums::SixteenLaneSums(v);
   }
-  if (vector_end == D) {
-    // No scalar tail: scale and bias in the vector (bias[] holds b in the same (row, class) order,
-    // DotTile), an FMA as exact as ScalarMulAdd's.
-    __m512 out[kGroups];
-    for (int g = 0; g < kGroups; ++g)
-      out[g] = _mm512_fmadd_ps(totals[g], _mm512_set1_ps(a.scale), _mm512_load_ps(bias + g * 16));
-    if (K == KT) {  // one tile: the block's logits are contiguous
-      for (int g = 0; g < kGroups; ++g) {
-        const int used = kSums - g * 16;
-        _mm512_mask_storeu_ps(logits + g * 16, static_cast<__mmask16>(used >= 16 ? 0xFFFF : (1u << used) - 1),
-                              out[g]);
-      }
-    } else {  // each row's KT logits to its own place: moved to lanes 0..KT-1, then stored
-      for (int r = 0; r < R; ++r) {
-        const __m512i from =
-            _mm512_add_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                             _mm512_set1_epi32(r * KT));
-        __m512 row;
-        if constexpr (kGroups == 1) {
-          row = _mm512_permutexvar_ps(from, out[0]);
-        } else {
-          row = _mm512_permutex2var_ps(out[0], from, out[kGroups - 1]);
-        }
-        _mm512_mask_storeu_ps(logits + static_cast<std::size_t>(r) * K + k0,
-                              static_cast<__mmask16>((1u << KT) - 1), row);
-      }
-    }
-    return;
-  }
-  HWY_ALIGN float sums[kGroups * 16];
+  // Scale and bias in the vector (bias[] holds b in the same (row, class) order, DotTile), an FMA as
+  // exact as ScalarMulAdd's.
+  __m512 out[kGroups];
   for (int g = 0; g < kGroups; ++g)
-    _mm512_store_ps(sums + g * 16, totals[g]);
-  for (int r = 0; r < R; ++r) {
-    for (int k = 0; k < KT; ++k) {
-      float sum = sums[r * KT + k];
-#elif SOFTREG_EIGHT_LANE_SUMS
+    out[g] = _mm512_fmadd_ps(totals[g], _mm512_set1_ps(a.scale), _mm512_load_ps(bias + g * 16));
+  if (K == KT) {  // one tile: the block's logits are contiguous
+    for (int g = 0; g < kGroups; ++g) {
+      const int used = kSums - g * 16;
+      _mm512_mask_storeu_ps(logits + g * 16, static_cast<__mmask16>(used >= 16 ? 0xFFFF : (1u << used) - 1),
+                            out[g]);
+    }
+  } else {  // each row's KT logits to its own place: moved to lanes 0..KT-1, then stored
+    for (int r = 0; r < R; ++r) {
+      const __m512i from = _mm512_add_epi32(
+          _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(r * KT));
+      __m512 row;
+      if constexpr (kGroups == 1) {
+        row = _mm512_permutexvar_ps(from, out[0]);
+      } else {
+        row = _mm512_permutex2var_ps(out[0], from, out[kGroups - 1]);
+      }
+      _mm512_mask_storeu_ps(logits + static_cast<std::size_t>(r) * K + k0,
+                            static_cast<__mmask16>((1u << KT) - 1), row);
+    }
+  }
+#else
   (void)bias;
+#if SOFTREG_EIGHT_LANE_SUMS
   // The R*KT sums in (row, class) order, 8 to a vector.
   constexpr int kSums = R * KT, kGroups = (kSums + 7) / 8;
   HWY_ALIGN float sums[kGroups * 8];
@@ -361,13 +424,12 @@ void DotRows(const FastForwardArgs& a, std::size_t first, std::size_t k0, const 
     }
     _mm256_store_ps(sums + g * 8, EightLaneSums(v));
   }
+#endif
   for (int r = 0; r < R; ++r) {
     for (int k = 0; k < KT; ++k) {
+#if SOFTREG_EIGHT_LANE_SUMS
       float sum = sums[r * KT + k];
 #else
-  (void)bias;
-  for (int r = 0; r < R; ++r) {
-    for (int k = 0; k < KT; ++k) {
       float sum = hn::GetLane(hn::SumOfLanes(df, acc[r][k]));
 #endif
       for (std::size_t d = vector_end; d < D; ++d)
@@ -375,6 +437,7 @@ void DotRows(const FastForwardArgs& a, std::size_t first, std::size_t k0, const 
       logits[static_cast<std::size_t>(r) * K + k0 + k] = ScalarMulAdd(sum, a.scale, a.b[k0 + k]);
     }
   }
+#endif
 }
 
 // The dot products of all rows with the KT classes from k0.
@@ -399,7 +462,7 @@ void DotTile(const FastForwardArgs& a, std::size_t k0, float* logits) {
     }
     DotRows<T, KT, R>(a, i, k0, bias, logits + i * K);
   }
-  for (; i < a.count; ++i)
+  for (; i < a.count; ++i)  // a row's lanes are the first KT of a block's: the same bias
     DotRows<T, KT, 1>(a, i, k0, bias, logits + i * K);
 }
 
@@ -866,6 +929,51 @@ void ColumnBlock(const FastUpdateArgs& a, std::size_t d, std::size_t k0, float s
   }
 }
 
+#if SOFTREG_MASKED_TAILS
+// The last n < 16 inputs from d, as ColumnBlock takes a vector of them: the vector that ends with them
+// (TailSpan; zeros in the lanes of other inputs, nothing outside the row read), W stored in their lanes. Each
+// lane is the chain of multiply-adds over the rows, in row order and halves, that the scalar loop of
+// ColumnTile runs for its input: the same bits.
+template <class T, int KT, bool kApplyStep>
+void ColumnTail(const FastUpdateArgs& a, std::size_t d, std::size_t n, std::size_t k0, float scale) {
+  const hn::ScalableTag<float> df;
+  using V = decltype(hn::Zero(df));
+  const std::size_t D = a.inputs, K = a.classes;
+  const auto span = TailSpanOf(df, d, d + n);
+  V acc[KT];
+  const auto accumulate = [&](std::size_t r_begin, std::size_t r_end) {
+    for (int k = 0; k < KT; ++k)
+      acc[k] = hn::Zero(df);
+    for (std::size_t r = r_begin; r < r_end; ++r) {
+      const V xv = LoadTailValues<T>(df, a.rows[r], span);
+      const float* g = a.dlogits + r * K + k0;
+      for (int k = 0; k < KT; ++k)
+        acc[k] = hn::MulAdd(hn::Set(df, g[k]), xv, acc[k]);
+    }
+  };
+  if (a.second_half == 0) {
+    accumulate(0, a.count);
+  } else {
+    accumulate(0, a.second_half);
+    V first[KT];
+    for (int k = 0; k < KT; ++k)
+      first[k] = acc[k];
+    accumulate(a.second_half, a.count);
+    for (int k = 0; k < KT; ++k)
+      acc[k] = hn::Add(first[k], acc[k]);
+  }
+  for (int k = 0; k < KT; ++k) {
+    float* out = a.W + (k0 + k) * D + span.start;
+    if constexpr (kApplyStep) {
+      hn::BlendedStore(hn::MulAdd(hn::Set(df, -scale), acc[k], hn::MaskedLoad(span.lanes, df, out)),
+                       span.lanes, df, out);
+    } else {
+      hn::BlendedStore(hn::Mul(hn::Set(df, scale), acc[k]), span.lanes, df, out);
+    }
+  }
+}
+#endif
+
 // The column blocks of a tile, each broadcast folded or not: what FoldedBroadcastsPay times.
 template <class T, int KT, bool kApplyStep, bool kFolded>
 std::size_t ColumnBlocks(const FastUpdateArgs& a, std::size_t k0, float scale, float* tile_dlogits,
@@ -941,12 +1049,12 @@ bool FoldedBroadcastsPay() {
 }
 
 // Columns [d_begin, d_end) for the KT classes from k0: blocks of B vectors, then single vectors, then
-// single inputs when D is not a multiple of the vector width. Every (class, input) sum runs over the
+// the inputs left when D is not a multiple of the vector width (one masked vector, ColumnTail, or one
+// by one). Every (class, input) sum runs over the
 // rows in order, whatever the blocking, so the result does not depend on it.
 template <class T, int KT, bool kApplyStep>
 void ColumnTile(const FastUpdateArgs& a, std::size_t k0, float scale, float* tile_dlogits,
                 PrefetchCursor& ahead) {
-  const std::size_t K = a.classes;
   std::size_t d = 0;  // the first input the column blocks leave
   if constexpr (kCanFoldBroadcasts) {
     d = FoldedBroadcastsPay<T, KT>()
@@ -955,6 +1063,10 @@ void ColumnTile(const FastUpdateArgs& a, std::size_t k0, float scale, float* til
   } else {
     d = ColumnBlocks<T, KT, kApplyStep, false>(a, k0, scale, tile_dlogits, ahead);
   }
+#if SOFTREG_MASKED_TAILS
+  if (d < a.d_end) ColumnTail<T, KT, kApplyStep>(a, d, a.d_end - d, k0, scale);
+#else
+  const std::size_t K = a.classes;
   for (; d < a.d_end; ++d) {
     for (std::size_t k = k0; k < k0 + KT; ++k) {
       const auto sum_of = [&](std::size_t r_begin, std::size_t r_end) {
@@ -972,6 +1084,7 @@ void ColumnTile(const FastUpdateArgs& a, std::size_t k0, float scale, float* til
       }
     }
   }
+#endif
 }
 
 template <class T, bool kApplyStep, int KT = kTile>
