@@ -258,6 +258,7 @@ int run_tune(TuneCommandOptions& o, std::chrono::steady_clock::time_point proces
   j["val_acc"] = best.val_acc;
   j["val_loss"] = best.val_loss;
   j["test_acc"] = last.test_acc;
+  if (!report.summary.note.empty()) j["note"] = report.summary.note;
   j["seconds"] = seconds;
   j["train_rows"] = result.train_rows;
   j["val_rows"] = result.val_rows;
@@ -272,6 +273,7 @@ int run_tune(TuneCommandOptions& o, std::chrono::steady_clock::time_point proces
   if (show) {
     fmt::print(table, "refit on all {} training rows: test accuracy {:.4f}; {:.2f} s in all\n",
                data.train.count, last.test_acc, seconds);
+    if (!report.summary.note.empty()) fmt::print(table, "note: {}\n", report.summary.note);
     fmt::print(table, "run folder: {} (tune.json{})\n", folder.string(),
                o.no_plots ? "" : fmt::format(", tune.png, tune.svg, {}", fmt::join(report.pictures, ", ")));
   }

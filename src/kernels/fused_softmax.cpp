@@ -330,8 +330,9 @@ struct PrefetchCursor {
 // from k0. Computing all the dot products first keeps the multiply-adds streaming; the softmax follows
 // in a separate pass. A (row, class) sum is accumulated in the same order whatever R and KT are, so the
 // logits do not depend on how rows and classes are blocked: the vectors of inputs lane by lane (with
-// SOFTREG_MASKED_TAILS the last D % lanes inputs as one more vector, zeros past them), their lanes
-// summed, then (without it) the last inputs one by one.
+// SOFTREG_MASKED_TAILS the last D % lanes inputs as one more vector, the one that ends with the row,
+// zeros in the lanes of inputs already taken), their lanes summed, then (without it) the last inputs
+// one by one.
 template <class T, int KT, int R>
 void DotRows(const FastForwardArgs& a, std::size_t first, std::size_t k0, const float* bias, float* logits) {
   const hn::ScalableTag<float> df;
