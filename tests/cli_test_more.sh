@@ -131,7 +131,7 @@ grep -qE '^note: test accuracy 0\.5000 is no better than always answering "no", 
   grep -q '"note": *"test accuracy 0.5000 is no better' coin/summary.json && ok || fail "no note on the coin table: $(cat out.txt)"
 expect 0 '^always answering "no", the most common class here, would score 0\.5000: this model does no better$' -- eval --model coin
 expect 0 '"majority_class":0,"majority_share":0\.5,' -- eval --model coin --json
-expect 0 '^note: test accuracy 0\.5000 is no better than always answering "no", .*: these features may not tell the classes apart' -- \
+expect 0 '^note: test accuracy 0\.5000 is no better than always answering "no", .*; these features may not tell the classes apart' -- \
   tune --train-csv coin.csv --test-csv coin.csv --grid 1e-3 --no-plots --out coin-tune
 grep -q '"note": "test accuracy 0.5000 is no better' coin-tune/tune.json && ok || fail "tune.json without the note"
 # Features of a large scale at lr 0.1: the steps overshoot and the loss jumps; standardized, they learn.

@@ -185,11 +185,13 @@ int run_tune(TuneCommandOptions& o, std::chrono::steady_clock::time_point proces
     fmt::print(table, "data: {} ({}: {} train, {} test, {} classes), loaded in {:.2f} s\n",
                loaded.folder.string(), loaded.kind, data.train.count, data.test.count, data.train.num_classes,
                seconds_load);
-    fmt::print(table, "tuning {}{} over {} L2 penalties{} on {}{}\n", base.optimizer,
+    fmt::print(table, "tuning {}{} over {} L2 penalt{}{} on {}{}\n", base.optimizer,
                full_batch ? fmt::format(" (to --tol {:g} or {} iterations)", base.tol, base.max_iter)
                           : fmt::format(" ({} epoch{})", base.epochs, base.epochs == 1 ? "" : "s"),
-               tune_options.lambdas.size(),
-               with_lr ? fmt::format(" x {} learning rates", tune_options.learning_rates.size()) : "",
+               tune_options.lambdas.size(), tune_options.lambdas.size() == 1 ? "y" : "ies",
+               with_lr ? fmt::format(" x {} learning rate{}", tune_options.learning_rates.size(),
+                                     tune_options.learning_rates.size() == 1 ? "" : "s")
+                       : "",
                data.validation ? fmt::format("the validation set {} ({} rows)",
                                              loaded.validation_file.string(), data.validation->count)
                                : fmt::format("a validation split of {:g}", base.val_fraction),
@@ -210,16 +212,16 @@ int run_tune(TuneCommandOptions& o, std::chrono::steady_clock::time_point proces
       },
       stop_requested);
   if (stop_requested()) {
-    fmt::print(stderr, "softreg: tuning interrupted after {} trials; nothing was refitted\n",
-               result.trials.size());
+    fmt::print(stderr, "softreg: tuning interrupted after {} trial{}; nothing was refitted\n",
+               result.trials.size(), result.trials.size() == 1 ? "" : "s");
     return kExitInterrupted;
   }
   const TuneTrial& best = result.trials[result.best];
   if (show) {
     fmt::print(table,
-               "best validation {}: l2 {:g}{}: val_acc {:.4f}, val_loss {:.4f} ({} trials, {:.2f} s)\n",
+               "best validation {}: l2 {:g}{}: val_acc {:.4f}, val_loss {:.4f} ({} trial{}, {:.2f} s)\n",
                o.select, best.l2, with_lr ? fmt::format(", lr {:g}", best.lr) : "", best.val_acc,
-               best.val_loss, result.trials.size(), result.seconds);
+               best.val_loss, result.trials.size(), result.trials.size() == 1 ? "" : "s", result.seconds);
   }
 
   // The refit: the winner's recipe on all training rows, an ordinary run folder. L-BFGS continues from
