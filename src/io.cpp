@@ -206,6 +206,7 @@ std::string summary_json(const RunSummary& s) {
                          {"backward_seconds", m.backward_seconds},
                          {"thread_busy_seconds", m.thread_busy_seconds},
                          {"split_by_classes", m.split_by_classes},
+                         {"threads_used", m.threads_used},
                          {"core_round_trip_seconds", m.core_round_trip_seconds},
                          {"two_classes_as_one", m.two_classes_as_one},
                          {"ask_ahead", m.ask_ahead}});

@@ -174,6 +174,8 @@ Trainer::Trainer(const TrainConfig& config, const Dataset& train, const Dataset&
     order_.resize(train_rows_.size());
   }
   epoch_rng_state_ = rng_.state();
+  solo_choice_ = SoloChoice(uses_fast_path() && pool_.threads() >= 2 && config.compute != "bf16" &&
+                            train.features() < SoloChoice::kMostInputs);
   if (config.standardize) {
     standardization_ = fit_standardization(train, train_rows_, pool_);
     fold_standardization(model_, *standardization_, folded_);
@@ -297,6 +299,23 @@ bool Trainer::train_epoch_naive(const BatchCallback& on_batch, const StopRequest
     if (end < order_.size() && should_stop && should_stop()) return false;
   }
   return true;
+}
+
+SoloChoice::SoloChoice(bool candidate) : state_(candidate ? State::kLearning : State::kTeam) {
+  const char* forced = std::getenv("SOFTREG_SOLO");
+  if (forced && std::strcmp(forced, "yes") == 0) state_ = State::kSolo;
+  if (forced && std::strcmp(forced, "no") == 0) state_ = State::kTeam;
+}
+
+bool SoloChoice::solo() const {
+  return state_ == State::kSolo || (state_ == State::kLearning && epochs_timed_ == 2);
+}
+
+void SoloChoice::timed(double seconds) {
+  if (state_ != State::kLearning) return;
+  ++epochs_timed_;
+  if (epochs_timed_ == 2) team_seconds_ = seconds;  // the team's second epoch (the first warms up)
+  if (epochs_timed_ == 3) state_ = seconds < team_seconds_ ? State::kSolo : State::kTeam;
 }
 
 AskAheadChoice::AskAheadChoice() {
@@ -811,7 +830,8 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
   // large model stays with step 2, whose sums fit in registers, where two halves of it would stream
   // through memory.
   const bool fused = uses_fused_sgd();
-  const std::size_t threads = static_cast<std::size_t>(pool_.threads());
+  // One thread of the team where it trains alone (SoloChoice): the team's other threads wait this out.
+  const std::size_t threads = solo_now_ ? 1 : static_cast<std::size_t>(pool_.threads());
   const std::size_t n = order_.size(), D = train_.features();
   const std::size_t B = std::min(config_.batch_size, n);  // a batch larger than the data is the whole data
   const std::size_t K = static_cast<std::size_t>(model_.classes());
@@ -1064,8 +1084,10 @@ std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
   std::copy(train_rows_.begin(), train_rows_.end(), order_.begin());
   rng_.shuffle(order_);
 
-  const bool split = uses_fast_path() && split_by_classes_now();
-  const bool two_copies = uses_fast_path() && pool_.threads() == 2 && sums_in_two_halves();
+  const bool whole_epoch = batches_done_ == 0;
+  solo_now_ = solo_choice_.solo();
+  const bool split = uses_fast_path() && !solo_now_ && split_by_classes_now();
+  const bool two_copies = uses_fast_path() && !solo_now_ && pool_.threads() == 2 && sums_in_two_halves();
   AskAheadChoice* const ask_ahead = !uses_fast_path() ? nullptr : &ask_ahead_[split ? 2 : two_copies ? 1 : 0];
   ask_ahead_now_ = ask_ahead;
   batch_closed_ = std::chrono::steady_clock::now();
@@ -1078,6 +1100,8 @@ std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
   if (ask_ahead) ask_ahead->end_epoch(batches_per_epoch());
   EpochMetrics metrics;
   const auto eval_start = std::chrono::steady_clock::now();
+  // A whole epoch only (a resumed one's rest would compare part of an epoch with a whole).
+  if (whole_epoch) solo_choice_.timed(std::chrono::duration<double>(eval_start - start).count());
   evaluate_held_out(metrics);
   const auto end = std::chrono::steady_clock::now();
   metrics.train_loss = partial_sums_.loss / static_cast<double>(order_.size());
@@ -1095,6 +1119,7 @@ std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
   metrics.backward_seconds = backward_seconds_;
   metrics.thread_busy_seconds = std::move(thread_busy_seconds_);
   metrics.split_by_classes = split;
+  metrics.threads_used = !uses_fast_path() ? 0 : solo_now_ ? 1 : pool_.threads();
   metrics.two_classes_as_one = uses_fast_path() && trains_two_classes_as_one();
   metrics.core_round_trip_seconds = round_trip_;
   if (ask_ahead) metrics.ask_ahead = ask_ahead->state_name();

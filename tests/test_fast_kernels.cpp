@@ -1038,6 +1038,72 @@ TEST(FastTrainer, SplittingByClassesGivesTheBitsOfOneThread) {
 // a large one) and two split by classes, the weights and metrics are the same bit for bit. The
 // learning alternates blocks of 16 batches until 7 pairs are timed: 15 batches an epoch here, so
 // after 2 epochs it is still learning.
+TEST(SoloChoice, LearnsWhetherOneThreadIsFasterFromTheSecondAndThirdEpochs) {
+  const test::ScopedEnv unforced("SOFTREG_SOLO", nullptr);
+  SoloChoice never(/*candidate=*/false);
+  for (int epoch = 0; epoch < 5; ++epoch) {
+    EXPECT_FALSE(never.solo());
+    never.timed(epoch == 2 ? 0.001 : 1.0);
+  }
+  for (const double third : {0.5, 2.5}) {  // one thread faster, then slower, than the team's 2.0
+    SoloChoice choice(/*candidate=*/true);
+    EXPECT_FALSE(choice.solo());
+    choice.timed(9.0);  // the first epoch warms up: not compared
+    EXPECT_FALSE(choice.solo());
+    choice.timed(2.0);
+    EXPECT_TRUE(choice.solo()) << "the third epoch is one thread's";
+    choice.timed(third);
+    for (int epoch = 0; epoch < 3; ++epoch) {
+      EXPECT_EQ(choice.solo(), third < 2.0) << third;
+      choice.timed(third < 2.0 ? 100.0 : 0.001);  // decided: later times change nothing
+    }
+  }
+  const test::ScopedEnv forced("SOFTREG_SOLO", "yes");
+  EXPECT_TRUE(SoloChoice(/*candidate=*/false).solo());
+}
+
+TEST(FastTrainer, OneThreadOfATeamGivesTheTeamsBits) {
+  // Short rows, where a team of two may leave its epochs to one thread (SoloChoice): forced either
+  // way, or learned over five epochs, the weights and every epoch's figures are one thread's bits.
+  for (ElementType element : {ElementType::kU8, ElementType::kF32}) {
+    for (int K : {2, 10, 40}) {
+      const Dataset train = synthetic_dataset(700, 20, K, element, 31),
+                    test = synthetic_dataset(90, 20, K, element, 32);
+      const auto run = [&](int threads, const char* solo) {
+        const test::ScopedEnv forced("SOFTREG_SOLO", solo);
+        TrainConfig config;
+        config.batch_size = 64;
+        config.seed = 4;
+        config.epochs = 5;
+        config.threads = threads;
+        Trainer trainer(config, train, test);
+        std::vector<EpochMetrics> epochs;
+        for (int epoch = 0; epoch < 5; ++epoch)
+          epochs.push_back(trainer.run_epoch().value());
+        return std::make_pair(trainer.model(), epochs);
+      };
+      const auto [one_model, one] = run(1, nullptr);
+      for (const char* solo : {"yes", "no", static_cast<const char*>(nullptr)}) {
+        const auto [model, epochs] = run(2, solo);
+        const std::string how =
+            fmt::format("{} K={} solo {}", element_name(element), K, solo ? solo : "learned");
+        EXPECT_EQ(model.W, one_model.W) << how;
+        EXPECT_EQ(model.b, one_model.b) << how;
+        for (std::size_t e = 0; e < epochs.size(); ++e) {
+          EXPECT_EQ(epochs[e].train_loss, one[e].train_loss) << how << " epoch " << e;
+          EXPECT_EQ(epochs[e].test_loss, one[e].test_loss) << how << " epoch " << e;
+          EXPECT_EQ(one[e].threads_used, 1);
+          // Forced, every epoch one way; learned, the team's two epochs come first, then one thread's.
+          const int expected = solo ? (std::string(solo) == "yes" ? 1 : 2) : e < 2 ? 2 : e == 2 ? 1 : 0;
+          if (expected != 0) {
+            EXPECT_EQ(epochs[e].threads_used, expected) << how << " epoch " << e;
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(FastTrainer, AskingAheadOrNotGivesTheSameBits) {
   struct Shape {
     int K;

@@ -221,8 +221,10 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   double barrier_wait = 0, train_total = 0, forward_total = 0, backward_total = 0;
   std::vector<double> thread_busy;  // each thread's busy seconds, summed over the epochs
   int split_by_classes = 0;         // epochs whose two threads split the batches by classes
+  int solo = 0;                     // epochs one thread of the team trained alone (SoloChoice)
   for (const auto& m : epochs) {
     split_by_classes += m.split_by_classes ? 1 : 0;
+    solo += config.threads > 1 && m.threads_used == 1 ? 1 : 0;
     thread_busy.resize(std::max(thread_busy.size(), m.thread_busy_seconds.size()));
     for (std::size_t t = 0; t < m.thread_busy_seconds.size(); ++t)
       thread_busy[t] += m.thread_busy_seconds[t];
@@ -290,6 +292,7 @@ int run_bench(const BenchOptions& options, double startup_seconds,
     j["pinned_cpus"] = pinned_cpus;
     if (config.threads > 1) {
       j["split_by_classes_epochs"] = split_by_classes;
+      j["one_thread_epochs"] = solo;
       j["core_round_trip_seconds"] = round_trip_seconds;
       j["core_round_trip_seconds_before"] = round_trip_before;
     }
@@ -351,6 +354,12 @@ int run_bench(const BenchOptions& options, double startup_seconds,
         "  split by classes   {:8d}     of the {} epochs (the rest by rows; the trainer chooses each "
         "epoch)\n",
         split_by_classes, epochs.size());
+    if (solo > 0) {
+      fmt::print(
+          "  one thread         {:8d}     of the {} epochs (short rows: one thread alone measured faster "
+          "than the team)\n",
+          solo, epochs.size());
+    }
   }
   if (config.kernel == KernelChoice::kFast) {
     fmt::print(

@@ -121,6 +121,9 @@ struct EpochMetrics {
   /// The results are the same bit for bit either way.
   bool split_by_classes = false;
   double core_round_trip_seconds = 0;
+  /// The threads that trained this epoch: the team's, or 1 where one of a team of two trained alone
+  /// (SoloChoice); 0 on the naive path.
+  int threads_used = 0;
   /// Whether the backward passes ask for the next batch's rows (AskAheadChoice), after this epoch:
   /// "learning", "asking" or "not asking"; empty on the naive path.
   std::string ask_ahead;
@@ -192,6 +195,32 @@ class AskAheadChoice {
   std::size_t timed_before_ = 0;  // batches of earlier epochs in the learning
   std::array<double, 2 * kPairs> block_seconds_{}, block_rows_{};  // by block
   std::size_t asking_won_ = 0;
+};
+
+/// Whether an epoch of a model with short rows trains on one thread of a team of two. With few inputs a
+/// row, what two threads share a batch (the logits of its rows, or the sums of its inputs) is about as
+/// large as the arithmetic it saves each, and on two dies the meetings cost more than that: on a Zen 5
+/// guest, (10, 20, f32) 9.2 ms an epoch on one thread against 14.8 on two, (1000, 40, f32) 64 against
+/// 135 (BENCHMARKS.md); on one die two threads may still win. So a run learns it: for a model with
+/// fewer than kMostInputs inputs, the team trains its first two whole epochs in the process (the first
+/// also warms caches and the other choices up), one thread the third, and the faster of the second and
+/// third trains the rest. The
+/// weights do not depend on the thread count: the same bits either way. SOFTREG_SOLO=yes|no forces a
+/// way (benchmarks, tests).
+class SoloChoice {
+ public:
+  static constexpr std::size_t kMostInputs = 128;
+  explicit SoloChoice(bool candidate);
+  /// Whether the next epoch trains on one thread.
+  bool solo() const;
+  /// After a whole epoch: its training took `seconds`.
+  void timed(double seconds);
+
+ private:
+  enum class State { kTeam, kSolo, kLearning };
+  State state_ = State::kTeam;
+  int epochs_timed_ = 0;
+  double team_seconds_ = 0;
 };
 
 class Trainer {
@@ -354,6 +383,8 @@ class Trainer {
   // threads read its plan() once an epoch.
   std::array<AskAheadChoice, 3> ask_ahead_;
   AskAheadChoice* ask_ahead_now_ = nullptr;
+  SoloChoice solo_choice_{false};
+  bool solo_now_ = false;  // this epoch trains on one thread of the team (train_epoch_fast)
   std::chrono::steady_clock::time_point batch_closed_;  // when thread 0 closed the last batch
   alignas(64) double barrier_wait_ = 0;                 // in the current epoch so far
   double forward_seconds_ = 0, backward_seconds_ = 0;
