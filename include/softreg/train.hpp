@@ -199,14 +199,13 @@ class AskAheadChoice {
 
 /// Whether an epoch of a model with short rows trains on one thread of a team of two. With few inputs a
 /// row, what two threads share a batch (the logits of its rows, or the sums of its inputs) is about as
-/// large as the arithmetic it saves each, and on two dies the meetings cost more than that: on a Zen 5
-/// guest, (10, 20, f32) 9.2 ms an epoch on one thread against 14.8 on two, (1000, 40, f32) 64 against
-/// 135 (BENCHMARKS.md); on one die two threads may still win. So a run learns it: for a model with
-/// fewer than kMostInputs inputs, the team trains its first two whole epochs in the process (the first
-/// also warms caches and the other choices up), one thread the third, and the faster of the second and
-/// third trains the rest. The
-/// weights do not depend on the thread count: the same bits either way. SOFTREG_SOLO=yes|no forces a
-/// way (benchmarks, tests).
+/// large as the arithmetic it saves each, and on two dies the meetings can cost more than that: on a Zen
+/// 5 guest, (10, 20, f32) 7.9 ms an epoch on one thread against 14.6 on two, (100, 33, f32) 17.5 against
+/// 23.8, but (1000, 40, f32) 76 against 46 (BENCHMARKS.md). So a run learns it: for a model with fewer
+/// than kMostInputs inputs, the team trains its first two whole epochs in the process (the first also
+/// warms caches and the other choices up), one thread the third, and the faster of the second and third
+/// trains the rest. The weights do not depend on the thread count: the same bits either way.
+/// SOFTREG_SOLO=yes|no forces a way (benchmarks, tests).
 class SoloChoice {
  public:
   static constexpr std::size_t kMostInputs = 128;
