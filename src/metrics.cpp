@@ -1,8 +1,6 @@
 // Whole-dataset evaluation on top of the forward kernel.
 #include "softreg/metrics.hpp"
 
-#include <fmt/format.h>
-
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -99,11 +97,6 @@ bool no_better_than_majority(double accuracy, std::span<const std::int64_t> per_
   if (rows <= 0) return false;
   return !std::isfinite(accuracy) ||
          std::llround(accuracy * static_cast<double>(rows)) <= majority_class(per_class).count;
-}
-
-std::string quoted_class_name(std::size_t label, const std::vector<std::string>& class_names) {
-  return label < class_names.size() ? fmt::format("\"{}\"", class_names[label])
-                                    : fmt::format("class {}", label);
 }
 
 std::vector<AcceptanceCheck> acceptance_checks(double train_loss, double train_acc, double test_acc) {

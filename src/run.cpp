@@ -4,9 +4,7 @@
 
 #include <fmt/format.h>
 
-#include <algorithm>
 #include <cmath>
-#include <numeric>
 
 #include "softreg/clock.hpp"
 #include "softreg/error.hpp"
@@ -296,6 +294,11 @@ RunReport TrainingRun::finish(const FinishOptions& options) {
   return report;
 }
 
+std::string quoted_class_name(std::size_t label, const std::vector<std::string>& class_names) {
+  return label < class_names.size() ? fmt::format("\"{}\"", class_names[label])
+                                    : fmt::format("class {}", label);
+}
+
 std::string chance_level_note(const RunSummary& summary, const std::vector<std::int64_t>& test_per_class,
                               const std::vector<std::string>& class_names) {
   if (summary.epochs.empty()) return "";
@@ -307,11 +310,10 @@ std::string chance_level_note(const RunSummary& summary, const std::vector<std::
       "test rows ({:.4f} of them)",
       kept.test_acc, quoted_class_name(majority.label, class_names), majority.share);
   const bool standardized = summary.config.standardize;
-  if (summary.config.optimizer == "lbfgs") {
-    return note + (standardized ? "; these features may not tell the classes apart"
-                                : "; these features may not tell the classes apart, or their scale hides "
-                                  "it: try --standardize");
-  }
+  const std::string not_apart = standardized ? "these features may not tell the classes apart"
+                                             : "these features may not tell the classes apart, or their "
+                                               "scale hides it: try --standardize";
+  if (summary.config.optimizer == "lbfgs") return note + "; " + not_apart;
   const std::vector<EpochMetrics>& epochs = summary.epochs;
   // A rise of more than 1 % counts: a loss that has settled wobbles by less.
   std::size_t rises = 0;
@@ -343,9 +345,7 @@ std::string chance_level_note(const RunSummary& summary, const std::vector<std::
                       "larger --lr{}",
                       epochs.front().train_loss, last, or_standardize);
   }
-  return note +
-         fmt::format("; the train loss settled at {:.4f}: these features may not tell the classes apart{}",
-                     last, standardized ? "" : ", or their scale hides it: try --standardize");
+  return note + fmt::format("; the train loss settled at {:.4f}: {}", last, not_apart);
 }
 
 std::vector<std::string> redraw_run_pictures(const std::filesystem::path& run,

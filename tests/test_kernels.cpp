@@ -110,8 +110,6 @@ TEST(Metrics, TheMajorityClassIsTheBaselineToBeat) {
   EXPECT_TRUE(no_better_than_majority(std::nan(""), per_class));
   EXPECT_FALSE(no_better_than_majority(8.0 / 17.0, per_class));
   EXPECT_FALSE(no_better_than_majority(0.0, std::vector<std::int64_t>{0, 0}));  // no rows: nothing to say
-  EXPECT_EQ(quoted_class_name(1, {"cat", "dog"}), "\"dog\"");
-  EXPECT_EQ(quoted_class_name(2, {}), "class 2");
 }
 
 TEST(ThreadPool, RunsEveryTaskOnceAndRethrows) {

@@ -548,6 +548,8 @@ TEST(ChanceLevelNote, OnlyForAModelNoBetterThanTheMostCommonClass) {
   const std::vector<std::int64_t> per_class{30, 50, 20};  // class 1 is half of the 100 test rows
   const std::vector<std::string> names{"cat", "dog", "emu"};
   EXPECT_EQ(chance_level_note(summary_of({1.0, 0.9}, 0.51), per_class, names), "");
+  EXPECT_EQ(quoted_class_name(1, {"cat", "dog"}), "\"dog\"");
+  EXPECT_EQ(quoted_class_name(2, {}), "class 2");
   const std::string unnamed = chance_level_note(summary_of({1.0, 0.9}, 0.5), per_class, {});
   EXPECT_TRUE(
       unnamed.starts_with("test accuracy 0.5000 is no better than always answering class 1, the most "

@@ -220,15 +220,15 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   std::vector<double> train_times, eval_times, barrier_waits;
   double barrier_wait = 0, train_total = 0, forward_total = 0, backward_total = 0;
   std::vector<double> thread_busy;  // each thread's busy seconds, summed over the team's epochs
-  int team_epochs = 0;              // epochs all the threads trained (not one alone, SoloChoice)
   int split_by_classes = 0;         // epochs whose two threads split the batches by classes
   int solo = 0;                     // epochs one thread of the team trained alone (SoloChoice)
   for (const auto& m : epochs) {
     split_by_classes += m.split_by_classes ? 1 : 0;
-    solo += config.threads > 1 && m.threads_used == 1 ? 1 : 0;
-    if (m.thread_busy_seconds.size() == static_cast<std::size_t>(config.threads)) {
-      ++team_epochs;
-      thread_busy.resize(m.thread_busy_seconds.size());
+    // An epoch one thread trained alone has no second thread to set beside the first.
+    if (config.threads > 1 && m.threads_used == 1) {
+      ++solo;
+    } else {
+      thread_busy.resize(std::max(thread_busy.size(), m.thread_busy_seconds.size()));
       for (std::size_t t = 0; t < m.thread_busy_seconds.size(); ++t)
         thread_busy[t] += m.thread_busy_seconds[t];
     }
@@ -257,7 +257,7 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   const double backward_per_epoch = backward_total / static_cast<double>(epochs.size());
   const double checkpoint_each = summary.seconds_checkpoints / std::max(summary.checkpoints, 1);
   for (double& busy : thread_busy)
-    busy /= static_cast<double>(team_epochs);
+    busy /= static_cast<double>(epochs.size() - static_cast<std::size_t>(solo));
   // The busiest thread's time over the least busy one's: 1 when the cores are alike and the work even.
   const double busy_spread = thread_busy.empty()
                                  ? 1.0

@@ -56,13 +56,10 @@ struct MajorityClass {
 };
 MajorityClass majority_class(std::span<const std::int64_t> per_class);
 
-/// Whether an accuracy over `rows` rows is no better than the majority's: compared as counts of rows,
-/// so a model right on exactly as many rows as the class has is caught whatever the fractions' rounding.
-/// NaN counts as no better.
+/// Whether an accuracy over the rows `per_class` counts is no better than the majority's: compared as
+/// counts of rows, so a model right on exactly as many rows as the class has is caught whatever the
+/// fractions' rounding. NaN counts as no better; no rows, as better (nothing to say).
 bool no_better_than_majority(double accuracy, std::span<const std::int64_t> per_class);
-
-/// A class as messages name it: "dog" in quotes, or "class 3" when there are no names.
-std::string quoted_class_name(std::size_t label, const std::vector<std::string>& class_names);
 
 /// The seed's acceptance checks on the final epoch: train loss < 0.5, train acc > 0.7, test acc > 0.7.
 struct AcceptanceCheck {

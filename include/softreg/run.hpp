@@ -169,6 +169,9 @@ class TrainingRun {
   bool stopped_early_ = false;
 };
 
+/// A class as messages name it: "dog" in quotes, or "class 3" when there are no names.
+std::string quoted_class_name(std::size_t label, const std::vector<std::string>& class_names);
+
 /// A one-line note when the model a run keeps does no better on the test rows than always answering
 /// their most common class (`test_per_class`: the test rows of each class), with what the epochs'
 /// train losses suggest and the flags to try: losses that rose or ended above a fresh model's (ln K),
