@@ -996,7 +996,7 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
         // (100, 512, f32) 75 -> 59 ms, (1000, 1024, f32) 353 -> 343 ms). Two read the other half of
         // them from the other core's cache, and the next forward pass's stores then wait for those
         // lines to be taken back: the recipe 14.1 -> 16.4 ms, the forward pass 5.9 -> 9.8 ms.
-        std::vector<std::uint32_t>& row_pairs = bf16_row_pairs_[t];
+        AlignedVector<std::uint32_t>& row_pairs = bf16_row_pairs_[t];
         const std::size_t width = bf16_pair_width(d0, d1), pairs = (count + 1) / 2;
         row_pairs.resize(pairs * width);
         if (threads == 1) {

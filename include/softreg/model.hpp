@@ -20,6 +20,11 @@ inline constexpr int kMaxClasses = 4096;
 /// of torch.nn.Linear's (K,D) weight.
 using WeightMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
 using BiasVector = Eigen::Matrix<float, Eigen::Dynamic, 1>;
+/// A vector on the boundary Eigen aligns its heap blocks to (64 bytes: CMakeLists.txt), for buffers the
+/// SIMD kernels read and write a vector at a time, as they do W: a 512-bit load that spans two cache
+/// lines costs two.
+template <class T>
+using AlignedVector = std::vector<T, Eigen::aligned_allocator<T>>;
 
 struct SoftmaxModel {
   WeightMatrix W;  // (D,K)

@@ -400,24 +400,24 @@ class Trainer {
   std::array<std::vector<const std::uint8_t*>, 2> batch_pixels_;
   std::vector<Label> epoch_labels_;  // train_.labels in order_'s order
   std::vector<float> batch_db_sum_;
-  std::vector<float> batch_dlogits_;
+  AlignedVector<float> batch_dlogits_;
   std::vector<float> batch_loss_;
   // The fused SGD step of a small model on several threads: the gradient's sums over the batch's
   // first and second halves of rows, each computed by the thread whose forward pass read those rows.
-  std::array<std::vector<float>, 2> batch_half_sums_;
+  std::array<AlignedVector<float>, 2> batch_half_sums_;
   // Two classes trained as one: each thread's copy of the margin's weights, W_1 - W_0, for its forward
   // pass.
-  std::vector<std::vector<float>> margin_W_;
+  std::vector<AlignedVector<float>> margin_W_;
   // train_epoch_two_copies: thread 1's copy of W and b (thread 0 steps the model itself), each thread's
   // rows of the batch by parity, and by parity each thread's half sums and the batch's dlogits and losses.
   struct TwoCopiesBuffers {
     WeightMatrix W;
     BiasVector b;
     std::array<std::vector<const std::uint8_t*>, 2> rows;
-    std::array<std::vector<float>, 2> sums;
+    std::array<AlignedVector<float>, 2> sums;
   };
   std::array<TwoCopiesBuffers, 2> two_copies_;
-  std::array<std::vector<float>, 2> two_copies_dlogits_, two_copies_losses_;
+  std::array<AlignedVector<float>, 2> two_copies_dlogits_, two_copies_losses_;
   // train_epoch_split_classes: each thread's rows of the batch (all of them), its classes' logits by
   // batch parity (read by the other thread), and its own copies of the whole logits, its classes'
   // dlogits and (thread 1) the losses it finds, which thread 0 also finds and keeps in batch_loss_;
@@ -425,17 +425,17 @@ class Trainer {
   // reads them. class_split_rows16_: the batch's rows as bfloat16 by parity, each thread packing half.
   struct ClassSplitBuffers {
     std::array<std::vector<const std::uint8_t*>, 2> rows;
-    std::array<std::vector<float>, 2> logits;
-    std::vector<float> whole, own_dlogits, other_loss;
-    std::vector<std::uint32_t> row_pairs, dlogit_pairs;
+    std::array<AlignedVector<float>, 2> logits;
+    AlignedVector<float> whole, own_dlogits, other_loss;
+    AlignedVector<std::uint32_t> row_pairs, dlogit_pairs;
   };
   std::array<ClassSplitBuffers, 2> class_split_;
-  std::array<std::vector<std::uint16_t>, 2> class_split_rows16_;
+  std::array<AlignedVector<std::uint16_t>, 2> class_split_rows16_;
   // compute "bf16" (kernels.hpp): the batch's rows, W and the dlogits as the bfloat16 kernels read them,
   // and each thread's pairs of rows for its inputs.
-  std::vector<std::uint16_t> bf16_rows_, bf16_W_;
-  std::vector<std::uint32_t> bf16_dlogit_pairs_;
-  std::vector<std::vector<std::uint32_t>> bf16_row_pairs_;
+  AlignedVector<std::uint16_t> bf16_rows_, bf16_W_;
+  AlignedVector<std::uint32_t> bf16_dlogit_pairs_;
+  std::vector<AlignedVector<std::uint32_t>> bf16_row_pairs_;
   // The batch gradient, for optimizers other than the fused SGD.
   WeightMatrix batch_dW_;
   BiasVector batch_db_;
