@@ -174,8 +174,6 @@ Trainer::Trainer(const TrainConfig& config, const Dataset& train, const Dataset&
     order_.resize(train_rows_.size());
   }
   epoch_rng_state_ = rng_.state();
-  solo_choice_ = SoloChoice(uses_fast_path() && pool_.threads() >= 2 && config.compute != "bf16" &&
-                            train.features() < SoloChoice::kMostInputs);
   if (config.standardize) {
     standardization_ = fit_standardization(train, train_rows_, pool_);
     fold_standardization(model_, *standardization_, folded_);
@@ -301,21 +299,23 @@ bool Trainer::train_epoch_naive(const BatchCallback& on_batch, const StopRequest
   return true;
 }
 
-SoloChoice::SoloChoice(bool candidate) : state_(candidate ? State::kLearning : State::kTeam) {
-  const char* forced = std::getenv("SOFTREG_SOLO");
-  if (forced && std::strcmp(forced, "yes") == 0) state_ = State::kSolo;
-  if (forced && std::strcmp(forced, "no") == 0) state_ = State::kTeam;
+EpochWayChoice::EpochWayChoice(std::vector<EpochWay> ways)
+    : ways_(std::move(ways)), seconds_(ways_.size()), chosen_(ways_.at(0)) {}
+
+EpochWay EpochWayChoice::way() const {
+  if (!learning()) return chosen_;
+  return epochs_timed_ == 0 ? ways_[0] : ways_[epochs_timed_ - 1];
 }
 
-bool SoloChoice::solo() const {
-  return state_ == State::kSolo || (state_ == State::kLearning && epochs_timed_ == 2);
-}
-
-void SoloChoice::timed(double seconds) {
-  if (state_ != State::kLearning) return;
+void EpochWayChoice::timed(double seconds) {
+  if (!learning()) return;
   ++epochs_timed_;
-  if (epochs_timed_ == 2) team_seconds_ = seconds;  // the team's second epoch (the first warms up)
-  if (epochs_timed_ == 3) state_ = seconds < team_seconds_ ? State::kSolo : State::kTeam;
+  if (epochs_timed_ == 1) return;  // the first epoch warms up: not compared
+  seconds_[epochs_timed_ - 2] = seconds;
+  if (epochs_timed_ == ways_.size() + 1) {
+    const auto fastest = std::min_element(seconds_.begin(), seconds_.end()) - seconds_.begin();
+    chosen_ = ways_[static_cast<std::size_t>(fastest)];
+  }
 }
 
 AskAheadChoice::AskAheadChoice() {
@@ -455,49 +455,73 @@ bool Trainer::can_split_by_classes() const {
   return pool_.threads() == 2 && model_.classes() >= 2 && uses_fused_sgd() && !trains_two_classes_as_one();
 }
 
-bool Trainer::split_by_classes_now() {
+std::vector<EpochWay> Trainer::epoch_ways() {
   round_trip_ = 0;
-  if (!can_split_by_classes()) return false;
-  const char* forced = std::getenv("SOFTREG_SPLIT");
-  if (forced && std::strcmp(forced, "rows") == 0) return false;
-  if (forced && std::strcmp(forced, "classes") == 0) return true;
-  // Split by rows, the threads hand each other their gradient sums every batch (for the recipe 31 KB; W's
-  // lines too, before train_epoch_two_copies); by classes, only the logits (5 KB), but each thread reads
-  // every row. On a Zen 4 KVM guest whose host moved the two vCPUs between dies from minute to minute, a
-  // line's round trip took 50-70 ns on one die and 280-370 ns across two; the recipe's epoch split by
-  // rows (W's lines and the sums crossing) took 11.6-12.6 and 17.5-19.0 ms, split by classes 12.3-13.8
-  // and 13.9-16.0 ms (BENCHMARKS.md). The measurement takes about 40 us an epoch.
-  // With few classes W is small, so little crosses split by rows, while split by classes each thread
-  // still reads every row for its one or two classes: on two dies (round trip 290-320 ns), synthetic
-  // bytes of 784 features, 10 epochs, rows against classes: K = 2 6.0 against 7.6 ms, K = 4 8.9
-  // against 10.3, K = 6 11.1 against 10.8, K = 10 17.4 against 13.3, K = 17 27.7 against 22.7, K = 40
-  // 64.4 against 41.6.
-  // With many, split by classes wins on one die too: K = 17 19.0-19.1 against 19.2-19.4 ms, K = 40
-  // 42.7 against 39.9-40.1 (round trip 64-66 ns, two rounds). Since the rows come in 2 MB pages
-  // (map_file; each thread reading every row cost it a TLB miss a row), from 10 classes: on one die,
-  // Fashion-MNIST 11.28-11.76 ms an epoch against 11.62-11.99 (5 of 5 alternated pairs), synthetic
-  // K = 10 11.33-11.55 against 11.53-11.63, but K = 8 9.61-10.01 against 9.21-9.40 (BENCHMARKS.md).
-  // A model too large for the sums in two halves splits by rows on one die: each thread's forward
-  // pass then reads half the rows, W from L3 either way. Synthetic (100, 512, f32), rows against
-  // classes, 3 epochs: one die 73.0-73.6 against 78.8-83.1 ms, two dies 107.6 against 85.3-86.7 ms;
-  // (1000, 1024, f32, 100,000 rows): one die 2.38 against 2.49-2.59 s, two dies 2.84-2.97 against
-  // 2.52-2.55 s (BENCHMARKS.md).
-  // bfloat16 splits by classes across two dies only with W16 of 256 KB or more: three meetings a batch
-  // (train_epoch_split_classes) against the half of W16 that crosses between the dies split by rows.
-  // Two dies (round trip 320-380 ns), Zen 5, rows against classes: (1000, 1024, f32), 100,000 rows
-  // 1.05-1.13 s against 0.90-1.09 s an epoch (4 of 4 alternated pairs faster, the backward pass 27 %);
-  // (300, 1024, f32), 30,000 rows, 98-113 against 108-117 ms (about even); (100, 512, f32) 57 against
-  // 52 ms; the recipe's shape 16.3 against 23.7 ms (BENCHMARKS.md).
-  constexpr int kMinClassesToSplit = 8, kMinClassesToSplitOnOneDie = 10;
-  constexpr std::size_t kMinBf16BytesToSplit = 256 * 1024;
-  if (model_.classes() < kMinClassesToSplit) return false;
-  if (config_.compute == "bf16" &&
-      static_cast<std::size_t>(model_.classes()) * train_.features() * sizeof(std::uint16_t) <
-          kMinBf16BytesToSplit)
-    return false;
-  if (model_.classes() >= kMinClassesToSplitOnOneDie && sums_in_two_halves()) return true;
-  round_trip_ = core_round_trip_seconds(pool_, /*seconds=*/0);
-  return round_trip_ > kTwoDiesRoundTripSeconds;
+  if (!uses_fast_path()) return {EpochWay::kByRows};
+  const auto forced = [](const char* name) {
+    const char* value = std::getenv(name);
+    return std::string(value ? value : "");
+  };
+  const std::string split = forced("SOFTREG_SPLIT"), solo = forced("SOFTREG_SOLO");
+  std::vector<EpochWay> ways;
+  if (solo != "yes") {
+    // Which way pays depends on the machine (EpochWayChoice learns it); the rule below only says which
+    // may, and which starts (the run's first two epochs). Split by rows, the threads hand each other
+    // their gradient sums every batch (for the recipe 31 KB; W's lines too, before
+    // train_epoch_two_copies); by classes, only the logits (5 KB), but each thread reads every row.
+    // On a Zen 4 KVM guest whose host moved the two vCPUs between dies from minute to minute, a
+    // line's round trip took 50-70 ns on one die and 280-370 ns across two; the recipe's epoch split by
+    // rows (W's lines and the sums crossing) took 11.6-12.6 and 17.5-19.0 ms, split by classes 12.3-13.8
+    // and 13.9-16.0 ms (BENCHMARKS.md). The measurement takes about 40 us, once a run.
+    // With few classes W is small, so little crosses split by rows, while split by classes each thread
+    // still reads every row for its one or two classes: on two dies (round trip 290-320 ns), synthetic
+    // bytes of 784 features, 10 epochs, rows against classes: K = 2 6.0 against 7.6 ms, K = 4 8.9
+    // against 10.3, K = 6 11.1 against 10.8, K = 10 17.4 against 13.3, K = 17 27.7 against 22.7, K = 40
+    // 64.4 against 41.6.
+    // With many, split by classes wins on one die too: K = 17 19.0-19.1 against 19.2-19.4 ms, K = 40
+    // 42.7 against 39.9-40.1 (round trip 64-66 ns, two rounds). Since the rows come in 2 MB pages
+    // (map_file; each thread reading every row cost it a TLB miss a row), from 10 classes: on one die,
+    // Fashion-MNIST 11.28-11.76 ms an epoch against 11.62-11.99 (5 of 5 alternated pairs), synthetic
+    // K = 10 11.33-11.55 against 11.53-11.63, but K = 8 9.61-10.01 against 9.21-9.40 (BENCHMARKS.md).
+    // A model too large for the sums in two halves splits by rows on one die: each thread's forward
+    // pass then reads half the rows, W from L3 either way. Synthetic (100, 512, f32), rows against
+    // classes, 3 epochs: one die 73.0-73.6 against 78.8-83.1 ms, two dies 107.6 against 85.3-86.7 ms;
+    // (1000, 1024, f32, 100,000 rows): one die 2.38 against 2.49-2.59 s, two dies 2.84-2.97 against
+    // 2.52-2.55 s (BENCHMARKS.md).
+    // bfloat16 may split by classes only with W16 of 256 KB or more: three meetings a batch
+    // (train_epoch_split_classes) against the half of W16 that crosses between the dies split by rows.
+    // Two dies (round trip 320-380 ns), Zen 5, rows against classes: (1000, 1024, f32), 100,000 rows
+    // 1.05-1.13 s against 0.90-1.09 s an epoch (4 of 4 alternated pairs faster, the backward pass 27 %);
+    // (300, 1024, f32), 30,000 rows, 98-113 against 108-117 ms (about even); (100, 512, f32) 57 against
+    // 52 ms; the recipe's shape 16.3 against 23.7 ms (BENCHMARKS.md).
+    constexpr int kMinClassesToSplit = 8, kMinClassesToSplitOnOneDie = 10;
+    constexpr std::size_t kMinBf16BytesToSplit = 256 * 1024;
+    const bool classes_may_pay =
+        model_.classes() >= kMinClassesToSplit &&
+        (config_.compute != "bf16" ||
+         static_cast<std::size_t>(model_.classes()) * train_.features() * sizeof(std::uint16_t) >=
+             kMinBf16BytesToSplit);
+    const bool by_classes =
+        can_split_by_classes() && (split == "classes" || (split != "rows" && classes_may_pay));
+    const bool by_rows = !by_classes || split != "classes";
+    const auto classes_first = [&] {
+      if (!by_rows) return true;
+      if (model_.classes() >= kMinClassesToSplitOnOneDie && sums_in_two_halves()) return true;
+      round_trip_ = core_round_trip_seconds(pool_, /*seconds=*/0);
+      return round_trip_ > kTwoDiesRoundTripSeconds;
+    };
+    if (by_classes && classes_first()) {
+      ways.push_back(EpochWay::kByClasses);
+      if (by_rows) ways.push_back(EpochWay::kByRows);
+    } else {
+      ways.push_back(EpochWay::kByRows);
+      if (by_classes) ways.push_back(EpochWay::kByClasses);
+    }
+  }
+  const bool alone_may_pay = pool_.threads() >= 2 && config_.compute != "bf16" &&
+                             train_.features() < EpochWayChoice::kMostInputsAlone;
+  if (solo == "yes" || (solo != "no" && alone_may_pay)) ways.push_back(EpochWay::kOneThread);
+  return ways;
 }
 
 bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const StopRequest& should_stop) {
@@ -830,7 +854,7 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
   // large model stays with step 2, whose sums fit in registers, where two halves of it would stream
   // through memory.
   const bool fused = uses_fused_sgd();
-  // One thread of the team where it trains alone (SoloChoice): the team's other threads wait this out.
+  // One thread of the team where it trains alone (EpochWayChoice): the team's other threads wait this out.
   const std::size_t threads = solo_now_ ? 1 : static_cast<std::size_t>(pool_.threads());
   const std::size_t n = order_.size(), D = train_.features();
   const std::size_t B = std::min(config_.batch_size, n);  // a batch larger than the data is the whole data
@@ -1085,9 +1109,13 @@ std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
   rng_.shuffle(order_);
 
   const bool whole_epoch = batches_done_ == 0;
-  solo_now_ = solo_choice_.solo();
-  const bool split = uses_fast_path() && !solo_now_ && split_by_classes_now();
-  const bool two_copies = uses_fast_path() && !solo_now_ && pool_.threads() == 2 && sums_in_two_halves();
+  round_trip_ = 0;
+  if (!way_choice_) way_choice_.emplace(epoch_ways());
+  const EpochWay way = way_choice_->way();
+  solo_now_ = way == EpochWay::kOneThread;
+  const bool split = way == EpochWay::kByClasses;
+  const bool two_copies =
+      uses_fast_path() && way == EpochWay::kByRows && pool_.threads() == 2 && sums_in_two_halves();
   AskAheadChoice* const ask_ahead = !uses_fast_path() ? nullptr : &ask_ahead_[split ? 2 : two_copies ? 1 : 0];
   ask_ahead_now_ = ask_ahead;
   batch_closed_ = std::chrono::steady_clock::now();
@@ -1101,7 +1129,7 @@ std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
   EpochMetrics metrics;
   const auto eval_start = std::chrono::steady_clock::now();
   // A whole epoch only (a resumed one's rest would compare part of an epoch with a whole).
-  if (whole_epoch) solo_choice_.timed(std::chrono::duration<double>(eval_start - start).count());
+  if (whole_epoch) way_choice_->timed(std::chrono::duration<double>(eval_start - start).count());
   evaluate_held_out(metrics);
   const auto end = std::chrono::steady_clock::now();
   metrics.train_loss = partial_sums_.loss / static_cast<double>(order_.size());

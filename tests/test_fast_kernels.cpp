@@ -972,8 +972,8 @@ class ForcedSplit : public test::ScopedEnv {
 // Two threads that each own half of the classes compute every logit, dlogit and sum as one thread does
 // (the sums as two halves of rows, or over all rows for a model of more than 128 KB): the same weights,
 // bias and metrics bit for bit as one thread, and as two threads splitting the rows; auto (no
-// SOFTREG_SPLIT) splits a small model by classes from 10 classes, and from 8 (any model) when the round
-// trip it measures is long.
+// SOFTREG_SPLIT) starts a small model split by classes from 10 classes, and from 8 (any model) when
+// the round trip it measures is long (EpochWayChoice then tries the other way at the third epoch).
 TEST(FastTrainer, SplittingByClassesGivesTheBitsOfOneThread) {
   struct Shape {
     int K;
@@ -1022,8 +1022,13 @@ TEST(FastTrainer, SplittingByClassesGivesTheBitsOfOneThread) {
           EXPECT_TRUE(epochs[e].split_by_classes) << how;
           EXPECT_EQ(epochs[e].core_round_trip_seconds, 0.0) << how;
         } else if (K >= 8) {
-          // auto measures the round trip (8 or 9 classes, or a model too large for the sums in halves)
-          EXPECT_GT(epochs[e].core_round_trip_seconds, 0.0) << how;
+          // auto measures the round trip at the run's first epoch (8 or 9 classes, or a model too large
+          // for the sums in halves): which way starts
+          if (e == 0) {
+            EXPECT_GT(epochs[e].core_round_trip_seconds, 0.0) << how;
+          } else {
+            EXPECT_EQ(epochs[e].core_round_trip_seconds, 0.0) << how;
+          }
         } else {  // auto never splits fewer classes by classes (each thread would read every row for 1-3)
           EXPECT_FALSE(epochs[e].split_by_classes) << how;
           EXPECT_EQ(epochs[e].core_round_trip_seconds, 0.0) << how;
@@ -1038,32 +1043,48 @@ TEST(FastTrainer, SplittingByClassesGivesTheBitsOfOneThread) {
 // a large one) and two split by classes, the weights and metrics are the same bit for bit. The
 // learning alternates blocks of 16 batches until 7 pairs are timed: 15 batches an epoch here, so
 // after 2 epochs it is still learning.
-TEST(SoloChoice, LearnsWhetherOneThreadIsFasterFromTheSecondAndThirdEpochs) {
-  const test::ScopedEnv unforced("SOFTREG_SOLO", nullptr);
-  SoloChoice never(/*candidate=*/false);
+TEST(EpochWayChoice, KeepsTheWayWhoseTimedEpochWasFastest) {
+  using enum EpochWay;
+  EpochWayChoice only({kByRows});
   for (int epoch = 0; epoch < 5; ++epoch) {
-    EXPECT_FALSE(never.solo());
-    never.timed(epoch == 2 ? 0.001 : 1.0);
+    EXPECT_FALSE(only.learning());
+    EXPECT_EQ(only.way(), kByRows);
+    only.timed(epoch == 2 ? 0.001 : 1.0);
   }
-  for (const double third : {0.5, 2.5}) {  // one thread faster, then slower, than the team's 2.0
-    SoloChoice choice(/*candidate=*/true);
-    EXPECT_FALSE(choice.solo());
-    choice.timed(9.0);  // the first epoch warms up: not compared
-    EXPECT_FALSE(choice.solo());
+  // Two ways: the first warms up (not compared) and is timed, then the second; the faster one stays.
+  for (const double second : {0.5, 2.5}) {  // the second way faster, then slower, than the first's 2.0
+    EpochWayChoice choice({kByClasses, kByRows});
+    EXPECT_TRUE(choice.learning());
+    EXPECT_EQ(choice.way(), kByClasses);
+    choice.timed(0.001);  // a warm-up faster than everything: still not compared
+    EXPECT_EQ(choice.way(), kByClasses);
     choice.timed(2.0);
-    EXPECT_TRUE(choice.solo()) << "the third epoch is one thread's";
-    choice.timed(third);
+    EXPECT_EQ(choice.way(), kByRows);
+    EXPECT_TRUE(choice.learning());
+    choice.timed(second);
+    EXPECT_FALSE(choice.learning());
     for (int epoch = 0; epoch < 3; ++epoch) {
-      EXPECT_EQ(choice.solo(), third < 2.0) << third;
-      choice.timed(third < 2.0 ? 100.0 : 0.001);  // decided: later times change nothing
+      EXPECT_EQ(choice.way(), second < 2.0 ? kByRows : kByClasses) << second;
+      choice.timed(second < 2.0 ? 100.0 : 0.001);  // decided: later times change nothing
     }
   }
-  const test::ScopedEnv forced("SOFTREG_SOLO", "yes");
-  EXPECT_TRUE(SoloChoice(/*candidate=*/false).solo());
+  // Three ways, each timed once in the order given; a tie keeps the earlier way.
+  for (const auto& [times, fastest] :
+       {std::pair{std::array{3.0, 2.0, 1.0}, kOneThread}, std::pair{std::array{1.0, 2.0, 3.0}, kByRows},
+        std::pair{std::array{2.0, 1.0, 1.0}, kByClasses}}) {
+    EpochWayChoice choice({kByRows, kByClasses, kOneThread});
+    choice.timed(9.0);
+    const std::array tried{kByRows, kByClasses, kOneThread};
+    for (std::size_t i = 0; i < times.size(); ++i) {
+      EXPECT_EQ(choice.way(), tried[i]);
+      choice.timed(times[i]);
+    }
+    EXPECT_EQ(choice.way(), fastest) << times[0] << " " << times[1] << " " << times[2];
+  }
 }
 
 TEST(FastTrainer, OneThreadOfATeamGivesTheTeamsBits) {
-  // Short rows, where a team of two may leave its epochs to one thread (SoloChoice): forced either
+  // Short rows, where a team of two may leave its epochs to one thread (EpochWayChoice): forced either
   // way, or learned over five epochs, the weights and every epoch's figures are one thread's bits.
   for (ElementType element : {ElementType::kU8, ElementType::kF32}) {
     for (int K : {2, 10, 40}) {
@@ -1093,10 +1114,18 @@ TEST(FastTrainer, OneThreadOfATeamGivesTheTeamsBits) {
           EXPECT_EQ(epochs[e].train_loss, one[e].train_loss) << how << " epoch " << e;
           EXPECT_EQ(epochs[e].test_loss, one[e].test_loss) << how << " epoch " << e;
           EXPECT_EQ(one[e].threads_used, 1);
-          // Forced, every epoch one way; learned, the team's two epochs come first, then one thread's.
-          const int expected = solo ? (std::string(solo) == "yes" ? 1 : 2) : e < 2 ? 2 : e == 2 ? 1 : 0;
+          // Forced, every epoch one way; learned, the team's epochs come first (two classes as one, by
+          // rows; 10 or 40 classes, by classes twice, then by rows), then one thread's.
+          const std::size_t alone = K == 2 ? 2 : 3;
+          const int expected = solo         ? (std::string(solo) == "yes" ? 1 : 2)
+                               : e < alone  ? 2
+                               : e == alone ? 1
+                                            : 0;
           if (expected != 0) {
             EXPECT_EQ(epochs[e].threads_used, expected) << how << " epoch " << e;
+          }
+          if (!solo && e < alone) {
+            EXPECT_EQ(epochs[e].split_by_classes, K != 2 && e < 2) << how << " epoch " << e;
           }
         }
       }

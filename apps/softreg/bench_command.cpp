@@ -221,7 +221,7 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   double barrier_wait = 0, train_total = 0, forward_total = 0, backward_total = 0;
   std::vector<double> thread_busy;  // each thread's busy seconds, summed over the team's epochs
   int split_by_classes = 0;         // epochs whose two threads split the batches by classes
-  int solo = 0;                     // epochs one thread of the team trained alone (SoloChoice)
+  int solo = 0;                     // epochs one thread of the team trained alone (EpochWayChoice)
   for (const auto& m : epochs) {
     split_by_classes += m.split_by_classes ? 1 : 0;
     // An epoch one thread trained alone has no second thread to set beside the first.
@@ -355,13 +355,13 @@ int run_bench(const BenchOptions& options, double startup_seconds,
             ? "; slow: two dies? the threads' exchanges cost more"
             : "");
     fmt::print(
-        "  split by classes   {:8d}     of the {} epochs (the rest by rows; the trainer chooses each "
-        "epoch)\n",
+        "  split by classes   {:8d}     of the {} epochs (the trainer times each way that may pay, "
+        "then keeps the fastest)\n",
         split_by_classes, epochs.size());
     if (solo > 0) {
       fmt::print(
-          "  one thread         {:8d}     of the {} epochs (short rows: one thread alone measured faster "
-          "than the team)\n",
+          "  one thread         {:8d}     of the {} epochs (short rows: one thread alone, tried or "
+          "kept)\n",
           solo, epochs.size());
     }
   }

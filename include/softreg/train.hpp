@@ -115,14 +115,14 @@ struct EpochMetrics {
   /// a small model's halves are summed by threads 0 and 1 alone.
   std::vector<double> thread_busy_seconds;
   /// Two threads training with plain SGD split each batch by classes (each thread half of the classes
-  /// for every row) instead of by rows: a small model (up to 128 KB) always from 10 classes, any model
-  /// from 8 when a cache line took long between their cores (core_round_trip_seconds, measured at the
-  /// epoch's start; 0 when not measured), as between two dies; SOFTREG_SPLIT=rows|classes forces one.
-  /// The results are the same bit for bit either way.
+  /// for every row) instead of by rows, as EpochWayChoice learned or tried (from 8 classes; a small
+  /// model starts so from 10 classes, any other when a cache line took long between their cores:
+  /// core_round_trip_seconds, measured at the run's first epoch, 0 when not measured);
+  /// SOFTREG_SPLIT=rows|classes forces one. The results are the same bit for bit either way.
   bool split_by_classes = false;
   double core_round_trip_seconds = 0;
   /// The threads that trained this epoch: the team's, or 1 where one of a team of two trained alone
-  /// (SoloChoice); 0 on the naive path.
+  /// (EpochWayChoice); 0 on the naive path.
   int threads_used = 0;
   /// Whether the backward passes ask for the next batch's rows (AskAheadChoice), after this epoch:
   /// "learning", "asking" or "not asking"; empty on the naive path.
@@ -197,29 +197,43 @@ class AskAheadChoice {
   std::size_t asking_won_ = 0;
 };
 
-/// Whether an epoch of a model with short rows trains on one thread of a team of two. With few inputs a
-/// row, what two threads share a batch (the logits of its rows, or the sums of its inputs) is about as
-/// large as the arithmetic it saves each, and on two dies the meetings can cost more than that: on a Zen
-/// 5 guest, (10, 20, f32) 7.9 ms an epoch on one thread against 14.6 on two, (100, 33, f32) 17.5 against
-/// 23.8, but (1000, 40, f32) 76 against 46 (BENCHMARKS.md). So a run learns it: for a model with fewer
-/// than kMostInputs inputs, the team trains its first two whole epochs in the process (the first also
-/// warms caches and the other choices up), one thread the third, and the faster of the second and third
-/// trains the rest. The weights do not depend on the thread count: the same bits either way.
-/// SOFTREG_SOLO=yes|no forces a way (benchmarks, tests).
-class SoloChoice {
+/// How a team of threads shares an epoch's batches (Trainer::run_epoch). Every way gives the same bits.
+enum class EpochWay {
+  kByRows,     ///< each thread a share of the rows (two copies of a small model, or one large model)
+  kByClasses,  ///< two threads, each half of the classes for every row
+  kOneThread,  ///< one thread of the team alone
+};
+
+/// Which way a team of two trains its epochs, where more than one may be the faster: learned from the
+/// run's own epochs, since which wins depends on the machine as much as on the shape.
+/// - By classes each thread reads every row for half of the classes; by rows the threads hand each
+///   other their halves' sums (the recipe's 31 KB a batch). On a Zen 4 guest the recipe's epoch took
+///   11.3-11.8 ms by classes against 11.6-12.0 by rows on one die and 13.9-16.0 against 17.5-19.0 on two;
+///   on an Intel Xeon guest (AMX, round trip 100-120 ns) 10.3 by classes against 9.0 by rows
+///   (BENCHMARKS.md).
+/// - With few inputs a row, what two threads share a batch is about as large as the arithmetic it saves
+///   each: on a Zen 5 guest (two dies), (10, 20, f32) 7.9 ms an epoch on one thread against 14.6 on two,
+///   (100, 33, f32) 17.5 against 23.8, but (1000, 40, f32) 76 against 46. So models of fewer than
+///   kMostInputsAlone inputs may train on one thread.
+/// The first way given trains the first whole epoch (which also warms caches and the other choices up,
+/// so it is not compared), then each way one timed epoch in the order given, and the fastest of those
+/// trains the rest; it does not look again. With one way given there is nothing to learn.
+class EpochWayChoice {
  public:
-  static constexpr std::size_t kMostInputs = 128;
-  explicit SoloChoice(bool candidate);
-  /// Whether the next epoch trains on one thread.
-  bool solo() const;
+  static constexpr std::size_t kMostInputsAlone = 128;
+  explicit EpochWayChoice(std::vector<EpochWay> ways = {EpochWay::kByRows});
+  /// The way the next epoch trains.
+  EpochWay way() const;
   /// After a whole epoch: its training took `seconds`.
   void timed(double seconds);
+  /// Whether it is still trying ways.
+  bool learning() const { return ways_.size() > 1 && epochs_timed_ <= ways_.size(); }
 
  private:
-  enum class State { kTeam, kSolo, kLearning };
-  State state_ = State::kTeam;
-  int epochs_timed_ = 0;
-  double team_seconds_ = 0;
+  std::vector<EpochWay> ways_;
+  std::vector<double> seconds_;  // of each way's timed epoch, in ways_'s order
+  std::size_t epochs_timed_ = 0;
+  EpochWay chosen_;
 };
 
 class Trainer {
@@ -348,10 +362,11 @@ class Trainer {
   // Whether the fast path trains two classes as one, on their logits' margin (fast_binary_softmax):
   // two classes whose sums go in halves.
   bool trains_two_classes_as_one() const;
-  // Whether two threads may split a batch by classes (plain SGD), and whether they
-  // should for the next epoch (measures the round trip between their cores into round_trip_).
+  // Whether two threads may split a batch by classes (plain SGD).
   bool can_split_by_classes() const;
-  bool split_by_classes_now();
+  // The ways this run's epochs may train in, the one to start with first (EpochWayChoice); may measure
+  // the round trip between the cores into round_trip_.
+  std::vector<EpochWay> epoch_ways();
   // train_epoch_fast for two threads that each own half of the classes for all of the batch's rows.
   bool train_epoch_split_classes(const BatchCallback& on_batch, const StopRequest& should_stop);
   // train_epoch_fast for two threads and a model whose sums go in halves, split by rows, each thread
@@ -382,7 +397,8 @@ class Trainer {
   // threads read its plan() once an epoch.
   std::array<AskAheadChoice, 3> ask_ahead_;
   AskAheadChoice* ask_ahead_now_ = nullptr;
-  SoloChoice solo_choice_{false};
+  // Built at the first epoch (the order of its ways may need the cores' round trip).
+  std::optional<EpochWayChoice> way_choice_;
   bool solo_now_ = false;  // this epoch trains on one thread of the team (train_epoch_fast)
   std::chrono::steady_clock::time_point batch_closed_;  // when thread 0 closed the last batch
   alignas(64) double barrier_wait_ = 0;                 // in the current epoch so far
