@@ -189,6 +189,22 @@ void expect_update_matches(const Problem& p, const std::string& where) {
   EXPECT_TRUE(stepped) << where;
 }
 
+// The ways the bfloat16 kernels may take their products on this CPU: VDPBF16PS's vectors, and AMX's
+// TDPBF16PS tiles where the CPU has them.
+std::vector<bool> amx_ways() {
+  allow_bf16_amx(true);
+  return bf16_uses_amx() ? std::vector<bool>{false, true} : std::vector<bool>{false};
+}
+
+// allow_bf16_amx for the life of one object.
+class AllowedAmx {
+ public:
+  explicit AllowedAmx(bool allowed) { allow_bf16_amx(allowed); }
+  ~AllowedAmx() { allow_bf16_amx(true); }
+  AllowedAmx(const AllowedAmx&) = delete;
+  AllowedAmx& operator=(const AllowedAmx&) = delete;
+};
+
 TEST(Bf16Kernels, MatchDoubleSumsOfTheRoundedValues) {
   SKIP_WITHOUT_BF16();
   struct Shape {
@@ -196,17 +212,24 @@ TEST(Bf16Kernels, MatchDoubleSumsOfTheRoundedValues) {
     std::size_t D;
     ElementType element;
   };
-  // Class counts around the tiles (10 at once; 5 for more than 10), inputs around the 32-value vector,
-  // odd row counts (a row paired with zeros, and rows beyond a block of four).
-  for (auto [K, D, element] : {Shape{2, 784, ElementType::kU8}, Shape{3, 37, ElementType::kF32},
-                               Shape{10, 784, ElementType::kU8}, Shape{10, 33, ElementType::kF64},
-                               Shape{17, 64, ElementType::kF32}, Shape{100, 130, ElementType::kF32},
-                               Shape{1000, 40, ElementType::kU8}, Shape{7, 1, ElementType::kF32}}) {
-    for (std::size_t n : {std::size_t{1}, std::size_t{23}}) {
-      const Problem p(n, D, K, element, static_cast<std::uint32_t>(K + D));
-      const std::string where = fmt::format("K={} D={} {} n={}", K, D, element_name(element), n);
-      expect_logits_match(p, where);
-      expect_update_matches(p, where);
+  // Class counts around the vectors' tiles (10 at once; 5 for more than 10) and AMX's (two of 16), inputs
+  // around the 32-value vector, odd row counts (a row paired with zeros, rows beyond a block of four, and
+  // 37 rows: a last 16 of pairs that is 3).
+  for (const bool amx : amx_ways()) {
+    const AllowedAmx allowed(amx);
+    ASSERT_EQ(bf16_uses_amx(), amx);
+    for (auto [K, D, element] :
+         {Shape{2, 784, ElementType::kU8}, Shape{3, 37, ElementType::kF32}, Shape{10, 784, ElementType::kU8},
+          Shape{10, 33, ElementType::kF64}, Shape{17, 64, ElementType::kF32},
+          Shape{33, 100, ElementType::kF32}, Shape{100, 130, ElementType::kF32},
+          Shape{1000, 40, ElementType::kU8}, Shape{7, 1, ElementType::kF32}}) {
+      for (std::size_t n : {std::size_t{1}, std::size_t{23}, std::size_t{37}}) {
+        const Problem p(n, D, K, element, static_cast<std::uint32_t>(K + D));
+        const std::string where =
+            fmt::format("K={} D={} {} n={}{}", K, D, element_name(element), n, amx ? " AMX" : "");
+        expect_logits_match(p, where);
+        expect_update_matches(p, where);
+      }
     }
   }
 }
@@ -217,18 +240,21 @@ TEST(Bf16Kernels, RowsBeyondHalfOfL2GoInChunksWithTheSameBits) {
   SKIP_WITHOUT_BF16();
   const std::size_t D = 1024, stride = bf16_row_stride(D);
   const std::size_t n = 2 * (l2_cache_bytes() / 2 / (stride * sizeof(std::uint16_t))) + 5;
-  for (int K : {3, 17}) {
-    const Problem p(n, D, K, ElementType::kF32, static_cast<std::uint32_t>(K + 70));
-    const std::size_t k = static_cast<std::size_t>(K);
-    std::vector<std::uint16_t> rows16(n * stride), W16(k * stride);
-    fast_bf16_pack_rows(p.rows.data(), n, D, ElementType::kF32, rows16.data());
-    fast_bf16_round_weights(p.W.data(), k, D, W16.data());
-    std::vector<float> logits(n * k), alone(n * k);
-    fast_bf16_logits({rows16.data(), n, stride, k, W16.data(), p.b.data(), 1.0f, logits.data()});
-    for (std::size_t r = 0; r < n; ++r)
-      fast_bf16_logits(
-          {rows16.data() + r * stride, 1, stride, k, W16.data(), p.b.data(), 1.0f, &alone[r * k]});
-    EXPECT_EQ(logits, alone) << "K=" << K;
+  for (const bool amx : amx_ways()) {
+    const AllowedAmx allowed(amx);
+    for (int K : {3, 17}) {
+      const Problem p(n, D, K, ElementType::kF32, static_cast<std::uint32_t>(K + 70));
+      const std::size_t k = static_cast<std::size_t>(K);
+      std::vector<std::uint16_t> rows16(n * stride), W16(k * stride);
+      fast_bf16_pack_rows(p.rows.data(), n, D, ElementType::kF32, rows16.data());
+      fast_bf16_round_weights(p.W.data(), k, D, W16.data());
+      std::vector<float> logits(n * k), alone(n * k);
+      fast_bf16_logits({rows16.data(), n, stride, k, W16.data(), p.b.data(), 1.0f, logits.data()});
+      for (std::size_t r = 0; r < n; ++r)
+        fast_bf16_logits(
+            {rows16.data() + r * stride, 1, stride, k, W16.data(), p.b.data(), 1.0f, &alone[r * k]});
+      EXPECT_EQ(logits, alone) << "K=" << K << (amx ? " AMX" : "");
+    }
   }
 }
 
@@ -322,42 +348,47 @@ TEST(Bf16Trainer, WeightsDoNotDependOnTheThreadCount) {
     ElementType element;
     std::size_t D, batch;
   };
-  for (auto [K, element, D, batch] :
-       {Shape{10, ElementType::kU8, 784, 101}, Shape{17, ElementType::kF32, 37, 101},
-        Shape{9, ElementType::kF32, 40, 999}}) {
-    const Dataset train = synthetic_dataset(1000, D, K, element, 7),
-                  test = synthetic_dataset(200, D, K, element, 8);
-    struct Run {
-      int threads;
-      const char* split;
-    };
-    std::vector<SoftmaxModel> models;
-    std::vector<double> losses;
-    const std::vector<Run> runs{{1, nullptr}, {2, "rows"}, {2, "classes"}, {2, nullptr}, {3, nullptr}};
-    for (const auto [threads, split] : runs) {
-      const test::ScopedEnv forced("SOFTREG_SPLIT", split);
-      TrainConfig config;
-      config.batch_size = batch;
-      config.seed = 4;
-      config.threads = threads;
-      config.compute = "bf16";
-      Trainer trainer(config, train, test);
-      trainer.run_epoch();
-      const EpochMetrics metrics = trainer.run_epoch().value();
-      const std::string how = fmt::format("K={} threads {} split {}", K, threads, split ? split : "auto");
-      EXPECT_EQ(metrics.split_by_classes, split && std::string(split) == "classes") << how;
-      if (!split) {
-        EXPECT_EQ(metrics.core_round_trip_seconds, 0.0) << how;  // small: not measured
+  // And 40 classes (AMX's tiles of 16: two threads split by classes own 20 each, a tile and 4).
+  for (const bool amx : amx_ways()) {
+    const AllowedAmx allowed(amx);
+    for (auto [K, element, D, batch] :
+         {Shape{10, ElementType::kU8, 784, 101}, Shape{17, ElementType::kF32, 37, 101},
+          Shape{9, ElementType::kF32, 40, 999}, Shape{40, ElementType::kF32, 70, 101}}) {
+      const Dataset train = synthetic_dataset(1000, D, K, element, 7),
+                    test = synthetic_dataset(200, D, K, element, 8);
+      struct Run {
+        int threads;
+        const char* split;
+      };
+      std::vector<SoftmaxModel> models;
+      std::vector<double> losses;
+      const std::vector<Run> runs{{1, nullptr}, {2, "rows"}, {2, "classes"}, {2, nullptr}, {3, nullptr}};
+      for (const auto [threads, split] : runs) {
+        const test::ScopedEnv forced("SOFTREG_SPLIT", split);
+        TrainConfig config;
+        config.batch_size = batch;
+        config.seed = 4;
+        config.threads = threads;
+        config.compute = "bf16";
+        Trainer trainer(config, train, test);
+        trainer.run_epoch();
+        const EpochMetrics metrics = trainer.run_epoch().value();
+        const std::string how =
+            fmt::format("K={} threads {} split {}{}", K, threads, split ? split : "auto", amx ? " AMX" : "");
+        EXPECT_EQ(metrics.split_by_classes, split && std::string(split) == "classes") << how;
+        if (!split) {
+          EXPECT_EQ(metrics.core_round_trip_seconds, 0.0) << how;  // small: not measured
+        }
+        losses.push_back(metrics.train_loss);
+        models.push_back(trainer.model());
       }
-      losses.push_back(metrics.train_loss);
-      models.push_back(trainer.model());
-    }
-    for (std::size_t i = 1; i < models.size(); ++i) {
-      const std::string how =
-          fmt::format("K={} threads {} split {}", K, runs[i].threads, runs[i].split ? runs[i].split : "auto");
-      EXPECT_EQ(models[i].W, models[0].W) << how;
-      EXPECT_EQ(models[i].b, models[0].b) << how;
-      EXPECT_EQ(losses[i], losses[0]) << how;
+      for (std::size_t i = 1; i < models.size(); ++i) {
+        const std::string how = fmt::format("K={} threads {} split {}{}", K, runs[i].threads,
+                                            runs[i].split ? runs[i].split : "auto", amx ? " AMX" : "");
+        EXPECT_EQ(models[i].W, models[0].W) << how;
+        EXPECT_EQ(models[i].b, models[0].b) << how;
+        EXPECT_EQ(losses[i], losses[0]) << how;
+      }
     }
   }
 }

@@ -273,6 +273,7 @@ int run_bench(const BenchOptions& options, double startup_seconds,
     j["epochs"] = config.epochs;
     j["kernel"] = options.kernel;
     j["compute"] = config.compute;
+    j["bf16_amx"] = config.compute == "bf16" && bf16_uses_amx();
     j["simd_target"] = target;
     if (!broadcasts.empty()) j["update_broadcasts"] = broadcasts;
     if (!epochs.back().ask_ahead.empty()) j["ask_ahead"] = epochs.back().ask_ahead;
@@ -322,7 +323,10 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   }
   fmt::print("softreg bench: {} epoch{}, {} thread{}, {} kernel ({}{})\n", config.epochs,
              config.epochs == 1 ? "" : "s", config.threads, config.threads == 1 ? "" : "s", options.kernel,
-             target, config.compute == "bf16" ? ", bfloat16 products" : "");
+             target,
+             config.compute != "bf16" ? ""
+             : bf16_uses_amx()        ? ", bfloat16 products on AMX tiles"
+                                      : ", bfloat16 products");
   fmt::print(
       "  process start      {:8.3f} s   (exec to main, 10 ms resolution; softreg --version: {:.4f} s, "
       "best of 20)\n",
@@ -396,8 +400,11 @@ int run_bench(const BenchOptions& options, double startup_seconds,
              n / train_per_epoch / 1e6, flops_per_epoch / train_per_epoch / 1e9,
              bytes_per_epoch / train_per_epoch / 1e9);
   fmt::print("  machine probe      {:8.1f} GFLOP/s peak{} on {} thread{}, {:.1f} GB/s read\n",
-             flops_per_second / 1e9, config.compute == "bf16" ? " (bfloat16)" : "", config.threads,
-             config.threads == 1 ? "" : "s", read_bytes_per_second / 1e9);
+             flops_per_second / 1e9,
+             config.compute != "bf16" ? ""
+             : bf16_uses_amx()        ? " (bfloat16, AMX)"
+                                      : " (bfloat16)",
+             config.threads, config.threads == 1 ? "" : "s", read_bytes_per_second / 1e9);
   fmt::print("  floor per epoch    {:8.4f} s   (compute {:.4f} s, memory {:.4f} s)\n", floor, compute_floor,
              memory_floor);
   fmt::print("  ratio to floor     {:8.2f} x\n", train_per_epoch / floor);

@@ -253,7 +253,14 @@ struct FastBf16UpdateArgs {
 /// The fused SGD step of fast_update_columns with bfloat16 sums:
 /// W[k][d] -= step * scale * sum_j (g pairs . x pairs), then W16[k][d] = bfloat16(W[k][d]).
 void fast_bf16_update_columns(const FastBf16UpdateArgs& args);
-/// Peak single-core VDPBF16PS throughput in operations per second (a pair's two multiply-adds count 4).
+/// Whether the bfloat16 kernels run on AMX tiles (TDPBF16PS, 16 times VDPBF16PS's work an instruction):
+/// where the CPU has AMX-BF16 and the OS lets the process use it (Linux 5.16+), unless SOFTREG_AMX=no or
+/// allow_bf16_amx(false). Their results then have other bits than VDPBF16PS's (sums in another order),
+/// still the same on any thread count.
+bool bf16_uses_amx();
+void allow_bf16_amx(bool allowed);
+/// Peak single-core throughput of the bfloat16 products the kernels use (VDPBF16PS, or TDPBF16PS where
+/// bf16_uses_amx) in operations per second (a pair's two multiply-adds count 4).
 double probe_bf16_flops_per_second(double seconds);
 /// Whether the CPU (and the operating system) supports AVX-512 F/BW/DQ/VL with BF16.
 bool cpu_has_avx512_bf16();

@@ -5,6 +5,9 @@
 // pixel bytes 0..255 stay exact), the products are exact in float32 and the sums are float32, as are
 // the weights that SGD updates: only what the sums read is rounded. The softmax, the loss, the bias and
 // the weights' update stay float32 (fast_forward_rows with FastForwardArgs::logits_given).
+// Where the CPU has AMX (Intel Sapphire Rapids and later), the logits and the update's sums are taken on
+// its tiles instead (TDPBF16PS, 16 times VDPBF16PS's work an instruction), from the same layouts
+// (AmxLogits, AmxUpdate; bf16_uses_amx).
 //
 // Layouts (padding is zeros, so it adds nothing to a sum):
 //   rows16 (count, stride):      a batch's rows as bfloat16, in input order, for the forward pass;
@@ -20,9 +23,18 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <vector>
+
+#if defined(__x86_64__) && defined(__linux__)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "kernels/lane_sums.hpp"
 #include "softreg/error.hpp"
@@ -31,6 +43,12 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define SOFTREG_BF16_KERNELS 1
 #define SOFTREG_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16")))
+#if defined(__linux__)
+// AMX (Sapphire Rapids and later): the tile instructions, which Linux lets a process use once it asks.
+#define SOFTREG_AMX_KERNELS 1
+#define SOFTREG_AMX_TARGET \
+  __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512dq,avx512vl,avx512bf16")))
+#endif
 #endif
 
 namespace softreg {
@@ -359,6 +377,252 @@ SOFTREG_BF16_TARGET double DotLoop(std::int64_t iterations, float* sink) {
   return 4.0 * kChains * kLanes * static_cast<double>(iterations);
 }
 
+#if SOFTREG_AMX_KERNELS
+// ---- AMX tiles ----------------------------------------------------------------------------------------
+// A tile holds 16 rows of 64 bytes: 16 x 16 floats (an accumulator C), 16 rows of 32 bfloat16 (the left
+// operand A) or 16 rows of 16 pairs of bfloat16 (the right operand B, row p holding for each of 16
+// columns its values 2p and 2p+1). TDPBF16PS adds to each float C[m][n] the 32 products of row m of A
+// with column n of B, pair after pair: 16 x 16 x 32 multiply-adds an instruction, 16 times VDPBF16PS's
+// (on an Intel Xeon guest one core did 3.8 TFLOP/s with it, the FMA probe 249 GFLOP/s; BENCHMARKS.md).
+// Each float of a result is one such chain over the pairs in order, whatever else a call computes, so
+// the results do not depend on the thread count; their bits are not VDPBF16PS's (other sums' order).
+constexpr std::size_t kTile = 16;
+
+struct alignas(64) TileConfig {
+  std::uint8_t palette = 1, start_row = 0, reserved[14] = {};
+  std::uint16_t bytes_per_row[16] = {};
+  std::uint8_t rows[16] = {};
+};
+
+// Tiles 0-7, each 16 rows of 64 bytes: 0-3 accumulators, 4-5 left operands, 6-7 right operands.
+SOFTREG_AMX_TARGET void ConfigureTiles() {
+  TileConfig config;
+  for (int t = 0; t < 8; ++t) {
+    config.bytes_per_row[t] = 64;
+    config.rows[t] = 16;
+  }
+  _tile_loadconfig(&config);
+}
+
+// A 16 x 16 block of 32-bit values transposed: out[j * 16 + i] = in[i * in_stride + j] for i < rows and
+// j < cols, zeros elsewhere.
+inline void TransposeBlock(const std::uint32_t* in, std::size_t in_stride, std::size_t rows, std::size_t cols,
+                           std::uint32_t* out) {
+  for (std::size_t j = 0; j < kTile; ++j) {
+    for (std::size_t i = 0; i < kTile; ++i)
+      out[j * kTile + i] = i < rows && j < cols ? in[i * in_stride + j] : 0;
+  }
+}
+
+// fast_bf16_logits on tiles: 2 x 2 accumulators, classes by rows (C = W16 . rows16^T), for 32 classes
+// and 32 rows at a time. A: W16's rows as they lie (a last partial tile of classes padded with zero
+// rows); B: each group of 16 rows with its pairs of inputs transposed to columns.
+SOFTREG_AMX_TARGET void AmxLogits(const FastBf16LogitsArgs& a) {
+  const std::size_t K = a.classes, pairs = a.stride / 2, count = a.count;
+  const std::size_t groups = (count + kTile - 1) / kTile;
+  thread_local std::vector<std::uint32_t> rows_b, last_classes;
+  // Group g's B operand for the pairs from p: rows_b + (g * pairs + p) * 16, 16 rows of 16 values.
+  rows_b.resize(groups * pairs * kTile);
+  const auto* rows32 = reinterpret_cast<const std::uint32_t*>(a.rows16);
+  for (std::size_t g = 0; g < groups; ++g) {
+    const std::size_t valid = std::min(kTile, count - g * kTile);
+    for (std::size_t p = 0; p < pairs; p += kTile)
+      TransposeBlock(rows32 + g * kTile * pairs + p, pairs, valid, kTile,
+                     rows_b.data() + (g * pairs + p) * kTile);
+  }
+  const std::size_t whole_classes = K / kTile * kTile;
+  if (whole_classes < K) {
+    last_classes.assign(kTile * pairs, 0);
+    std::memcpy(last_classes.data(), a.W16 + whole_classes * a.stride,
+                (K - whole_classes) * a.stride * sizeof(std::uint16_t));
+  }
+  const auto class_tile = [&](std::size_t k) {
+    return k < whole_classes ? a.W16 + k * a.stride
+                             : reinterpret_cast<const std::uint16_t*>(last_classes.data());
+  };
+  const std::size_t a_stride = a.stride * sizeof(std::uint16_t);
+  ConfigureTiles();
+  alignas(64) float c[4][kTile * kTile];
+  for (std::size_t k0 = 0; k0 < K; k0 += 2 * kTile) {
+    const bool two_tiles = k0 + kTile < K;
+    const std::uint16_t* A0 = class_tile(k0);
+    const std::uint16_t* A1 = two_tiles ? class_tile(k0 + kTile) : nullptr;
+    for (std::size_t g = 0; g < groups; g += 2) {
+      const bool two_groups = g + 1 < groups;
+      const std::uint32_t* B0 = rows_b.data() + g * pairs * kTile;
+      const std::uint32_t* B1 = B0 + pairs * kTile;
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      for (std::size_t p = 0; p < pairs; p += kTile) {
+        _tile_loadd(4, A0 + 2 * p, a_stride);
+        _tile_loadd(6, B0 + p * kTile, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        if (two_groups) {
+          _tile_loadd(7, B1 + p * kTile, 64);
+          _tile_dpbf16ps(1, 4, 7);
+        }
+        if (two_tiles) {
+          _tile_loadd(5, A1 + 2 * p, a_stride);
+          _tile_dpbf16ps(2, 5, 6);
+          if (two_groups) _tile_dpbf16ps(3, 5, 7);
+        }
+      }
+      _tile_stored(0, c[0], 64);
+      if (two_groups) _tile_stored(1, c[1], 64);
+      if (two_tiles) _tile_stored(2, c[2], 64);
+      if (two_tiles && two_groups) _tile_stored(3, c[3], 64);
+      for (std::size_t t = 0; t < 4; ++t) {
+        const std::size_t kt = k0 + t / 2 * kTile, row0 = (g + t % 2) * kTile;
+        if (kt >= K || row0 >= count) continue;
+        const std::size_t classes = std::min(kTile, K - kt), rows = std::min(kTile, count - row0);
+        for (std::size_t i = 0; i < rows; ++i) {
+          float* out = a.logits + (row0 + i) * K + kt;
+          for (std::size_t m = 0; m < classes; ++m)
+            out[m] = c[t][m * kTile + i] * a.scale + a.b[kt + m];
+        }
+      }
+    }
+  }
+  _tile_release();
+}
+
+// fast_bf16_update_columns on tiles: C = the dlogit pairs^T . the row pairs, 2 x 2 accumulators of 16
+// classes by 16 inputs. A: the dlogit pairs transposed to 16 classes by 16 pairs; B: the row pairs'
+// panels as they lie (16 pairs of a panel's 16 inputs, a panel's stride apart), a last partial 16 of
+// pairs copied beside zero rows.
+SOFTREG_AMX_TARGET void AmxUpdate(const FastBf16UpdateArgs& a) {
+  const std::size_t K = a.classes, pairs = a.pairs, n = a.d_end - a.d_begin;
+  const std::size_t width = bf16_pair_width(a.d_begin, a.d_end);
+  const std::size_t chunks = (pairs + kTile - 1) / kTile, class_tiles = (K + kTile - 1) / kTile;
+  thread_local std::vector<std::uint32_t> lhs, last_pairs;
+  // Class tile c's A operand for pairs 16q..: lhs + (c * chunks + q) * 256.
+  lhs.resize(class_tiles * chunks * kTile * kTile);
+  for (std::size_t c = 0; c < class_tiles; ++c) {
+    for (std::size_t q = 0; q < chunks; ++q)
+      TransposeBlock(a.dlogit_pairs + q * kTile * K + c * kTile, K, std::min(kTile, pairs - q * kTile),
+                     std::min(kTile, K - c * kTile), lhs.data() + (c * chunks + q) * kTile * kTile);
+  }
+  last_pairs.resize(2 * kTile * kTile);
+  // The B operand of the inputs from offset o (from d_begin) and pairs 16q..: where it lies and its stride
+  // in bytes; slot picks the scratch of a last partial 16 of pairs.
+  const auto operand = [&](std::size_t o, std::size_t q, std::size_t slot) {
+    const Panel panel = PanelOf(o, n, pairs);
+    const std::uint32_t* first = a.row_pairs + panel.first + q * kTile * panel.stride;
+    if ((q + 1) * kTile <= pairs) return std::pair(first, panel.stride * sizeof(std::uint32_t));
+    std::uint32_t* copy = last_pairs.data() + slot * kTile * kTile;
+    std::memset(copy, 0, kTile * kTile * sizeof(std::uint32_t));
+    for (std::size_t i = 0; i < pairs - q * kTile; ++i)
+      std::memcpy(copy + i * kTile, first + i * panel.stride, kTile * sizeof(std::uint32_t));
+    return std::pair(static_cast<const std::uint32_t*>(copy), std::size_t{64});
+  };
+  const __m512 minus_scale = _mm512_set1_ps(-(a.step * a.scale));
+  // Asks for the lines of W and W16 that the block of classes from tile c0 and inputs from offset o
+  // steps, to be written: for many classes W is megabytes, in L3, and the step waited for each line.
+  const auto request_weights = [&](std::size_t c0, std::size_t o) {
+    const std::size_t d = a.d_begin + o;
+    for (std::size_t k = c0 * kTile; k < std::min(K, (c0 + 2) * kTile); ++k) {
+      __builtin_prefetch(a.W + k * a.inputs + d, 1, 3);
+      __builtin_prefetch(a.W + k * a.inputs + d + kTile, 1, 3);
+      __builtin_prefetch(a.W16 + k * a.stride + d, 1, 3);
+    }
+  };
+  ConfigureTiles();
+  alignas(64) float c[4][kTile * kTile];
+  for (std::size_t c0 = 0; c0 < class_tiles; c0 += 2) {
+    const bool two_tiles = c0 + 1 < class_tiles;
+    for (std::size_t o = 0; o < width; o += 2 * kTile) {
+      const bool two_vectors = o + kTile < width;
+      if (o + 2 * kTile < width) {
+        request_weights(c0, o + 2 * kTile);
+      } else if (c0 + 2 < class_tiles) {
+        request_weights(c0 + 2, 0);
+      }
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      for (std::size_t q = 0; q < chunks; ++q) {
+        const auto [B0, B0_stride] = operand(o, q, 0);
+        _tile_loadd(4, lhs.data() + (c0 * chunks + q) * kTile * kTile, 64);
+        _tile_loadd(6, B0, B0_stride);
+        _tile_dpbf16ps(0, 4, 6);
+        if (two_vectors) {
+          const auto [B1, B1_stride] = operand(o + kTile, q, 1);
+          _tile_loadd(7, B1, B1_stride);
+          _tile_dpbf16ps(1, 4, 7);
+        }
+        if (two_tiles) {
+          _tile_loadd(5, lhs.data() + ((c0 + 1) * chunks + q) * kTile * kTile, 64);
+          _tile_dpbf16ps(2, 5, 6);
+          if (two_vectors) _tile_dpbf16ps(3, 5, 7);
+        }
+      }
+      _tile_stored(0, c[0], 64);
+      if (two_vectors) _tile_stored(1, c[1], 64);
+      if (two_tiles) _tile_stored(2, c[2], 64);
+      if (two_tiles && two_vectors) _tile_stored(3, c[3], 64);
+      // The step, as UpdateBlock takes it: W = -(step * scale) * sum + W, then W16 from W.
+      for (std::size_t t = 0; t < 4; ++t) {
+        const std::size_t k0 = (c0 + t / 2) * kTile, d = a.d_begin + o + t % 2 * kTile;
+        if (k0 >= K || d >= a.d_end) continue;
+        const __mmask16 mask = FirstLanes(a.d_end - d);
+        for (std::size_t m = 0; m < std::min(kTile, K - k0); ++m) {
+          float* const w = a.W + (k0 + m) * a.inputs + d;
+          const __m512 stepped =
+              _mm512_fmadd_ps(minus_scale, _mm512_load_ps(c[t] + m * kTile), _mm512_maskz_loadu_ps(mask, w));
+          _mm512_mask_storeu_ps(w, mask, stepped);
+          _mm256_mask_storeu_epi16(a.W16 + (k0 + m) * a.stride + d, mask,
+                                   reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(stepped)));
+        }
+      }
+    }
+  }
+  _tile_release();
+}
+
+// probe_bf16_flops_per_second on tiles: four independent accumulators.
+SOFTREG_AMX_TARGET double AmxLoop(std::int64_t iterations, float* sink) {
+  alignas(64) std::uint16_t values[kTile * 32];
+  for (std::size_t i = 0; i < kTile * 32; ++i)
+    values[i] = 0x3A83;  // about 1e-3
+  alignas(64) float c[kTile * kTile];
+  ConfigureTiles();
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  _tile_loadd(4, values, 64);
+  _tile_loadd(5, values, 64);
+  _tile_loadd(6, values, 64);
+  _tile_loadd(7, values, 64);
+  for (std::int64_t i = 0; i < iterations; ++i) {
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  _tile_stored(0, c, 64);
+  _tile_release();
+  *sink = c[0];
+  return 4.0 * 2 * kTile * kTile * 32 * static_cast<double>(iterations);
+}
+
+// Whether the CPU has AMX-TILE and AMX-BF16 and Linux lets this process use the tiles' state (which it
+// saves only for processes that ask, from kernel 5.16).
+bool AmxPresent() {
+  static const bool present = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+    if ((edx & (1u << 24)) == 0 || (edx & (1u << 22)) == 0) return false;
+    constexpr long kRequestPermission = 0x1023, kTileData = 18;  // ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA
+    return syscall(SYS_arch_prctl, kRequestPermission, kTileData) == 0;
+  }();
+  return present;
+}
+#endif  // SOFTREG_AMX_KERNELS
+
 void RequireSupport() {
   if (!fast_bf16_supported()) throw Error("bfloat16 compute needs a CPU with AVX-512 BF16 (AVX512_BF16)");
 }
@@ -375,6 +639,25 @@ std::size_t bf16_pair_width(std::size_t d_begin, std::size_t d_end) {
 }
 
 #if SOFTREG_BF16_KERNELS
+
+namespace {
+std::atomic<bool> amx_allowed{[] {
+  const char* forced = std::getenv("SOFTREG_AMX");
+  return !(forced && std::strcmp(forced, "no") == 0);
+}()};
+}  // namespace
+
+void allow_bf16_amx(bool allowed) {
+  amx_allowed = allowed;
+}
+
+bool bf16_uses_amx() {
+#if SOFTREG_AMX_KERNELS
+  return amx_allowed && fast_bf16_supported() && AmxPresent();
+#else
+  return false;
+#endif
+}
 
 bool fast_bf16_supported() {
   // The float32 fast path restricted below AVX-512 (bench --simd AVX2, restrict_simd_targets) stands
@@ -426,6 +709,12 @@ void fast_bf16_logits(const FastBf16LogitsArgs& args) {
     part.rows16 += first * args.stride;
     part.count = std::min(chunk, args.count - first);
     part.logits += first * K;
+#if SOFTREG_AMX_KERNELS
+    if (bf16_uses_amx()) {
+      AmxLogits(part);
+      continue;
+    }
+#endif
     std::size_t k0 = 0;
     if (K > 10) {
       for (; k0 + 5 <= K; k0 += 5)
@@ -437,6 +726,9 @@ void fast_bf16_logits(const FastBf16LogitsArgs& args) {
 
 void fast_bf16_update_columns(const FastBf16UpdateArgs& args) {
   RequireSupport();
+#if SOFTREG_AMX_KERNELS
+  if (bf16_uses_amx()) return AmxUpdate(args);
+#endif
   // Tiles of 5 classes and 4 vectors of inputs: 9 loads (4 row-pair vectors, 5 broadcasts) for 20
   // VDPBF16PS, where 10 classes and 2 vectors need 12. BM_Bf16Pass, 1,000 classes: 1.40-1.42 ms
   // against 1.60-1.64 (Zen 4); the same for 10 classes.
@@ -453,7 +745,11 @@ double probe_bf16_flops_per_second(double seconds) {
   const auto start = std::chrono::steady_clock::now();
   do {
     const auto t0 = std::chrono::steady_clock::now();
+#if SOFTREG_AMX_KERNELS
+    const double flops = bf16_uses_amx() ? AmxLoop(100'000, &sink) : DotLoop(1'000'000, &sink);
+#else
     const double flops = DotLoop(1'000'000, &sink);
+#endif
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     best = std::max(best, flops / elapsed);
   } while (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < seconds);
@@ -464,6 +760,10 @@ double probe_bf16_flops_per_second(double seconds) {
 #else  // no x86-64: the mode is refused before any of these is called
 
 bool fast_bf16_supported() {
+  return false;
+}
+void allow_bf16_amx(bool) {}
+bool bf16_uses_amx() {
   return false;
 }
 [[noreturn]] static void no_bf16() {
