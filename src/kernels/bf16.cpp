@@ -404,14 +404,44 @@ SOFTREG_AMX_TARGET void ConfigureTiles() {
   _tile_loadconfig(&config);
 }
 
+// 16 vectors of 16 32-bit lanes transposed in registers: lane j of vector i becomes lane i of vector j.
+SOFTREG_AMX_TARGET inline void Transpose16(__m512i (&r)[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 2) {  // per 128-bit lane: rows i and i + 1 interleaved
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {  // per 128-bit lane: column m of rows i..i+3 in r[i + m]
+    r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  for (int m = 0; m < 4; ++m) {  // column 4L + m: lane L of r[m], r[4 + m], r[8 + m], r[12 + m]
+    const __m512i v0 = _mm512_shuffle_i32x4(r[m], r[4 + m], 0x44),
+                  v1 = _mm512_shuffle_i32x4(r[m], r[4 + m], 0xEE);
+    const __m512i v2 = _mm512_shuffle_i32x4(r[8 + m], r[12 + m], 0x44),
+                  v3 = _mm512_shuffle_i32x4(r[8 + m], r[12 + m], 0xEE);
+    t[m] = _mm512_shuffle_i32x4(v0, v2, 0x88);
+    t[4 + m] = _mm512_shuffle_i32x4(v0, v2, 0xDD);
+    t[8 + m] = _mm512_shuffle_i32x4(v1, v3, 0x88);
+    t[12 + m] = _mm512_shuffle_i32x4(v1, v3, 0xDD);
+  }
+  for (int i = 0; i < 16; ++i)
+    r[i] = t[i];
+}
+
 // A 16 x 16 block of 32-bit values transposed: out[j * 16 + i] = in[i * in_stride + j] for i < rows and
 // j < cols, zeros elsewhere.
-inline void TransposeBlock(const std::uint32_t* in, std::size_t in_stride, std::size_t rows, std::size_t cols,
-                           std::uint32_t* out) {
-  for (std::size_t j = 0; j < kTile; ++j) {
-    for (std::size_t i = 0; i < kTile; ++i)
-      out[j * kTile + i] = i < rows && j < cols ? in[i * in_stride + j] : 0;
-  }
+SOFTREG_AMX_TARGET inline void TransposeBlock(const std::uint32_t* in, std::size_t in_stride,
+                                              std::size_t rows, std::size_t cols, std::uint32_t* out) {
+  const __mmask16 mask = FirstLanes(cols);
+  __m512i r[16];
+  for (std::size_t i = 0; i < kTile; ++i)
+    r[i] = i < rows ? _mm512_maskz_loadu_epi32(mask, in + i * in_stride) : _mm512_setzero_si512();
+  Transpose16(r);
+  for (std::size_t j = 0; j < kTile; ++j)
+    _mm512_storeu_si512(out + j * kTile, r[j]);
 }
 
 // fast_bf16_logits on tiles: 2 x 2 accumulators, classes by rows (C = W16 . rows16^T), for 32 classes
@@ -441,6 +471,7 @@ SOFTREG_AMX_TARGET void AmxLogits(const FastBf16LogitsArgs& a) {
                              : reinterpret_cast<const std::uint16_t*>(last_classes.data());
   };
   const std::size_t a_stride = a.stride * sizeof(std::uint16_t);
+  const __m512 scale = _mm512_set1_ps(a.scale);
   ConfigureTiles();
   alignas(64) float c[4][kTile * kTile];
   for (std::size_t k0 = 0; k0 < K; k0 += 2 * kTile) {
@@ -473,15 +504,20 @@ SOFTREG_AMX_TARGET void AmxLogits(const FastBf16LogitsArgs& a) {
       if (two_groups) _tile_stored(1, c[1], 64);
       if (two_tiles) _tile_stored(2, c[2], 64);
       if (two_tiles && two_groups) _tile_stored(3, c[3], 64);
+      // c[t] is 16 classes by 16 rows: transposed, each row's classes are a vector.
       for (std::size_t t = 0; t < 4; ++t) {
         const std::size_t kt = k0 + t / 2 * kTile, row0 = (g + t % 2) * kTile;
         if (kt >= K || row0 >= count) continue;
-        const std::size_t classes = std::min(kTile, K - kt), rows = std::min(kTile, count - row0);
-        for (std::size_t i = 0; i < rows; ++i) {
-          float* out = a.logits + (row0 + i) * K + kt;
-          for (std::size_t m = 0; m < classes; ++m)
-            out[m] = c[t][m * kTile + i] * a.scale + a.b[kt + m];
-        }
+        const std::size_t rows = std::min(kTile, count - row0);
+        const __mmask16 classes = FirstLanes(K - kt);
+        __m512i sums[16];
+        for (std::size_t m = 0; m < kTile; ++m)
+          sums[m] = _mm512_load_si512(c[t] + m * kTile);
+        Transpose16(sums);
+        const __m512 bias = _mm512_maskz_loadu_ps(classes, a.b + kt);
+        for (std::size_t i = 0; i < rows; ++i)
+          _mm512_mask_storeu_ps(a.logits + (row0 + i) * K + kt, classes,
+                                _mm512_fmadd_ps(_mm512_castsi512_ps(sums[i]), scale, bias));
       }
     }
   }
