@@ -394,7 +394,7 @@ struct alignas(64) TileConfig {
   std::uint8_t rows[16] = {};
 };
 
-// Tiles 0-7, each 16 rows of 64 bytes: 0-3 accumulators, 4-5 left operands, 6-7 right operands.
+// Tiles 0-7, each 16 rows of 64 bytes: 0-3 accumulators (zeroed), 4-5 left operands, 6-7 right operands.
 SOFTREG_AMX_TARGET void ConfigureTiles() {
   TileConfig config;
   for (int t = 0; t < 8; ++t) {
@@ -402,6 +402,10 @@ SOFTREG_AMX_TARGET void ConfigureTiles() {
     config.rows[t] = 16;
   }
   _tile_loadconfig(&config);
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
 }
 
 // 16 vectors of 16 32-bit lanes transposed in registers: lane j of vector i becomes lane i of vector j.
@@ -444,6 +448,37 @@ SOFTREG_AMX_TARGET inline void TransposeBlock(const std::uint32_t* in, std::size
     _mm512_storeu_si512(out + j * kTile, r[j]);
 }
 
+// One step of a 2 x 2 block: accumulator tile 2i + j += A tile i (4: a0, 5: a1) times B tile j (6: b0,
+// 7: b1); a1 or b1 null where the block has one of them.
+SOFTREG_AMX_TARGET inline void BlockProducts(const void* a0, const void* a1, std::size_t a_stride,
+                                             const void* b0, std::size_t b0_stride, const void* b1,
+                                             std::size_t b1_stride) {
+  _tile_loadd(4, a0, a_stride);
+  _tile_loadd(6, b0, b0_stride);
+  _tile_dpbf16ps(0, 4, 6);
+  if (b1) {
+    _tile_loadd(7, b1, b1_stride);
+    _tile_dpbf16ps(1, 4, 7);
+  }
+  if (a1) {
+    _tile_loadd(5, a1, a_stride);
+    _tile_dpbf16ps(2, 5, 6);
+    if (b1) _tile_dpbf16ps(3, 5, 7);
+  }
+}
+
+// The block's accumulators to c[2i + j], 16 x 16 floats each; zeroed for the next block.
+SOFTREG_AMX_TARGET inline void StoreBlock(float (&c)[4][kTile * kTile], bool two_a, bool two_b) {
+  _tile_stored(0, c[0], 64);
+  if (two_b) _tile_stored(1, c[1], 64);
+  if (two_a) _tile_stored(2, c[2], 64);
+  if (two_a && two_b) _tile_stored(3, c[3], 64);
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+}
+
 // fast_bf16_logits on tiles: 2 x 2 accumulators, classes by rows (C = W16 . rows16^T), for 32 classes
 // and 32 rows at a time. A: W16's rows as they lie (a last partial tile of classes padded with zero
 // rows); B: each group of 16 rows with its pairs of inputs transposed to columns.
@@ -482,28 +517,10 @@ SOFTREG_AMX_TARGET void AmxLogits(const FastBf16LogitsArgs& a) {
       const bool two_groups = g + 1 < groups;
       const std::uint32_t* B0 = rows_b.data() + g * pairs * kTile;
       const std::uint32_t* B1 = B0 + pairs * kTile;
-      _tile_zero(0);
-      _tile_zero(1);
-      _tile_zero(2);
-      _tile_zero(3);
-      for (std::size_t p = 0; p < pairs; p += kTile) {
-        _tile_loadd(4, A0 + 2 * p, a_stride);
-        _tile_loadd(6, B0 + p * kTile, 64);
-        _tile_dpbf16ps(0, 4, 6);
-        if (two_groups) {
-          _tile_loadd(7, B1 + p * kTile, 64);
-          _tile_dpbf16ps(1, 4, 7);
-        }
-        if (two_tiles) {
-          _tile_loadd(5, A1 + 2 * p, a_stride);
-          _tile_dpbf16ps(2, 5, 6);
-          if (two_groups) _tile_dpbf16ps(3, 5, 7);
-        }
-      }
-      _tile_stored(0, c[0], 64);
-      if (two_groups) _tile_stored(1, c[1], 64);
-      if (two_tiles) _tile_stored(2, c[2], 64);
-      if (two_tiles && two_groups) _tile_stored(3, c[3], 64);
+      for (std::size_t p = 0; p < pairs; p += kTile)
+        BlockProducts(A0 + 2 * p, two_tiles ? A1 + 2 * p : nullptr, a_stride, B0 + p * kTile, 64,
+                      two_groups ? B1 + p * kTile : nullptr, 64);
+      StoreBlock(c, two_tiles, two_groups);
       // c[t] is 16 classes by 16 rows: transposed, each row's classes are a vector.
       for (std::size_t t = 0; t < 4; ++t) {
         const std::size_t kt = k0 + t / 2 * kTile, row0 = (g + t % 2) * kTile;
@@ -575,30 +592,15 @@ SOFTREG_AMX_TARGET void AmxUpdate(const FastBf16UpdateArgs& a) {
       } else if (c0 + 2 < class_tiles) {
         request_weights(c0 + 2, 0);
       }
-      _tile_zero(0);
-      _tile_zero(1);
-      _tile_zero(2);
-      _tile_zero(3);
       for (std::size_t q = 0; q < chunks; ++q) {
         const auto [B0, B0_stride] = operand(o, q, 0);
-        _tile_loadd(4, lhs.data() + (c0 * chunks + q) * kTile * kTile, 64);
-        _tile_loadd(6, B0, B0_stride);
-        _tile_dpbf16ps(0, 4, 6);
-        if (two_vectors) {
-          const auto [B1, B1_stride] = operand(o + kTile, q, 1);
-          _tile_loadd(7, B1, B1_stride);
-          _tile_dpbf16ps(1, 4, 7);
-        }
-        if (two_tiles) {
-          _tile_loadd(5, lhs.data() + ((c0 + 1) * chunks + q) * kTile * kTile, 64);
-          _tile_dpbf16ps(2, 5, 6);
-          if (two_vectors) _tile_dpbf16ps(3, 5, 7);
-        }
+        const auto [B1, B1_stride] =
+            two_vectors ? operand(o + kTile, q, 1) : std::pair<const std::uint32_t*, std::size_t>(nullptr, 0);
+        BlockProducts(lhs.data() + (c0 * chunks + q) * kTile * kTile,
+                      two_tiles ? lhs.data() + ((c0 + 1) * chunks + q) * kTile * kTile : nullptr, 64, B0,
+                      B0_stride, B1, B1_stride);
       }
-      _tile_stored(0, c[0], 64);
-      if (two_vectors) _tile_stored(1, c[1], 64);
-      if (two_tiles) _tile_stored(2, c[2], 64);
-      if (two_tiles && two_vectors) _tile_stored(3, c[3], 64);
+      StoreBlock(c, two_tiles, two_vectors);
       // The step, as UpdateBlock takes it: W = -(step * scale) * sum + W, then W16 from W.
       for (std::size_t t = 0; t < 4; ++t) {
         const std::size_t k0 = (c0 + t / 2) * kTile, d = a.d_begin + o + t % 2 * kTile;
