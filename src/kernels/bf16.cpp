@@ -206,14 +206,15 @@ SOFTREG_BF16_TARGET void UpdateBlock(const FastBf16UpdateArgs& a, std::size_t d,
   }
 }
 
-// Asks for the lines of W and W16 that the block of B vectors of inputs from d and KT classes from k0
-// steps, to be written. A block's rows of W are lines no block before touched (for many classes W is
-// megabytes, in L3), 256 bytes of a row 4 KB long: the step after each block's sums waited for them
+// Asks for the lines of W and W16 that the block of B vectors of inputs from d and `classes` classes
+// from k0 steps, to be written. A block's rows of W are lines no block before touched (for many classes
+// W is megabytes, in L3), 256 bytes of a row 4 KB long: the step after each block's sums waited for them
 // (a fifth of UpdateBlock's samples under perf, 1,000 classes of 1,024 inputs, Zen 5).
-template <int KT, int B>
-SOFTREG_BF16_TARGET inline void RequestWeights(const FastBf16UpdateArgs& a, std::size_t d, std::size_t k0) {
-  for (int k = 0; k < KT; ++k) {
-    const std::size_t row = k0 + static_cast<std::size_t>(k);
+template <int B>
+SOFTREG_BF16_TARGET inline void RequestWeights(const FastBf16UpdateArgs& a, std::size_t d, std::size_t k0,
+                                               std::size_t classes) {
+  for (std::size_t k = 0; k < classes; ++k) {
+    const std::size_t row = k0 + k;
     for (int b = 0; b < B; ++b)
       __builtin_prefetch(a.W + row * a.inputs + d + static_cast<std::size_t>(b) * kLanes, 1, 3);
     for (int b = 0; b < B; b += 2)  // 32 bfloat16 a line
@@ -230,9 +231,9 @@ SOFTREG_BF16_TARGET void UpdateTile(const FastBf16UpdateArgs& a, std::size_t k0)
     // The next block's lines, while this one's sums run: the next inputs of these classes, or after
     // the last whole block the first of the next tile's (when it is a whole tile too).
     if (d + 2 * B * kLanes <= a.d_end) {
-      RequestWeights<KT, B>(a, d + B * kLanes, k0);
+      RequestWeights<B>(a, d + B * kLanes, k0, KT);
     } else if (k0 + 2 * KT <= a.classes) {
-      RequestWeights<KT, B>(a, a.d_begin, k0 + KT);
+      RequestWeights<B>(a, a.d_begin, k0 + KT, KT);
     }
     UpdateBlock<KT, B>(a, d, k0);
   }
@@ -571,15 +572,9 @@ SOFTREG_AMX_TARGET void AmxUpdate(const FastBf16UpdateArgs& a) {
     return std::pair(static_cast<const std::uint32_t*>(copy), std::size_t{64});
   };
   const __m512 minus_scale = _mm512_set1_ps(-(a.step * a.scale));
-  // Asks for the lines of W and W16 that the block of classes from tile c0 and inputs from offset o
-  // steps, to be written: for many classes W is megabytes, in L3, and the step waited for each line.
+  // The lines of W and W16 the block of class tiles from c0 and inputs from offset o steps (RequestWeights).
   const auto request_weights = [&](std::size_t c0, std::size_t o) {
-    const std::size_t d = a.d_begin + o;
-    for (std::size_t k = c0 * kTile; k < std::min(K, (c0 + 2) * kTile); ++k) {
-      __builtin_prefetch(a.W + k * a.inputs + d, 1, 3);
-      __builtin_prefetch(a.W + k * a.inputs + d + kTile, 1, 3);
-      __builtin_prefetch(a.W16 + k * a.stride + d, 1, 3);
-    }
+    RequestWeights<2>(a, a.d_begin + o, c0 * kTile, std::min(K, (c0 + 2) * kTile) - c0 * kTile);
   };
   ConfigureTiles();
   alignas(64) float c[4][kTile * kTile];
