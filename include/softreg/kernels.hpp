@@ -271,6 +271,8 @@ double probe_fma_flops_per_second(double seconds);
 /// Read bandwidth of one core streaming through a buffer of four times the L3 cache (64-256 MB), in
 /// bytes per second.
 double probe_read_bytes_per_second();
+/// One core's L1 data cache in bytes, as the C library reports it (32 KiB where it cannot tell).
+std::size_t l1_data_cache_bytes();
 /// One core's L2 cache in bytes, as the C library reports it (256 KiB where it cannot tell).
 std::size_t l2_cache_bytes();
 

@@ -65,15 +65,28 @@ constexpr std::size_t kPrefetchRowsAhead = 4;
 // Classes are handled in tiles of up to kTile: a tile's accumulators stay in registers while the rows
 // (forward) or the inputs (backward) stream past. Fashion-MNIST's 10 classes are one tile.
 constexpr int kTile = 10;
-// With more than one tile the forward pass takes 5 classes and 4 rows at a time instead: a tile of W
-// and the rows it meets then fit in L1 together (for D = 1,024 floats, 20 + 16 KB instead of 40 + 8 KB),
-// which measured 1.2-1.4x faster for 1,000 classes and slower for 10.
+// With more than one tile the forward pass takes 5 classes and 4 rows at a time instead (or 8 and 3,
+// kWideTile below, where those fit in L1): a tile of W and the rows it meets then fit in L1 together
+// (for D = 1,024 floats, 20 + 16 KB instead of 40 + 8 KB), which measured 1.2-1.4x faster for 1,000
+// classes and slower for 10.
 constexpr int kNarrowTile = 5;
 // Targets with 32 vector registers keep 20 accumulators live; AVX2 and SSE have 16 registers.
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
 constexpr int kAccumulators = 20;
 #else
 constexpr int kAccumulators = 10;
+#endif
+// With 32 registers the forward pass can also take 8 classes and 3 rows at a time (24 accumulators, 3
+// rows' values and a vector of W: 28 registers). The rows stream from L2 past a tile of W held in L1,
+// and 3 rows' lines serve 24 multiply-adds where 4 served 20: on an Intel Xeon (AMX, 48 KB L1) the
+// forward pass of (100, 512, f32) one thread took 46.4 ms an epoch against 52.9, (1000, 1024, f32) two
+// threads 792 ms against 910 (BENCHMARKS.md). It is used where the tile of W and its 3 rows fit in L1
+// together (D = 1,024 floats: 32 + 12 KB), as the narrow tile was chosen for: on Zen 4's 32 KB L1
+// that keeps 5 x 4 for D = 1,024, where it measured faster than a tile of W twice as wide.
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+constexpr int kWideTile = 8, kWideTileRows = 3;
+#else
+constexpr int kWideTile = 0, kWideTileRows = 0;
 #endif
 // With 16 registers a tile of 10 classes leaves room for one row (forward) or one vector of inputs
 // (backward) per block, so every load of W or of a row's values serves one multiply-add, and the
@@ -450,9 +463,8 @@ void DotRows(const FastForwardArgs& a, std::size_t first, std::size_t k0, const 
 }
 
 // The dot products of all rows with the KT classes from k0.
-template <class T, int KT>
+template <class T, int KT, int R = BlockFor(KT)>
 void DotTile(const FastForwardArgs& a, std::size_t k0, float* logits) {
-  constexpr int R = BlockFor(KT);
   const std::size_t K = a.classes, row_bytes = a.inputs * sizeof(T);
   // b[k0..k0+KT) repeated for R rows, in the (row, class) order of a block's logits (DotRows).
   HWY_ALIGN float bias[(R * KT + 15) / 16 * 16] = {};
@@ -817,6 +829,8 @@ std::int64_t ForwardRowsT(const FastForwardArgs& a) {
   const std::size_t row_bytes = a.inputs * sizeof(T);
   const std::size_t chunk =
       std::max<std::size_t>(1, l2_cache_bytes() / 2 / std::max<std::size_t>(1, row_bytes));
+  const bool wide = K > static_cast<std::size_t>(kTile) &&
+                    kWideTile * a.inputs * sizeof(float) + kWideTileRows * row_bytes <= l1_data_cache_bytes();
   for (std::size_t first = 0; first < a.count && !a.logits_given; first += chunk) {
     FastForwardArgs part = a;
     part.rows += first;
@@ -827,6 +841,12 @@ std::int64_t ForwardRowsT(const FastForwardArgs& a) {
     if (!a.rows_requested) request_rows(part.rows, part.count, row_bytes);
     float* const part_logits = logits + first * K;
     std::size_t k0 = 0;
+    if constexpr (kWideTile > 0) {
+      if (wide) {
+        for (; k0 + kWideTile <= K; k0 += kWideTile)
+          DotTile<T, kWideTile, kWideTileRows>(part, k0, part_logits);
+      }
+    }
     if (ForwardTileFor(K) == kNarrowTile) {
       for (; k0 + kNarrowTile <= K; k0 += kNarrowTile)
         DotTile<T, kNarrowTile>(part, k0, part_logits);

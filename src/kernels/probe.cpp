@@ -78,6 +78,11 @@ std::size_t reported_cache_bytes(int name, std::size_t unknown) {
 
 }  // namespace
 
+std::size_t l1_data_cache_bytes() {
+  static const std::size_t bytes = reported_cache_bytes(_SC_LEVEL1_DCACHE_SIZE, std::size_t{32} << 10);
+  return bytes;
+}
+
 std::size_t l2_cache_bytes() {
   static const std::size_t bytes = reported_cache_bytes(_SC_LEVEL2_CACHE_SIZE, std::size_t{256} << 10);
   return bytes;
