@@ -58,6 +58,10 @@ namespace hn = hwy::HWY_NAMESPACE;
 // (BENCHMARKS.md).
 constexpr std::size_t kUpdateRowsAhead = 8;
 
+// The fewest inputs for which the update copies the dlogits tile by tile (TiledDlogits): D = 512 (16
+// blocks of 2 vectors for a tile of 10 classes) gained, D = 40 lost.
+constexpr std::size_t kTiledDlogitsInputs = 128;
+
 // How many rows ahead the forward pass prefetches: the shuffled rows come from anywhere in the 47 MB
 // training set, so each must be on its way from memory well before it is needed.
 constexpr std::size_t kPrefetchRowsAhead = 4;
@@ -892,17 +896,18 @@ void TileDlogits(const FastUpdateArgs& a, std::size_t k0, float* out) {
 
 // sum_r g[r][k] * x_r[d..d+lanes*B) for the KT classes from k0: KT*B accumulators stay in registers
 // while every row of the batch streams past them; each broadcast of g[r][k] serves B vectors (on
-// 512-bit targets, kFolded: each multiply-add reads its own copy of it, kCanFoldBroadcasts).
+// 512-bit targets, kFolded: each multiply-add reads its own copy of it, kCanFoldBroadcasts). g is the
+// tile's dlogits: TileDlogits' copies, or (in registers) row r's from g[r * row_stride].
 // kApplyStep: W[k][d..] -= scale * sum (the fused SGD step); otherwise out[k][d..] = scale * sum.
 // With a.second_half set, the sum is that of rows [0, second_half) plus that of the rest, each in row
 // order: what fast_step_from_halves adds up from the two halves computed on two threads.
 template <class T, int KT, int B, bool kApplyStep, bool kFolded>
 void ColumnBlock(const FastUpdateArgs& a, std::size_t d, std::size_t k0, float scale,
-                 const float* tile_dlogits, PrefetchCursor& cursor) {
+                 const float* tile_dlogits, std::size_t row_stride, PrefetchCursor& cursor) {
   const hn::ScalableTag<float> df;
   using V = decltype(hn::Zero(df));
   const std::size_t lanes = hn::Lanes(df);
-  const std::size_t D = a.inputs, K = a.classes;
+  const std::size_t D = a.inputs;
   // A copy in registers: through the reference, each row's countdown would be a store that the
   // compiler cannot tell from the accumulators', and they went to the stack every row (AVX2, GCC 12).
   PrefetchCursor ahead = cursor;
@@ -928,7 +933,7 @@ void ColumnBlock(const FastUpdateArgs& a, std::size_t d, std::size_t k0, float s
           for (int b = 0; b < B; ++b)
             acc[b][k] = hn::MulAdd(hn::Set(df, g[k * kCopies + b]), xv[b], acc[b][k]);
       } else {
-        const float* g = a.dlogits + r * K + k0;
+        const float* g = tile_dlogits + r * row_stride;
         for (int k = 0; k < KT; ++k) {
           const V gk = hn::Set(df, g[k]);
           for (int b = 0; b < B; ++b)
@@ -1008,18 +1013,24 @@ void ColumnTail(const FastUpdateArgs& a, std::size_t d, std::size_t n, std::size
 }
 #endif
 
-// The column blocks of a tile, each broadcast folded or not: what FoldedBroadcastsPay times.
+// The column blocks of a tile, each broadcast folded or not: what FoldedBroadcastsPay times. `tiled`:
+// the batch's dlogits tile by tile (TiledDlogits), or null to read them where they lie.
 template <class T, int KT, bool kApplyStep, bool kFolded>
-std::size_t ColumnBlocks(const FastUpdateArgs& a, std::size_t k0, float scale, float* tile_dlogits,
-                         PrefetchCursor& ahead) {
+std::size_t ColumnBlocks(const FastUpdateArgs& a, std::size_t k0, float scale, const float* tiled,
+                         float* tile_dlogits, PrefetchCursor& ahead) {
   constexpr int B = BlockFor(KT);
   const std::size_t lanes = hn::Lanes(hn::ScalableTag<float>());
-  if constexpr (kFolded) TileDlogits<KT>(a, k0, tile_dlogits);
+  const float* tile = tiled ? tiled + k0 * a.count : a.dlogits + k0;
+  const std::size_t row_stride = tiled ? static_cast<std::size_t>(KT) : a.classes;
+  if constexpr (kFolded) {
+    TileDlogits<KT>(a, k0, tile_dlogits);
+    tile = tile_dlogits;
+  }
   std::size_t d = a.d_begin;
   for (; d + B * lanes <= a.d_end; d += B * lanes)
-    ColumnBlock<T, KT, B, kApplyStep, kFolded>(a, d, k0, scale, tile_dlogits, ahead);
+    ColumnBlock<T, KT, B, kApplyStep, kFolded>(a, d, k0, scale, tile, row_stride, ahead);
   for (; d + lanes <= a.d_end; d += lanes)
-    ColumnBlock<T, KT, 1, kApplyStep, kFolded>(a, d, k0, scale, tile_dlogits, ahead);
+    ColumnBlock<T, KT, 1, kApplyStep, kFolded>(a, d, k0, scale, tile, row_stride, ahead);
   return d;
 }
 
@@ -1052,7 +1063,8 @@ bool FoldedBroadcastsMeasuredFaster() {
   const auto fastest = [&](auto folded, std::int64_t& best) {
     const auto start = std::chrono::steady_clock::now();
     for (std::size_t call = 0; call < kCalls; ++call)
-      ColumnBlocks<T, KT, /*kApplyStep=*/false, decltype(folded)::value>(a, 0, a.scale, tile.data(), never);
+      ColumnBlocks<T, KT, /*kApplyStep=*/false, decltype(folded)::value>(a, 0, a.scale, nullptr, tile.data(),
+                                                                         never);
     const auto took = (std::chrono::steady_clock::now() - start).count();
     best = std::min<std::int64_t>(best, took);
   };
@@ -1087,15 +1099,15 @@ bool FoldedBroadcastsPay() {
 // by one). Every (class, input) sum runs over the
 // rows in order, whatever the blocking, so the result does not depend on it.
 template <class T, int KT, bool kApplyStep>
-void ColumnTile(const FastUpdateArgs& a, std::size_t k0, float scale, float* tile_dlogits,
+void ColumnTile(const FastUpdateArgs& a, std::size_t k0, float scale, const float* tiled, float* tile_dlogits,
                 PrefetchCursor& ahead) {
   std::size_t d = 0;  // the first input the column blocks leave
   if constexpr (kCanFoldBroadcasts) {
     d = FoldedBroadcastsPay<T, KT>()
-            ? ColumnBlocks<T, KT, kApplyStep, true>(a, k0, scale, tile_dlogits, ahead)
-            : ColumnBlocks<T, KT, kApplyStep, false>(a, k0, scale, tile_dlogits, ahead);
+            ? ColumnBlocks<T, KT, kApplyStep, true>(a, k0, scale, tiled, tile_dlogits, ahead)
+            : ColumnBlocks<T, KT, kApplyStep, false>(a, k0, scale, tiled, tile_dlogits, ahead);
   } else {
-    d = ColumnBlocks<T, KT, kApplyStep, false>(a, k0, scale, tile_dlogits, ahead);
+    d = ColumnBlocks<T, KT, kApplyStep, false>(a, k0, scale, tiled, tile_dlogits, ahead);
   }
 #if SOFTREG_MASKED_TAILS
   if (d < a.d_end) ColumnTail<T, KT, kApplyStep>(a, d, a.d_end - d, k0, scale);
@@ -1123,12 +1135,47 @@ void ColumnTile(const FastUpdateArgs& a, std::size_t k0, float scale, float* til
 
 template <class T, bool kApplyStep, int KT = kTile>
 void ColumnPartialTile(const FastUpdateArgs& a, std::size_t k0, std::size_t width, float scale,
-                       float* tile_dlogits, PrefetchCursor& ahead) {
+                       const float* tiled, float* tile_dlogits, PrefetchCursor& ahead) {
   if constexpr (KT >= 1) {
     if (width == static_cast<std::size_t>(KT))
-      return ColumnTile<T, KT, kApplyStep>(a, k0, scale, tile_dlogits, ahead);
-    ColumnPartialTile<T, kApplyStep, KT - 1>(a, k0, width, scale, tile_dlogits, ahead);
+      return ColumnTile<T, KT, kApplyStep>(a, k0, scale, tiled, tile_dlogits, ahead);
+    ColumnPartialTile<T, kApplyStep, KT - 1>(a, k0, width, scale, tiled, tile_dlogits, ahead);
   }
+}
+
+// The batch's dlogits tile by tile, for tiles of `width` classes and a last one of the rest, as AllTiles
+// takes them: tile k0's block starts at k0 * count, each row's dlogits of the tile side by side. In the
+// batch's dlogits a row's dlogits of a tile lie a row of K classes from the next row's: for 1,000
+// classes, in another page, beyond the prefetchers, and the update reads them again for every block of
+// inputs. A standalone update loop (1000, 512, f32, rows from L2) ran at 160 GFLOP/s reading them
+// there and at 202 from the tiles (Intel Xeon with AMX). The copy costs a pass over the dlogits: for few
+// inputs (D = 40: 3 blocks) it cost more than it saved (BM_UpdatePass 207 -> 295 us).
+HWY_INLINE const float* TiledDlogits(const FastUpdateArgs& a, int width) {
+  const std::size_t K = a.classes, w = static_cast<std::size_t>(width);
+  thread_local std::vector<float> tiled;
+  tiled.resize(a.count * K);
+  for (std::size_t k0 = 0; k0 < K; k0 += w) {
+    const std::size_t n = std::min(w, K - k0);
+    float* out = tiled.data() + k0 * a.count;
+    for (std::size_t r = 0; r < a.count; ++r, out += n)
+      std::copy_n(a.dlogits + r * K + k0, n, out);
+  }
+  return tiled.data();
+}
+
+// Whether the update reads its multiply-adds' dlogits from TiledDlogits: with more than one tile of
+// classes, broadcasts in registers (TileDlogits makes the folded ones' copies) and enough blocks of
+// inputs to repay the copy.
+template <class T>
+bool TiledDlogitsPay(const FastUpdateArgs& a) {
+  const int width = UpdateTileFor(a.classes);
+  if (a.classes <= static_cast<std::size_t>(width)) return false;
+  if (a.d_end - a.d_begin < kTiledDlogitsInputs) return false;
+  if constexpr (kCanFoldBroadcasts) {
+    if (width == kNarrowTile ? FoldedBroadcastsPay<T, kNarrowTile>() : FoldedBroadcastsPay<T, kTile>())
+      return false;
+  }
+  return true;
 }
 
 // The inputs of one chunk of the update (AllTiles): as many as keep `bytes` of the batch's values, in
@@ -1146,6 +1193,7 @@ void AllTiles(const FastUpdateArgs& a, float scale, PrefetchCursor& ahead) {
   thread_local std::vector<float> tile_dlogits;
   if constexpr (kCanFoldBroadcasts) tile_dlogits.resize(a.count * kMostTileDlogits);
   float* const tile = tile_dlogits.data();
+  const float* const tiled = TiledDlogitsPay<T>(a) ? TiledDlogits(a, UpdateTileFor(K)) : nullptr;
   // Chunks of inputs (set_update_chunk_bytes) that stay in L2 while every tile of classes reads them:
   // BM_UpdatePass, 500 classes of 1,024 floats, 1.30-1.46 ms against 1.63-1.75 for the whole batch
   // (Zen 5). One tile of classes reads the rows once: no chunks then.
@@ -1159,12 +1207,12 @@ void AllTiles(const FastUpdateArgs& a, float scale, PrefetchCursor& ahead) {
     std::size_t k0 = 0;
     if (UpdateTileFor(K) == kNarrowTile) {
       for (; k0 + kNarrowTile <= K; k0 += kNarrowTile)
-        ColumnTile<T, kNarrowTile, kApplyStep>(part, k0, scale, tile, ahead);
+        ColumnTile<T, kNarrowTile, kApplyStep>(part, k0, scale, tiled, tile, ahead);
     } else {
       for (; k0 + kTile <= K; k0 += kTile)
-        ColumnTile<T, kTile, kApplyStep>(part, k0, scale, tile, ahead);
+        ColumnTile<T, kTile, kApplyStep>(part, k0, scale, tiled, tile, ahead);
     }
-    if (k0 < K) ColumnPartialTile<T, kApplyStep>(part, k0, K - k0, scale, tile, ahead);
+    if (k0 < K) ColumnPartialTile<T, kApplyStep>(part, k0, K - k0, scale, tiled, tile, ahead);
   }
 }
 
