@@ -1163,17 +1163,16 @@ HWY_INLINE const float* TiledDlogits(const FastUpdateArgs& a, int width) {
   return tiled.data();
 }
 
-// Whether the update reads its multiply-adds' dlogits from TiledDlogits: with more than one tile of
-// classes, broadcasts in registers (TileDlogits makes the folded ones' copies) and enough blocks of
-// inputs to repay the copy.
+// Whether the update reads its multiply-adds' dlogits from TiledDlogits: with more classes than one
+// tile of kTile (for up to 10, a row's dlogits lie within a line or two: nothing measured to gain),
+// broadcasts in registers (TileDlogits makes the folded ones' copies) and enough blocks of inputs to
+// repay the copy.
 template <class T>
 bool TiledDlogitsPay(const FastUpdateArgs& a) {
-  const int width = UpdateTileFor(a.classes);
-  if (a.classes <= static_cast<std::size_t>(width)) return false;
+  if (a.classes <= static_cast<std::size_t>(kTile)) return false;
   if (a.d_end - a.d_begin < kTiledDlogitsInputs) return false;
   if constexpr (kCanFoldBroadcasts) {
-    if (width == kNarrowTile ? FoldedBroadcastsPay<T, kNarrowTile>() : FoldedBroadcastsPay<T, kTile>())
-      return false;
+    if (FoldedBroadcastsPay<T, kTile>()) return false;  // UpdateTileFor: tiles of kTile for these
   }
   return true;
 }
