@@ -542,8 +542,10 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
   // steps its classes. Its rows of W16 are then its own, where split by rows each forward pass reads
   // the half of W16 that the other thread's update has just written (for 1,000 classes of 1,024 inputs
   // 1 MB a batch), and neither thread reads or packs a row twice. (In float32 the first way, one
-  // meeting and the softmax of every row on both threads, measured as fast with 1,000 classes and is
-  // faster with 10: BENCHMARKS.md.)
+  // meeting and the softmax of every row on both threads, is faster with 10 classes, where the softmax
+  // is cheap against a meeting; from 32 classes float32 takes the softmax in halves too: forced by
+  // classes, 32 classes of 512 floats 27.0 -> 26.4 ms an epoch, 100 60.2 -> 56.8 and 58.9 -> 55.6, the
+  // 1,000-class probe 1.83 -> 1.78 s, Intel Xeon; BENCHMARKS.md.)
   const std::size_t n = order_.size(), D = train_.features();
   const std::size_t B = std::min(config_.batch_size, n);
   const std::size_t K = static_cast<std::size_t>(model_.classes());
@@ -551,7 +553,7 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
   const std::size_t first = batches_done_ * B;
   const bool sums_in_halves = sums_in_two_halves();
   const bool bf16 = config_.compute == "bf16";
-  const bool softmax_halves = bf16;  // each thread's softmax of its half of the rows (above)
+  const bool softmax_halves = bf16 || K >= 32;  // each thread's softmax of its half of the rows (above)
   const std::size_t bf16_stride = bf16_row_stride(D), pair_width = bf16_pair_width(0, D);
   order_labels(first);
   batch_loss_.resize(B);

@@ -986,12 +986,14 @@ TEST(FastTrainer, SplittingByClassesGivesTheBitsOfOneThread) {
   };
   // Partial last batches (900 = 14 * 64 + 4; 900 = 11 * 77 + 53) and odd batches (halves of unequal size);
   // K = 3 splits its classes 2 + 1, K = 7 4 + 3; batches of 899 leave a last batch of one row (its second
-  // half empty). 12 classes of 3,000 floats (144 KB) take their sums over all rows, and 256 rows of 12 KB
-  // go to the forward pass in chunks that fit in half of L2.
+  // half empty). From 32 classes each thread takes the softmax of its half of the rows (K = 40). 12
+  // classes of 3,000 floats (144 KB) take their sums over all rows, and 256 rows of 12 KB go to the
+  // forward pass in chunks that fit in half of L2.
   for (const Shape& shape : {Shape{10, ElementType::kU8, 784, 256}, Shape{2, ElementType::kU8, 37, 64},
                              Shape{3, ElementType::kF32, 37, 77}, Shape{17, ElementType::kF32, 37, 64},
-                             Shape{40, ElementType::kF32, 37, 64}, Shape{9, ElementType::kU8, 37, 899},
-                             Shape{7, ElementType::kF32, 37, 64}, Shape{12, ElementType::kF32, 3000, 256}}) {
+                             Shape{40, ElementType::kF32, 37, 64}, Shape{40, ElementType::kF32, 37, 899},
+                             Shape{9, ElementType::kU8, 37, 899}, Shape{7, ElementType::kF32, 37, 64},
+                             Shape{12, ElementType::kF32, 3000, 256}}) {
     const int K = shape.K;
     const ElementType element = shape.element;
     const std::size_t D = shape.D, batch = shape.batch;  // names the lambda below can capture
