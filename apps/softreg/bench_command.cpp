@@ -202,8 +202,8 @@ int run_bench(const BenchOptions& options, double startup_seconds,
 
   const double peak_mb = peak_rss_mb();  // before the read probe's own buffer
   // The probe runs after training so that it does not warm or heat the cores for the timed part.
-  const double flops_per_second =
-      probe_flops(config.threads, options.probe_seconds, config.compute == "bf16");
+  const bool bf16 = config.compute == "bf16";
+  const double flops_per_second = probe_flops(config.threads, options.probe_seconds, bf16);
   const double read_bytes_per_second = probe_read_bytes_per_second();
   // On the team's own threads and CPUs: what each line they hand each other costs (two threads' epochs
   // on one host varied 1.5x with it; BENCHMARKS.md). 0 on one thread.
@@ -266,6 +266,7 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   const std::string target = config.kernel == KernelChoice::kFast ? simd_target() : "eigen";
   // Measured on this core the first time the update ran (the recipe's tile shape), reused since.
   const std::string broadcasts = config.kernel == KernelChoice::kFast ? update_broadcasts() : "";
+  const bool amx = bf16 && bf16_uses_amx();
 
   if (options.json) {
     nlohmann::ordered_json j;
@@ -273,7 +274,7 @@ int run_bench(const BenchOptions& options, double startup_seconds,
     j["epochs"] = config.epochs;
     j["kernel"] = options.kernel;
     j["compute"] = config.compute;
-    j["bf16_amx"] = config.compute == "bf16" && bf16_uses_amx();
+    j["bf16_amx"] = amx;
     j["simd_target"] = target;
     if (!broadcasts.empty()) j["update_broadcasts"] = broadcasts;
     if (!epochs.back().ask_ahead.empty()) j["ask_ahead"] = epochs.back().ask_ahead;
@@ -324,9 +325,9 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   fmt::print("softreg bench: {} epoch{}, {} thread{}, {} kernel ({}{})\n", config.epochs,
              config.epochs == 1 ? "" : "s", config.threads, config.threads == 1 ? "" : "s", options.kernel,
              target,
-             config.compute != "bf16" ? ""
-             : bf16_uses_amx()        ? ", bfloat16 products on AMX tiles"
-                                      : ", bfloat16 products");
+             !bf16 ? ""
+             : amx ? ", bfloat16 products on AMX tiles"
+                   : ", bfloat16 products");
   fmt::print(
       "  process start      {:8.3f} s   (exec to main, 10 ms resolution; softreg --version: {:.4f} s, "
       "best of 20)\n",
@@ -401,9 +402,9 @@ int run_bench(const BenchOptions& options, double startup_seconds,
              bytes_per_epoch / train_per_epoch / 1e9);
   fmt::print("  machine probe      {:8.1f} GFLOP/s peak{} on {} thread{}, {:.1f} GB/s read\n",
              flops_per_second / 1e9,
-             config.compute != "bf16" ? ""
-             : bf16_uses_amx()        ? " (bfloat16, AMX)"
-                                      : " (bfloat16)",
+             !bf16 ? ""
+             : amx ? " (bfloat16, AMX)"
+                   : " (bfloat16)",
              config.threads, config.threads == 1 ? "" : "s", read_bytes_per_second / 1e9);
   fmt::print("  floor per epoch    {:8.4f} s   (compute {:.4f} s, memory {:.4f} s)\n", floor, compute_floor,
              memory_floor);

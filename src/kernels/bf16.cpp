@@ -621,11 +621,7 @@ SOFTREG_AMX_TARGET double AmxLoop(std::int64_t iterations, float* sink) {
   for (std::size_t i = 0; i < kTile * 32; ++i)
     values[i] = 0x3A83;  // about 1e-3
   alignas(64) float c[kTile * kTile];
-  ConfigureTiles();
-  _tile_zero(0);
-  _tile_zero(1);
-  _tile_zero(2);
-  _tile_zero(3);
+  ConfigureTiles();  // the accumulators zeroed
   _tile_loadd(4, values, 64);
   _tile_loadd(5, values, 64);
   _tile_loadd(6, values, 64);

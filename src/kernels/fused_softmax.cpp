@@ -1020,11 +1020,14 @@ std::size_t ColumnBlocks(const FastUpdateArgs& a, std::size_t k0, float scale, c
                          float* tile_dlogits, PrefetchCursor& ahead) {
   constexpr int B = BlockFor(KT);
   const std::size_t lanes = hn::Lanes(hn::ScalableTag<float>());
-  const float* tile = tiled ? tiled + k0 * a.count : a.dlogits + k0;
-  const std::size_t row_stride = tiled ? static_cast<std::size_t>(KT) : a.classes;
+  const float* tile = a.dlogits + k0;  // in registers: row r's dlogits from tile[r * row_stride]
+  std::size_t row_stride = a.classes;
   if constexpr (kFolded) {
     TileDlogits<KT>(a, k0, tile_dlogits);
     tile = tile_dlogits;
+  } else if (tiled) {
+    tile = tiled + k0 * a.count;
+    row_stride = static_cast<std::size_t>(KT);
   }
   std::size_t d = a.d_begin;
   for (; d + B * lanes <= a.d_end; d += B * lanes)
