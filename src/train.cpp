@@ -149,6 +149,7 @@ Trainer::Trainer(const TrainConfig& config, const Dataset& train, const Dataset&
             : fmt::format("compute bf16: this CPU has no AVX-512 BF16 (the fast path runs {})",
                           simd_target()));
   }
+  ask_ahead_.fill(AskAheadChoice(/*can_roll=*/config.compute != "bf16"));
   train_rows_.resize(train.count);
   std::iota(train_rows_.begin(), train_rows_.end(), 0u);
   if (validation) {
@@ -318,46 +319,69 @@ void EpochWayChoice::timed(double seconds) {
   }
 }
 
-AskAheadChoice::AskAheadChoice() {
+AskAheadChoice::AskAheadChoice(bool can_roll) : ways_(can_roll ? kWays : 2) {
   const char* forced = std::getenv("SOFTREG_ASK_AHEAD");
-  if (forced && std::strcmp(forced, "yes") == 0) state_ = State::kAsk;
-  if (forced && std::strcmp(forced, "no") == 0) state_ = State::kDontAsk;
+  if (!forced) return;
+  const std::string_view name = forced;
+  if (name != "yes" && name != "no" && (name != "rolling" || !can_roll)) return;
+  learning_ = false;
+  way_ = name == "yes" ? Way::kAsk : name == "no" ? Way::kAtStart : Way::kRolling;
 }
 
 void AskAheadChoice::time_batch(std::size_t batch, std::size_t rows, double seconds) {
-  if (state_ != State::kLearning || batch == 0) return;
+  if (!learning_ || batch == 0) return;
   const std::size_t block = (timed_before_ + batch) / kBlock;
-  if (block >= block_seconds_.size()) return;  // enough: the epoch's end decides
+  if (block >= ways_ * kRounds) return;  // enough: the epoch's end decides
   block_seconds_[block] += seconds;
   block_rows_[block] += static_cast<double>(rows);
 }
 
 void AskAheadChoice::end_epoch(std::size_t batches) {
-  if (state_ != State::kLearning) return;
+  if (!learning_) return;
   timed_before_ += batches;
-  if (timed_before_ < block_seconds_.size() * kBlock) return;
-  // Pairs of adjacent blocks were timed a few milliseconds apart, so a slow spell of the host mostly
-  // falls on both or on one pair; a majority of pairs outvotes it where the sums of all would not.
-  std::size_t pairs = 0;
-  asking_won_ = 0;
-  for (std::size_t pair = 0; pair < kPairs; ++pair) {
-    const std::size_t asking = 2 * pair, not_asking = asking + 1;
-    if (block_rows_[asking] == 0 || block_rows_[not_asking] == 0) continue;  // epochs of one batch
-    ++pairs;
-    if (block_seconds_[asking] / block_rows_[asking] < block_seconds_[not_asking] / block_rows_[not_asking])
-      ++asking_won_;
+  if (timed_before_ < ways_ * kRounds * kBlock) return;
+  // The blocks of a round were timed a few milliseconds apart, so a slow spell of the host mostly
+  // falls on a whole round or on one; a majority of rounds outvotes it where the sums of all would not.
+  // Equal wins go to the way of less time a row over all its blocks.
+  std::array<double, kWays> per_row{};
+  rounds_won_ = {};
+  bool any = false;
+  for (std::size_t round = 0; round < kRounds; ++round) {
+    const std::size_t first = round * ways_;
+    bool whole = true;
+    for (std::size_t w = 0; w < ways_; ++w)
+      whole = whole && block_rows_[first + w] > 0;
+    if (!whole) continue;  // epochs of one batch
+    any = true;
+    std::size_t best = 0;
+    for (std::size_t w = 0; w < ways_; ++w) {
+      const double seconds_a_row = block_seconds_[first + w] / block_rows_[first + w];
+      per_row[w] += seconds_a_row;
+      if (seconds_a_row < block_seconds_[first + best] / block_rows_[first + best]) best = w;
+    }
+    ++rounds_won_[best];
   }
-  state_ = pairs == 0 || 2 * asking_won_ > pairs ? State::kAsk : State::kDontAsk;
+  learning_ = false;
+  way_ = Way::kAsk;  // nothing to compare (every epoch one batch): ask, as before any learning
+  if (!any) return;
+  std::size_t best = 0;
+  for (std::size_t w = 1; w < ways_; ++w) {
+    if (rounds_won_[w] > rounds_won_[best] ||
+        (rounds_won_[w] == rounds_won_[best] && per_row[w] < per_row[best]))
+      best = w;
+  }
+  way_ = static_cast<Way>(best);
 }
 
 const char* AskAheadChoice::state_name() const {
-  switch (state_) {
-    case State::kAsk:
+  if (learning_) return "learning";
+  switch (way_) {
+    case Way::kAsk:
       return "asking";
-    case State::kDontAsk:
+    case Way::kAtStart:
       return "not asking";
-    case State::kLearning:
-      break;
+    case Way::kRolling:
+      return "rolling";
   }
   return "learning";
 }
@@ -639,7 +663,7 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
                                  nullptr,
                                  nullptr,
                                  mine.logits[parity].data() + r0 * own,
-                                 part == 0 && requested};
+                                 part == 0 && (requested || plan.rolls(first_batch + batch))};
           logits.logits_only = true;
           fast_forward_rows(logits);
         }
@@ -806,9 +830,19 @@ bool Trainer::train_epoch_two_copies(const BatchCallback& on_batch, const StopRe
       const Label* const labels = epoch_labels_.data() + begin;
       std::int64_t correct = 0;  // counted once past the meeting: a stop may leave this batch undone
       if (h0 < h1) {
-        FastForwardArgs forward{
-            rows,        labels + h0, h1 - h0,           D,        K, train_.element, W, b, train_.scale(),
-            losses + h0, nullptr,     dlogits + h0 * KS, requested};
+        FastForwardArgs forward{rows,
+                                labels + h0,
+                                h1 - h0,
+                                D,
+                                K,
+                                train_.element,
+                                W,
+                                b,
+                                train_.scale(),
+                                losses + h0,
+                                nullptr,
+                                dlogits + h0 * KS,
+                                requested || plan.rolls(first_batch + batch)};
         correct =
             binary ? forward_two_classes_as_one(forward, margin_W_[t].data()) : fast_forward_rows(forward);
       }
@@ -978,7 +1012,7 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
                                 batch_loss_.data() + r0,
                                 nullptr,
                                 dlogits,
-                                requested};
+                                requested || plan.rolls(begin / B)};
         if (bf16) {  // the logits from bfloat16 products; the softmax and the rest as in float32
           std::uint16_t* rows16 = bf16_rows_.data() + r0 * bf16_stride;
           fast_bf16_pack_rows(pixels + r0, r1 - r0, D, train_.element, rows16, requested);

@@ -1160,7 +1160,7 @@ TEST(FastTrainer, AskingAheadOrNotGivesTheSameBits) {
     };
     const auto [reference, reference_epochs] = run(1, "no");
     for (int threads : {1, 2}) {
-      for (const char* ask : {"yes", "no", static_cast<const char*>(nullptr)}) {
+      for (const char* ask : {"yes", "no", "rolling", static_cast<const char*>(nullptr)}) {
         const auto [model, epochs] = run(threads, ask);
         const std::string how = fmt::format("K={} D={} split {} threads {} ask {}", shape.K, shape.D,
                                             shape.split, threads, ask ? ask : "learned");
@@ -1168,9 +1168,10 @@ TEST(FastTrainer, AskingAheadOrNotGivesTheSameBits) {
         EXPECT_EQ(model.b, reference.b) << how;
         for (std::size_t e = 0; e < epochs.size(); ++e) {
           EXPECT_EQ(epochs[e].train_loss, reference_epochs[e].train_loss) << how;
-          EXPECT_EQ(epochs[e].ask_ahead, !ask                        ? "learning"
-                                         : std::string(ask) == "yes" ? "asking"
-                                                                     : "not asking")
+          EXPECT_EQ(epochs[e].ask_ahead, !ask                            ? "learning"
+                                         : std::string(ask) == "yes"     ? "asking"
+                                         : std::string(ask) == "rolling" ? "rolling"
+                                                                         : "not asking")
               << how;
         }
       }

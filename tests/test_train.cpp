@@ -110,23 +110,28 @@ TEST(Rng, ShuffleIsAPermutationAndRepeatsFromState) {
   EXPECT_THROW(b.set_state("not a state"), Error);
 }
 
-// The learning of AskAheadChoice with made-up batch times: blocks of 16 batches alternate, asking
-// first; after 7 pairs of blocks the way that took less time a row in most pairs is kept.
+// The learning of AskAheadChoice with made-up batch times: blocks of 16 batches take the ways in turn,
+// asking first; after 7 rounds of blocks the way that took the least time a row in most rounds is kept.
 namespace {
-// Times every batch of `batches` (the epoch's first left out, as the trainer does) at `asking` or
-// `not_asking` seconds a row, by the plan's answer, then ends the epoch.
-void time_epoch(AskAheadChoice& choice, std::size_t batches, double asking, double not_asking,
-                std::size_t rows = 256) {
+using Way = AskAheadChoice::Way;
+// Seconds a row of each way: asking, asking at the forward pass's start, rolling.
+struct WayTimes {
+  double asking, at_start, rolling;
+  double of(Way way) const { return way == Way::kAsk ? asking : way == Way::kAtStart ? at_start : rolling; }
+};
+// Times every batch of `batches` (the epoch's first left out, as the trainer does) at its way's seconds
+// a row, by the plan's answer, then ends the epoch.
+void time_epoch(AskAheadChoice& choice, std::size_t batches, WayTimes times, std::size_t rows = 256) {
   const AskAheadChoice::Plan plan = choice.plan();
   for (std::size_t batch = 0; batch < batches; ++batch) {
-    const double seconds = (plan.asks(batch) ? asking : not_asking) * static_cast<double>(rows);
+    const double seconds = times.of(plan.way_of(batch)) * static_cast<double>(rows);
     choice.time_batch(batch, rows, batch == 0 ? 1.0 : seconds);  // the first: a slow epoch start
   }
   choice.end_epoch(batches);
 }
 }  // namespace
 
-TEST(AskAheadChoice, AlternatesBlocksUntilItKnowsThenKeepsTheFaster) {
+TEST(AskAheadChoice, TakesTheWaysInTurnUntilItKnowsThenKeepsTheFastest) {
   ::unsetenv("SOFTREG_ASK_AHEAD");
   AskAheadChoice choice;
   EXPECT_STREQ(choice.state_name(), "learning");
@@ -134,40 +139,76 @@ TEST(AskAheadChoice, AlternatesBlocksUntilItKnowsThenKeepsTheFaster) {
   EXPECT_TRUE(plan.asks(0));
   EXPECT_TRUE(plan.asks(15));
   EXPECT_FALSE(plan.asks(16));
-  EXPECT_FALSE(plan.asks(31));
-  EXPECT_TRUE(plan.asks(32));
-  // 100 batches: not yet 7 pairs of blocks; the blocks go on across the epoch's end.
-  time_epoch(choice, 100, 2e-6, 1e-6);
+  EXPECT_FALSE(plan.rolls(31));
+  EXPECT_EQ(plan.way_of(31), Way::kAtStart);
+  EXPECT_TRUE(plan.rolls(32));
+  EXPECT_FALSE(plan.asks(47));
+  EXPECT_TRUE(plan.asks(48));
+  // 100 batches: not yet 7 rounds of blocks; the blocks go on across the epoch's end.
+  time_epoch(choice, 100, {2e-6, 1e-6, 3e-6});
   EXPECT_STREQ(choice.state_name(), "learning");
-  EXPECT_TRUE(choice.plan().asks(0));    // batch 100: block 6
-  EXPECT_FALSE(choice.plan().asks(12));  // batch 112: block 7
-  time_epoch(choice, 234, 2e-6, 1e-6);   // the recipe's epoch
+  EXPECT_TRUE(choice.plan().asks(0));           // batch 100: block 6
+  EXPECT_FALSE(choice.plan().asks(12));         // batch 112: block 7
+  EXPECT_TRUE(choice.plan().rolls(28));         // batch 128: block 8
+  time_epoch(choice, 234, {2e-6, 1e-6, 3e-6});  // the recipe's epoch: 334 batches, not yet 336
+  EXPECT_STREQ(choice.state_name(), "learning");
+  time_epoch(choice, 234, {2e-6, 1e-6, 3e-6});
   EXPECT_STREQ(choice.state_name(), "not asking");
-  EXPECT_EQ(choice.pairs_asking_won(), 0u);
-  for (std::size_t batch : {0, 16, 500})
+  EXPECT_EQ(choice.rounds_won(Way::kAtStart), 7u);
+  EXPECT_EQ(choice.rounds_won(Way::kAsk), 0u);
+  for (std::size_t batch : {0, 16, 32, 500}) {
     EXPECT_FALSE(choice.plan().asks(batch));
-  time_epoch(choice, 234, 1e-6, 2e-6);  // decided: no more learning
+    EXPECT_FALSE(choice.plan().rolls(batch));
+  }
+  time_epoch(choice, 234, {1e-6, 2e-6, 1e-6});  // decided: no more learning
   EXPECT_STREQ(choice.state_name(), "not asking");
 
   AskAheadChoice faster_asking;
-  time_epoch(faster_asking, 234, 1e-6, 1.1e-6);
+  time_epoch(faster_asking, 400, {1e-6, 1.1e-6, 1.2e-6});
   EXPECT_STREQ(faster_asking.state_name(), "asking");
-  EXPECT_EQ(faster_asking.pairs_asking_won(), 7u);
+  EXPECT_EQ(faster_asking.rounds_won(Way::kAsk), 7u);
   EXPECT_TRUE(faster_asking.plan().asks(16));
+
+  AskAheadChoice faster_rolling;
+  time_epoch(faster_rolling, 400, {1.2e-6, 1.1e-6, 1e-6});
+  EXPECT_STREQ(faster_rolling.state_name(), "rolling");
+  EXPECT_EQ(faster_rolling.rounds_won(Way::kRolling), 7u);
+  EXPECT_TRUE(faster_rolling.plan().rolls(16));
+  EXPECT_FALSE(faster_rolling.plan().asks(0));
 }
 
-TEST(AskAheadChoice, ASlowSpellInOnePairIsOutvoted) {
+TEST(AskAheadChoice, ASlowSpellInOneRoundIsOutvoted) {
   ::unsetenv("SOFTREG_ASK_AHEAD");
   AskAheadChoice choice;
   const AskAheadChoice::Plan plan = choice.plan();
-  for (std::size_t batch = 1; batch < 234; ++batch) {
-    // Asking is 10 % faster, but the host stalled the first block 5x: the sums would not ask.
-    const double per_row = (plan.asks(batch) ? 1.0e-6 : 1.1e-6) * (batch < 16 ? 5.0 : 1.0);
+  for (std::size_t batch = 1; batch < 340; ++batch) {
+    // Rolling is 10 % faster, but the host stalled its first block 5x: the sums would ask.
+    const double per_row =
+        WayTimes{1.1e-6, 1.2e-6, 1.0e-6}.of(plan.way_of(batch)) * (batch >= 32 && batch < 48 ? 5.0 : 1.0);
     choice.time_batch(batch, 256, per_row * 256);
   }
-  choice.end_epoch(234);
-  EXPECT_STREQ(choice.state_name(), "asking");
-  EXPECT_EQ(choice.pairs_asking_won(), 6u);
+  choice.end_epoch(340);
+  EXPECT_STREQ(choice.state_name(), "rolling");
+  EXPECT_EQ(choice.rounds_won(Way::kRolling), 6u);
+  EXPECT_EQ(choice.rounds_won(Way::kAsk), 1u);
+}
+
+TEST(AskAheadChoice, EqualWinsGoToTheLessTimeARow) {
+  ::unsetenv("SOFTREG_ASK_AHEAD");
+  // Asking wins rounds 0-2 by a little, rolling rounds 3-5 by much, round 6 goes to starting: 3, 3, 1.
+  AskAheadChoice choice;
+  const AskAheadChoice::Plan plan = choice.plan();
+  for (std::size_t batch = 1; batch < 340; ++batch) {
+    const std::size_t round = batch / 48;
+    const WayTimes times = round < 3   ? WayTimes{1.0e-6, 1.1e-6, 1.01e-6}
+                           : round < 6 ? WayTimes{1.0e-6, 1.1e-6, 0.5e-6}
+                                       : WayTimes{1.0e-6, 0.9e-6, 1.0e-6};
+    choice.time_batch(batch, 256, times.of(plan.way_of(batch)) * 256);
+  }
+  choice.end_epoch(340);
+  EXPECT_EQ(choice.rounds_won(Way::kAsk), 3u);
+  EXPECT_EQ(choice.rounds_won(Way::kRolling), 3u);
+  EXPECT_STREQ(choice.state_name(), "rolling");
 }
 
 TEST(AskAheadChoice, TimesRowsNotBatchesAndEpochsOfOneBatchKeepAsking) {
@@ -176,17 +217,34 @@ TEST(AskAheadChoice, TimesRowsNotBatchesAndEpochsOfOneBatchKeepAsking) {
   // (253 against 256 us), but a row took 5 % more.
   AskAheadChoice choice;
   const AskAheadChoice::Plan plan = choice.plan();
-  for (std::size_t batch = 1; batch < 234; ++batch) {
-    const std::size_t rows = batch % 32 == 4 ? 16 : 256;
-    choice.time_batch(batch, rows, (plan.asks(batch) ? 1.05e-6 : 1.0e-6) * static_cast<double>(rows));
+  for (std::size_t batch = 1; batch < 340; ++batch) {
+    const std::size_t rows = batch % 48 == 4 ? 16 : 256;
+    choice.time_batch(batch, rows,
+                      WayTimes{1.05e-6, 1.0e-6, 1.02e-6}.of(plan.way_of(batch)) * static_cast<double>(rows));
   }
-  choice.end_epoch(234);
+  choice.end_epoch(340);
   EXPECT_STREQ(choice.state_name(), "not asking");
   // Every epoch one batch, whose time holds the epoch's start: nothing to compare, so it keeps asking.
   AskAheadChoice one_batch;
-  for (int epoch = 0; epoch < 300; ++epoch)
-    time_epoch(one_batch, 1, 1.0, 2.0);
+  for (int epoch = 0; epoch < 400; ++epoch)
+    time_epoch(one_batch, 1, {1.0, 2.0, 3.0});
   EXPECT_STREQ(one_batch.state_name(), "asking");
+}
+
+TEST(AskAheadChoice, WithoutRollingTakesTwoWaysInTurn) {
+  ::unsetenv("SOFTREG_ASK_AHEAD");
+  AskAheadChoice choice(/*can_roll=*/false);
+  const AskAheadChoice::Plan plan = choice.plan();
+  EXPECT_TRUE(plan.asks(0));
+  EXPECT_EQ(plan.way_of(16), Way::kAtStart);
+  EXPECT_TRUE(plan.asks(32));
+  time_epoch(choice, 200, {1.2e-6, 1.1e-6, 1e-6});  // 7 rounds of two blocks are 224 batches
+  EXPECT_STREQ(choice.state_name(), "learning");
+  EXPECT_TRUE(choice.plan().asks(24));  // batch 224: block 14, past the learning's 14 blocks
+  time_epoch(choice, 30, {1.2e-6, 1.1e-6, 1e-6});
+  EXPECT_STREQ(choice.state_name(), "not asking");
+  EXPECT_EQ(choice.rounds_won(Way::kAtStart), 7u);
+  EXPECT_EQ(choice.rounds_won(Way::kRolling), 0u);
 }
 
 TEST(AskAheadChoice, TheEnvironmentForcesAWay) {
@@ -194,12 +252,20 @@ TEST(AskAheadChoice, TheEnvironmentForcesAWay) {
   const AskAheadChoice never;
   ::setenv("SOFTREG_ASK_AHEAD", "yes", 1);
   const AskAheadChoice always;
+  ::setenv("SOFTREG_ASK_AHEAD", "rolling", 1);
+  const AskAheadChoice rolling, cannot_roll(/*can_roll=*/false);
   ::unsetenv("SOFTREG_ASK_AHEAD");
   EXPECT_STREQ(never.state_name(), "not asking");
   EXPECT_STREQ(always.state_name(), "asking");
-  for (std::size_t batch : {0, 16, 17}) {
+  EXPECT_STREQ(rolling.state_name(), "rolling");
+  EXPECT_STREQ(cannot_roll.state_name(), "learning");
+  for (std::size_t batch : {0, 16, 17, 32}) {
     EXPECT_FALSE(never.plan().asks(batch));
+    EXPECT_FALSE(never.plan().rolls(batch));
     EXPECT_TRUE(always.plan().asks(batch));
+    EXPECT_TRUE(rolling.plan().rolls(batch));
+    EXPECT_FALSE(rolling.plan().asks(batch));
+    EXPECT_FALSE(cannot_roll.plan().rolls(batch));
   }
 }
 

@@ -376,8 +376,8 @@ int run_bench(const BenchOptions& options, double startup_seconds,
         forward_per_epoch, backward_per_epoch);
     if (!epochs.back().ask_ahead.empty()) {
       fmt::print(
-          "  next batch's rows  {}   (asked for during the backward pass or not: learned from this run's "
-          "batches)\n",
+          "  next batch's rows  {}   (asked for during the backward pass, at the forward pass's start, or as "
+          "it goes: learned from this run's batches)\n",
           epochs.back().ask_ahead);
     }
     if (!broadcasts.empty()) {

@@ -65,11 +65,14 @@ struct FastForwardArgs {
   ElementType element;
   const float* W;
   const float* b;
-  float scale;                  // 1/255 for pixels: applied to the dot products, not to every value
-  float* row_loss;              // out: count losses
-  Label* predictions;           // out, optional: count argmax classes
-  float* dlogits;               // out, optional: (count,K) softmax - onehot
-  bool rows_requested = false;  // the previous backward pass asked memory for these rows: do not again
+  float scale;         // 1/255 for pixels: applied to the dot products, not to every value
+  float* row_loss;     // out: count losses
+  Label* predictions;  // out, optional: count argmax classes
+  float* dlogits;      // out, optional: (count,K) softmax - onehot
+  // Memory is not asked for every row at the start: the previous backward pass asked for them, or the
+  // rows are left to the requests each block of rows makes for the block a few blocks on, as the first
+  // tile of classes goes (AskAheadChoice's rolling way; those are made either way).
+  bool rows_requested = false;
   // dlogits already holds the logits, computed elsewhere (fast_bf16_logits, or logits_only calls for
   // parts of the classes): only the softmax, the loss, the argmax and dlogits are computed; rows and W
   // are not read.

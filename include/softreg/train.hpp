@@ -124,8 +124,8 @@ struct EpochMetrics {
   /// The threads that trained this epoch: the team's, or 1 where one of a team of two trained alone
   /// (EpochWayChoice); 0 on the naive path.
   int threads_used = 0;
-  /// Whether the backward passes ask for the next batch's rows (AskAheadChoice), after this epoch:
-  /// "learning", "asking" or "not asking"; empty on the naive path.
+  /// Who asks memory for each batch's rows (AskAheadChoice), after this epoch: "learning", "asking",
+  /// "not asking" or "rolling"; empty on the naive path.
   std::string ask_ahead;
   /// The fast path trained two classes as one margin (plain SGD, a small model): one dot product a row
   /// and one gradient sum an input, half the multiply-adds of the two-class softmax (kernels.hpp,
@@ -148,53 +148,64 @@ struct TrainerState {
   OptimizerState optimizer;  // momentum buffers, moments (none for plain SGD)
 };
 
-/// Whether the fast path's backward pass asks memory for the next batch's shuffled rows while it
-/// computes (the next forward pass then need not ask at its start). Asking, the forward pass waits
-/// less for memory and the backward pass more, and which wins depends on the machine: the recipe's
-/// epoch on one thread 1.5 ms faster asking on a Zen 4 guest, about 5 ms slower on a Zen 5 one whose
-/// memory read 20 GB/s (BENCHMARKS.md). So a run learns it from its own batches: until it has decided,
-/// blocks of kBlock batches alternate between asking (even blocks) and not, thread 0 times each batch
-/// (time_batch), and once kPairs pairs of blocks are timed, the way that took less time a row in most
-/// pairs is kept for the rest of the run. It decides between epochs (end_epoch), so that every thread
+/// Who asks memory for a batch's shuffled rows before the fast path's forward pass reads them: the
+/// previous batch's backward pass, spread over it ("asking"); the forward pass, for all its rows at its
+/// start ("not asking"); or nobody but the forward pass as it goes, each block of rows asking for the
+/// block a few blocks on, a line at a time between its multiply-adds ("rolling"; every way has those).
+/// Which wins depends on the machine: asking, the forward pass waits less for memory and the backward
+/// pass more; the recipe's epoch on one thread was 1.5 ms faster asking on a Zen 4 guest, about 5 ms
+/// slower on a Zen 5 one whose memory read 20 GB/s; on an Intel Xeon guest rolling took 16.9 ms against
+/// 18.9 learned between the other two (BENCHMARKS.md). So a run learns it from its own batches: until it
+/// has decided, blocks of kBlock batches take the ways in turn, thread 0 times each batch (time_batch),
+/// and once kRounds rounds of blocks are timed, the way that took the least time a row in the most
+/// rounds is kept for the rest of the run. It decides between epochs (end_epoch), so that every thread
 /// reads the same answer for a batch. Asking only reads: the weights are the same bit for bit.
-/// SOFTREG_ASK_AHEAD=yes|no forces a way (benchmarks).
+/// A forward pass that packs its rows first (bfloat16) has no rolling requests: it is offered the
+/// first two ways only. SOFTREG_ASK_AHEAD=yes|no|rolling forces a way (benchmarks).
 class AskAheadChoice {
  public:
-  static constexpr std::size_t kBlock = 16, kPairs = 7;
+  static constexpr std::size_t kBlock = 16, kRounds = 7;
+  enum class Way { kAsk, kAtStart, kRolling };
+  static constexpr std::size_t kWays = 3;
 
- private:
-  enum class State { kLearning, kAsk, kDontAsk };
-
- public:
-  AskAheadChoice();
+  /// `can_roll`: whether the forward pass asks for its rows as it goes (not in bfloat16).
+  explicit AskAheadChoice(bool can_roll = true);
   /// The current epoch's answers, copied by each thread at its start (the choice changes only between
   /// epochs, and thread 0 writes its timings beside it every batch).
   struct Plan {
-    State state;
+    bool learning;
+    Way way;                   // once decided
+    std::size_t ways;          // the ways taken in turn while learning
     std::size_t timed_before;  // the learning's batches in earlier epochs
-    /// Whether batch `batch` of the epoch (counted from its start) asks for the next one's rows.
-    bool asks(std::size_t batch) const {
-      return state == State::kLearning ? (timed_before + batch) / kBlock % 2 == 0 : state == State::kAsk;
+    /// The way of batch `batch` of the epoch (counted from its start).
+    Way way_of(std::size_t batch) const {
+      return learning ? static_cast<Way>((timed_before + batch) / kBlock % ways) : way;
     }
+    /// Whether batch `batch`'s backward pass asks for the next one's rows.
+    bool asks(std::size_t batch) const { return way_of(batch) == Way::kAsk; }
+    /// Whether batch `batch`'s forward pass leaves its rows to its rolling requests.
+    bool rolls(std::size_t batch) const { return way_of(batch) == Way::kRolling; }
   };
-  Plan plan() const { return {state_, timed_before_}; }
+  Plan plan() const { return {learning_, way_, ways_, timed_before_}; }
   /// Whether it is still timing batches (time_batch does nothing once it has decided).
-  bool learning() const { return state_ == State::kLearning; }
+  bool learning() const { return learning_; }
   /// Thread 0: batch `batch` of `rows` rows took `seconds`. An epoch's first batch is left out (its
   /// time holds the epoch's start: caches that the evaluation and the shuffle emptied).
   void time_batch(std::size_t batch, std::size_t rows, double seconds);
-  /// Between epochs: the epoch that ended had `batches` batches. Decides once kPairs pairs are timed.
+  /// Between epochs: the epoch that ended had `batches` batches. Decides once kRounds rounds are timed.
   void end_epoch(std::size_t batches);
-  /// "learning", "asking" or "not asking".
+  /// "learning", "asking", "not asking" or "rolling".
   const char* state_name() const;
-  /// Of the pairs of blocks timed (asking, not asking), how many asking took less time a row in.
-  std::size_t pairs_asking_won() const { return asking_won_; }
+  /// Of the rounds of blocks timed, how many `way` took the least time a row in.
+  std::size_t rounds_won(Way way) const { return rounds_won_[static_cast<std::size_t>(way)]; }
 
  private:
-  State state_ = State::kLearning;
+  bool learning_ = true;
+  Way way_ = Way::kAsk;
+  std::size_t ways_ = kWays;
   std::size_t timed_before_ = 0;  // batches of earlier epochs in the learning
-  std::array<double, 2 * kPairs> block_seconds_{}, block_rows_{};  // by block
-  std::size_t asking_won_ = 0;
+  std::array<double, kWays * kRounds> block_seconds_{}, block_rows_{};  // by block
+  std::array<std::size_t, kWays> rounds_won_{};
 };
 
 /// How a team of threads shares an epoch's batches (Trainer::run_epoch). Every way gives the same bits.

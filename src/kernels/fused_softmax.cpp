@@ -65,6 +65,15 @@ constexpr std::size_t kTiledDlogitsInputs = 128;
 // How many rows ahead the forward pass prefetches: the shuffled rows come from anywhere in the 47 MB
 // training set, so each must be on its way from memory well before it is needed.
 constexpr std::size_t kPrefetchRowsAhead = 4;
+// Rows of bytes are asked for inside the forward pass's loop, a line of each row kPrefetchRowsAhead
+// blocks on every 64 inputs, instead of all their lines at once before a block: on an Intel Xeon guest
+// such a burst (26 lines for the recipe) met the core's queue of misses full and the loop waited behind
+// it (perf: 30 % of the forward pass's samples on the requests). With no other request for the rows
+// (AskAheadChoice's rolling way, which the recipe then learns) its epoch took 17.4 against 20.3 ms on
+// one thread, 10.7 against 11.6 on two (BENCHMARKS.md). Floats need a line a row every step, and with
+// those in the loop the many-class passes took 10-13 % longer on resident rows: they keep the burst.
+template <class T>
+constexpr bool kAsksInLoop = sizeof(T) == 1;
 
 // Classes are handled in tiles of up to kTile: a tile's accumulators stay in registers while the rows
 // (forward) or the inputs (backward) stream past. Fashion-MNIST's 10 classes are one tile.
@@ -359,7 +368,8 @@ struct PrefetchCursor {
 // zeros in the lanes of inputs already taken), their lanes summed, then (without it) the last inputs
 // one by one.
 template <class T, int KT, int R>
-void DotRows(const FastForwardArgs& a, std::size_t first, std::size_t k0, const float* bias, float* logits) {
+void DotRows(const FastForwardArgs& a, std::size_t first, std::size_t k0, const float* bias, float* logits,
+             const std::uint8_t* const* ahead = nullptr) {
   const hn::ScalableTag<float> df;
   using V = decltype(hn::Zero(df));
   const std::size_t lanes = hn::Lanes(df);
@@ -373,7 +383,17 @@ void DotRows(const FastForwardArgs& a, std::size_t first, std::size_t k0, const 
   for (int r = 0; r < R; ++r)
     for (int k = 0; k < KT; ++k)
       acc[r][k] = hn::Zero(df);
+  // Bytes: the R rows `ahead` (when given) are asked for a line at a time as this block's loop reaches
+  // the same place in its own rows (kAsksInLoop).
+  constexpr std::size_t kStepBytes = hn::MaxLanes(df) * sizeof(T);
   for (std::size_t d = 0; d < vector_end; d += lanes) {
+    if constexpr (kAsksInLoop<T>) {
+      const std::size_t byte = d * sizeof(T);
+      if (ahead && byte % 64 < kStepBytes) {  // the step that starts a line
+        for (int r = 0; r < R; ++r)
+          __builtin_prefetch(ahead[r] + byte, 0, 2);
+      }
+    }
     V xv[R];
     for (int r = 0; r < R; ++r)
       xv[r] = LoadValues<T>(df, x[r], d);
@@ -382,6 +402,12 @@ void DotRows(const FastForwardArgs& a, std::size_t first, std::size_t k0, const 
       KeepInRegister(w);
       for (int r = 0; r < R; ++r)
         acc[r][k] = hn::MulAdd(xv[r], w, acc[r][k]);
+    }
+  }
+  if (kAsksInLoop<T> && ahead) {  // the line of each row's last value, which the loop's may not reach
+    for (int r = 0; r < R; ++r) {
+      if (vector_end == 0) __builtin_prefetch(ahead[r], 0, 2);
+      __builtin_prefetch(ahead[r] + D * sizeof(T) - 1, 0, 2);
     }
   }
 #if SOFTREG_MASKED_TAILS
@@ -476,16 +502,20 @@ void DotTile(const FastForwardArgs& a, std::size_t k0, float* logits) {
     bias[i] = a.b[k0 + static_cast<std::size_t>(i % KT)];
   std::size_t i = 0;
   for (; i + R <= a.count; i += R) {
-    if (k0 == 0) {  // the first tile brings the rows in; later tiles find them in cache
-      for (int r = 0; r < R; ++r) {
-        if (i + r + kPrefetchRowsAhead * R < a.count) {
-          const std::uint8_t* ahead = a.rows[i + r + kPrefetchRowsAhead * R];
+    // The first tile brings the rows in; later tiles find them in cache.
+    const std::size_t ahead_first = i + kPrefetchRowsAhead * R;
+    if constexpr (kAsksInLoop<T>) {
+      const bool asks = k0 == 0 && ahead_first + R <= a.count;
+      DotRows<T, KT, R>(a, i, k0, bias, logits + i * K, asks ? a.rows + ahead_first : nullptr);
+    } else {
+      if (k0 == 0) {
+        for (std::size_t r = ahead_first; r < std::min(a.count, ahead_first + R); ++r) {
           for (std::size_t offset = 0; offset < row_bytes; offset += 64)
-            hwy::Prefetch(ahead + offset);
+            hwy::Prefetch(a.rows[r] + offset);
         }
       }
+      DotRows<T, KT, R>(a, i, k0, bias, logits + i * K);
     }
-    DotRows<T, KT, R>(a, i, k0, bias, logits + i * K);
   }
   for (; i < a.count; ++i)  // a row's lanes are the first KT of a block's: the same bias
     DotRows<T, KT, 1>(a, i, k0, bias, logits + i * K);
