@@ -24,13 +24,24 @@ namespace softreg {
 
 namespace {
 
-// The sum of count values `stride` apart, in order from 0: a class's dlogits over a batch's rows, for
-// its bias, added as on one thread whatever the schedule.
-float sum_over_rows(const float* values, std::size_t count, std::size_t stride) {
-  float sum = 0;
-  for (std::size_t r = 0; r < count; ++r)
-    sum += values[r * stride];
-  return sum;
+// sums[k] = the sum of values[r * stride + k] over the rows r = 0..count-1, in that order from 0, for
+// k < width: each class's dlogits over a batch's rows, for its bias, added as on one thread whatever
+// the schedule. Rows outside and 16 classes inside, so that the classes' chains of additions run side
+// by side: one class after the other, each addition waited for the one before (`bench` of the recipe
+// on two threads, perf: that loop 2.6 % of the samples, sum_columns 0.9 %; the epoch's change was
+// inside the noise).
+void sum_columns(const float* values, std::size_t count, std::size_t stride, std::size_t width, float* sums) {
+  constexpr std::size_t kSide = 16;
+  for (std::size_t k0 = 0; k0 < width; k0 += kSide) {
+    const std::size_t n = std::min(kSide, width - k0);
+    float acc[kSide] = {};
+    for (std::size_t r = 0; r < count; ++r) {
+      const float* row = values + r * stride + k0;
+      for (std::size_t k = 0; k < n; ++k)
+        acc[k] += row[k];
+    }
+    std::copy_n(acc, n, sums + k0);
+  }
 }
 
 // Copies n floats, n small (a row's logits of half of the classes): as std::copy_n, the compiler calls
@@ -589,6 +600,7 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
       buffers.logits[parity].resize(B * own);
     }
     buffers.whole.resize(B * K);
+    buffers.db.resize(own);
     buffers.own_dlogits.resize(B * own);
     buffers.other_loss.resize(B);
     if (bf16) {
@@ -745,8 +757,10 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
                              sums_in_halves ? second_half : 0});
       }
       requested = asked;
+      float* const db = mine.db.data();
+      sum_columns(own_dlogits, count, own, own, db);
       for (std::size_t k = 0; k < own; ++k)
-        b[k] -= sgd_step * sum_over_rows(own_dlogits + k, count, own);
+        b[k] -= sgd_step * db[k];
       tally.lap(tally.backward);
       if (t == 0) {  // the books, from this thread's losses of every row
         close_batch_met_once(batch, begin + count, count, lr, on_batch, should_stop, nullptr, team);
@@ -784,6 +798,7 @@ bool Trainer::train_epoch_two_copies(const BatchCallback& on_batch, const StopRe
   }
   for (std::size_t t = 0; t < 2; ++t) {
     TwoCopiesBuffers& buffers = two_copies_[t];
+    buffers.db.resize(KS);
     for (int parity = 0; parity < 2; ++parity) {
       buffers.rows[parity].resize(B);
       buffers.sums[parity].resize(KS * D);
@@ -868,13 +883,14 @@ bool Trainer::train_epoch_two_copies(const BatchCallback& on_batch, const StopRe
       const float sgd_step = static_cast<float>(lr / static_cast<double>(count));
       fast_step_from_halves({two_copies_[0].sums[parity].data(), two_copies_[1].sums[parity].data(), D, KS, 0,
                              D, sgd_step, train_.scale(), binary ? W + D : W, binary ? W : nullptr});
+      float* const db = mine.db.data();
+      sum_columns(dlogits, count, KS, KS, db);
       if (binary) {
-        const float sum = sum_over_rows(dlogits, count, 1);
-        b[1] -= sgd_step * sum;
-        b[0] -= sgd_step * -sum;
+        b[1] -= sgd_step * db[0];
+        b[0] -= sgd_step * -db[0];
       } else {
         for (std::size_t k = 0; k < K; ++k)
-          b[k] -= sgd_step * sum_over_rows(dlogits + k, count, K);
+          b[k] -= sgd_step * db[k];
       }
       tally.lap(tally.backward);
       if (t == 0) {  // the books, from both halves' losses
@@ -1100,11 +1116,7 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
         // db_k = sum over rows of dlogits[r][k], each sum in row order; rows outside so that the
         // dlogits are read contiguously when K is large.
         batch_db_sum_.assign(K, 0.0f);
-        for (std::size_t r = 0; r < count; ++r) {
-          const float* g = batch_dlogits_.data() + r * KS;
-          for (std::size_t k = 0; k < KS; ++k)
-            batch_db_sum_[k] += g[k];
-        }
+        sum_columns(batch_dlogits_.data(), count, KS, KS, batch_db_sum_.data());
         if (binary) {  // class 1's dlogits g, class 0's -g
           batch_db_sum_[1] = batch_db_sum_[0];
           batch_db_sum_[0] = -batch_db_sum_[1];

@@ -442,6 +442,7 @@ class Trainer {
     BiasVector b;
     std::array<std::vector<const std::uint8_t*>, 2> rows;
     std::array<AlignedVector<float>, 2> sums;
+    std::vector<float> db;  // the batch's bias gradient (sum_columns)
   };
   std::array<TwoCopiesBuffers, 2> two_copies_;
   std::array<AlignedVector<float>, 2> two_copies_dlogits_, two_copies_losses_;
@@ -455,6 +456,7 @@ class Trainer {
     std::array<AlignedVector<float>, 2> logits;
     AlignedVector<float> whole, own_dlogits, other_loss;
     AlignedVector<std::uint32_t> row_pairs, dlogit_pairs;
+    std::vector<float> db;  // its classes' bias gradient (sum_columns)
   };
   std::array<ClassSplitBuffers, 2> class_split_;
   std::array<AlignedVector<std::uint16_t>, 2> class_split_rows16_;
