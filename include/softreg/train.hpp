@@ -151,11 +151,12 @@ struct TrainerState {
 /// Who asks memory for a batch's shuffled rows before the fast path's forward pass reads them: the
 /// previous batch's backward pass, spread over it ("asking"); the forward pass, for all its rows at its
 /// start ("not asking"); or nobody but the forward pass as it goes, each block of rows asking for the
-/// block a few blocks on, a line at a time between its multiply-adds ("rolling"; every way has those).
+/// block a few blocks on ("rolling"; every way has those: rows of bytes a line at a time between its
+/// multiply-adds, rows of floats all their lines before the block).
 /// Which wins depends on the machine: asking, the forward pass waits less for memory and the backward
 /// pass more; the recipe's epoch on one thread was 1.5 ms faster asking on a Zen 4 guest, about 5 ms
-/// slower on a Zen 5 one whose memory read 20 GB/s; on an Intel Xeon guest rolling took 16.9 ms against
-/// 18.9 learned between the other two (BENCHMARKS.md). So a run learns it from its own batches: until it
+/// slower on a Zen 5 one whose memory read 20 GB/s; on an Intel Xeon guest rolling took 16.6 ms against
+/// 19.6 learned between the other two (BENCHMARKS.md). So a run learns it from its own batches: until it
 /// has decided, blocks of kBlock batches take the ways in turn, thread 0 times each batch (time_batch),
 /// and once kRounds rounds of blocks are timed, the way that took the least time a row in the most
 /// rounds is kept for the rest of the run. It decides between epochs (end_epoch), so that every thread
