@@ -32,7 +32,7 @@ Evaluation evaluate(const SoftmaxModel& model, const Dataset& data, ThreadPool& 
       std::vector<float> loss(end - begin);
       // Rows of bytes are left to the requests the forward pass makes as it goes (FastForwardArgs::
       // rows_requested): asking for the block's rows first as well, the recipe's 10,000 test rows took
-      // 1.12-1.16 ms an epoch against 0.87-0.92 (Intel Xeon guest, BENCHMARKS.md). Floats are asked for
+      // 1.16-1.28 ms an epoch against 0.86-1.02 (Intel Xeon guest, BENCHMARKS.md). Floats are asked for
       // first: their pass asks for a block's rows in one burst before it.
       block_sums[block].correct = fast_forward_rows(
           {pixels.data(), data.labels.data() + begin, end - begin, data.features(),
