@@ -30,15 +30,14 @@ Evaluation evaluate(const SoftmaxModel& model, const Dataset& data, ThreadPool& 
       for (std::size_t i = begin; i < end; ++i)
         pixels[i - begin] = data.image(i);
       std::vector<float> loss(end - begin);
-      // Rows of bytes are left to the requests the forward pass makes as it goes (FastForwardArgs::
-      // rows_requested): asking for the block's rows first as well, the recipe's 10,000 test rows took
-      // 1.16-1.28 ms an epoch against 0.86-1.02 (Intel Xeon guest, BENCHMARKS.md). Floats are asked for
-      // first: their pass asks for a block's rows in one burst before it.
+      // Rows the forward pass asks for as it goes are left to it: asking for the block's rows first as
+      // well, the recipe's 10,000 test rows took 1.16-1.28 ms an epoch against 0.86-1.02 (Intel Xeon
+      // guest, BENCHMARKS.md).
       block_sums[block].correct = fast_forward_rows(
           {pixels.data(), data.labels.data() + begin, end - begin, data.features(),
            static_cast<std::size_t>(model.classes()), data.element, model.W.data(), model.b.data(),
            data.scale(), loss.data(), result.predictions.data() + begin, nullptr,
-           /*rows_requested=*/data.element == ElementType::kU8});
+           /*rows_requested=*/forward_asks_rows_in_loop(data.element)});
       for (float l : loss)
         block_sums[block].loss += l;
     } else {

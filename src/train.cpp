@@ -1116,9 +1116,7 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
       }
       requested = asked;  // then the next forward pass need not ask again
       if (t == 0) {
-        // db_k = sum over rows of dlogits[r][k], each sum in row order; rows outside so that the
-        // dlogits are read contiguously when K is large.
-        batch_db_sum_.assign(K, 0.0f);
+        batch_db_sum_.assign(K, 0.0f);  // K: two classes as one sum only class 1's (KS = 1)
         sum_columns(batch_dlogits_.data(), count, KS, KS, batch_db_sum_.data());
         if (binary) {  // class 1's dlogits g, class 0's -g
           batch_db_sum_[1] = batch_db_sum_[0];

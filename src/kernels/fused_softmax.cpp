@@ -1472,6 +1472,19 @@ void request_rows(const std::uint8_t* const* rows, std::size_t count, std::size_
   }
 }
 
+bool forward_asks_rows_in_loop(ElementType element) {
+  namespace target = HWY_NAMESPACE;  // kAsksInLoop is the same on every target
+  switch (element) {
+    case ElementType::kF32:
+      return target::kAsksInLoop<float>;
+    case ElementType::kF64:
+      return target::kAsksInLoop<double>;
+    case ElementType::kU8:
+      break;
+  }
+  return target::kAsksInLoop<std::uint8_t>;
+}
+
 std::int64_t fast_forward_rows(const FastForwardArgs& args) {
   return HWY_DYNAMIC_DISPATCH(ForwardRows)(args);
 }
