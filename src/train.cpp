@@ -680,6 +680,7 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
                                  mine.logits[parity].data() + r0 * own,
                                  (part == 0 && requested) || rolls};
           logits.logits_only = true;
+          logits.model_classes = K;  // summed as a pass over all the classes would
           fast_forward_rows(logits);
         }
       }

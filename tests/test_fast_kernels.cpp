@@ -543,10 +543,11 @@ TEST(FastKernels, ANanOrInfiniteLogitLeavesTheRowNoFiniteLossAndNanDlogits) {
 }
 
 TEST(FastKernels, LogitsOfSomeClassesAreThoseColumnsOfAllAndTheSoftmaxOfThemIsTheFusedOne) {
-  // logits_only for the classes [k0, k1) (W + k0 * D, b + k0) gives those columns of the logits of all
-  // classes bit for bit, which are the double-precision x . W_k * scale + b_k within float rounding; the
-  // softmax of logits put together from two such calls (logits_given) is the fused forward pass's, bit
-  // for bit: what two threads that each own half of the classes rely on (train_epoch_split_classes).
+  // logits_only for the classes [k0, k1) (W + k0 * D, b + k0, model_classes K) gives those columns of the
+  // logits of all classes bit for bit, which are the double-precision x . W_k * scale + b_k within float
+  // rounding; the softmax of logits put together from two such calls (logits_given) is the fused forward
+  // pass's, bit for bit: what two threads that each own half of the classes rely on
+  // (train_epoch_split_classes).
   for (const std::string& target : simd_targets_available()) {
     restrict_simd_targets(target);
     for (int K : {2, 3, 10, 17, 40, 100}) {
@@ -571,6 +572,7 @@ TEST(FastKernels, LogitsOfSomeClassesAreThoseColumnsOfAllAndTheSoftmaxOfThemIsTh
                                nullptr,
                                logits.data()};
           args.logits_only = true;
+          args.model_classes = k;  // summed as for all the classes (many: input by input)
           EXPECT_EQ(fast_forward_rows(args), 0) << where;
           return logits;
         };
@@ -988,12 +990,13 @@ TEST(FastTrainer, SplittingByClassesGivesTheBitsOfOneThread) {
   // K = 3 splits its classes 2 + 1, K = 7 4 + 3; batches of 899 leave a last batch of one row (its second
   // half empty). From 32 classes each thread takes the softmax of its half of the rows (K = 40). 12
   // classes of 3,000 floats (144 KB) take their sums over all rows, and 256 rows of 12 KB go to the
-  // forward pass in chunks that fit in half of L2.
+  // forward pass in chunks that fit in half of L2. 70 classes of floats are summed input by input, also
+  // by a thread that computes 35 of them.
   for (const Shape& shape : {Shape{10, ElementType::kU8, 784, 256}, Shape{2, ElementType::kU8, 37, 64},
                              Shape{3, ElementType::kF32, 37, 77}, Shape{17, ElementType::kF32, 37, 64},
                              Shape{40, ElementType::kF32, 37, 64}, Shape{40, ElementType::kF32, 37, 899},
                              Shape{9, ElementType::kU8, 37, 899}, Shape{7, ElementType::kF32, 37, 64},
-                             Shape{12, ElementType::kF32, 3000, 256}}) {
+                             Shape{12, ElementType::kF32, 3000, 256}, Shape{70, ElementType::kF32, 37, 64}}) {
     const int K = shape.K;
     const ElementType element = shape.element;
     const std::size_t D = shape.D, batch = shape.batch;  // names the lambda below can capture

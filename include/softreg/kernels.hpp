@@ -79,9 +79,13 @@ struct FastForwardArgs {
   bool logits_given = false;
   // Only the logits, into dlogits as (count,K): no softmax, loss, argmax (row_loss and labels are not
   // used; returns 0). A (row, class) logit has the same bits whatever else is computed with it, so a
-  // call for the classes [k0, k1) (W + k0 * D, b + k0, classes k1 - k0) gives those columns of a call
-  // for all of them.
+  // call for the classes [k0, k1) (W + k0 * D, b + k0, classes k1 - k0, model_classes K) gives those
+  // columns of a call for all of them.
   bool logits_only = false;
+  // The whole model's classes when this call takes some of them (W + k0 * D, classes k1 - k0); 0: the
+  // call's. How a logit is summed depends on the model's classes (many: input by input, rows in the
+  // vectors' lanes), and a call for part of the classes must sum as a call for all would.
+  std::size_t model_classes = 0;
 };
 /// Forward pass; returns the number of rows whose argmax is the label.
 std::int64_t fast_forward_rows(const FastForwardArgs& args);

@@ -530,6 +530,149 @@ void DotPartialTile(const FastForwardArgs& a, std::size_t k0, std::size_t width,
   }
 }
 
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+// Many classes of float rows: the logits summed input by input with 16 rows in each vector's lanes (an
+// outer product: each of W's values, broadcast, meets 16 rows at once), instead of DotTile's dot
+// products, whose lanes are summed at the end. The rows are first copied into panels of kPanelRows
+// rows where each input's values of the panel's rows lie side by side (PackPanel); every tile of
+// classes then reads the panels, which stay in L2, and no lanes are summed. On an Intel Xeon guest
+// (AMX, 48 KB L1; the probe's 217 GFLOP/s a core) `BM_ForwardPass` (500, 1024, f32) 2.04-2.14 -> 1.91-1.98
+// ms, (1000, 40, f32) 756 -> 402 us; `bench`, two threads: (1000, 1024, f32) 2.00 -> 1.81 s an epoch,
+// (1000, 40, f32) 178 -> 142 ms, (100, 512, f32) 70.2 -> 67.9 ms; (32, 512, f32) alike, and rows of
+// bytes lost, (100, 784, u8) 81.0 -> 87.9 ms (a batch of bytes as floats is 4 times the bytes, and the
+// update that follows found its rows further away): bytes keep the dot products (BENCHMARKS.md).
+// A (row, class) logit is the multiply-adds of its inputs in order, then the scale and the bias: the same
+// bits whatever the blocking, the thread or the classes of a call; the choice between the two sums
+// depends on the element and the model's classes only (FastForwardArgs::model_classes).
+constexpr int kOuterTile = 8;  // classes a tile: 8 x 3 vectors of rows are 24 accumulators
+constexpr int kPanelVectors = 3;
+constexpr std::size_t kPanelRows = 16 * kPanelVectors;
+constexpr std::size_t kOuterMinClasses = 64;
+template <class T>
+HWY_INLINE bool SumsInputByInput(std::size_t model_classes) {
+  return std::is_same_v<T, float> && model_classes >= kOuterMinClasses;
+}
+
+// Rows [0, count) (count <= 16 * NV) as NV vectors of 16 rows per input: panel[d * 16 * NV + r] is row r's
+// value d, zero for rows past count.
+// The rows `ahead` (ahead_count of them, the next panel's) are asked for a line at a time as the same
+// place in this panel's rows is reached, so that they arrive while this one is copied.
+template <class T>
+void PackPanel(const std::uint8_t* const* rows, std::size_t count, std::size_t D, int NV, float* panel,
+               const std::uint8_t* const* ahead, std::size_t ahead_count) {
+  const hn::ScalableTag<float> df;
+  const std::size_t stride = 16 * static_cast<std::size_t>(NV);
+  for (int v = 0; v < NV; ++v) {
+    const std::size_t r0 = 16 * static_cast<std::size_t>(v);
+    // This group's share of the rows ahead: all of them by the last group.
+    const std::size_t ask_begin = ahead_count * static_cast<std::size_t>(v) / static_cast<std::size_t>(NV);
+    const std::size_t ask_end = ahead_count * static_cast<std::size_t>(v + 1) / static_cast<std::size_t>(NV);
+    for (std::size_t d = 0; d < D; d += 16) {
+      const std::size_t n = std::min<std::size_t>(16, D - d);
+      for (std::size_t byte = d * sizeof(T); byte < (d + n) * sizeof(T); byte += 64) {
+        for (std::size_t r = ask_begin; r < ask_end; ++r)
+          __builtin_prefetch(ahead[r] + byte - byte % 64, 0, 2);
+      }
+      __m512 m[16];
+      for (std::size_t i = 0; i < 16; ++i) {
+        if (r0 + i >= count) {
+          m[i] = _mm512_setzero_ps();
+        } else if (n == 16) {
+          m[i] = LoadValues<T>(df, rows[r0 + i], d).raw;
+        } else {
+          m[i] = LoadFirstValues<T>(df, rows[r0 + i], d, n).raw;
+        }
+      }
+      Transpose16(m);
+      for (std::size_t i = 0; i < n; ++i)
+        _mm512_store_ps(panel + (d + i) * stride + r0, m[i]);
+    }
+  }
+}
+
+// The logits of a panel's rows (count of them) for the KT classes from k0.
+template <int KT, int NV>
+void OuterTile(const FastForwardArgs& a, const float* panel, std::size_t count, std::size_t k0,
+               float* logits) {
+  const std::size_t D = a.inputs, K = a.classes;
+  const float* w[KT];
+  for (int k = 0; k < KT; ++k)
+    w[k] = a.W + (k0 + static_cast<std::size_t>(k)) * D;
+  __m512 acc[KT][NV];
+  for (int k = 0; k < KT; ++k)
+    for (int v = 0; v < NV; ++v)
+      acc[k][v] = _mm512_setzero_ps();
+  for (std::size_t d = 0; d < D; ++d) {
+    __m512 x[NV];
+    for (int v = 0; v < NV; ++v)
+      x[v] = _mm512_load_ps(panel + d * 16 * NV + 16 * v);
+    for (int k = 0; k < KT; ++k) {
+      const __m512 weight = _mm512_set1_ps(w[k][d]);
+      for (int v = 0; v < NV; ++v)
+        acc[k][v] = _mm512_fmadd_ps(x[v], weight, acc[k][v]);
+    }
+  }
+  // Scale and bias as ScalarMulAdd's FMA, then each row's KT logits to its place.
+  HWY_ALIGN float out[KT][16 * NV];
+  const __m512 scale = _mm512_set1_ps(a.scale);
+  for (int k = 0; k < KT; ++k) {
+    const __m512 bias = _mm512_set1_ps(a.b[k0 + static_cast<std::size_t>(k)]);
+    for (int v = 0; v < NV; ++v)
+      _mm512_store_ps(&out[k][16 * v], _mm512_fmadd_ps(acc[k][v], scale, bias));
+  }
+  for (std::size_t r = 0; r < count; ++r)
+    for (int k = 0; k < KT; ++k)
+      logits[r * K + k0 + static_cast<std::size_t>(k)] = out[k][r];
+}
+
+// A panel of NV vectors of rows against the KT classes from k0, KT < kOuterTile for the last classes.
+template <int NV, int KT = kOuterTile>
+void OuterTileOfWidth(const FastForwardArgs& a, const float* panel, std::size_t count, std::size_t k0,
+                      std::size_t width, float* logits) {
+  if constexpr (KT >= 1) {
+    if (width == static_cast<std::size_t>(KT)) return OuterTile<KT, NV>(a, panel, count, k0, logits);
+    OuterTileOfWidth<NV, KT - 1>(a, panel, count, k0, width, logits);
+  }
+}
+template <int NV = kPanelVectors>
+void OuterTileOfRows(const FastForwardArgs& a, const float* panel, std::size_t count, std::size_t k0,
+                     std::size_t width, float* logits) {
+  if constexpr (NV >= 1) {
+    if (count > 16 * static_cast<std::size_t>(NV - 1))
+      return OuterTileOfWidth<NV>(a, panel, count, k0, width, logits);
+    OuterTileOfRows<NV - 1>(a, panel, count, k0, width, logits);
+  }
+}
+
+// The logits of all a.count rows (a chunk that fits in half of L2 as floats): the rows into panels,
+// then tiles of classes outside and panels inside, so a tile of W stays in L1 while the panels pass.
+template <class T>
+void OuterLogits(const FastForwardArgs& a, float* logits) {
+  const std::size_t D = a.inputs, K = a.classes;
+  const std::size_t panels = (a.count + kPanelRows - 1) / kPanelRows;
+  thread_local std::vector<float> buffer;
+  buffer.resize(std::max(buffer.size(), panels * kPanelRows * D + 16));
+  float* const packed = buffer.data() + (64 - reinterpret_cast<std::uintptr_t>(buffer.data()) % 64) % 64 / 4;
+  const auto rows_of = [&](std::size_t p) { return std::min(kPanelRows, a.count - p * kPanelRows); };
+  for (std::size_t p = 0; p < panels; ++p) {
+    const std::size_t count = rows_of(p);
+    PackPanel<T>(a.rows + p * kPanelRows, count, D, static_cast<int>((count + 15) / 16),
+                 packed + p * kPanelRows * D, a.rows + (p + 1) * kPanelRows,
+                 p + 1 < panels ? rows_of(p + 1) : 0);
+  }
+  for (std::size_t k0 = 0; k0 < K; k0 += kOuterTile) {
+    const std::size_t width = std::min<std::size_t>(kOuterTile, K - k0);
+    for (std::size_t p = 0; p < panels; ++p)
+      OuterTileOfRows(a, packed + p * kPanelRows * D, rows_of(p), k0, width, logits + p * kPanelRows * K);
+  }
+}
+#else
+template <class T>
+HWY_INLINE bool SumsInputByInput(std::size_t) {
+  return false;
+}
+#endif
+
 // exp of each lane, for the softmax, with a NaN kept NaN: Highway's exp of a NaN is 0, which dropped a
 // NaN logit (a weight gone NaN) from its row's softmax and loss without a trace, where the loss must
 // turn NaN for the run to stop as diverged and the gradient must carry the NaN as the reference's does.
@@ -861,10 +1004,13 @@ std::int64_t ForwardRowsT(const FastForwardArgs& a) {
   // thousand classes W is megabytes; rows outside would stream all of it for every row). Rows that
   // would not fit in half of L2 go in chunks that do, or every tile would bring them from L3 again.
   const std::size_t row_bytes = a.inputs * sizeof(T);
-  const std::size_t chunk =
-      std::max<std::size_t>(1, l2_cache_bytes() / 2 / std::max<std::size_t>(1, row_bytes));
   const bool wide = K > static_cast<std::size_t>(kTile) &&
                     kWideTile * a.inputs * sizeof(float) + kWideTileRows * row_bytes <= l1_data_cache_bytes();
+  const bool input_by_input = SumsInputByInput<T>(a.model_classes != 0 ? a.model_classes : K);
+  // Input by input, the rows are read once, into float panels that the tiles read: chunks of those.
+  const std::size_t chunk = std::max<std::size_t>(
+      1,
+      l2_cache_bytes() / 2 / std::max<std::size_t>(1, input_by_input ? a.inputs * sizeof(float) : row_bytes));
   for (std::size_t first = 0; first < a.count && !a.logits_given; first += chunk) {
     FastForwardArgs part = a;
     part.rows += first;
@@ -874,6 +1020,14 @@ std::int64_t ForwardRowsT(const FastForwardArgs& a) {
     // below would reach each row only after the previous one is done.
     if (!a.rows_requested) request_rows(part.rows, part.count, row_bytes);
     float* const part_logits = logits + first * K;
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+    if constexpr (std::is_same_v<T, float>) {
+      if (input_by_input) {
+        OuterLogits<T>(part, part_logits);
+        continue;
+      }
+    }
+#endif
     std::size_t k0 = 0;
     if constexpr (kWideTile > 0) {
       if (wide) {
