@@ -816,14 +816,16 @@ TEST(FastTrainer, WeightsDoNotDependOnTheThreadCount) {
 TEST(FastTrainer, AnyShapeAgreesWithTheNaivePathAndIgnoresTheThreadCount) {
   // Many classes (several tiles and a partial one) on float features, and bytes with 2 classes: models
   // small enough for the sums in two halves of rows; and one too large for them (40 x 1000 floats,
-  // 160 KB), whose threads each sum all rows for their own inputs.
+  // 160 KB), whose threads each sum all rows for their own inputs. 100 classes of 300 inputs: one
+  // thread's forward pass goes panel by panel (OuterLogits), two threads' tile by tile.
   struct Shape {
     int K;
     ElementType element;
     std::size_t D;
   };
-  for (auto [K, element, D] : {Shape{17, ElementType::kF32, 37}, Shape{2, ElementType::kU8, 37},
-                               Shape{123, ElementType::kF32, 37}, Shape{40, ElementType::kF32, 1000}}) {
+  for (auto [K, element, D] :
+       {Shape{17, ElementType::kF32, 37}, Shape{2, ElementType::kU8, 37}, Shape{123, ElementType::kF32, 37},
+        Shape{40, ElementType::kF32, 1000}, Shape{100, ElementType::kF32, 300}}) {
     const Dataset train = synthetic_dataset(900, D, K, element, 1),
                   test = synthetic_dataset(200, D, K, element, 2);
     TrainConfig config;
@@ -991,12 +993,14 @@ TEST(FastTrainer, SplittingByClassesGivesTheBitsOfOneThread) {
   // half empty). From 32 classes each thread takes the softmax of its half of the rows (K = 40). 12
   // classes of 3,000 floats (144 KB) take their sums over all rows, and 256 rows of 12 KB go to the
   // forward pass in chunks that fit in half of L2. 70 classes of floats are summed input by input, also
-  // by a thread that computes 35 of them.
+  // by a thread that computes 35 of them; with 300 inputs one thread's 64 rows (75 KB as floats, more
+  // than L1) go panel by panel, two threads' 32 tile by tile (OuterLogits).
   for (const Shape& shape : {Shape{10, ElementType::kU8, 784, 256}, Shape{2, ElementType::kU8, 37, 64},
                              Shape{3, ElementType::kF32, 37, 77}, Shape{17, ElementType::kF32, 37, 64},
                              Shape{40, ElementType::kF32, 37, 64}, Shape{40, ElementType::kF32, 37, 899},
                              Shape{9, ElementType::kU8, 37, 899}, Shape{7, ElementType::kF32, 37, 64},
-                             Shape{12, ElementType::kF32, 3000, 256}, Shape{70, ElementType::kF32, 37, 64}}) {
+                             Shape{12, ElementType::kF32, 3000, 256}, Shape{70, ElementType::kF32, 37, 64},
+                             Shape{70, ElementType::kF32, 300, 64}}) {
     const int K = shape.K;
     const ElementType element = shape.element;
     const std::size_t D = shape.D, batch = shape.batch;  // names the lambda below can capture
