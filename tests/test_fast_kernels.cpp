@@ -817,15 +817,17 @@ TEST(FastTrainer, AnyShapeAgreesWithTheNaivePathAndIgnoresTheThreadCount) {
   // Many classes (several tiles and a partial one) on float features, and bytes with 2 classes: models
   // small enough for the sums in two halves of rows; and one too large for them (40 x 1000 floats,
   // 160 KB), whose threads each sum all rows for their own inputs. 100 classes of 300 inputs: one
-  // thread's forward pass goes panel by panel (OuterLogits), two threads' tile by tile.
+  // thread's forward pass goes panel by panel (OuterLogits), two threads' tile by tile. 100 classes of
+  // 1,030 floats: the update's copied chunks (CopyChunk), the last of 6 inputs, which a masked load ending
+  // there reads.
   struct Shape {
     int K;
     ElementType element;
     std::size_t D;
   };
-  for (auto [K, element, D] :
-       {Shape{17, ElementType::kF32, 37}, Shape{2, ElementType::kU8, 37}, Shape{123, ElementType::kF32, 37},
-        Shape{40, ElementType::kF32, 1000}, Shape{100, ElementType::kF32, 300}}) {
+  for (auto [K, element, D] : {Shape{17, ElementType::kF32, 37}, Shape{2, ElementType::kU8, 37},
+                               Shape{123, ElementType::kF32, 37}, Shape{40, ElementType::kF32, 1000},
+                               Shape{100, ElementType::kF32, 300}, Shape{100, ElementType::kF32, 1030}}) {
     const Dataset train = synthetic_dataset(900, D, K, element, 1),
                   test = synthetic_dataset(200, D, K, element, 2);
     TrainConfig config;
