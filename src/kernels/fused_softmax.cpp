@@ -331,6 +331,12 @@ HWY_INLINE auto LoadTailValues(D df, const std::uint8_t* row, const TailSpan<D>&
 }
 #endif
 
+// The first address from p on that starts a cache line (p's buffer holds 64 bytes more than it needs).
+template <class T>
+HWY_INLINE T* StartOfLine(T* p) {
+  return p + (64 - reinterpret_cast<std::uintptr_t>(p) % 64) % 64 / sizeof(T);
+}
+
 // Walks rows to prefetch one cache line at a time, spread over a backward pass (FastUpdateArgs::prefetch;
 // request_rows asks for all at once, before a forward pass). Hint 2 (T1): on Zen 4 it measured faster
 // than T0 or NTA for the forward pass (BENCHMARKS.md).
@@ -353,6 +359,11 @@ struct PrefetchCursor {
       offset = 0;
       ++row;
     }
+  }
+  // A line every so many calls of maybe_next_line that all the rows' lines are asked for within `steps`.
+  HWY_INLINE void spread_over(std::size_t steps) {
+    const std::size_t lines = count * ((row_bytes + 63) / 64);
+    every = countdown = std::max<std::size_t>(1, steps / std::max<std::size_t>(1, lines));
   }
   HWY_INLINE void all_remaining_lines() {
     while (row < count)
@@ -663,7 +674,7 @@ void OuterLogits(const FastForwardArgs& a, float* logits) {
       K * D * sizeof(float) <= l2_cache_bytes() / 4 && a.count * D * sizeof(float) > l1_data_cache_bytes();
   thread_local std::vector<float> buffer;
   buffer.resize(std::max(buffer.size(), (panels_outside ? 1 : panels) * kPanelRows * D + 16));
-  float* const packed = buffer.data() + (64 - reinterpret_cast<std::uintptr_t>(buffer.data()) % 64) % 64 / 4;
+  float* const packed = StartOfLine(buffer.data());
   if (panels_outside) {
     if (!a.rows_requested) request_rows(a.rows, rows_of(0), row_bytes);
     for (std::size_t p = 0; p < panels; ++p) {
@@ -671,12 +682,8 @@ void OuterLogits(const FastForwardArgs& a, float* logits) {
       PackPanel<T>(a.rows + p * kPanelRows, count, D, vectors_of(count), packed, nullptr, 0);
       PrefetchCursor ahead;
       if (p + 1 < panels) {
-        ahead.rows = a.rows + (p + 1) * kPanelRows;
-        ahead.count = rows_of(p + 1);
-        ahead.row_bytes = row_bytes;
-        const std::size_t lines = ahead.count * ((row_bytes + 63) / 64);
-        const std::size_t steps = (K + kOuterTile - 1) / kOuterTile * D;
-        ahead.every = ahead.countdown = std::max<std::size_t>(1, steps / std::max<std::size_t>(1, lines));
+        ahead = {a.rows + (p + 1) * kPanelRows, rows_of(p + 1), row_bytes};
+        ahead.spread_over((K + kOuterTile - 1) / kOuterTile * D);  // the tiles' steps
       }
       for (std::size_t k0 = 0; k0 < K; k0 += kOuterTile)
         OuterTileOfRows(a, packed, count, k0, std::min<std::size_t>(kOuterTile, K - k0),
@@ -1419,8 +1426,7 @@ HWY_INLINE const std::uint8_t* const* CopyChunk(const FastUpdateArgs& a, std::si
   const std::size_t bytes = n * value_bytes, stride = (bytes + 63) / 64 * 64;
   copy.resize(std::max(copy.size(), 128 + a.count * stride));
   rows.resize(std::max(rows.size(), a.count));
-  std::uint8_t* const base =
-      copy.data() + 64 + (64 - reinterpret_cast<std::uintptr_t>(copy.data()) % 64) % 64;
+  std::uint8_t* const base = StartOfLine(copy.data()) + 64;
   for (std::size_t r = 0; r < a.count; ++r) {
     if (r + kUpdateRowsAhead < a.count) {
       for (std::size_t offset = 0; offset < bytes; offset += 64)
@@ -1504,8 +1510,7 @@ void ColumnsT(const FastUpdateArgs& a) {
             partial = static_cast<int>(a.classes % static_cast<std::size_t>(tile));
   const std::size_t rows_read = a.count * (a.classes / static_cast<std::size_t>(tile) * blocks(tile) +
                                            (partial > 0 ? blocks(partial) : 0));
-  const std::size_t lines = ahead.count * ((ahead.row_bytes + 63) / 64);
-  ahead.every = ahead.countdown = std::max<std::size_t>(1, rows_read / lines);
+  ahead.spread_over(rows_read);
   AllTiles<T, kApplyStep>(a, scale, ahead);
   ahead.all_remaining_lines();  // a pass too short to ask for them all on the way
 }
