@@ -13,11 +13,12 @@
 // float's 24: every weight within 2^-6 of its column's largest is held exactly.
 //
 // It trains with its own initial W (N(0, 0.01) from std::mt19937, not softreg's generator) and checks
-// itself against the same step summed in double (--check): their losses must agree to 1e-8 relative
-// (1.4e-9 after one epoch here, 5e-9 after three; without the update's lowest slice 3.0e-8).
+// itself (--check): each epoch's first batch's tile sums must equal the same sums taken one product at
+// a time in 64-bit integers, and the losses must agree with the same step summed in double to 1e-8
+// relative (8e-10 after one epoch here, 1e-9 after two; without the update's lowest slice 2.9e-8).
 // Exit code 77 where the CPU or the OS has no AMX-INT8 (CTest counts it as skipped).
 //
-//   build/bench/exact_int8_recipe [--epochs N] [--check] [--data DIR]
+//   build/bench/exact_int8_recipe [--epochs N] [--check] [--ask LINES_A_PAIR LINES_A_BLOCK] [--data DIR]
 #include <softreg/dataset.hpp>
 
 #include <cpuid.h>
@@ -79,11 +80,44 @@ AMX_INT8_TARGET void release_tiles() {
   _tile_release();
 }
 
+// Asks memory for the lines of the next batch's rows a few at a time (--ask: after each forward pair of
+// groups and each update block), so that they arrive in L2 while this batch's tiles run. Measured: the
+// wait moves from the gathering into the passes that ask (BENCHMARKS.md); off by default.
+struct RowRequests {
+  const softreg::Dataset* data = nullptr;
+  const std::uint32_t* order = nullptr;
+  std::size_t row_bytes = 0;
+  int row = 0, rows = 0;
+  std::uintptr_t line = 0, end = 0;  // the current row's next line and its end
+
+  void start(const softreg::Dataset& d, const std::uint32_t* next, int count) {
+    data = &d;
+    order = next;
+    row_bytes = d.row_bytes();
+    row = -1;
+    rows = next ? count : 0;
+    line = end = 0;
+  }
+  void ask(int lines) {
+    for (; lines > 0; --lines) {
+      if (line >= end) {
+        if (++row >= rows) return;
+        const auto first = reinterpret_cast<std::uintptr_t>(data->image(order[row]));
+        line = first & ~std::uintptr_t{63};
+        end = first + row_bytes;
+      }
+      _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T1);
+      line += 64;
+    }
+  }
+};
+
 struct Phases {
-  double gather = 0, quantize_w = 0, forward_tiles = 0, softmax = 0, quads = 0, update_tiles = 0, step = 0;
+  double gather = 0, quantize_w = 0, forward_tiles = 0, softmax = 0, quads = 0, update = 0, bias = 0;
 };
 
 // One thread's trainer. Layouts (zeros in every padding, so they add nothing):
+//   W      [input][16]          the model, an input's classes side by side (what the step writes);
 //   rows   [256][DP]            the batch's rows, DP = inputs rounded up to 64;
 //   w_tiles[slice][DP/64][16][64] W's slices as TDPBUSD's right operand: row i of step k holds, for each
 //                                class n, its slices of inputs 64k + 4i .. 64k + 4i + 3;
@@ -92,42 +126,67 @@ struct Phases {
 //                                64c + 16(n/4) + 4m + n%4 of part m (what two rounds of unpacks give).
 struct Int8Trainer {
   int inputs = 0, padded = 0, classes = 0, steps = 0;
-  alignas(64) float W[kMaxClasses][kMaxInputs] = {};
+  alignas(64) float W[kMaxInputs][kMaxClasses] = {};  // input by input: a vector is an input's 16 classes
   float b[kMaxClasses] = {};
   double w_scale[kMaxClasses] = {};
+  alignas(64) float to_integer[kMaxClasses] = {};  // 2^(30 - e) a class: W's integers are W times it
   alignas(64) std::int8_t w_tiles[kSlices][kMaxInputs / 64 + 1][16][64] = {};  // + 1: slices not 16 KB apart
   alignas(64) std::uint8_t rows[kBatch][kMaxInputs + 64] = {};  // + 64: tile rows not 1 KB apart (L1 sets)
   alignas(64) std::int8_t d_tiles[kSlices][kBatch / 64][kMaxClasses][64] = {};
   alignas(64) std::uint8_t quads[kMaxInputs / 64][4][kBatch / 4][64] = {};
   alignas(64) std::int32_t sums[kSlices][16][16] = {};
-  alignas(64) float logits[kBatch][kMaxClasses] = {};
-  alignas(64) float dlogits[kBatch][kMaxClasses] = {};
+  alignas(64) std::int32_t pair_sums[2][kSlices][16][16] = {};
+  std::int64_t bias_sums[kMaxClasses] = {};
   Phases phases;
+  RowRequests next_rows;
+  int lines_a_pair = 0, lines_a_block = 0;
+  bool verify = false;  // set for a batch: verify_forward_pair and verify_update_block
+  std::int64_t mismatches = 0;
+
+  // Four vectors whose 32-bit lanes hold four slices (bytes) of 16 classes each, for 4 inputs (or rows)
+  // u = 0..3, to four vectors, one a slice, whose lane n holds class n's slice of the 4 inputs in order:
+  // a 4 x 4 byte transpose inside each lane, then a 4 x 4 lane transpose inside each 128 bits.
+  AMX_INT8_TARGET static void slices_of_four(const __m512i (&t)[4], __m512i (&slice)[4]) {
+    const __m512i a = _mm512_unpacklo_epi8(t[0], t[1]), b = _mm512_unpackhi_epi8(t[0], t[1]);
+    const __m512i c = _mm512_unpacklo_epi8(t[2], t[3]), d = _mm512_unpackhi_epi8(t[2], t[3]);
+    // r[j]'s 128-bit part L: class 4L + j's slices 0..3, each the 4 inputs' bytes.
+    const __m512i r0 = _mm512_unpacklo_epi16(a, c), r1 = _mm512_unpackhi_epi16(a, c);
+    const __m512i r2 = _mm512_unpacklo_epi16(b, d), r3 = _mm512_unpackhi_epi16(b, d);
+    const __m512i e0 = _mm512_unpacklo_epi32(r0, r1), e1 = _mm512_unpacklo_epi32(r2, r3);
+    const __m512i f0 = _mm512_unpackhi_epi32(r0, r1), f1 = _mm512_unpackhi_epi32(r2, r3);
+    slice[0] = _mm512_unpacklo_epi64(e0, e1);
+    slice[1] = _mm512_unpackhi_epi64(e0, e1);
+    slice[2] = _mm512_unpacklo_epi64(f0, f1);
+    slice[3] = _mm512_unpackhi_epi64(f0, f1);
+  }
+
+  // q's four signed bytes, q = s0 + 256 s1 + 65536 s2 + 2^24 s3 (|q| <= 2^30): the bytes of q + 0x80808080
+  // are s + 128 each.
+  AMX_INT8_TARGET static __m512i slice_bytes(__m512i q) {
+    const __m512i bias = _mm512_set1_epi32(static_cast<int>(0x80808080u));
+    return _mm512_xor_si512(_mm512_add_epi32(q, bias), bias);
+  }
 
   AMX_INT8_TARGET void quantize_w() {
+    __m512 largest = _mm512_setzero_ps();
+    for (int d = 0; d < inputs; ++d)
+      largest = _mm512_max_ps(largest, _mm512_abs_ps(_mm512_load_ps(W[d])));
+    alignas(64) float top[16];
+    _mm512_store_ps(top, largest);
     for (int n = 0; n < kMaxClasses; ++n) {
-      __m512 largest = _mm512_setzero_ps();
-      for (int d = 0; d < padded; d += 16)
-        largest = _mm512_max_ps(largest, _mm512_abs_ps(_mm512_load_ps(&W[n][d])));
-      const float m = _mm512_reduce_max_ps(largest);
       int e = 0;
-      if (m > 0) std::frexp(m, &e);  // m < 2^e
+      if (top[n] > 0) std::frexp(top[n], &e);  // top < 2^e
       w_scale[n] = std::ldexp(1.0, e - 30);
-      const __m512 to_integer = _mm512_set1_ps(m > 0 ? std::ldexp(1.0f, 30 - e) : 0.0f);
-      for (int d = 0; d < padded; d += 16) {
-        const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_load_ps(&W[n][d]), to_integer));
-        const __m512i bias = _mm512_set1_epi32(static_cast<int>(0x80808080u));
-        const __m512i bytes = _mm512_xor_si512(_mm512_add_epi32(q, bias), bias);  // byte s = slice s
-        for (int s = 0; s < kSlices; ++s) {  // lanes 4u..4u+3's slice s: one 32-bit piece of a tile row
-          const __m128i slice = _mm512_cvtepi32_epi8(_mm512_srli_epi32(bytes, 8 * s));
-          std::int8_t(*tile)[64] = w_tiles[s][d / 64];
-          const int row = d % 64 / 4;
-          *reinterpret_cast<std::int32_t*>(&tile[row][4 * n]) = _mm_extract_epi32(slice, 0);
-          *reinterpret_cast<std::int32_t*>(&tile[row + 1][4 * n]) = _mm_extract_epi32(slice, 1);
-          *reinterpret_cast<std::int32_t*>(&tile[row + 2][4 * n]) = _mm_extract_epi32(slice, 2);
-          *reinterpret_cast<std::int32_t*>(&tile[row + 3][4 * n]) = _mm_extract_epi32(slice, 3);
-        }
-      }
+      to_integer[n] = top[n] > 0 ? std::ldexp(1.0f, 30 - e) : 0.0f;
+    }
+    const __m512 scale = _mm512_load_ps(to_integer);
+    for (int d = 0; d < padded; d += 4) {
+      __m512i t[4], slice[4];
+      for (int u = 0; u < 4; ++u)
+        t[u] = slice_bytes(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_load_ps(W[d + u]), scale)));
+      slices_of_four(t, slice);
+      for (int s = 0; s < kSlices; ++s)
+        _mm512_store_si512(w_tiles[s][d / 64][d % 64 / 4], slice[s]);
     }
   }
 
@@ -155,69 +214,101 @@ struct Int8Trainer {
     _tile_stored(3, sums[3], 64);
   }
 
-  AMX_INT8_TARGET void forward_group(int g) {
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
-    for (int k = 0; k < steps; ++k) {
-      _tile_loadd(4, &rows[16 * g][64 * k], kMaxInputs + 64);
-      _tile_loadd(5, w_tiles[0][k], 64);
-      _tile_dpbusd(0, 4, 5);
-      _tile_loadd(6, w_tiles[1][k], 64);
-      _tile_dpbusd(1, 4, 6);
-      _tile_loadd(5, w_tiles[2][k], 64);
-      _tile_dpbusd(2, 4, 5);
-      _tile_loadd(6, w_tiles[3][k], 64);
-      _tile_dpbusd(3, 4, 6);
+  // The sums of groups g and g + 1 (16 rows each) into pair_sums, two slices at a time: 2 x 2 accumulators
+  // share each tile loaded, and a pass's two slices of W (2 x 13 KB for 784 inputs) stay in L1 beside
+  // the rows (all four slices, 52 KB, did not: the forward tiles took 4.2-4.6 ms an epoch against 3.0).
+  AMX_INT8_TARGET void forward_pair(int g) {
+    for (int s = 0; s < kSlices; s += 2) {
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      for (int k = 0; k < steps; ++k) {
+        _tile_loadd(4, &rows[16 * g][64 * k], kMaxInputs + 64);
+        _tile_loadd(5, &rows[16 * g + 16][64 * k], kMaxInputs + 64);
+        _tile_loadd(6, w_tiles[s][k], 64);
+        _tile_loadd(7, w_tiles[s + 1][k], 64);
+        _tile_dpbusd(0, 4, 6);
+        _tile_dpbusd(1, 4, 7);
+        _tile_dpbusd(2, 5, 6);
+        _tile_dpbusd(3, 5, 7);
+      }
+      _tile_stored(0, pair_sums[0][s], 64);
+      _tile_stored(1, pair_sums[0][s + 1], 64);
+      _tile_stored(2, pair_sums[1][s], 64);
+      _tile_stored(3, pair_sums[1][s + 1], 64);
     }
-    store_sums();
   }
 
-  // sum_s sums[s][i][8 half .. 8 half + 7] 256^s, exactly, as 8 int64.
-  AMX_INT8_TARGET static __m512i combine(const std::int32_t (&sums)[kSlices][16][16], int i, int half) {
-    __m512i total = _mm512_setzero_si512();
-    for (int s = kSlices - 1; s >= 0; --s) {
-      const __m512i v = _mm512_load_si512(sums[s][i]);
-      const __m256i part = half ? _mm512_extracti64x4_epi64(v, 1) : _mm512_castsi512_si256(v);
-      total = _mm512_add_epi64(_mm512_slli_epi64(total, 8), _mm512_cvtepi32_epi64(part));
+  // Rows 16g..16g+15 from their exact sums: logits, softmax, loss, the rows predicted right, and the
+  // dlogits' slices into d_tiles, 16 rows in a vector's lanes and a vector a class (the sums transposed
+  // first), so a slice of a class's dlogits is 16 bytes in a row of its tile. The bias's sums are exact
+  // too: the dlogits' integers summed in 64 bits.
+  AMX_INT8_TARGET double softmax_group(int g, const std::int32_t (&group_sums)[kSlices][16][16],
+                                       __m512i labels, int& correct) {
+    __m512i by_class[kSlices][16];
+    for (int s = 0; s < kSlices; ++s) {
+      for (int i = 0; i < 16; ++i)
+        by_class[s][i] = _mm512_load_si512(group_sums[s][i]);
+      transpose16(by_class[s]);
     }
-    return total;
-  }
-
-  AMX_INT8_TARGET void logits_of_group(int g) {
-    for (int i = 0; i < 16; ++i) {
+    __m512 logit[kMaxClasses];
+    __m512 top = _mm512_set1_ps(-INFINITY);
+    for (int n = 0; n < classes; ++n) {
+      const __m512d scale = _mm512_set1_pd(w_scale[n] / 255.0), bias = _mm512_set1_pd(b[n]);
       __m256 halves[2];
       for (int h = 0; h < 2; ++h) {
-        const __m512d scale = _mm512_mul_pd(_mm512_loadu_pd(w_scale + 8 * h), _mm512_set1_pd(1.0 / 255.0));
-        const __m512d exact = _mm512_cvtepi64_pd(combine(sums, i, h));
-        halves[h] = _mm512_cvtpd_ps(
-            _mm512_add_pd(_mm512_mul_pd(exact, scale), _mm512_cvtps_pd(_mm256_loadu_ps(b + 8 * h))));
+        __m512i exact = _mm512_setzero_si512();
+        for (int s = kSlices - 1; s >= 0; --s) {
+          const __m512i v = by_class[s][n];
+          const __m256i part = h ? _mm512_extracti64x4_epi64(v, 1) : _mm512_castsi512_si256(v);
+          exact = _mm512_add_epi64(_mm512_slli_epi64(exact, 8), _mm512_cvtepi32_epi64(part));
+        }
+        halves[h] = _mm512_cvtpd_ps(_mm512_add_pd(_mm512_mul_pd(_mm512_cvtepi64_pd(exact), scale), bias));
       }
-      _mm512_store_ps(logits[16 * g + i],
-                      _mm512_insertf32x8(_mm512_castps256_ps512(halves[0]), halves[1], 1));
+      logit[n] = _mm512_insertf32x8(_mm512_castps256_ps512(halves[0]), halves[1], 1);
+      if (verify) {
+        alignas(64) float lanes[16];
+        _mm512_store_ps(lanes, logit[n]);
+        verify_logits(group_sums, n, lanes);
+      }
+      top = _mm512_max_ps(top, logit[n]);
     }
-  }
-
-  // Softmax, loss and dlogits of row r (label y); the dlogits' slices into d_tiles.
-  AMX_INT8_TARGET double softmax_row(int r, int y, int& correct) {
-    const __mmask16 valid = static_cast<__mmask16>((1u << classes) - 1);
-    const __m512 l = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), valid, _mm512_load_ps(logits[r]));
-    const float top = _mm512_reduce_max_ps(l);
-    const __m512 e = _mm512_maskz_mov_ps(valid, exp_of(_mm512_sub_ps(l, _mm512_set1_ps(top))));
-    const float total = _mm512_reduce_add_ps(e);
-    correct += __builtin_ctz(_mm512_cmp_ps_mask(l, _mm512_set1_ps(top), _CMP_EQ_OQ)) == y;
-    __m512 d = _mm512_mul_ps(e, _mm512_set1_ps(1.0f / total));
-    d = _mm512_mask_sub_ps(d, static_cast<__mmask16>(1u << y), d, _mm512_set1_ps(1.0f));
-    _mm512_store_ps(dlogits[r], d);
-    const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(d, _mm512_set1_ps(1073741824.0f)));  // |d| <= 1
-    const __m512i bias = _mm512_set1_epi32(static_cast<int>(0x80808080u));
-    alignas(64) std::uint32_t lanes[16];
-    _mm512_store_si512(lanes, _mm512_xor_si512(_mm512_add_epi32(q, bias), bias));
-    for (int s = 0; s < kSlices; ++s)
-      for (int n = 0; n < kMaxClasses; ++n)
-        d_tiles[s][r / 64][n][r % 64] = static_cast<std::int8_t>(lanes[n] >> (8 * s));
-    return std::log(static_cast<double>(total)) - static_cast<double>(logits[r][y] - top);
+    __m512i predicted = _mm512_setzero_si512();
+    __m512 total = _mm512_setzero_ps(), label_logit = _mm512_setzero_ps(), e[kMaxClasses];
+    for (int n = classes - 1; n >= 0; --n)  // the first class of the largest logit, as max_element
+      predicted = _mm512_mask_mov_epi32(predicted, _mm512_cmp_ps_mask(logit[n], top, _CMP_EQ_OQ),
+                                        _mm512_set1_epi32(n));
+    for (int n = 0; n < classes; ++n) {
+      e[n] = exp_of(_mm512_sub_ps(logit[n], top));
+      total = _mm512_add_ps(total, e[n]);
+      label_logit =
+          _mm512_mask_mov_ps(label_logit, _mm512_cmpeq_epi32_mask(labels, _mm512_set1_epi32(n)), logit[n]);
+    }
+    correct += __builtin_popcount(_mm512_cmpeq_epi32_mask(predicted, labels));
+    // sum of log(total) as the log of a product: each total is in [1, classes], 16 of them far inside a
+    // double
+    const __m512d product = _mm512_mul_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(total)),
+                                          _mm512_cvtps_pd(_mm512_extractf32x8_ps(total, 1)));
+    const double loss = std::log(_mm512_reduce_mul_pd(product)) -
+                        _mm512_reduce_add_pd(_mm512_add_pd(
+                            _mm512_cvtps_pd(_mm512_castps512_ps256(_mm512_sub_ps(label_logit, top))),
+                            _mm512_cvtps_pd(_mm512_extractf32x8_ps(_mm512_sub_ps(label_logit, top), 1))));
+    const __m512 inverse = _mm512_div_ps(_mm512_set1_ps(1.0f), total);
+    for (int n = 0; n < classes; ++n) {
+      __m512 d = _mm512_mul_ps(e[n], inverse);
+      d = _mm512_mask_sub_ps(d, _mm512_cmpeq_epi32_mask(labels, _mm512_set1_epi32(n)), d,
+                             _mm512_set1_ps(1.0f));
+      const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(d, _mm512_set1_ps(1073741824.0f)));  // |d| <= 1
+      const __m512i bytes = slice_bytes(q);
+      for (int s = 0; s < kSlices; ++s)
+        _mm_store_si128(reinterpret_cast<__m128i*>(&d_tiles[s][16 * g / 64][n][16 * g % 64]),
+                        _mm512_cvtepi32_epi8(_mm512_srli_epi32(bytes, 8 * s)));
+      bias_sums[n] +=
+          _mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(q)),
+                                                   _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(q, 1))));
+    }
+    return loss;
   }
 
   AMX_INT8_TARGET void make_quads() {
@@ -255,21 +346,112 @@ struct Int8Trainer {
     store_sums();
   }
 
-  void step_block(int c, int m) {
-    const double scale = -kLr / (255.0 * std::ldexp(1.0, 30) * kBatch);
+  // 16 x 16 32-bit lanes transposed.
+  AMX_INT8_TARGET static void transpose16(__m512i (&r)[16]) {
+    __m512i t[16];
+    for (int i = 0; i < 16; i += 2) {
+      t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+      t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+      r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+      r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+      r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+      r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    // r[4g + j]'s 128-bit part L now holds column 4L + j of rows 4g..4g+3; regroup the parts.
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 2; ++j) {
+        t[i + 8 * j] = _mm512_shuffle_i32x4(r[i + 8 * j], r[i + 4 + 8 * j], 0x88);
+        t[i + 4 + 8 * j] = _mm512_shuffle_i32x4(r[i + 8 * j], r[i + 4 + 8 * j], 0xdd);
+      }
+    for (int i = 0; i < 8; ++i) {
+      r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+      r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
+    }
+  }
+
+  // W's inputs of block (c, m) stepped from the block's exact sums (classes by the block's 16 inputs).
+  // --check, on each epoch's first batch: the tiles' exact sums against the same sums taken one product
+  // at a time in 64-bit integers, from W's integers (rounded as the vector conversion rounds, to nearest
+  // even) and the dlogits' integers read back from their slices. Any difference is counted.
+  std::int64_t weight_integer(int n, int d) const {
+    return static_cast<std::int64_t>(std::nearbyint(W[d][n] * to_integer[n]));
+  }
+  std::int64_t dlogit_integer(int r, int n) const {
+    std::int64_t q = 0;
+    for (int s = kSlices - 1; s >= 0; --s)
+      q = q * 256 + d_tiles[s][r / 64][n][r % 64];
+    return q;
+  }
+  static std::int64_t combined(const std::int32_t (&slices)[kSlices][16][16], int i, int j) {
+    std::int64_t total = 0;
+    for (int s = kSlices - 1; s >= 0; --s)
+      total = total * 256 + slices[s][i][j];
+    return total;
+  }
+  void verify_forward_pair(int g) {
+    for (int j = 0; j < 2; ++j)
+      for (int i = 0; i < 16; ++i)
+        for (int n = 0; n < classes; ++n) {
+          std::int64_t one_by_one = 0;
+          for (int d = 0; d < inputs; ++d)
+            one_by_one += rows[16 * (g + j) + i][d] * weight_integer(n, d);
+          mismatches += combined(pair_sums[j], i, n) != one_by_one;
+        }
+  }
+  // Class n's logits of a group's 16 rows: the exact sum times the class's scale, plus its bias, in
+  // double, rounded to float: the same operations one lane at a time (not inlined into the AVX-512
+  // code, where the compiler could fuse the multiply and the add).
+  __attribute__((noinline)) void verify_logits(const std::int32_t (&group_sums)[kSlices][16][16], int n,
+                                               const float (&lanes)[16]) {
+    for (int i = 0; i < 16; ++i) {
+      const double product = static_cast<double>(combined(group_sums, i, n)) * (w_scale[n] / 255.0);
+      mismatches += static_cast<float>(product + static_cast<double>(b[n])) != lanes[i];
+    }
+  }
+  void verify_update_block(int c, int m) {
     for (int n = 0; n < 16; ++n) {
       const int d = 64 * c + 16 * (n / 4) + 4 * m + n % 4;
       if (d >= inputs) continue;
       for (int k = 0; k < classes; ++k) {
-        std::int64_t exact = sums[kSlices - 1][k][n];
-        for (int s = kSlices - 2; s >= 0; --s)
-          exact = exact * 256 + sums[s][k][n];
-        W[k][d] = static_cast<float>(static_cast<double>(W[k][d]) + static_cast<double>(exact) * scale);
+        std::int64_t one_by_one = 0;
+        for (int r = 0; r < kBatch; ++r)
+          one_by_one += rows[r][d] * dlogit_integer(r, k);
+        mismatches += combined(sums, k, n) != one_by_one;
       }
     }
   }
 
-  AMX_INT8_TARGET double batch(const softreg::Dataset& data, const std::uint32_t* order, int& correct) {
+  AMX_INT8_TARGET void step_block(int c, int m) {
+    const __m512d scale = _mm512_set1_pd(-kLr / (255.0 * std::ldexp(1.0, 30) * kBatch));
+    __m512i by_input[kSlices][16];
+    for (int s = 0; s < kSlices; ++s) {
+      for (int k = 0; k < 16; ++k)
+        by_input[s][k] = _mm512_load_si512(sums[s][k]);
+      transpose16(by_input[s]);
+    }
+    for (int n = 0; n < 16; ++n) {
+      const int d = 64 * c + 16 * (n / 4) + 4 * m + n % 4;
+      if (d >= inputs) continue;
+      __m256 halves[2];
+      for (int h = 0; h < 2; ++h) {
+        __m512i exact = _mm512_setzero_si512();
+        for (int s = kSlices - 1; s >= 0; --s) {
+          const __m512i v = by_input[s][n];
+          const __m256i part = h ? _mm512_extracti64x4_epi64(v, 1) : _mm512_castsi512_si256(v);
+          exact = _mm512_add_epi64(_mm512_slli_epi64(exact, 8), _mm512_cvtepi32_epi64(part));
+        }
+        const __m512d old = _mm512_cvtps_pd(_mm256_load_ps(W[d] + 8 * h));
+        halves[h] = _mm512_cvtpd_ps(_mm512_add_pd(old, _mm512_mul_pd(_mm512_cvtepi64_pd(exact), scale)));
+      }
+      _mm512_store_ps(W[d], _mm512_insertf32x8(_mm512_castps256_ps512(halves[0]), halves[1], 1));
+    }
+  }
+
+  AMX_INT8_TARGET double batch(const softreg::Dataset& data, const std::uint32_t* order,
+                               const std::uint32_t* next, int& correct) {
+    next_rows.start(data, next, kBatch);
     auto start = Clock::now();
     for (int r = 0; r < kBatch; ++r)
       std::memcpy(rows[r], data.image(order[r]), static_cast<std::size_t>(inputs));
@@ -278,36 +460,38 @@ struct Int8Trainer {
     quantize_w();
     phases.quantize_w += since(start);
     double loss = 0;
-    for (int g = 0; g < kBatch / 16; ++g) {
+    std::fill(std::begin(bias_sums), std::end(bias_sums), 0);
+    for (int g = 0; g < kBatch / 16; g += 2) {
       start = Clock::now();
-      forward_group(g);
+      forward_pair(g);
+      if (verify) verify_forward_pair(g);
+      next_rows.ask(lines_a_pair);
       phases.forward_tiles += since(start);
       start = Clock::now();
-      logits_of_group(g);
-      for (int r = 16 * g; r < 16 * g + 16; ++r)
-        loss += softmax_row(r, data.labels[order[r]], correct);
+      for (int j = 0; j < 2; ++j) {
+        alignas(64) std::int32_t labels[16];
+        for (int i = 0; i < 16; ++i)
+          labels[i] = data.labels[order[16 * (g + j) + i]];
+        loss += softmax_group(g + j, pair_sums[j], _mm512_load_si512(labels), correct);
+      }
       phases.softmax += since(start);
     }
     start = Clock::now();
     make_quads();
     phases.quads += since(start);
+    start = Clock::now();
     for (int c = 0; c < steps; ++c)
       for (int m = 0; m < 4; ++m) {
-        start = Clock::now();
         update_tiles(c, m);
-        phases.update_tiles += since(start);
-        start = Clock::now();
+        if (verify) verify_update_block(c, m);
+        next_rows.ask(lines_a_block);
         step_block(c, m);
-        phases.step += since(start);
       }
+    phases.update += since(start);
     start = Clock::now();
-    for (int n = 0; n < classes; ++n) {
-      float total = 0;
-      for (int r = 0; r < kBatch; ++r)
-        total += dlogits[r][n];
-      b[n] -= static_cast<float>(kLr) * total / kBatch;
-    }
-    phases.step += since(start);
+    for (int n = 0; n < classes; ++n)
+      b[n] = static_cast<float>(b[n] - kLr * std::ldexp(static_cast<double>(bias_sums[n]), -30) / kBatch);
+    phases.bias += since(start);
     return loss;
   }
 };
@@ -320,7 +504,8 @@ struct DoubleTrainer {
   double batch(const softreg::Dataset& data, const std::uint32_t* order, int& correct) {
     const auto K = static_cast<std::size_t>(classes), D = static_cast<std::size_t>(inputs);
     std::vector<double> gradient(W.size(), 0.0);
-    std::vector<float> logit(K), d(K), bias_sums(K, 0.0f);
+    std::vector<float> logit(K), d(K);
+    std::vector<double> bias_sums(K, 0.0);
     double loss = 0;
     for (int r = 0; r < kBatch; ++r) {
       const std::uint8_t* x = data.image(order[r]);
@@ -347,7 +532,7 @@ struct DoubleTrainer {
     for (std::size_t j = 0; j < W.size(); ++j)
       W[j] = static_cast<float>(W[j] - kLr * gradient[j] / 255.0 / kBatch);
     for (std::size_t n = 0; n < K; ++n)
-      b[n] -= static_cast<float>(kLr) * bias_sums[n] / kBatch;
+      b[n] = static_cast<float>(b[n] - kLr * bias_sums[n] / kBatch);
     return loss;
   }
 };
@@ -355,6 +540,7 @@ struct DoubleTrainer {
 }  // namespace
 
 int main(int argc, char** argv) {
+  static Int8Trainer exact;
   int epochs = 10;
   bool check = false;
   std::optional<std::filesystem::path> folder;
@@ -362,12 +548,16 @@ int main(int argc, char** argv) {
     const std::string arg = argv[i];
     if (arg == "--epochs" && i + 1 < argc) {
       epochs = std::stoi(argv[++i]);
+    } else if (arg == "--ask" && i + 2 < argc) {  // lines asked for after each forward pair, update block
+      exact.lines_a_pair = std::stoi(argv[++i]);
+      exact.lines_a_block = std::stoi(argv[++i]);
     } else if (arg == "--check") {
       check = true;
     } else if (arg == "--data" && i + 1 < argc) {
       folder = argv[++i];
     } else {
-      std::fprintf(stderr, "usage: exact_int8_recipe [--epochs N] [--check] [--data DIR]\n");
+      std::fprintf(stderr,
+                   "usage: exact_int8_recipe [--epochs N] [--check] [--ask LINES LINES] [--data DIR]\n");
       return 2;
     }
   }
@@ -377,7 +567,6 @@ int main(int argc, char** argv) {
   }
   const softreg::TrainTestData data = softreg::load_train_test(softreg::locate_data(folder));
   const softreg::Dataset& train = data.train;
-  static Int8Trainer exact;
   exact.inputs = static_cast<int>(train.features());
   exact.classes = train.num_classes;
   if (train.element != softreg::ElementType::kU8 || exact.inputs > kMaxInputs ||
@@ -394,8 +583,8 @@ int main(int argc, char** argv) {
   std::normal_distribution<float> normal(0.0f, 0.01f);
   for (int n = 0; n < exact.classes; ++n)
     for (int i = 0; i < exact.inputs; ++i) {
-      exact.W[n][i] = normal(generator);
-      reference.W.push_back(exact.W[n][i]);
+      exact.W[i][n] = normal(generator);
+      reference.W.push_back(exact.W[i][n]);
     }
   configure_tiles();
   std::vector<std::uint32_t> order(train.count);
@@ -410,15 +599,19 @@ int main(int argc, char** argv) {
     double loss = 0;
     int correct = 0;
     const auto start = Clock::now();
-    for (std::size_t i = 0; i < batches; ++i)
-      loss += exact.batch(train, &order[i * kBatch], correct);
+    exact.mismatches = 0;
+    for (std::size_t i = 0; i < batches; ++i) {
+      exact.verify = check && i == 0;  // (the epoch's time then includes the checking)
+      loss += exact.batch(train, &order[i * kBatch], i + 1 < batches ? &order[(i + 1) * kBatch] : nullptr,
+                          correct);
+    }
     const double seconds = since(start);
     const Phases& p = exact.phases;
     std::printf(
         "epoch %d: %.2f ms  loss %.10f  acc %.4f  (gather %.2f, quantize W %.2f, forward tiles %.2f, softmax "
-        "%.2f, quads %.2f, update tiles %.2f, step %.2f ms)\n",
+        "%.2f, quads %.2f, update tiles and step %.2f, bias %.2f ms)\n",
         epoch + 1, seconds * 1e3, loss / rows, correct / rows, p.gather * 1e3, p.quantize_w * 1e3,
-        p.forward_tiles * 1e3, p.softmax * 1e3, p.quads * 1e3, p.update_tiles * 1e3, p.step * 1e3);
+        p.forward_tiles * 1e3, p.softmax * 1e3, p.quads * 1e3, p.update * 1e3, p.bias * 1e3);
     if (check) {
       double reference_loss = 0;
       int reference_correct = 0;
@@ -427,7 +620,10 @@ int main(int argc, char** argv) {
       const double relative = std::fabs(loss - reference_loss) / reference_loss;
       std::printf("  summed in double: loss %.10f  acc %.4f  (relative difference %.1e)\n",
                   reference_loss / rows, reference_correct / rows, relative);
-      if (!(relative <= 1e-8)) status = 1;
+      std::printf(
+          "  the first batch's tile sums and logits against one product at a time: %lld of %d differ\n",
+          static_cast<long long>(exact.mismatches), (2 * kBatch + exact.inputs) * exact.classes);
+      if (!(relative <= 1e-8) || exact.mismatches != 0) status = 1;
     }
   }
   release_tiles();
