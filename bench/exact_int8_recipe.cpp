@@ -18,7 +18,13 @@
 // relative (8e-10 after one epoch here, 1e-9 after two; without the update's lowest slice 2.9e-8).
 // Exit code 77 where the CPU or the OS has no AMX-INT8 (CTest counts it as skipped).
 //
-//   build/bench/exact_int8_recipe [--epochs N] [--check] [--ask LINES_A_PAIR LINES_A_BLOCK] [--data DIR]
+// Measured on an Intel Xeon guest (BENCHMARKS.md): one thread 10-15 % faster than softreg's float32
+// epoch, two threads 15-25 % slower (the exact partial sums that cross between the cores are 8 bytes
+// an entry); neither near issue 8's 1.5x of the floor, which gathering the shuffled rows alone nearly
+// spends on this machine.
+//
+//   build/bench/exact_int8_recipe [--epochs N] [--threads 1|2] [--check] [--ask LINES_A_PAIR LINES_A_BLOCK]
+//                                 [--data DIR]
 #include <softreg/dataset.hpp>
 
 #include <cpuid.h>
@@ -27,6 +33,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -35,6 +42,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #define AMX_INT8_TARGET __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512dq,avx512vl")))
@@ -112,6 +120,24 @@ struct RowRequests {
   }
 };
 
+// Two threads meet three times a batch (a spin: a meeting is a few hundred nanoseconds here).
+struct SpinBarrier {
+  explicit SpinBarrier(int n) : count(n) {}
+  void wait() {
+    if (count == 1) return;
+    const int generation = passed.load(std::memory_order_acquire);
+    if (arrived.fetch_add(1, std::memory_order_acq_rel) == count - 1) {
+      arrived.store(0, std::memory_order_relaxed);
+      passed.fetch_add(1, std::memory_order_release);
+    } else {
+      while (passed.load(std::memory_order_acquire) == generation)
+        _mm_pause();
+    }
+  }
+  const int count;
+  std::atomic<int> arrived{0}, passed{0};
+};
+
 struct Phases {
   double gather = 0, quantize_w = 0, forward_tiles = 0, softmax = 0, quads = 0, update = 0, bias = 0;
 };
@@ -124,24 +150,34 @@ struct Phases {
 //   d_tiles[slice][4][16][64]     the dlogits' slices as TDPBSUD's left operand: class n, 64 rows a step;
 //   quads  [DP/64][4][64][64]    the rows as its right operand: quad q of rows 4q..4q+3, the 16 inputs
 //                                64c + 16(n/4) + 4m + n%4 of part m (what two rounds of unpacks give).
-struct Int8Trainer {
-  int inputs = 0, padded = 0, classes = 0, steps = 0;
+// What each thread keeps of its own: its sums, the loss and the rows it got right, and its copies of the
+// scales and of b (both threads compute them alike from the same numbers, so the copies stay equal).
+struct alignas(64) ThreadPart {
   alignas(64) float W[kMaxInputs][kMaxClasses] = {};  // input by input: a vector is an input's 16 classes
-  float b[kMaxClasses] = {};
-  double w_scale[kMaxClasses] = {};
-  alignas(64) float to_integer[kMaxClasses] = {};  // 2^(30 - e) a class: W's integers are W times it
   alignas(64) std::int8_t w_tiles[kSlices][kMaxInputs / 64 + 1][16][64] = {};  // + 1: slices not 16 KB apart
-  alignas(64) std::uint8_t rows[kBatch][kMaxInputs + 64] = {};  // + 64: tile rows not 1 KB apart (L1 sets)
   alignas(64) std::int8_t d_tiles[kSlices][kBatch / 64][kMaxClasses][64] = {};
   alignas(64) std::uint8_t quads[kMaxInputs / 64][4][kBatch / 4][64] = {};
+  alignas(64) std::int64_t partial[2][kMaxInputs][kMaxClasses] = {};  // by batch parity: its rows' exact G
   alignas(64) std::int32_t sums[kSlices][16][16] = {};
   alignas(64) std::int32_t pair_sums[2][kSlices][16][16] = {};
-  std::int64_t bias_sums[kMaxClasses] = {};
+  std::int64_t bias_sums[2][kMaxClasses] = {};  // by batch parity
+  double w_scale[kMaxClasses] = {};
+  alignas(64) float to_integer[kMaxClasses] = {};  // 2^(30 - e) a class: W's integers are W times it
+  alignas(64) float top[kMaxClasses] = {};         // the largest |w| a class
+  float b[kMaxClasses] = {};
   Phases phases;
   RowRequests next_rows;
-  int lines_a_pair = 0, lines_a_block = 0;
-  bool verify = false;  // set for a batch: verify_forward_pair and verify_update_block
+  bool verify = false;  // set for a batch: the checks of its tile sums and logits
   std::int64_t mismatches = 0;
+  double loss = 0;
+  int correct = 0;
+};
+
+struct Int8Trainer {
+  int inputs = 0, padded = 0, classes = 0, steps = 0, threads = 1;
+  alignas(64) std::uint8_t rows[kBatch][kMaxInputs + 64] = {};  // + 64: tile rows not 1 KB apart (L1 sets)
+  int lines_a_pair = 0, lines_a_block = 0;
+  ThreadPart part[2];
 
   // Four vectors whose 32-bit lanes hold four slices (bytes) of 16 classes each, for 4 inputs (or rows)
   // u = 0..3, to four vectors, one a slice, whose lane n holds class n's slice of the 4 inputs in order:
@@ -167,26 +203,31 @@ struct Int8Trainer {
     return _mm512_xor_si512(_mm512_add_epi32(q, bias), bias);
   }
 
-  AMX_INT8_TARGET void quantize_w() {
+  // Each class's power of 2 above its largest |w| (into tp.w_scale and tp.to_integer).
+  AMX_INT8_TARGET void scales_of(ThreadPart& tp) {
     __m512 largest = _mm512_setzero_ps();
     for (int d = 0; d < inputs; ++d)
-      largest = _mm512_max_ps(largest, _mm512_abs_ps(_mm512_load_ps(W[d])));
-    alignas(64) float top[16];
-    _mm512_store_ps(top, largest);
+      largest = _mm512_max_ps(largest, _mm512_abs_ps(_mm512_load_ps(tp.W[d])));
+    _mm512_store_ps(tp.top, largest);
     for (int n = 0; n < kMaxClasses; ++n) {
+      const float top = tp.top[n];
       int e = 0;
-      if (top[n] > 0) std::frexp(top[n], &e);  // top < 2^e
-      w_scale[n] = std::ldexp(1.0, e - 30);
-      to_integer[n] = top[n] > 0 ? std::ldexp(1.0f, 30 - e) : 0.0f;
+      if (top > 0) std::frexp(top, &e);  // top < 2^e
+      tp.w_scale[n] = std::ldexp(1.0, e - 30);
+      tp.to_integer[n] = top > 0 ? std::ldexp(1.0f, 30 - e) : 0.0f;
     }
-    const __m512 scale = _mm512_load_ps(to_integer);
+  }
+
+  // tp's W as slices into its w_tiles.
+  AMX_INT8_TARGET void quantize_w(ThreadPart& tp) {
+    const __m512 scale = _mm512_load_ps(tp.to_integer);
     for (int d = 0; d < padded; d += 4) {
       __m512i t[4], slice[4];
       for (int u = 0; u < 4; ++u)
-        t[u] = slice_bytes(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_load_ps(W[d + u]), scale)));
+        t[u] = slice_bytes(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_load_ps(tp.W[d + u]), scale)));
       slices_of_four(t, slice);
       for (int s = 0; s < kSlices; ++s)
-        _mm512_store_si512(w_tiles[s][d / 64][d % 64 / 4], slice[s]);
+        _mm512_store_si512(tp.w_tiles[s][d / 64][d % 64 / 4], slice[s]);
     }
   }
 
@@ -207,7 +248,7 @@ struct Int8Trainer {
     return _mm512_scalef_ps(p, whole);
   }
 
-  AMX_INT8_TARGET void store_sums() {
+  AMX_INT8_TARGET static void store_sums(std::int32_t (&sums)[kSlices][16][16]) {
     _tile_stored(0, sums[0], 64);
     _tile_stored(1, sums[1], 64);
     _tile_stored(2, sums[2], 64);
@@ -217,7 +258,7 @@ struct Int8Trainer {
   // The sums of groups g and g + 1 (16 rows each) into pair_sums, two slices at a time: 2 x 2 accumulators
   // share each tile loaded, and a pass's two slices of W (2 x 13 KB for 784 inputs) stay in L1 beside
   // the rows (all four slices, 52 KB, did not: the forward tiles took 4.2-4.6 ms an epoch against 3.0).
-  AMX_INT8_TARGET void forward_pair(int g) {
+  AMX_INT8_TARGET void forward_pair(ThreadPart& tp, int g) {
     for (int s = 0; s < kSlices; s += 2) {
       _tile_zero(0);
       _tile_zero(1);
@@ -226,17 +267,17 @@ struct Int8Trainer {
       for (int k = 0; k < steps; ++k) {
         _tile_loadd(4, &rows[16 * g][64 * k], kMaxInputs + 64);
         _tile_loadd(5, &rows[16 * g + 16][64 * k], kMaxInputs + 64);
-        _tile_loadd(6, w_tiles[s][k], 64);
-        _tile_loadd(7, w_tiles[s + 1][k], 64);
+        _tile_loadd(6, tp.w_tiles[s][k], 64);
+        _tile_loadd(7, tp.w_tiles[s + 1][k], 64);
         _tile_dpbusd(0, 4, 6);
         _tile_dpbusd(1, 4, 7);
         _tile_dpbusd(2, 5, 6);
         _tile_dpbusd(3, 5, 7);
       }
-      _tile_stored(0, pair_sums[0][s], 64);
-      _tile_stored(1, pair_sums[0][s + 1], 64);
-      _tile_stored(2, pair_sums[1][s], 64);
-      _tile_stored(3, pair_sums[1][s + 1], 64);
+      _tile_stored(0, tp.pair_sums[0][s], 64);
+      _tile_stored(1, tp.pair_sums[0][s + 1], 64);
+      _tile_stored(2, tp.pair_sums[1][s], 64);
+      _tile_stored(3, tp.pair_sums[1][s + 1], 64);
     }
   }
 
@@ -244,8 +285,8 @@ struct Int8Trainer {
   // dlogits' slices into d_tiles, 16 rows in a vector's lanes and a vector a class (the sums transposed
   // first), so a slice of a class's dlogits is 16 bytes in a row of its tile. The bias's sums are exact
   // too: the dlogits' integers summed in 64 bits.
-  AMX_INT8_TARGET double softmax_group(int g, const std::int32_t (&group_sums)[kSlices][16][16],
-                                       __m512i labels, int& correct) {
+  AMX_INT8_TARGET double softmax_group(ThreadPart& tp, int parity, int g,
+                                       const std::int32_t (&group_sums)[kSlices][16][16], __m512i labels) {
     __m512i by_class[kSlices][16];
     for (int s = 0; s < kSlices; ++s) {
       for (int i = 0; i < 16; ++i)
@@ -255,22 +296,22 @@ struct Int8Trainer {
     __m512 logit[kMaxClasses];
     __m512 top = _mm512_set1_ps(-INFINITY);
     for (int n = 0; n < classes; ++n) {
-      const __m512d scale = _mm512_set1_pd(w_scale[n] / 255.0), bias = _mm512_set1_pd(b[n]);
+      const __m512d scale = _mm512_set1_pd(tp.w_scale[n] / 255.0), bias = _mm512_set1_pd(tp.b[n]);
       __m256 halves[2];
       for (int h = 0; h < 2; ++h) {
         __m512i exact = _mm512_setzero_si512();
         for (int s = kSlices - 1; s >= 0; --s) {
           const __m512i v = by_class[s][n];
-          const __m256i part = h ? _mm512_extracti64x4_epi64(v, 1) : _mm512_castsi512_si256(v);
-          exact = _mm512_add_epi64(_mm512_slli_epi64(exact, 8), _mm512_cvtepi32_epi64(part));
+          const __m256i half = h ? _mm512_extracti64x4_epi64(v, 1) : _mm512_castsi512_si256(v);
+          exact = _mm512_add_epi64(_mm512_slli_epi64(exact, 8), _mm512_cvtepi32_epi64(half));
         }
         halves[h] = _mm512_cvtpd_ps(_mm512_add_pd(_mm512_mul_pd(_mm512_cvtepi64_pd(exact), scale), bias));
       }
       logit[n] = _mm512_insertf32x8(_mm512_castps256_ps512(halves[0]), halves[1], 1);
-      if (verify) {
+      if (tp.verify) {
         alignas(64) float lanes[16];
         _mm512_store_ps(lanes, logit[n]);
-        verify_logits(group_sums, n, lanes);
+        verify_logits(tp, group_sums, n, lanes);
       }
       top = _mm512_max_ps(top, logit[n]);
     }
@@ -285,7 +326,7 @@ struct Int8Trainer {
       label_logit =
           _mm512_mask_mov_ps(label_logit, _mm512_cmpeq_epi32_mask(labels, _mm512_set1_epi32(n)), logit[n]);
     }
-    correct += __builtin_popcount(_mm512_cmpeq_epi32_mask(predicted, labels));
+    tp.correct += __builtin_popcount(_mm512_cmpeq_epi32_mask(predicted, labels));
     // sum of log(total) as the log of a product: each total is in [1, classes], 16 of them far inside a
     // double
     const __m512d product = _mm512_mul_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(total)),
@@ -302,48 +343,48 @@ struct Int8Trainer {
       const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(d, _mm512_set1_ps(1073741824.0f)));  // |d| <= 1
       const __m512i bytes = slice_bytes(q);
       for (int s = 0; s < kSlices; ++s)
-        _mm_store_si128(reinterpret_cast<__m128i*>(&d_tiles[s][16 * g / 64][n][16 * g % 64]),
+        _mm_store_si128(reinterpret_cast<__m128i*>(&tp.d_tiles[s][16 * g / 64][n][16 * g % 64]),
                         _mm512_cvtepi32_epi8(_mm512_srli_epi32(bytes, 8 * s)));
-      bias_sums[n] +=
+      tp.bias_sums[parity][n] +=
           _mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(q)),
                                                    _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(q, 1))));
     }
     return loss;
   }
 
-  AMX_INT8_TARGET void make_quads() {
+  AMX_INT8_TARGET void make_quads(ThreadPart& tp, int q0, int q1) {
     for (int c = 0; c < steps; ++c)
-      for (int q = 0; q < kBatch / 4; ++q) {
+      for (int q = q0; q < q1; ++q) {
         const __m512i r0 = _mm512_load_si512(&rows[4 * q][64 * c]),
                       r1 = _mm512_load_si512(&rows[4 * q + 1][64 * c]);
         const __m512i r2 = _mm512_load_si512(&rows[4 * q + 2][64 * c]),
                       r3 = _mm512_load_si512(&rows[4 * q + 3][64 * c]);
         const __m512i lo01 = _mm512_unpacklo_epi8(r0, r1), hi01 = _mm512_unpackhi_epi8(r0, r1);
         const __m512i lo23 = _mm512_unpacklo_epi8(r2, r3), hi23 = _mm512_unpackhi_epi8(r2, r3);
-        _mm512_store_si512(quads[c][0][q], _mm512_unpacklo_epi16(lo01, lo23));
-        _mm512_store_si512(quads[c][1][q], _mm512_unpackhi_epi16(lo01, lo23));
-        _mm512_store_si512(quads[c][2][q], _mm512_unpacklo_epi16(hi01, hi23));
-        _mm512_store_si512(quads[c][3][q], _mm512_unpackhi_epi16(hi01, hi23));
+        _mm512_store_si512(tp.quads[c][0][q], _mm512_unpacklo_epi16(lo01, lo23));
+        _mm512_store_si512(tp.quads[c][1][q], _mm512_unpackhi_epi16(lo01, lo23));
+        _mm512_store_si512(tp.quads[c][2][q], _mm512_unpacklo_epi16(hi01, hi23));
+        _mm512_store_si512(tp.quads[c][3][q], _mm512_unpackhi_epi16(hi01, hi23));
       }
   }
 
-  AMX_INT8_TARGET void update_tiles(int c, int m) {
+  AMX_INT8_TARGET void update_tiles(ThreadPart& tp, int c, int m, int k0, int k1) {
     _tile_zero(0);
     _tile_zero(1);
     _tile_zero(2);
     _tile_zero(3);
-    for (int k = 0; k < kBatch / 64; ++k) {
-      _tile_loadd(4, quads[c][m][16 * k], 64);
-      _tile_loadd(5, d_tiles[0][k], 64);
+    for (int k = k0; k < k1; ++k) {
+      _tile_loadd(4, tp.quads[c][m][16 * k], 64);
+      _tile_loadd(5, tp.d_tiles[0][k], 64);
       _tile_dpbsud(0, 5, 4);
-      _tile_loadd(6, d_tiles[1][k], 64);
+      _tile_loadd(6, tp.d_tiles[1][k], 64);
       _tile_dpbsud(1, 6, 4);
-      _tile_loadd(5, d_tiles[2][k], 64);
+      _tile_loadd(5, tp.d_tiles[2][k], 64);
       _tile_dpbsud(2, 5, 4);
-      _tile_loadd(6, d_tiles[3][k], 64);
+      _tile_loadd(6, tp.d_tiles[3][k], 64);
       _tile_dpbsud(3, 6, 4);
     }
-    store_sums();
+    store_sums(tp.sums);
   }
 
   // 16 x 16 32-bit lanes transposed.
@@ -375,13 +416,13 @@ struct Int8Trainer {
   // --check, on each epoch's first batch: the tiles' exact sums against the same sums taken one product
   // at a time in 64-bit integers, from W's integers (rounded as the vector conversion rounds, to nearest
   // even) and the dlogits' integers read back from their slices. Any difference is counted.
-  std::int64_t weight_integer(int n, int d) const {
-    return static_cast<std::int64_t>(std::nearbyint(W[d][n] * to_integer[n]));
+  std::int64_t weight_integer(const ThreadPart& tp, int n, int d) const {
+    return static_cast<std::int64_t>(std::nearbyint(tp.W[d][n] * tp.to_integer[n]));
   }
-  std::int64_t dlogit_integer(int r, int n) const {
+  static std::int64_t dlogit_integer(const ThreadPart& tp, int r, int n) {
     std::int64_t q = 0;
     for (int s = kSlices - 1; s >= 0; --s)
-      q = q * 256 + d_tiles[s][r / 64][n][r % 64];
+      q = q * 256 + tp.d_tiles[s][r / 64][n][r % 64];
     return q;
   }
   static std::int64_t combined(const std::int32_t (&slices)[kSlices][16][16], int i, int j) {
@@ -390,109 +431,137 @@ struct Int8Trainer {
       total = total * 256 + slices[s][i][j];
     return total;
   }
-  void verify_forward_pair(int g) {
+  void verify_forward_pair(ThreadPart& tp, int g) {
     for (int j = 0; j < 2; ++j)
       for (int i = 0; i < 16; ++i)
         for (int n = 0; n < classes; ++n) {
           std::int64_t one_by_one = 0;
           for (int d = 0; d < inputs; ++d)
-            one_by_one += rows[16 * (g + j) + i][d] * weight_integer(n, d);
-          mismatches += combined(pair_sums[j], i, n) != one_by_one;
+            one_by_one += rows[16 * (g + j) + i][d] * weight_integer(tp, n, d);
+          tp.mismatches += combined(tp.pair_sums[j], i, n) != one_by_one;
         }
   }
   // Class n's logits of a group's 16 rows: the exact sum times the class's scale, plus its bias, in
   // double, rounded to float: the same operations one lane at a time (not inlined into the AVX-512
   // code, where the compiler could fuse the multiply and the add).
-  __attribute__((noinline)) void verify_logits(const std::int32_t (&group_sums)[kSlices][16][16], int n,
+  __attribute__((noinline)) void verify_logits(ThreadPart& tp,
+                                               const std::int32_t (&group_sums)[kSlices][16][16], int n,
                                                const float (&lanes)[16]) {
     for (int i = 0; i < 16; ++i) {
-      const double product = static_cast<double>(combined(group_sums, i, n)) * (w_scale[n] / 255.0);
-      mismatches += static_cast<float>(product + static_cast<double>(b[n])) != lanes[i];
+      const double product = static_cast<double>(combined(group_sums, i, n)) * (tp.w_scale[n] / 255.0);
+      tp.mismatches += static_cast<float>(product + static_cast<double>(tp.b[n])) != lanes[i];
     }
   }
-  void verify_update_block(int c, int m) {
+  void verify_update_block(ThreadPart& tp, int c, int m, int r0, int r1) {
     for (int n = 0; n < 16; ++n) {
       const int d = 64 * c + 16 * (n / 4) + 4 * m + n % 4;
       if (d >= inputs) continue;
       for (int k = 0; k < classes; ++k) {
         std::int64_t one_by_one = 0;
-        for (int r = 0; r < kBatch; ++r)
-          one_by_one += rows[r][d] * dlogit_integer(r, k);
-        mismatches += combined(sums, k, n) != one_by_one;
+        for (int r = r0; r < r1; ++r)
+          one_by_one += rows[r][d] * dlogit_integer(tp, r, k);
+        tp.mismatches += combined(tp.sums, k, n) != one_by_one;
       }
     }
   }
 
-  AMX_INT8_TARGET void step_block(int c, int m) {
-    const __m512d scale = _mm512_set1_pd(-kLr / (255.0 * std::ldexp(1.0, 30) * kBatch));
+  // Block (c, m)'s exact sums over this thread's rows (classes by 16 inputs, four slices) into its partial
+  // G, an input's 16 classes in 64-bit integers.
+  AMX_INT8_TARGET void partial_block(ThreadPart& tp, int parity, int c, int m) {
     __m512i by_input[kSlices][16];
     for (int s = 0; s < kSlices; ++s) {
       for (int k = 0; k < 16; ++k)
-        by_input[s][k] = _mm512_load_si512(sums[s][k]);
+        by_input[s][k] = _mm512_load_si512(tp.sums[s][k]);
       transpose16(by_input[s]);
     }
     for (int n = 0; n < 16; ++n) {
       const int d = 64 * c + 16 * (n / 4) + 4 * m + n % 4;
       if (d >= inputs) continue;
-      __m256 halves[2];
       for (int h = 0; h < 2; ++h) {
         __m512i exact = _mm512_setzero_si512();
         for (int s = kSlices - 1; s >= 0; --s) {
           const __m512i v = by_input[s][n];
-          const __m256i part = h ? _mm512_extracti64x4_epi64(v, 1) : _mm512_castsi512_si256(v);
-          exact = _mm512_add_epi64(_mm512_slli_epi64(exact, 8), _mm512_cvtepi32_epi64(part));
+          const __m256i half = h ? _mm512_extracti64x4_epi64(v, 1) : _mm512_castsi512_si256(v);
+          exact = _mm512_add_epi64(_mm512_slli_epi64(exact, 8), _mm512_cvtepi32_epi64(half));
         }
-        const __m512d old = _mm512_cvtps_pd(_mm256_load_ps(W[d] + 8 * h));
-        halves[h] = _mm512_cvtpd_ps(_mm512_add_pd(old, _mm512_mul_pd(_mm512_cvtepi64_pd(exact), scale)));
+        _mm512_store_si512(&tp.partial[parity][d][8 * h], exact);
       }
-      _mm512_store_ps(W[d], _mm512_insertf32x8(_mm512_castps256_ps512(halves[0]), halves[1], 1));
     }
   }
 
-  AMX_INT8_TARGET double batch(const softreg::Dataset& data, const std::uint32_t* order,
-                               const std::uint32_t* next, int& correct) {
-    next_rows.start(data, next, kBatch);
+  // tp's copy of W stepped by G, the sum of every thread's partial (exact, so the copies stay equal and
+  // the bits do not depend on the thread count).
+  AMX_INT8_TARGET void step_all(ThreadPart& tp, int parity) {
+    const __m512d scale = _mm512_set1_pd(-kLr / (255.0 * std::ldexp(1.0, 30) * kBatch));
+    for (int d = 0; d < inputs; ++d) {
+      __m256 halves[2];
+      for (int h = 0; h < 2; ++h) {
+        __m512i exact = _mm512_load_si512(&part[0].partial[parity][d][8 * h]);
+        for (int u = 1; u < threads; ++u)
+          exact = _mm512_add_epi64(exact, _mm512_load_si512(&part[u].partial[parity][d][8 * h]));
+        const __m512d old = _mm512_cvtps_pd(_mm256_load_ps(tp.W[d] + 8 * h));
+        halves[h] = _mm512_cvtpd_ps(_mm512_add_pd(old, _mm512_mul_pd(_mm512_cvtepi64_pd(exact), scale)));
+      }
+      _mm512_store_ps(tp.W[d], _mm512_insertf32x8(_mm512_castps256_ps512(halves[0]), halves[1], 1));
+    }
+  }
+
+  // Thread t's share of a batch (t of `threads`): the forward pass, softmax and dlogits of its rows and
+  // their exact partial G; after both partials are there (the only meeting), each thread steps its own
+  // copy of W from their sum and makes its own slices of it for the next batch. What crosses between
+  // the cores is each partial G, 64-bit integers (100 KB a batch for 16 classes of 784 inputs); a first
+  // version that split the update by inputs instead, every thread reading the other's quads and slices
+  // (about 300 KB a batch) and meeting three times, took 10.3-11.3 ms an epoch on two threads.
+  AMX_INT8_TARGET void batch(int t, std::size_t index, const softreg::Dataset& data,
+                             const std::uint32_t* order, const std::uint32_t* next, SpinBarrier& meet) {
+    ThreadPart& tp = part[t];
+    const int parity = static_cast<int>(index % 2);
+    const int r0 = t * kBatch / threads, r1 = (t + 1) * kBatch / threads;
+    tp.next_rows.start(data, next ? next + r0 : nullptr, r1 - r0);
     auto start = Clock::now();
-    for (int r = 0; r < kBatch; ++r)
+    for (int r = r0; r < r1; ++r)
       std::memcpy(rows[r], data.image(order[r]), static_cast<std::size_t>(inputs));
-    phases.gather += since(start);
-    start = Clock::now();
-    quantize_w();
-    phases.quantize_w += since(start);
-    double loss = 0;
-    std::fill(std::begin(bias_sums), std::end(bias_sums), 0);
-    for (int g = 0; g < kBatch / 16; g += 2) {
+    tp.phases.gather += since(start);
+    std::fill(std::begin(tp.bias_sums[parity]), std::end(tp.bias_sums[parity]), 0);
+    for (int g = r0 / 16; g < r1 / 16; g += 2) {
       start = Clock::now();
-      forward_pair(g);
-      if (verify) verify_forward_pair(g);
-      next_rows.ask(lines_a_pair);
-      phases.forward_tiles += since(start);
+      forward_pair(tp, g);
+      if (tp.verify) verify_forward_pair(tp, g);
+      tp.next_rows.ask(lines_a_pair);
+      tp.phases.forward_tiles += since(start);
       start = Clock::now();
       for (int j = 0; j < 2; ++j) {
         alignas(64) std::int32_t labels[16];
         for (int i = 0; i < 16; ++i)
           labels[i] = data.labels[order[16 * (g + j) + i]];
-        loss += softmax_group(g + j, pair_sums[j], _mm512_load_si512(labels), correct);
+        tp.loss += softmax_group(tp, parity, g + j, tp.pair_sums[j], _mm512_load_si512(labels));
       }
-      phases.softmax += since(start);
+      tp.phases.softmax += since(start);
     }
     start = Clock::now();
-    make_quads();
-    phases.quads += since(start);
+    make_quads(tp, r0 / 4, r1 / 4);
+    tp.phases.quads += since(start);
     start = Clock::now();
     for (int c = 0; c < steps; ++c)
       for (int m = 0; m < 4; ++m) {
-        update_tiles(c, m);
-        if (verify) verify_update_block(c, m);
-        next_rows.ask(lines_a_block);
-        step_block(c, m);
+        update_tiles(tp, c, m, r0 / 64, r1 / 64);
+        if (tp.verify) verify_update_block(tp, c, m, r0, r1);
+        tp.next_rows.ask(lines_a_block);
+        partial_block(tp, parity, c, m);
       }
-    phases.update += since(start);
+    tp.phases.update += since(start);
+    meet.wait();  // every thread's partial G and bias sums are there
     start = Clock::now();
-    for (int n = 0; n < classes; ++n)
-      b[n] = static_cast<float>(b[n] - kLr * std::ldexp(static_cast<double>(bias_sums[n]), -30) / kBatch);
-    phases.bias += since(start);
-    return loss;
+    step_all(tp, parity);
+    for (int n = 0; n < classes; ++n) {
+      std::int64_t bias_sum = 0;
+      for (int u = 0; u < threads; ++u)
+        bias_sum += part[u].bias_sums[parity][n];
+      tp.b[n] = static_cast<float>(tp.b[n] - kLr * std::ldexp(static_cast<double>(bias_sum), -30) / kBatch);
+    }
+    scales_of(tp);
+    quantize_w(tp);
+    tp.phases.quantize_w += since(start);
   }
 };
 
@@ -551,13 +620,16 @@ int main(int argc, char** argv) {
     } else if (arg == "--ask" && i + 2 < argc) {  // lines asked for after each forward pair, update block
       exact.lines_a_pair = std::stoi(argv[++i]);
       exact.lines_a_block = std::stoi(argv[++i]);
+    } else if (arg == "--threads" && i + 1 < argc) {
+      exact.threads = std::stoi(argv[++i]);
     } else if (arg == "--check") {
       check = true;
     } else if (arg == "--data" && i + 1 < argc) {
       folder = argv[++i];
     } else {
       std::fprintf(stderr,
-                   "usage: exact_int8_recipe [--epochs N] [--check] [--ask LINES LINES] [--data DIR]\n");
+                   "usage: exact_int8_recipe [--epochs N] [--threads 1|2] [--check] [--ask LINES LINES] "
+                   "[--data DIR]\n");
       return 2;
     }
   }
@@ -583,35 +655,72 @@ int main(int argc, char** argv) {
   std::normal_distribution<float> normal(0.0f, 0.01f);
   for (int n = 0; n < exact.classes; ++n)
     for (int i = 0; i < exact.inputs; ++i) {
-      exact.W[i][n] = normal(generator);
-      reference.W.push_back(exact.W[i][n]);
+      exact.part[0].W[i][n] = normal(generator);
+      reference.W.push_back(exact.part[0].W[i][n]);
     }
-  configure_tiles();
+  if (exact.threads != 1 && exact.threads != 2) {
+    std::fprintf(stderr, "exact_int8_recipe: --threads is 1 or 2\n");
+    return 2;
+  }
+  // W's first slices, before the first batch.
+  for (int t = 0; t < exact.threads; ++t) {
+    std::memcpy(exact.part[t].W, exact.part[0].W, sizeof exact.part[0].W);
+    exact.scales_of(exact.part[t]);
+    exact.quantize_w(exact.part[t]);
+  }
   std::vector<std::uint32_t> order(train.count);
   for (std::size_t i = 0; i < order.size(); ++i)
     order[i] = static_cast<std::uint32_t>(i);
   const std::size_t batches = train.count / kBatch;  // whole batches only
   const double rows = static_cast<double>(batches * kBatch);
+  SpinBarrier meet(exact.threads), epoch_edge(exact.threads);
+  const auto epoch_of = [&](int t) {
+    for (std::size_t i = 0; i < batches; ++i) {
+      exact.part[t].verify = check && i == 0;  // (the epoch's time then includes the checking)
+      exact.batch(t, i, train, &order[i * kBatch], i + 1 < batches ? &order[(i + 1) * kBatch] : nullptr,
+                  meet);
+    }
+  };
+  std::thread helper;
+  if (exact.threads == 2)
+    helper = std::thread([&] {
+      configure_tiles();
+      for (int epoch = 0; epoch < epochs; ++epoch) {
+        epoch_edge.wait();  // the epoch's order is shuffled
+        epoch_of(1);
+        epoch_edge.wait();
+      }
+      release_tiles();
+    });
+  configure_tiles();
   int status = 0;
   for (int epoch = 0; epoch < epochs; ++epoch) {
     std::shuffle(order.begin(), order.end(), generator);
-    exact.phases = {};
+    for (ThreadPart& tp : exact.part) {
+      tp.phases = {};
+      tp.loss = 0;
+      tp.correct = 0;
+      tp.mismatches = 0;
+    }
+    epoch_edge.wait();
+    const auto start = Clock::now();
+    epoch_of(0);
+    epoch_edge.wait();
+    const double seconds = since(start);
     double loss = 0;
     int correct = 0;
-    const auto start = Clock::now();
-    exact.mismatches = 0;
-    for (std::size_t i = 0; i < batches; ++i) {
-      exact.verify = check && i == 0;  // (the epoch's time then includes the checking)
-      loss += exact.batch(train, &order[i * kBatch], i + 1 < batches ? &order[(i + 1) * kBatch] : nullptr,
-                          correct);
+    std::int64_t mismatches = 0;
+    for (const ThreadPart& tp : exact.part) {
+      loss += tp.loss;
+      correct += tp.correct;
+      mismatches += tp.mismatches;
     }
-    const double seconds = since(start);
-    const Phases& p = exact.phases;
+    const Phases& p = exact.part[0].phases;
     std::printf(
-        "epoch %d: %.2f ms  loss %.10f  acc %.4f  (gather %.2f, quantize W %.2f, forward tiles %.2f, softmax "
-        "%.2f, quads %.2f, update tiles and step %.2f, bias %.2f ms)\n",
-        epoch + 1, seconds * 1e3, loss / rows, correct / rows, p.gather * 1e3, p.quantize_w * 1e3,
-        p.forward_tiles * 1e3, p.softmax * 1e3, p.quads * 1e3, p.update * 1e3, p.bias * 1e3);
+        "epoch %d: %.2f ms  loss %.10f  acc %.4f  (thread 0: gather %.2f, forward tiles %.2f, softmax %.2f, "
+        "quads %.2f, update tiles and partial G %.2f, step and W's slices %.2f ms)\n",
+        epoch + 1, seconds * 1e3, loss / rows, correct / rows, p.gather * 1e3, p.forward_tiles * 1e3,
+        p.softmax * 1e3, p.quads * 1e3, p.update * 1e3, p.quantize_w * 1e3);
     if (check) {
       double reference_loss = 0;
       int reference_correct = 0;
@@ -622,10 +731,11 @@ int main(int argc, char** argv) {
                   reference_loss / rows, reference_correct / rows, relative);
       std::printf(
           "  the first batch's tile sums and logits against one product at a time: %lld of %d differ\n",
-          static_cast<long long>(exact.mismatches), (2 * kBatch + exact.inputs) * exact.classes);
-      if (!(relative <= 1e-8) || exact.mismatches != 0) status = 1;
+          static_cast<long long>(mismatches), (2 * kBatch + exact.inputs) * exact.classes);
+      if (!(relative <= 1e-8) || mismatches != 0) status = 1;
     }
   }
+  if (helper.joinable()) helper.join();
   release_tiles();
   return status;
 }
