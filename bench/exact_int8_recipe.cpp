@@ -16,7 +16,7 @@
 // itself (--check): each epoch's first batch's tile sums must equal the same sums taken one product at
 // a time in 64-bit integers, and the losses must agree with the same step summed in double to 1e-8
 // relative (8e-10 after one epoch here, 1e-9 after two; without the update's lowest slice 2.9e-8).
-// Exit code 77 where the CPU or the OS has no AMX-INT8 (CTest counts it as skipped).
+// Exit code 77 where the CPU or the OS has no AMX-INT8, or SOFTREG_AMX=no (CTest counts it as skipped).
 //
 // Measured on an Intel Xeon guest (BENCHMARKS.md): one thread 10-15 % faster than softreg's float32
 // epoch, two threads 15-25 % slower (the exact partial sums that cross between the cores are 8 bytes
@@ -38,10 +38,12 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <random>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -64,6 +66,8 @@ struct alignas(64) TileConfig {
 };
 
 bool amx_int8_usable() {
+  const char* allowed = std::getenv("SOFTREG_AMX");  // "no", as for softreg's kernels: as if there were none
+  if (allowed != nullptr && std::string_view(allowed) == "no") return false;
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
   if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
   const bool avx512bw = ebx & (1u << 30), amx_tile = edx & (1u << 24), amx_int8 = edx & (1u << 25);
@@ -634,7 +638,7 @@ int main(int argc, char** argv) {
     }
   }
   if (!amx_int8_usable()) {
-    std::printf("exact_int8_recipe: no AMX-INT8 here (CPU or OS); skipped\n");
+    std::printf("exact_int8_recipe: no AMX-INT8 here (CPU, OS or SOFTREG_AMX=no); skipped\n");
     return 77;
   }
   const softreg::TrainTestData data = softreg::load_train_test(softreg::locate_data(folder));
