@@ -146,16 +146,17 @@ struct Phases {
   double gather = 0, quantize_w = 0, forward_tiles = 0, softmax = 0, quads = 0, update = 0, bias = 0;
 };
 
-// One thread's trainer. Layouts (zeros in every padding, so they add nothing):
-//   W      [input][16]          the model, an input's classes side by side (what the step writes);
-//   rows   [256][DP]            the batch's rows, DP = inputs rounded up to 64;
-//   w_tiles[slice][DP/64][16][64] W's slices as TDPBUSD's right operand: row i of step k holds, for each
-//                                class n, its slices of inputs 64k + 4i .. 64k + 4i + 3;
-//   d_tiles[slice][4][16][64]     the dlogits' slices as TDPBSUD's left operand: class n, 64 rows a step;
-//   quads  [DP/64][4][64][64]    the rows as its right operand: quad q of rows 4q..4q+3, the 16 inputs
-//                                64c + 16(n/4) + 4m + n%4 of part m (what two rounds of unpacks give).
-// What each thread keeps of its own: its sums, the loss and the rows it got right, and its copies of the
-// scales and of b (both threads compute them alike from the same numbers, so the copies stay equal).
+// What each thread keeps of its own (two threads keep two copies of the model, which take the same
+// steps and stay equal). Layouts, zeros in every padding so that they add nothing:
+//   W       [input][16]           the model, an input's classes side by side (what the step writes);
+//   w_tiles [slice][DP/64][16][64] W's slices as TDPBUSD's right operand (DP: the inputs rounded up to
+//                                 64): row i of step k holds, for each class n, its slices of inputs
+//                                 64k + 4i .. 64k + 4i + 3;
+//   d_tiles [slice][4][16][64]     the dlogits' slices as TDPBSUD's left operand: class n, 64 rows a step
+//                                 (each thread fills and reads the steps of its own rows);
+//   quads   [DP/64][4][64][64]     the rows as its right operand: quad q of rows 4q..4q+3, the 16 inputs
+//                                 64c + 16(n/4) + 4m + n%4 of part m (what two rounds of unpacks give);
+//   partial [parity][input][16]    G over this thread's rows, exact, for the other thread to add.
 struct alignas(64) ThreadPart {
   alignas(64) float W[kMaxInputs][kMaxClasses] = {};  // input by input: a vector is an input's 16 classes
   alignas(64) std::int8_t w_tiles[kSlices][kMaxInputs / 64 + 1][16][64] = {};  // + 1: slices not 16 KB apart
@@ -179,7 +180,8 @@ struct alignas(64) ThreadPart {
 
 struct Int8Trainer {
   int inputs = 0, padded = 0, classes = 0, steps = 0, threads = 1;
-  alignas(64) std::uint8_t rows[kBatch][kMaxInputs + 64] = {};  // + 64: tile rows not 1 KB apart (L1 sets)
+  // The batch's rows side by side (each thread copies its own), + 64: tile rows not 1 KB apart (L1 sets).
+  alignas(64) std::uint8_t rows[kBatch][kMaxInputs + 64] = {};
   int lines_a_pair = 0, lines_a_block = 0;
   ThreadPart part[2];
 
