@@ -305,12 +305,7 @@ struct Int8Trainer {
       const __m512d scale = _mm512_set1_pd(tp.w_scale[n] / 255.0), bias = _mm512_set1_pd(tp.b[n]);
       __m256 halves[2];
       for (int h = 0; h < 2; ++h) {
-        __m512i exact = _mm512_setzero_si512();
-        for (int s = kSlices - 1; s >= 0; --s) {
-          const __m512i v = by_class[s][n];
-          const __m256i half = h ? _mm512_extracti64x4_epi64(v, 1) : _mm512_castsi512_si256(v);
-          exact = _mm512_add_epi64(_mm512_slli_epi64(exact, 8), _mm512_cvtepi32_epi64(half));
-        }
+        const __m512i exact = combined_lanes(by_class, n, h);
         halves[h] = _mm512_cvtpd_ps(_mm512_add_pd(_mm512_mul_pd(_mm512_cvtepi64_pd(exact), scale), bias));
       }
       logit[n] = _mm512_insertf32x8(_mm512_castps256_ps512(halves[0]), halves[1], 1);
@@ -391,6 +386,18 @@ struct Int8Trainer {
       _tile_dpbsud(3, 6, 4);
     }
     store_sums(tp.sums);
+  }
+
+  // The exact sum of vector j's four slices, slices[s][j] times 256^s, for its lanes 8h .. 8h + 7 as 64-bit
+  // integers.
+  AMX_INT8_TARGET static __m512i combined_lanes(const __m512i (&slices)[kSlices][16], int j, int h) {
+    __m512i exact = _mm512_setzero_si512();
+    for (int s = kSlices - 1; s >= 0; --s) {
+      const __m512i v = slices[s][j];
+      const __m256i lanes = h ? _mm512_extracti64x4_epi64(v, 1) : _mm512_castsi512_si256(v);
+      exact = _mm512_add_epi64(_mm512_slli_epi64(exact, 8), _mm512_cvtepi32_epi64(lanes));
+    }
+    return exact;
   }
 
   // 16 x 16 32-bit lanes transposed.
@@ -484,13 +491,7 @@ struct Int8Trainer {
       const int d = 64 * c + 16 * (n / 4) + 4 * m + n % 4;
       if (d >= inputs) continue;
       for (int h = 0; h < 2; ++h) {
-        __m512i exact = _mm512_setzero_si512();
-        for (int s = kSlices - 1; s >= 0; --s) {
-          const __m512i v = by_input[s][n];
-          const __m256i half = h ? _mm512_extracti64x4_epi64(v, 1) : _mm512_castsi512_si256(v);
-          exact = _mm512_add_epi64(_mm512_slli_epi64(exact, 8), _mm512_cvtepi32_epi64(half));
-        }
-        _mm512_store_si512(&tp.partial[parity][d][8 * h], exact);
+        _mm512_store_si512(&tp.partial[parity][d][8 * h], combined_lanes(by_input, n, h));
       }
     }
   }
