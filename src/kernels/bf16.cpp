@@ -402,6 +402,10 @@ SOFTREG_AMX_TARGET void ConfigureTiles() {
     config.bytes_per_row[t] = 64;
     config.rows[t] = 16;
   }
+  // GCC 12's _tile_loadconfig declares only 8 bytes of the configuration read, so the optimiser may drop
+  // the other stores as dead (bench/exact_int8_recipe.cpp's tiles faulted as unconfigured that way):
+  // every store is made to happen first.
+  asm volatile("" : : "r"(&config) : "memory");
   _tile_loadconfig(&config);
   _tile_zero(0);
   _tile_zero(1);
