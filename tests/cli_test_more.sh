@@ -19,7 +19,8 @@ expect 1 '^softreg: error: training diverged in epoch 1, batch [0-9]+: mean batc
 # softreg bench: the JSON has the promised keys; the naive kernel trains to the same accuracy.
 "$softreg" bench --epochs 1 --probe-seconds 0.05 --json >bench.json 2>err.txt && ok || fail "bench: $(cat err.txt)"
 for key in train_seconds_per_epoch floor_seconds_per_epoch load_seconds seconds_load eval_seconds checkpoint_seconds \
-  barrier_wait_fraction forward_seconds_per_epoch backward_seconds_per_epoch thread_busy_spread process_seconds probe_gflops probe_gflops_per_thread peak_rss_mb threads; do
+  barrier_wait_fraction forward_seconds_per_epoch backward_seconds_per_epoch thread_busy_spread process_seconds probe_gflops probe_gflops_per_thread \
+  probe_read_gbytes_per_second probe_read_megabytes peak_rss_mb threads; do
   grep -q "\"$key\": [0-9]" bench.json && ok || fail "bench --json lacks $key"
 done
 # One epoch: one checkpoint, written after it.

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cmath>
 #include <numeric>
 
 #if defined(__linux__)
@@ -84,6 +85,18 @@ TEST(Kernels, EvaluationMatchesReferenceAndIgnoresThreadCount) {
   // Fixed blocks combined in order: bit-identical whatever the thread count.
   EXPECT_EQ(e1.loss, e3.loss);
   EXPECT_EQ(e1.predictions, e3.predictions);
+}
+
+// bench's read probe reads a buffer of the data's own size (clamped), on the team's thread count.
+TEST(Probe, ReadsTheDataSizeOnEveryThreadOfTheTeam) {
+  EXPECT_EQ(probe_read_size(0), std::size_t{1} << 20);
+  EXPECT_EQ(probe_read_size(47040000), std::size_t{47040000} / 64 * 64);
+  EXPECT_EQ(probe_read_size(std::size_t{1} << 40), std::size_t{256} << 20);
+  for (int threads : {1, 2, 3}) {
+    const double rate = probe_read_bytes_per_second(std::size_t{3} << 20, threads);
+    EXPECT_TRUE(std::isfinite(rate)) << threads;
+    EXPECT_GT(rate, 1e8) << threads;  // 3 MB at under 0.1 GB/s would be no probe
+  }
 }
 
 TEST(Metrics, AcceptanceChecksFailWhereTheSeedWould) {

@@ -204,7 +204,9 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   // The probe runs after training so that it does not warm or heat the cores for the timed part.
   const bool bf16 = config.compute == "bf16";
   const double flops_per_second = probe_flops(config.threads, options.probe_seconds, bf16);
-  const double read_bytes_per_second = probe_read_bytes_per_second();
+  // The data's own size, read by the team's thread count together: a floor training cannot beat.
+  const std::size_t data_bytes = data.train.count * data.train.row_bytes();
+  const double read_bytes_per_second = probe_read_bytes_per_second(data_bytes, config.threads);
   // On the team's own threads and CPUs: what each line they hand each other costs (two threads' epochs
   // on one host varied 1.5x with it; BENCHMARKS.md). 0 on one thread.
   const double round_trip_seconds = core_round_trip_seconds(run.trainer().pool());
@@ -216,7 +218,7 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   const bool as_one =
       std::all_of(epochs.begin(), epochs.end(), [](const EpochMetrics& m) { return m.two_classes_as_one; });
   const double flops_per_epoch = 4 * n * D * (as_one ? 1.0 : K);
-  const double bytes_per_epoch = static_cast<double>(data.train.count * data.train.row_bytes());  // read once
+  const double bytes_per_epoch = static_cast<double>(data_bytes);  // read once
   std::vector<double> train_times, eval_times, barrier_waits;
   double barrier_wait = 0, train_total = 0, forward_total = 0, backward_total = 0;
   std::vector<double> thread_busy;  // each thread's busy seconds, summed over the team's epochs
@@ -313,6 +315,7 @@ int run_bench(const BenchOptions& options, double startup_seconds,
     j["probe_gflops"] = flops_per_second / 1e9;
     j["probe_gflops_per_thread"] = flops_per_second / 1e9 / config.threads;
     j["probe_read_gbytes_per_second"] = read_bytes_per_second / 1e9;
+    j["probe_read_megabytes"] = static_cast<double>(probe_read_size(data_bytes)) / (1 << 20);
     j["floor_seconds_per_epoch"] = floor;
     j["ratio_to_floor"] = train_per_epoch / floor;
     j["peak_rss_mb"] = peak_mb;
@@ -400,12 +403,15 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   fmt::print("  throughput         {:8.2f} M examples/s, {:.1f} GFLOP/s, {:.2f} GB/s of data\n",
              n / train_per_epoch / 1e6, flops_per_epoch / train_per_epoch / 1e9,
              bytes_per_epoch / train_per_epoch / 1e9);
-  fmt::print("  machine probe      {:8.1f} GFLOP/s peak{} on {} thread{}, {:.1f} GB/s read\n",
-             flops_per_second / 1e9,
-             !bf16 ? ""
-             : amx ? " (bfloat16, AMX)"
-                   : " (bfloat16)",
-             config.threads, config.threads == 1 ? "" : "s", read_bytes_per_second / 1e9);
+  fmt::print(
+      "  machine probe      {:8.1f} GFLOP/s peak{} on {} thread{}, {:.1f} GB/s read ({:.0f} MB, the data's "
+      "size)\n",
+      flops_per_second / 1e9,
+      !bf16 ? ""
+      : amx ? " (bfloat16, AMX)"
+            : " (bfloat16)",
+      config.threads, config.threads == 1 ? "" : "s", read_bytes_per_second / 1e9,
+      static_cast<double>(probe_read_size(data_bytes)) / (1 << 20));
   fmt::print("  floor per epoch    {:8.4f} s   (compute {:.4f} s, memory {:.4f} s)\n", floor, compute_floor,
              memory_floor);
   fmt::print("  ratio to floor     {:8.2f} x\n", train_per_epoch / floor);

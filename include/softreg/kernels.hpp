@@ -279,9 +279,13 @@ bool cpu_has_avx512_bf16();
 /// Peak single-core multiply-add throughput with the fast path's SIMD target, in floating-point
 /// operations per second: the best of repeated timed loops over `seconds`.
 double probe_fma_flops_per_second(double seconds);
-/// Read bandwidth of one core streaming through a buffer of four times the L3 cache (64-256 MB), in
-/// bytes per second.
-double probe_read_bytes_per_second();
+/// Read bandwidth of `threads` threads streaming together through a buffer of about `bytes` (the data's
+/// own size, clamped to probe_read_size), each its share, in bytes per second: the best of several
+/// passes after a first that places the buffer where a data set of that size is read from (a cache it
+/// fits in, or memory).
+double probe_read_bytes_per_second(std::size_t bytes, int threads);
+/// The buffer probe_read_bytes_per_second reads for `bytes`: 1-256 MB, a multiple of 64 bytes.
+std::size_t probe_read_size(std::size_t bytes);
 /// One core's L1 data cache in bytes, as the C library reports it (32 KiB where it cannot tell).
 std::size_t l1_data_cache_bytes();
 /// One core's L2 cache in bytes, as the C library reports it (256 KiB where it cannot tell).
