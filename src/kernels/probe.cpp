@@ -108,8 +108,11 @@ double probe_fma_flops_per_second(double seconds) {
   return best;
 }
 
+// The read probe's buffer sizes, and about how much it reads in all for a small one.
+constexpr std::size_t kReadProbeMinBytes = std::size_t{1} << 20, kReadProbeMaxBytes = std::size_t{256} << 20;
+
 std::size_t probe_read_size(std::size_t bytes) {
-  return std::clamp(bytes, std::size_t{1} << 20, std::size_t{256} << 20) / 64 * 64;
+  return std::clamp(bytes, kReadProbeMinBytes, kReadProbeMaxBytes) / 64 * 64;
 }
 
 // The data's own size, not a buffer larger than every cache as before: a data set that fits in a cache is
@@ -124,9 +127,9 @@ double probe_read_bytes_per_second(std::size_t bytes, int threads) {
   const auto* data = reinterpret_cast<const float*>(buffer.data());
   const std::size_t count = size / sizeof(float);
   const std::size_t team = static_cast<std::size_t>(std::max(threads, 1));
-  // At least 4 timed passes, and about 256 MB read in all for a small buffer (a pass of 1 MB takes tens of
-  // microseconds).
-  const int passes = static_cast<int>(std::max<std::size_t>(4, (std::size_t{256} << 20) / size));
+  // At least 4 timed passes, and about kReadProbeMaxBytes read in all for a small buffer (a pass of 1 MB
+  // takes tens of microseconds).
+  const int passes = static_cast<int>(std::max<std::size_t>(4, kReadProbeMaxBytes / size));
   std::barrier meet(static_cast<std::ptrdiff_t>(team));
   std::vector<double> pass_seconds(static_cast<std::size_t>(passes));
   std::vector<float> sinks(team);
