@@ -143,7 +143,7 @@ struct SpinBarrier {
 };
 
 struct Phases {
-  double gather = 0, quantize_w = 0, forward_tiles = 0, softmax = 0, quads = 0, update = 0, bias = 0;
+  double gather = 0, quantize_w = 0, forward_tiles = 0, softmax = 0, quads = 0, update = 0;
 };
 
 // What each thread keeps of its own (two threads keep two copies of the model, which take the same
@@ -168,7 +168,6 @@ struct alignas(64) ThreadPart {
   std::int64_t bias_sums[2][kMaxClasses] = {};  // by batch parity
   double w_scale[kMaxClasses] = {};
   alignas(64) float to_integer[kMaxClasses] = {};  // 2^(30 - e) a class: W's integers are W times it
-  alignas(64) float top[kMaxClasses] = {};         // the largest |w| a class
   float b[kMaxClasses] = {};
   Phases phases;
   RowRequests next_rows;
@@ -214,9 +213,10 @@ struct Int8Trainer {
     __m512 largest = _mm512_setzero_ps();
     for (int d = 0; d < inputs; ++d)
       largest = _mm512_max_ps(largest, _mm512_abs_ps(_mm512_load_ps(tp.W[d])));
-    _mm512_store_ps(tp.top, largest);
+    alignas(64) float tops[kMaxClasses];
+    _mm512_store_ps(tops, largest);
     for (int n = 0; n < kMaxClasses; ++n) {
-      const float top = tp.top[n];
+      const float top = tops[n];
       int e = 0;
       if (top > 0) std::frexp(top, &e);  // top < 2^e
       tp.w_scale[n] = std::ldexp(1.0, e - 30);
