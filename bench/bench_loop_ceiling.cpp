@@ -141,82 +141,52 @@ SOFTREG_AVX512 __m512 UpdateLoopPass(const LoopData& data) {
   return total;
 }
 
-template <int V>
-SOFTREG_AVX512 void RunUpdateLoop(benchmark::State& state, const LoopData& data) {
-  for (auto _ : state) {
-    benchmark::ClobberMemory();
-    __m512 total = UpdateLoopPass<V>(data);
-    benchmark::DoNotOptimize(total);
-  }
-}
-
-template <int V>
+// Version V of the forward loop (kUpdate false) or of the update loop, pass after pass.
+template <bool kUpdate, int V>
 SOFTREG_AVX512 void RunLoop(benchmark::State& state, const LoopData& data) {
   for (auto _ : state) {
     benchmark::ClobberMemory();  // the data may have changed: every pass runs
-    __m512 total = LoopPass<V>(data);
+    __m512 total = kUpdate ? UpdateLoopPass<V>(data) : LoopPass<V>(data);
     benchmark::DoNotOptimize(total);
   }
 }
 
-void BM_ForwardLoopCeiling(benchmark::State& state) {
+template <bool kUpdate>
+void LoopCeiling(benchmark::State& state) {
   if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw")) {
     state.SkipWithError("needs AVX-512");
     return;
   }
   static const LoopData data;
-  static constexpr std::array<const char*, 4> kNames = {"multiply-adds alone", "+ W's loads (L1)",
-                                                        "+ rows of floats (L2)",
-                                                        "rows of bytes widened (the recipe's loop)"};
+  static constexpr std::array<const char*, 4> kNames = {
+      "multiply-adds alone", kUpdate ? "+ dlogits broadcast (L1)" : "+ W's loads (L1)",
+      "+ rows of floats (L2)", "rows of bytes widened (the recipe's loop)"};
   const auto version = state.range(0);
   switch (version) {
     case 0:
-      RunLoop<0>(state, data);
+      RunLoop<kUpdate, 0>(state, data);
       break;
     case 1:
-      RunLoop<1>(state, data);
+      RunLoop<kUpdate, 1>(state, data);
       break;
     case 2:
-      RunLoop<2>(state, data);
+      RunLoop<kUpdate, 2>(state, data);
       break;
     default:
-      RunLoop<3>(state, data);
+      RunLoop<kUpdate, 3>(state, data);
       break;
   }
+  const double inputs = kUpdate ? 32.0 * kUpdateBlocks : kInputs;
   state.counters["GFLOP/s"] =
-      benchmark::Counter(static_cast<double>(state.iterations()) * 2.0 * kRows * kInputs * kClasses / 1e9,
+      benchmark::Counter(static_cast<double>(state.iterations()) * 2.0 * kRows * inputs * kClasses / 1e9,
                          benchmark::Counter::kIsRate);
   state.SetLabel(kNames[static_cast<std::size_t>(version)]);
 }
-
+void BM_ForwardLoopCeiling(benchmark::State& state) {
+  LoopCeiling<false>(state);
+}
 void BM_UpdateLoopCeiling(benchmark::State& state) {
-  if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw")) {
-    state.SkipWithError("needs AVX-512");
-    return;
-  }
-  static const LoopData data;
-  static constexpr std::array<const char*, 4> kNames = {"multiply-adds alone", "+ dlogits broadcast (L1)",
-                                                        "+ rows of floats (L2)",
-                                                        "rows of bytes widened (the recipe's loop)"};
-  const auto version = state.range(0);
-  switch (version) {
-    case 0:
-      RunUpdateLoop<0>(state, data);
-      break;
-    case 1:
-      RunUpdateLoop<1>(state, data);
-      break;
-    case 2:
-      RunUpdateLoop<2>(state, data);
-      break;
-    default:
-      RunUpdateLoop<3>(state, data);
-      break;
-  }
-  state.counters["GFLOP/s"] = benchmark::Counter(
-      static_cast<double>(state.iterations()) * 2.0 * kRows * 32 * kUpdateBlocks * kClasses / 1e9,
-      benchmark::Counter::kIsRate);
-  state.SetLabel(kNames[static_cast<std::size_t>(version)]);
+  LoopCeiling<true>(state);
 }
 #else
 void BM_ForwardLoopCeiling(benchmark::State& state) {
