@@ -207,6 +207,7 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   // The data's own size, read by the team's thread count together: a floor training cannot beat.
   const std::size_t data_bytes = data.train.count * data.train.row_bytes();
   const double read_bytes_per_second = probe_read_bytes_per_second(data_bytes, config.threads);
+  const double read_megabytes = static_cast<double>(probe_read_size(data_bytes)) / (1 << 20);  // what it read
   // On the team's own threads and CPUs: what each line they hand each other costs (two threads' epochs
   // on one host varied 1.5x with it; BENCHMARKS.md). 0 on one thread.
   const double round_trip_seconds = core_round_trip_seconds(run.trainer().pool());
@@ -315,7 +316,7 @@ int run_bench(const BenchOptions& options, double startup_seconds,
     j["probe_gflops"] = flops_per_second / 1e9;
     j["probe_gflops_per_thread"] = flops_per_second / 1e9 / config.threads;
     j["probe_read_gbytes_per_second"] = read_bytes_per_second / 1e9;
-    j["probe_read_megabytes"] = static_cast<double>(probe_read_size(data_bytes)) / (1 << 20);
+    j["probe_read_megabytes"] = read_megabytes;
     j["floor_seconds_per_epoch"] = floor;
     j["ratio_to_floor"] = train_per_epoch / floor;
     j["peak_rss_mb"] = peak_mb;
@@ -410,8 +411,7 @@ int run_bench(const BenchOptions& options, double startup_seconds,
       !bf16 ? ""
       : amx ? " (bfloat16, AMX)"
             : " (bfloat16)",
-      config.threads, config.threads == 1 ? "" : "s", read_bytes_per_second / 1e9,
-      static_cast<double>(probe_read_size(data_bytes)) / (1 << 20));
+      config.threads, config.threads == 1 ? "" : "s", read_bytes_per_second / 1e9, read_megabytes);
   fmt::print("  floor per epoch    {:8.4f} s   (compute {:.4f} s, memory {:.4f} s)\n", floor, compute_floor,
              memory_floor);
   fmt::print("  ratio to floor     {:8.2f} x\n", train_per_epoch / floor);
