@@ -1280,7 +1280,7 @@ TrainTestData labelled_features(FeatureParts parts, const DataSource& source) {
   RawPart& test = parts.test;
   const bool split = source.test_fraction > 0, has_test = test.given();
   check_test_choice(has_test, split, test.name, parts.test_hint);
-  if (train.rows.count == 0) throw Error::in_file(train.name, "has no rows");
+  if (train.rows.count == 0) throw Error::in_file(train.features_name, "has no rows");
   for (const RawPart* part : {&test, &parts.validation}) {
     if (part->given()) check_same_features(train.rows, part->rows, part->features_name);
   }
@@ -1295,7 +1295,7 @@ TrainTestData labelled_features(FeatureParts parts, const DataSource& source) {
   if (parts.validation.given()) {
     // Labelled by the classes training found: a class the training set lacks is an error.
     validation = std::move(parts.validation.rows);
-    if (validation->count == 0) throw Error::in_file(parts.validation.file, "has no rows");
+    if (validation->count == 0) throw Error::in_file(parts.validation.features_name, "has no rows");
     assign_model_labels(*validation, parts.validation.labels, parts.validation.name,
                         train.rows.class_names.empty() ? numbered_class_names(train.rows.num_classes)
                                                        : train.rows.class_names,

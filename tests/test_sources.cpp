@@ -691,6 +691,14 @@ TEST(Sources, AValidationSetGivenWithTheDataIsLoadedBesideTheTestSet) {
   EXPECT_EQ(arrays.data.validation->class_names, arrays.data.train.class_names);
   s.val_labels.clear();
   EXPECT_NE(error_of([&] { load_data(s); }).find("--val-features needs --val-labels"), std::string::npos);
+  // An empty array of features is named as such, not its labels (which then do not match it either).
+  write_text(dir / "none.npy", npy_bytes("<f4", {0, 2}, ""));
+  s.val_labels = dir / "yte.npy";
+  s.val_features = dir / "none.npy";
+  EXPECT_NE(error_of([&] { load_data(s); }).find("none.npy: has no rows"), std::string::npos);
+  s.val_features = dir / "xte.npy";
+  s.train_features = dir / "none.npy";
+  EXPECT_NE(error_of([&] { load_data(s); }).find("none.npy: has no rows"), std::string::npos);
 
   // Tables: --val-csv, its columns matched by name; its labels must be training classes.
   write_text(dir / "train.csv", "kind,x,y\ncat,1,2\ndog,3,4\ncat,5,6\n");
