@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <charconv>
 #include <numeric>
 
 #include "softreg/error.hpp"
@@ -270,6 +271,20 @@ std::vector<Prediction> predict_feature_file(const ModelFile& model, const std::
     if (!model.feature_names.empty() && label_column.empty() &&
         std::all_of(model.feature_names.begin(), model.feature_names.end(), named)) {
       rows = std::move(read_csv_file_without_labels(path, {model.label_name, model.feature_names}).features);
+    } else if (const auto missing =
+                   std::find_if_not(model.feature_names.begin(), model.feature_names.end(), named);
+               label_column.empty() && missing != model.feature_names.end() &&
+               std::any_of(model.feature_names.begin(), model.feature_names.end(),
+                           [&](const std::string& name) {
+                             double number = 0;
+                             const char* end = name.data() + name.size();
+                             return named(name) && std::from_chars(name.data(), end, number).ptr != end;
+                           })) {
+      // A header with some of the model's columns but not all: name the first one it lacks, not the
+      // label column or a count of cells. (A column named as a number, "0" say, may be a headerless
+      // row's value: then the other ways below decide.)
+      throw Error::in_file(
+          path, fmt::format("has no column '{}', a feature column of the training table", *missing));
     } else if (first_cells.size() == D && label_column.empty()) {
       // No label column: read as if a dummy label came first.
       CsvTable table = read_csv_file_without_labels(path);

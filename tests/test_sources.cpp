@@ -958,6 +958,12 @@ TEST(Sources, TableColumnsAreMatchedToTheTrainingTablesByName) {
   const std::vector<Prediction> by_name = predict_feature_file(model, dir / "ids.csv", "");
   ASSERT_EQ(by_name.size(), 1U);
   EXPECT_EQ(by_name[0].top(1), std::vector<int>{2});  // y = 9 wins
+  // A header with some of the model's columns names the one it lacks, not the label column.
+  write_text(dir / "no_x.csv", "id,y\nfirst,9\n");
+  EXPECT_NE(error_of([&] {
+              predict_feature_file(model, dir / "no_x.csv", "");
+            }).find("no_x.csv: has no column 'x', a feature column of the training table"),
+            std::string::npos);
   // Training data whose columns are not the model's.
   write_text(dir / "swapped.csv", "kind,y,x\nant,1,2\nbee,3,4\ncat,5,6\n");
   DataSource other;
