@@ -678,8 +678,10 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
     } else {
       const auto it = std::find(first_row.begin(), first_row.end(), label_column);
       if (it == first_row.end()) {
-        throw Error::in_file(
-            path, fmt::format("--label-column '{}': no such column in the first line", label_column));
+        // Worded for both ways the name comes: this run's --label-column, or the model's (eval, predict).
+        throw Error::in_file(path, fmt::format("the label column '{}' is not in the first line "
+                                               "(--label-column NAME|INDEX says where the labels are)",
+                                               label_column));
       }
       label_index = static_cast<std::size_t>(it - first_row.begin());
       named_label = true;

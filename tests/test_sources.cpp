@@ -919,6 +919,10 @@ TEST(Sources, TableColumnsAreMatchedToTheTrainingTablesByName) {
               read_csv_file(dir / "t.csv", "kind", 1, {"", {"x", "z"}});
             }).find("t.csv: has no column 'z', a feature column of the training table"),
             std::string::npos);
+  EXPECT_NE(error_of([&] {
+              read_csv_file(dir / "t.csv", "species", 1, {"", {"x"}});
+            }).find("t.csv: the label column 'species' is not in the first line (--label-column"),
+            std::string::npos);
   // A label column is no feature, even by name.
   EXPECT_NE(error_of([&] {
               read_csv_file(dir / "t.csv", "kind", 1, {"", {"kind"}});
