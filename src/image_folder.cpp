@@ -206,7 +206,7 @@ std::vector<std::uint8_t> decode_images(Listing& listing, int height, int width,
     }
   });
   if (first_error && !options.skip_bad_images) {
-    throw Error(*first_error + " (pass --skip-bad-images to train without it)");
+    throw Error(*first_error + " (--skip-bad-images goes on without it)");  // train, eval or data
   }
   std::size_t kept = 0;
   for (std::size_t i = 0; i < n; ++i) {

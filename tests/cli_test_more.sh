@@ -154,6 +154,14 @@ expect 1 '^softreg: error: own-pixel.pgm: is an image, but the model was trained
   predict --model own/model.safetensors own-pixel.pgm
 expect 0 '"class_names": \[' -- data --train-csv own-train.csv --test-csv own-test.csv --json
 expect 0 '^data: own-train.csv \(csv; every file passes the checks\)' -- data --train-csv own-train.csv --test-csv own-test.csv
+# An image folder with an unreadable image: named with the flag that goes on without it; then counted.
+mkdir -p shapes/train/dark shapes/train/light shapes/test/dark shapes/test/light
+printf 'P5 1 1 255 \020' >shapes/train/dark/a.pgm && printf 'P5 1 1 255 \360' >shapes/train/light/a.pgm
+cp shapes/train/dark/a.pgm shapes/test/dark/ && cp shapes/train/light/a.pgm shapes/test/light/
+printf 'not an image' >shapes/train/dark/broken.png
+expect 1 '^softreg: error: shapes/train/dark/broken.png: .* \(--skip-bad-images goes on without it\)$' -- data --data shapes
+expect 0 '^data: shapes \(images; every other file passes the checks, 1 unreadable image skipped\)$' -- \
+  data --data shapes --skip-bad-images
 expect 2 '^softreg: error: --test-fraction does not apply: there is a test set, own-test.csv$' -- \
   train --train-csv own-train.csv --test-csv own-test.csv --test-fraction 0.2
 # A validation table of its own: scored every epoch, early stopping may use it; --val-fraction may not.

@@ -130,11 +130,11 @@ int run_data(const DataOptions& options) {
       fmt::print("  {}\n", path.string());
     }
   } else {
-    fmt::print("data: {} ({}; every file passes the checks{})\n", loaded.folder.string(), kind,
+    fmt::print("data: {} ({}; {})\n", loaded.folder.string(), kind,
                loaded.skipped_images > 0
-                   ? fmt::format(", {} unreadable image{} skipped", loaded.skipped_images,
-                                 loaded.skipped_images == 1 ? "" : "s")
-                   : "");
+                   ? fmt::format("every other file passes the checks, {} unreadable image{} skipped",
+                                 loaded.skipped_images, loaded.skipped_images == 1 ? "" : "s")
+                   : "every file passes the checks");
   }
   if (images) {
     fmt::print("images: {}x{}, {} train, {} test; mean pixel {:.3f} (train), {:.3f} (test)\n",
