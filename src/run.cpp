@@ -90,7 +90,11 @@ TrainingRun::TrainingRun(const SavedRun& saved, const TrainTestData& data, RunOp
     throw Error(fmt::format("{}: the recipe has {} epochs, but {} are already done", saved.folder.string(),
                             saved.config.epochs, saved.state.epochs_done));
   }
-  trainer_.restore(saved.state);
+  try {
+    trainer_.restore(saved.state);
+  } catch (const Error& e) {
+    throw Error(fmt::format("--resume {}: {}", saved.folder.string(), e.what()));
+  }
   for (const EpochMetrics& m : history_) {
     if (m.has_validation && m.val_acc > best_val_acc_) {
       best_val_acc_ = m.val_acc;

@@ -174,9 +174,16 @@ Trainer::Trainer(const TrainConfig& config, const Dataset& train, const Dataset&
     validation_ = *validation;
   } else if (config.val_fraction > 0) {
     const std::vector<std::uint32_t> held = stratified_holdout(train, config.val_fraction, config.seed);
-    if (held.empty() || held.size() == train.count) {
-      throw Error(fmt::format("a validation fraction of {} leaves {} of {} examples for training",
-                              config.val_fraction, train.count - held.size(), train.count));
+    if (held.empty()) {
+      throw Error(
+          fmt::format("--val-fraction {} holds out none of the {} training examples: give a larger "
+                      "fraction or a validation set",
+                      config.val_fraction, train.count));
+    }
+    if (held.size() == train.count) {
+      throw Error(
+          fmt::format("--val-fraction {} holds out all {} training examples, leaving none to train on",
+                      config.val_fraction, train.count));
     }
     validation_ = subset(train, held);
     std::vector<std::uint32_t> rest;
@@ -219,7 +226,8 @@ double Trainer::lr_of_batch(std::size_t batch) const {
 void Trainer::restore(const TrainerState& state) {
   if (state.model.W.rows() != model_.W.rows() || state.model.W.cols() != model_.W.cols() ||
       state.model.b.size() != model_.b.size()) {
-    throw Error("checkpoint model shape does not match the data");
+    throw Error(fmt::format("the checkpoint's model has {} inputs and {} classes, but the data has {} and {}",
+                            state.model.W.rows(), state.model.W.cols(), model_.W.rows(), model_.W.cols()));
   }
   if (state.batches_done >= batches_per_epoch()) throw Error("checkpoint is past the end of its epoch");
   rng_.set_state(state.epoch_rng_state);

@@ -1,6 +1,7 @@
 // A whole training run through the library alone (no CLI): a run folder kept current epoch by epoch,
 // a stop request mid-epoch and at an epoch boundary, resume from the folder to the same bits as an
 // uninterrupted run, a run without a folder, and the library's evaluation and prediction calls.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -270,6 +271,16 @@ TEST_F(RunTest, BadFoldersAreClearErrors) {
   TrainingRun(one, data, {.folder = dir / "short"}).train();
   write_file_atomic(dir / "short" / "metrics.csv", "epoch,train_loss,train_acc,test_acc,test_loss,seconds\n");
   test::expect_error([&] { load_saved_run(dir / "short"); }, "metrics.csv: has 0 epochs, the checkpoint 2");
+  // A checkpoint resumed on data of another shape names the run and both shapes.
+  TrainingRun(one, data, {.folder = dir / "other"}).train();
+  const SavedRun saved = load_saved_run(dir / "other");
+  const TrainTestData narrow{test::banded_dataset(10, /*side=*/4, /*classes=*/10, /*band=*/2, /*dim=*/4,
+                                                  /*bright=*/230, 34),
+                             test::banded_dataset(10, 4, 10, 2, 4, 230, 35)};
+  test::expect_error([&] { TrainingRun(saved, narrow, {}); },
+                     fmt::format("--resume {}: the checkpoint's model has {} inputs and 10 classes, but the "
+                                 "data has 16 and 10",
+                                 (dir / "other").string(), data.train.features()));
 }
 
 TEST(Inference, PredictionsAndEvaluationOfAModel) {
@@ -408,6 +419,14 @@ TEST(Validation, TheTrainerNeverTrainsOnTheHeldOutRows) {
   EXPECT_NE(more_held.model().W, trainer.model().W);
   // Without validation, nothing is held out.
   EXPECT_FALSE(Trainer(recipe(), data.train, data.test).validation().has_value());
+  // A fraction that holds out nothing, or everything, says which.
+  const Dataset few = test::learnable_8x8(4, 24);
+  other.val_fraction = 0.1;
+  test::expect_error([&] { Trainer(other, few, data.test); },
+                     "--val-fraction 0.1 holds out none of the 4 training examples");
+  other.val_fraction = 0.99;
+  test::expect_error([&] { Trainer(other, few, data.test); },
+                     "--val-fraction 0.99 holds out all 4 training examples, leaving none to train on");
 }
 
 TEST(Validation, AGivenValidationSetIsScoredAndEveryTrainingRowTrained) {
