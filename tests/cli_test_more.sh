@@ -12,6 +12,11 @@ expect 1 '^softreg: error: training diverged in epoch 1, batch [0-9]+: mean batc
   train --lr 1e4 --quiet --no-plots --out diverged
 [ -z "$(ls diverged)" ] && ok || fail "a diverged run left files: $(ls diverged)"
 
+# Feature values of a large scale (not pixels): --standardize is suggested beside a smaller step.
+awk 'BEGIN { print "label,a,b"; for (i = 0; i < 600; i++) printf "%d,%d,%d\n", i % 2, (i % 7) * 30000 - 90000, (i % 5) * 40000 }' >wide.csv
+expect 1 '^softreg: error: training diverged in epoch 1, batch [0-9]+: .*; try --standardize or a smaller --lr than 0\.1; no checkpoint was written$' -- \
+  train --train-csv wide.csv --test-fraction 0.2 --quiet --no-plots --out wide
+
 # A batch larger than the training set is one batch of all of it, not an allocation failure.
 "$softreg" train --batch-size 100000000000 --epochs 1 --no-check --quiet --no-plots --out huge && ok ||
   fail "train --batch-size 1e11"

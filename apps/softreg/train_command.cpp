@@ -250,9 +250,12 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
     progress.clear();
     const int kept = run.epochs_done();  // the epochs of the last checkpoint written
     throw Error(fmt::format(
-        "training diverged in epoch {}, batch {}: mean batch loss {:.4g} (a fresh model's is {:.2f}); try a "
+        "training diverged in epoch {}, batch {}: mean batch loss {:.4g} (a fresh model's is {:.2f}); try "
+        "{}a "
         "smaller --lr than {:g}; {}",
-        e.epoch, e.batch, e.mean_loss, std::log(data.train.num_classes), e.lr,
+        e.epoch, e.batch, e.mean_loss, std::log(data.train.num_classes),
+        // Feature values of any scale (not pixels in [0, 1]) diverge at the recipe's step when large.
+        !config.standardize && data.train.element == ElementType::kF32 ? "--standardize or " : "", e.lr,
         kept > 0 ? fmt::format("{} keeps the checkpoint of epoch {}", run_folder.string(), kept)
                  : std::string("no checkpoint was written")));
   }
