@@ -402,7 +402,8 @@ TEST(Csv, BadTablesNameTheLineAndColumn) {
   EXPECT_NE(fails_with("y,a\n1,nan\n").find("line 2, column 2: nan is not a finite"), std::string::npos);
   EXPECT_NE(fails_with("y,a\n1,1e999\n").find("not a number"), std::string::npos);  // out of range
   EXPECT_NE(fails_with("y,a\n,1\n").find("line 2: the label is missing"), std::string::npos);
-  EXPECT_NE(fails_with("y,a\n1,2\n", "label").find("no such column"), std::string::npos);
+  EXPECT_NE(fails_with("y,a\n1,2\n", "label").find("the label column 'label' is not in the first line"),
+            std::string::npos);
   EXPECT_NE(fails_with("").find("is empty"), std::string::npos);
   EXPECT_NE(fails_with("y,a\n").find("header but no rows"), std::string::npos);
 }
