@@ -93,7 +93,7 @@ TrainingRun::TrainingRun(const SavedRun& saved, const TrainTestData& data, RunOp
   try {
     trainer_.restore(saved.state);
   } catch (const Error& e) {
-    throw Error(fmt::format("--resume {}: {}", saved.folder.string(), e.what()));
+    throw Error(fmt::format("{}: {}", saved.folder.string(), e.what()));  // the run resumed
   }
   for (const EpochMetrics& m : history_) {
     if (m.has_validation && m.val_acc > best_val_acc_) {

@@ -176,13 +176,14 @@ Trainer::Trainer(const TrainConfig& config, const Dataset& train, const Dataset&
     const std::vector<std::uint32_t> held = stratified_holdout(train, config.val_fraction, config.seed);
     if (held.empty()) {
       throw Error(
-          fmt::format("--val-fraction {} holds out none of the {} training examples: give a larger "
-                      "fraction or a validation set",
+          fmt::format("a validation fraction of {} holds out none of the {} training examples: give a "
+                      "larger one or a validation set",
                       config.val_fraction, train.count));
     }
     if (held.size() == train.count) {
       throw Error(
-          fmt::format("--val-fraction {} holds out all {} training examples, leaving none to train on",
+          fmt::format("a validation fraction of {} holds out all {} training examples, leaving none to "
+                      "train on",
                       config.val_fraction, train.count));
     }
     validation_ = subset(train, held);

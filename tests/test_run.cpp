@@ -278,7 +278,7 @@ TEST_F(RunTest, BadFoldersAreClearErrors) {
                                                   /*bright=*/230, 34),
                              test::banded_dataset(10, 4, 10, 2, 4, 230, 35)};
   test::expect_error([&] { TrainingRun(saved, narrow, {}); },
-                     fmt::format("--resume {}: the checkpoint's model has {} inputs and 10 classes, but the "
+                     fmt::format("{}: the checkpoint's model has {} inputs and 10 classes, but the "
                                  "data has 16 and 10",
                                  (dir / "other").string(), data.train.features()));
 }
@@ -423,10 +423,11 @@ TEST(Validation, TheTrainerNeverTrainsOnTheHeldOutRows) {
   const Dataset few = test::learnable_8x8(4, 24);
   other.val_fraction = 0.1;
   test::expect_error([&] { Trainer(other, few, data.test); },
-                     "--val-fraction 0.1 holds out none of the 4 training examples");
+                     "a validation fraction of 0.1 holds out none of the 4 training examples");
   other.val_fraction = 0.99;
-  test::expect_error([&] { Trainer(other, few, data.test); },
-                     "--val-fraction 0.99 holds out all 4 training examples, leaving none to train on");
+  test::expect_error(
+      [&] { Trainer(other, few, data.test); },
+      "a validation fraction of 0.99 holds out all 4 training examples, leaving none to train on");
 }
 
 TEST(Validation, AGivenValidationSetIsScoredAndEveryTrainingRowTrained) {

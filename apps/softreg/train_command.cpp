@@ -249,15 +249,16 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
   } catch (const TrainingDiverged& e) {
     progress.clear();
     const int kept = run.epochs_done();  // the epochs of the last checkpoint written
-    throw Error(fmt::format(
-        "training diverged in epoch {}, batch {}: mean batch loss {:.4g} (a fresh model's is {:.2f}); try "
-        "{}a "
-        "smaller --lr than {:g}; {}",
-        e.epoch, e.batch, e.mean_loss, std::log(data.train.num_classes),
-        // Feature values of any scale (not pixels in [0, 1]) diverge at the recipe's step when large.
-        !config.standardize && data.train.element == ElementType::kF32 ? "--standardize or " : "", e.lr,
-        kept > 0 ? fmt::format("{} keeps the checkpoint of epoch {}", run_folder.string(), kept)
-                 : std::string("no checkpoint was written")));
+    // Feature values of any scale (not pixels in [0, 1]) diverge at the recipe's step when large.
+    const std::string hint = fmt::format(
+        "{}a smaller --lr than {:g}",
+        !config.standardize && data.train.element == ElementType::kF32 ? "--standardize or " : "", e.lr);
+    throw Error(
+        fmt::format("training diverged in epoch {}, batch {}: mean batch loss {:.4g} (a fresh model's is "
+                    "{:.2f}); try {}; {}",
+                    e.epoch, e.batch, e.mean_loss, std::log(data.train.num_classes), hint,
+                    kept > 0 ? fmt::format("{} keeps the checkpoint of epoch {}", run_folder.string(), kept)
+                             : std::string("no checkpoint was written")));
   }
   if (status == RunStatus::kStopped) {
     progress.clear();
