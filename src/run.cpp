@@ -356,7 +356,7 @@ std::vector<std::string> redraw_run_pictures(const std::filesystem::path& run,
                                              const std::filesystem::path& out,
                                              const std::optional<DataSource>& data,
                                              const plot::GridChoice& grid, ThreadPool& pool) {
-  const ModelFile model = load_model(run / "model.safetensors");
+  const ModelFile model = load_model(run_model_file(run));
   ensure_folder(out);
   std::vector<std::string> written;
   std::error_code ec;

@@ -110,7 +110,7 @@ expect 0 'wrote curves.png, curves.svg, predictions.png, confusion.png, confusio
   plot run2 --n 30 --misclassified --out pics
 [ "$(head -1 pics/confusion.csv | tr ',' '\n' | wc -l)" -eq 11 ] && ok || fail "confusion.csv header"
 expect 2 'softreg: error: --n must be >= 1, got 0' -- plot run2 --n 0
-expect 1 'softreg: error: nowhere/model.safetensors: cannot open for reading' -- plot nowhere
+expect 1 'softreg: error: nowhere: no model.safetensors there \(not a softreg run folder\?\)' -- plot nowhere
 
 # A saved model: eval and predict.
 [ -f run2/model.safetensors ] && ok || fail "train left no model.safetensors"
