@@ -91,7 +91,9 @@ RecipeOptions add_recipe_options(CLI::App& cmd_ref, RecipeFlags& flags) {
           ->capture_default_str(),
       cmd->add_option("--init-std", flags.init_std, "Standard deviation of the initial weights, in [0, 1]")
           ->capture_default_str(),
-      cmd->add_option("--threads", flags.threads, "Threads (default: all cores); results depend on the count")
+      cmd->add_option("--threads", flags.threads,
+                      "Threads (default: all cores); the same results on any count (--kernel naive: on the "
+                      "same count)")
           ->capture_default_str(),
       cmd->add_option("--optimizer", flags.optimizer,
                       "sgd (the seed's), momentum, nesterov, adam or adamw (as torch.optim's), or lbfgs "
