@@ -42,6 +42,9 @@ for key in core_round_trip_seconds core_round_trip_seconds_before; do
   grep -Eq "\"$key\": [0-9.]*[1-9]" bench.json && ok || fail "bench --json: no $key: $(grep round_trip bench.json)"
 done
 expect 2 'softreg: error: --simd NOPE: not available here' -- bench --simd NOPE
+# A synthetic shape's sizes given as 0 are usage errors, not the defaults (nor Fashion-MNIST instead).
+expect 2 '^softreg: error: --classes must be between 2 and 4096, got 0$' -- bench --classes 0
+expect 2 '^softreg: error: --rows must be between 1 and 1e8 with rows \* features <= 4e9, got 0$' -- bench --rows 0
 # The next batch's rows (learned per run, or forced) and, on AVX-512, the update's broadcasts (timed once
 # per process, or forced): bench names the way it trained.
 grep -Eq '"ask_ahead": "(learning|asking|not asking)"' bench.json && ok || fail "bench --json: $(grep ask_ahead bench.json)"

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
 #include "commands.hpp"
@@ -38,11 +39,11 @@ struct BenchOptions {
   std::string simd;
   bool json = false;
   // Synthetic data of any shape instead of Fashion-MNIST (any of these given).
-  long long classes = 0;
-  long long features = 0;
+  std::optional<long long> classes;  // not given: 10 (0 given is a usage error, not the default)
+  std::optional<long long> features;
   std::string dtype;
-  long long rows = 0;
-  bool synthetic() const { return classes != 0 || features != 0 || !dtype.empty() || rows != 0; }
+  std::optional<long long> rows;
+  bool synthetic() const { return classes || features || !dtype.empty() || rows; }
 };
 
 // Seconds from the kernel's creation of this process to now, from /proc (10 ms resolution).
@@ -152,9 +153,9 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   TrainTestData data;
   std::string data_source;
   if (options.synthetic()) {
-    const long long K = options.classes == 0 ? 10 : options.classes;
-    const long long D = options.features == 0 ? 784 : options.features;
-    const long long N = options.rows == 0 ? 60000 : options.rows;
+    const long long K = options.classes.value_or(10);
+    const long long D = options.features.value_or(784);
+    const long long N = options.rows.value_or(60000);
     if (K < 2 || K > kMaxClasses) {
       throw UsageError(fmt::format("--classes must be between 2 and {}, got {}", kMaxClasses, K));
     }
