@@ -42,9 +42,6 @@ for key in core_round_trip_seconds core_round_trip_seconds_before; do
   grep -Eq "\"$key\": [0-9.]*[1-9]" bench.json && ok || fail "bench --json: no $key: $(grep round_trip bench.json)"
 done
 expect 2 'softreg: error: --simd NOPE: not available here' -- bench --simd NOPE
-# A synthetic shape's sizes given as 0 are usage errors, not the defaults (nor Fashion-MNIST instead).
-expect 2 '^softreg: error: --classes must be between 2 and 4096, got 0$' -- bench --classes 0
-expect 2 '^softreg: error: --rows must be between 1 and 1e8 with rows \* features <= 4e9, got 0$' -- bench --rows 0
 # The next batch's rows (learned per run, or forced) and, on AVX-512, the update's broadcasts (timed once
 # per process, or forced): bench names the way it trained.
 grep -Eq '"ask_ahead": "(learning|asking|not asking)"' bench.json && ok || fail "bench --json: $(grep ask_ahead bench.json)"
@@ -257,6 +254,7 @@ train --optimizer lbfgs|--tol|-1e-9|--tol must be >= 0|0
 train --optimizer lbfgs|--history-size|0|--history-size must be between 1 and 10000|1
 train --optimizer lbfgs|--history-size|10001|--history-size must be between 1 and 10000|1
 train|--n|0|--n must be >= 1, got 0|1
+train|--classes|0|--classes must be between 2 and 4096, got 0|10
 train|--classes|1|--classes must be between 2 and 4096|10
 train|--classes|4097|--classes must be between 2 and 4096|10
 tune --grid 1e-3|--refit-tol|-1|--refit-tol must be >= 0|0
@@ -269,6 +267,8 @@ bench --epochs 1 --probe-seconds 0.1 --rows 300|--threads|0|--threads must be be
 bench --probe-seconds 0.1 --rows 300|--epochs|0|--epochs must be between 1 and 1000|1
 bench --epochs 1 --rows 300|--probe-seconds|0|--probe-seconds must be in \(0, 10\]|0.1
 bench --epochs 1 --probe-seconds 0.1 --rows 300 --features 8|--classes|1|--classes must be between 2 and 4096|2
+bench --epochs 1 --probe-seconds 0.1 --rows 300 --features 8|--classes|0|--classes must be between 2 and 4096, got 0|2
+bench --epochs 1 --probe-seconds 0.1 --classes 2 --features 8|--rows|0|--rows must be between 1 and 1e8|1
 bench --epochs 1 --probe-seconds 0.1 --rows 300 --classes 2|--features|1048577|--features must be between 1 and 1048576|1
 bench --epochs 1 --probe-seconds 0.1 --classes 2 --features 8|--rows|100000001|--rows must be between 1 and 1e8|1
 data download mnist --to never|--retries|21|--retries must be between 0 and 20|-

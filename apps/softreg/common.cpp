@@ -79,8 +79,8 @@ CLI::Option* add_data_option(CLI::App& cmd, std::string& target) {
 bool DataSourceFlags::given() const {
   return !data.empty() || !dataset.empty() || !train_features.empty() || !train_labels.empty() ||
          !test_features.empty() || !test_labels.empty() || !val_features.empty() || !val_labels.empty() ||
-         !train_csv.empty() || !test_csv.empty() || !val_csv.empty() || !label_column.empty() ||
-         classes != 0 || test_fraction != 0 || !image_size.empty() || skip_bad_images;
+         !train_csv.empty() || !test_csv.empty() || !val_csv.empty() || !label_column.empty() || classes ||
+         test_fraction != 0 || !image_size.empty() || skip_bad_images;
 }
 
 DataSource DataSourceFlags::source(std::uint64_t seed, int threads) const {
@@ -98,10 +98,10 @@ DataSource DataSourceFlags::source(std::uint64_t seed, int threads) const {
   s.val_csv = val_csv;
   s.label_column = label_column;
   // Their ranges are load_data's to check; here only what does not fit the library's int.
-  if (classes < 0 || classes > kMaxClasses) {
-    throw UsageError(fmt::format("--classes must be between 2 and {}, got {}", kMaxClasses, classes));
+  if (classes && (*classes < 2 || *classes > kMaxClasses)) {
+    throw UsageError(fmt::format("--classes must be between 2 and {}, got {}", kMaxClasses, *classes));
   }
-  s.classes = static_cast<int>(classes);
+  s.classes = static_cast<int>(classes.value_or(0));  // the library's 0: from the labels
   s.test_fraction = test_fraction;
   s.seed = seed;
   s.skip_bad_images = skip_bad_images;

@@ -48,7 +48,7 @@ struct DataSourceFlags {
   std::string dataset;
   std::string train_features, train_labels, test_features, test_labels, val_features, val_labels;
   std::string train_csv, test_csv, val_csv, label_column;
-  long long classes = 0;
+  std::optional<long long> classes;  // not given: from the labels (0 given is a usage error)
   double test_fraction = 0;
   std::string image_size;
   bool skip_bad_images = false;
