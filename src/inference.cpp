@@ -27,12 +27,16 @@ SplitData load_split_for_model(const ModelFile& model, const std::optional<DataS
   if (split != "train" && split != "test" && split != "val")
     throw Error("split must be train, test or val, got '" + split + "'");
   DataSource source;
-  if (given) {
+  const auto recorded = model.metadata.find("data_source");
+  if (given && (names_data(*given) || recorded == model.metadata.end())) {
     source = *given;
     // A table's labels are where training found them unless the caller says otherwise.
     if (source.uses_csv() && source.label_column.empty()) source.label_column = recorded_label_column(model);
-  } else if (const auto it = model.metadata.find("data_source"); it != model.metadata.end()) {
-    source = source_from_json(it->second, "the model's data_source");  // the data it was trained on
+  } else if (recorded != model.metadata.end()) {
+    source = source_from_json(recorded->second, "the model's data_source");  // the data it was trained on
+    // Options without data (--skip-bad-images, say) apply to the model's own data, not to the default
+    // Fashion-MNIST a source that names no data would find.
+    if (given) apply_options(*given, source);
   }
   const int K = model.model.classes();
   SplitData result;

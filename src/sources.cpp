@@ -1173,6 +1173,26 @@ DataFiles locate_idx_files(const DataSource& source) {
   return locate_data(source.data);
 }
 
+bool names_data(const DataSource& source) {
+  return source.data || !source.dataset.empty() || source.uses_arrays() || !source.train_labels.empty() ||
+         !source.test_labels.empty() || !source.val_labels.empty() || source.uses_csv();
+}
+
+void apply_options(const DataSource& from, DataSource& to) {
+  if (from.classes != 0) to.classes = from.classes;
+  if (from.test_fraction != 0) {
+    to.test_fraction = from.test_fraction;
+    to.seed = from.seed;
+  }
+  if (from.image_height != 0) {
+    to.image_height = from.image_height;
+    to.image_width = from.image_width;
+  }
+  to.skip_bad_images = to.skip_bad_images || from.skip_bad_images;
+  if (!from.label_column.empty()) to.label_column = from.label_column;
+  to.threads = from.threads;
+}
+
 std::string source_kind(const DataSource& source) {
   if (source.uses_arrays()) return "npy";
   if (source.uses_csv()) return "csv";

@@ -167,6 +167,14 @@ printf 'not an image' >shapes/train/dark/broken.png
 expect 1 '^softreg: error: shapes/train/dark/broken.png: .* \(--skip-bad-images goes on without it\)$' -- data --data shapes
 expect 0 '^data: shapes \(images; every other file passes the checks, 1 unreadable image skipped\)$' -- \
   data --data shapes --skip-bad-images
+# A model trained on a clean folder that has since gained a broken image: the option alone, without
+# --data, applies to the model's own data (it used to send eval and resume to the default Fashion-MNIST).
+mkdir -p clean && cp -r shapes/test clean/test && cp -r shapes/test clean/train
+"$softreg" train --data clean --epochs 1 --no-check --quiet --no-plots --out clean-run && ok || fail "train on clean/"
+printf 'not an image' >clean/test/dark/broken.png
+expect 1 '^softreg: error: .*clean/test/dark/broken.png: ' -- eval --model clean-run
+expect 0 '^data: .*clean/test, test split, 2 examples' -- eval --model clean-run --skip-bad-images
+expect 0 '^run folder: clean-run' -- train --resume clean-run --skip-bad-images --epochs 2 --no-plots
 expect 2 '^softreg: error: --test-fraction does not apply: there is a test set, own-test.csv$' -- \
   train --train-csv own-train.csv --test-csv own-test.csv --test-fraction 0.2
 # A validation table of its own: scored every epoch, early stopping may use it; --val-fraction may not.

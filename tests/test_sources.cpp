@@ -596,6 +596,35 @@ ModelFile ant_bee_cat_model() {
   return zero_model(1, 2, InputKind::kFeatures, ElementType::kF32, {"ant", "bee", "cat"});
 }
 
+// Options given without data (--skip-bad-images, say) apply to the data the model records, not to a
+// source that names none (which would find the default Fashion-MNIST).
+TEST(ImageFolder, OptionsWithoutDataApplyToTheModelsOwnData) {
+  TempDir dir;
+  const test::ScopedEnv env("SOFTREG_CACHE", "off");
+  write_image_folder(dir.path(), "train", 2, 6, 4);
+  write_image_folder(dir.path(), "test", 2, 6, 4);
+  write_text(dir / "test/square/broken.png", "not an image");
+  ModelFile model = zero_model(4, 6, InputKind::kImages, ElementType::kU8, {"circle", "square", "zigzag"});
+  DataSource recorded;
+  recorded.data = dir.path();
+  model.metadata["data_source"] = source_to_json(recorded);
+  EXPECT_NE(error_of([&] { load_split_for_model(model, std::nullopt, "test"); }).find("broken.png"),
+            std::string::npos);
+  DataSource options;
+  options.skip_bad_images = true;
+  ASSERT_FALSE(names_data(options));
+  const SplitData split = load_split_for_model(model, options, "test");
+  EXPECT_EQ(split.data.count, 6U);  // the model's test/ less the broken image
+  EXPECT_EQ(split.folder, dir / "test");
+  // Only the options it sets: the recorded source keeps the rest.
+  DataSource to = recorded;
+  to.classes = 3;
+  apply_options(options, to);
+  EXPECT_TRUE(to.skip_bad_images);
+  EXPECT_EQ(to.classes, 3);
+  EXPECT_EQ(to.data, recorded.data);
+}
+
 TEST(ImageFolder, ClassFoldersAloneAreEvaluatedWholeAtTheModelsSize) {
   TempDir dir;
   const test::ScopedEnv env("SOFTREG_CACHE", "off");

@@ -109,12 +109,14 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
   if (!options.resume.empty()) saved = saved_run_to_resume(options);
   if (!saved) check_grid_count(options.grid_count);  // resuming checks it with the saved run
   const TrainConfig config = saved ? saved->config : recipe_config(options.recipe);
-  // The data: from the flags, else (resuming) where the run's data came from.
+  // The data: from the flags, else (resuming) where the run's data came from, with the options the flags
+  // give (--skip-bad-images, say) applied to it.
   DataSource source = options.data.source(config.seed, config.threads);
-  if (!options.data.given() && saved) {
+  if (!names_data(source) && saved) {
     if (!saved->data_source.empty()) {
+      const DataSource options_given = source;
       source = source_from_json(saved->data_source, options.resume + "/model.safetensors");
-      source.threads = config.threads;
+      apply_options(options_given, source);
     } else if (!saved->data_folder.empty()) {
       source.data = saved->data_folder;
     }
