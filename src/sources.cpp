@@ -1273,7 +1273,11 @@ FeatureParts read_npz_parts(const fs::path& path) {
 }
 
 FeatureParts read_csv_parts(const DataSource& source) {
-  if (source.train_csv.empty()) throw UsageError("--test-csv needs --train-csv");
+  if (source.train_csv.empty()) {
+    throw UsageError(source.val_csv.empty()    ? "--test-csv needs --train-csv"
+                     : source.test_csv.empty() ? "--val-csv needs --train-csv"
+                                               : "--test-csv and --val-csv need --train-csv");
+  }
   FeatureParts parts;
   parts.test_hint = "give --test-csv";
   parts.folder = source.train_csv;

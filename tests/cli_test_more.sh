@@ -184,6 +184,8 @@ expect 0 'early stop after epoch [0-9]+: no better validation accuracy for 2 epo
 [ "$(head -1 own-val/metrics.csv)" = "epoch,train_loss,train_acc,test_acc,test_loss,seconds,val_loss,val_acc" ] && ok ||
   fail "metrics.csv with --val-csv: $(head -1 own-val/metrics.csv)"
 expect 0 '^data: .*own-val.csv, val split, 39 examples' -- eval --model own-val/model.safetensors --split val
+expect 2 '^softreg: error: --test-csv and --val-csv need --train-csv$' -- train --val-csv own-val.csv --test-csv own-test.csv
+expect 2 '^softreg: error: --val-csv needs --train-csv$' -- train --val-csv own-val.csv
 expect 2 '^softreg: error: --val-fraction does not apply: there is a validation set, own-val.csv$' -- \
   train --train-csv own-train.csv --test-csv own-test.csv --val-csv own-val.csv --val-fraction 0.2
 expect 2 '^softreg: error: --val-fraction does not apply: there is a validation set, own-val.csv$' -- \
