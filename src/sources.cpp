@@ -1174,8 +1174,7 @@ DataFiles locate_idx_files(const DataSource& source) {
 }
 
 bool names_data(const DataSource& source) {
-  return source.data || !source.dataset.empty() || source.uses_arrays() || !source.train_labels.empty() ||
-         !source.test_labels.empty() || !source.val_labels.empty() || source.uses_csv();
+  return source.data || !source.dataset.empty() || source.uses_arrays() || source.uses_csv();
 }
 
 void apply_options(const DataSource& from, DataSource& to) {
@@ -1236,9 +1235,13 @@ FeatureParts read_npy_parts(const DataSource& source) {
     if (features.empty() != labels.empty() || (required && features.empty()))
       throw UsageError(fmt::format("{} (and the other way round)", flags));
   };
-  check_pair(source.train_features, source.train_labels, true, "--train-features needs --train-labels");
   check_pair(source.test_features, source.test_labels, false, "--test-features needs --test-labels");
   check_pair(source.val_features, source.val_labels, false, "--val-features needs --val-labels");
+  if (source.train_features.empty() && source.train_labels.empty()) {  // only test or validation arrays
+    throw UsageError(fmt::format("{} needs the training arrays, --train-features and --train-labels",
+                                 source.test_features.empty() ? "--val-features" : "--test-features"));
+  }
+  check_pair(source.train_features, source.train_labels, true, "--train-features needs --train-labels");
   FeatureParts parts;
   parts.test_hint = "give --test-features and --test-labels";
   parts.folder = source.train_features;

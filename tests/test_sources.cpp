@@ -721,6 +721,23 @@ TEST(Sources, AValidationSetGivenWithTheDataIsLoadedBesideTheTestSet) {
   EXPECT_EQ(arrays.data.validation->class_names, arrays.data.train.class_names);
   s.val_labels.clear();
   EXPECT_NE(error_of([&] { load_data(s); }).find("--val-features needs --val-labels"), std::string::npos);
+  // A part without the training arrays, or a labels file alone, is a usage error naming what is missing,
+  // never a run on the default data.
+  DataSource alone;
+  alone.train_labels = dir / "ytr.npy";
+  EXPECT_NE(error_of([&] { load_data(alone); }).find("--train-features needs --train-labels"),
+            std::string::npos);
+  alone = DataSource();
+  alone.val_features = dir / "xte.npy";
+  alone.val_labels = dir / "yte.npy";
+  EXPECT_NE(error_of([&] {
+              load_data(alone);
+            }).find("--val-features needs the training arrays, --train-features and --train-labels"),
+            std::string::npos);
+  alone.test_features = dir / "xte.npy";
+  alone.test_labels = dir / "yte.npy";
+  EXPECT_NE(error_of([&] { load_data(alone); }).find("--test-features needs the training arrays"),
+            std::string::npos);
   // An empty array of features is named as such, not its labels (which then do not match it either).
   write_text(dir / "none.npy", npy_bytes("<f4", {0, 2}, ""));
   s.val_labels = dir / "yte.npy";

@@ -164,8 +164,9 @@ struct DataSource {
   bool skip_bad_images = false;
   int threads = 1;
 
-  bool uses_arrays() const {
-    return !train_features.empty() || !test_features.empty() || !val_features.empty();
+  bool uses_arrays() const {  // a labels file alone too: an error then, not a run on other data
+    return !train_features.empty() || !test_features.empty() || !val_features.empty() ||
+           !train_labels.empty() || !test_labels.empty() || !val_labels.empty();
   }
   bool uses_csv() const { return !train_csv.empty() || !test_csv.empty() || !val_csv.empty(); }
 };
