@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -1409,6 +1410,11 @@ LoadedData load_data(const DataSource& source) {
   }
   LoadedData loaded;
   loaded.kind = source_kind(source);
+  if (source.image_height != 0 && loaded.kind != "images") {  // not ignored: the user meant some size
+    std::string kind = loaded.kind;
+    std::transform(kind.begin(), kind.end(), kind.begin(), [](unsigned char c) { return std::toupper(c); });
+    throw UsageError(fmt::format("--image-size applies to image folders only, not to {} data", kind));
+  }
   if (loaded.kind == "images") {
     loaded.data = load_image_source(source, loaded);
   } else if (loaded.kind == "idx") {

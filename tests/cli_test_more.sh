@@ -208,6 +208,9 @@ expect 1 "softreg: error: text.csv: line 2, column 3: 'oops' is not a number" --
 expect 2 'softreg: error: no test set: give --test-csv, or --test-fraction F' -- train --train-csv own-train.csv
 expect 2 'softreg: error: --classes must be between 2 and 4096, got 1' -- train --classes 1
 expect 2 "softreg: error: --image-size must be HxW" -- train --image-size 28 --train-csv own-train.csv --test-fraction 0.2
+# Not ignored on other data: the user meant some size.
+expect 2 "^softreg: error: --image-size applies to image folders only, not to CSV data$" -- \
+  train --image-size 28x28 --train-csv own-train.csv --test-fraction 0.2
 expect 2 'softreg: error: give one kind of data' -- train --data /usr/share/datasets/fashion-mnist --train-csv own-train.csv
 expect 2 'softreg: error: --test-fraction must be in \(0, 1\), got 1.5' -- train --test-fraction 1.5
 
