@@ -192,6 +192,17 @@ cmp -s <(cut -d, -f1-5 straight/metrics.csv) <(cut -d, -f1-5 stopped/metrics.csv
 "$softreg" train --resume stopped --epochs 41 --quiet --no-check && [ "$(wc -l <stopped/metrics.csv)" -eq 42 ] && ok ||
   fail "resume with more epochs"
 expect 2 '--epochs 5 is less than the 41 epochs stopped already has' -- train --resume stopped --epochs 5
+# SIGTERM (a job scheduler, `docker stop`) stops the same way, at the next batch with its checkpoint: 143.
+"$softreg" train --epochs 1000 --threads 2 --quiet --no-check --no-plots --save-every 0 --out termed 2>term.txt &
+pid=$!
+for _ in $(seq 100); do [ -f termed/metrics.csv ] && break; sleep 0.02; done
+kill -TERM $pid
+wait $pid
+code=$?
+[ $code -eq 143 ] && ok || fail "a run stopped by SIGTERM exited $code: $(cat term.txt)"
+grep -qE '^softreg: interrupted .*; resume with: softreg train --resume termed$' term.txt && ok ||
+  fail "SIGTERM message: $(cat term.txt)"
+expect 0 '^model: termed ' -- eval --model termed
 expect 1 '--resume nowhere: no model.safetensors there' -- train --resume nowhere
 
 # Adam with L2, warmup and a step schedule: stopped after 2 epochs and resumed to 3, it ends with the same

@@ -20,19 +20,27 @@ namespace softreg::cli {
 namespace {
 
 std::atomic<bool> g_stop_requested{false};
-static_assert(std::atomic<bool>::is_always_lock_free, "the SIGINT handler needs a lock-free flag");
+std::atomic<int> g_stop_signal{SIGINT};
+static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<int>::is_always_lock_free,
+              "the signal handler needs lock-free flags");
 
-extern "C" void on_sigint(int) {
+extern "C" void on_stop_signal(int signal_number) {
+  g_stop_signal.store(signal_number);
   g_stop_requested.store(true);
-  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C stops at once
+  std::signal(signal_number, SIG_DFL);  // a second Ctrl-C (or SIGTERM) stops at once
 }
 
 }  // namespace
 
-void arm_stop_on_ctrl_c(bool also_sigterm) {
+void arm_stop_on_ctrl_c() {
   g_stop_requested = false;
-  std::signal(SIGINT, on_sigint);
-  if (also_sigterm) std::signal(SIGTERM, on_sigint);
+  g_stop_signal = SIGINT;
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
+}
+
+int interrupted_exit_code() {
+  return 128 + g_stop_signal.load();
 }
 
 bool stop_requested() {
@@ -46,6 +54,7 @@ void wait_for_stop_request() {
 
 void disarm_stop_on_ctrl_c() {
   std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
 }
 
 void check_threads(long long threads) {

@@ -14,15 +14,16 @@
 
 namespace softreg::cli {
 
-/// The conventional exit status of a program stopped by SIGINT.
-inline constexpr int kExitInterrupted = 130;
-
 /// Ctrl-C as a request to stop at the next safe point: after arm_stop_on_ctrl_c(), the first SIGINT
 /// makes stop_requested() true (a second one ends the process at once); disarm restores the default.
-/// With `also_sigterm`, SIGTERM asks the same (a server stopped by a service manager).
-void arm_stop_on_ctrl_c(bool also_sigterm = false);
+/// SIGTERM asks the same: a job scheduler, `docker stop` or a service manager stopping a run gets its
+/// checkpoint written at the stop, as Ctrl-C does.
+void arm_stop_on_ctrl_c();
 bool stop_requested();
 void disarm_stop_on_ctrl_c();
+/// The conventional exit status of a program stopped by the signal that asked: 130 (SIGINT) or 143
+/// (SIGTERM).
+int interrupted_exit_code();
 
 /// Upper bound that only catches typos; nothing in the code needs it.
 inline constexpr long long kMaxThreads = 1024;

@@ -121,7 +121,7 @@ CommandRunner add_download_subcommand(CLI::App& data) {
     } catch (const DownloadInterrupted&) {
       fmt::print(stderr, "\nsoftreg: download interrupted; nothing unverified was left in {}\n",
                  folder.string());
-      return kExitInterrupted;
+      return interrupted_exit_code();
     }
     fmt::print("{}: the four files verified and classes.txt written in {}\n", dataset.name, folder.string());
     return kExitOk;

@@ -20,8 +20,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.footer(
       "Exit codes: 0 success, 1 error (bad data or model file; a failed acceptance check, on Fashion-MNIST\n"
-      "or with --check), 2 usage error, 130 training interrupted by Ctrl-C (the run folder holds a\n"
-      "checkpoint to --resume).\n"
+      "or with --check), 2 usage error, 130 training interrupted by Ctrl-C (143 by SIGTERM; the run\n"
+      "folder holds a checkpoint to --resume).\n"
       "Run 'softreg COMMAND --help' for the options of a command.");
   // Only the command named first is built when there is one: building every command's options took
   // a quarter of each start (train: 2.2 -> 1.8 ms, BENCHMARKS.md). Help, --version and mistakes

@@ -24,7 +24,7 @@ int run_serve(const ServeOptions& options) {
     throw Error(fmt::format("--runs {}: no such folder (softreg train writes its runs into runs/ by default)",
                             options.runs));
   }
-  arm_stop_on_ctrl_c(/*also_sigterm=*/true);
+  arm_stop_on_ctrl_c();
   {
     const ServedDashboard dashboard(options.runs, options.host, static_cast<int>(options.port));
     announce_dashboard(stdout, dashboard.url(), options.host, options.runs);

@@ -270,7 +270,7 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
                                                      : fmt::format("after epoch {}", state.epochs_done);
     fmt::print(stderr, "softreg: interrupted {}; saved {}; resume with: softreg train --resume {}\n", where,
                (run_folder / "model.safetensors").string(), run_folder.string());
-    return kExitInterrupted;
+    return interrupted_exit_code();
   }
   disarm_stop_on_ctrl_c();
 
@@ -314,7 +314,7 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
     // The page stays useful after training (curves, confusion matrix, draw to predict) until Ctrl-C.
     fmt::print(table, "training done; the dashboard stays up at {} (Ctrl-C to stop)\n", dashboard_url);
     std::fflush(table);
-    arm_stop_on_ctrl_c(/*also_sigterm=*/true);
+    arm_stop_on_ctrl_c();
     wait_for_stop_request();
     dashboard.reset();  // stops it
   }

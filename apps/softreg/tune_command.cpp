@@ -214,7 +214,7 @@ int run_tune(TuneCommandOptions& o, std::chrono::steady_clock::time_point proces
   if (stop_requested()) {
     fmt::print(stderr, "softreg: tuning interrupted after {} trial{}; nothing was refitted\n",
                result.trials.size(), result.trials.size() == 1 ? "" : "s");
-    return kExitInterrupted;
+    return interrupted_exit_code();
   }
   const TuneTrial& best = result.trials[result.best];
   if (show) {
@@ -238,7 +238,7 @@ int run_tune(TuneCommandOptions& o, std::chrono::steady_clock::time_point proces
     fmt::print(stderr,
                "softreg: interrupted during the refit; saved {}; resume with: softreg train --resume {}\n",
                (*run.folder() / "model.safetensors").string(), run.folder()->string());
-    return kExitInterrupted;
+    return interrupted_exit_code();
   }
   disarm_stop_on_ctrl_c();
   const RunReport report =
