@@ -1180,10 +1180,8 @@ bool names_data(const DataSource& source) {
 
 void apply_options(const DataSource& from, DataSource& to) {
   if (from.classes != 0) to.classes = from.classes;
-  if (from.test_fraction != 0) {
-    to.test_fraction = from.test_fraction;
-    to.seed = from.seed;
-  }
+  // The split's seed stays `to`'s: a model's own split drawn again is the one it was trained beside.
+  if (from.test_fraction != 0) to.test_fraction = from.test_fraction;
   if (from.image_height != 0) {
     to.image_height = from.image_height;
     to.image_width = from.image_width;

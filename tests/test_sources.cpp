@@ -619,9 +619,14 @@ TEST(ImageFolder, OptionsWithoutDataApplyToTheModelsOwnData) {
   // Only the options it sets: the recorded source keeps the rest.
   DataSource to = recorded;
   to.classes = 3;
+  to.seed = 7;
+  options.test_fraction = 0.25;
+  options.seed = 0;
   apply_options(options, to);
   EXPECT_TRUE(to.skip_bad_images);
   EXPECT_EQ(to.classes, 3);
+  EXPECT_EQ(to.test_fraction, 0.25);
+  EXPECT_EQ(to.seed, 7U);  // the split drawn as the model's was
   EXPECT_EQ(to.data, recorded.data);
 }
 

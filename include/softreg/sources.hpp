@@ -174,8 +174,8 @@ struct DataSource {
 /// Whether a source names its data (--data, --dataset, arrays or tables), rather than only options for
 /// data found elsewhere (the default search, or a model's recorded source).
 bool names_data(const DataSource& source);
-/// The options `from` sets (--classes, --test-fraction with its seed, --image-size, --skip-bad-images,
-/// --label-column, threads) applied to `to`, whose data they are for; unset ones leave `to`'s.
+/// The options `from` sets (--classes, --test-fraction, --image-size, --skip-bad-images, --label-column,
+/// threads) applied to `to`, whose data they are for; unset ones, and the split's seed, stay `to`'s.
 void apply_options(const DataSource& from, DataSource& to);
 
 /// The kind of input a source gives: "idx", "images", "npy", "npz" or "csv".
