@@ -575,8 +575,9 @@ void Dashboard::start() {
       throw Error("cannot listen on " + d.options.host + " (any port): " + std::strerror(errno));
   } else {
     if (!d.server.bind_to_port(d.options.host, d.options.port))
-      throw Error("cannot listen on " + address + ": " + std::strerror(errno) +
-                  " (another softreg serve? try --port 0 for any free port)");
+      throw Error(
+          "cannot listen on " + address + ": " + std::strerror(errno) +
+          " (another softreg serve? port 0 takes any free port)");  // serve --port, train --serve-port
     d.port = d.options.port;
   }
   // httplib listens with a backlog of 5; under 50 clients connecting at once the kernel dropped SYNs
