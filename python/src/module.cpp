@@ -422,9 +422,11 @@ py::array labels_view(const Dataset& data, const py::object& owner) {
 
 // The train and test sets of a data folder found as the CLI finds it (None: the default search for
 // Fashion-MNIST), as views of the decoded, memory-mapped data.
-py::dict load_data_folder(const std::optional<std::string>& folder, const std::string& dataset) {
+py::dict load_data_folder(const std::optional<std::string>& folder, const std::string& dataset,
+                          bool skip_bad_images) {
   DataSource source;
   if (folder) source.data = *folder;
+  source.skip_bad_images = skip_bad_images;
   if (!dataset.empty()) source.dataset = known_dataset(dataset).name;
   auto loaded = std::make_shared<LoadedData>();
   {
@@ -444,6 +446,7 @@ py::dict load_data_folder(const std::optional<std::string>& folder, const std::s
   out["width"] = loaded->data.train.width;
   out["folder"] = loaded->folder.string();
   out["kind"] = loaded->kind;
+  out["skipped_images"] = loaded->skipped_images;
   return out;
 }
 
@@ -496,7 +499,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("logits", &logits, py::arg("X"), py::arg("coef"), py::arg("intercept"), py::arg("threads"));
   m.def("save", &save);
   m.def("load", &load, py::arg("path"));
-  m.def("load_data_folder", &load_data_folder, py::arg("folder"), py::arg("dataset"));
+  m.def("load_data_folder", &load_data_folder, py::arg("folder"), py::arg("dataset"),
+        py::arg("skip_bad_images") = false);
   m.def("datasets", &datasets);
   m.def("download", &download, py::arg("name"), py::arg("folder"), py::arg("mirrors"));
   m.def("hardware_threads", &softreg::hardware_threads);

@@ -79,3 +79,18 @@ def test_unknown_name_and_bad_folder():
         softreg.datasets.load("cifar")
     with pytest.raises(ValueError, match="/no/such"):
         softreg.datasets.load(data="/no/such")
+
+
+def test_an_image_folder_with_an_unreadable_image(tmp_path):
+    for split in ("train", "test"):
+        for name, value in (("dark", 16), ("light", 240)):
+            folder = tmp_path / split / name
+            folder.mkdir(parents=True)
+            (folder / "a.pgm").write_bytes(b"P5 2 1 255 " + bytes([value, value]))
+    (tmp_path / "train" / "dark" / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="broken.png"):
+        softreg.datasets.load(data=tmp_path)
+    X_train, y_train, X_test, _ = softreg.datasets.load(data=tmp_path, skip_bad_images=True)
+    assert X_train.shape == (2, 2) and X_test.shape == (2, 2)
+    assert list(y_train) == [0, 1]
+    assert softreg.datasets.class_names(data=tmp_path, skip_bad_images=True) == ["dark", "light"]
