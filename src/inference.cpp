@@ -266,29 +266,24 @@ std::vector<Prediction> predict_feature_file(const ModelFile& model, const std::
     if (array.shape.size() == 1) array.shape = {1, array.shape[0]};  // one row
     rows = features_from_npy(array, path.string());
   } else {
-    // The model's columns by name where the header has them all (others, an id say, unread); else
-    // feature columns only, or the training layout with a label column.
+    // The model's columns by name where the header has them all (others, an id say, unread), or names
+    // one of them that is not a number (a header then: the reader names any column it lacks); else
+    // feature columns only, or the training layout with a label column. (A column named as a number,
+    // "0" say, may be a headerless row's value.)
     const std::vector<std::string> first_cells = csv_first_cells(path);
     const auto named = [&](const std::string& name) {
       return std::find(first_cells.begin(), first_cells.end(), name) != first_cells.end();
     };
-    if (!model.feature_names.empty() && label_column.empty() &&
-        std::all_of(model.feature_names.begin(), model.feature_names.end(), named)) {
-      rows = std::move(read_csv_file_without_labels(path, {model.label_name, model.feature_names}).features);
-    } else if (const auto missing =
-                   std::find_if_not(model.feature_names.begin(), model.feature_names.end(), named);
-               label_column.empty() && missing != model.feature_names.end() &&
-               std::any_of(model.feature_names.begin(), model.feature_names.end(),
-                           [&](const std::string& name) {
-                             double number = 0;
-                             const char* end = name.data() + name.size();
-                             return named(name) && std::from_chars(name.data(), end, number).ptr != end;
-                           })) {
-      // A header with some of the model's columns but not all: name the first one it lacks, not the
-      // label column or a count of cells. (A column named as a number, "0" say, may be a headerless
-      // row's value: then the other ways below decide.)
-      throw Error::in_file(
-          path, fmt::format("has no column '{}', a feature column of the training table", *missing));
+    const auto named_as_text = [&](const std::string& name) {
+      double number = 0;
+      const char* end = name.data() + name.size();
+      return named(name) && std::from_chars(name.data(), end, number).ptr != end;
+    };
+    const std::vector<std::string>& names = model.feature_names;
+    if (!names.empty() && label_column.empty() &&
+        (std::all_of(names.begin(), names.end(), named) ||
+         std::any_of(names.begin(), names.end(), named_as_text))) {
+      rows = std::move(read_csv_file_without_labels(path, {model.label_name, names}).features);
     } else if (first_cells.size() == D && label_column.empty()) {
       // No label column: read as if a dummy label came first.
       CsvTable table = read_csv_file_without_labels(path);

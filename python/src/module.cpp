@@ -446,7 +446,6 @@ py::dict load_data_folder(const std::optional<std::string>& folder, const std::s
   out["width"] = loaded->data.train.width;
   out["folder"] = loaded->folder.string();
   out["kind"] = loaded->kind;
-  out["skipped_images"] = loaded->skipped_images;
   return out;
 }
 
