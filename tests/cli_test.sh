@@ -55,6 +55,17 @@ expect 2 'softreg: error: --lr-gamma must be in \(0, 1\], got 0' -- train --lr-g
 expect 2 'softreg: error: --seed: must be >= 0, got -1' -- train --seed -1
 expect 2 'softreg: error: --init-std must be between 0 and 1, got 1e\+30' -- train --init-std 1e30
 expect 2 'softreg: error: --init-std must be between 0 and 1, got -0.5' -- train --init-std -0.5
+# A flag of another optimizer or schedule would change nothing: said, not ignored.
+expect 2 'softreg: error: --momentum applies to --optimizer momentum and nesterov, not sgd' -- train --momentum 0.5
+expect 2 'softreg: error: --beta2 applies to --optimizer adam and adamw, not nesterov' -- train --optimizer nesterov --beta2 0.9
+expect 2 'softreg: error: --weight-decay applies to --optimizer adamw, not adam \(a penalty in the loss is --l2\)' -- \
+  train --optimizer adam --weight-decay 0.1
+expect 2 'softreg: error: --tol applies to --optimizer lbfgs, not momentum' -- train --optimizer momentum --tol 1e-3
+expect 2 'softreg: error: --lr-gamma applies to --schedule step, not cosine' -- train --schedule cosine --lr-gamma 0.5
+expect 2 'softreg: error: --batch-size does not apply to --optimizer lbfgs \(one full-batch fit' -- \
+  train --optimizer lbfgs --batch-size 64
+expect 2 'softreg: error: --lr does not apply to --optimizer lbfgs' -- tune --lr 0.5
+expect 2 'softreg: error: --refit-tol applies to --optimizer lbfgs, not adam' -- tune --optimizer adam --refit-tol 1e-3
 
 # A data folder with one malformed file: the error names the file and what is wrong.
 mkdir bad

@@ -248,17 +248,17 @@ train|--init-std|-0.1|--init-std must be between 0 and 1|0
 train|--init-std|1.01|--init-std must be between 0 and 1|1
 train|--threads|0|--threads must be between 1 and 1024|1
 train|--threads|1025|--threads must be between 1 and 1024|1
-train|--momentum|1|--momentum must be in \[0, 1\)|0
-train|--beta1|1|--beta1 must be in \[0, 1\)|0
-train|--beta2|-0.1|--beta2 must be in \[0, 1\)|0
-train|--eps|0|--eps must be > 0|1e-30
-train|--weight-decay|-1e-9|--weight-decay must be >= 0|0
+train --optimizer momentum|--momentum|1|--momentum must be in \[0, 1\)|0
+train --optimizer adam|--beta1|1|--beta1 must be in \[0, 1\)|0
+train --optimizer adam|--beta2|-0.1|--beta2 must be in \[0, 1\)|0
+train --optimizer adamw|--eps|0|--eps must be > 0|1e-30
+train --optimizer adamw|--weight-decay|-1e-9|--weight-decay must be >= 0|0
 train|--l2|-1e-9|--l2 must be >= 0|0
 train|--warmup|-1|--warmup must be between 0 and the number of epochs|1
 train --epochs 1|--warmup|2|--warmup must be between 0 and the number of epochs \(1\)|1
-train|--lr-step|0|--lr-step must be between 1 and 1000000|1
-train|--lr-gamma|0|--lr-gamma must be in \(0, 1\]|1
-train|--lr-gamma|1.01|--lr-gamma must be in \(0, 1\]|1
+train --schedule step|--lr-step|0|--lr-step must be between 1 and 1000000|1
+train --schedule step|--lr-gamma|0|--lr-gamma must be in \(0, 1\]|1
+train --schedule step|--lr-gamma|1.01|--lr-gamma must be in \(0, 1\]|1
 train|--val-fraction|0|--val-fraction must be in \(0, 1\)|0.5
 train|--val-fraction|1|--val-fraction must be in \(0, 1\)|0.5
 train --val-fraction 0.1|--early-stop|-1|--early-stop is out of range|0

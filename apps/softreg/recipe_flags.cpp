@@ -2,6 +2,8 @@
 #include "recipe_flags.hpp"
 
 #include <algorithm>
+#include <string_view>
+#include <vector>
 
 #include "common.hpp"
 
@@ -23,6 +25,51 @@ void check_validation_choice(const TrainConfig& config, const LoadedData& loaded
         "--early-stop needs a validation set (only it may choose the epoch): --val-fraction F, or one "
         "given with the data (an image folder's val/, an .npz's x_val and y_val, --val-csv, "
         "--val-features and --val-labels)");
+  }
+}
+
+// A flag of another optimizer or schedule would change nothing: a usage error rather than a run the
+// user takes for another (`--momentum 0.5` with the default optimizer trained plain SGD).
+void check_flags_apply(const RecipeFlags& o) {
+  const auto given = [&](std::string_view flag) {
+    return std::find(o.given.begin(), o.given.end(), flag) != o.given.end();
+  };
+  if (o.optimizer == "lbfgs") {
+    for (const char* flag : {"--lr", "--batch-size", "--schedule", "--warmup", "--lr-step", "--lr-gamma"}) {
+      if (given(flag)) {
+        throw UsageError(fmt::format(
+            "{} does not apply to --optimizer lbfgs (one full-batch fit, its steps found by a line search)",
+            flag));
+      }
+    }
+  }
+  struct Scope {
+    std::vector<const char*> flags;
+    bool applies;
+    const char* to;
+    std::string_view chosen;
+    const char* hint = "";
+  };
+  const bool adam = o.optimizer == "adam" || o.optimizer == "adamw";
+  const Scope scopes[] = {
+      {{"--momentum"},
+       o.optimizer == "momentum" || o.optimizer == "nesterov",
+       "--optimizer momentum and nesterov",
+       o.optimizer},
+      {{"--beta1", "--beta2", "--eps"}, adam, "--optimizer adam and adamw", o.optimizer},
+      {{"--weight-decay"},
+       o.optimizer == "adamw",
+       "--optimizer adamw",
+       o.optimizer,
+       " (a penalty in the loss is --l2)"},
+      {{"--max-iter", "--tol", "--history-size"}, o.optimizer == "lbfgs", "--optimizer lbfgs", o.optimizer},
+      {{"--lr-step", "--lr-gamma"}, o.schedule == "step", "--schedule step", o.schedule},
+  };
+  for (const Scope& scope : scopes) {
+    for (const char* flag : scope.flags) {
+      if (!scope.applies && given(flag))
+        throw UsageError(fmt::format("{} applies to {}, not {}{}", flag, scope.to, scope.chosen, scope.hint));
+    }
   }
 }
 
@@ -59,6 +106,7 @@ TrainConfig recipe_config(const RecipeFlags& o) {
   config.standardize = o.standardize;
   config.compute = o.compute;
   check_recipe_flags(config);
+  check_flags_apply(o);
   return config;
 }
 

@@ -34,6 +34,7 @@ struct TuneCommandOptions {
   std::string lrs;
   std::string select = "loss";
   double refit_tol = 1e-5;
+  bool refit_tol_given = false;
   std::string out;
   bool json = false;
   bool quiet = false;
@@ -157,6 +158,8 @@ int run_tune(TuneCommandOptions& o, std::chrono::steady_clock::time_point proces
   if (full_batch && !o.lrs.empty()) throw UsageError("--lrs does not apply to --optimizer lbfgs");
   if (!(o.refit_tol >= 0) || !std::isfinite(o.refit_tol))
     throw UsageError(fmt::format("--refit-tol must be >= 0, got {}", o.refit_tol));
+  if (!full_batch && o.refit_tol_given)
+    throw UsageError(fmt::format("--refit-tol applies to --optimizer lbfgs, not {}", o.recipe.optimizer));
   if (!o.lrs.empty() && given("--lr"))
     throw UsageError("--lr and --lrs: give the learning rates with --lrs alone");
   const bool val_fraction_given = given("--val-fraction");
@@ -306,18 +309,21 @@ CommandRunner add_tune_command(CLI::App& app) {
                   "accuracy (as LogisticRegressionCV)")
       ->check(CLI::IsMember({"loss", "accuracy"}))
       ->capture_default_str();
-  cmd->add_option("--refit-tol", options->refit_tol,
-                  "lbfgs: the refit's --tol (the trials only rank the penalties at --tol; the refit is the "
-                  "model you keep)")
-      ->capture_default_str();
+  const CLI::Option* refit_tol =
+      cmd->add_option(
+             "--refit-tol", options->refit_tol,
+             "lbfgs: the refit's --tol (the trials only rank the penalties at --tol; the refit is the "
+             "model you keep)")
+          ->capture_default_str();
   cmd->add_option("--out", options->out, "Run folder of the refit (default: runs/<UTC timestamp>)");
   cmd->add_flag("--json", options->json,
                 "Print only the result as JSON on stdout (the table goes to stderr)");
   cmd->add_flag("--quiet", options->quiet, "No table");
   add_check_flags(*cmd, options->check, options->no_check, " on the refit");
   cmd->add_flag("--no-plots", options->no_plots, "Draw no pictures (tune.png, the refit's pictures)");
-  return [options, process_start, recipe] {
+  return [options, process_start, recipe, refit_tol] {
     recipe.note_given(options->recipe);
+    options->refit_tol_given = refit_tol->count() > 0;
     return run_tune(*options, process_start);
   };
 }
