@@ -162,6 +162,16 @@ printf 'hello' >notes.txt
 [ "$(grep -c '"input":"block.pgm"' out.txt)" -eq 2 ] && ok || fail "good files not predicted: $(cat out.txt)"
 grep -q 'notes.txt: cannot read as an image' err.txt && [ "$(wc -l <err.txt)" -eq 1 ] && ok || fail "bad file error: $(cat err.txt)"
 expect 0 'block.pgm: ' -- predict --model run2/model.safetensors --invert --top 10 block.pgm
+# Flags that would change nothing are said to, not ignored: --invert on the data set's rows, data flags
+# without --index (they choose its rows), --label-column with an image model.
+expect 2 "^softreg: error: --invert applies to image files, not to --index's test rows$" -- \
+  predict --model run2/model.safetensors --index 3 --invert
+expect 2 "^softreg: error: --data chooses the data of --index's test rows; the files given to predict need none$" -- \
+  predict --model run2/model.safetensors --data . block.pgm
+expect 2 "^softreg: error: --skip-bad-images chooses the data of --index's test rows" -- \
+  predict --model run2/model.safetensors --skip-bad-images block.pgm
+expect 2 '^softreg: error: --label-column applies to CSV files of feature rows; this model was trained on images$' -- \
+  predict --model run2/model.safetensors --label-column 0 block.pgm
 printf '1,2\n' >rows.csv
 expect 1 '^softreg: error: rows.csv: holds feature rows, but the model was trained on images: give image files$' -- \
   predict --model run2/model.safetensors rows.csv

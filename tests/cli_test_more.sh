@@ -153,6 +153,8 @@ expect 1 '^softreg: acceptance check failed: train loss < 0\.5 \(got 0\.69[0-9]*
 expect 2 '^softreg: error: --check excludes --no-check' -- train --train-csv coin.csv --test-csv coin.csv --check --no-check
 printf '9,1\n-9,-1\n' >own-rows.csv
 expect 0 'own-rows.csv:1: cat' -- predict --model own/model.safetensors own-rows.csv
+expect 2 '^softreg: error: --invert applies to image files; this model was trained on feature rows$' -- \
+  predict --model own/model.safetensors --invert own-rows.csv
 # A file of the other kind is named as such, not read as a table (or an image) and found malformed.
 printf 'P5 1 1 255 \200' >own-pixel.pgm
 expect 1 '^softreg: error: own-pixel.pgm: is an image, but the model was trained on feature rows: give \.npy or \.csv files$' -- \

@@ -85,11 +85,33 @@ CLI::Option* add_data_option(CLI::App& cmd, std::string& target) {
       "./data/fashion-mnist, ~/.cache/softreg/fashion-mnist, /usr/share/datasets/fashion-mnist)");
 }
 
+std::string DataSourceFlags::first_given() const {
+  const std::pair<const char*, bool> flags[] = {
+      {"--data", !data.empty()},
+      {"--dataset", !dataset.empty()},
+      {"--train-features", !train_features.empty()},
+      {"--train-labels", !train_labels.empty()},
+      {"--test-features", !test_features.empty()},
+      {"--test-labels", !test_labels.empty()},
+      {"--val-features", !val_features.empty()},
+      {"--val-labels", !val_labels.empty()},
+      {"--train-csv", !train_csv.empty()},
+      {"--test-csv", !test_csv.empty()},
+      {"--val-csv", !val_csv.empty()},
+      {"--label-column", !label_column.empty()},
+      {"--classes", classes.has_value()},
+      {"--test-fraction", test_fraction != 0},
+      {"--image-size", !image_size.empty()},
+      {"--skip-bad-images", skip_bad_images},
+  };
+  for (const auto& [flag, is_given] : flags) {
+    if (is_given) return flag;
+  }
+  return {};
+}
+
 bool DataSourceFlags::given() const {
-  return !data.empty() || !dataset.empty() || !train_features.empty() || !train_labels.empty() ||
-         !test_features.empty() || !test_labels.empty() || !val_features.empty() || !val_labels.empty() ||
-         !train_csv.empty() || !test_csv.empty() || !val_csv.empty() || !label_column.empty() || classes ||
-         test_fraction != 0 || !image_size.empty() || skip_bad_images;
+  return !first_given().empty();
 }
 
 DataSource DataSourceFlags::source(std::uint64_t seed, int threads) const {

@@ -56,6 +56,8 @@ struct DataSourceFlags {
 
   /// True when any of the flags was given.
   bool given() const;
+  /// The first of the flags given ("--data"), or "" when none was.
+  std::string first_given() const;
   /// The source the flags name (--image-size parsed; a UsageError names a bad value).
   DataSource source(std::uint64_t seed, int threads) const;
 };

@@ -85,8 +85,23 @@ int run_predict(const PredictOptions& options) {
   if (options.top < 1) throw UsageError(fmt::format("--top must be >= 1, got {}", options.top));
   std::optional<IndexRange> range;
   if (!options.index.empty()) range = parse_index_range(options.index);
+  if (!range) {
+    // The data flags choose the data of --index's rows; ignoring them would predict other rows than meant.
+    DataSourceFlags rows_flags = options.data;
+    rows_flags.label_column.clear();  // a feature model's CSV files may name their label column
+    if (const std::string flag = rows_flags.first_given(); !flag.empty()) {
+      throw UsageError(flag +
+                       " chooses the data of --index's test rows; the files given to predict need none");
+    }
+  }
+  if (options.invert && options.images.empty())
+    throw UsageError("--invert applies to image files, not to --index's test rows");
 
   const ModelFile model = load_model(model_path_of(options.model));
+  if (options.invert && model.input == InputKind::kFeatures)
+    throw UsageError("--invert applies to image files; this model was trained on feature rows");
+  if (!range && !options.data.label_column.empty() && model.input != InputKind::kFeatures)
+    throw UsageError("--label-column applies to CSV files of feature rows; this model was trained on images");
   const auto top = static_cast<std::size_t>(options.top);
 
   if (range) {
