@@ -337,16 +337,23 @@ ImageFolderData load_image_folder(const fs::path& folder, const ImageFolderOptio
 
   // A warm run finds everything in the cache from the listing alone: no image is opened.
   const fs::path cache_folder = options.use_cache ? idx_cache_folder() : fs::path();
-  const fs::path entry =
-      cache_folder.empty()
-          ? fs::path()
-          : decoded_cache_entry(cache_folder,
-                                fmt::format("{}|{}x{}", fs::absolute(folder, ec).lexically_normal().string(),
-                                            options.height, options.width),
-                                "-images.img");
-  const CacheKey key{kCacheMagic,
-                     {listing_fingerprint(listings, options.height, options.width), counts[0],
-                      counts.size() > 1 ? counts[1] : 0}};
+  // The entry of the folder decoded at a size asked for (0x0: the images' own), and what it must match.
+  const auto cache_entry = [&](int height, int width) {
+    return cache_folder.empty()
+               ? fs::path()
+               : decoded_cache_entry(
+                     cache_folder,
+                     fmt::format("{}|{}x{}", fs::absolute(folder, ec).lexically_normal().string(), height,
+                                 width),
+                     "-images.img");
+  };
+  const auto cache_key = [&](int height, int width) {
+    return CacheKey{
+        kCacheMagic,
+        {listing_fingerprint(listings, height, width), counts[0], counts.size() > 1 ? counts[1] : 0}};
+  };
+  const fs::path entry = cache_entry(options.height, options.width);
+  const CacheKey key = cache_key(options.height, options.width);
   ImageFolderData data;
   data.test_folder = test_folder;
   data.validation_folder = validation_folder;
@@ -354,7 +361,14 @@ ImageFolderData load_image_folder(const fs::path& folder, const ImageFolderOptio
   std::vector<Dataset*> sets = {&data.train};
   if (!test_folder.empty()) sets.push_back(&data.test.emplace());
   if (!validation_folder.empty()) sets.push_back(&data.validation.emplace());
-  if (std::optional<DecodedImages> cached = read_cache(entry, key, counts)) {
+  std::optional<DecodedImages> cached = read_cache(entry, key, counts);
+  if (!cached && options.height != 0 && !entry.empty()) {
+    // The folder decoded at the images' own size serves a request for that same size: a model trained
+    // without --image-size, reading its folder again at its input size, decodes nothing.
+    cached = read_cache(cache_entry(0, 0), cache_key(0, 0), counts);
+    if (cached && (cached->height != options.height || cached->width != options.width)) cached.reset();
+  }
+  if (cached) {
     for (std::size_t i = 0; i < splits.size(); ++i)
       *sets[i] = images_dataset(splits[i], cached->height, cached->width, std::move(cached->splits[i]));
     return data;

@@ -26,6 +26,14 @@ SplitData load_split_for_model(const ModelFile& model, const std::optional<DataS
                                const std::string& split) {
   if (split != "train" && split != "test" && split != "val")
     throw Error("split must be train, test or val, got '" + split + "'");
+  if (given && given->image_height != 0) {
+    throw UsageError(model.input == InputKind::kImages
+                         ? fmt::format("--image-size does not apply to a trained model's data: its images are "
+                                       "read at the model's size, {}x{}",
+                                       model.height, model.width)
+                         : "--image-size does not apply to a trained model's data: this model was trained on "
+                           "feature rows");
+  }
   DataSource source;
   const auto recorded = model.metadata.find("data_source");
   if (given && (names_data(*given) || recorded == model.metadata.end())) {
@@ -38,6 +46,7 @@ SplitData load_split_for_model(const ModelFile& model, const std::optional<DataS
     // Fashion-MNIST a source that names no data would find.
     if (given) apply_options(*given, source);
   }
+  if (model.input == InputKind::kImages) read_images_at_model_size(model.height, model.width, source);
   const int K = model.model.classes();
   SplitData result;
   if (split == "val") {

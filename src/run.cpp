@@ -62,6 +62,10 @@ SavedRun load_saved_run(const std::filesystem::path& folder) {
     saved.data_folder = it->second;
   if (auto it = checkpoint.metadata.find("data_source"); it != checkpoint.metadata.end())
     saved.data_source = it->second;
+  if (checkpoint.input == InputKind::kImages) {
+    saved.image_height = checkpoint.height;
+    saved.image_width = checkpoint.width;
+  }
   return saved;
 }
 

@@ -1191,6 +1191,13 @@ void apply_options(const DataSource& from, DataSource& to) {
   to.threads = from.threads;
 }
 
+void read_images_at_model_size(int height, int width, DataSource& source) {
+  if (height > 0 && width > 0 && source.image_height == 0 && source_kind(source) == "images") {
+    source.image_height = height;
+    source.image_width = width;
+  }
+}
+
 std::string source_kind(const DataSource& source) {
   if (source.uses_arrays()) return "npy";
   if (source.uses_csv()) return "csv";

@@ -177,6 +177,17 @@ printf 'not an image' >clean/test/dark/broken.png
 expect 1 '^softreg: error: .*clean/test/dark/broken.png: ' -- eval --model clean-run
 expect 0 '^data: .*clean/test, test split, 2 examples' -- eval --model clean-run --skip-bad-images
 expect 0 '^run folder: clean-run' -- train --resume clean-run --skip-bad-images --epochs 2 --no-plots
+# A model trained at --image-size, given its folder again: read at the model's size (eval, plot and resume
+# read the 2x2 images at their own size and found them the wrong size), and --image-size has no say there.
+mkdir -p big/train/dark big/train/light big/test/dark big/test/light
+printf 'P5 2 2 255 \020\020\020\020' >big/train/dark/a.pgm && printf 'P5 2 2 255 \360\360\360\360' >big/train/light/a.pgm
+cp big/train/dark/a.pgm big/test/dark/ && cp big/train/light/a.pgm big/test/light/
+"$softreg" train --data big --image-size 1x1 --epochs 1 --no-check --quiet --no-plots --out small-run && ok ||
+  fail "train --image-size 1x1 on big/"
+expect 0 '^data: big/test, test split, 2 examples' -- eval --model small-run --data big
+expect 0 '^run folder: small-run' -- train --resume small-run --data big --epochs 2 --no-plots
+expect 2 "^softreg: error: --image-size does not apply to a trained model's data: its images are read at the model's size, 1x1$" -- \
+  eval --model small-run --image-size 2x2
 expect 2 '^softreg: error: --test-fraction does not apply: there is a test set, own-test.csv$' -- \
   train --train-csv own-train.csv --test-csv own-test.csv --test-fraction 0.2
 # A validation table of its own: scored every epoch, early stopping may use it; --val-fraction may not.

@@ -544,6 +544,14 @@ TEST(ImageFolder, ReadsClassesFromFolderNamesAndCachesTheDecode) {
   std::filesystem::remove(victim);
   EXPECT_EQ(load_data(s).data.train.count, 31u);
   std::filesystem::remove(dir / "train/circle/new.png");
+  const LoadedData own_size = load_data(s);  // decoded again (the listing changed twice), then cached
+  // The images' own size asked for by name (a model's size, say) is served by that entry: nothing decoded.
+  s.image_height = 4;
+  s.image_width = 6;
+  const LoadedData named = load_data(s);
+  EXPECT_TRUE(named.data.train.pixels.is_view());
+  EXPECT_EQ(named.data.train.pixels, own_size.data.train.pixels);
+  EXPECT_EQ(named.data.test.pixels, own_size.data.test.pixels);
   s.image_height = 2;
   s.image_width = 3;
   const LoadedData small = load_data(s);
@@ -657,6 +665,43 @@ TEST(ImageFolder, ClassFoldersAloneAreEvaluatedWholeAtTheModelsSize) {
               load_split_for_model(model, s, "test");
             }).find("has class 'dog', which the model does not know"),
             std::string::npos);
+}
+
+// A model trained with --image-size, given its own folder again (or one of images of another size): read at
+// the model's size as predict reads files, not at the images' own and found the wrong size.
+TEST(ImageFolder, AFolderGivenToAModelIsReadAtTheModelsSize) {
+  TempDir dir;
+  const test::ScopedEnv env("SOFTREG_CACHE", "off");
+  write_image_folder(dir.path(), "train", 2, 6, 4);
+  write_image_folder(dir.path(), "test", 2, 6, 4);
+  const ModelFile model =
+      zero_model(2, 3, InputKind::kImages, ElementType::kU8, {"circle", "square", "zigzag"});
+  DataSource s;
+  s.data = dir.path();
+  for (const char* split : {"test", "train"}) {
+    const SplitData loaded = load_split_for_model(model, s, split);
+    EXPECT_EQ(loaded.data.height, 2U) << split;
+    EXPECT_EQ(loaded.data.width, 3U) << split;
+    EXPECT_EQ(loaded.data.image(2)[5], 130) << split;  // "square", first image: flat, so still 130
+  }
+  // --image-size has nothing to choose: the model's size is the only one it reads.
+  s.image_height = 4;
+  s.image_width = 6;
+  EXPECT_NE(error_of([&] { load_split_for_model(model, s, "test"); })
+                .find("--image-size does not apply to a trained model's data: its images are read at the "
+                      "model's size, 2x3"),
+            std::string::npos);
+  // Other sources, and folders given a size, keep theirs.
+  DataSource sized;
+  sized.data = dir.path();
+  sized.image_height = 4;
+  sized.image_width = 6;
+  read_images_at_model_size(2, 3, sized);
+  EXPECT_EQ(sized.image_height, 4);
+  DataSource idx;  // no image folder there: the IDX search
+  idx.data = dir / "no-such";
+  read_images_at_model_size(2, 3, idx);
+  EXPECT_EQ(idx.image_height, 0);
 }
 
 TEST(ImageFolder, AValFolderIsTheTestSetWhereNoTestFolderHasLabels) {

@@ -121,6 +121,7 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
       source.data = saved->data_folder;
     }
   }
+  if (saved) read_images_at_model_size(saved->image_height, saved->image_width, source);
 
   arm_stop_on_ctrl_c();
   // With --json the summary is the only thing on stdout; the human-readable table moves to stderr.

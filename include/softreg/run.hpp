@@ -82,6 +82,8 @@ struct SavedRun {
   std::vector<EpochMetrics> history;  // epochs_done rows of metrics.csv
   std::string data_folder;            // as recorded ("" when none was)
   std::string data_source;            // as recorded (source_to_json), "" in older checkpoints
+  int image_height = 0;               // an image model's input size (0: a model of feature rows)
+  int image_width = 0;
 };
 
 /// Reads folder/model.safetensors and folder/metrics.csv; an error names the file and what is wrong.

@@ -177,6 +177,10 @@ bool names_data(const DataSource& source);
 /// The options `from` sets (--classes, --test-fraction, --image-size, --skip-bad-images, --label-column,
 /// threads) applied to `to`, whose data they are for; unset ones, and the split's seed, stay `to`'s.
 void apply_options(const DataSource& from, DataSource& to);
+/// An image folder without --image-size is read at a model's input size, height x width, rather than at
+/// its images' own: a model trained with --image-size given its folder again, or a folder of images of
+/// another size, is resized as predict resizes files. Other sources are left as they are.
+void read_images_at_model_size(int height, int width, DataSource& source);
 
 /// The kind of input a source gives: "idx", "images", "npy", "npz" or "csv".
 std::string source_kind(const DataSource& source);
