@@ -50,6 +50,36 @@ TrainConfig TuneResult::best_config(const TrainConfig& base) const {
   return config;
 }
 
+std::string TuneResult::edge_note() const {
+  if (trials.empty()) return {};
+  const TuneTrial& chosen = trials.at(best);
+  std::vector<std::string> notes;
+  // `value` of the winner against every trial's: the note for the lowest or highest of several.
+  const auto at_edge = [&](auto value_of, const char* name, const char* what, const char* flag) {
+    double low = value_of(trials.front()), high = low;
+    for (const TuneTrial& t : trials) {
+      low = std::min(low, value_of(t));
+      high = std::max(high, value_of(t));
+    }
+    const double value = value_of(chosen);
+    if (low == high) return;
+    if (value == low && value > 0) {
+      notes.push_back(
+          fmt::format("the chosen {} {:g} is the smallest {} tried: smaller ones may score better; "
+                      "widen {}",
+                      name, value, what, flag));
+    } else if (value == high) {
+      notes.push_back(
+          fmt::format("the chosen {} {:g} is the largest {} tried: larger ones may score better; "
+                      "widen {}",
+                      name, value, what, flag));
+    }
+  };
+  at_edge([](const TuneTrial& t) { return t.l2; }, "l2", "penalty", "--grid");
+  at_edge([](const TuneTrial& t) { return t.lr; }, "lr", "learning rate", "--lrs");
+  return fmt::format("{}", fmt::join(notes, "; "));
+}
+
 TuneResult tune(const TuneOptions& options, const Dataset& train,
                 const std::function<void(const TuneTrial&)>& on_trial,
                 const std::function<bool()>& should_stop) {

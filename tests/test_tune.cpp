@@ -29,6 +29,29 @@ TEST(Tune, LogGridIsEvenlySpacedInLogScale) {
   test::expect_error([] { log_grid(0, 1, 3); }, "two positive ends");
 }
 
+// A winner at an edge of the grid is said to be there: a value past it may score better.
+TEST(Tune, AWinnerAtAnEdgeOfTheGridIsNoted) {
+  const auto result = [](std::vector<std::pair<double, double>> l2_lr, std::size_t best) {
+    TuneResult r;
+    for (const auto& [l2, lr] : l2_lr)
+      r.trials.push_back({.l2 = l2, .lr = lr, .status = "trained"});
+    r.best = best;
+    return r;
+  };
+  EXPECT_EQ(result({{1e-1, 0.1}, {1e-2, 0.1}, {1e-3, 0.1}}, 1).edge_note(), "");  // inside
+  EXPECT_EQ(result({{1e-1, 0.1}, {1e-2, 0.1}, {1e-3, 0.1}}, 2).edge_note(),
+            "the chosen l2 0.001 is the smallest penalty tried: smaller ones may score better; widen --grid");
+  EXPECT_EQ(result({{1e-1, 0.1}, {1e-2, 0.1}, {1e-3, 0.1}}, 0).edge_note(),
+            "the chosen l2 0.1 is the largest penalty tried: larger ones may score better; widen --grid");
+  EXPECT_EQ(result({{1e-1, 0.1}, {0, 0.1}}, 1).edge_note(), "");  // nothing is below no penalty
+  EXPECT_EQ(result({{1e-3, 0.1}}, 0).edge_note(), "");            // a value tried alone
+  EXPECT_EQ(result({{1e-2, 0.1}, {1e-3, 0.1}, {1e-2, 1.0}, {1e-3, 1.0}, {1e-2, 3.0}, {1e-3, 3.0}}, 3)
+                .edge_note(),
+            "the chosen l2 0.001 is the smallest penalty tried: smaller ones may score better; widen --grid");
+  EXPECT_EQ(result({{1e-2, 0.1}, {1e-2, 1.0}, {1e-2, 3.0}}, 2).edge_note(),
+            "the chosen lr 3 is the largest learning rate tried: larger ones may score better; widen --lrs");
+}
+
 TrainConfig lbfgs_recipe() {
   TrainConfig c;
   c.optimizer = "lbfgs";

@@ -226,6 +226,8 @@ int run_tune(TuneCommandOptions& o, std::chrono::steady_clock::time_point proces
                o.select, best.l2, with_lr ? fmt::format(", lr {:g}", best.lr) : "", best.val_acc,
                best.val_loss, result.trials.size(), result.trials.size() == 1 ? "" : "s", result.seconds);
   }
+  const std::string edge_note = result.edge_note();
+  if (show && !edge_note.empty()) fmt::print(table, "note: {}\n", edge_note);
 
   // The refit: the winner's recipe on all training rows, an ordinary run folder. L-BFGS continues from
   // the winner's solution (the optimum is unique, the start only saves iterations); minibatch runs start
@@ -263,6 +265,7 @@ int run_tune(TuneCommandOptions& o, std::chrono::steady_clock::time_point proces
   j["val_acc"] = best.val_acc;
   j["val_loss"] = best.val_loss;
   j["test_acc"] = last.test_acc;
+  if (!edge_note.empty()) j["edge_note"] = edge_note;
   if (!report.summary.note.empty()) j["note"] = report.summary.note;
   j["seconds"] = seconds;
   j["train_rows"] = result.train_rows;

@@ -65,6 +65,10 @@ struct TuneResult {
 
   /// `base` with the winner's l2 (and lr), no validation split: the recipe to refit on all rows.
   TrainConfig best_config(const TrainConfig& base) const;
+  /// Where the winner is at an edge of what was tried, a note saying that a value past it may score better
+  /// ("the chosen l2 0.001 is the smallest penalty tried: smaller ones may score better; widen --grid");
+  /// "" otherwise. A penalty of 0 has nothing below it, and a value tried alone has no edge to speak of.
+  std::string edge_note() const;
 };
 
 /// `count` values from `from` to `to`, evenly spaced in log scale (from > 0, to > 0, count >= 1).
