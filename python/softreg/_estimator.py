@@ -197,6 +197,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             elif classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
                 raise ValueError(f"classes {classes!r} are not those of the first call, {self.classes_!r}")
             X, y = _validate_data(self, X, y, dtype=_ROW_DTYPES, order="C", reset=first)
+            if not first and (X.dtype == np.uint8) != (self._row_dtype == "u8"):
+                # Pixels are seen as x/255, other rows as they are: one model cannot learn from both.
+                raise ValueError(
+                    f"X is {X.dtype}, but the earlier calls gave "
+                    + ("uint8 pixels (seen as x/255)" if self._row_dtype == "u8" else "rows of numbers taken as they are")
+                    + ": give every call the same kind of rows")
             check_classification_targets(y)
             known = classes if first else self.classes_
             y_index = np.searchsorted(known, y)
@@ -309,6 +315,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     def _logits(self, X):
         check_is_fitted(self)
         X = _validate_data(self, X, dtype=_ROW_DTYPES, order="C", reset=False)
+        if getattr(self, "_row_dtype", "f32") == "u8" and X.dtype != np.uint8 and X.size and np.abs(X).max() > 1:
+            # Pixels in 0..255 as floats would be read 255 times too bright: said, not silently mispredicted.
+            warnings.warn(
+                f"this model was fitted on uint8 pixels, which it sees as x/255, but X is {X.dtype} with values "
+                "above 1, which it takes as they are: pass the uint8 pixels, or X / 255", UserWarning, stacklevel=3)
         return _core.logits(X, self.coef_, self.intercept_, self._threads())
 
 

@@ -148,6 +148,20 @@ def test_uint8_rows_are_pixels_seen_as_x_over_255():
     np.testing.assert_allclose(as_bytes.coef_, as_floats.coef_, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(as_bytes.decision_function(X8),
                                as_floats.decision_function(X8.astype(np.float64) / 255), atol=1e-6)
+    # The same pixels as floats in 0..255 would be seen 255 times too bright: a warning says so; floats
+    # in 0..1 are the pixels' own scale and pass quietly.
+    with pytest.warns(UserWarning, match="fitted on uint8 pixels, which it sees as x/255, but X is float32"):
+        as_bytes.predict(X8.astype(np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        as_bytes.predict(X8.astype(np.float32) / np.float32(255))
+        as_bytes.predict(X8)
+        as_floats.predict(X8.astype(np.float32))
+    # partial_fit cannot learn from pixels in one call and other numbers in the next.
+    stepwise = SoftmaxRegression().partial_fit(X8, y, classes=np.unique(y))
+    with pytest.raises(ValueError, match="X is float32, but the earlier calls gave uint8 pixels"):
+        stepwise.partial_fit(X8.astype(np.float32), y)
+    assert stepwise.n_iter_ == 1
 
 
 @pytest.mark.parametrize(
