@@ -44,6 +44,12 @@ std::filesystem::path run_model_file(const std::filesystem::path& folder) {
   return model_path;
 }
 
+std::filesystem::path model_file_or_run_folder(const std::filesystem::path& path) {
+  std::error_code ec;
+  // A file, or what load_model names as missing or unreadable.
+  return std::filesystem::is_directory(path, ec) ? run_model_file(path) : path;
+}
+
 SavedRun load_saved_run(const std::filesystem::path& folder) {
   const std::filesystem::path model_path = run_model_file(folder);
   const ModelFile checkpoint = load_model(model_path);

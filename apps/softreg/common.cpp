@@ -68,13 +68,6 @@ std::optional<std::filesystem::path> optional_path(const std::string& text) {
   return std::filesystem::path(text);
 }
 
-std::filesystem::path model_path_of(const std::string& model) {
-  const std::filesystem::path path(model);
-  std::error_code ec;
-  // A file, or what load_model names as missing or unreadable.
-  return std::filesystem::is_directory(path, ec) ? run_model_file(path) : path;
-}
-
 CLI::Option* add_data_option(CLI::App& cmd, std::string& target) {
   return cmd.add_option(
       "--data", target,

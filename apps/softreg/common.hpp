@@ -34,8 +34,6 @@ void check_threads(long long threads);
 /// An empty string means "not given".
 std::optional<std::filesystem::path> optional_path(const std::string& text);
 
-/// --model of eval and predict: a model file, or a run folder of softreg train (its model.safetensors).
-std::filesystem::path model_path_of(const std::string& model);
 inline constexpr const char* kModelOptionHelp =
     "A model.safetensors written by softreg train, or the run folder that holds it";
 

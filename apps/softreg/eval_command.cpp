@@ -25,7 +25,7 @@ struct EvalOptions {
 
 int run_eval(const EvalOptions& options) {
   check_threads(options.threads);
-  const ModelFile model = load_model(model_path_of(options.model));
+  const ModelFile model = load_model(model_file_or_run_folder(options.model));
   const SplitData split = load_split_for_model(
       model, optional_source(options.data, static_cast<int>(options.threads)), options.split);
   const std::string folder = split.folder.string();

@@ -97,7 +97,7 @@ int run_predict(const PredictOptions& options) {
   if (options.invert && options.images.empty())
     throw UsageError("--invert applies to image files, not to --index's test rows");
 
-  const ModelFile model = load_model(model_path_of(options.model));
+  const ModelFile model = load_model(model_file_or_run_folder(options.model));
   if (options.invert && model.input == InputKind::kFeatures)
     throw UsageError("--invert applies to image files; this model was trained on feature rows");
   if (!range && !options.data.label_column.empty() && model.input != InputKind::kFeatures)

@@ -91,6 +91,8 @@ SavedRun load_saved_run(const std::filesystem::path& folder);
 
 /// A run folder's model file, folder/model.safetensors; an Error naming the folder where there is none.
 std::filesystem::path run_model_file(const std::filesystem::path& folder);
+/// A model file, or a run folder's (run_model_file): what eval, predict and Python's load accept.
+std::filesystem::path model_file_or_run_folder(const std::filesystem::path& path);
 
 /// What finish() adds at the end.
 struct FinishOptions {

@@ -350,7 +350,8 @@ class _Unchanged:
 
 
 def load(path):
-    """A fitted SoftmaxRegression from a model file written by `softreg train` or SoftmaxRegression.save.
+    """A fitted SoftmaxRegression from a model file written by `softreg train` or SoftmaxRegression.save
+    (or the run folder of `softreg train` that holds it, as `softreg eval --model` takes).
 
     Its classes_ are the labels it was fitted on when Python saved it; for a model from the CLI they
     are 0..K-1, with the names in class_names_."""

@@ -379,7 +379,7 @@ void save(const std::string& path, const py::array_t<float, py::array::c_style |
 }
 
 py::dict load(const std::string& path) {
-  const ModelFile file = load_model(path);
+  const ModelFile file = load_model(model_file_or_run_folder(path));
   py::dict out;
   out["coef"] = coef_of(file.model.W);
   out["intercept"] = vector_of(file.model.b.data(), static_cast<std::size_t>(file.model.b.size()));

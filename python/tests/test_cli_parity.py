@@ -58,6 +58,8 @@ def test_python_reads_the_cli_model(fashion_mnist, cli_run):
     assert model.score(X_test, y_test) > 0.8
     # It continues training like the run would: one more epoch from its state.
     assert model.n_iter_ == 10
+    # The run folder itself, as eval and predict take it.
+    np.testing.assert_array_equal(softreg.load(cli_run).coef_, model.coef_)
 
 
 def test_cli_reads_the_python_model(cli, fashion_mnist, tmp_path):
@@ -96,4 +98,6 @@ def test_save_is_atomic_and_bad_paths_are_clear(tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
     with pytest.raises(ValueError, match="bad.safetensors"):
         softreg.load(tmp_path / "bad.safetensors")
+    with pytest.raises(ValueError, match="no model.safetensors there"):
+        softreg.load(tmp_path)
     assert os.listdir(tmp_path) == ["bad.safetensors"]
