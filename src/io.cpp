@@ -27,6 +27,16 @@ void ensure_folder(const fs::path& folder) {
   if (ec) throw Error::in_file(folder, "cannot create folder: " + ec.message());
 }
 
+void check_folder_for_new_run(const fs::path& folder) {
+  std::error_code ec;
+  if (fs::exists(folder / "model.safetensors", ec)) {
+    throw UsageError(fmt::format(
+        "{}: holds a run already (model.safetensors); continue it with --resume {}, or choose another --out "
+        "(or remove that folder first)",
+        folder.string(), folder.string()));
+  }
+}
+
 fs::path create_run_folder(const fs::path& runs_root) {
   ensure_folder(runs_root);
   const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());

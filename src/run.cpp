@@ -22,7 +22,8 @@ std::unique_ptr<FolderLock> lock_run_folder(const RunOptions& options) {
           "finish or choose another --out");
 }
 
-RunOptions with_defaults(RunOptions options, const TrainTestData& data) {
+RunOptions with_defaults(RunOptions options, const TrainTestData& data, bool new_run) {
+  if (new_run && options.folder) check_folder_for_new_run(*options.folder);
   if (options.class_names.empty()) options.class_names = data.train.class_names;
   if (options.class_names.empty()) options.class_names = default_class_names(data.train.num_classes);
   if (options.class_names.size() != static_cast<std::size_t>(data.train.num_classes)) {
@@ -77,7 +78,7 @@ SavedRun load_saved_run(const std::filesystem::path& folder) {
 
 TrainingRun::TrainingRun(const TrainConfig& config, const TrainTestData& data, RunOptions options)
     : data_(data),
-      options_(with_defaults(std::move(options), data)),
+      options_(with_defaults(std::move(options), data, /*new_run=*/true)),
       folder_lock_(lock_run_folder(options_)),
       trainer_(config, data.train, data.test, data.validation ? &*data.validation : nullptr),
       started_(options_.started.value_or(std::chrono::steady_clock::now())) {}
@@ -91,7 +92,7 @@ TrainingRun::TrainingRun(const SavedRun& saved, const TrainTestData& data, RunOp
             if (options.data_source.empty()) options.data_source = saved.data_source;
             return std::move(options);
           }(),
-          data)),
+          data, /*new_run=*/false)),
       folder_lock_(lock_run_folder(options_)),
       trainer_(saved.config, data.train, data.test, data.validation ? &*data.validation : nullptr),
       history_(saved.history),

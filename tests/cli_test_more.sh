@@ -197,6 +197,14 @@ expect 0 'early stop after epoch [0-9]+: no better validation accuracy for 2 epo
 [ "$(head -1 own-val/metrics.csv)" = "epoch,train_loss,train_acc,test_acc,test_loss,seconds,val_loss,val_acc" ] && ok ||
   fail "metrics.csv with --val-csv: $(head -1 own-val/metrics.csv)"
 expect 0 '^data: .*own-val.csv, val split, 39 examples' -- eval --model own-val/model.safetensors --split val
+# A new run into a folder that holds one is refused before anything is loaded or written: it would replace
+# that model and leave its best.safetensors and pictures beside the new run's files.
+before=$(cat own-val/*.safetensors own-val/metrics.csv own-val/summary.json | cksum)
+expect 2 '^softreg: error: own-val: holds a run already \(model.safetensors\); continue it with --resume own-val, or choose another --out' -- \
+  train --train-csv own-train.csv --test-csv own-test.csv --no-plots --out own-val
+expect 2 '^softreg: error: own-val: holds a run already' -- tune --train-csv own-train.csv --test-csv own-test.csv --out own-val
+[ "$(cat own-val/*.safetensors own-val/metrics.csv own-val/summary.json | cksum)" = "$before" ] && ok ||
+  fail "a refused run changed own-val"
 expect 2 '^softreg: error: --test-csv and --val-csv need --train-csv$' -- train --val-csv own-val.csv --test-csv own-test.csv
 expect 2 '^softreg: error: --val-csv needs --train-csv$' -- train --val-csv own-val.csv
 expect 2 '^softreg: error: --val-fraction does not apply: there is a validation set, own-val.csv$' -- \

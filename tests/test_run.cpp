@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "softreg/error.hpp"
+#include "softreg/idx.hpp"
 #include "softreg/inference.hpp"
 #include "softreg/io.hpp"
 #include "softreg/run.hpp"
@@ -271,6 +272,11 @@ TEST_F(RunTest, BadFoldersAreClearErrors) {
   TrainingRun(one, data, {.folder = dir / "short"}).train();
   write_file_atomic(dir / "short" / "metrics.csv", "epoch,train_loss,train_acc,test_acc,test_loss,seconds\n");
   test::expect_error([&] { load_saved_run(dir / "short"); }, "metrics.csv: has 0 epochs, the checkpoint 2");
+  // A new run is not started over a finished one (resuming it is another matter).
+  const auto model_bytes = read_file_bytes(dir / "short" / "model.safetensors");
+  test::expect_error([&] { TrainingRun(one, data, {.folder = dir / "short"}); },
+                     "short: holds a run already (model.safetensors); continue it with --resume");
+  EXPECT_EQ(read_file_bytes(dir / "short" / "model.safetensors"), model_bytes);
   // A checkpoint resumed on data of another shape names the run and both shapes.
   TrainingRun(one, data, {.folder = dir / "other"}).train();
   const SavedRun saved = load_saved_run(dir / "other");

@@ -122,6 +122,7 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
     }
   }
   if (saved) read_images_at_model_size(saved->image_height, saved->image_width, source);
+  if (!saved && !options.out.empty()) check_folder_for_new_run(options.out);  // before the data's load
 
   arm_stop_on_ctrl_c();
   // With --json the summary is the only thing on stdout; the human-readable table moves to stderr.

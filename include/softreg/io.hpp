@@ -20,6 +20,11 @@ std::filesystem::path create_run_folder(const std::filesystem::path& runs_root);
 /// Creates `folder` (and parents) if needed; an error if it exists and is not a folder.
 void ensure_folder(const std::filesystem::path& folder);
 
+/// A new run may go into `folder` unless it holds one already (its model.safetensors): a UsageError then,
+/// pointing to --resume, as a new run there would replace that model and leave the other run's files
+/// (best.safetensors, pictures) beside the new ones.
+void check_folder_for_new_run(const std::filesystem::path& folder);
+
 /// metrics.csv: header epoch,train_loss,train_acc,test_acc,test_loss,seconds (then val_loss,val_acc with
 /// validation); numbers printed so they read back to the same double.
 std::string metrics_csv(const std::vector<EpochMetrics>& epochs);
