@@ -560,6 +560,31 @@ std::string gzip_content_sha256(const fs::path& path, std::uint64_t max_content)
   return sha.hex_digest();
 }
 
+// A mirror of another data set serves files of the same names: ": this is fashion-mnist's
+// train-images-idx3-ubyte.gz", where the file at `path` is another known data set's (as published or
+// re-compressed); "" otherwise.
+std::string whose_file_it_is(const PublishedFile& wanted, const fs::path& path,
+                             const std::string& published) {
+  std::uint64_t largest = 0;
+  for (const KnownDataset& dataset : known_datasets()) {
+    for (const PublishedFile& known : dataset.files)
+      largest = std::max(largest, known.content_size);
+  }
+  std::string content;
+  try {
+    content = gzip_content_sha256(path, largest);
+  } catch (const Error&) {  // not gzip, or larger than any: nobody's
+  }
+  for (const KnownDataset& dataset : known_datasets()) {
+    for (const PublishedFile& known : dataset.files) {
+      if (&known == &wanted) continue;
+      if (known.sha256 == published || (!known.content_sha256.empty() && known.content_sha256 == content))
+        return fmt::format(": this is {}'s {}", dataset.name, known.name);
+    }
+  }
+  return {};
+}
+
 Verified verify_published_file(const PublishedFile& file, const fs::path& path) {
   const std::string published = sha256_file(path);
   if (published == file.sha256) return Verified::kPublished;
@@ -573,10 +598,13 @@ Verified verify_published_file(const PublishedFile& file, const fs::path& path) 
     }
     if (content == file.content_sha256) return Verified::kContent;
   }
-  throw Error::in_file(path, fmt::format("checksum mismatch: SHA-256 {} (published: {}), content SHA-256 {} "
-                                         "(expected: {})",
-                                         published, file.sha256, content,
-                                         file.content_sha256.empty() ? "not pinned" : file.content_sha256));
+  const std::string whose = whose_file_it_is(file, path, published);
+  throw Error::in_file(
+      path, fmt::format("checksum mismatch: SHA-256 {} (published: {}){}{}", published, file.sha256,
+                        file.content_sha256.empty() ? std::string()
+                                                    : fmt::format(", content SHA-256 {} (expected: {})",
+                                                                  content, file.content_sha256),
+                        whose));
 }
 
 DownloadReport download_dataset(const KnownDataset& dataset, const fs::path& folder,

@@ -40,6 +40,11 @@ expect 2 "softreg: error: --mirror must be an http://, https:// or file:// URL, 
 expect 2 'softreg: error: --dataset names IDX files' -- train --dataset mnist --train-csv x.csv
 HOME=/nonexistent SOFTREG_DATA= XDG_CACHE_HOME= expect 1 "softreg: error: data set 'mnist' not found \(looked in /nonexistent/.cache/softreg/mnist\); fetch it with 'softreg data download mnist'" -- data --dataset mnist
 expect 0 '"name": "kmnist"' -- data --json
+# A mirror of another data set: the mismatch says whose file it is (Debian's re-compressed Fashion-MNIST,
+# known by its content), and no file is kept.
+"$softreg" data download mnist --mirror file:///usr/share/datasets/fashion-mnist/ --retries 0 --to wrong-mirror 2>err.txt
+[ $? -eq 1 ] && tail -1 err.txt | grep -qE "^softreg: error: could not download train-images-idx3-ubyte.gz; file:///usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz: checksum mismatch: SHA-256 [0-9a-f]{64} \(published: [0-9a-f]{64}\): this is fashion-mnist's train-images-idx3-ubyte.gz$" &&
+  [ -z "$(ls wrong-mirror)" ] && ok || fail "download from another data set's mirror: $(cat err.txt; ls wrong-mirror)"
 expect 2 'softreg: error: --momentum must be in \[0, 1\), got 1' -- train --momentum 1
 expect 2 'softreg: error: --beta1 must be in \[0, 1\), got 1.5' -- train --beta1 1.5
 expect 2 'softreg: error: --beta2 must be in \[0, 1\), got -0.1' -- train --beta2 -0.1
