@@ -667,15 +667,16 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
     label_index = static_cast<std::size_t>(trained_label - first_row.begin());
     named_label = true;
   } else if (with_labels && !label_column.empty()) {
-    std::size_t index = 0;
+    long long index = 0;  // from the end where negative, as Python counts: -1 is the last column
     const auto [end, ec] =
         std::from_chars(label_column.data(), label_column.data() + label_column.size(), index);
     if (ec == std::errc() && end == label_column.data() + label_column.size()) {
-      if (index >= columns) {
+      const long long from_start = index < 0 ? static_cast<long long>(columns) + index : index;
+      if (from_start < 0 || from_start >= static_cast<long long>(columns)) {
         throw Error::in_file(path,
                              fmt::format("--label-column {} is out of range ({} columns)", index, columns));
       }
-      label_index = index;
+      label_index = static_cast<std::size_t>(from_start);
     } else {
       const auto it = std::find(first_row.begin(), first_row.end(), label_column);
       if (it == first_row.end()) {
@@ -742,6 +743,9 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
     std::vector<std::int64_t> numbers;
     std::vector<std::string> text;
     bool numeric = true;
+    bool all_numbers = true;  // every label cell a number, whole or not
+    std::size_t fraction_line = 0;
+    std::string fraction;  // the first label with a fraction, on fraction_line
     std::size_t error_line = std::numeric_limits<std::size_t>::max();
     std::exception_ptr error;
   };
@@ -775,6 +779,11 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
             throw Error::in_file(path, fmt::format("line {}: the label is missing", line.number));
           const auto v = parse_number(cell, decimal_comma);
           if (!v || *v != std::floor(*v) || std::abs(*v) > 9e15) run.numeric = false;
+          if (!v) run.all_numbers = false;
+          if (v && *v != std::floor(*v) && run.fraction.empty()) {
+            run.fraction_line = line.number;
+            run.fraction = cell;
+          }
           if (run.numeric) run.numbers.push_back(static_cast<std::int64_t>(*v));
           run.text.emplace_back(cell);
         }
@@ -809,6 +818,19 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
   if (first_error->error) std::rethrow_exception(first_error->error);
   const bool numeric_labels =
       std::all_of(runs.begin(), runs.end(), [](const Run& run) { return run.numeric; });
+  // Numbers with fractions in every label cell are a measurement, not classes (scikit-learn's "continuous"
+  // target): most likely a feature column taken for the labels, which would make a class of each value.
+  if (with_labels && std::all_of(runs.begin(), runs.end(), [](const Run& run) { return run.all_numbers; })) {
+    const auto fractional =
+        std::find_if(runs.begin(), runs.end(), [](const Run& r) { return !r.fraction.empty(); });
+    if (fractional != runs.end()) {
+      throw Error::in_file(
+          path, fmt::format("line {}: the label {} (column {}{}) has a fraction: labels are classes, whole "
+                            "numbers or names (--label-column NAME|INDEX says where the labels are)",
+                            fractional->fraction_line, fractional->fraction, label_index + 1,
+                            header ? fmt::format(", '{}'", first_row[label_index]) : std::string()));
+    }
+  }
   table.labels.is_text = with_labels && !numeric_labels;
   for (Run& run : runs) {
     if (!with_labels) break;
@@ -835,7 +857,7 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
 // floats, the labels (64-bit numbers, or a 32-bit length and the bytes each), then the feature names and
 // the label column's name likewise.
 constexpr std::size_t kCachedTableBytes = 1 << 20;
-constexpr std::array<char, 8> kCsvCacheMagic = {'S', 'R', 'C', 'S', 'V', 'C', '0', '2'};
+constexpr std::array<char, 8> kCsvCacheMagic = {'S', 'R', 'C', 'S', 'V', 'C', '0', '3'};
 
 void put_bytes(std::vector<std::uint8_t>& out, const void* data, std::size_t size) {
   const auto* p = static_cast<const std::uint8_t*>(data);
@@ -1127,6 +1149,17 @@ int classes_named(const Dataset& set) {
 
 TrainTestData split_off_test(Dataset all, double fraction, std::uint64_t seed) {
   const std::vector<std::uint32_t> held = stratified_holdout(all, fraction, seed);
+  // Each class gives its share rounded: small classes may give none, or all of theirs.
+  if (held.empty()) {
+    throw Error(
+        fmt::format("a test fraction of {} holds out none of the {} examples (each class gives its "
+                    "share, rounded): give a larger one or a test set",
+                    fraction, all.count));
+  }
+  if (held.size() == all.count) {
+    throw Error(fmt::format("a test fraction of {} holds out all {} examples, leaving none to train on",
+                            fraction, all.count));
+  }
   std::vector<std::uint32_t> kept;
   kept.reserve(all.count - held.size());
   std::size_t h = 0;

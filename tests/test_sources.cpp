@@ -272,6 +272,15 @@ TEST(Sources, NpyFilesTrainAndEvaluateLikeAnyOtherData) {
   EXPECT_TRUE(split.test_file.empty());
   EXPECT_EQ(split.data.test.count, 60u);  // 20 of each class's 100
   EXPECT_EQ(split.data.train.count, 240u);
+  // Each class gives its share rounded: a fraction that gives no row, or every row, is an error.
+  no_test.test_fraction = 0.001;
+  EXPECT_NE(error_of([&] {
+              load_data(no_test);
+            }).find("a test fraction of 0.001 holds out none of the 300 examples"),
+            std::string::npos);
+  no_test.test_fraction = 0.999;
+  EXPECT_NE(error_of([&] { load_data(no_test); }).find("a test fraction of 0.999 holds out all 300 examples"),
+            std::string::npos);
 }
 
 TEST(Sources, NpzHoldsAllFourArrays) {
@@ -338,6 +347,13 @@ TEST(Csv, HeaderLabelColumnAndTextLabels) {
   EXPECT_TRUE(n.features.feature_names.empty());
   EXPECT_EQ(n.labels.numbers, (std::vector<std::int64_t>{2, 0}));
   EXPECT_EQ(read_csv_file(dir / "n.csv", "2").labels.numbers, (std::vector<std::int64_t>{1, 1}));
+  // From the end, as Python counts: -1 is the last column.
+  EXPECT_EQ(read_csv_file(dir / "n.csv", "-1").labels.numbers, (std::vector<std::int64_t>{1, 1}));
+  EXPECT_EQ(read_csv_file(dir / "n.csv", "-3").labels.numbers, (std::vector<std::int64_t>{2, 0}));
+  EXPECT_NE(error_of([&] {
+              read_csv_file(dir / "n.csv", "-4");
+            }).find("--label-column -4 is out of range (3 columns)"),
+            std::string::npos);
 }
 
 TEST(Csv, TabsOrSemicolonsSeparateCellsWhereTheFirstLineHasNoComma) {
@@ -406,6 +422,15 @@ TEST(Csv, BadTablesNameTheLineAndColumn) {
             std::string::npos);
   EXPECT_NE(fails_with("").find("is empty"), std::string::npos);
   EXPECT_NE(fails_with("y,a\n").find("header but no rows"), std::string::npos);
+  // Numbers with fractions in every label cell: a feature column taken for the labels, not classes.
+  EXPECT_NE(fails_with("a,y\n0.25,1\n2,0\n", "0")
+                .find("line 2: the label 0.25 (column 1, 'a') has a fraction: labels are classes"),
+            std::string::npos);
+  EXPECT_NE(fails_with("1,0.5\n2.0,1\n", "1").find("line 1: the label 0.5 (column 2) has a fraction"),
+            std::string::npos);
+  write_text(dir / "names.csv", "y,a\ncat,1\n2.5,2\n1.0,3\n");  // names (and 2.5 among them): text classes
+  EXPECT_EQ(read_csv_file(dir / "names.csv", "").labels.text,
+            (std::vector<std::string>{"cat", "2.5", "1.0"}));
 }
 
 TEST(Csv, ThreadsParseRunsOfLinesAsOneThreadDoes) {
@@ -1066,7 +1091,7 @@ TEST(Sources, TableColumnsAreMatchedToTheTrainingTablesByName) {
             }).find("no_x.csv: has no column 'x', a feature column of the training table"),
             std::string::npos);
   // Training data whose columns are not the model's.
-  write_text(dir / "swapped.csv", "kind,y,x\nant,1,2\nbee,3,4\ncat,5,6\n");
+  write_text(dir / "swapped.csv", "kind,y,x\nant,1,2\nbee,3,4\ncat,5,6\nant,1,2\nbee,3,4\ncat,5,6\n");
   DataSource other;
   other.train_csv = dir / "swapped.csv";
   other.test_fraction = 0.5;
