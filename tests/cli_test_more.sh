@@ -188,6 +188,10 @@ expect 0 '^data: big/test, test split, 2 examples' -- eval --model small-run --d
 expect 0 '^run folder: small-run' -- train --resume small-run --data big --epochs 2 --no-plots
 expect 2 "^softreg: error: --image-size does not apply to a trained model's data: its images are read at the model's size, 1x1$" -- \
   eval --model small-run --image-size 2x2
+# bench times any data train takes with --data (it read IDX folders only), or a synthetic shape, not both.
+expect 0 '^  data load +[0-9.]+ s +\(big\)$' -- bench --data big --epochs 1 --probe-seconds 0.1
+expect 2 '^softreg: error: --data and the synthetic data.s shape \(--classes, --features, --dtype, --rows\) exclude each other' -- \
+  bench --data big --classes 3
 expect 2 '^softreg: error: --test-fraction does not apply: there is a test set, own-test.csv$' -- \
   train --train-csv own-train.csv --test-csv own-test.csv --test-fraction 0.2
 # A validation table of its own: scored every epoch, early stopping may use it; --val-fraction may not.

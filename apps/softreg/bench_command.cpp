@@ -149,6 +149,11 @@ int run_bench(const BenchOptions& options, double startup_seconds,
                                    fmt::join(simd_targets_available(), ", ")));
     }
   }
+  if (options.synthetic() && !options.data.empty()) {
+    throw UsageError(
+        "--data and the synthetic data's shape (--classes, --features, --dtype, --rows) exclude "
+        "each other: time your data, or a shape");
+  }
   const auto load_start = std::chrono::steady_clock::now();
   TrainTestData data;
   std::string data_source;
@@ -173,9 +178,13 @@ int run_bench(const BenchOptions& options, double startup_seconds,
         synthetic_dataset(test_rows, static_cast<std::size_t>(D), static_cast<int>(K), element, /*seed=*/2);
     data_source = fmt::format("synthetic: {} x {} {}, {} classes, generated", N, D, element_name(element), K);
   } else {
-    const DataFiles files = locate_data(optional_path(options.data));
-    data = load_train_test(files);
-    data_source = files.folder.string();
+    // Any data train takes with --data: an IDX folder, an image folder or an .npz.
+    DataSource source;
+    source.data = optional_path(options.data);
+    source.threads = static_cast<int>(options.threads);
+    LoadedData loaded = load_data(source);
+    data = std::move(loaded.data);
+    data_source = loaded.folder.string();
   }
   const double load_seconds = seconds_since(load_start);
 
