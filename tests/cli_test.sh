@@ -322,6 +322,8 @@ grep -q '"stop_reason": "max_iter"' lbfgs/summary.json && grep -q '"iterations":
   grep -q '"epochs": 1,' lbfgs/summary.json && grep -q '"history": 100' lbfgs/summary.json && ok ||
   fail "lbfgs summary: $(grep -A5 '"lbfgs"' lbfgs/summary.json)"
 awk -F, 'NR == 2 { exit !($4 > 0.8) }' lbfgs/metrics.csv && ok || fail "lbfgs: test acc $(tail -1 lbfgs/metrics.csv)"
+expect 2 '^softreg: error: --epochs does not apply to --optimizer lbfgs' -- train --resume lbfgs --epochs 3
+expect 0 '^lbfgs holds a finished L-BFGS fit: nothing to train$' -- train --resume lbfgs --no-plots --no-check
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -177,6 +177,8 @@ printf 'not an image' >clean/test/dark/broken.png
 expect 1 '^softreg: error: .*clean/test/dark/broken.png: ' -- eval --model clean-run
 expect 0 '^data: .*clean/test, test split, 2 examples' -- eval --model clean-run --skip-bad-images
 expect 0 '^run folder: clean-run' -- train --resume clean-run --skip-bad-images --epochs 2 --no-plots
+expect 0 '^clean-run has trained its 2 epochs: nothing to train \(--epochs N, more than 2, trains on\)$' -- \
+  train --resume clean-run --skip-bad-images --no-plots
 # A model trained at --image-size, given its folder again: read at the model's size (eval, plot and resume
 # read the 2x2 images at their own size and found them the wrong size), and --image-size has no say there.
 mkdir -p big/train/dark big/train/light big/test/dark big/test/light

@@ -72,6 +72,8 @@ SavedRun saved_run_to_resume(const TrainOptions& options) {
     throw Error(std::string("--resume ") + e.what());
   }
   check_grid_count(options.grid_count);
+  if (options.recipe.epochs_given && saved.config.optimizer == "lbfgs")
+    throw UsageError("--epochs does not apply to --optimizer lbfgs, which runs to --tol or --max-iter");
   if (options.recipe.epochs_given) {
     check_epochs(options.recipe.epochs);
     saved.config.epochs = static_cast<int>(options.recipe.epochs);
@@ -215,7 +217,13 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
                config.optimizer == "sgd" ? "" : config.optimizer + ", ", config.lr, config.batch_size,
                config.epochs, config.epochs == 1 ? "" : "s", config.seed, config.threads,
                config.threads == 1 ? "" : "s", config.l2 > 0 ? fmt::format(", l2 {}", config.l2) : "");
-    if (saved) {
+    if (saved && config.optimizer == "lbfgs" && saved->state.epochs_done >= 1) {
+      fmt::print(table, "{} holds a finished L-BFGS fit: nothing to train\n", run_folder.string());
+    } else if (saved && saved->state.epochs_done >= config.epochs) {
+      fmt::print(table,
+                 "{} has trained its {} epoch{}: nothing to train (--epochs N, more than {}, trains on)\n",
+                 run_folder.string(), config.epochs, config.epochs == 1 ? "" : "s", config.epochs);
+    } else if (saved) {
       fmt::print(table, "resuming {} at epoch {}, batch {}\n", run_folder.string(),
                  saved->state.epochs_done + 1, saved->state.batches_done);
     }
