@@ -287,6 +287,15 @@ cmp -s tuned/tune.json tune.json && ok || fail "tuned/tune.json differs from wha
   grep -q 'best validation loss: l2 0.0001, lr 0.1' tune.txt && [ -s tuned-sgd/tune.png ] &&
   grep -qx 'note: the chosen lr 0.1 is the smallest learning rate tried: smaller ones may score better; widen --lrs' tune.txt && ok ||
   fail "tune with a diverging learning rate: $(cat tune.txt)"
+# plot draws a tune refit's chart again from tune.json, its diverged trial included: the same picture.
+expect 0 '^wrote curves.png, .*, tune.png, tune.svg in tuned-pics$' -- plot tuned-sgd --out tuned-pics
+cmp -s tuned-sgd/tune.png tuned-pics/tune.png && cmp -s tuned-sgd/tune.svg tuned-pics/tune.svg && ok ||
+  fail "plot's tune chart differs from tune's"
+mkdir -p tune-bad && cp tuned-sgd/model.safetensors tuned-sgd/metrics.csv tune-bad/
+printf '{"best": {"l2": 1}, "trials": []}' >tune-bad/tune.json
+expect 1 '^softreg: error: tune-bad/tune.json: its best setting is none of its trials$' -- plot tune-bad --out tune-bad-pics
+printf '{"best": 1}' >tune-bad/tune.json
+expect 1 '^softreg: error: tune-bad/tune.json: not a tune.json of softreg tune' -- plot tune-bad --out tune-bad-pics
 
 # softreg data: what was found and what is in it.
 expect 0 '^data: /usr/share/datasets/fashion-mnist \(all four files pass the checks\)' -- data --data /usr/share/datasets/fashion-mnist

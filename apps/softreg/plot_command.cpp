@@ -1,5 +1,6 @@
-// softreg plot: (re)draws the pictures of a run folder from its model.safetensors and metrics.csv,
-// e.g. with more images in the prediction grid or only the misclassified ones.
+// softreg plot: (re)draws the pictures of a run folder from its model.safetensors and metrics.csv (and
+// a tune refit's chart from its tune.json), e.g. with more images in the prediction grid or only the
+// misclassified ones.
 #include <fmt/format.h>
 
 #include "commands.hpp"
@@ -7,6 +8,7 @@
 #include "softreg/error.hpp"
 #include "softreg/parallel.hpp"
 #include "softreg/run.hpp"
+#include "tune_record.hpp"
 
 namespace softreg::cli {
 namespace {
@@ -26,9 +28,16 @@ int run_plot(const PlotOptions& options) {
   const std::filesystem::path run = options.run;
   const std::filesystem::path out = options.out.empty() ? run : std::filesystem::path(options.out);
   ThreadPool pool(static_cast<int>(options.threads));
-  const std::vector<std::string> written =
+  std::vector<std::string> written =
       redraw_run_pictures(run, out, optional_source(options.data, static_cast<int>(options.threads)),
                           {static_cast<int>(options.grid_count), options.misclassified}, pool);
+  // The refit of `softreg tune` also has its sweep's chart, drawn from tune.json's trials.
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(run / "tune.json", ec)) {
+    const TuneRecord record = read_tune_record(run / "tune.json");
+    draw_tune(out, record.result, record.with_lr);
+    written.insert(written.end(), {"tune.png", "tune.svg"});
+  }
   fmt::print("wrote {} in {}\n", fmt::join(written, ", "), out.string());
   return kExitOk;
 }

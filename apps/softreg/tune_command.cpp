@@ -6,7 +6,6 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
-#include <map>
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
@@ -17,6 +16,7 @@
 #include "softreg/plot.hpp"
 #include "softreg/run.hpp"
 #include "softreg/tune.hpp"
+#include "tune_record.hpp"
 
 namespace softreg::cli {
 namespace {
@@ -112,37 +112,6 @@ std::string trial_row(const TuneTrial& t, bool with_lr) {
   return fmt::format("{:>10.3g}{}  {:>7.4f}  {:>8.4f}  {:>10.4f}  {:>5}  {:>7.2f}  {}", t.l2,
                      with_lr ? fmt::format("  {:>7.3g}", t.lr) : "", t.val_acc, t.val_loss, t.train_loss,
                      t.steps, t.seconds, t.status);
-}
-
-nlohmann::ordered_json trial_json(const TuneTrial& t, bool with_lr) {
-  nlohmann::ordered_json j;
-  j["l2"] = t.l2;
-  if (with_lr) j["lr"] = t.lr;
-  // A diverged trial has no score: null rather than NaN, which JSON cannot hold.
-  j["val_acc"] = t.scored() ? nlohmann::ordered_json(t.val_acc) : nlohmann::ordered_json();
-  j["val_loss"] = t.scored() ? nlohmann::ordered_json(t.val_loss) : nlohmann::ordered_json();
-  j["train_loss"] = t.scored() ? nlohmann::ordered_json(t.train_loss) : nlohmann::ordered_json();
-  j["steps"] = t.steps;
-  j["seconds"] = t.seconds;
-  j["status"] = t.status;
-  return j;
-}
-
-// tune.png/tune.svg: one path per learning rate.
-void draw_tune(const std::filesystem::path& folder, const TuneResult& r, bool with_lr) {
-  std::vector<plot::TunePath> paths;
-  std::map<double, std::size_t> path_of_lr;
-  for (const TuneTrial& t : r.trials) {
-    auto [it, added] = path_of_lr.emplace(with_lr ? t.lr : 0.0, paths.size());
-    if (added) paths.push_back({with_lr ? fmt::format("lr {:g}", t.lr) : "", {}, {}, {}});
-    plot::TunePath& p = paths[it->second];
-    p.lambdas.push_back(t.l2);
-    p.val_acc.push_back(t.scored() ? t.val_acc : NAN);
-    p.val_loss.push_back(t.scored() ? t.val_loss : NAN);
-  }
-  const TuneTrial& best = r.trials[r.best];
-  plot::draw_tune_chart(paths, best.l2, path_of_lr.at(with_lr ? best.lr : 0.0), folder / "tune.png",
-                        folder / "tune.svg");
 }
 
 int run_tune(TuneCommandOptions& o, std::chrono::steady_clock::time_point process_start) {
