@@ -294,6 +294,8 @@ cmp -s tuned-sgd/tune.png tuned-pics/tune.png && cmp -s tuned-sgd/tune.svg tuned
 mkdir -p tune-bad && cp tuned-sgd/model.safetensors tuned-sgd/metrics.csv tune-bad/
 printf '{"best": {"l2": 1}, "trials": []}' >tune-bad/tune.json
 expect 1 '^softreg: error: tune-bad/tune.json: its best setting is none of its trials$' -- plot tune-bad --out tune-bad-pics
+sed 's/"l2": 0.0001/"l2": -1/' tuned-sgd/tune.json >tune-bad/tune.json
+expect 1 '^softreg: error: tune-bad/tune.json: trial 1: l2 -1 is not in \[0, 1e\+300\]$' -- plot tune-bad --out tune-bad-pics
 printf '{"best": 1}' >tune-bad/tune.json
 expect 1 '^softreg: error: tune-bad/tune.json: not a tune.json of softreg tune' -- plot tune-bad --out tune-bad-pics
 

@@ -34,19 +34,28 @@ TuneRecord read_tune_record(const std::filesystem::path& path) {
     const nlohmann::json j = nlohmann::json::parse(in);
     const nlohmann::json& best = j.at("best");
     for (const nlohmann::json& t : j.at("trials")) {
-      TuneTrial trial;
-      trial.l2 = t.at("l2").get<double>();
-      record.with_lr = t.contains("lr");
-      if (record.with_lr) trial.lr = t.at("lr").get<double>();
-      trial.status = t.at("status").get<std::string>();
-      const auto score = [&](const char* name) {
-        return t.at(name).is_null() ? NAN : t.at(name).get<double>();
+      // Every number in the range tune writes: the chart takes logarithms, a count is an int.
+      const auto number = [&](const char* name, double low, double high) {
+        const double v = t.at(name).get<double>();
+        if (!(v >= low && v <= high)) {
+          throw Error(fmt::format("trial {}: {} {} is not in [{}, {}]", record.result.trials.size() + 1, name,
+                                  v, low, high));
+        }
+        return v;
       };
-      trial.val_acc = score("val_acc");
-      trial.val_loss = score("val_loss");
-      trial.train_loss = score("train_loss");
-      trial.steps = t.at("steps").get<int>();
-      trial.seconds = t.at("seconds").get<double>();
+      const auto score = [&](const char* name, double high) {
+        return t.at(name).is_null() ? NAN : number(name, 0, high);
+      };
+      TuneTrial trial;
+      trial.l2 = number("l2", 0, 1e300);
+      record.with_lr = t.contains("lr");
+      if (record.with_lr) trial.lr = number("lr", 1e-300, 1e300);
+      trial.status = t.at("status").get<std::string>();
+      trial.val_acc = score("val_acc", 1);
+      trial.val_loss = score("val_loss", 1e300);
+      trial.train_loss = score("train_loss", 1e300);
+      trial.steps = static_cast<int>(number("steps", 0, 1e9));
+      trial.seconds = number("seconds", 0, 1e300);
       record.result.trials.push_back(trial);
     }
     const double best_l2 = best.at("l2").get<double>();
