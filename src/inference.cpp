@@ -27,12 +27,13 @@ SplitData load_split_for_model(const ModelFile& model, const std::optional<DataS
   if (split != "train" && split != "test" && split != "val")
     throw Error("split must be train, test or val, got '" + split + "'");
   if (given && given->image_height != 0) {
-    throw UsageError(model.input == InputKind::kImages
-                         ? fmt::format("--image-size does not apply to a trained model's data: its images are "
-                                       "read at the model's size, {}x{}",
-                                       model.height, model.width)
-                         : "--image-size does not apply to a trained model's data: this model was trained on "
-                           "feature rows");
+    throw UsageError(
+        model.input == InputKind::kImages
+            ? fmt::format("--image-size does not apply to a trained model's data: its images are "
+                          "read at the model's size, {}x{}",
+                          model.height, model.width)
+            : "--image-size does not apply to a trained model's data: this model was trained on "
+              "feature rows");
   }
   DataSource source;
   const auto recorded = model.metadata.find("data_source");
@@ -40,6 +41,10 @@ SplitData load_split_for_model(const ModelFile& model, const std::optional<DataS
     source = *given;
     // A table's labels are where training found them unless the caller says otherwise.
     if (source.uses_csv() && source.label_column.empty()) source.label_column = recorded_label_column(model);
+    // A split drawn with the model's seed: its own data split again is the split it trained beside, not
+    // one that puts its training rows among the test rows.
+    if (recorded != model.metadata.end())
+      source.seed = source_from_json(recorded->second, "the model's data_source").seed;
   } else if (recorded != model.metadata.end()) {
     source = source_from_json(recorded->second, "the model's data_source");  // the data it was trained on
     // Options without data (--skip-bad-images, say) apply to the model's own data, not to the default

@@ -663,6 +663,28 @@ TEST(ImageFolder, OptionsWithoutDataApplyToTheModelsOwnData) {
   EXPECT_EQ(to.data, recorded.data);
 }
 
+// A model's own data given again with --test-fraction (eval --train-features ... --test-fraction F) is split
+// with the model's seed: the rows it was tested on, not a draw that puts its training rows among them.
+TEST(Sources, AModelsOwnDataGivenAgainIsSplitWithItsSeed) {
+  TempDir dir;
+  write_blob_npys(dir);
+  ModelFile model = zero_model(1, 2, InputKind::kFeatures, ElementType::kF32, {"0", "1", "2"});
+  DataSource recorded = npy_source(dir);
+  recorded.test_features.clear();
+  recorded.test_labels.clear();
+  recorded.test_fraction = 0.25;
+  recorded.seed = 7;
+  model.metadata["data_source"] = source_to_json(recorded);
+  DataSource given = recorded;
+  given.seed = 0;  // eval's flags carry no seed of their own
+  const SplitData own = load_split_for_model(model, std::nullopt, "test");
+  const SplitData again = load_split_for_model(model, given, "test");
+  EXPECT_EQ(again.data.count, 75U);
+  EXPECT_EQ(again.data.pixels, own.data.pixels);
+  EXPECT_EQ(again.data.labels, own.data.labels);
+  EXPECT_NE(load_data(given).data.test.pixels, own.data.pixels);  // seed 0 draws other rows
+}
+
 TEST(ImageFolder, ClassFoldersAloneAreEvaluatedWholeAtTheModelsSize) {
   TempDir dir;
   const test::ScopedEnv env("SOFTREG_CACHE", "off");
