@@ -3,6 +3,7 @@
 // double precision, model files and the data sets by name. Checking and converting user input is the
 // Python layer's job (scikit-learn's validation); here arrays must already be what the kernels read.
 // N = rows, D = inputs, K = classes; coef is (K,D) row-major, which is also W (D,K) column-major.
+#include <fmt/format.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -423,11 +424,18 @@ py::array labels_view(const Dataset& data, const py::object& owner) {
 // The train and test sets of a data folder found as the CLI finds it (None: the default search for
 // Fashion-MNIST), as views of the decoded, memory-mapped data.
 py::dict load_data_folder(const std::optional<std::string>& folder, const std::string& dataset,
-                          bool skip_bad_images) {
+                          bool skip_bad_images, int image_height, int image_width) {
   DataSource source;
   if (folder) source.data = *folder;
   source.skip_bad_images = skip_bad_images;
   if (!dataset.empty()) source.dataset = known_dataset(dataset).name;
+  if (image_height != 0) {
+    const std::string kind = source_kind(source);
+    if (kind != "images")
+      throw Error(fmt::format("image_size applies to image folders only, not to {} data", kind));
+    source.image_height = image_height;
+    source.image_width = image_width;
+  }
   auto loaded = std::make_shared<LoadedData>();
   {
     py::gil_scoped_release release;
@@ -499,7 +507,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("save", &save);
   m.def("load", &load, py::arg("path"));
   m.def("load_data_folder", &load_data_folder, py::arg("folder"), py::arg("dataset"),
-        py::arg("skip_bad_images") = false);
+        py::arg("skip_bad_images") = false, py::arg("image_height") = 0, py::arg("image_width") = 0);
   m.def("datasets", &datasets);
   m.def("download", &download, py::arg("name"), py::arg("folder"), py::arg("mirrors"));
   m.def("hardware_threads", &softreg::hardware_threads);

@@ -94,3 +94,20 @@ def test_an_image_folder_with_an_unreadable_image(tmp_path):
     assert X_train.shape == (2, 2) and X_test.shape == (2, 2)
     assert list(y_train) == [0, 1]
     assert softreg.datasets.class_names(data=tmp_path, skip_bad_images=True) == ["dark", "light"]
+
+
+def test_an_image_folder_at_a_size_of_ones_choosing(tmp_path):
+    for split in ("train", "test"):
+        for name, value in (("dark", 16), ("light", 240)):
+            folder = tmp_path / split / name
+            folder.mkdir(parents=True)
+            (folder / "a.pgm").write_bytes(b"P5 4 2 255 " + bytes([value] * 8))
+    assert softreg.datasets.load(data=tmp_path)[0].shape == (2, 8)  # the images' own size
+    X_train, _, X_test, _ = softreg.datasets.load(data=tmp_path, image_size=(1, 2))  # as --image-size 1x2
+    assert X_train.shape == (2, 2) and X_test.shape == (2, 2)
+    assert list(X_train[1]) == [240, 240]  # area averaging keeps a flat image flat
+    for bad in [(0, 2), (1,), "1x2", (1.5, 2)]:
+        with pytest.raises(ValueError, match="image_size must be"):
+            softreg.datasets.load(data=tmp_path, image_size=bad)
+    with pytest.raises(ValueError, match="image_size applies to image folders"):
+        softreg.datasets.load("fashion-mnist", image_size=(28, 28))
