@@ -2,6 +2,7 @@
 #include "softreg/image.hpp"
 
 #include <fmt/format.h>
+#include <libexif/exif-data.h>
 #include <stb_image.h>
 #include <webp/decode.h>
 
@@ -165,6 +166,117 @@ void check_jpeg_huffman_tables(std::span<const std::uint8_t> file, const std::fi
   }
 }
 
+// ---- A photo's orientation (EXIF), through libexif, opened at the first JPEG that has EXIF data ----
+
+// A JPEG's EXIF segment (from "Exif\0\0" on), found by walking its segments up to the first scan; empty
+// when there is none (most files other than camera photos).
+std::span<const std::uint8_t> jpeg_exif_segment(std::span<const std::uint8_t> file) {
+  if (file.size() < 4 || file[0] != 0xFF || file[1] != 0xD8) return {};
+  std::size_t p = 2;
+  while (p + 4 <= file.size() && file[p] == 0xFF) {
+    const unsigned marker = file[p + 1];
+    if (marker == 0xDA || marker == 0xD9) break;  // the image data: no metadata segment comes after it
+    const std::size_t length = (std::size_t{file[p + 2]} << 8) | file[p + 3];
+    if (length < 2 || p + 2 + length > file.size()) break;
+    const std::span<const std::uint8_t> payload = file.subspan(p + 4, length - 2);
+    if (marker == 0xE1 && payload.size() >= 6 && std::memcmp(payload.data(), "Exif\0\0", 6) == 0)
+      return payload;
+    p += 2 + length;
+  }
+  return {};
+}
+
+struct ExifLibrary {
+  decltype(&::exif_data_new_from_data) new_from_data = nullptr;
+  decltype(&::exif_data_unref) unref = nullptr;
+  decltype(&::exif_data_get_byte_order) byte_order = nullptr;
+  decltype(&::exif_content_get_entry) get_entry = nullptr;
+  decltype(&::exif_get_short) get_short = nullptr;
+};
+
+ExifLibrary open_libexif() {
+  const SharedLibrary library("SOFTREG_LIBEXIF", "libexif.so.12", "read a photo's orientation (EXIF)",
+                              "install libexif12 (scripts/setup does)");
+  ExifLibrary exif;
+  library.resolve("exif_data_new_from_data", exif.new_from_data, "is it libexif 0.6?");
+  library.resolve("exif_data_unref", exif.unref, "is it libexif 0.6?");
+  library.resolve("exif_data_get_byte_order", exif.byte_order, "is it libexif 0.6?");
+  library.resolve("exif_content_get_entry", exif.get_entry, "is it libexif 0.6?");
+  library.resolve("exif_get_short", exif.get_short, "is it libexif 0.6?");
+  return exif;
+}
+
+const ExifLibrary& libexif() {
+  static const ExifLibrary exif = open_libexif();  // a failed load is tried again next time
+  return exif;
+}
+
+// The EXIF orientation of a JPEG photo (1 to 8; 1, upright, when it has none): how a camera held on its
+// side stored the picture. Phones save portrait photos as landscape pixels with orientation 6.
+int exif_orientation(std::span<const std::uint8_t> file) {
+  const std::span<const std::uint8_t> segment = jpeg_exif_segment(file);
+  if (segment.empty()) return 1;
+  const ExifLibrary& exif = libexif();
+  std::unique_ptr<ExifData, decltype(exif.unref)> data(
+      exif.new_from_data(segment.data(), static_cast<unsigned>(segment.size())), exif.unref);
+  if (!data) return 1;
+  const ExifEntry* entry = exif.get_entry(data->ifd[EXIF_IFD_0], EXIF_TAG_ORIENTATION);
+  if (!entry || entry->format != EXIF_FORMAT_SHORT || entry->components < 1 || entry->size < 2) return 1;
+  const int orientation = exif.get_short(entry->data, exif.byte_order(data.get()));
+  return orientation >= 1 && orientation <= 8 ? orientation : 1;
+}
+
+// The image as it is meant to be seen: turned and mirrored as its EXIF orientation says.
+GrayImage upright(GrayImage image, int orientation) {
+  if (orientation == 1) return image;
+  const int w = image.width, h = image.height;
+  const bool swaps = orientation >= 5;  // 5 to 8 turn the picture a quarter: width and height swap
+  GrayImage out;
+  out.width = swaps ? h : w;
+  out.height = swaps ? w : h;
+  out.pixels.resize(image.pixels.size());
+  for (int y = 0; y < out.height; ++y) {
+    for (int x = 0; x < out.width; ++x) {
+      int sx = x, sy = y;  // the source pixel of output (x, y)
+      switch (orientation) {
+        case 2:  // mirrored left to right
+          sx = w - 1 - x;
+          break;
+        case 3:  // upside down
+          sx = w - 1 - x;
+          sy = h - 1 - y;
+          break;
+        case 4:  // mirrored top to bottom
+          sy = h - 1 - y;
+          break;
+        case 5:  // transposed
+          sx = y;
+          sy = x;
+          break;
+        case 6:  // stored a quarter turn counter-clockwise: turned clockwise to be seen
+          sx = y;
+          sy = h - 1 - x;
+          break;
+        case 7:  // transversed
+          sx = w - 1 - y;
+          sy = h - 1 - x;
+          break;
+        case 8:  // stored a quarter turn clockwise: turned counter-clockwise to be seen
+          sx = w - 1 - y;
+          sy = x;
+          break;
+        default:
+          break;
+      }
+      out.pixels[static_cast<std::size_t>(y) * static_cast<std::size_t>(out.width) +
+                 static_cast<std::size_t>(x)] =
+          image.pixels[static_cast<std::size_t>(sy) * static_cast<std::size_t>(w) +
+                       static_cast<std::size_t>(sx)];
+    }
+  }
+  return out;
+}
+
 // ---- WebP, through libwebp, opened at the first WebP image ----
 
 bool is_webp(std::span<const std::uint8_t> file) {
@@ -273,6 +385,8 @@ std::optional<std::pair<int, int>> image_dimensions(const std::filesystem::path&
   try {
     const std::vector<std::uint8_t> file = read_file_bytes(path);
     const ImageHeader header = read_checked_header(file, path);
+    // A photo turned a quarter by its orientation is seen, and so resized, with its sides swapped.
+    if (exif_orientation(file) >= 5) return std::pair{header.height, header.width};
     return std::pair{header.width, header.height};
   } catch (const Error&) {
     return std::nullopt;  // the decode reports it
@@ -347,7 +461,7 @@ GrayImage decode_gray_image(std::span<const std::uint8_t> file, const std::strin
     const unsigned alpha = has_alpha ? px[c - 1] : 255u;
     image.pixels[i] = static_cast<std::uint8_t>((grey * alpha + background * (255u - alpha) + 127u) / 255u);
   }
-  return image;
+  return upright(std::move(image), exif_orientation(file));
 }
 
 GrayImage resize_area(const GrayImage& image, int width, int height) {

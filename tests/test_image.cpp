@@ -111,6 +111,96 @@ TEST(Image, ReadsWebPAsTheSamePngWouldBeRead) {
   }
 }
 
+// A JPEG with an EXIF segment (APP1) right after its start, holding one orientation tag, in either byte
+// order: what a phone writes for a photo taken on its side.
+std::vector<std::uint8_t> with_exif_orientation(const std::vector<std::uint8_t>& jpeg, int orientation,
+                                                bool big_endian) {
+  const auto u16 = [&](std::vector<std::uint8_t>& out, unsigned v) {
+    const std::uint8_t hi = static_cast<std::uint8_t>(v >> 8), lo = static_cast<std::uint8_t>(v);
+    out.insert(out.end(), big_endian ? std::initializer_list<std::uint8_t>{hi, lo}
+                                     : std::initializer_list<std::uint8_t>{lo, hi});
+  };
+  const auto u32 = [&](std::vector<std::uint8_t>& out, unsigned v) {
+    if (big_endian) {
+      u16(out, v >> 16);
+      u16(out, v & 0xFFFF);
+    } else {
+      u16(out, v & 0xFFFF);
+      u16(out, v >> 16);
+    }
+  };
+  std::vector<std::uint8_t> tiff = {'E', 'x', 'i', 'f', 0, 0};
+  tiff.insert(tiff.end(), big_endian ? std::initializer_list<std::uint8_t>{'M', 'M'}
+                                     : std::initializer_list<std::uint8_t>{'I', 'I'});
+  u16(tiff, 42);
+  u32(tiff, 8);       // IFD0 right after the header
+  u16(tiff, 1);       // one entry:
+  u16(tiff, 0x0112);  // Orientation,
+  u16(tiff, 3);       // SHORT,
+  u32(tiff, 1);       // one of it,
+  u16(tiff, static_cast<unsigned>(orientation));
+  u16(tiff, 0);
+  u32(tiff, 0);                                                   // no next IFD
+  std::vector<std::uint8_t> out(jpeg.begin(), jpeg.begin() + 2);  // SOI
+  const auto length = static_cast<unsigned>(tiff.size() + 2);
+  out.insert(out.end(),
+             {0xFF, 0xE1, static_cast<std::uint8_t>(length >> 8), static_cast<std::uint8_t>(length)});
+  out.insert(out.end(), tiff.begin(), tiff.end());
+  out.insert(out.end(), jpeg.begin() + 2, jpeg.end());
+  return out;
+}
+
+// A photo is read as it is meant to be seen: turned and mirrored as its EXIF orientation says, its
+// size as seen (what image folders resize from) likewise.
+TEST(Image, PhotosAreTurnedAsTheirExifOrientationSays) {
+  test::TempDir dir;
+  // 32 x 16 pixels in four flat quadrants, 16 x 8 each (whole JPEG blocks: they decode nearly exact).
+  const std::uint8_t top_left = 0, top_right = 80, bottom_left = 160, bottom_right = 240;
+  std::vector<std::uint8_t> grey(32 * 16);
+  for (int y = 0; y < 16; ++y) {
+    for (int x = 0; x < 32; ++x)
+      grey[static_cast<std::size_t>(y * 32 + x)] =
+          y < 8 ? (x < 16 ? top_left : top_right) : (x < 16 ? bottom_left : bottom_right);
+  }
+  ASSERT_TRUE(stbi_write_jpg((dir / "plain.jpg").c_str(), 32, 16, 1, grey.data(), 100));
+  const std::vector<std::uint8_t> jpeg = read_file_bytes(dir / "plain.jpg");
+  // The quadrants' values as seen (top left, top right, bottom left, bottom right) for each orientation.
+  const std::uint8_t expected[9][4] = {
+      {},
+      {top_left, top_right, bottom_left, bottom_right},  // 1: upright
+      {top_right, top_left, bottom_right, bottom_left},  // 2: mirrored
+      {bottom_right, bottom_left, top_right, top_left},  // 3: upside down
+      {bottom_left, bottom_right, top_left, top_right},  // 4: mirrored top to bottom
+      {top_left, bottom_left, top_right, bottom_right},  // 5: transposed
+      {bottom_left, top_left, bottom_right, top_right},  // 6: turned a quarter clockwise to be seen
+      {bottom_right, top_right, bottom_left, top_left},  // 7: transversed
+      {top_right, bottom_right, top_left, bottom_left},  // 8: turned a quarter counter-clockwise
+  };
+  for (int orientation = 1; orientation <= 8; ++orientation) {
+    for (const bool big_endian : {false, true}) {
+      const auto file = dir / "photo.jpg";
+      test::write_bytes(file, with_exif_orientation(jpeg, orientation, big_endian));
+      const GrayImage image = read_gray_image(file);
+      const bool turned = orientation >= 5;
+      ASSERT_EQ(image.width, turned ? 16 : 32) << orientation;
+      ASSERT_EQ(image.height, turned ? 32 : 16) << orientation;
+      EXPECT_EQ(image_dimensions(file), (turned ? std::pair{16, 32} : std::pair{32, 16})) << orientation;
+      const int w = image.width, h = image.height;
+      const std::pair<int, int> centres[4] = {
+          {w / 4, h / 4}, {3 * w / 4, h / 4}, {w / 4, 3 * h / 4}, {3 * w / 4, 3 * h / 4}};
+      for (int q = 0; q < 4; ++q) {
+        const int value = image.pixels[static_cast<std::size_t>(centres[q].second * w + centres[q].first)];
+        EXPECT_NEAR(value, expected[orientation][q], 4)
+            << "orientation " << orientation << ", quadrant " << q << (big_endian ? ", big-endian" : "");
+      }
+    }
+  }
+  // Without EXIF, or with an orientation out of range, the pixels are read as stored.
+  EXPECT_EQ(read_gray_image(dir / "plain.jpg").width, 32);
+  test::write_bytes(dir / "odd.jpg", with_exif_orientation(jpeg, 9, false));
+  EXPECT_EQ(read_gray_image(dir / "odd.jpg").pixels, read_gray_image(dir / "plain.jpg").pixels);
+}
+
 TEST(Image, FormatsItDoesNotReadAreNamed) {
   test::TempDir dir;
   const auto named = [&](const std::string& bytes, const std::string& format) {
