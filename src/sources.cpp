@@ -791,6 +791,15 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
         for (const std::size_t c : feature_index) {
           const std::string_view cell = cells[c];
           const auto v = parse_number(cell, decimal_comma);
+          if (!v && cell.empty()) {
+            // A missing value, or a column the header leaves unnamed: a trailing comma on every line.
+            const bool unnamed = header && first_row[c].empty();
+            throw Error::in_file(
+                path, fmt::format("line {}, column {}: the cell is empty{}", line.number, c + 1,
+                                  unnamed ? ", in a column the first line leaves unnamed (a comma at the end "
+                                            "of every line?)"
+                                          : " (features must be numbers: fill it in, or leave the row out)"));
+          }
           if (!v) {
             throw Error::in_file(
                 path, fmt::format("line {}, column {}: '{}' is not a number", line.number, c + 1, cell));

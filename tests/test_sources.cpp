@@ -416,6 +416,14 @@ TEST(Csv, BadTablesNameTheLineAndColumn) {
   EXPECT_NE(fails_with("y,a,b\n1,2,3\n0,5,x7\n").find("line 3, column 3: 'x7' is not a number"),
             std::string::npos);
   EXPECT_NE(fails_with("y,a\n1,nan\n").find("line 2, column 2: nan is not a finite"), std::string::npos);
+  EXPECT_NE(fails_with("y,a,b\n1,2,3\n0,,4\n")
+                .find("line 3, column 2: the cell is empty (features must be numbers"),
+            std::string::npos);
+  EXPECT_NE(
+      fails_with("y,a,b,\n1,2,3,\n")
+          .find("line 2, column 4: the cell is empty, in a column the first line leaves unnamed (a comma "
+                "at the end of every line?)"),
+      std::string::npos);
   EXPECT_NE(fails_with("y,a\n1,1e999\n").find("not a number"), std::string::npos);  // out of range
   EXPECT_NE(fails_with("y,a\n,1\n").find("line 2: the label is missing"), std::string::npos);
   EXPECT_NE(fails_with("y,a\n1,2\n", "label").find("the label column 'label' is not in the first line"),
