@@ -329,6 +329,9 @@ std::map<std::string, std::string> checkpoint_metadata(const TrainConfig& config
   meta["history_size"] = std::to_string(config.history_size);
   meta["standardize"] = config.standardize ? "true" : "false";
   meta["compute"] = config.compute;
+  // The path the run trains on: a resumed run goes on along it (the two agree within rounding, not bit
+  // for bit, and only the fast one gives the same results on any thread count).
+  meta["kernel"] = config.kernel == KernelChoice::kNaive ? "naive" : "fast";
   meta["data_folder"] = data_folder;
   meta["epochs_done"] = std::to_string(state.epochs_done);
   meta["batches_done"] = std::to_string(state.batches_done);
@@ -416,6 +419,11 @@ TrainConfig config_from_metadata(const ModelFile& file, const std::string& sourc
     config.standardize = it->second == "true";
   }
   if (auto it = file.metadata.find("compute"); it != file.metadata.end()) config.compute = it->second;
+  if (auto it = file.metadata.find("kernel"); it != file.metadata.end()) {  // written since 2026-12-07
+    if (it->second != "fast" && it->second != "naive")
+      throw Error(source + ": __metadata__ 'kernel' must be fast or naive, got '" + it->second + "'");
+    config.kernel = it->second == "naive" ? KernelChoice::kNaive : KernelChoice::kFast;
+  }
   try {
     check_recipe(config);
   } catch (const Error& e) {

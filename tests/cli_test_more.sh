@@ -179,6 +179,17 @@ expect 0 '^data: .*clean/test, test split, 2 examples' -- eval --model clean-run
 expect 0 '^run folder: clean-run' -- train --resume clean-run --skip-bad-images --epochs 2 --no-plots
 expect 0 '^clean-run has trained its 2 epochs: nothing to train \(--epochs N, more than 2, trains on\)$' -- \
   train --resume clean-run --skip-bad-images --no-plots
+# --threads may change on resuming where the results do not depend on it (a run from a larger machine):
+# one epoch on 1 thread, resumed on 2 to 3 epochs, is the 3 epochs trained at once on 2.
+"$softreg" train --train-csv own-train.csv --test-csv own-test.csv --epochs 3 --threads 2 --no-plots --quiet --out threads-once &&
+  "$softreg" train --train-csv own-train.csv --test-csv own-test.csv --epochs 1 --threads 1 --no-plots --quiet --out threads-resumed &&
+  "$softreg" train --resume threads-resumed --epochs 3 --threads 2 --no-plots --quiet &&
+  [ "$(cut -d, -f1-5 threads-once/metrics.csv)" = "$(cut -d, -f1-5 threads-resumed/metrics.csv)" ] && ok ||
+  fail "resumed on another thread count: $(cat threads-once/metrics.csv threads-resumed/metrics.csv)"
+expect 2 '^softreg: error: --kernel cannot be changed with --resume' -- train --resume threads-resumed --epochs 4 --kernel naive
+"$softreg" train --train-csv own-train.csv --test-csv own-test.csv --epochs 1 --kernel naive --no-plots --quiet --out naive-run
+expect 2 '^softreg: error: --threads cannot be changed with --resume \(the checkpoint.s recipe is used; --epochs may be raised\)$' -- \
+  train --resume naive-run --epochs 2 --threads 1
 # A model trained at --image-size, given its folder again: read at the model's size (eval, plot and resume
 # read the 2x2 images at their own size and found them the wrong size), and --image-size has no say there.
 mkdir -p big/train/dark big/train/light big/test/dark big/test/light

@@ -235,6 +235,20 @@ TEST(ModelIo, CheckpointMetadataRoundTrips) {
   EXPECT_EQ(config_from_metadata(older, "ckpt").compute, "f32");
   older.metadata["compute"] = "f8";
   expect_error([&] { config_from_metadata(older, "ckpt"); }, "compute");
+
+  // So does the kernel (a resumed run goes on along the path it trained on); older files are fast.
+  EXPECT_EQ(c.kernel, KernelChoice::kFast);
+  TrainConfig naive = config;
+  naive.kernel = KernelChoice::kNaive;
+  file.metadata = checkpoint_metadata(naive, state, nullptr, "/data");
+  EXPECT_EQ(config_from_metadata(parse_model(serialize_model(file), "ckpt"), "ckpt").kernel,
+            KernelChoice::kNaive);
+  ModelFile before_kernels = loaded;
+  before_kernels.metadata.erase("kernel");
+  EXPECT_EQ(config_from_metadata(before_kernels, "ckpt").kernel, KernelChoice::kFast);
+  before_kernels.metadata["kernel"] = "gpu";
+  expect_error([&] { config_from_metadata(before_kernels, "ckpt"); },
+               "'kernel' must be fast or naive, got 'gpu'");
 }
 
 TEST(Resume, StoppedAndRestoredTrainingEqualsUninterrupted) {

@@ -222,6 +222,15 @@ RunOptions run_options_for(const std::filesystem::path& folder, const LoadedData
   return options;
 }
 
+void warn_of_more_threads_than_cores(int threads) {
+  const int cores = hardware_threads();
+  if (threads <= cores) return;
+  fmt::print(stderr,
+             "softreg: warning: --threads {} is more than the {} cores here: slower than --threads {}, with "
+             "the same results\n",
+             threads, cores, cores);
+}
+
 void warn_of_classes_without_training_rows(const Dataset& train) {
   const std::vector<std::int64_t> rows = examples_per_class(train);
   std::vector<std::string> unseen;

@@ -78,6 +78,9 @@ void wait_for_stop_request();
 /// One line on stderr when classes have no training rows (a class only in the test set, or --classes
 /// above the labels): the model cannot learn them, and every test row of theirs counts as wrong.
 void warn_of_classes_without_training_rows(const Dataset& train);
+/// A warning on stderr when --threads asks for more threads than the machine has cores: they take turns
+/// on the cores and wait for each other at every batch (64 threads on 2 cores: an epoch 5 times slower).
+void warn_of_more_threads_than_cores(int threads);
 
 /// --check and --no-check (`what` ends their help, e.g. " on the refit").
 void add_check_flags(CLI::App& cmd, bool& check, bool& no_check, const std::string& what = "");

@@ -191,14 +191,16 @@ RecipeOptions add_recipe_options(CLI::App& cmd_ref, RecipeFlags& flags) {
                   "AVX-512 BF16; plain SGD only)")
       ->check(CLI::IsMember({"f32", "bf16"}))
       ->capture_default_str();
-  cmd->add_option("--kernel", flags.kernel, "fast (SIMD) or naive (the Eigen reference path)")
-      ->check(CLI::IsMember({"fast", "naive"}))
-      ->capture_default_str();
+  options.kernel =
+      cmd->add_option("--kernel", flags.kernel, "fast (SIMD) or naive (the Eigen reference path)")
+          ->check(CLI::IsMember({"fast", "naive"}))
+          ->capture_default_str();
   return options;
 }
 
 void RecipeOptions::note_given(RecipeFlags& flags) const {
   flags.epochs_given = epochs->count() > 0;
+  flags.kernel_given = kernel->count() > 0;
   flags.val_fraction_given = std::any_of(recipe.begin(), recipe.end(), [](const CLI::Option* o) {
     return o->get_name() == "--val-fraction" && o->count() > 0;
   });

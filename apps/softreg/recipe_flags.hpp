@@ -44,6 +44,7 @@ struct RecipeFlags {
   std::string compute = "f32";
   // Set after parsing by RecipeOptions::note_given.
   bool epochs_given = false;
+  bool kernel_given = false;
   bool val_fraction_given = false;
   std::vector<std::string> given;  // the recipe flags given, --epochs and --kernel aside
 };
@@ -51,6 +52,7 @@ struct RecipeFlags {
 /// The registered options, to learn after parsing which were given.
 struct RecipeOptions {
   CLI::Option* epochs = nullptr;
+  CLI::Option* kernel = nullptr;
   std::vector<CLI::Option*> recipe;
   void note_given(RecipeFlags& flags) const;
 };

@@ -58,18 +58,33 @@ void check_save_every(double seconds) {
     throw UsageError(fmt::format("--save-every must be a number of seconds, 0 or more, got {}", seconds));
 }
 
-// The saved run that --resume names, with --epochs applied; the recipe flags may not change.
+// The saved run that --resume names, with --epochs applied; the recipe flags may not change, but for
+// --threads where the results do not depend on it (the fast kernel).
 SavedRun saved_run_to_resume(const TrainOptions& options) {
-  if (!options.recipe.given.empty()) {
-    throw UsageError(
-        options.recipe.given.front() +
-        " cannot be changed with --resume (the checkpoint's recipe is used; --epochs may be raised)");
-  }
   SavedRun saved;
   try {
     saved = load_saved_run(options.resume);
   } catch (const Error& e) {
     throw Error(std::string("--resume ") + e.what());
+  }
+  const bool any_threads = saved.config.kernel == KernelChoice::kFast;
+  std::vector<std::string> fixed = options.recipe.given;
+  if (options.recipe.kernel_given) fixed.insert(fixed.begin(), "--kernel");
+  if (any_threads) std::erase(fixed, std::string("--threads"));
+  if (!fixed.empty()) {
+    throw UsageError(
+        fmt::format("{} cannot be changed with --resume (the checkpoint's recipe is used; --epochs "
+                    "may be raised{})",
+                    fixed.front(), any_threads ? ", --threads set" : ""));
+  }
+  if (any_threads) {
+    // The same results on any count: the one asked for, else the run's own but no more than the cores here
+    // (a run from a larger machine would otherwise crowd this one's cores).
+    const bool given = std::find(options.recipe.given.begin(), options.recipe.given.end(), "--threads") !=
+                       options.recipe.given.end();
+    if (given) check_threads(options.recipe.threads);
+    saved.config.threads =
+        given ? static_cast<int>(options.recipe.threads) : std::min(saved.config.threads, hardware_threads());
   }
   check_grid_count(options.grid_count);
   if (options.recipe.epochs_given && saved.config.optimizer == "lbfgs")
@@ -111,6 +126,7 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
   if (!options.resume.empty()) saved = saved_run_to_resume(options);
   if (!saved) check_grid_count(options.grid_count);  // resuming checks it with the saved run
   const TrainConfig config = saved ? saved->config : recipe_config(options.recipe);
+  warn_of_more_threads_than_cores(config.threads);
   // The data: from the flags, else (resuming) where the run's data came from, with the options the flags
   // give (--skip-bad-images, say) applied to it.
   DataSource source = options.data.source(config.seed, config.threads);

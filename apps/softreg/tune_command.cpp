@@ -134,6 +134,7 @@ int run_tune(TuneCommandOptions& o, std::chrono::steady_clock::time_point proces
   const bool val_fraction_given = given("--val-fraction");
   o.recipe.val_fraction_given = true;  // tune always validates (default 0.1)
   const TrainConfig base = recipe_config(o.recipe);
+  warn_of_more_threads_than_cores(base.threads);
   if (!o.out.empty()) check_folder_for_new_run(o.out);  // before the sweep, not after it
   TuneOptions tune_options{base, parse_grid(o.grid), full_batch ? std::vector<double>{} : learning_rates(o),
                            base.val_fraction,
