@@ -187,6 +187,10 @@ expect 0 '^clean-run has trained its 2 epochs: nothing to train \(--epochs N, mo
   [ "$(cut -d, -f1-5 threads-once/metrics.csv)" = "$(cut -d, -f1-5 threads-resumed/metrics.csv)" ] && ok ||
   fail "resumed on another thread count: $(cat threads-once/metrics.csv threads-resumed/metrics.csv)"
 expect 2 '^softreg: error: --kernel cannot be changed with --resume' -- train --resume threads-resumed --epochs 4 --kernel naive
+# More threads than cores (CI machines have 2 to 16): they take turns, which is said.
+"$softreg" train --train-csv own-train.csv --test-csv own-test.csv --epochs 1 --threads 64 --no-plots --quiet --out crowded 2>err.txt &&
+  grep -qE '^softreg: warning: --threads 64 is more than the [0-9]+ cores here: slower than --threads [0-9]+$' err.txt && ok ||
+  fail "64 threads: $(cat err.txt)"
 "$softreg" train --train-csv own-train.csv --test-csv own-test.csv --epochs 1 --kernel naive --no-plots --quiet --out naive-run
 expect 2 '^softreg: error: --threads cannot be changed with --resume \(the checkpoint.s recipe is used; --epochs may be raised\)$' -- \
   train --resume naive-run --epochs 2 --threads 1

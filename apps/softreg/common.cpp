@@ -226,8 +226,7 @@ void warn_of_more_threads_than_cores(int threads) {
   const int cores = hardware_threads();
   if (threads <= cores) return;
   fmt::print(stderr,
-             "softreg: warning: --threads {} is more than the {} cores here: slower than --threads {}, with "
-             "the same results\n",
+             "softreg: warning: --threads {} is more than the {} cores here: slower than --threads {}\n",
              threads, cores, cores);
 }
 
