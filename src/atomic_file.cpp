@@ -72,6 +72,9 @@ void write_file_atomic(const fs::path& path, std::string_view content) {
 }
 
 void write_file_atomic(const fs::path& path, std::initializer_list<std::string_view> pieces) {
+  // Said before anything is written, not as a failed rename after it ("Is a directory").
+  if (std::error_code ec; fs::is_directory(path, ec))
+    throw Error::in_file(path, "is a folder, not a file name");
   const fs::path folder = path.has_parent_path() ? path.parent_path() : fs::path(".");
   std::string temp = (folder / ("." + path.filename().string() + ".tmp.XXXXXX")).string();
   const int fd = ::mkstemp(temp.data());

@@ -272,6 +272,8 @@ TEST_F(RunTest, BadFoldersAreClearErrors) {
   TrainingRun(one, data, {.folder = dir / "short"}).train();
   write_file_atomic(dir / "short" / "metrics.csv", "epoch,train_loss,train_acc,test_acc,test_loss,seconds\n");
   test::expect_error([&] { load_saved_run(dir / "short"); }, "metrics.csv: has 0 epochs, the checkpoint 2");
+  // A file's name that names a folder is said to, before anything is written there.
+  test::expect_error([&] { write_file_atomic(dir / "short", "x"); }, "short: is a folder, not a file name");
   // A new run is not started over a finished one (resuming it is another matter).
   const auto model_bytes = read_file_bytes(dir / "short" / "model.safetensors");
   test::expect_error([&] { TrainingRun(one, data, {.folder = dir / "short"}); },

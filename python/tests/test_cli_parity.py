@@ -100,4 +100,6 @@ def test_save_is_atomic_and_bad_paths_are_clear(tmp_path):
         softreg.load(tmp_path / "bad.safetensors")
     with pytest.raises(ValueError, match="no model.safetensors there"):
         softreg.load(tmp_path)
+    with pytest.raises(ValueError, match="is a folder, not a file name"):
+        model.save(tmp_path)
     assert os.listdir(tmp_path) == ["bad.safetensors"]
