@@ -45,9 +45,9 @@ TEST(Tune, AWinnerAtAnEdgeOfTheGridIsNoted) {
             "the chosen l2 0.1 is the largest penalty tried: larger ones may score better; widen --grid");
   EXPECT_EQ(result({{1e-1, 0.1}, {0, 0.1}}, 1).edge_note(), "");  // nothing is below no penalty
   EXPECT_EQ(result({{1e-3, 0.1}}, 0).edge_note(), "");            // a value tried alone
-  EXPECT_EQ(result({{1e-2, 0.1}, {1e-3, 0.1}, {1e-2, 1.0}, {1e-3, 1.0}, {1e-2, 3.0}, {1e-3, 3.0}}, 3)
-                .edge_note(),
-            "the chosen l2 0.001 is the smallest penalty tried: smaller ones may score better; widen --grid");
+  EXPECT_EQ(
+      result({{1e-2, 0.1}, {1e-3, 0.1}, {1e-2, 1.0}, {1e-3, 1.0}, {1e-2, 3.0}, {1e-3, 3.0}}, 3).edge_note(),
+      "the chosen l2 0.001 is the smallest penalty tried: smaller ones may score better; widen --grid");
   EXPECT_EQ(result({{1e-2, 0.1}, {1e-2, 1.0}, {1e-2, 3.0}}, 2).edge_note(),
             "the chosen lr 3 is the largest learning rate tried: larger ones may score better; widen --lrs");
 }
