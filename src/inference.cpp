@@ -52,6 +52,7 @@ SplitData load_split_for_model(const ModelFile& model, const std::optional<DataS
     if (given) apply_options(*given, source);
   }
   if (model.input == InputKind::kImages) read_images_at_model_size(model.height, model.width, source);
+  check_image_options_apply(source);  // as load_data does, on the paths here that do not call it
   const int K = model.model.classes();
   SplitData result;
   if (split == "val") {

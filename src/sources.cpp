@@ -1233,6 +1233,16 @@ void apply_options(const DataSource& from, DataSource& to) {
   to.threads = from.threads;
 }
 
+void check_image_options_apply(const DataSource& source) {
+  if (source.image_height == 0 && !source.skip_bad_images) return;
+  std::string kind = source_kind(source);
+  if (kind == "images") return;
+  // Not ignored: the user meant some size, or thought there were images to pass over.
+  std::transform(kind.begin(), kind.end(), kind.begin(), [](unsigned char c) { return std::toupper(c); });
+  throw UsageError(fmt::format("{} applies to image folders only, not to {} data",
+                               source.image_height != 0 ? "--image-size" : "--skip-bad-images", kind));
+}
+
 void read_images_at_model_size(int height, int width, DataSource& source) {
   if (height > 0 && width > 0 && source.image_height == 0 && source_kind(source) == "images") {
     source.image_height = height;
@@ -1457,11 +1467,7 @@ LoadedData load_data(const DataSource& source) {
   }
   LoadedData loaded;
   loaded.kind = source_kind(source);
-  if (source.image_height != 0 && loaded.kind != "images") {  // not ignored: the user meant some size
-    std::string kind = loaded.kind;
-    std::transform(kind.begin(), kind.end(), kind.begin(), [](unsigned char c) { return std::toupper(c); });
-    throw UsageError(fmt::format("--image-size applies to image folders only, not to {} data", kind));
-  }
+  check_image_options_apply(source);
   if (loaded.kind == "images") {
     loaded.data = load_image_source(source, loaded);
   } else if (loaded.kind == "idx") {

@@ -177,6 +177,8 @@ expect 2 "^softreg: error: --skip-bad-images chooses the data of --index's test 
   predict --model run2/model.safetensors --skip-bad-images block.pgm
 expect 2 '^softreg: error: --label-column applies to CSV files of feature rows; this model was trained on images$' -- \
   predict --model run2/model.safetensors --label-column 0 block.pgm
+expect 2 '^softreg: error: --skip-bad-images applies to image folders only, not to IDX data$' -- \
+  predict --model run2/model.safetensors --index 0 --skip-bad-images
 printf '1,2\n' >rows.csv
 expect 1 '^softreg: error: rows.csv: holds feature rows, but the model was trained on images: give image files$' -- \
   predict --model run2/model.safetensors rows.csv

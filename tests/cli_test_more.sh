@@ -253,6 +253,10 @@ expect 2 "softreg: error: --image-size must be HxW" -- train --image-size 28 --t
 # Not ignored on other data: the user meant some size.
 expect 2 "^softreg: error: --image-size applies to image folders only, not to CSV data$" -- \
   train --image-size 28x28 --train-csv own-train.csv --test-fraction 0.2
+expect 2 "^softreg: error: --skip-bad-images applies to image folders only, not to CSV data$" -- \
+  data --train-csv own-train.csv --test-csv own-test.csv --skip-bad-images
+expect 2 "^softreg: error: --skip-bad-images applies to image folders only, not to CSV data$" -- \
+  eval --model own/model.safetensors --skip-bad-images
 expect 2 'softreg: error: give one kind of data' -- train --data /usr/share/datasets/fashion-mnist --train-csv own-train.csv
 expect 2 'softreg: error: --test-fraction must be in \(0, 1\), got 1.5' -- train --test-fraction 1.5
 

@@ -181,6 +181,9 @@ void apply_options(const DataSource& from, DataSource& to);
 /// its images' own: a model trained with --image-size given its folder again, or a folder of images of
 /// another size, is resized as predict resizes files. Other sources are left as they are.
 void read_images_at_model_size(int height, int width, DataSource& source);
+/// --image-size and --skip-bad-images are for image folders: a UsageError names the flag and the data's
+/// kind otherwise, rather than the option doing nothing.
+void check_image_options_apply(const DataSource& source);
 
 /// The kind of input a source gives: "idx", "images", "npy", "npz" or "csv".
 std::string source_kind(const DataSource& source);
