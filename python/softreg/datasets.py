@@ -59,6 +59,8 @@ def _load(name, data, fetch, mirrors, skip_bad_images=False, image_size=None):
     height, width = _image_size(image_size)
     if image_size is not None and data is None:
         raise ValueError("image_size applies to image folders (data=FOLDER), not to a data set by name")
+    if skip_bad_images and data is None:
+        raise ValueError("skip_bad_images applies to image folders (data=FOLDER), not to a data set by name")
     if data is not None:
         loaded = _core.load_data_folder(str(data), "", skip_bad_images, height, width)
     else:

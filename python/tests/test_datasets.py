@@ -111,3 +111,5 @@ def test_an_image_folder_at_a_size_of_ones_choosing(tmp_path):
             softreg.datasets.load(data=tmp_path, image_size=bad)
     with pytest.raises(ValueError, match="image_size applies to image folders"):
         softreg.datasets.load("fashion-mnist", image_size=(28, 28))
+    with pytest.raises(ValueError, match="skip_bad_images applies to image folders"):
+        softreg.datasets.load("fashion-mnist", skip_bad_images=True)
