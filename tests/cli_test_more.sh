@@ -187,6 +187,7 @@ expect 0 '^clean-run has trained its 2 epochs: nothing to train \(--epochs N, mo
   [ "$(cut -d, -f1-5 threads-once/metrics.csv)" = "$(cut -d, -f1-5 threads-resumed/metrics.csv)" ] && ok ||
   fail "resumed on another thread count: $(cat threads-once/metrics.csv threads-resumed/metrics.csv)"
 expect 2 '^softreg: error: --kernel cannot be changed with --resume' -- train --resume threads-resumed --epochs 4 --kernel naive
+expect 2 '^softreg: error: --compute cannot be changed with --resume' -- train --resume threads-resumed --epochs 4 --compute bf16
 # More threads than cores (CI machines have 2 to 16): they take turns, which is said.
 "$softreg" train --train-csv own-train.csv --test-csv own-test.csv --epochs 1 --threads 64 --no-plots --quiet --out crowded 2>err.txt &&
   grep -qE '^softreg: warning: --threads 64 is more than the [0-9]+ cores here: slower than --threads [0-9]+$' err.txt && ok ||

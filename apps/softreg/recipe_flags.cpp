@@ -186,11 +186,12 @@ RecipeOptions add_recipe_options(CLI::App& cmd_ref, RecipeFlags& flags) {
           "With a validation set (--val-fraction, or one given with the data): stop after "
           "this many epochs without a better validation accuracy and keep the best epoch's model"),
   };
-  cmd->add_option("--compute", flags.compute,
-                  "f32, or bf16: the fast path's products in bfloat16 (about twice as fast on CPUs with "
-                  "AVX-512 BF16; plain SGD only)")
-      ->check(CLI::IsMember({"f32", "bf16"}))
-      ->capture_default_str();
+  options.compute =
+      cmd->add_option("--compute", flags.compute,
+                      "f32, or bf16: the fast path's products in bfloat16 (about twice as fast on CPUs with "
+                      "AVX-512 BF16; plain SGD only)")
+          ->check(CLI::IsMember({"f32", "bf16"}))
+          ->capture_default_str();
   options.kernel =
       cmd->add_option("--kernel", flags.kernel, "fast (SIMD) or naive (the Eigen reference path)")
           ->check(CLI::IsMember({"fast", "naive"}))
@@ -201,6 +202,7 @@ RecipeOptions add_recipe_options(CLI::App& cmd_ref, RecipeFlags& flags) {
 void RecipeOptions::note_given(RecipeFlags& flags) const {
   flags.epochs_given = epochs->count() > 0;
   flags.kernel_given = kernel->count() > 0;
+  flags.compute_given = compute->count() > 0;
   flags.val_fraction_given = std::any_of(recipe.begin(), recipe.end(), [](const CLI::Option* o) {
     return o->get_name() == "--val-fraction" && o->count() > 0;
   });

@@ -45,6 +45,7 @@ struct RecipeFlags {
   // Set after parsing by RecipeOptions::note_given.
   bool epochs_given = false;
   bool kernel_given = false;
+  bool compute_given = false;
   bool val_fraction_given = false;
   std::vector<std::string> given;  // the recipe flags given, --epochs and --kernel aside
 };
@@ -53,6 +54,7 @@ struct RecipeFlags {
 struct RecipeOptions {
   CLI::Option* epochs = nullptr;
   CLI::Option* kernel = nullptr;
+  CLI::Option* compute = nullptr;
   std::vector<CLI::Option*> recipe;
   void note_given(RecipeFlags& flags) const;
 };

@@ -70,6 +70,7 @@ SavedRun saved_run_to_resume(const TrainOptions& options) {
   const bool any_threads = saved.config.kernel == KernelChoice::kFast;
   std::vector<std::string> fixed = options.recipe.given;
   if (options.recipe.kernel_given) fixed.insert(fixed.begin(), "--kernel");
+  if (options.recipe.compute_given) fixed.insert(fixed.begin(), "--compute");
   if (any_threads) std::erase(fixed, std::string("--threads"));
   if (!fixed.empty()) {
     throw UsageError(
