@@ -276,6 +276,7 @@ std::vector<Prediction> predict_feature_file(const ModelFile& model, const std::
   }
   const auto D = static_cast<std::size_t>(model.model.inputs());
   Dataset rows;
+  std::optional<RawLabels> labels;  // a table's own labels, where it has the label column
   if (path.extension() == ".npy") {
     NpyArray array = read_npy_file(path);
     if (array.shape.size() == 1) array.shape = {1, array.shape[0]};  // one row
@@ -298,7 +299,13 @@ std::vector<Prediction> predict_feature_file(const ModelFile& model, const std::
     if (!names.empty() && label_column.empty() &&
         (std::all_of(names.begin(), names.end(), named) ||
          std::any_of(names.begin(), names.end(), named_as_text))) {
-      rows = std::move(read_csv_file_without_labels(path, {model.label_name, names}).features);
+      if (!model.label_name.empty() && named(model.label_name)) {
+        CsvTable table = read_csv_file(path, "", 1, {model.label_name, names});
+        rows = std::move(table.features);
+        labels = std::move(table.labels);
+      } else {
+        rows = std::move(read_csv_file_without_labels(path, {model.label_name, names}).features);
+      }
     } else if (first_cells.size() == D && label_column.empty()) {
       // No label column: read as if a dummy label came first.
       CsvTable table = read_csv_file_without_labels(path);
@@ -306,7 +313,9 @@ std::vector<Prediction> predict_feature_file(const ModelFile& model, const std::
     } else {
       // The training layout: the label column is where training found it unless the caller says.
       const std::string column = label_column.empty() ? recorded_label_column(model) : label_column;
-      rows = std::move(read_csv_file(path, column).features);
+      CsvTable table = read_csv_file(path, column);
+      rows = std::move(table.features);
+      labels = std::move(table.labels);
     }
   }
   if (rows.features() != D) {
@@ -319,6 +328,15 @@ std::vector<Prediction> predict_feature_file(const ModelFile& model, const std::
   }
   rows.num_classes = model.model.classes();
   rows.labels.assign(rows.count, 0);
+  // A row's label as one of the model's classes, by its name (a number by its digits): shown beside the
+  // prediction as --index shows a test row's; none for a label the model does not know.
+  const auto true_class = [&](std::size_t i) -> std::optional<int> {
+    if (!labels || labels->size() != rows.count) return std::nullopt;
+    const std::string name = labels->is_text ? labels->text[i] : std::to_string(labels->numbers[i]);
+    const auto it = std::find(model.class_names.begin(), model.class_names.end(), name);
+    if (it == model.class_names.end()) return std::nullopt;
+    return static_cast<int>(it - model.class_names.begin());
+  };
   std::vector<Prediction> predictions;
   constexpr std::size_t kBlock = 1024;
   for (std::size_t begin = 0; begin < rows.count; begin += kBlock) {
@@ -326,7 +344,7 @@ std::vector<Prediction> predict_feature_file(const ModelFile& model, const std::
     const RowMatrix<float> logits = logits_of_rows(rows, begin, end, model.model);
     for (std::size_t i = begin; i < end; ++i) {
       predictions.push_back(
-          {fmt::format("{}:{}", path.string(), i), std::nullopt,
+          {fmt::format("{}:{}", path.string(), i), true_class(i),
            probabilities_from_logits(logits.row(static_cast<Eigen::Index>(i - begin)).data(),
                                      model.model.classes())});
     }

@@ -242,6 +242,8 @@ awk -F, -v OFS=, '{ print $2, $3, $1 }' own-train.csv >own-last.csv
 expect 0 'test accuracy 1\.0000' -- train --train-csv own-last.csv --label-column species --test-fraction 0.2 --no-plots --out own-last
 expect 0 '^data: own-bees.csv, test split, 5 examples' -- eval --model own-last/model.safetensors --test-csv own-bees.csv
 expect 0 '^own-bees.csv:4: bee' -- predict --model own-last/model.safetensors own-bees.csv
+# Rows with their label column show the true class beside the prediction, as --index does.
+[ "$(grep -c '  (true: bee\(, wrong\)\?)$' out.txt)" -eq 5 ] && ok || fail "predict with labels: $(cat out.txt)"
 expect 2 'softreg: error: --split train needs training data, but only test rows were given' -- \
   eval --model own-last/model.safetensors --test-csv own-bees.csv --split train
 printf 'species,x,y\nant,1,2\nbee,3\n' >ragged.csv
