@@ -1,6 +1,8 @@
 // Loading and locating datasets; all file checks live in idx.cpp, the cross-file checks here.
 #include "softreg/dataset.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -252,6 +254,23 @@ std::vector<std::uint32_t> stratified_holdout(const Dataset& data, double fracti
     held.insert(held.end(), rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(take));
   }
   std::sort(held.begin(), held.end());
+  return held;
+}
+
+std::vector<std::uint32_t> stratified_holdout_of_some(const Dataset& data, double fraction,
+                                                      std::uint64_t seed, std::string_view part) {
+  std::vector<std::uint32_t> held = stratified_holdout(data, fraction, seed);
+  if (held.empty()) {
+    throw Error(
+        fmt::format("a {} fraction of {} holds out none of the {} training examples (each class "
+                    "gives its share, rounded): give a larger one or a {} set",
+                    part, fraction, data.count, part));
+  }
+  if (held.size() == data.count) {
+    throw Error(
+        fmt::format("a {} fraction of {} holds out all {} training examples, leaving none to train on", part,
+                    fraction, data.count));
+  }
   return held;
 }
 

@@ -1157,18 +1157,7 @@ int classes_named(const Dataset& set) {
 }
 
 TrainTestData split_off_test(Dataset all, double fraction, std::uint64_t seed) {
-  const std::vector<std::uint32_t> held = stratified_holdout(all, fraction, seed);
-  // Each class gives its share rounded: small classes may give none, or all of theirs.
-  if (held.empty()) {
-    throw Error(
-        fmt::format("a test fraction of {} holds out none of the {} examples (each class gives its "
-                    "share, rounded): give a larger one or a test set",
-                    fraction, all.count));
-  }
-  if (held.size() == all.count) {
-    throw Error(fmt::format("a test fraction of {} holds out all {} examples, leaving none to train on",
-                            fraction, all.count));
-  }
+  const std::vector<std::uint32_t> held = stratified_holdout_of_some(all, fraction, seed, "test");
   std::vector<std::uint32_t> kept;
   kept.reserve(all.count - held.size());
   std::size_t h = 0;

@@ -173,19 +173,8 @@ Trainer::Trainer(const TrainConfig& config, const Dataset& train, const Dataset&
     if (validation->count == 0) throw Error("the validation set has no rows");
     validation_ = *validation;
   } else if (config.val_fraction > 0) {
-    const std::vector<std::uint32_t> held = stratified_holdout(train, config.val_fraction, config.seed);
-    if (held.empty()) {
-      throw Error(
-          fmt::format("a validation fraction of {} holds out none of the {} training examples: give a "
-                      "larger one or a validation set",
-                      config.val_fraction, train.count));
-    }
-    if (held.size() == train.count) {
-      throw Error(
-          fmt::format("a validation fraction of {} holds out all {} training examples, leaving none to "
-                      "train on",
-                      config.val_fraction, train.count));
-    }
+    const std::vector<std::uint32_t> held =
+        stratified_holdout_of_some(train, config.val_fraction, config.seed, "validation");
     validation_ = subset(train, held);
     std::vector<std::uint32_t> rest;
     std::set_difference(train_rows_.begin(), train_rows_.end(), held.begin(), held.end(),

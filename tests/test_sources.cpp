@@ -276,10 +276,12 @@ TEST(Sources, NpyFilesTrainAndEvaluateLikeAnyOtherData) {
   no_test.test_fraction = 0.001;
   EXPECT_NE(error_of([&] {
               load_data(no_test);
-            }).find("a test fraction of 0.001 holds out none of the 300 examples"),
+            }).find("a test fraction of 0.001 holds out none of the 300 training examples"),
             std::string::npos);
   no_test.test_fraction = 0.999;
-  EXPECT_NE(error_of([&] { load_data(no_test); }).find("a test fraction of 0.999 holds out all 300 examples"),
+  EXPECT_NE(error_of([&] {
+              load_data(no_test);
+            }).find("a test fraction of 0.999 holds out all 300 training examples"),
             std::string::npos);
 }
 

@@ -74,6 +74,10 @@ struct Dataset {
 /// A seeded, stratified hold-out: about `fraction` of each class's examples (rounded per class), chosen
 /// from `seed` alone, as sorted row indices. Deterministic for a given dataset, fraction and seed.
 std::vector<std::uint32_t> stratified_holdout(const Dataset& data, double fraction, std::uint64_t seed);
+/// The same, for a part the run needs rows in and rows beside (`part`: "validation", "test"): an Error
+/// where the rounding holds out no row, or every row.
+std::vector<std::uint32_t> stratified_holdout_of_some(const Dataset& data, double fraction,
+                                                      std::uint64_t seed, std::string_view part);
 
 /// The given rows of `data` as a dataset of their own (a copy; for small parts such as a validation set).
 Dataset subset(const Dataset& data, std::span<const std::uint32_t> rows);
