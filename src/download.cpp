@@ -563,17 +563,19 @@ std::string gzip_content_sha256(const fs::path& path, std::uint64_t max_content)
 // A mirror of another data set serves files of the same names: ": this is fashion-mnist's
 // train-images-idx3-ubyte.gz", where the file at `path` is another known data set's (as published or
 // re-compressed); "" otherwise.
-std::string whose_file_it_is(const PublishedFile& wanted, const fs::path& path,
-                             const std::string& published) {
-  std::uint64_t largest = 0;
-  for (const KnownDataset& dataset : known_datasets()) {
-    for (const PublishedFile& known : dataset.files)
-      largest = std::max(largest, known.content_size);
-  }
-  std::string content;
-  try {
-    content = gzip_content_sha256(path, largest);
-  } catch (const Error&) {  // not gzip, or larger than any: nobody's
+std::string whose_file_it_is(const PublishedFile& wanted, const fs::path& path, const std::string& published,
+                             const std::optional<std::string>& content_digest) {
+  std::string content = content_digest.value_or("");
+  if (!content_digest) {  // not decompressed yet, or not within the size pinned for `wanted`
+    std::uint64_t largest = 0;
+    for (const KnownDataset& dataset : known_datasets()) {
+      for (const PublishedFile& known : dataset.files)
+        largest = std::max(largest, known.content_size);
+    }
+    try {
+      content = gzip_content_sha256(path, largest);
+    } catch (const Error&) {  // not gzip, or larger than any: nobody's
+    }
   }
   for (const KnownDataset& dataset : known_datasets()) {
     for (const PublishedFile& known : dataset.files) {
@@ -589,16 +591,18 @@ Verified verify_published_file(const PublishedFile& file, const fs::path& path) 
   const std::string published = sha256_file(path);
   if (published == file.sha256) return Verified::kPublished;
   std::string content = "not pinned";
+  std::optional<std::string> digest;  // of the decompressed content, where it was computed
   if (!file.content_sha256.empty()) {
     try {
-      content = gzip_content_sha256(path, file.content_size);
+      digest = gzip_content_sha256(path, file.content_size);
+      content = *digest;
     } catch (const Error& e) {
       std::string why = e.what();
       content = why.substr(why.find(": ") == std::string::npos ? 0 : why.find(": ") + 2);
     }
     if (content == file.content_sha256) return Verified::kContent;
   }
-  const std::string whose = whose_file_it_is(file, path, published);
+  const std::string whose = whose_file_it_is(file, path, published, digest);
   throw Error::in_file(
       path, fmt::format("checksum mismatch: SHA-256 {} (published: {}){}{}", published, file.sha256,
                         file.content_sha256.empty() ? std::string()
