@@ -192,9 +192,8 @@ void add_data_source_options(CLI::App& cmd, DataSourceFlags& flags) {
                  "Validation rows (CSV), in place of --val-fraction's held-out rows")
       ->group(group);
   cmd.add_option("--label-column", flags.label_column,
-                 "CSV label column, by name or 0-based index, negative from the end (-1: the last) (default: "
-                 "0; for eval "
-                 "and predict, the model's)")
+                 "CSV label column, by name or 0-based index, negative from the end (-1: the last) "
+                 "(default: 0; for eval and predict, the model's)")
       ->group(group);
   cmd.add_option("--classes", flags.classes, "Number of classes (default: from the labels)")->group(group);
   cmd.add_option("--test-fraction", flags.test_fraction,
