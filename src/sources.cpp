@@ -6,6 +6,7 @@
 #include <zip.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cctype>
 #include <charconv>
@@ -132,10 +133,7 @@ NpyArray parse_npy(const Bytes& bytes, const std::string& source) {
       item > 1024) {
     throw Error::in_file(source, fmt::format("NPY dtype '{}' is not supported", array.descr));
   }
-  if (order == '>' && item > 1) {
-    throw Error::in_file(source,
-                         fmt::format("NPY dtype '{}' is big-endian; save it little-endian", array.descr));
-  }
+  array.big_endian = order == '>' && item > 1;
   array.item_size = array.kind == 'U' ? 4 * item : item;
   if (header_value(header, "fortran_order", source) != "False") {
     throw Error::in_file(source, "NPY array is in Fortran order; save it in C order (np.ascontiguousarray)");
@@ -261,6 +259,15 @@ T load_le(const std::uint8_t* p) {
   return v;
 }
 
+// An element of an NPY array in its byte order: a big-endian one's bytes reversed first.
+template <class T>
+T load_npy(const std::uint8_t* p, bool big_endian) {
+  if (!big_endian) return load_le<T>(p);
+  std::array<std::uint8_t, sizeof(T)> reversed;
+  std::reverse_copy(p, p + sizeof(T), reversed.begin());
+  return load_le<T>(reversed.data());
+}
+
 // Finite floats only: a NaN or Inf feature would turn every weight it touches into NaN.
 void check_finite(const Dataset& set, const std::string& source) {
   if (set.element != ElementType::kF32) return;
@@ -315,25 +322,26 @@ bool holds_numbers(const NpyArray& array) {
 double npy_number(const NpyArray& array, std::size_t i) {
   const std::uint8_t* e = array.data.data() + i * array.item_size;
   const bool is_signed = array.kind == 'i';
+  const bool big = array.big_endian;
   switch (array.kind == 'b' ? 0 : array.item_size) {
     case 0:
       return *e != 0 ? 1.0 : 0.0;
     case 1:
-      return is_signed ? static_cast<double>(load_le<std::int8_t>(e))
-                       : static_cast<double>(load_le<std::uint8_t>(e));
+      return is_signed ? static_cast<double>(load_npy<std::int8_t>(e, big))
+                       : static_cast<double>(load_npy<std::uint8_t>(e, big));
     case 2:
-      if (array.kind == 'f') return float_of_half(load_le<std::uint16_t>(e));
-      return is_signed ? static_cast<double>(load_le<std::int16_t>(e))
-                       : static_cast<double>(load_le<std::uint16_t>(e));
+      if (array.kind == 'f') return float_of_half(load_npy<std::uint16_t>(e, big));
+      return is_signed ? static_cast<double>(load_npy<std::int16_t>(e, big))
+                       : static_cast<double>(load_npy<std::uint16_t>(e, big));
     case 4:
-      if (array.kind == 'f') return load_le<float>(e);
+      if (array.kind == 'f') return load_npy<float>(e, big);
       // Each side its own double: int32_t against uint32_t would make both unsigned.
-      return is_signed ? static_cast<double>(load_le<std::int32_t>(e))
-                       : static_cast<double>(load_le<std::uint32_t>(e));
+      return is_signed ? static_cast<double>(load_npy<std::int32_t>(e, big))
+                       : static_cast<double>(load_npy<std::uint32_t>(e, big));
     default:
-      if (array.kind == 'f') return load_le<double>(e);
-      return is_signed ? static_cast<double>(load_le<std::int64_t>(e))
-                       : static_cast<double>(load_le<std::uint64_t>(e));
+      if (array.kind == 'f') return load_npy<double>(e, big);
+      return is_signed ? static_cast<double>(load_npy<std::int64_t>(e, big))
+                       : static_cast<double>(load_npy<std::uint64_t>(e, big));
   }
 }
 
@@ -359,7 +367,7 @@ Dataset features_from_npy(const NpyArray& array, const std::string& source) {
     } else {
       set.pixels = Bytes(std::vector<std::uint8_t>(array.data.begin(), array.data.end()));
     }
-  } else if (array.descr == "|u1" || array.descr == "<u1" || array.descr == "=u1") {
+  } else if (array.kind == 'u' && array.item_size == 1) {
     set.element = ElementType::kU8;  // pixels: scaled by 1/255 as they are read
     set.pixels = array.data;
   } else if (holds_numbers(array)) {
@@ -400,6 +408,7 @@ RawLabels labels_from_npy(const NpyArray& array, const std::string& source) {
   RawLabels labels;
   const std::size_t n = array.shape[0];
   const std::uint8_t* p = array.data.data();
+  const bool big = array.big_endian;
   if (array.kind == 'i' || array.kind == 'u' || array.kind == 'b') {
     if (array.item_size != 1 && array.item_size != 2 && array.item_size != 4 && array.item_size != 8) {
       throw Error::in_file(source, fmt::format("labels of dtype '{}' are not supported", array.descr));
@@ -411,16 +420,16 @@ RawLabels labels_from_npy(const NpyArray& array, const std::string& source) {
       const bool is_signed = array.kind == 'i';
       switch (array.item_size) {
         case 1:
-          v = is_signed ? load_le<std::int8_t>(e) : load_le<std::uint8_t>(e);
+          v = is_signed ? load_npy<std::int8_t>(e, big) : load_npy<std::uint8_t>(e, big);
           break;
         case 2:
-          v = is_signed ? load_le<std::int16_t>(e) : load_le<std::uint16_t>(e);
+          v = is_signed ? load_npy<std::int16_t>(e, big) : load_npy<std::uint16_t>(e, big);
           break;
         case 4:
-          v = is_signed ? load_le<std::int32_t>(e) : load_le<std::uint32_t>(e);
+          v = is_signed ? load_npy<std::int32_t>(e, big) : load_npy<std::uint32_t>(e, big);
           break;
         default: {
-          const auto u = load_le<std::uint64_t>(e);
+          const auto u = load_npy<std::uint64_t>(e, big);
           if (!is_signed && u > static_cast<std::uint64_t>(INT64_MAX)) {
             throw Error::in_file(source, fmt::format("label {} at index {} is out of range", u, i));
           }
@@ -450,7 +459,7 @@ RawLabels labels_from_npy(const NpyArray& array, const std::string& source) {
                  strnlen(reinterpret_cast<const char*>(e), array.item_size));
       } else {  // UTF-32 code points, zero-padded: written out as UTF-8
         for (std::size_t c = 0; c < array.item_size / 4; ++c) {
-          const auto cp = load_le<std::uint32_t>(e + 4 * c);
+          const auto cp = load_npy<std::uint32_t>(e + 4 * c, big);
           if (cp == 0) break;
           if (cp < 0x80) {
             s += static_cast<char>(cp);

@@ -25,6 +25,7 @@ struct NpyArray {
   std::string descr;
   char kind = 0;  // 'f' float, 'i' signed, 'u' unsigned, 'b' bool, 'U' unicode, 'S' bytes
   std::size_t item_size = 0;
+  bool big_endian = false;  // '>' (numpy on a big-endian machine, or astype('>f4')): converted as read
   std::vector<std::size_t> shape;
   Bytes data;
 
@@ -32,8 +33,8 @@ struct NpyArray {
 };
 
 /// Parses a .npy buffer (format versions 1 to 3): magic, header dictionary, dtype, shape and that the
-/// body has exactly the bytes the header promises. Fortran order, big-endian data and object arrays are
-/// errors. `source` names the file in messages.
+/// body has exactly the bytes the header promises. Fortran order and object arrays are errors; big-endian
+/// data is read in its byte order. `source` names the file in messages.
 NpyArray parse_npy(const Bytes& bytes, const std::string& source);
 /// Reads (memory-maps) and parses a .npy file.
 NpyArray read_npy_file(const std::filesystem::path& path);
