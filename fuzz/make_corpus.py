@@ -124,8 +124,22 @@ def main():
             pixels = np.arange(48, dtype=np.uint8).reshape(3, 4, 4) * 5
             Image.fromarray(pixels, "RGBA").save(out, "WEBP", **options)
             put("image", name, out.getvalue())
+        # JPEG: baseline grey, progressive colour, and one with an EXIF orientation (a phone's portrait
+        # photo), whose APP1 segment the loader reads to turn the image upright.
+        grey = Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8) * 4, "L")
+        colour = Image.fromarray(np.arange(8 * 6 * 3, dtype=np.uint8).reshape(8, 6, 3), "RGB")
+        for name, image, options in (("grey.jpg", grey, {"quality": 75}),
+                                     ("progressive.jpg", colour, {"quality": 60, "progressive": True})):
+            out = io.BytesIO()
+            image.save(out, "JPEG", **options)
+            put("image", name, out.getvalue())
+        exif = Image.Exif()
+        exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to view
+        out = io.BytesIO()
+        colour.save(out, "JPEG", quality=60, exif=exif.tobytes())
+        put("image", "exif_rotated.jpg", out.getvalue())
     except ImportError:
-        print("Pillow not found: no WebP seeds", file=sys.stderr)
+        print("Pillow not found: no WebP or JPEG seeds", file=sys.stderr)
 
     # NPY: feature matrices and label vectors of each supported dtype.
     put("npy", "f4.npy", npy(np.arange(6, dtype=np.float32).reshape(2, 3)))
@@ -139,6 +153,9 @@ def main():
     put("npy", "labels_u2.npy", npy(np.array([3, 1], dtype=np.uint16)))
     put("npy", "labels_str.npy", npy(np.array(["cat", "dog", "cat"])))
     put("npy", "labels_col.npy", npy(np.array([[1], [0]], dtype=np.int32)))
+    # Big-endian arrays, read in their byte order.
+    put("npy", "f4_big.npy", npy(np.array([[1.5, -2], [3e7, 0]], dtype=">f4")))
+    put("npy", "labels_str_big.npy", npy(np.array(["cat", "\u00e9t\u00e9"], dtype=">U3")))
 
     # NPZ: stored and deflated archives with the four keys.
     for name, save in (("stored.npz", np.savez), ("deflated.npz", np.savez_compressed)):
