@@ -171,6 +171,8 @@ def main():
     # Tabs, or semicolons with decimal commas, where the first line has no comma.
     put("csv", "tabs.tsv", b"\x00" + b"label\tx\ty\ncat\t1.5\t2\ndog\t-1\t0.25\n")
     put("csv", "semicolons.csv", b"\x02" + b'x;label;y\n1,5;cat;2\n"-1,0";dog;0,25\n')
+    # Row names in an unnamed first column, as pandas' to_csv writes its index.
+    put("csv", "row_names.csv", b"\x02" + b",x,label\n0,1.5,cat\n1,2,dog\n")
     # More than 2 x 2,048 lines, first byte's high bit set: two threads parse runs of lines.
     lines = ["label,a,b"] + ["%d,%d.5,%d" % (i % 3, i, -i) for i in range(4200)]
     put("csv", "two_runs.csv", b"\x80" + ("\n".join(lines) + "\n").encode())

@@ -718,8 +718,22 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
     const std::vector<std::string_view>& second = splitter.split(lines[1].text);
     if (label_index < second.size() && parse_number(second[label_index], decimal_comma)) header = true;
   }
-  // The columns read as features, in order: every one but the label's, or those asked for by name.
+  // A first column with no name in the header holds row names: pandas' DataFrame.to_csv writes its
+  // index there unless given index=False, as R's write.csv does its row names. Read as a feature, the
+  // row numbers would teach the model the file's order (and 0..n overflows a step at lr 0.1), so it is
+  // left out, said in a note; as the default label column, the next one takes its place.
   CsvTable table;
+  const bool index_given = with_labels && !named_label && !label_column.empty();
+  const bool row_names = header && columns > 1 && first_row[0].empty() && !(index_given && label_index == 0);
+  if (row_names) {
+    if (with_labels && label_index == 0) label_index = 1;
+    table.notes.push_back(fmt::format(
+        "{}: column 1 has no name in the first line: read as row names (pandas' index, written by to_csv "
+        "without index=False) and left out",
+        path.string()));
+  }
+  // The columns read as features, in order: every one but the label's and the row names, or those asked
+  // for by name.
   std::vector<std::size_t> feature_index;
   if (header && !feature_columns.empty()) {
     for (const std::string& name : feature_columns) {
@@ -732,12 +746,14 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
     }
     table.features.feature_names = feature_columns;
   } else {
-    for (std::size_t c = 0; c < columns; ++c) {
+    for (std::size_t c = row_names ? 1 : 0; c < columns; ++c) {
       if (c == label_index) continue;
       feature_index.push_back(c);
       if (header) table.features.feature_names.push_back(first_row[c]);
     }
   }
+  if (feature_index.empty())
+    throw Error::in_file(path, "has no feature column besides the labels and the row names");
   if (header && with_labels) table.features.label_name = first_row[label_index];
   const std::size_t first = header ? 1 : 0;
   const std::size_t n = lines.size() - first, D = feature_index.size();
@@ -766,6 +782,20 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
     runs[t].end = n * (t + 1) / runs.size();
   }
   std::vector<std::uint8_t> values(n * D * sizeof(float));
+  // Said of text in a named feature column while the labels came from the first column by default: most
+  // likely the labels, which many exported tables keep last. The flag's value as a shell takes it: the
+  // name where it needs no quotes, else the index.
+  const auto maybe_the_labels = [&](std::size_t c) {
+    if (!with_labels || !label_column.empty() || named_label || !header) return std::string();
+    const std::string& name = first_row[c];
+    const bool plain = !name.empty() && std::all_of(name.begin(), name.end(), [](char ch) {
+      return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-' || ch == '.';
+    });
+    return fmt::format(
+        " (if column {} holds the labels, --label-column {} says so; the default is the first "
+        "column)",
+        c + 1, plain ? name : std::to_string(c));
+  };
   const auto parse_run = [&](Run& run) {
     CsvLineSplitter cells_of(separator);
     if (with_labels) {
@@ -810,8 +840,8 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
                                           : " (features must be numbers: fill it in, or leave the row out)"));
           }
           if (!v) {
-            throw Error::in_file(
-                path, fmt::format("line {}, column {}: '{}' is not a number", line.number, c + 1, cell));
+            throw Error::in_file(path, fmt::format("line {}, column {}: '{}' is not a number{}", line.number,
+                                                   c + 1, cell, maybe_the_labels(c)));
           }
           if (!std::isfinite(*v) || std::abs(*v) > 3.0e38) {
             throw Error::in_file(path, fmt::format("line {}, column {}: {} is not a finite float32 number",
@@ -872,10 +902,10 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
 // A table of kCachedTableBytes or more is parsed once: its numbers, labels and feature names go to the
 // decoded cache (idx_cache_folder) under the file's size, time and inode, and later runs map the numbers
 // in place. An entry: four 64-bit counts (rows, features, text labels or not, feature names), the
-// floats, the labels (64-bit numbers, or a 32-bit length and the bytes each), then the feature names and
-// the label column's name likewise.
+// floats, the labels (64-bit numbers, or a 32-bit length and the bytes each), then the feature names, the
+// label column's name and the notes likewise (a 64-bit count before the notes).
 constexpr std::size_t kCachedTableBytes = 1 << 20;
-constexpr std::array<char, 8> kCsvCacheMagic = {'S', 'R', 'C', 'S', 'V', 'C', '0', '3'};
+constexpr std::array<char, 8> kCsvCacheMagic = {'S', 'R', 'C', 'S', 'V', 'C', '0', '4'};
 
 void put_bytes(std::vector<std::uint8_t>& out, const void* data, std::size_t size) {
   const auto* p = static_cast<const std::uint8_t*>(data);
@@ -903,6 +933,9 @@ std::vector<std::uint8_t> encode_table(const CsvTable& table) {
   }
   put_strings(out, table.features.feature_names);
   put_strings(out, {table.features.label_name});
+  const std::uint64_t notes = table.notes.size();
+  put_bytes(out, &notes, sizeof notes);
+  put_strings(out, table.notes);
   return out;
 }
 
@@ -950,8 +983,9 @@ std::optional<CsvTable> decode_table(const Bytes& bytes, bool with_labels) {
     if (!take(table.labels.numbers.data(), n * sizeof(std::int64_t))) return std::nullopt;
   }
   std::vector<std::string> label_name;
+  std::uint64_t notes = 0;
   if (!take_strings(table.features.feature_names, names) || !take_strings(label_name, 1) ||
-      at != bytes.size())
+      !take(&notes, sizeof notes) || notes > most || !take_strings(table.notes, notes) || at != bytes.size())
     return std::nullopt;
   table.features.label_name = label_name[0];
   return table;
@@ -1274,6 +1308,7 @@ struct FeatureParts {
   RawPart train, test, validation;
   fs::path folder;        // what messages and records name: the .npz, or the training features or table
   std::string test_hint;  // how to give a test set
+  std::vector<std::string> notes;  // the tables' notes (CsvTable)
 };
 
 // The features and labels of one part given as two .npy files; none when neither is given.
@@ -1345,6 +1380,7 @@ FeatureParts read_csv_parts(const DataSource& source) {
   const auto csv_part = [&](const fs::path& path, const CsvNames& trained) {
     if (path.empty()) return RawPart{};
     CsvTable table = read_csv_file(path, source.label_column, source.threads, trained);
+    parts.notes.insert(parts.notes.end(), table.notes.begin(), table.notes.end());
     return RawPart{std::move(table.features), std::move(table.labels), path.string(), path, path.string()};
   };
   parts.train = csv_part(source.train_csv, {});
@@ -1477,6 +1513,7 @@ LoadedData load_data(const DataSource& source) {
     loaded.folder = parts.folder;
     loaded.test_file = parts.test.file;
     loaded.validation_file = parts.validation.file;
+    loaded.notes = parts.notes;
     loaded.data = labelled_features(std::move(parts), source);
   }
   for (Dataset* set : {&loaded.data.train, &loaded.data.test}) {

@@ -246,6 +246,19 @@ expect 0 '^own-bees.csv:4: bee' -- predict --model own-last/model.safetensors ow
 [ "$(grep -c '  (true: bee\(, wrong\)\?)$' out.txt)" -eq 5 ] && ok || fail "predict with labels: $(cat out.txt)"
 expect 2 'softreg: error: --split train needs training data, but only test rows were given' -- \
   eval --model own-last/model.safetensors --test-csv own-bees.csv --split train
+# A table as pandas writes it by default (to_csv without index=False): its unnamed first column of row
+# numbers is left out, said in a note, and the model has the two named features; predict reads such a
+# table by the model's column names.
+awk -F, -v OFS=, 'NR == 1 { print "", $0; next } { print NR - 2, $0 }' own-train.csv >own-indexed.csv
+expect 0 '^softreg: note: own-indexed.csv: column 1 has no name in the first line: read as row names \(pandas. index' -- \
+  train --train-csv own-indexed.csv --label-column species --test-fraction 0.2 --no-plots --out own-indexed
+grep -q 'test accuracy 1\.0000' out.txt && ok || fail "train on own-indexed.csv: $(cat out.txt)"
+expect 0 '^model: own-indexed \(3 classes, 2 f32 features\)' -- eval --model own-indexed
+expect 0 '^own-indexed.csv:1: bee' -- predict --model own-indexed own-indexed.csv
+expect 0 '^note: own-indexed.csv: column 1 has no name' -- data --train-csv own-indexed.csv --label-column species --test-fraction 0.2
+# The labels kept last while the first column is taken by default: the error says which flag names them.
+expect 1 "line 2, column 3: 'ant' is not a number \(if column 3 holds the labels, --label-column species says so" -- \
+  train --train-csv own-last.csv --test-fraction 0.2 --no-plots --out own-last-default
 printf 'species,x,y\nant,1,2\nbee,3\n' >ragged.csv
 expect 1 'softreg: error: ragged.csv: line 3 has 2 cells, but the first line has 3' -- train --train-csv ragged.csv --test-fraction 0.5
 printf 'species,x,y\nant,1,oops\n' >text.csv

@@ -495,6 +495,58 @@ TEST(Csv, BadTablesNameTheLineAndColumn) {
             (std::vector<std::string>{"cat", "2.5", "1.0"}));
 }
 
+// pandas' DataFrame.to_csv without index=False (and R's write.csv) writes the row index as a first column
+// with no name: left out of the features, with a note, not learned from.
+TEST(Csv, AnUnnamedFirstColumnIsRowNamesAndLeftOut) {
+  const std::string text = ",a,b,label\n0,0.5,1.5,cat\n1,2.5,3.5,dog\n2,-1,4,cat\n";
+  const CsvTable named = parse_csv(text, "t.csv", "label");
+  EXPECT_EQ(named.features.width, 2U);
+  EXPECT_EQ(named.features.feature_names, (std::vector<std::string>{"a", "b"}));
+  EXPECT_FLOAT_EQ(named.features.value(1, 0), 2.5f);
+  EXPECT_EQ(named.labels.text, (std::vector<std::string>{"cat", "dog", "cat"}));
+  ASSERT_EQ(named.notes.size(), 1U);
+  EXPECT_NE(named.notes[0].find("t.csv: column 1 has no name"), std::string::npos);
+  EXPECT_NE(named.notes[0].find("left out"), std::string::npos);
+  // By default the labels are the first column: the first named one, the row names left out.
+  const CsvTable first = parse_csv(",y,a,b\n10,1,0.5,1.5\n11,0,2.5,3.5\n", "t.csv", "");
+  EXPECT_EQ(first.labels.numbers, (std::vector<std::int64_t>{1, 0}));
+  EXPECT_EQ(first.features.feature_names, (std::vector<std::string>{"a", "b"}));
+  // pandas' default column names are numbers too; the label's name makes the first line a header.
+  const CsvTable numbered = parse_csv(",0,1,label\n0,0.5,1.5,cat\n1,2.5,3.5,dog\n", "t.csv", "label");
+  EXPECT_EQ(numbered.features.feature_names, (std::vector<std::string>{"0", "1"}));
+  // Asked for by index, the unnamed column is the labels, as asked.
+  const CsvTable asked = parse_csv(",a,b\n1,0.5,1.5\n0,2.5,3.5\n", "t.csv", "0");
+  EXPECT_EQ(asked.labels.numbers, (std::vector<std::int64_t>{1, 0}));
+  EXPECT_EQ(asked.features.width, 2U);
+  EXPECT_TRUE(asked.notes.empty());
+  // Without a header, or with a named first column, nothing is left out.
+  EXPECT_EQ(parse_csv("0,0.5,1.5\n1,2.5,3.5\n", "t.csv", "").features.width, 2U);
+  const CsvTable id = parse_csv("id,a,label\n7,0.5,cat\n8,2.5,dog\n", "t.csv", "label");
+  EXPECT_EQ(id.features.width, 2U);
+  EXPECT_TRUE(id.notes.empty());
+  // Row names and a label, nothing else: no features.
+  EXPECT_NE(error_of([] {
+              parse_csv(",label\n0,cat\n1,dog\n", "t.csv", "label");
+            }).find("no feature column besides the labels and the row names"),
+            std::string::npos);
+}
+
+// Text in a named column while the labels came from the first column by default: the error says how to
+// name the label column.
+TEST(Csv, TextInANamedColumnSuggestsItAsTheLabelColumn) {
+  EXPECT_NE(error_of([] { parse_csv("a,b,species\n0.5,1.5,cat\n2.5,3.5,dog\n", "t.csv", ""); })
+                .find("line 2, column 3: 'cat' is not a number (if column 3 holds the labels, --label-column "
+                      "species says so"),
+            std::string::npos);
+  // A name a shell would need quotes for: its index.
+  EXPECT_NE(
+      error_of([] { parse_csv("a,b,my kind\n0.5,1.5,cat\n", "t.csv", ""); }).find("--label-column 2 says so"),
+      std::string::npos);
+  // The label column given: no suggestion.
+  EXPECT_EQ(error_of([] { parse_csv("y,a,b\n1,0.5,x\n", "t.csv", "y"); }).find("--label-column"),
+            std::string::npos);
+}
+
 TEST(Csv, ThreadsParseRunsOfLinesAsOneThreadDoes) {
   TempDir dir;
   constexpr int kRows = 5000;  // two runs of more than 2,048 lines
@@ -577,6 +629,22 @@ TEST(Csv, LargeTablesAreDecodedOnceAndThenMappedInPlace) {
         error_of([&] { read_csv_file(path, "kind", 2); }).find("line 3, column 1: 'x.5' is not a number"),
         std::string::npos);
   }
+}
+
+TEST(Csv, ACachedTableKeepsItsNotes) {
+  TempDir dir, cache;
+  const test::ScopedEnv env("SOFTREG_CACHE", cache.path().c_str());
+  const std::filesystem::path path = dir / "indexed.csv";
+  std::string text = ",a,b,c,label\n";
+  for (int i = 0; i < 60000; ++i)  // about 1.2 MB: cached
+    text += std::to_string(i) + ",0.25,1.5,-2," + std::to_string(i % 2) + "\n";
+  write_text(path, text);
+  const CsvTable first = read_csv_file(path, "label", 1);
+  const CsvTable second = read_csv_file(path, "label", 1);
+  EXPECT_TRUE(second.features.pixels.is_view());  // from the cache
+  EXPECT_EQ(second.features.width, 3U);
+  ASSERT_EQ(first.notes.size(), 1U);
+  EXPECT_EQ(second.notes, first.notes);
 }
 
 // Writes an image folder: root/<split>/<class>/<i>.png, each image a w x h grey square whose brightness

@@ -229,6 +229,11 @@ void warn_of_more_threads_than_cores(int threads) {
              threads, cores, cores);
 }
 
+void print_data_notes(const LoadedData& loaded) {
+  for (const std::string& note : loaded.notes)
+    fmt::print(stderr, "softreg: note: {}\n", note);
+}
+
 void warn_of_classes_without_training_rows(const Dataset& train) {
   const std::vector<std::int64_t> rows = examples_per_class(train);
   std::vector<std::string> unseen;

@@ -78,6 +78,8 @@ void wait_for_stop_request();
 /// One line on stderr when classes have no training rows (a class only in the test set, or --classes
 /// above the labels): the model cannot learn them, and every test row of theirs counts as wrong.
 void warn_of_classes_without_training_rows(const Dataset& train);
+/// The data's notes on stderr, a line each (softreg: note: ...): what the loader left out and why.
+void print_data_notes(const LoadedData& loaded);
 /// A warning on stderr when --threads asks for more threads than the machine has cores: they take turns
 /// on the cores and wait for each other at every batch (64 threads on 2 cores: an epoch 5 times slower).
 void warn_of_more_threads_than_cores(int threads);

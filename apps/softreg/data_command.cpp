@@ -116,6 +116,7 @@ int run_data(const DataOptions& options) {
                          {"file", loaded.validation_file.string()}};
     }
     j["skipped_images"] = loaded.skipped_images;
+    j["notes"] = loaded.notes;
     j["load_seconds"] = seconds;
     j["cache"] = cache.empty() ? "off" : cache.string();
     j["datasets"] = datasets_json();
@@ -136,6 +137,8 @@ int run_data(const DataOptions& options) {
                                  loaded.skipped_images, loaded.skipped_images == 1 ? "" : "s")
                    : "every file passes the checks");
   }
+  for (const std::string& note : loaded.notes)
+    fmt::print("note: {}\n", note);
   if (images) {
     fmt::print("images: {}x{}, {} train, {} test; mean pixel {:.3f} (train), {:.3f} (test)\n",
                data.train.height, data.train.width, data.train.count, data.test.count, train.mean_pixel,

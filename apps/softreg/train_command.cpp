@@ -163,6 +163,7 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
   const double seconds_load = seconds_since(load_start);
   progress.clear();
   check_validation_choice(config, loaded);
+  print_data_notes(loaded);
   warn_of_classes_without_training_rows(data.train);
 
   // --serve: the dashboard over the folder that holds this run, started before the run folder is made, so

@@ -153,6 +153,7 @@ int run_tune(TuneCommandOptions& o, std::chrono::steady_clock::time_point proces
   TrainConfig given_recipe = base;
   if (!val_fraction_given) given_recipe.val_fraction = 0;
   check_validation_choice(given_recipe, loaded);
+  print_data_notes(loaded);
   warn_of_classes_without_training_rows(data.train);
   if (data.validation) tune_options.validation = &*data.validation;
   if (show) {

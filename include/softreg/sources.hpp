@@ -69,10 +69,13 @@ struct CsvNames {
 /// 0-based index; empty means the first column, or the column named `trained.label` where the header
 /// has one. A table whose header has every one of `trained.features` gives those columns, in that
 /// order, as its features (others, an id column say, are left unread), and one whose header lacks one
-/// is an error naming it; a table without a header is read as it is.
+/// is an error naming it; a table without a header is read as it is. A first column the header leaves
+/// unnamed is the row index pandas' `DataFrame.to_csv` (and R's `write.csv`) writes unless told not to:
+/// it is left out, with a note, unless `label_column` names it by index.
 struct CsvTable {
   Dataset features;  // labels not filled in; feature_names and label_name from the header, or empty
   RawLabels labels;
+  std::vector<std::string> notes;  // one line each, for the user: a column left out and why
 };
 /// Up to `threads` threads parse a large table's rows, each a run of consecutive lines.
 CsvTable read_csv_file(const std::filesystem::path& path, const std::string& label_column, int threads = 1,
@@ -200,6 +203,7 @@ struct LoadedData {
   std::filesystem::path test_file;        // the test rows' own file (--test-features, --test-csv), if any
   std::filesystem::path validation_file;  // the given validation set's file or folder, if any
   std::size_t skipped_images = 0;
+  std::vector<std::string> notes;  // one line each, for the user: what was left out of the data and why
   // Fashion-MNIST as Debian and Zalando ship it, the seed's data: where the seed's acceptance checks
   // (train loss < 0.5, accuracies > 0.7) say whether its recipe worked. On other data they say nothing.
   bool seed_data = false;
