@@ -605,6 +605,21 @@ std::optional<double> parse_number(std::string_view cell, bool decimal_comma) {
   return parse_number(std::string_view(point.data(), cell.size()));
 }
 
+// A feature cell's value: a number, or a truth value as 1 or 0 (True/False as pandas writes booleans,
+// pd.get_dummies' one-hot columns among them; TRUE/FALSE as R and spreadsheets do; true/false), as
+// numpy's astype(np.float32) makes bools 1 and 0.
+std::optional<double> parse_feature(std::string_view cell, bool decimal_comma) {
+  if (std::optional<double> v = parse_number(cell, decimal_comma)) return v;
+  const auto is = [&](std::string_view word) {
+    return cell.size() == word.size() &&
+           std::equal(cell.begin(), cell.end(), word.begin(),
+                      [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; });
+  };
+  if (is("true")) return 1.0;
+  if (is("false")) return 0.0;
+  return std::nullopt;
+}
+
 // A non-blank line of a CSV text and its 1-based number.
 struct CsvLine {
   std::string_view text;
@@ -712,7 +727,7 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
                  std::all_of(feature_columns.begin(), feature_columns.end(),
                              [&](const std::string& name) { return column_of(name) != std::string::npos; }));
   for (std::size_t c = 0; c < columns; ++c) {
-    if (c != label_index && !parse_number(first_row[c], decimal_comma)) header = true;
+    if (c != label_index && !parse_feature(first_row[c], decimal_comma)) header = true;
   }
   if (!header && with_labels && lines.size() > 1 && !parse_number(first_row[label_index], decimal_comma)) {
     const std::vector<std::string_view>& second = splitter.split(lines[1].text);
@@ -829,7 +844,7 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
         float* row = reinterpret_cast<float*>(values.data()) + i * D;
         for (const std::size_t c : feature_index) {
           const std::string_view cell = cells[c];
-          const auto v = parse_number(cell, decimal_comma);
+          const auto v = parse_feature(cell, decimal_comma);
           if (!v && cell.empty()) {
             // A missing value, or a column the header leaves unnamed: a trailing comma on every line.
             const bool unnamed = header && first_row[c].empty();

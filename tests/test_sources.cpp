@@ -495,6 +495,26 @@ TEST(Csv, BadTablesNameTheLineAndColumn) {
             (std::vector<std::string>{"cat", "2.5", "1.0"}));
 }
 
+// Booleans as pandas (True/False: pd.get_dummies' one-hot columns), R and spreadsheets (TRUE/FALSE) write
+// them are features 1 and 0, as numpy's astype(np.float32) makes them; a first line of them is data.
+TEST(Csv, TruthValuesAreFeaturesOneAndZero) {
+  const CsvTable table =
+      parse_csv("label,size,red\nbuy,0.5,True\nskip,1.5,False\nbuy,2,TRUE\nskip,3,false\n", "t.csv", "label");
+  ASSERT_EQ(table.features.count, 4U);
+  EXPECT_EQ((std::vector<float>{table.features.value(0, 1), table.features.value(1, 1),
+                                table.features.value(2, 1), table.features.value(3, 1)}),
+            (std::vector<float>{1, 0, 1, 0}));
+  EXPECT_EQ(table.labels.text, (std::vector<std::string>{"buy", "skip", "buy", "skip"}));
+  const CsvTable headless = parse_csv("1,True,0.5\n0,false,0.25\n", "t.csv", "");
+  EXPECT_EQ(headless.features.count, 2U);  // no header: both lines are rows
+  EXPECT_TRUE(headless.features.feature_names.empty());
+  EXPECT_FLOAT_EQ(headless.features.value(0, 0), 1.0f);
+  EXPECT_NE(error_of([] { parse_csv("y,a\n1,yes\n", "t.csv", "y"); }).find("'yes' is not a number"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { parse_csv("y,a\n1,truest\n", "t.csv", "y"); }).find("'truest' is not a number"),
+            std::string::npos);
+}
+
 // pandas' DataFrame.to_csv without index=False (and R's write.csv) writes the row index as a first column
 // with no name: left out of the features, with a note, not learned from.
 TEST(Csv, AnUnnamedFirstColumnIsRowNamesAndLeftOut) {
