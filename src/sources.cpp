@@ -349,9 +349,14 @@ double npy_number(const NpyArray& array, std::size_t i) {
 
 Dataset features_from_npy(const NpyArray& array, const std::string& source) {
   if (array.shape.size() != 2) {
-    throw Error::in_file(source, fmt::format("features must be a 2-D array (rows x features), but it has {} "
-                                             "dimension{}",
-                                             array.shape.size(), array.shape.size() == 1 ? "" : "s"));
+    // Images kept as (rows, height, width[, channels]), as Keras' mnist.npz holds them: the reshape that
+    // makes rows of pixels, rather than a guess at their layout.
+    throw Error::in_file(
+        source,
+        fmt::format(
+            "features must be a 2-D array (rows x features), but it has shape ({}){}",
+            fmt::join(array.shape, ", "),
+            array.shape.size() > 2 ? ": for images, X.reshape(len(X), -1) makes each a row of pixels" : ""));
   }
   if (array.shape[1] == 0) throw Error::in_file(source, "features array has no columns");
   Dataset set;
@@ -402,8 +407,11 @@ Dataset features_from_npy(const NpyArray& array, const std::string& source) {
 RawLabels labels_from_npy(const NpyArray& array, const std::string& source) {
   const bool column = array.shape.size() == 2 && array.shape[1] == 1;
   if (array.shape.size() != 1 && !column) {
-    throw Error::in_file(source, fmt::format("labels must be a 1-D array, but it has shape ({})",
-                                             fmt::join(array.shape, ", ")));
+    throw Error::in_file(source, fmt::format("labels must be a 1-D array, but it has shape ({}){}",
+                                             fmt::join(array.shape, ", "),
+                                             array.shape.size() == 2 ? ": one-hot rows? y.argmax(axis=1) "
+                                                                       "gives each row's class"
+                                                                     : ""));
   }
   RawLabels labels;
   const std::size_t n = array.shape[0];

@@ -231,7 +231,11 @@ TEST(Npy, BadFilesGiveClearErrors) {
             std::string::npos);
   EXPECT_NE(fails_with("objects.npy", npy_bytes("|O", {2}, body.substr(0, 16))).find("Python objects"),
             std::string::npos);
-  EXPECT_NE(fails_with("3d.npy", npy_bytes("<f4", {1, 2, 2}, body)).find("2-D"), std::string::npos);
+  EXPECT_NE(
+      fails_with("3d.npy", npy_bytes("<f4", {1, 2, 2}, body))
+          .find("2-D array (rows x features), but it has shape (1, 2, 2): for images, X.reshape(len(X), -1)"),
+      std::string::npos);
+  EXPECT_EQ(fails_with("1d.npy", npy_bytes("<f4", {4}, body)).find("reshape"), std::string::npos);
   EXPECT_NE(fails_with("magic.npy", "PK\x03\x04 not npy").find("not a NumPy .npy file"), std::string::npos);
   const float nan = std::numeric_limits<float>::quiet_NaN();
   EXPECT_NE(fails_with("nan.npy", npy_bytes("<f4", {2, 2}, raw(std::vector<float>{1, 2, nan, 4})))
@@ -240,7 +244,9 @@ TEST(Npy, BadFilesGiveClearErrors) {
   EXPECT_NE(fails_with("inf.npy", npy_bytes("<f8", {1, 2}, raw(std::vector<double>{1, INFINITY})))
                 .find("row 0, column 1 is infinite"),
             std::string::npos);
-  EXPECT_NE(fails_with("labels2d.npy", npy_bytes("<i4", {2, 2}, body), true).find("1-D"), std::string::npos);
+  EXPECT_NE(fails_with("labels2d.npy", npy_bytes("<i4", {2, 2}, body), true)
+                .find("1-D array, but it has shape (2, 2): one-hot rows? y.argmax(axis=1)"),
+            std::string::npos);
   EXPECT_NE(fails_with("labelsf.npy", npy_bytes("<f4", {2}, raw(std::vector<float>{0, 1.5F})), true)
                 .find("label 1.5 at index 1 is not a whole number"),
             std::string::npos);
