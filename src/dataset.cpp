@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -136,6 +137,31 @@ std::vector<fs::path> default_data_folders() {
   return folders;
 }
 
+namespace {
+
+// For a file given as --data (which takes a folder or an .npz): the flag that takes a file like it.
+std::string what_else_a_file_takes(const fs::path& file) {
+  const auto lower = [](std::string text) {
+    std::transform(text.begin(), text.end(), text.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return text;
+  };
+  const std::string extension = lower(file.extension().string());
+  if (extension == ".gz" && lower(file.stem().extension().string()) == ".csv")
+    return " (a table goes to --train-csv, a compressed one through a pipe: <(zcat FILE))";
+  if (extension == ".npy")
+    return " (an .npy holds one array: give --train-features and --train-labels, or an .npz of x_train, "
+           "y_train, "
+           "x_test, y_test as --data)";
+  if (extension == ".csv" || extension == ".tsv" || extension == ".txt")
+    return " (a table goes to --train-csv)";
+  if (extension == ".gz" || file.filename().string().find("-ubyte") != std::string::npos)
+    return " (give the folder that holds the four IDX files)";
+  return " (--data takes an IDX or image folder, or an .npz)";
+}
+
+}  // namespace
+
 DataFiles locate_data(const std::optional<fs::path>& explicit_folder) {
   if (explicit_folder) {
     std::error_code ec;
@@ -143,7 +169,8 @@ DataFiles locate_data(const std::optional<fs::path>& explicit_folder) {
       throw Error("--data " + explicit_folder->string() + ": no such folder");
     }
     if (!fs::is_directory(*explicit_folder, ec)) {
-      throw Error("--data " + explicit_folder->string() + ": not a folder");
+      throw Error("--data " + explicit_folder->string() + ": not a folder" +
+                  what_else_a_file_takes(*explicit_folder));
     }
     if (auto files = find_data_files(*explicit_folder)) return *files;
     std::string missing;

@@ -89,10 +89,30 @@ std::vector<std::size_t> parse_shape(const std::string& text, const std::string&
 
 }  // namespace
 
+namespace {
+
+// What a file given in the wrong place seems to be, from its first bytes, for the error that refuses it:
+// "; it is ..." or nothing.
+std::string what_the_file_is(std::string_view start) {
+  if (start.empty()) return "; it is empty";
+  if (start.starts_with(kNpyMagic)) return "; it is a NumPy .npy file";
+  if (start.starts_with("PK\x03\x04")) return "; it is a zip archive (an .npz, or a PyTorch .pt file?)";
+  if (start.starts_with("\x1f\x8b")) return "; it is gzip-compressed (a pipe such as <(zcat FILE) reads it)";
+  if (start.starts_with("\xff\xfe") || start.starts_with("\xfe\xff"))
+    return "; it is UTF-16 text (a spreadsheet's \"Unicode text\"): save it as UTF-8";
+  if (start.find('\0') != std::string_view::npos) return "; it holds binary data";
+  return "; it is text (a CSV table?)";
+}
+
+}  // namespace
+
 NpyArray parse_npy(const Bytes& bytes, const std::string& source) {
   const auto* p = bytes.data();
-  if (bytes.size() < 10 || std::string_view(reinterpret_cast<const char*>(p), 6) != kNpyMagic) {
-    throw Error::in_file(source, "not a NumPy .npy file (no \\x93NUMPY magic)");
+  const std::string_view start(reinterpret_cast<const char*>(p), std::min<std::size_t>(bytes.size(), 4096));
+  if (start.starts_with(kNpyMagic) && bytes.size() < 10)
+    throw Error::in_file(source, "NPY file is truncated in its header");
+  if (!start.starts_with(kNpyMagic)) {
+    throw Error::in_file(source, "not a NumPy .npy file (no \\x93NUMPY magic)" + what_the_file_is(start));
   }
   const int major = p[6];
   std::size_t header_len = 0, header_start = 0;
@@ -678,6 +698,12 @@ namespace {
 CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::string& label_column,
                        bool with_labels, int threads, const CsvNames& trained) {
   const std::vector<std::string>& feature_columns = trained.features;
+  // Not text (an .npy, a zip, gzip, UTF-16) would split into lines of nonsense: said for what it is.
+  if (const std::string_view start = text.substr(0, 4096);
+      start.find('\0') != std::string_view::npos || start.starts_with(kNpyMagic) ||
+      start.starts_with("\x1f\x8b") || start.starts_with("PK\x03\x04")) {
+    throw Error::in_file(path, "is not a CSV table" + what_the_file_is(start));
+  }
   const std::vector<CsvLine> lines = csv_lines(text);
   if (lines.empty()) throw Error::in_file(path, "is empty");
   const char separator = cell_separator(lines[0].text);

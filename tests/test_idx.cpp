@@ -184,7 +184,16 @@ TEST(Dataset, LocatesExplicitFolderAndNamesMissingFiles) {
   EXPECT_EQ(data.test.labels, (std::vector<Label>{1, 2}));
   expect_error([&] { locate_data(dir / "absent"); }, "absent: no such folder");
   expect_error([&] { locate_data(dir / "train-labels-idx1-ubyte"); },
-               "train-labels-idx1-ubyte: not a folder");
+               "train-labels-idx1-ubyte: not a folder (give the folder that holds the four IDX files)");
+  // A file of another kind: the flag that takes it.
+  for (const auto& [name, hint] :
+       {std::pair{"X.npy", "an .npy holds one array: give --train-features and --train-labels"},
+        std::pair{"t.csv", "a table goes to --train-csv)"},
+        std::pair{"t.csv.gz", "a table goes to --train-csv, a compressed one through a pipe"},
+        std::pair{"photo.jpg", "--data takes an IDX or image folder, or an .npz"}}) {
+    write_bytes(dir / name, {1, 2, 3});
+    expect_error([&] { locate_data(dir / name); }, std::string(name) + ": not a folder (" + hint);
+  }
 }
 
 TEST(Dataset, RejectsTestImagesOfAnotherSize) {

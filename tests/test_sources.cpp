@@ -236,7 +236,14 @@ TEST(Npy, BadFilesGiveClearErrors) {
           .find("2-D array (rows x features), but it has shape (1, 2, 2): for images, X.reshape(len(X), -1)"),
       std::string::npos);
   EXPECT_EQ(fails_with("1d.npy", npy_bytes("<f4", {4}, body)).find("reshape"), std::string::npos);
-  EXPECT_NE(fails_with("magic.npy", "PK\x03\x04 not npy").find("not a NumPy .npy file"), std::string::npos);
+  EXPECT_NE(
+      fails_with("magic.npy", std::string("PK\x03\x04 not npy"))
+          .find(
+              "not a NumPy .npy file (no \\x93NUMPY magic); it is a zip archive (an .npz, or a PyTorch .pt"),
+      std::string::npos);
+  EXPECT_NE(fails_with("text.npy", "a,b\n1,2\n").find("; it is text (a CSV table?)"), std::string::npos);
+  EXPECT_NE(fails_with("empty.npy", "").find("; it is empty"), std::string::npos);
+  EXPECT_NE(fails_with("short.npy", "\x93NUMPY\x01").find("truncated in its header"), std::string::npos);
   const float nan = std::numeric_limits<float>::quiet_NaN();
   EXPECT_NE(fails_with("nan.npy", npy_bytes("<f4", {2, 2}, raw(std::vector<float>{1, 2, nan, 4})))
                 .find("row 1, column 0 is NaN"),
@@ -499,6 +506,25 @@ TEST(Csv, BadTablesNameTheLineAndColumn) {
   write_text(dir / "names.csv", "y,a\ncat,1\n2.5,2\n1.0,3\n");  // names (and 2.5 among them): text classes
   EXPECT_EQ(read_csv_file(dir / "names.csv", "").labels.text,
             (std::vector<std::string>{"cat", "2.5", "1.0"}));
+}
+
+// A file of another kind given as a table: said for what it is, not split into lines of nonsense.
+TEST(Csv, AFileThatIsNotTextIsNamedForWhatItIs) {
+  const auto error = [](const std::string& bytes) {
+    return error_of([&] { parse_csv(bytes, "t.csv", ""); });
+  };
+  EXPECT_NE(error(std::string("\x93NUMPY\x01\x00v\x00{'descr': '<f4'}"))
+                .find("t.csv: is not a CSV table; it is a NumPy .npy file"),
+            std::string::npos);
+  EXPECT_NE(error(std::string("PK\x03\x04\x14\x00\x00\x00", 8)).find("it is a zip archive"),
+            std::string::npos);
+  EXPECT_NE(error(std::string("\x1f\x8b\x08\x00", 4))
+                .find("it is gzip-compressed (a pipe such as <(zcat FILE) reads it)"),
+            std::string::npos);
+  EXPECT_NE(error(std::string("\xff\xfey\x00,\x00a\x00\n\x00", 10)).find("it is UTF-16 text"),
+            std::string::npos);
+  EXPECT_NE(error(std::string("y,a\n1,\x00\n", 8)).find("is not a CSV table; it holds binary data"),
+            std::string::npos);
 }
 
 // Booleans as pandas (True/False: pd.get_dummies' one-hot columns), R and spreadsheets (TRUE/FALSE) write
