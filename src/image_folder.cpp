@@ -86,8 +86,20 @@ std::vector<std::string> class_names_of(std::span<const SplitFolder> splits) {
 Listing list_split(const SplitFolder& split, const std::vector<std::string>& classes) {
   Listing listing;
   listing.classes = classes;
-  if (split.class_folders.empty())
-    throw Error::in_file(split.folder, "has no class folders (expected <class>/<images>)");
+  if (split.class_folders.empty()) {
+    // Images lying loose (Kaggle's dogs-vs-cats names its classes in the file names): said, so the fix
+    // (a folder per class) is plain.
+    std::size_t loose = 0;
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(split.folder, ec))
+      loose += !hidden(entry.path()) && is_image_file(entry.path());
+    throw Error::in_file(split.folder,
+                         fmt::format("has no class folders (expected <class>/<images>){}",
+                                     loose > 0 ? fmt::format("; its {} image{} lie loose: move each into a "
+                                                             "folder named for its class",
+                                                             loose, loose == 1 ? "" : "s")
+                                               : std::string()));
+  }
   for (const fs::path& folder : split.class_folders) {
     const std::string name = folder.filename().string();
     const auto at = std::lower_bound(classes.begin(), classes.end(), name);  // sorted

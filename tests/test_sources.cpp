@@ -933,6 +933,27 @@ TEST(ImageFolder, AFolderGivenToAModelIsReadAtTheModelsSize) {
   EXPECT_EQ(idx.image_height, 0);
 }
 
+// Kaggle's dogs-vs-cats layout (train/cat.1.jpg, train/dog.1.jpg: classes in the file names) is not an
+// ImageFolder: the error counts the loose images and says what to do with them.
+TEST(ImageFolder, ImagesLyingLooseInTrainAreCountedInTheError) {
+  TempDir dir;
+  const test::ScopedEnv env("SOFTREG_CACHE", "off");
+  write_image_folder(dir.path(), "flat", 1, 4, 4);
+  std::filesystem::create_directories(dir / "train");
+  std::filesystem::copy_file(dir / "flat/circle/0.png", dir / "train/cat.1.png");
+  std::filesystem::copy_file(dir / "flat/square/0.png", dir / "train/dog.1.PNG");
+  write_text(dir / "train/notes.txt", "not an image");
+  std::filesystem::remove_all(dir / "flat");
+  DataSource s;
+  s.data = dir.path();
+  s.test_fraction = 0.5;
+  EXPECT_NE(
+      error_of([&] { load_data(s); })
+          .find("train: has no class folders (expected <class>/<images>); its 2 images lie loose: move each "
+                "into a folder named for its class"),
+      std::string::npos);
+}
+
 TEST(ImageFolder, AValFolderIsTheTestSetWhereNoTestFolderHasLabels) {
   TempDir dir;
   const test::ScopedEnv env("SOFTREG_CACHE", "off");
