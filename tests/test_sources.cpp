@@ -137,13 +137,19 @@ std::string raw_big_endian(const std::vector<T>& values) {
   return out;
 }
 
+// A 1 x 2 array of dtype `descr` with `body` as its data, read as features: converted to float32.
+std::vector<float> one_row_of_two_as_float32(const TempDir& dir, const std::string& descr,
+                                             const std::string& body) {
+  write_text(dir / "x.npy", npy_bytes(descr, {1, 2}, body));
+  const Dataset d = features_from_npy(read_npy_file(dir / "x.npy"), "x");
+  EXPECT_EQ(d.element, ElementType::kF32) << descr;
+  return std::vector<float>{d.value(0, 0), d.value(0, 1)};
+}
+
 TEST(Npy, BigEndianArraysAreReadInTheirByteOrder) {
   TempDir dir;
   const auto features = [&](const std::string& descr, const std::string& body) {
-    write_text(dir / "x.npy", npy_bytes(descr, {1, 2}, body));
-    const Dataset d = features_from_npy(read_npy_file(dir / "x.npy"), "x");
-    EXPECT_EQ(d.element, ElementType::kF32) << descr;
-    return std::vector<float>{d.value(0, 0), d.value(0, 1)};
+    return one_row_of_two_as_float32(dir, descr, body);
   };
   EXPECT_EQ(features(">f4", raw_big_endian(std::vector<float>{-1.25F, 3e7F})),
             (std::vector<float>{-1.25F, 3e7F}));
@@ -181,10 +187,7 @@ TEST(Npy, BigEndianArraysAreReadInTheirByteOrder) {
 TEST(Npy, OtherNumbersAreConvertedOnceToFloat32AndWholeFloatLabelsAccepted) {
   TempDir dir;
   const auto features = [&](const std::string& descr, const std::string& body) {
-    write_text(dir / "x.npy", npy_bytes(descr, {1, 2}, body));
-    const Dataset d = features_from_npy(read_npy_file(dir / "x.npy"), "x");
-    EXPECT_EQ(d.element, ElementType::kF32) << descr;
-    return std::vector<float>{d.value(0, 0), d.value(0, 1)};
+    return one_row_of_two_as_float32(dir, descr, body);
   };
   // float16: -2.5 (0xC100) and the smallest subnormal, 2^-24 (0x0001).
   EXPECT_EQ(features("<f2", raw(std::vector<std::uint16_t>{0xC100, 0x0001})),
