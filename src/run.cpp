@@ -106,6 +106,7 @@ TrainingRun::TrainingRun(const SavedRun& saved, const TrainTestData& data, RunOp
   } catch (const Error& e) {
     throw Error(fmt::format("{}: {}", saved.folder.string(), e.what()));  // the run resumed
   }
+  if (*options_.folder == saved.folder) epochs_saved_ = saved.state.epochs_done;
   for (const EpochMetrics& m : history_) {
     if (m.has_validation && m.val_acc > best_val_acc_) {
       best_val_acc_ = m.val_acc;
@@ -195,7 +196,10 @@ RunStatus TrainingRun::train_full_batch(const RunCallbacks& callbacks) {
   const auto saving = std::chrono::steady_clock::now();
   if (options_.folder && options_.live_curves) plot::write_curves(*options_.folder, history_, 1);
   save_checkpoint();
-  if (options_.folder) ++checkpoints_written_;
+  if (options_.folder) {
+    ++checkpoints_written_;
+    epochs_saved_ = trainer_.epochs_done();
+  }
   seconds_checkpoints_ += seconds_since(saving);
   seconds_train_ += seconds_since(start);
   if (callbacks.on_epoch) callbacks.on_epoch(m);
@@ -263,7 +267,10 @@ void TrainingRun::refresh_folder() {
     curves_drawn_for_ = history_.size();
   }
   save_checkpoint();
-  if (options_.folder) ++checkpoints_written_;
+  if (options_.folder) {
+    ++checkpoints_written_;
+    epochs_saved_ = trainer_.epochs_done();
+  }
   seconds_checkpoints_ += seconds_since(saving);
   last_refresh_ = std::chrono::steady_clock::now();
 }

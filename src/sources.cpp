@@ -1415,6 +1415,37 @@ FeatureParts read_npz_parts(const fs::path& path) {
   return parts;
 }
 
+// A training table's label column whose value differs in every row is an id (Kaggle's tables start with
+// one, and the labels are the first column by default) or a measurement, not classes: each class would
+// have one example, and a held-out row never a class training saw. Refused from this many rows on (a
+// table of a few rows may be a toy).
+constexpr std::size_t kRowsForDistinctLabelCheck = 20;
+
+void check_labels_repeat(const RawLabels& labels, const std::string& label_name,
+                         const std::string& label_column, const fs::path& path) {
+  const std::size_t n = labels.size();
+  if (n < kRowsForDistinctLabelCheck) return;
+  std::size_t distinct = 0;
+  if (labels.is_text) {
+    std::vector<std::string_view> values(labels.text.begin(), labels.text.end());
+    std::sort(values.begin(), values.end());
+    distinct = static_cast<std::size_t>(std::unique(values.begin(), values.end()) - values.begin());
+  } else {
+    std::vector<std::int64_t> values = labels.numbers;
+    std::sort(values.begin(), values.end());
+    distinct = static_cast<std::size_t>(std::unique(values.begin(), values.end()) - values.begin());
+  }
+  if (distinct < n) return;
+  const std::string which = !label_name.empty()    ? fmt::format(" (column '{}')", label_name)
+                            : label_column.empty() ? std::string(" (the first column, by default)")
+                                                   : fmt::format(" (column {})", label_column);
+  throw Error::in_file(path,
+                       fmt::format("the labels{} differ in every one of the {} rows: an id, not classes "
+                                   "(each class would have one example); --label-column NAME|INDEX says "
+                                   "where the labels are",
+                                   which, n));
+}
+
 FeatureParts read_csv_parts(const DataSource& source) {
   if (source.train_csv.empty()) {
     throw UsageError(source.val_csv.empty()    ? "--test-csv needs --train-csv"
@@ -1433,6 +1464,7 @@ FeatureParts read_csv_parts(const DataSource& source) {
     return RawPart{std::move(table.features), std::move(table.labels), path.string(), path, path.string()};
   };
   parts.train = csv_part(source.train_csv, {});
+  check_labels_repeat(parts.train.labels, parts.train.rows.label_name, source.label_column, source.train_csv);
   const CsvNames trained{parts.train.rows.label_name, parts.train.rows.feature_names};
   parts.test = csv_part(source.test_csv, trained);
   parts.validation = csv_part(source.val_csv, trained);

@@ -17,6 +17,18 @@ awk 'BEGIN { print "label,a,b"; for (i = 0; i < 600; i++) printf "%d,%d,%d\n", i
 expect 1 '^softreg: error: training diverged in epoch 1, batch [0-9]+: .*; try --standardize or a smaller --lr than 0\.1; no checkpoint was written$' -- \
   train --train-csv wide.csv --test-fraction 0.2 --quiet --no-plots --out wide
 
+# Diverging in epoch 3 (an id column, 1..150, among the features): the message names the checkpoint the
+# folder holds, none where the two epochs before took less than --save-every, epoch 2's with --save-every 0.
+awk 'BEGIN { print "Id,a,b,Species"; for (i = 1; i <= 150; i++) { k = int((i - 1) / 50); printf "%d,%.1f,%.1f,%d\n", i, k * 2 + (i % 7) / 7, (i % 5) / 5 - k, k } }' >ids.csv
+expect 1 '^softreg: error: training diverged in epoch 3, batch 1: .*; no checkpoint was written$' -- \
+  train --train-csv ids.csv --label-column Species --test-fraction 0.2 --save-every 1000 --quiet --no-plots --out ids
+expect 1 '^softreg: error: training diverged in epoch 3, batch 1: .*; ids-saved keeps the checkpoint of epoch 2$' -- \
+  train --train-csv ids.csv --label-column Species --test-fraction 0.2 --save-every 0 --quiet --no-plots --out ids-saved
+grep -q '^2,' ids-saved/metrics.csv && ! grep -q '^3,' ids-saved/metrics.csv && ok || fail "ids-saved: $(cat ids-saved/metrics.csv)"
+# Its labels by default are the Id column, different in every row: refused, naming the column.
+expect 1 "^softreg: error: ids.csv: the labels \\(column 'Id'\\) differ in every one of the 150 rows: an id, not classes" -- \
+  train --train-csv ids.csv --test-fraction 0.2 --quiet --no-plots --out ids-default
+
 # A batch larger than the training set is one batch of all of it, not an allocation failure.
 "$softreg" train --batch-size 100000000000 --epochs 1 --no-check --quiet --no-plots --out huge && ok ||
   fail "train --batch-size 1e11"

@@ -1071,6 +1071,52 @@ TEST(Sources, AValidationSetGivenWithTheDataIsLoadedBesideTheTestSet) {
   EXPECT_EQ(source_from_json(source_to_json(s), "here").val_csv, std::filesystem::absolute(dir / "val.csv"));
 }
 
+// A training table whose label column differs in every row (Kaggle's tables start with an Id, taken for the
+// labels by default) is refused, naming the column; from 20 rows on, so toy tables still train.
+TEST(Csv, ALabelColumnThatDiffersInEveryRowIsAnIdNotClasses) {
+  TempDir dir;
+  const test::ScopedEnv env("SOFTREG_CACHE", "off");
+  std::string ids = "Id,x,Species\n", headless, names = "name,x\n";
+  for (int i = 1; i <= 30; ++i) {
+    ids += std::to_string(i) + "," + std::to_string(i % 4) + ".5," + std::to_string(i % 2) + "\n";
+    headless += std::to_string(i * 3) + "," + std::to_string(i % 4) + "\n";
+    names += "row" + std::to_string(i) + ",1\n";
+  }
+  write_text(dir / "ids.csv", ids);
+  write_text(dir / "headless.csv", headless);
+  write_text(dir / "names.csv", names);
+  DataSource s;
+  s.train_csv = dir / "ids.csv";
+  s.test_fraction = 0.2;
+  EXPECT_NE(
+      error_of([&] {
+        load_data(s);
+      }).find("ids.csv: the labels (column 'Id') differ in every one of the 30 rows: an id, not classes"),
+      std::string::npos);
+  s.label_column = "Species";
+  EXPECT_EQ(load_data(s).data.train.num_classes, 2);
+  s.label_column = "";
+  s.train_csv = dir / "headless.csv";
+  EXPECT_NE(
+      error_of([&] { load_data(s); }).find("the labels (the first column, by default) differ in every one"),
+      std::string::npos);
+  s.train_csv = dir / "names.csv";
+  EXPECT_NE(error_of([&] { load_data(s); }).find("(column 'name') differ in every one of the 30 rows"),
+            std::string::npos);
+  // A test table may hold one row of each class.
+  std::string train = "y,x\n", test = "y,x\n";
+  for (int i = 0; i < 30; ++i) {
+    train += std::to_string(i % 25) + "," + std::to_string(i) + "\n";
+    if (i < 25) test += std::to_string(i) + ",1\n";
+  }
+  write_text(dir / "train.csv", train);
+  write_text(dir / "test.csv", test);
+  s.train_csv = dir / "train.csv";
+  s.test_csv = dir / "test.csv";
+  s.test_fraction = 0;
+  EXPECT_EQ(load_data(s).data.test.count, 25U);
+}
+
 TEST(ImageFolder, ATestClassTheTrainingFolderLacksIsAClassOfBothAsInATable) {
   TempDir dir;
   const test::ScopedEnv env("SOFTREG_CACHE", "off");

@@ -278,7 +278,7 @@ int run_train(const TrainOptions& options, std::chrono::steady_clock::time_point
     status = run.train(callbacks);
   } catch (const TrainingDiverged& e) {
     progress.clear();
-    const int kept = run.epochs_done();  // the epochs of the last checkpoint written
+    const int kept = run.epochs_saved();  // the epochs of the checkpoint in the folder, if any
     // Feature values of any scale (not pixels in [0, 1]) diverge at the recipe's step when large.
     const std::string hint = fmt::format(
         "{}a smaller --lr than {:g}",

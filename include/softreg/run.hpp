@@ -135,6 +135,10 @@ class TrainingRun {
   const SoftmaxModel& model() const { return trainer_.model(); }
   TrainerState state() const { return trainer_.state(); }
   int epochs_done() const { return trainer_.epochs_done(); }
+  /// The epochs of the checkpoint the folder holds: the last one this run wrote, or the one it resumed
+  /// from in that folder; 0 when there is none (epochs are written every save_every_seconds, so a run
+  /// that fails may be epochs ahead of its checkpoint).
+  int epochs_saved() const { return epochs_saved_; }
   const std::optional<std::filesystem::path>& folder() const { return options_.folder; }
   const std::vector<std::string>& class_names() const { return options_.class_names; }
   Trainer& trainer() { return trainer_; }
@@ -162,6 +166,7 @@ class TrainingRun {
   double seconds_train_ = 0;
   double seconds_checkpoints_ = 0;
   int checkpoints_written_ = 0;
+  int epochs_saved_ = 0;
   std::chrono::steady_clock::time_point last_refresh_;
   bool best_unsaved_ = false;         // best_state_ is newer than best.safetensors
   std::size_t curves_drawn_for_ = 0;  // the epochs in the live curves last drawn
