@@ -112,12 +112,14 @@ TEST_F(RunTest, StoppedAndResumedFromTheFolderEqualsUninterrupted) {
   {
     TrainingRun second(saved, data, {.save_every_seconds = 1e9});
     EXPECT_EQ(second.folder(), dir / "stopped");
+    EXPECT_EQ(second.epochs_saved(), 1);  // the checkpoint resumed from, in its folder
     int epochs_finished = 0;
     EXPECT_EQ(second.train({.on_batch = {},
                             .on_epoch = [&](const EpochMetrics&) { ++epochs_finished; },
                             .should_stop = [&] { return epochs_finished == 2; }}),
               RunStatus::kStopped);
     EXPECT_EQ(second.epochs_done(), 3);
+    EXPECT_EQ(second.epochs_saved(), 3);
     EXPECT_EQ(second.state().batches_done, 0u);
   }
   saved = load_saved_run(dir / "stopped");
@@ -142,7 +144,12 @@ TEST_F(RunTest, TheFolderWaitsForItsIntervalAndHoldsTheSameFilesAtTheEnd) {
   TrainConfig config = recipe();
   config.val_fraction = 0.2;  // best.safetensors too
   TrainingRun every(config, data, {.folder = dir / "every", .save_every_seconds = 0});
-  ASSERT_EQ(every.train(), RunStatus::kFinished);
+  std::vector<int> saved;
+  ASSERT_EQ(every.train({.on_batch = {},
+                         .on_epoch = [&](const EpochMetrics&) { saved.push_back(every.epochs_saved()); },
+                         .should_stop = {}}),
+            RunStatus::kFinished);
+  EXPECT_EQ(saved, (std::vector<int>{1, 2, 3, 4}));
   const RunSummary every_summary =
       every.finish({.acceptance_checks = false, .pictures = false, .grid = {}}).summary;
 
@@ -153,6 +160,9 @@ TEST_F(RunTest, TheFolderWaitsForItsIntervalAndHoldsTheSameFilesAtTheEnd) {
                         .on_epoch =
                             [&](const EpochMetrics&) {
                               written.push_back(std::filesystem::exists(dir / "lazy" / "model.safetensors"));
+                              // What a failing run reports as kept: the checkpoint written, not the epochs
+                              // run.
+                              EXPECT_EQ(lazy.epochs_saved(), written.back() ? lazy.epochs_done() : 0);
                               EXPECT_EQ(std::filesystem::exists(dir / "lazy" / "metrics.csv"),
                                         written.back());
                               EXPECT_EQ(std::filesystem::exists(dir / "lazy" / "curves.png"), written.back());
