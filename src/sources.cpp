@@ -781,6 +781,25 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
         "without index=False) and left out",
         path.string()));
   }
+  // Names for the columns a header leaves unnamed or names twice, as pandas gives them ("Unnamed: 3";
+  // "x", "x.1", "x.2"): tables are matched to the training table by name, and two columns of one name
+  // would both be read from the first.
+  std::vector<bool> unnamed(columns, false);
+  if (header) {
+    std::set<std::string> names;
+    for (std::size_t c = 0; c < columns; ++c) {
+      unnamed[c] = first_row[c].empty();
+      if (c == 0 && row_names) continue;
+      if (unnamed[c]) first_row[c] = fmt::format("Unnamed: {}", c);
+      if (names.insert(first_row[c]).second) continue;
+      for (std::size_t k = 1;; ++k) {
+        if (std::string name = fmt::format("{}.{}", first_row[c], k); names.insert(name).second) {
+          first_row[c] = std::move(name);
+          break;
+        }
+      }
+    }
+  }
   // The columns read as features, in order: every one but the label's and the row names, or those asked
   // for by name.
   std::vector<std::size_t> feature_index;
@@ -881,12 +900,12 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
           const auto v = parse_feature(cell, decimal_comma);
           if (!v && cell.empty()) {
             // A missing value, or a column the header leaves unnamed: a trailing comma on every line.
-            const bool unnamed = header && first_row[c].empty();
             throw Error::in_file(
-                path, fmt::format("line {}, column {}: the cell is empty{}", line.number, c + 1,
-                                  unnamed ? ", in a column the first line leaves unnamed (a comma at the end "
-                                            "of every line?)"
-                                          : " (features must be numbers: fill it in, or leave the row out)"));
+                path,
+                fmt::format("line {}, column {}: the cell is empty{}", line.number, c + 1,
+                            unnamed[c] ? ", in a column the first line leaves unnamed (a comma at the end "
+                                         "of every line?)"
+                                       : " (features must be numbers: fill it in, or leave the row out)"));
           }
           if (!v) {
             throw Error::in_file(path, fmt::format("line {}, column {}: '{}' is not a number{}", line.number,
@@ -954,7 +973,7 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
 // floats, the labels (64-bit numbers, or a 32-bit length and the bytes each), then the feature names, the
 // label column's name and the notes likewise (a 64-bit count before the notes).
 constexpr std::size_t kCachedTableBytes = 1 << 20;
-constexpr std::array<char, 8> kCsvCacheMagic = {'S', 'R', 'C', 'S', 'V', 'C', '0', '4'};
+constexpr std::array<char, 8> kCsvCacheMagic = {'S', 'R', 'C', 'S', 'V', 'C', '0', '5'};
 
 void put_bytes(std::vector<std::uint8_t>& out, const void* data, std::size_t size) {
   const auto* p = static_cast<const std::uint8_t*>(data);

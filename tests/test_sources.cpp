@@ -511,6 +511,20 @@ TEST(Csv, BadTablesNameTheLineAndColumn) {
             (std::vector<std::string>{"cat", "2.5", "1.0"}));
 }
 
+// Columns a header names twice or leaves unnamed get pandas' names, so that a test table with the same
+// header is matched column for column (both "x" columns were read from the first).
+TEST(Csv, ColumnsNamedTwiceOrUnnamedGetPandasNames) {
+  const CsvTable train = parse_csv("y,x,x,x\n0,1,9,5\n1,2,8,5\n", "train.csv", "y");
+  EXPECT_EQ(train.features.feature_names, (std::vector<std::string>{"x", "x.1", "x.2"}));
+  const CsvTable test = parse_csv("x,y,x,x\n1,0,100,7\n2,1,200,7\n", "test.csv", "", 1,
+                                  {train.features.label_name, train.features.feature_names});
+  EXPECT_EQ(
+      (std::vector<float>{test.features.value(0, 0), test.features.value(0, 1), test.features.value(0, 2)}),
+      (std::vector<float>{1, 100, 7}));
+  const CsvTable gaps = parse_csv("y,a,,b\n0,1,2,3\n", "t.csv", "y");
+  EXPECT_EQ(gaps.features.feature_names, (std::vector<std::string>{"a", "Unnamed: 2", "b"}));
+}
+
 // A file of another kind given as a table: said for what it is, not split into lines of nonsense.
 TEST(Csv, AFileThatIsNotTextIsNamedForWhatItIs) {
   const auto error = [](const std::string& bytes) {
