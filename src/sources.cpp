@@ -800,8 +800,36 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
       }
     }
   }
-  // The columns read as features, in order: every one but the label's and the row names, or those asked
-  // for by name.
+  // The columns left unread as asked (--ignore-columns), by name or index.
+  std::vector<bool> ignored(columns, false);
+  for (const std::string& column : trained.ignored) {
+    if (!header) {
+      throw Error::in_file(path,
+                           fmt::format("--ignore-columns {} needs a header line (the model then reads its "
+                                       "columns by name), but the first line is data",
+                                       column));
+    }
+    std::size_t c = std::find(first_row.begin(), first_row.end(), column) - first_row.begin();
+    long long index = 0;
+    if (const auto [end, ec] = std::from_chars(column.data(), column.data() + column.size(), index);
+        c == columns && ec == std::errc() && end == column.data() + column.size()) {
+      const long long from_start = index < 0 ? static_cast<long long>(columns) + index : index;
+      if (from_start < 0 || from_start >= static_cast<long long>(columns)) {
+        throw Error::in_file(path,
+                             fmt::format("--ignore-columns {} is out of range ({} columns)", index, columns));
+      }
+      c = static_cast<std::size_t>(from_start);
+    }
+    if (c == columns)
+      throw Error::in_file(
+          path, fmt::format("--ignore-columns: there is no column '{}' in the first line", column));
+    if (with_labels && c == label_index)
+      throw Error::in_file(path,
+                           fmt::format("--ignore-columns {}: column {} is the label column", column, c + 1));
+    ignored[c] = true;
+  }
+  // The columns read as features, in order: every one but the label's, the row names and those ignored,
+  // or those asked for by name.
   std::vector<std::size_t> feature_index;
   if (header && !feature_columns.empty()) {
     for (const std::string& name : feature_columns) {
@@ -815,13 +843,20 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
     table.features.feature_names = feature_columns;
   } else {
     for (std::size_t c = row_names ? 1 : 0; c < columns; ++c) {
-      if (c == label_index) continue;
+      if (c == label_index || ignored[c]) continue;
       feature_index.push_back(c);
       if (header) table.features.feature_names.push_back(first_row[c]);
     }
   }
-  if (feature_index.empty())
-    throw Error::in_file(path, "has no feature column besides the labels and the row names");
+  if (feature_index.empty()) {
+    std::vector<std::string> taken = {"the labels"};
+    if (row_names) taken.emplace_back("the row names");
+    if (!trained.ignored.empty()) taken.emplace_back("the columns ignored");
+    const std::string last = taken.back();
+    taken.pop_back();
+    throw Error::in_file(path, fmt::format("has no feature column besides {}{}{}", fmt::join(taken, ", "),
+                                           taken.empty() ? "" : " and ", last));
+  }
   if (header && with_labels) table.features.label_name = first_row[label_index];
   const std::size_t first = header ? 1 : 0;
   const std::size_t n = lines.size() - first, D = feature_index.size();
@@ -1070,9 +1105,9 @@ CsvTable read_csv_table(const fs::path& path, const std::string& label_column, b
     const fs::path entry =
         key ? decoded_cache_entry(
                   folder,
-                  fmt::format("{}|{}|{}|{}", fs::absolute(path, ec).lexically_normal().string(), label_column,
-                              with_labels ? "labels" : "features", trained.label,
-                              fmt::join(trained.features, "\x1f")),
+                  fmt::format("{}|{}|{}|{}|{}|{}", fs::absolute(path, ec).lexically_normal().string(),
+                              label_column, with_labels ? "labels" : "features", trained.label,
+                              fmt::join(trained.features, "\x1f"), fmt::join(trained.ignored, "\x1f")),
                   "-" + path.filename().string() + ".csv")
             : fs::path();
     if (key) {
@@ -1330,6 +1365,7 @@ void apply_options(const DataSource& from, DataSource& to) {
   }
   to.skip_bad_images = to.skip_bad_images || from.skip_bad_images;
   if (!from.label_column.empty()) to.label_column = from.label_column;
+  if (!from.ignore_columns.empty()) to.ignore_columns = from.ignore_columns;
   to.threads = from.threads;
 }
 
@@ -1482,7 +1518,7 @@ FeatureParts read_csv_parts(const DataSource& source) {
     parts.notes.insert(parts.notes.end(), table.notes.begin(), table.notes.end());
     return RawPart{std::move(table.features), std::move(table.labels), path.string(), path, path.string()};
   };
-  parts.train = csv_part(source.train_csv, {});
+  parts.train = csv_part(source.train_csv, {.label = {}, .features = {}, .ignored = source.ignore_columns});
   check_labels_repeat(parts.train.labels, parts.train.rows.label_name, source.label_column, source.train_csv);
   const CsvNames trained{parts.train.rows.label_name, parts.train.rows.feature_names};
   parts.test = csv_part(source.test_csv, trained);
@@ -1673,6 +1709,7 @@ std::string source_to_json(const DataSource& s) {
   put("test_csv", s.test_csv);
   put("val_csv", s.val_csv);
   if (!s.label_column.empty()) j["label_column"] = s.label_column;
+  if (!s.ignore_columns.empty()) j["ignore_columns"] = s.ignore_columns;
   if (s.classes != 0) j["classes"] = s.classes;
   if (s.test_fraction != 0) {
     j["test_fraction"] = s.test_fraction;
@@ -1706,6 +1743,7 @@ DataSource source_from_json(const std::string& text, const std::string& where) {
     s.test_csv = path("test_csv");
     s.val_csv = path("val_csv");
     s.label_column = j.value("label_column", std::string());
+    s.ignore_columns = j.value("ignore_columns", std::vector<std::string>());
     s.classes = j.value("classes", 0);
     s.test_fraction = j.value("test_fraction", 0.0);
     s.seed = j.value("seed", std::uint64_t{0});

@@ -28,6 +28,14 @@ grep -q '^2,' ids-saved/metrics.csv && ! grep -q '^3,' ids-saved/metrics.csv && 
 # Its labels by default are the Id column, different in every row: refused, naming the column.
 expect 1 "^softreg: error: ids.csv: the labels \\(column 'Id'\\) differ in every one of the 150 rows: an id, not classes" -- \
   train --train-csv ids.csv --test-fraction 0.2 --quiet --no-plots --out ids-default
+# Left unread with --ignore-columns, the id no longer makes the run diverge; the model has the other two
+# columns, and eval and predict read them by name.
+expect 0 'test accuracy' -- train --train-csv ids.csv --label-column Species --ignore-columns Id --test-fraction 0.2 --no-plots --out ids-ignored
+expect 0 '^model: ids-ignored \(3 classes, 2 f32 features\)' -- eval --model ids-ignored
+expect 0 '^ids.csv:0: ' -- predict --model ids-ignored ids.csv
+expect 2 '^softreg: error: --ignore-columns applies to --train-csv' -- eval --model ids-ignored --ignore-columns Id
+expect 1 "^softreg: error: ids.csv: --ignore-columns: there is no column 'id' in the first line$" -- \
+  train --train-csv ids.csv --label-column Species --ignore-columns id --test-fraction 0.2 --no-plots --out ids-typo
 
 # A batch larger than the training set is one batch of all of it, not an allocation failure.
 "$softreg" train --batch-size 100000000000 --epochs 1 --no-check --quiet --no-plots --out huge && ok ||

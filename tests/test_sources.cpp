@@ -700,6 +700,59 @@ TEST(Csv, LargeTablesAreDecodedOnceAndThenMappedInPlace) {
   }
 }
 
+// Columns a training table should not give as features (an id, a date): by name or index; a table
+// without a header, the label column, an unknown name or an index past the end is an error naming it.
+TEST(Csv, IgnoredColumnsAreLeftUnread) {
+  const std::string text = "Id,a,when,b,label\n1,0.5,2024-01-02,1.5,cat\n2,2.5,2024-01-03,3.5,dog\n";
+  const auto read = [&](const std::vector<std::string>& ignored) {
+    return parse_csv(text, "t.csv", "label", 1, {.label = {}, .features = {}, .ignored = ignored});
+  };
+  const CsvTable table = read({"Id", "2"});
+  EXPECT_EQ(table.features.feature_names, (std::vector<std::string>{"a", "b"}));
+  EXPECT_FLOAT_EQ(table.features.value(1, 1), 3.5f);
+  EXPECT_EQ(read({"-5", "when"}).features.feature_names, (std::vector<std::string>{"a", "b"}));
+  EXPECT_NE(error_of([&] { read({"Id"}); }).find("line 2, column 3: '2024-01-02' is not a number"),
+            std::string::npos);
+  EXPECT_NE(
+      error_of([&] { read({"label"}); }).find("t.csv: --ignore-columns label: column 5 is the label column"),
+      std::string::npos);
+  EXPECT_NE(
+      error_of([&] { read({"nope"}); }).find("--ignore-columns: there is no column 'nope' in the first line"),
+      std::string::npos);
+  EXPECT_NE(error_of([&] { read({"5"}); }).find("--ignore-columns 5 is out of range (5 columns)"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              parse_csv("0,1,2\n1,3,4\n", "t.csv", "", 1, {.label = {}, .features = {}, .ignored = {"1"}});
+            }).find("--ignore-columns 1 needs a header line"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              read({"Id", "a", "when", "b"});
+            }).find("has no feature column besides the labels and the columns ignored"),
+            std::string::npos);
+}
+
+// A large table's decoded copy is kept per way of reading it: two models with their columns in other
+// orders each read the same new rows in their own order.
+TEST(Csv, ACachedTableIsReadInEachModelsColumnOrder) {
+  TempDir dir, cache;
+  const test::ScopedEnv env("SOFTREG_CACHE", cache.path().c_str());
+  const std::filesystem::path path = dir / "new.csv";
+  std::string text = "y,a,b,c\n";
+  for (int i = 0; i < 100000; ++i)  // about 1.1 MB: cached
+    text += std::to_string(i % 2) + ",1,2,3.25\n";
+  write_text(path, text);
+  for (int round = 0; round < 2; ++round) {  // the second round from the cache
+    const CsvTable ab = read_csv_file(path, "", 1, {.label = "y", .features = {"a", "b"}, .ignored = {}});
+    const CsvTable ba = read_csv_file(path, "", 1, {.label = "y", .features = {"b", "a"}, .ignored = {}});
+    const CsvTable c = read_csv_file(path, "y", 1, {.label = {}, .features = {}, .ignored = {"a", "b"}});
+    EXPECT_EQ(round == 1, ab.features.pixels.is_view() && ba.features.pixels.is_view());
+    EXPECT_FLOAT_EQ(ab.features.value(7, 0), 1.0f);
+    EXPECT_FLOAT_EQ(ba.features.value(7, 0), 2.0f);
+    EXPECT_EQ(c.features.width, 1U);
+    EXPECT_FLOAT_EQ(c.features.value(7, 0), 3.25f);
+  }
+}
+
 TEST(Csv, ACachedTableKeepsItsNotes) {
   TempDir dir, cache;
   const test::ScopedEnv env("SOFTREG_CACHE", cache.path().c_str());

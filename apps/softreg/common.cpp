@@ -92,6 +92,7 @@ std::string DataSourceFlags::first_given() const {
       {"--test-csv", !test_csv.empty()},
       {"--val-csv", !val_csv.empty()},
       {"--label-column", !label_column.empty()},
+      {"--ignore-columns", !ignore_columns.empty()},
       {"--classes", classes.has_value()},
       {"--test-fraction", test_fraction != 0},
       {"--image-size", !image_size.empty()},
@@ -121,6 +122,7 @@ DataSource DataSourceFlags::source(std::uint64_t seed, int threads) const {
   s.test_csv = test_csv;
   s.val_csv = val_csv;
   s.label_column = label_column;
+  s.ignore_columns = ignore_columns;
   // Their ranges are load_data's to check; here only what does not fit the library's int.
   if (classes && (*classes < 2 || *classes > kMaxClasses)) {
     throw UsageError(fmt::format("--classes must be between 2 and {}, got {}", kMaxClasses, *classes));
@@ -141,6 +143,10 @@ DataSource DataSourceFlags::source(std::uint64_t seed, int threads) const {
     throw UsageError("--dataset names IDX files: it does not go with --*-features or --*-csv");
   if (!label_column.empty() && !csv)
     throw UsageError("--label-column applies to --train-csv/--test-csv only");
+  if (!ignore_columns.empty() && train_csv.empty())
+    throw UsageError(
+        "--ignore-columns applies to --train-csv (tables read beside it, and a model's, are matched by "
+        "column name)");
   if (!image_size.empty()) {
     int h = 0, w = 0;
     const auto x = image_size.find('x');
@@ -194,6 +200,12 @@ void add_data_source_options(CLI::App& cmd, DataSourceFlags& flags) {
   cmd.add_option("--label-column", flags.label_column,
                  "CSV label column, by name or 0-based index, negative from the end (-1: the last) "
                  "(default: 0; for eval and predict, the model's)")
+      ->group(group);
+  cmd.add_option(
+         "--ignore-columns", flags.ignore_columns,
+         "CSV columns not to read as features (an id, a date), by name or 0-based index, comma-separated; "
+         "the training table needs a header")
+      ->delimiter(',')
       ->group(group);
   cmd.add_option("--classes", flags.classes, "Number of classes (default: from the labels)")->group(group);
   cmd.add_option("--test-fraction", flags.test_fraction,

@@ -41,12 +41,13 @@ inline constexpr const char* kModelOptionHelp =
 CLI::Option* add_data_option(CLI::App& cmd, std::string& target);
 
 /// The flags that say where data comes from: --data (IDX folder, image folder or .npz), NPY files,
-/// CSV files, --label-column, --classes, --test-fraction, --image-size, --skip-bad-images.
+/// CSV files, --label-column, --ignore-columns, --classes, --test-fraction, --image-size, --skip-bad-images.
 struct DataSourceFlags {
   std::string data;
   std::string dataset;
   std::string train_features, train_labels, test_features, test_labels, val_features, val_labels;
   std::string train_csv, test_csv, val_csv, label_column;
+  std::vector<std::string> ignore_columns;
   std::optional<long long> classes;  // not given: from the labels (0 given is a usage error)
   double test_fraction = 0;
   std::string image_size;

@@ -59,10 +59,13 @@ RawLabels labels_from_npy(const NpyArray& array, const std::string& source);
 // ---- CSV -----------------------------------------------------------------------------------------
 
 /// A training table's column names (its header), which the tables read for it are matched to; empty
-/// where it had none.
+/// where it had none. For the training table itself: `ignored`, the columns not read as features (an
+/// id, a date), each a name or a 0-based index (negative from the end); a table needs a header for them
+/// (its model then reads columns by name), and each must be a column of it other than the labels.
 struct CsvNames {
   std::string label;
   std::vector<std::string> features;
+  std::vector<std::string> ignored;
 };
 /// A CSV table split into feature rows (float32) and a label column. The first line is a header when
 /// any of its feature cells is not a number. `label_column` is a column name (needs a header) or a
@@ -160,7 +163,8 @@ struct DataSource {
   std::filesystem::path val_features, val_labels;  // a validation set given beside them (.npy)
   std::filesystem::path train_csv, test_csv, val_csv;
   std::string label_column;
-  int classes = 0;           // --classes: 0 = from the data
+  std::vector<std::string> ignore_columns;  // --ignore-columns: a training table's columns left unread
+  int classes = 0;                          // --classes: 0 = from the data
   double test_fraction = 0;  // a seeded stratified test split of the training data, when no test set
   std::uint64_t seed = 0;    // for that split
   int image_height = 0;      // --image-size (image folders)
