@@ -696,7 +696,8 @@ namespace {
 // feature buffer: no copy of its cells is kept, so memory is the floats and the labels, not many
 // times the text. `path` names the table in messages; `trained` as read_csv_file says.
 CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::string& label_column,
-                       bool with_labels, int threads, const CsvNames& trained) {
+                       bool with_labels, int threads, const CsvNames& trained,
+                       const std::vector<std::string>& ignored) {
   const std::vector<std::string>& feature_columns = trained.features;
   // Not text (an .npy, a zip, gzip, UTF-16) would split into lines of nonsense: said for what it is.
   if (const std::string_view start = text.substr(0, 4096);
@@ -801,8 +802,8 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
     }
   }
   // The columns left unread as asked (--ignore-columns), by name or index.
-  std::vector<bool> ignored(columns, false);
-  for (const std::string& column : trained.ignored) {
+  std::vector<bool> unread(columns, false);
+  for (const std::string& column : ignored) {
     if (!header) {
       throw Error::in_file(path,
                            fmt::format("--ignore-columns {} needs a header line (the model then reads its "
@@ -826,7 +827,7 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
     if (with_labels && c == label_index)
       throw Error::in_file(path,
                            fmt::format("--ignore-columns {}: column {} is the label column", column, c + 1));
-    ignored[c] = true;
+    unread[c] = true;
   }
   // The columns read as features, in order: every one but the label's, the row names and those ignored,
   // or those asked for by name.
@@ -843,7 +844,7 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
     table.features.feature_names = feature_columns;
   } else {
     for (std::size_t c = row_names ? 1 : 0; c < columns; ++c) {
-      if (c == label_index || ignored[c]) continue;
+      if (c == label_index || unread[c]) continue;
       feature_index.push_back(c);
       if (header) table.features.feature_names.push_back(first_row[c]);
     }
@@ -851,7 +852,7 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
   if (feature_index.empty()) {
     std::vector<std::string> taken = {"the labels"};
     if (row_names) taken.emplace_back("the row names");
-    if (!trained.ignored.empty()) taken.emplace_back("the columns ignored");
+    if (!ignored.empty()) taken.emplace_back("the columns ignored");
     const std::string last = taken.back();
     taken.pop_back();
     throw Error::in_file(path, fmt::format("has no feature column besides {}{}{}", fmt::join(taken, ", "),
@@ -1095,7 +1096,7 @@ std::optional<CsvTable> decode_table(const Bytes& bytes, bool with_labels) {
 }
 
 CsvTable read_csv_table(const fs::path& path, const std::string& label_column, bool with_labels, int threads,
-                        const CsvNames& trained) {
+                        const CsvNames& trained, const std::vector<std::string>& ignored = {}) {
   std::error_code ec;
   if (fs::is_regular_file(path, ec)) {  // read where it lies
     const fs::path folder = idx_cache_folder();
@@ -1107,7 +1108,7 @@ CsvTable read_csv_table(const fs::path& path, const std::string& label_column, b
                   folder,
                   fmt::format("{}|{}|{}|{}|{}|{}", fs::absolute(path, ec).lexically_normal().string(),
                               label_column, with_labels ? "labels" : "features", trained.label,
-                              fmt::join(trained.features, "\x1f"), fmt::join(trained.ignored, "\x1f")),
+                              fmt::join(trained.features, "\x1f"), fmt::join(ignored, "\x1f")),
                   "-" + path.filename().string() + ".csv")
             : fs::path();
     if (key) {
@@ -1117,7 +1118,7 @@ CsvTable read_csv_table(const fs::path& path, const std::string& label_column, b
     }
     const std::shared_ptr<const MappedFile> mapped = map_file(path, MapPages::kOnFirstRead);
     CsvTable table = read_csv_text({reinterpret_cast<const char*>(mapped->data), mapped->size}, path,
-                                   label_column, with_labels, threads, trained);
+                                   label_column, with_labels, threads, trained, ignored);
     if (key) write_decoded_cache(entry, *key, encode_table(table));  // only a table that parsed
     return table;
   }
@@ -1127,19 +1128,19 @@ CsvTable read_csv_table(const fs::path& path, const std::string& label_column, b
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad()) throw Error::in_file(path, "read error");
-  return read_csv_text(text.view(), path, label_column, with_labels, threads, trained);
+  return read_csv_text(text.view(), path, label_column, with_labels, threads, trained, ignored);
 }
 
 }  // namespace
 
 CsvTable parse_csv(std::string_view text, const std::string& source, const std::string& label_column,
-                   int threads, const CsvNames& trained) {
-  return read_csv_text(text, source, label_column, /*with_labels=*/true, threads, trained);
+                   int threads, const CsvNames& trained, const std::vector<std::string>& ignored) {
+  return read_csv_text(text, source, label_column, /*with_labels=*/true, threads, trained, ignored);
 }
 
 CsvTable read_csv_file(const fs::path& path, const std::string& label_column, int threads,
-                       const CsvNames& trained) {
-  return read_csv_table(path, label_column, /*with_labels=*/true, threads, trained);
+                       const CsvNames& trained, const std::vector<std::string>& ignored) {
+  return read_csv_table(path, label_column, /*with_labels=*/true, threads, trained, ignored);
 }
 
 std::vector<std::string> csv_first_cells(const fs::path& path) {
@@ -1512,13 +1513,14 @@ FeatureParts read_csv_parts(const DataSource& source) {
   parts.folder = source.train_csv;
   // A part's table; the test and validation tables' columns matched to the training table's by name
   // where both have a header.
-  const auto csv_part = [&](const fs::path& path, const CsvNames& trained) {
+  const auto csv_part = [&](const fs::path& path, const CsvNames& trained,
+                            const std::vector<std::string>& ignored = {}) {
     if (path.empty()) return RawPart{};
-    CsvTable table = read_csv_file(path, source.label_column, source.threads, trained);
+    CsvTable table = read_csv_file(path, source.label_column, source.threads, trained, ignored);
     parts.notes.insert(parts.notes.end(), table.notes.begin(), table.notes.end());
     return RawPart{std::move(table.features), std::move(table.labels), path.string(), path, path.string()};
   };
-  parts.train = csv_part(source.train_csv, {.label = {}, .features = {}, .ignored = source.ignore_columns});
+  parts.train = csv_part(source.train_csv, {}, source.ignore_columns);
   check_labels_repeat(parts.train.labels, parts.train.rows.label_name, source.label_column, source.train_csv);
   const CsvNames trained{parts.train.rows.label_name, parts.train.rows.feature_names};
   parts.test = csv_part(source.test_csv, trained);

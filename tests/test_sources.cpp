@@ -705,7 +705,7 @@ TEST(Csv, LargeTablesAreDecodedOnceAndThenMappedInPlace) {
 TEST(Csv, IgnoredColumnsAreLeftUnread) {
   const std::string text = "Id,a,when,b,label\n1,0.5,2024-01-02,1.5,cat\n2,2.5,2024-01-03,3.5,dog\n";
   const auto read = [&](const std::vector<std::string>& ignored) {
-    return parse_csv(text, "t.csv", "label", 1, {.label = {}, .features = {}, .ignored = ignored});
+    return parse_csv(text, "t.csv", "label", 1, {}, ignored);
   };
   const CsvTable table = read({"Id", "2"});
   EXPECT_EQ(table.features.feature_names, (std::vector<std::string>{"a", "b"}));
@@ -722,7 +722,7 @@ TEST(Csv, IgnoredColumnsAreLeftUnread) {
   EXPECT_NE(error_of([&] { read({"5"}); }).find("--ignore-columns 5 is out of range (5 columns)"),
             std::string::npos);
   EXPECT_NE(error_of([&] {
-              parse_csv("0,1,2\n1,3,4\n", "t.csv", "", 1, {.label = {}, .features = {}, .ignored = {"1"}});
+              parse_csv("0,1,2\n1,3,4\n", "t.csv", "", 1, {}, {"1"});
             }).find("--ignore-columns 1 needs a header line"),
             std::string::npos);
   EXPECT_NE(error_of([&] {
@@ -742,9 +742,9 @@ TEST(Csv, ACachedTableIsReadInEachModelsColumnOrder) {
     text += std::to_string(i % 2) + ",1,2,3.25\n";
   write_text(path, text);
   for (int round = 0; round < 2; ++round) {  // the second round from the cache
-    const CsvTable ab = read_csv_file(path, "", 1, {.label = "y", .features = {"a", "b"}, .ignored = {}});
-    const CsvTable ba = read_csv_file(path, "", 1, {.label = "y", .features = {"b", "a"}, .ignored = {}});
-    const CsvTable c = read_csv_file(path, "y", 1, {.label = {}, .features = {}, .ignored = {"a", "b"}});
+    const CsvTable ab = read_csv_file(path, "", 1, {"y", {"a", "b"}});
+    const CsvTable ba = read_csv_file(path, "", 1, {"y", {"b", "a"}});
+    const CsvTable c = read_csv_file(path, "y", 1, {}, {"a", "b"});
     EXPECT_EQ(round == 1, ab.features.pixels.is_view() && ba.features.pixels.is_view());
     EXPECT_FLOAT_EQ(ab.features.value(7, 0), 1.0f);
     EXPECT_FLOAT_EQ(ba.features.value(7, 0), 2.0f);

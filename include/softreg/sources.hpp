@@ -59,13 +59,10 @@ RawLabels labels_from_npy(const NpyArray& array, const std::string& source);
 // ---- CSV -----------------------------------------------------------------------------------------
 
 /// A training table's column names (its header), which the tables read for it are matched to; empty
-/// where it had none. For the training table itself: `ignored`, the columns not read as features (an
-/// id, a date), each a name or a 0-based index (negative from the end); a table needs a header for them
-/// (its model then reads columns by name), and each must be a column of it other than the labels.
+/// where it had none.
 struct CsvNames {
   std::string label;
   std::vector<std::string> features;
-  std::vector<std::string> ignored;
 };
 /// A CSV table split into feature rows (float32) and a label column. The first line is a header when
 /// any of its feature cells is not a number. `label_column` is a column name (needs a header) or a
@@ -74,7 +71,10 @@ struct CsvNames {
 /// order, as its features (others, an id column say, are left unread), and one whose header lacks one
 /// is an error naming it; a table without a header is read as it is. A first column the header leaves
 /// unnamed is the row index pandas' `DataFrame.to_csv` (and R's `write.csv`) writes unless told not to:
-/// it is left out, with a note, unless `label_column` names it by index.
+/// it is left out, with a note, unless `label_column` names it by index. `ignored`: columns not read as
+/// features (an id, a date), each a name or a 0-based index (negative from the end); the table needs a
+/// header for them (its model then reads columns by name), and each must be a column other than the
+/// labels.
 struct CsvTable {
   Dataset features;  // labels not filled in; feature_names and label_name from the header, or empty
   RawLabels labels;
@@ -82,10 +82,11 @@ struct CsvTable {
 };
 /// Up to `threads` threads parse a large table's rows, each a run of consecutive lines.
 CsvTable read_csv_file(const std::filesystem::path& path, const std::string& label_column, int threads = 1,
-                       const CsvNames& trained = {});
+                       const CsvNames& trained = {}, const std::vector<std::string>& ignored = {});
 /// The same for CSV text in memory; `source` names it in messages.
 CsvTable parse_csv(std::string_view text, const std::string& source, const std::string& label_column,
-                   int threads = 1, const CsvNames& trained = {});
+                   int threads = 1, const CsvNames& trained = {},
+                   const std::vector<std::string>& ignored = {});
 /// The cells of a CSV file's first non-blank line, quotes respected (a quoted comma is no separator).
 std::vector<std::string> csv_first_cells(const std::filesystem::path& path);
 /// A CSV table of feature columns only (for prediction); labels stay empty.
