@@ -96,7 +96,21 @@ namespace {
 std::string what_the_file_is(std::string_view start) {
   if (start.empty()) return "; it is empty";
   if (start.starts_with(kNpyMagic)) return "; it is a NumPy .npy file";
-  if (start.starts_with("PK\x03\x04")) return "; it is a zip archive (an .npz, or a PyTorch .pt file?)";
+  if (start.starts_with("PK\x03\x04")) {
+    // An Excel workbook (.xlsx) is a zip of parts: the first one's name is in the first bytes.
+    if (start.find("[Content_Types].xml") != std::string_view::npos ||
+        start.find("xl/") != std::string_view::npos)
+      return "; it is an Excel workbook: save it as CSV (CSV UTF-8)";
+    return "; it is a zip archive (an .npz, or a PyTorch .pt file?)";
+  }
+  if (start.starts_with("\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"))
+    return "; it is an Excel 97-2003 workbook (or another OLE file): save it as CSV";
+  if (start.starts_with("PAR1"))
+    return "; it is a Parquet file (pandas: df.to_csv, or np.save of df.to_numpy())";
+  if (start.starts_with("\x89HDF\r\n\x1a\n"))
+    return "; it is an HDF5 file (h5py: np.save of the dataset's array)";
+  if (start.starts_with("\x80") && start.size() > 1 && start[1] >= 2 && start[1] <= 5)
+    return "; it is a Python pickle (np.save writes .npy)";
   if (start.starts_with("\x1f\x8b")) return "; it is gzip-compressed (a pipe such as <(zcat FILE) reads it)";
   if (start.starts_with("\xff\xfe") || start.starts_with("\xfe\xff"))
     return "; it is UTF-16 text (a spreadsheet's \"Unicode text\"): save it as UTF-8";
@@ -702,7 +716,7 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
   // Not text (an .npy, a zip, gzip, UTF-16) would split into lines of nonsense: said for what it is.
   if (const std::string_view start = text.substr(0, 4096);
       start.find('\0') != std::string_view::npos || start.starts_with(kNpyMagic) ||
-      start.starts_with("\x1f\x8b") || start.starts_with("PK\x03\x04")) {
+      start.starts_with("\x1f\x8b") || start.starts_with("PK\x03\x04") || start.starts_with("PAR1")) {
     throw Error::in_file(path, "is not a CSV table" + what_the_file_is(start));
   }
   const std::vector<CsvLine> lines = csv_lines(text);

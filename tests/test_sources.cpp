@@ -540,6 +540,14 @@ TEST(Csv, AFileThatIsNotTextIsNamedForWhatItIs) {
             std::string::npos);
   EXPECT_NE(error(std::string("\xff\xfey\x00,\x00a\x00\n\x00", 10)).find("it is UTF-16 text"),
             std::string::npos);
+  const std::string zip_header = std::string("PK\x03\x04\x14\x00\x06\x00", 8) + std::string(22, '\x01');
+  EXPECT_NE(error(zip_header + "[Content_Types].xml").find("it is an Excel workbook: save it as CSV"),
+            std::string::npos);
+  EXPECT_NE(error(std::string("\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\x00", 9)).find("Excel 97-2003 workbook"),
+            std::string::npos);
+  EXPECT_NE(error("PAR1\x15\x04").find("it is a Parquet file"), std::string::npos);
+  EXPECT_NE(error(std::string("\x89HDF\r\n\x1a\n\x00", 9)).find("it is an HDF5 file"), std::string::npos);
+  EXPECT_NE(error(std::string("\x80\x04\x95\x00", 4)).find("it is a Python pickle"), std::string::npos);
   EXPECT_NE(error(std::string("y,a\n1,\x00\n", 8)).find("is not a CSV table; it holds binary data"),
             std::string::npos);
 }
