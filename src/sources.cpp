@@ -99,7 +99,7 @@ std::string what_the_file_is(std::string_view start) {
   if (start.starts_with("PK\x03\x04")) {
     // An Excel workbook (.xlsx) is a zip of parts: the first one's name is in the first bytes.
     if (start.find("[Content_Types].xml") != std::string_view::npos ||
-        start.find("xl/") != std::string_view::npos)
+        start.find("xl/") != std::string_view::npos || start.find("docProps/") != std::string_view::npos)
       return "; it is an Excel workbook: save it as CSV (CSV UTF-8)";
     return "; it is a zip archive (an .npz, or a PyTorch .pt file?)";
   }
