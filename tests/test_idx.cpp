@@ -191,8 +191,9 @@ TEST(Dataset, LocatesExplicitFolderAndNamesMissingFiles) {
         std::pair{"t.csv", "a table goes to --train-csv)"},
         std::pair{"t.csv.gz", "a table goes to --train-csv, a compressed one through a pipe"},
         std::pair{"photo.jpg", "--data takes an IDX or image folder, or an .npz"}}) {
-    write_bytes(dir / name, {1, 2, 3});
-    expect_error([&] { locate_data(dir / name); }, std::string(name) + ": not a folder (" + hint);
+    const std::filesystem::path file = dir / name;  // a structured binding is not captured (C++20)
+    write_bytes(file, {1, 2, 3});
+    expect_error([&] { locate_data(file); }, std::string(name) + ": not a folder (" + hint);
   }
 }
 
