@@ -706,6 +706,64 @@ std::vector<CsvLine> csv_lines(std::string_view text) {
 
 namespace {
 
+// Names for the columns a header leaves unnamed or names twice, as pandas gives them ("Unnamed: 3";
+// "x", "x.1", "x.2"): tables are matched to the training table by name, and two columns of one name
+// would both be read from the first. The first column keeps no name where it holds row names. Returns
+// which columns the header left unnamed.
+std::vector<bool> name_columns_as_pandas_does(std::vector<std::string>& header, bool row_names) {
+  std::vector<bool> unnamed(header.size(), false);
+  std::set<std::string> names;
+  for (std::size_t c = 0; c < header.size(); ++c) {
+    unnamed[c] = header[c].empty();
+    if (c == 0 && row_names) continue;
+    if (unnamed[c]) header[c] = fmt::format("Unnamed: {}", c);
+    if (names.insert(header[c]).second) continue;
+    for (std::size_t k = 1;; ++k) {
+      if (std::string name = fmt::format("{}.{}", header[c], k); names.insert(name).second) {
+        header[c] = std::move(name);
+        break;
+      }
+    }
+  }
+  return unnamed;
+}
+
+// The columns --ignore-columns leaves unread, each given by name (in `first_row`, the header) or by
+// 0-based index, negative from the end. `label_index` is the label column's (first_row.size(): none).
+std::vector<bool> columns_left_unread(const std::vector<std::string>& ignored,
+                                      const std::vector<std::string>& first_row, bool header,
+                                      std::size_t label_index, const fs::path& path) {
+  const std::size_t columns = first_row.size();
+  std::vector<bool> unread(columns, false);
+  for (const std::string& column : ignored) {
+    if (!header) {
+      throw Error::in_file(path,
+                           fmt::format("--ignore-columns {} needs a header line (the model then reads its "
+                                       "columns by name), but the first line is data",
+                                       column));
+    }
+    std::size_t c = std::find(first_row.begin(), first_row.end(), column) - first_row.begin();
+    long long index = 0;
+    if (const auto [end, ec] = std::from_chars(column.data(), column.data() + column.size(), index);
+        c == columns && ec == std::errc() && end == column.data() + column.size()) {
+      const long long from_start = index < 0 ? static_cast<long long>(columns) + index : index;
+      if (from_start < 0 || from_start >= static_cast<long long>(columns)) {
+        throw Error::in_file(path,
+                             fmt::format("--ignore-columns {} is out of range ({} columns)", index, columns));
+      }
+      c = static_cast<std::size_t>(from_start);
+    }
+    if (c == columns)
+      throw Error::in_file(
+          path, fmt::format("--ignore-columns: there is no column '{}' in the first line", column));
+    if (c == label_index)
+      throw Error::in_file(path,
+                           fmt::format("--ignore-columns {}: column {} is the label column", column, c + 1));
+    unread[c] = true;
+  }
+  return unread;
+}
+
 // A CSV table with a label column (with_labels) or of features only, parsed line by line into the
 // feature buffer: no copy of its cells is kept, so memory is the floats and the labels, not many
 // times the text. `path` names the table in messages; `trained` as read_csv_file says.
@@ -796,53 +854,10 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
         "without index=False) and left out",
         path.string()));
   }
-  // Names for the columns a header leaves unnamed or names twice, as pandas gives them ("Unnamed: 3";
-  // "x", "x.1", "x.2"): tables are matched to the training table by name, and two columns of one name
-  // would both be read from the first.
-  std::vector<bool> unnamed(columns, false);
-  if (header) {
-    std::set<std::string> names;
-    for (std::size_t c = 0; c < columns; ++c) {
-      unnamed[c] = first_row[c].empty();
-      if (c == 0 && row_names) continue;
-      if (unnamed[c]) first_row[c] = fmt::format("Unnamed: {}", c);
-      if (names.insert(first_row[c]).second) continue;
-      for (std::size_t k = 1;; ++k) {
-        if (std::string name = fmt::format("{}.{}", first_row[c], k); names.insert(name).second) {
-          first_row[c] = std::move(name);
-          break;
-        }
-      }
-    }
-  }
-  // The columns left unread as asked (--ignore-columns), by name or index.
-  std::vector<bool> unread(columns, false);
-  for (const std::string& column : ignored) {
-    if (!header) {
-      throw Error::in_file(path,
-                           fmt::format("--ignore-columns {} needs a header line (the model then reads its "
-                                       "columns by name), but the first line is data",
-                                       column));
-    }
-    std::size_t c = std::find(first_row.begin(), first_row.end(), column) - first_row.begin();
-    long long index = 0;
-    if (const auto [end, ec] = std::from_chars(column.data(), column.data() + column.size(), index);
-        c == columns && ec == std::errc() && end == column.data() + column.size()) {
-      const long long from_start = index < 0 ? static_cast<long long>(columns) + index : index;
-      if (from_start < 0 || from_start >= static_cast<long long>(columns)) {
-        throw Error::in_file(path,
-                             fmt::format("--ignore-columns {} is out of range ({} columns)", index, columns));
-      }
-      c = static_cast<std::size_t>(from_start);
-    }
-    if (c == columns)
-      throw Error::in_file(
-          path, fmt::format("--ignore-columns: there is no column '{}' in the first line", column));
-    if (with_labels && c == label_index)
-      throw Error::in_file(path,
-                           fmt::format("--ignore-columns {}: column {} is the label column", column, c + 1));
-    unread[c] = true;
-  }
+  const std::vector<bool> unnamed =
+      header ? name_columns_as_pandas_does(first_row, row_names) : std::vector<bool>(columns, false);
+  const std::vector<bool> unread =
+      columns_left_unread(ignored, first_row, header, with_labels ? label_index : columns, path);
   // The columns read as features, in order: every one but the label's, the row names and those ignored,
   // or those asked for by name.
   std::vector<std::size_t> feature_index;
