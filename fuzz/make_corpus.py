@@ -173,6 +173,8 @@ def main():
     put("csv", "semicolons.csv", b"\x02" + b'x;label;y\n1,5;cat;2\n"-1,0";dog;0,25\n')
     # Row names in an unnamed first column, as pandas' to_csv writes its index.
     put("csv", "row_names.csv", b"\x02" + b",x,label\n0,1.5,cat\n1,2,dog\n")
+    # A separator ending every line: an unnamed, empty last column.
+    put("csv", "trailing.csv", b"\x00" + b"y,a,b,\n1,2,3,\n0,4,5,\n")
     # Columns left unread: "x" and the last (the first byte's 0x40), the labels by name.
     put("csv", "ignored.csv", b"\x44" + b"id,x,label,y,z\n1,0.5,cat,2,9\n2,1.5,dog,3,8\n")
     # More than 2 x 2,048 lines, first byte's high bit set: two threads parse runs of lines.

@@ -833,10 +833,21 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
                 (!feature_columns.empty() &&
                  std::all_of(feature_columns.begin(), feature_columns.end(),
                              [&](const std::string& name) { return column_of(name) != std::string::npos; }));
+  // An empty cell is no evidence either way (a missing value in a first row of data, or a gap in a
+  // header), except where pandas writes its index: an empty first cell before its default column names
+  // 0, 1, 2, ...
   for (std::size_t c = 0; c < columns; ++c) {
-    if (c != label_index && !parse_feature(first_row[c], decimal_comma)) header = true;
+    if (c != label_index && !first_row[c].empty() && !parse_feature(first_row[c], decimal_comma))
+      header = true;
   }
-  if (!header && with_labels && lines.size() > 1 && !parse_number(first_row[label_index], decimal_comma)) {
+  if (!header && columns > 1 && first_row[0].empty()) {
+    bool default_names = true;
+    for (std::size_t c = 1; c < columns; ++c)
+      default_names = default_names && first_row[c] == std::to_string(c - 1);
+    header = default_names;
+  }
+  if (!header && with_labels && lines.size() > 1 && !first_row[label_index].empty() &&
+      !parse_number(first_row[label_index], decimal_comma)) {
     const std::vector<std::string_view>& second = splitter.split(lines[1].text);
     if (label_index < second.size() && parse_number(second[label_index], decimal_comma)) header = true;
   }
@@ -856,8 +867,13 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
   }
   const std::vector<bool> unnamed =
       header ? name_columns_as_pandas_does(first_row, row_names) : std::vector<bool>(columns, false);
-  const std::vector<bool> unread =
+  std::vector<bool> unread =
       columns_left_unread(ignored, first_row, header, with_labels ? label_index : columns, path);
+  // A last column the header leaves unnamed, not the labels: a separator that ends every line, as some
+  // exports write. Left out; a value in it is an error (below).
+  const bool trailing_separator =
+      header && columns > 1 && unnamed[columns - 1] && !(with_labels && label_index == columns - 1);
+  if (trailing_separator) unread[columns - 1] = true;
   // The columns read as features, in order: every one but the label's, the row names and those ignored,
   // or those asked for by name.
   std::vector<std::size_t> feature_index;
@@ -945,6 +961,12 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
           throw Error::in_file(path, fmt::format("line {} has {} cells, but the first line has {}",
                                                  line.number, cells.size(), columns));
         }
+        if (trailing_separator && !cells[columns - 1].empty()) {
+          throw Error::in_file(path,
+                               fmt::format("line {}, column {}: '{}' is in a column the first line leaves "
+                                           "unnamed: name it there",
+                                           line.number, columns, cells[columns - 1]));
+        }
         if (with_labels) {
           const std::string_view cell = cells[label_index];
           if (cell.empty())
@@ -966,11 +988,11 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
           if (!v && cell.empty()) {
             // A missing value, or a column the header leaves unnamed: a trailing comma on every line.
             throw Error::in_file(
-                path,
-                fmt::format("line {}, column {}: the cell is empty{}", line.number, c + 1,
-                            unnamed[c] ? ", in a column the first line leaves unnamed (a comma at the end "
-                                         "of every line?)"
-                                       : " (features must be numbers: fill it in, or leave the row out)"));
+                path, fmt::format("line {}, column {}: the cell is empty{}", line.number, c + 1,
+                                  unnamed[c] || (!header && c == columns - 1)
+                                      ? " (a separator at the end of every line? a table without a header "
+                                        "must not end its lines with one)"
+                                      : " (features must be numbers: fill it in, or leave the row out)"));
           }
           if (!v) {
             throw Error::in_file(path, fmt::format("line {}, column {}: '{}' is not a number{}", line.number,
@@ -1038,7 +1060,7 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
 // floats, the labels (64-bit numbers, or a 32-bit length and the bytes each), then the feature names, the
 // label column's name and the notes likewise (a 64-bit count before the notes).
 constexpr std::size_t kCachedTableBytes = 1 << 20;
-constexpr std::array<char, 8> kCsvCacheMagic = {'S', 'R', 'C', 'S', 'V', 'C', '0', '5'};
+constexpr std::array<char, 8> kCsvCacheMagic = {'S', 'R', 'C', 'S', 'V', 'C', '0', '6'};
 
 void put_bytes(std::vector<std::uint8_t>& out, const void* data, std::size_t size) {
   const auto* p = static_cast<const std::uint8_t*>(data);

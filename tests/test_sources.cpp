@@ -489,11 +489,18 @@ TEST(Csv, BadTablesNameTheLineAndColumn) {
   EXPECT_NE(fails_with("y,a,b\n1,2,3\n0,,4\n")
                 .find("line 3, column 2: the cell is empty (features must be numbers"),
             std::string::npos);
-  EXPECT_NE(
-      fails_with("y,a,b,\n1,2,3,\n")
-          .find("line 2, column 4: the cell is empty, in a column the first line leaves unnamed (a comma "
-                "at the end of every line?)"),
-      std::string::npos);
+  // A separator ending every line: a header's unnamed last column holding a value is named; without a
+  // header the empty last cells are an error that says what they may be.
+  EXPECT_NE(fails_with("y,a,b,\n1,2,3,\n0,4,5,6\n")
+                .find("line 3, column 4: '6' is in a column the first line leaves unnamed: name it there"),
+            std::string::npos);
+  EXPECT_NE(fails_with("1,2,3,\n0,4,5,\n")
+                .find("line 1, column 4: the cell is empty (a separator at the end of every line?"),
+            std::string::npos);
+  // A first row of data with a value missing is data, not a header: its line is named.
+  EXPECT_NE(fails_with("1,,3\n0,4,5\n").find("line 1, column 2: the cell is empty (features must be numbers"),
+            std::string::npos);
+  EXPECT_NE(fails_with(",2,3\n0,4,5\n").find("line 1: the label is missing"), std::string::npos);
   EXPECT_NE(fails_with("y,a\n1,1e999\n").find("not a number"), std::string::npos);  // out of range
   EXPECT_NE(fails_with("y,a\n,1\n").find("line 2: the label is missing"), std::string::npos);
   EXPECT_NE(fails_with("y,a\n1,2\n", "label").find("the label column 'label' is not in the first line"),
@@ -523,6 +530,20 @@ TEST(Csv, ColumnsNamedTwiceOrUnnamedGetPandasNames) {
       (std::vector<float>{1, 100, 7}));
   const CsvTable gaps = parse_csv("y,a,,b\n0,1,2,3\n", "t.csv", "y");
   EXPECT_EQ(gaps.features.feature_names, (std::vector<std::string>{"a", "Unnamed: 2", "b"}));
+}
+
+// A separator at the end of every line of a table with a header (some exports write one) makes an
+// unnamed, empty last column: left out.
+TEST(Csv, ASeparatorEndingEveryLineIsAnEmptyColumnLeftOut) {
+  const CsvTable table = parse_csv("y,a,b,\n1,2,3,\n0,4,5,\n", "t.csv", "");
+  EXPECT_EQ(table.features.feature_names, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(table.labels.numbers, (std::vector<std::int64_t>{1, 0}));
+  EXPECT_FLOAT_EQ(table.features.value(1, 1), 5.0f);
+  // pandas' default column names after its index are a header too.
+  const CsvTable pandas = parse_csv(",0,1\n0,1,0.5\n1,0,2.5\n", "t.csv", "");
+  EXPECT_EQ(pandas.features.count, 2U);
+  EXPECT_EQ(pandas.labels.numbers, (std::vector<std::int64_t>{1, 0}));
+  EXPECT_EQ(pandas.features.feature_names, (std::vector<std::string>{"1"}));
 }
 
 // A file of another kind given as a table: said for what it is, not split into lines of nonsense.
