@@ -266,6 +266,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             height, width, kind = 1, D, "features"
         names = [str(c) for c in self.classes_]
         extra = {"python_classes": json.dumps(self.classes_.tolist()), "python_classes_dtype": self.classes_.dtype.str}
+        if kind == "features" and hasattr(self, "feature_names_in_"):
+            # A DataFrame's columns: `softreg predict` and `eval` then read a table's columns by these names.
+            extra["feature_names"] = json.dumps([str(name) for name in self.feature_names_in_])
         _core.save(str(path), self.coef_, self.intercept_, names, height, width, kind, self._row_dtype,
                    self._core_params(), self._state, extra)
 
@@ -354,7 +357,8 @@ def load(path):
     (or the run folder of `softreg train` that holds it, as `softreg eval --model` takes).
 
     Its classes_ are the labels it was fitted on when Python saved it; for a model from the CLI they
-    are 0..K-1, with the names in class_names_."""
+    are 0..K-1, with the names in class_names_. A model of a table's (or DataFrame's) columns has their
+    names in feature_names_in_."""
     model = _core.load(str(path))
     params = dict(model.get("params", {}))
     estimator = SoftmaxRegression(**params)
@@ -367,6 +371,10 @@ def load(path):
     else:
         estimator.classes_ = np.arange(estimator.coef_.shape[0])
     estimator.class_names_ = list(model["class_names"])
+    if model["input"] == "features" and len(model["feature_names"]) == estimator.n_features_in_:
+        # The columns of the table (or DataFrame) it was fitted on: a DataFrame given to predict is checked
+        # against them, as scikit-learn checks any estimator fitted on one.
+        estimator.feature_names_in_ = np.array(model["feature_names"], dtype=object)
     estimator.history_ = []
     estimator.n_iter_ = model["state"]["epochs_done"] if "state" in model else 0
     if "state" in model:

@@ -390,6 +390,7 @@ py::dict load(const std::string& path) {
   out["input"] = file.input == InputKind::kImages ? "images" : "features";
   out["dtype"] = std::string(element_name(file.element));
   out["metadata"] = file.metadata;
+  out["feature_names"] = file.feature_names;  // a table's columns (CLI) or a DataFrame's (Python); or empty
   if (file.metadata.contains("lr")) {  // written by training: the recipe and the state to continue from
     out["params"] = params_from(config_from_metadata(file, path));
     TrainerState state = trainer_state_from(file, path);

@@ -103,3 +103,35 @@ def test_save_is_atomic_and_bad_paths_are_clear(tmp_path):
     with pytest.raises(ValueError, match="is a folder, not a file name"):
         model.save(tmp_path)
     assert os.listdir(tmp_path) == ["bad.safetensors"]
+
+
+def test_column_names_go_between_tables_and_data_frames(cli, tmp_path):
+    """A model of a CSV table's columns loads with them as feature_names_in_ (a DataFrame in another
+    order is refused, not misread); one fitted on a DataFrame saves them, and `softreg predict` then reads
+    a table's columns by name, in any order."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = np.where(X[:, 0] - X[:, 2] > 0, "pos", "neg")
+    table = pd.DataFrame(X, columns=["a", "b", "c"]).assign(label=y)
+    table.to_csv(tmp_path / "t.csv", index=False)
+    subprocess.run([cli, "train", "--train-csv", str(tmp_path / "t.csv"), "--label-column", "label",
+                    "--test-fraction", "0.2", "--no-plots", "--quiet", "--out", str(tmp_path / "run")],
+                   check=True, capture_output=True, text=True)
+    model = softreg.load(tmp_path / "run")
+    assert list(model.feature_names_in_) == ["a", "b", "c"]
+    with pytest.warns(UserWarning, match="fitted with feature names"):
+        unnamed = model.predict(X)
+    assert (model.predict(table[["a", "b", "c"]]) == unnamed).all()
+    with pytest.raises(ValueError, match="feature names"):
+        model.predict(table[["c", "a", "b"]])
+
+    fitted = softreg.SoftmaxRegression(epochs=3).fit(table[["a", "b", "c"]], y)
+    fitted.save(tmp_path / "m.safetensors")
+    _, meta = read_safetensors(tmp_path / "m.safetensors")
+    assert json.loads(meta["feature_names"]) == ["a", "b", "c"]
+    table[["c", "label", "a", "b"]].to_csv(tmp_path / "shuffled.csv", index=False)
+    out = subprocess.run([cli, "predict", "--model", str(tmp_path / "m.safetensors"), "--top", "1",
+                          str(tmp_path / "shuffled.csv")], check=True, capture_output=True, text=True)
+    predicted = [line.split(": ")[1].split(" ")[0] for line in out.stdout.splitlines()]
+    assert predicted == list(fitted.predict(table[["a", "b", "c"]]))
