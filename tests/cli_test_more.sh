@@ -147,6 +147,10 @@ expect 0 '^model: own/model.safetensors \(3 classes, 2 f32 features\)' -- eval -
 expect 0 '^softreg: warning: 1 class has no training rows, so the model cannot learn it: emu$' -- \
   train --train-csv pets-train.csv --test-csv pets-test.csv --no-plots --out pets
 [ "$(grep -c warning err.txt)" -eq 1 ] && ok || fail "the unseen class warned of more than once: $(cat err.txt)"
+# Labels counted from 1 leave class 0 empty: the warning says why.
+awk -F, -v OFS=, 'NR == 1 { print; next } { $4 = $4 + 1; print }' ids.csv >ids-from-1.csv
+expect 0 '^softreg: warning: 1 class has no training rows, so the model cannot learn it: 0 \(labels that are numbers are class numbers from 0: labels counted from 1 leave class 0 empty\)$' -- \
+  train --train-csv ids-from-1.csv --label-column Species --ignore-columns Id --test-fraction 0.2 --no-plots --quiet --out ids-from-1
 expect 0 'test accuracy 0\.5000' -- train --train-csv pets-train.csv --test-csv pets-test.csv --no-plots --out pets2 --epochs 30
 # The seed's acceptance checks are for Fashion-MNIST: a table no model can learn (each row twice, once
 # a class) trains to a loss of ln 2 > 0.5 and still exits 0; --check asks for them.

@@ -256,10 +256,17 @@ void warn_of_classes_without_training_rows(const Dataset& train) {
   if (unseen.empty()) return;
   constexpr std::size_t kNamed = 5;
   const std::size_t named = std::min(unseen.size(), kNamed);
-  fmt::print(stderr, "softreg: warning: {} class{} no training rows, so the model cannot learn {}: {}{}\n",
+  // Labels counted from 1 (R, MATLAB, many exported tables) leave class 0 empty: said, since numbers are
+  // class numbers here.
+  const bool counted_from_one = rows.size() > 1 && rows[0] == 0 && unseen.size() == 1 &&
+                                (train.class_names.empty() || train.class_names[0] == "0");
+  fmt::print(stderr, "softreg: warning: {} class{} no training rows, so the model cannot learn {}: {}{}{}\n",
              unseen.size(), unseen.size() == 1 ? " has" : "es have", unseen.size() == 1 ? "it" : "them",
              fmt::join(unseen.begin(), unseen.begin() + static_cast<std::ptrdiff_t>(named), ", "),
-             unseen.size() > named ? fmt::format(" and {} more", unseen.size() - named) : "");
+             unseen.size() > named ? fmt::format(" and {} more", unseen.size() - named) : "",
+             counted_from_one ? " (labels that are numbers are class numbers from 0: labels counted from 1 "
+                                "leave class 0 empty)"
+                              : "");
 }
 
 void add_check_flags(CLI::App& cmd, bool& check, bool& no_check, const std::string& what) {
