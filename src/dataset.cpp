@@ -148,7 +148,7 @@ std::string what_else_a_file_takes(const fs::path& file) {
   };
   const std::string extension = lower(file.extension().string());
   if (extension == ".gz" && lower(file.stem().extension().string()) == ".csv")
-    return " (a table goes to --train-csv, a compressed one through a pipe: <(zcat FILE))";
+    return " (a table goes to --train-csv, compressed or not)";
   if (extension == ".npy")
     return " (an .npy holds one array: give --train-features and --train-labels, or an .npz of x_train, "
            "y_train, "

@@ -111,7 +111,7 @@ std::string what_the_file_is(std::string_view start) {
     return "; it is an HDF5 file (h5py: np.save of the dataset's array)";
   if (start.starts_with("\x80") && start.size() > 1 && start[1] >= 2 && start[1] <= 5)
     return "; it is a Python pickle (np.save writes .npy)";
-  if (start.starts_with("\x1f\x8b")) return "; it is gzip-compressed (a pipe such as <(zcat FILE) reads it)";
+  if (start.starts_with("\x1f\x8b")) return "; it is gzip-compressed: decompress it first (gunzip)";
   if (start.starts_with("\xff\xfe") || start.starts_with("\xfe\xff"))
     return "; it is UTF-16 text (a spreadsheet's \"Unicode text\"): save it as UTF-8";
   if (start.find('\0') != std::string_view::npos) return "; it holds binary data";
@@ -774,7 +774,7 @@ CsvTable read_csv_text(std::string_view text, const fs::path& path, const std::s
   // Not text (an .npy, a zip, gzip, UTF-16) would split into lines of nonsense: said for what it is.
   if (const std::string_view start = text.substr(0, 4096);
       start.find('\0') != std::string_view::npos || start.starts_with(kNpyMagic) ||
-      start.starts_with("\x1f\x8b") || start.starts_with("PK\x03\x04") || start.starts_with("PAR1")) {
+      start.starts_with("PK\x03\x04") || start.starts_with("PAR1")) {
     throw Error::in_file(path, "is not a CSV table" + what_the_file_is(start));
   }
   const std::vector<CsvLine> lines = csv_lines(text);
@@ -1150,8 +1150,13 @@ CsvTable read_csv_table(const fs::path& path, const std::string& label_column, b
                         const CsvNames& trained, const std::vector<std::string>& ignored = {}) {
   std::error_code ec;
   if (fs::is_regular_file(path, ec)) {  // read where it lies
+    const std::shared_ptr<const MappedFile> mapped = map_file(path, MapPages::kOnFirstRead);
+    const std::span<const std::uint8_t> bytes(mapped->data, mapped->size);
+    // A gzip-compressed table (.csv.gz, as pandas reads them) is decompressed whole, so its decoded copy
+    // is kept whatever its compressed size.
+    const bool compressed = is_gzip(bytes);
     const fs::path folder = idx_cache_folder();
-    const std::optional<CacheKey> key = !folder.empty() && fs::file_size(path, ec) >= kCachedTableBytes
+    const std::optional<CacheKey> key = !folder.empty() && (bytes.size() >= kCachedTableBytes || compressed)
                                             ? file_cache_key(path, kCsvCacheMagic)
                                             : std::nullopt;
     const fs::path entry =
@@ -1167,18 +1172,29 @@ CsvTable read_csv_table(const fs::path& path, const std::string& label_column, b
         if (std::optional<CsvTable> table = decode_table(*cached, with_labels)) return std::move(*table);
       }
     }
-    const std::shared_ptr<const MappedFile> mapped = map_file(path, MapPages::kOnFirstRead);
-    CsvTable table = read_csv_text({reinterpret_cast<const char*>(mapped->data), mapped->size}, path,
-                                   label_column, with_labels, threads, trained, ignored);
-    if (key) write_decoded_cache(entry, *key, encode_table(table));  // only a table that parsed
+    const std::vector<std::uint8_t> decompressed =
+        compressed ? gunzip(bytes, path.string()) : std::vector<std::uint8_t>();
+    const std::string_view text =
+        compressed ? std::string_view(reinterpret_cast<const char*>(decompressed.data()), decompressed.size())
+                   : std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    CsvTable table = read_csv_text(text, path, label_column, with_labels, threads, trained, ignored);
+    if (key && text.size() >= kCachedTableBytes)
+      write_decoded_cache(entry, *key, encode_table(table));  // only a table that parsed
     return table;
   }
   if (fs::is_directory(path, ec)) throw Error::in_file(path, "is a directory, expected a CSV file");
-  std::ifstream in(path, std::ios::binary);  // a pipe (--train-csv <(zcat t.csv.gz)) is read whole
+  std::ifstream in(path, std::ios::binary);  // a pipe (--train-csv <(xz -dc t.csv.xz)) is read whole
   if (!in) throw Error::in_file(path, "cannot be opened");
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad()) throw Error::in_file(path, "read error");
+  const std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(text.view().data()),
+                                            text.view().size());
+  if (is_gzip(bytes)) {
+    const std::vector<std::uint8_t> decompressed = gunzip(bytes, path.string());
+    return read_csv_text({reinterpret_cast<const char*>(decompressed.data()), decompressed.size()}, path,
+                         label_column, with_labels, threads, trained, ignored);
+  }
   return read_csv_text(text.view(), path, label_column, with_labels, threads, trained, ignored);
 }
 
@@ -1195,8 +1211,19 @@ CsvTable read_csv_file(const fs::path& path, const std::string& label_column, in
 }
 
 std::vector<std::string> csv_first_cells(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error::in_file(path, "cannot be opened");
+  std::ifstream file(path, std::ios::binary);
+  if (!file) throw Error::in_file(path, "cannot be opened");
+  char signature[2] = {};
+  std::istringstream decompressed;  // a .csv.gz's text
+  const bool compressed =
+      file.read(signature, 2) && is_gzip(std::span(reinterpret_cast<const std::uint8_t*>(signature), 2));
+  if (compressed) {
+    const std::vector<std::uint8_t> text = gunzip(read_file_bytes(path), path.string());
+    decompressed.str(std::string(text.begin(), text.end()));
+  }
+  file.clear();
+  file.seekg(0);
+  std::istream& in = compressed ? static_cast<std::istream&>(decompressed) : file;
   std::string line;
   while (std::getline(in, line)) {
     const std::vector<CsvLine> lines = csv_lines(line);  // a byte-order mark dropped, blank lines skipped

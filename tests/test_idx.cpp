@@ -189,7 +189,7 @@ TEST(Dataset, LocatesExplicitFolderAndNamesMissingFiles) {
   for (const auto& [name, hint] :
        {std::pair{"X.npy", "an .npy holds one array: give --train-features and --train-labels"},
         std::pair{"t.csv", "a table goes to --train-csv)"},
-        std::pair{"t.csv.gz", "a table goes to --train-csv, a compressed one through a pipe"},
+        std::pair{"t.csv.gz", "a table goes to --train-csv, compressed or not"},
         std::pair{"photo.jpg", "--data takes an IDX or image folder, or an .npz"}}) {
     const std::filesystem::path file = dir / name;  // a structured binding is not captured (C++20)
     write_bytes(file, {1, 2, 3});

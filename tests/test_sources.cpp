@@ -556,9 +556,9 @@ TEST(Csv, AFileThatIsNotTextIsNamedForWhatItIs) {
             std::string::npos);
   EXPECT_NE(error(std::string("PK\x03\x04\x14\x00\x00\x00", 8)).find("it is a zip archive"),
             std::string::npos);
-  EXPECT_NE(error(std::string("\x1f\x8b\x08\x00", 4))
-                .find("it is gzip-compressed (a pipe such as <(zcat FILE) reads it)"),
-            std::string::npos);
+  EXPECT_NE(
+      error(std::string("\x1f\x8b\x08\x00", 4)).find("it is gzip-compressed: decompress it first (gunzip)"),
+      std::string::npos);
   EXPECT_NE(error(std::string("\xff\xfey\x00,\x00a\x00\n\x00", 10)).find("it is UTF-16 text"),
             std::string::npos);
   const std::string zip_header = std::string("PK\x03\x04\x14\x00\x06\x00", 8) + std::string(22, '\x01');
@@ -780,6 +780,45 @@ TEST(Csv, ACachedTableIsReadInEachModelsColumnOrder) {
     EXPECT_EQ(c.features.width, 1U);
     EXPECT_FLOAT_EQ(c.features.value(7, 0), 3.25f);
   }
+}
+
+std::string gzip_text(const std::string& text) {
+  const std::vector<std::uint8_t> bytes =
+      test::gzip_bytes(std::vector<std::uint8_t>(text.begin(), text.end()));
+  return std::string(bytes.begin(), bytes.end());
+}
+
+// A gzip-compressed table (.csv.gz, as pandas reads them) is read as its text; its decoded copy is kept
+// once the text is large, however small the file.
+TEST(Csv, AGzipCompressedTableIsReadAsItsText) {
+  TempDir dir, cache;
+  const test::ScopedEnv env("SOFTREG_CACHE", cache.path().c_str());
+  std::string text = "label,a,b\n";
+  for (int i = 0; i < 150000; ++i)  // about 1.2 MB of text, a few KB compressed
+    text += std::to_string(i % 3) + ",0.5," + std::to_string(i % 7) + "\n";
+  write_text(dir / "t.csv", text);
+  write_text(dir / "t.csv.gz", gzip_text(text));
+  ASSERT_LT(std::filesystem::file_size(dir / "t.csv.gz"), 1U << 20);
+  const CsvTable plain = read_csv_file(dir / "t.csv", "label");
+  const CsvTable first = read_csv_file(dir / "t.csv.gz", "label");
+  const CsvTable second = read_csv_file(dir / "t.csv.gz", "label");
+  EXPECT_FALSE(first.features.pixels.is_view());
+  EXPECT_TRUE(second.features.pixels.is_view());  // from the cache
+  EXPECT_EQ(first.features.pixels, plain.features.pixels);
+  EXPECT_EQ(second.features.pixels, plain.features.pixels);
+  EXPECT_EQ(second.labels.numbers, plain.labels.numbers);
+  EXPECT_EQ(csv_first_cells(dir / "t.csv.gz"), (std::vector<std::string>{"label", "a", "b"}));
+  // A small one is read each time, not kept.
+  write_text(dir / "small.csv.gz", gzip_text("label,a\n1,2\n0,3\n"));
+  EXPECT_EQ(read_csv_file(dir / "small.csv.gz", "label").features.count, 2U);
+  EXPECT_FALSE(read_csv_file(dir / "small.csv.gz", "label").features.pixels.is_view());
+  // Damaged: named.
+  std::string damaged = gzip_text(text);
+  damaged.resize(damaged.size() / 2);
+  write_text(dir / "damaged.csv.gz", damaged);
+  EXPECT_NE(
+      error_of([&] { read_csv_file(dir / "damaged.csv.gz", "label"); }).find("damaged.csv.gz: gzip data is"),
+      std::string::npos);
 }
 
 TEST(Csv, ACachedTableKeepsItsNotes) {
