@@ -252,7 +252,8 @@ Dataset images_dataset(const Listing& listing, int height, int width, Bytes pixe
 }  // namespace
 
 bool is_feature_file(const fs::path& path) {
-  const std::string ext = lowercase_extension(path);
+  std::string ext = lowercase_extension(path);
+  if (ext == ".gz") ext = lowercase_extension(path.stem());  // a compressed table, t.csv.gz
   return ext == ".npy" || ext == ".npz" || ext == ".csv" || ext == ".tsv";
 }
 

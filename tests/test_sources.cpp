@@ -1305,7 +1305,7 @@ TEST(Sources, FilesAreTakenForImagesOrFeatureRowsByTheirExtensionInAnyCase) {
     EXPECT_TRUE(is_image_file(name)) << name;
     EXPECT_FALSE(is_feature_file(name)) << name;
   }
-  for (const char* name : {"a.npy", "b.NPZ", "c.csv", "d.Tsv"}) {
+  for (const char* name : {"a.npy", "b.NPZ", "c.csv", "d.Tsv", "e.csv.gz", "f.CSV.GZ"}) {
     EXPECT_TRUE(is_feature_file(name)) << name;
     EXPECT_FALSE(is_image_file(name)) << name;
   }

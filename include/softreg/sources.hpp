@@ -138,7 +138,8 @@ struct ImageFolderData {
 /// Whether the file's extension (in any case) is an image format's (.png, .jpg, ..., some softreg cannot
 /// decode).
 bool is_image_file(const std::filesystem::path& path);
-/// Whether the file's extension (in any case) is that of feature rows: .npy, .npz, .csv or .tsv.
+/// Whether the file's extension (in any case) is that of feature rows: .npy, .npz, .csv or .tsv (or a
+/// compressed table's, .csv.gz).
 bool is_feature_file(const std::filesystem::path& path);
 /// The image files under a folder at any depth, as torchvision's ImageFolder finds a class's (class/2019/
 /// x.jpg too), sorted by path. Hidden files and folders (.DS_Store, .ipynb_checkpoints) are left out,
