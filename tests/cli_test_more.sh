@@ -34,6 +34,7 @@ expect 0 'test accuracy' -- train --train-csv ids.csv --label-column Species --i
 expect 0 '^model: ids-ignored \(3 classes, 2 f32 features\)' -- eval --model ids-ignored
 expect 0 '^ids.csv:0: ' -- predict --model ids-ignored ids.csv
 expect 2 '^softreg: error: --ignore-columns applies to --train-csv' -- eval --model ids-ignored --ignore-columns Id
+expect 0 '^columns: a, b; labels: Species$' -- data --train-csv ids.csv --label-column Species --ignore-columns Id --test-fraction 0.2
 # Compressed as pandas writes them (.csv.gz): trained on and predicted from like the plain table.
 gzip -c ids.csv >ids.csv.gz
 expect 0 'test accuracy' -- train --train-csv ids.csv.gz --label-column Species --ignore-columns Id --test-fraction 0.2 --no-plots --out ids-gz

@@ -103,6 +103,8 @@ int run_data(const DataOptions& options) {
     j["height"] = data.train.height;
     j["width"] = data.train.width;
     j["features"] = data.train.features();
+    j["feature_names"] = data.train.feature_names;
+    j["label_name"] = data.train.label_name;
     j["classes"] = data.train.num_classes;
     j["class_names"] = data.train.class_names;
     j["train"] = {
@@ -147,6 +149,16 @@ int run_data(const DataOptions& options) {
     fmt::print("features: {} {} a row, {} train, {} test; mean value {:.3f} (train), {:.3f} (test)\n",
                data.train.features(), element_name(data.train.element), data.train.count, data.test.count,
                train.mean_pixel, test.mean_pixel);
+    // A table's columns as read (row names and columns ignored left out), so a wrong one shows here.
+    const std::vector<std::string>& names = data.train.feature_names;
+    constexpr std::size_t kShown = 12;
+    if (!names.empty()) {
+      const std::size_t shown = std::min(names.size(), kShown);
+      fmt::print("columns: {}{}{}\n",
+                 fmt::join(names.begin(), names.begin() + static_cast<std::ptrdiff_t>(shown), ", "),
+                 names.size() > shown ? fmt::format(" and {} more", names.size() - shown) : "",
+                 data.train.label_name.empty() ? "" : fmt::format("; labels: {}", data.train.label_name));
+    }
   }
   std::size_t name_width = 5;
   for (const std::string& name : data.train.class_names)
