@@ -1541,9 +1541,10 @@ FeatureParts read_npz_parts(const fs::path& path) {
                    labels_from_npy(npz_member(arrays, y_names, path, true), where(*y_names.begin())),
                    where(*y_names.begin()), path, where(*x_names.begin())};
   };
-  // One set saved as np.savez(f, X=X, y=y) is the training set (then --test-fraction holds out a test set).
-  parts.train =
-      npz_part({"x_train", "X_train", "train_features", "X", "x"}, {"y_train", "train_labels", "y"}, true);
+  // One set saved as np.savez(f, X=X, y=y) is the training set (then --test-fraction holds out a test set),
+  // as is one of a linear probe's embeddings saved as (features, labels) or (embeddings, labels).
+  parts.train = npz_part({"x_train", "X_train", "train_features", "X", "x", "features", "embeddings"},
+                         {"y_train", "train_labels", "y", "labels", "targets"}, true);
   parts.test = npz_part({"x_test", "X_test", "test_features"}, {"y_test", "test_labels"}, false);
   parts.validation = npz_part({"x_val", "X_val", "val_features"}, {"y_val", "val_labels"}, false);
   return parts;

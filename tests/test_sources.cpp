@@ -390,6 +390,10 @@ TEST(Sources, NpzHoldsAllFourArrays) {
   s.data = dir / "xy.npz";
   s.test_fraction = 0.25;
   EXPECT_EQ(load_data(s).data.train.count + load_data(s).data.test.count, 60u);
+  // A linear probe's embeddings and labels, under those names.
+  write_npz("probe.npz", {"embeddings.npy", "labels.npy"});
+  s.data = dir / "probe.npz";
+  EXPECT_EQ(load_data(s).data.train.count + load_data(s).data.test.count, 60u);
   write_npz("val.npz", {"x_train.npy", "y_train.npy", "x_val.npy", "y_val.npy"});
   s.data = dir / "val.npz";
   const LoadedData with_val = load_data(s);
