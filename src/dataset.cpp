@@ -150,9 +150,8 @@ std::string what_else_a_file_takes(const fs::path& file) {
   if (extension == ".gz" && lower(file.stem().extension().string()) == ".csv")
     return " (a table goes to --train-csv, compressed or not)";
   if (extension == ".npy")
-    return " (an .npy holds one array: give --train-features and --train-labels, or an .npz of x_train, "
-           "y_train, "
-           "x_test, y_test as --data)";
+    return " (an .npy holds one array: give --train-features and --train-labels, or --data an .npz of "
+           "x_train, y_train, x_test, y_test)";
   if (extension == ".csv" || extension == ".tsv" || extension == ".txt")
     return " (a table goes to --train-csv)";
   if (extension == ".gz" || file.filename().string().find("-ubyte") != std::string::npos)

@@ -733,6 +733,17 @@ TEST(Csv, LargeTablesAreDecodedOnceAndThenMappedInPlace) {
   }
 }
 
+// A table of `rows` lines under `header`, line i being `row(i)`: over the 1 MB from which a table's
+// decoded copy is kept (checked, so that a test of the cache tests it).
+template <class Row>
+std::string table_over_a_megabyte(const std::string& header, int rows, Row row) {
+  std::string text = header + "\n";
+  for (int i = 0; i < rows; ++i)
+    text += row(i) + "\n";
+  EXPECT_GE(text.size(), std::size_t{1} << 20);
+  return text;
+}
+
 // Columns a training table should not give as features (an id, a date): by name or index; a table
 // without a header, the label column, an unknown name or an index past the end is an error naming it.
 TEST(Csv, IgnoredColumnsAreLeftUnread) {
@@ -770,9 +781,8 @@ TEST(Csv, ACachedTableIsReadInEachModelsColumnOrder) {
   TempDir dir, cache;
   const test::ScopedEnv env("SOFTREG_CACHE", cache.path().c_str());
   const std::filesystem::path path = dir / "new.csv";
-  std::string text = "y,a,b,c\n";
-  for (int i = 0; i < 100000; ++i)  // about 1.1 MB: cached
-    text += std::to_string(i % 2) + ",1,2,3.25\n";
+  const std::string text =
+      table_over_a_megabyte("y,a,b,c", 100000, [](int i) { return std::to_string(i % 2) + ",1,2,3.25"; });
   write_text(path, text);
   for (int round = 0; round < 2; ++round) {  // the second round from the cache
     const CsvTable ab = read_csv_file(path, "", 1, {"y", {"a", "b"}});
@@ -797,9 +807,9 @@ std::string gzip_text(const std::string& text) {
 TEST(Csv, AGzipCompressedTableIsReadAsItsText) {
   TempDir dir, cache;
   const test::ScopedEnv env("SOFTREG_CACHE", cache.path().c_str());
-  std::string text = "label,a,b\n";
-  for (int i = 0; i < 150000; ++i)  // about 1.2 MB of text, a few KB compressed
-    text += std::to_string(i % 3) + ",0.5," + std::to_string(i % 7) + "\n";
+  const std::string text = table_over_a_megabyte("label,a,b", 150000, [](int i) {
+    return std::to_string(i % 3) + ",0.5," + std::to_string(i % 7);  // a few KB compressed
+  });
   write_text(dir / "t.csv", text);
   write_text(dir / "t.csv.gz", gzip_text(text));
   ASSERT_LT(std::filesystem::file_size(dir / "t.csv.gz"), 1U << 20);
@@ -829,9 +839,9 @@ TEST(Csv, ACachedTableKeepsItsNotes) {
   TempDir dir, cache;
   const test::ScopedEnv env("SOFTREG_CACHE", cache.path().c_str());
   const std::filesystem::path path = dir / "indexed.csv";
-  std::string text = ",a,b,c,label\n";
-  for (int i = 0; i < 60000; ++i)  // about 1.2 MB: cached
-    text += std::to_string(i) + ",0.25,1.5,-2," + std::to_string(i % 2) + "\n";
+  const std::string text = table_over_a_megabyte(",a,b,c,label", 60000, [](int i) {
+    return std::to_string(i) + ",0.25,1.5,-2," + std::to_string(i % 2);
+  });
   write_text(path, text);
   const CsvTable first = read_csv_file(path, "label", 1);
   const CsvTable second = read_csv_file(path, "label", 1);
