@@ -121,9 +121,11 @@ void check_png_chunks(std::span<const std::uint8_t> file, const std::filesystem:
 }
 
 // stb_image builds a JPEG Huffman table from its 16 code counts without checking that they sum to at
-// most 256, and then writes past its 257-entry array (found by fuzzing: a 12-byte file). The tables are
-// checked here first, walking the markers as stb does: fill bytes, segments by their length, and the
-// entropy-coded data of a scan up to the next marker; bytes past the end read as 0, as in stb.
+// most 256, and then writes past its 257-entry array (found by fuzzing: a 12-byte file); and it decodes a
+// scan with a Huffman table the file never defined, from whatever memory that table's place held
+// (found by fuzzing: an index 16 MB past a 256-byte table). The tables are checked here first, walking
+// the markers as stb does: fill bytes, segments by their length, and the entropy-coded data of a scan
+// up to the next marker; bytes past the end read as 0, as in stb.
 void check_jpeg_huffman_tables(std::span<const std::uint8_t> file, const std::filesystem::path& path) {
   const auto at = [&](std::size_t i) -> unsigned { return i < file.size() ? file[i] : 0u; };
   std::size_t p = 0;
@@ -131,6 +133,8 @@ void check_jpeg_huffman_tables(std::span<const std::uint8_t> file, const std::fi
     ++p;                                // stb skips fill bytes before SOI too
   if (p == 0 || at(p) != 0xD8) return;  // not a JPEG
   ++p;
+  bool defined[2][4] = {};  // [DC 0 or AC 1][table id]: the tables a DHT segment has given so far
+  bool progressive = false;
   while (p < file.size()) {
     while (p < file.size() && at(p) != 0xFF)
       ++p;  // stb passes over bytes that are not a marker
@@ -141,11 +145,34 @@ void check_jpeg_huffman_tables(std::span<const std::uint8_t> file, const std::fi
     if (marker == 0xD9) return;                                                            // end of image
     if ((marker >= 0xD0 && marker <= 0xD8) || marker == 0x01 || marker == 0x00) continue;  // no length
     const std::size_t length = (at(p) << 8) | at(p + 1);
+    if (marker == 0xC2) progressive = true;
+    if (marker == 0xDA) {
+      // The tables each component of the scan decodes with, as stb uses them: a baseline scan both; a
+      // progressive one its DC table in a first DC scan (a refinement reads bits alone), its AC table
+      // in an AC scan.
+      const std::size_t components = at(p + 2);
+      const unsigned spectral_start = at(p + 3 + 2 * components);
+      const unsigned successive_high = at(p + 5 + 2 * components) >> 4;
+      const bool uses_dc = !progressive || (spectral_start == 0 && successive_high == 0);
+      const bool uses_ac = !progressive || spectral_start != 0;
+      for (std::size_t c = 0; c < components; ++c) {
+        const unsigned tables = at(p + 4 + 2 * c), dc = tables >> 4, ac = tables & 15;
+        for (const auto& [used, kind, id] : {std::tuple{uses_dc, 0u, dc}, std::tuple{uses_ac, 1u, ac}}) {
+          if (used && id <= 3 && !defined[kind][id]) {
+            throw Error::in_file(path, fmt::format("corrupt JPEG: a scan decodes with {} Huffman table {}, "
+                                                   "which the file has not defined",
+                                                   kind == 0 ? "DC" : "AC", id));
+          }
+        }
+      }
+    }
     if (marker == 0xC4) {
       // Tables until the declared length is used up: class/id, 16 counts, then that many values.
       long left = static_cast<long>(length) - 2;
       std::size_t q = p + 2;
       while (left > 0) {
+        const unsigned kind = at(q) >> 4, id = at(q) & 15;
+        if (kind <= 1 && id <= 3) defined[kind][id] = true;
         unsigned n = 0;
         for (int i = 0; i < 16; ++i)
           n += at(q + 1 + static_cast<std::size_t>(i));

@@ -1,6 +1,7 @@
 // Bad input never crashes: thousands of mutated IDX, gzip and safetensors files must each either load
 // or fail with softreg::Error (run under SOFTREG_SANITIZE=ON to also catch any out-of-bounds access).
 #include <gtest/gtest.h>
+#include <stb_image_write.h>
 
 #include <random>
 
@@ -148,7 +149,7 @@ TEST(FuzzFindings, PnmHeaderNumbersTooLargeForStbAreErrors) {
                         "fuzz-findings/image/pnm-overflow-4a93f0fa");
       },
       "PGM/PPM header out of range");
-  EXPECT_EQ(findings("image").size(), 8u);
+  EXPECT_EQ(findings("image").size(), 9u);
   // A JPEG whose Huffman table counts sum past 256 (stb wrote past its table).
   test::expect_error(
       [] {
@@ -176,6 +177,39 @@ TEST(FuzzFindings, PnmHeaderNumbersTooLargeForStbAreErrors) {
                         "fuzz-findings/image/pnm-overflow-9b562cc3");
       },
       "PGM/PPM header out of range");
+}
+
+// A JPEG whose scan decodes with a Huffman table it never defines: stb decoded it from whatever memory
+// the table's place held, and in a fuzz run that made an index 16 MB past a 256-byte table (UBSan). Now
+// refused before stb sees it; a valid JPEG with its tables cut out is refused the same way (as a
+// Motion-JPEG frame, which leaves them to the standard, would be).
+TEST(FuzzFindings, AJpegScanWithAnUndefinedHuffmanTableIsAnError) {
+  test::expect_error(
+      [] {
+        read_gray_image(std::filesystem::path(SOFTREG_FIXTURES_DIR) /
+                        "fuzz-findings/image/jpeg-undefined-huffman-cb5176e9");
+      },
+      "corrupt JPEG: a scan decodes with AC Huffman table 0, which the file has not defined");
+  test::TempDir dir;
+  std::vector<std::uint8_t> grey(16 * 8);
+  for (std::size_t i = 0; i < grey.size(); ++i)
+    grey[i] = static_cast<std::uint8_t>(i * 7);
+  ASSERT_TRUE(stbi_write_jpg((dir / "plain.jpg").c_str(), 16, 8, 1, grey.data(), 90));
+  std::vector<std::uint8_t> jpeg = read_file_bytes(dir / "plain.jpg");
+  EXPECT_EQ(read_gray_image(dir / "plain.jpg").width, 16);
+  // Every DHT segment (FF C4, its length) cut out.
+  for (std::size_t i = 0; i + 3 < jpeg.size();) {
+    if (jpeg[i] == 0xFF && jpeg[i + 1] == 0xC4) {
+      const std::size_t length = static_cast<std::size_t>(jpeg[i + 2] << 8 | jpeg[i + 3]);
+      jpeg.erase(jpeg.begin() + static_cast<std::ptrdiff_t>(i),
+                 jpeg.begin() + static_cast<std::ptrdiff_t>(i + 2 + length));
+    } else {
+      ++i;
+    }
+  }
+  test::write_bytes(dir / "no-tables.jpg", jpeg);
+  test::expect_error([&] { read_gray_image(dir / "no-tables.jpg"); },
+                     "a scan decodes with DC Huffman table 0, which the file has not defined");
 }
 
 TEST(FuzzFindings, ImageSizesAreReadThroughTheDecodersChecks) {
