@@ -1,5 +1,6 @@
 // stb_image's implementation (Debian's libstb-dev header) compiled here, in every build, rather than
-// taken from Debian's prebuilt libstb.so (which the build still links for stb_image_write):
+// taken from Debian's prebuilt libstb.so (which only the tests' stbi_write_* calls still use; the
+// library compiles its own writer, src/plot/png.cpp):
 // - every allocation stb_image makes is zeroed. Its JPEG decoder reads a Huffman table that a file
 //   never defined: from memory left by earlier allocations, a crafted JPEG made it index 16 MB past a
 //   256-byte table (fuzz_image found it; with every allocation filled with 0xff before use, the file
