@@ -3,8 +3,26 @@
 
 #include <fmt/format.h>
 #include <libexif/exif-data.h>
-#include <stb_image.h>
 #include <webp/decode.h>
+
+#include <cstdlib>
+
+// stb_image (Debian's libstb-dev header) compiled here, private to this file (STB_IMAGE_STATIC: a
+// program linking libsoftreg.a keeps its own stb_image, if it has one), rather than taken from Debian's
+// prebuilt libstb.so, which only the tests' stbi_write_* calls use:
+// - every allocation stb_image makes is zeroed. Its JPEG decoder reads a Huffman table that a file
+//   never defined from memory left by earlier allocations: a crafted JPEG made it index 16 MB past a
+//   256-byte table (fuzz_image found it; with every allocation filled with 0xff before use, the file
+//   read past the table every time). Zeroed, such a table is an empty one and the file fails with "bad
+//   huffman code"; check_jpeg_huffman_tables refuses such a scan before stb sees it anyway.
+// - in the sanitizer and fuzz builds (SOFTREG_SANITIZE) the decoder is instrumented with the rest, so
+//   the sanitizers and the fuzzers see inside it, where a hostile image does its harm.
+#define STB_IMAGE_STATIC
+#define STBI_MALLOC(size) std::calloc(1, size)
+#define STBI_REALLOC(pointer, size) std::realloc(pointer, size)
+#define STBI_FREE(pointer) std::free(pointer)
+#define STB_IMAGE_IMPLEMENTATION
+#include <stb_image.h>
 
 #include <algorithm>
 #include <cctype>
