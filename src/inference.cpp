@@ -234,10 +234,15 @@ void exact_logits(const SoftmaxModel& model, const void* rows, RowValues type, s
 std::vector<int> Prediction::top(std::size_t k) const {
   std::vector<int> order(probabilities.size());
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
-    return probabilities[static_cast<std::size_t>(a)] > probabilities[static_cast<std::size_t>(b)];
+  // Only the first k in order (ties: the lower class first, as a stable sort of all would give): a full
+  // sort of 1,000 classes for every row of a table was two thirds of `softreg predict`'s time.
+  const auto middle = order.begin() + static_cast<std::ptrdiff_t>(std::min(k, order.size()));
+  std::partial_sort(order.begin(), middle, order.end(), [&](int a, int b) {
+    const double pa = probabilities[static_cast<std::size_t>(a)],
+                 pb = probabilities[static_cast<std::size_t>(b)];
+    return pa > pb || (pa == pb && a < b);
   });
-  order.resize(std::min(k, order.size()));
+  order.erase(middle, order.end());
   return order;
 }
 

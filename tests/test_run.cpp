@@ -329,6 +329,12 @@ TEST(Inference, PredictionsAndEvaluationOfAModel) {
     EXPECT_EQ(top[0], result.evaluation.predictions[10 + i]);
   }
   EXPECT_EQ(predictions[0].top(99).size(), 10u);
+  // Ties: the lower class first, whatever k.
+  const Prediction tied{"tied", std::nullopt, {0.2, 0.3, 0.1, 0.3, 0.1}};
+  EXPECT_EQ(tied.top(5), (std::vector<int>{1, 3, 0, 2, 4}));
+  EXPECT_EQ(tied.top(3), (std::vector<int>{1, 3, 0}));
+  EXPECT_EQ(tied.top(1), (std::vector<int>{1}));
+  EXPECT_TRUE(tied.top(0).empty());
   test::expect_error([&] { predict_rows(run.model(), test, 5, 300); }, "rows 5..300 are not inside the 300");
 }
 
