@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <charconv>
 #include <numeric>
+#include <unordered_map>
 
 #include "softreg/error.hpp"
 #include "softreg/image.hpp"
@@ -335,12 +336,15 @@ std::vector<Prediction> predict_feature_file(const ModelFile& model, const std::
   rows.labels.assign(rows.count, 0);
   // A row's label as one of the model's classes, by its name (a number by its digits): shown beside the
   // prediction as --index shows a test row's; none for a label the model does not know.
+  std::unordered_map<std::string, int> class_of_name;  // looked up once a row, not searched
+  for (std::size_t k = 0; k < model.class_names.size(); ++k)
+    class_of_name.emplace(model.class_names[k], static_cast<int>(k));
   const auto true_class = [&](std::size_t i) -> std::optional<int> {
     if (!labels || labels->size() != rows.count) return std::nullopt;
-    const std::string name = labels->is_text ? labels->text[i] : std::to_string(labels->numbers[i]);
-    const auto it = std::find(model.class_names.begin(), model.class_names.end(), name);
-    if (it == model.class_names.end()) return std::nullopt;
-    return static_cast<int>(it - model.class_names.begin());
+    const auto it =
+        class_of_name.find(labels->is_text ? labels->text[i] : std::to_string(labels->numbers[i]));
+    if (it == class_of_name.end()) return std::nullopt;
+    return it->second;
   };
   std::vector<Prediction> predictions;
   constexpr std::size_t kBlock = 1024;
