@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 #include <zip.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <array>
@@ -1211,21 +1212,16 @@ CsvTable read_csv_file(const fs::path& path, const std::string& label_column, in
 }
 
 std::vector<std::string> csv_first_cells(const fs::path& path) {
-  std::ifstream file(path, std::ios::binary);
+  // zlib reads a plain file as it is and a .csv.gz decompressed, in both only as far as the first line.
+  const std::unique_ptr<gzFile_s, decltype(&gzclose)> file(gzopen(path.c_str(), "rb"), &gzclose);
   if (!file) throw Error::in_file(path, "cannot be opened");
-  char signature[2] = {};
-  std::istringstream decompressed;  // a .csv.gz's text
-  const bool compressed =
-      file.read(signature, 2) && is_gzip(std::span(reinterpret_cast<const std::uint8_t*>(signature), 2));
-  if (compressed) {
-    const std::vector<std::uint8_t> text = gunzip(read_file_bytes(path), path.string());
-    decompressed.str(std::string(text.begin(), text.end()));
-  }
-  file.clear();
-  file.seekg(0);
-  std::istream& in = compressed ? static_cast<std::istream&>(decompressed) : file;
-  std::string line;
-  while (std::getline(in, line)) {
+  std::array<char, 4096> chunk;
+  for (std::string line; gzgets(file.get(), chunk.data(), static_cast<int>(chunk.size())); line.clear()) {
+    line += chunk.data();
+    // A line longer than a chunk comes in several.
+    while (!line.empty() && line.back() != '\n' &&
+           gzgets(file.get(), chunk.data(), static_cast<int>(chunk.size())))
+      line += chunk.data();
     const std::vector<CsvLine> lines = csv_lines(line);  // a byte-order mark dropped, blank lines skipped
     if (lines.empty()) continue;
     CsvLineSplitter splitter(cell_separator(lines[0].text));  // owns the cells it returns

@@ -822,6 +822,17 @@ TEST(Csv, AGzipCompressedTableIsReadAsItsText) {
   EXPECT_EQ(second.features.pixels, plain.features.pixels);
   EXPECT_EQ(second.labels.numbers, plain.labels.numbers);
   EXPECT_EQ(csv_first_cells(dir / "t.csv.gz"), (std::vector<std::string>{"label", "a", "b"}));
+  // A header longer than the chunks it is read in, after a blank line, compressed or not.
+  std::string wide = "\nlabel";
+  for (int c = 0; c < 2000; ++c)
+    wide += ",column" + std::to_string(c);
+  write_text(dir / "wide.csv", wide + "\n1" + std::string(2000, ',') + "\n");
+  write_text(dir / "wide.csv.gz", gzip_text(wide + "\n"));
+  for (const char* name : {"wide.csv", "wide.csv.gz"}) {
+    const std::vector<std::string> cells = csv_first_cells(dir / name);
+    ASSERT_EQ(cells.size(), 2001U) << name;
+    EXPECT_EQ(cells.back(), "column1999") << name;
+  }
   // A small one is read each time, not kept.
   write_text(dir / "small.csv.gz", gzip_text("label,a\n1,2\n0,3\n"));
   EXPECT_EQ(read_csv_file(dir / "small.csv.gz", "label").features.count, 2U);
