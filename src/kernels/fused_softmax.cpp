@@ -39,6 +39,8 @@
 
 #ifndef SOFTREG_FUSED_SOFTMAX_ONCE  // this file is included once per target
 #define SOFTREG_FUSED_SOFTMAX_ONCE
+// For a lambda whose body is a hot loop over registers (GCC and clang take it after the parameters).
+#define SOFTREG_ALWAYS_INLINE __attribute__((always_inline))
 namespace softreg {
 // What set_update_broadcasts asked for; every target's FoldedBroadcastsPay reads it.
 extern std::atomic<UpdateBroadcasts> forced_update_broadcasts;
@@ -1135,7 +1137,9 @@ void ColumnBlock(const FastUpdateArgs& a, std::size_t d, std::size_t k0, float s
   // compiler cannot tell from the accumulators', and they went to the stack every row (AVX2, GCC 12).
   PrefetchCursor ahead = cursor;
   V acc[B][KT];
-  const auto accumulate = [&](std::size_t r_begin, std::size_t r_end) {
+  // Inlined by force: GCC 12 had left it out of line for most tiles on every target (the AVX2 recipe's
+  // among them), where the accumulators live in the captured array and every row stored each of them.
+  const auto accumulate = [&](std::size_t r_begin, std::size_t r_end) SOFTREG_ALWAYS_INLINE {
     for (int b = 0; b < B; ++b)
       for (int k = 0; k < KT; ++k)
         acc[b][k] = hn::Zero(df);
@@ -1203,7 +1207,8 @@ void ColumnTail(const FastUpdateArgs& a, std::size_t d, std::size_t n, std::size
   const std::size_t D = a.inputs, K = a.classes;
   const auto span = TailSpanOf(df, d, d + n);
   V acc[KT];
-  const auto accumulate = [&](std::size_t r_begin, std::size_t r_end) {
+  // Inlined by force, as ColumnBlock's.
+  const auto accumulate = [&](std::size_t r_begin, std::size_t r_end) SOFTREG_ALWAYS_INLINE {
     for (int k = 0; k < KT; ++k)
       acc[k] = hn::Zero(df);
     for (std::size_t r = r_begin; r < r_end; ++r) {
