@@ -309,15 +309,40 @@ bool Trainer::train_epoch_naive(const BatchCallback& on_batch, const StopRequest
   return true;
 }
 
-EpochWayChoice::EpochWayChoice(std::vector<EpochWay> ways)
-    : ways_(std::move(ways)), seconds_(ways_.size()), chosen_(ways_.at(0)) {}
+EpochWayChoice::EpochWayChoice(std::vector<EpochWay> ways, bool may_go_alone)
+    : ways_(std::move(ways)), seconds_(ways_.size()), chosen_(ways_.at(0)), may_go_alone_(may_go_alone) {}
 
-EpochWay EpochWayChoice::way() const {
+EpochWay EpochWayChoice::learned_way() const {
   if (!learning()) return chosen_;
   return epochs_timed_ == 0 ? ways_[0] : ways_[epochs_timed_ - 1];
 }
 
-void EpochWayChoice::timed(double seconds) {
+EpochWay EpochWayChoice::way() const {
+  return alone_ && epochs_alone_ < epochs_alone_before_try_ ? EpochWay::kOneThread : learned_way();
+}
+
+void EpochWayChoice::timed(double seconds, double waited_seconds) {
+  if (alone_ && epochs_alone_ < epochs_alone_before_try_) {
+    ++epochs_alone_;
+    alone_seconds_ = seconds;
+    return;
+  }
+  const bool stalled = may_go_alone_ && learned_way() != EpochWay::kOneThread &&
+                       waited_seconds > kStalledWaitFraction * seconds &&
+                       waited_seconds > kStalledWaitSeconds;
+  if (alone_) {  // the team's try
+    if (stalled || seconds >= alone_seconds_) {
+      epochs_alone_ = 0;
+      epochs_alone_before_try_ = std::min(2 * epochs_alone_before_try_, kMostEpochsAlone);
+      return;
+    }
+    alone_ = false;
+  } else if (stalled) {
+    alone_ = true;
+    epochs_alone_ = 0;
+    epochs_alone_before_try_ = kFirstEpochsAlone;
+    return;
+  }
   if (!learning()) return;
   ++epochs_timed_;
   if (epochs_timed_ == 1) return;  // the first epoch warms up: not compared
@@ -486,6 +511,11 @@ bool Trainer::can_split_by_classes() const {
   // that takes halves, otherwise over all rows in order; in bfloat16 over the pairs of rows. Two
   // classes trained as one have one class's sums to split.
   return pool_.threads() == 2 && model_.classes() >= 2 && uses_fused_sgd() && !trains_two_classes_as_one();
+}
+
+bool Trainer::may_go_alone() const {
+  const char* solo = std::getenv("SOFTREG_SOLO");
+  return uses_fast_path() && pool_.threads() >= 2 && !(solo && std::string_view(solo) == "no");
 }
 
 std::vector<EpochWay> Trainer::epoch_ways() {
@@ -1175,7 +1205,7 @@ std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
 
   const bool whole_epoch = batches_done_ == 0;
   round_trip_ = 0;
-  if (!way_choice_) way_choice_.emplace(epoch_ways());
+  if (!way_choice_) way_choice_.emplace(epoch_ways(), may_go_alone());
   const EpochWay way = way_choice_->way();
   solo_now_ = way == EpochWay::kOneThread;
   const bool split = way == EpochWay::kByClasses;
@@ -1194,7 +1224,8 @@ std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
   EpochMetrics metrics;
   const auto eval_start = std::chrono::steady_clock::now();
   // A whole epoch only (a resumed one's rest would compare part of an epoch with a whole).
-  if (whole_epoch) way_choice_->timed(std::chrono::duration<double>(eval_start - start).count());
+  if (whole_epoch)
+    way_choice_->timed(std::chrono::duration<double>(eval_start - start).count(), barrier_wait_);
   evaluate_held_out(metrics);
   const auto end = std::chrono::steady_clock::now();
   metrics.train_loss = partial_sums_.loss / static_cast<double>(order_.size());

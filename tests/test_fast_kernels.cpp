@@ -1098,6 +1098,62 @@ TEST(EpochWayChoice, KeepsTheWayWhoseTimedEpochWasFastest) {
   }
 }
 
+// A team whose epoch stalled (its threads waited most of it for each other) trains alone, and tries the
+// team again after 2, 4, 8, ... 16 epochs alone; the learning of ways goes on where it stood.
+TEST(EpochWayChoice, AStalledTeamTrainsAloneAndTriesAgainLater) {
+  using enum EpochWay;
+  EpochWayChoice team({kByRows}, /*may_go_alone=*/true);
+  team.timed(1.0, 0.45);     // waits, but less than half of the epoch
+  team.timed(0.025, 0.019);  // most of an epoch too short to tell a stall from a meeting's waits
+  EXPECT_EQ(team.way(), kByRows);
+  EXPECT_FALSE(team.alone_after_stall());
+  team.timed(1.0, 0.6);  // stalled
+  EXPECT_TRUE(team.alone_after_stall());
+  const auto alone_for = [](EpochWayChoice& choice, std::size_t epochs, double seconds) {
+    for (std::size_t e = 0; e < epochs; ++e) {
+      EXPECT_EQ(choice.way(), kOneThread) << e;
+      choice.timed(seconds, 0);
+    }
+  };
+  alone_for(team, 2, 0.3);
+  EXPECT_EQ(team.way(), kByRows);  // the team's try
+  team.timed(0.9, 0.8);            // stalled again: twice as long alone
+  alone_for(team, 4, 0.3);
+  team.timed(0.35, 0.01);  // no stall, but slower than alone: twice as long again
+  alone_for(team, 8, 0.3);
+  team.timed(0.2, 0.01);  // faster than alone: the team again
+  EXPECT_FALSE(team.alone_after_stall());
+  for (int e = 0; e < 3; ++e) {
+    EXPECT_EQ(team.way(), kByRows);
+    team.timed(0.2, 0.01);
+  }
+  // Tries after at most 16 epochs alone.
+  team.timed(1.0, 0.9);
+  for (const std::size_t epochs : {2, 4, 8, 16, 16}) {
+    alone_for(team, epochs, 0.3);
+    EXPECT_EQ(team.way(), kByRows) << epochs;
+    team.timed(1.0, 0.9);
+  }
+  // Where the team may not go alone, or trains alone already, nothing changes.
+  EpochWayChoice kept({kByRows}, /*may_go_alone=*/false);
+  kept.timed(1.0, 0.9);
+  EXPECT_EQ(kept.way(), kByRows);
+  // While learning: a stalled warm-up goes alone, and the team's try is the warm-up again; the ways
+  // are then timed as without the stall.
+  EpochWayChoice learning({kByClasses, kByRows}, /*may_go_alone=*/true);
+  learning.timed(1.0, 0.9);
+  alone_for(learning, 2, 0.3);
+  EXPECT_EQ(learning.way(), kByClasses);
+  learning.timed(0.1, 0.01);  // the warm-up
+  EXPECT_FALSE(learning.alone_after_stall());
+  EXPECT_EQ(learning.way(), kByClasses);
+  learning.timed(0.2, 0.01);
+  EXPECT_EQ(learning.way(), kByRows);
+  learning.timed(0.1, 0.01);
+  EXPECT_FALSE(learning.learning());
+  EXPECT_EQ(learning.way(), kByRows);
+}
+
 TEST(FastTrainer, OneThreadOfATeamGivesTheTeamsBits) {
   // Short rows, where a team of two may leave its epochs to one thread (EpochWayChoice): forced either
   // way, or learned over five epochs, the weights and every epoch's figures are one thread's bits.

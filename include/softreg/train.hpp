@@ -230,22 +230,41 @@ enum class EpochWay {
 /// The first way given trains the first whole epoch (which also warms caches and the other choices up,
 /// so it is not compared), then each way one timed epoch in the order given, and the fastest of those
 /// trains the rest; it does not look again. With one way given there is nothing to learn.
+///
+/// A team whose epoch stalled (its threads waited for each other more than kStalledWaitFraction of the
+/// epoch and kStalledWaitSeconds in all: one of them was off its CPU, the machine busy with other work)
+/// trains alone, where the team may (`may_go_alone`), and tries the team again after 2, 4, 8, up to 16
+/// epochs alone; it stays a team again when that epoch did not stall and took less than the last
+/// alone. Why: two threads that meet twice a batch wait a time slice for a partner that lost its CPU.
+/// On a 2-vCPU Zen 3 guest compiling with two jobs beside, the recipe took 750-880 ms an epoch on two
+/// threads (90-93 % of it waiting) and 52 ms on one (BENCHMARKS.md). A stalled epoch, and a stalled or
+/// slower try of the team, leaves the learning where it was.
 class EpochWayChoice {
  public:
   static constexpr std::size_t kMostInputsAlone = 128;
-  explicit EpochWayChoice(std::vector<EpochWay> ways = {EpochWay::kByRows});
+  static constexpr double kStalledWaitFraction = 0.5, kStalledWaitSeconds = 0.02;
+  static constexpr std::size_t kFirstEpochsAlone = 2, kMostEpochsAlone = 16;
+  explicit EpochWayChoice(std::vector<EpochWay> ways = {EpochWay::kByRows}, bool may_go_alone = false);
   /// The way the next epoch trains.
   EpochWay way() const;
-  /// After a whole epoch: its training took `seconds`.
-  void timed(double seconds);
+  /// After a whole epoch: its training took `seconds`, of which its threads waited for each other
+  /// `waited_seconds` (their mean).
+  void timed(double seconds, double waited_seconds = 0);
   /// Whether it is still trying ways.
   bool learning() const { return ways_.size() > 1 && epochs_timed_ <= ways_.size(); }
+  /// Whether the team trains alone since one of its epochs stalled.
+  bool alone_after_stall() const { return alone_; }
 
  private:
+  EpochWay learned_way() const;
   std::vector<EpochWay> ways_;
   std::vector<double> seconds_;  // of each way's timed epoch, in ways_'s order
   std::size_t epochs_timed_ = 0;
   EpochWay chosen_;
+  bool may_go_alone_;
+  bool alone_ = false;
+  std::size_t epochs_alone_ = 0, epochs_alone_before_try_ = kFirstEpochsAlone;
+  double alone_seconds_ = 0;  // the last epoch alone's
 };
 
 class Trainer {
@@ -379,6 +398,9 @@ class Trainer {
   // The ways this run's epochs may train in, the one to start with first (EpochWayChoice); may measure
   // the round trip between the cores into round_trip_.
   std::vector<EpochWay> epoch_ways();
+  // Whether a team whose epoch stalled may train alone (EpochWayChoice): on the fast path with two
+  // threads or more, unless SOFTREG_SOLO=no keeps the team.
+  bool may_go_alone() const;
   // train_epoch_fast for two threads that each own half of the classes for all of the batch's rows.
   bool train_epoch_split_classes(const BatchCallback& on_batch, const StopRequest& should_stop);
   // train_epoch_fast for two threads and a model whose sums go in halves, split by rows, each thread
