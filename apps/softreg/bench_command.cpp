@@ -379,8 +379,9 @@ int run_bench(const BenchOptions& options, double startup_seconds,
         split_by_classes, epochs.size());
     if (solo > 0) {
       fmt::print(
-          "  one thread         {:8d}     of the {} epochs (short rows: one thread alone, tried or "
-          "kept)\n",
+          "  one thread         {:8d}     of the {} epochs (one thread alone: tried or kept for short rows, "
+          "or "
+          "after an epoch the team stalled, a thread off its CPU)\n",
           solo, epochs.size());
     }
   }
