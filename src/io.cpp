@@ -217,6 +217,7 @@ std::string summary_json(const RunSummary& s) {
                          {"thread_busy_seconds", m.thread_busy_seconds},
                          {"split_by_classes", m.split_by_classes},
                          {"threads_used", m.threads_used},
+                         {"alone_after_stall", m.alone_after_stall},
                          {"core_round_trip_seconds", m.core_round_trip_seconds},
                          {"two_classes_as_one", m.two_classes_as_one},
                          {"ask_ahead", m.ask_ahead}});

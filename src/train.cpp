@@ -321,15 +321,15 @@ EpochWay EpochWayChoice::way() const {
   return alone_ && epochs_alone_ < epochs_alone_before_try_ ? EpochWay::kOneThread : learned_way();
 }
 
-void EpochWayChoice::timed(double seconds, double waited_seconds) {
+void EpochWayChoice::timed(double seconds, double waited_seconds, bool stopped_stalled) {
   if (alone_ && epochs_alone_ < epochs_alone_before_try_) {
     ++epochs_alone_;
     alone_seconds_ = seconds;
     return;
   }
   const bool stalled = may_go_alone_ && learned_way() != EpochWay::kOneThread &&
-                       waited_seconds > kStalledWaitFraction * seconds &&
-                       waited_seconds > kStalledWaitSeconds;
+                       (stopped_stalled || (waited_seconds > kStalledWaitFraction * seconds &&
+                                            waited_seconds > kStalledWaitSeconds));
   if (alone_) {  // the team's try
     if (stalled || seconds >= alone_seconds_) {
       epochs_alone_ = 0;
@@ -422,7 +422,8 @@ const char* AskAheadChoice::state_name() const {
 
 void Trainer::add_thread_tallies(std::span<const ThreadTally> tallies) {
   const double threads = static_cast<double>(tallies.size());
-  thread_busy_seconds_.resize(tallies.size());
+  // Never fewer: where a team stalled part-way (run_epoch), thread 0 adds the epoch's rest alone.
+  thread_busy_seconds_.resize(std::max(thread_busy_seconds_.size(), tallies.size()));
   for (std::size_t t = 0; t < tallies.size(); ++t) {
     const ThreadTally& tally = tallies[t];
     thread_busy_seconds_[t] += tally.forward + tally.backward;
@@ -470,7 +471,13 @@ void Trainer::ThreadTally::meet(SpinBarrier& barrier, std::size_t thread, double
   const auto arrived = lap(phase);
   barrier.arrive_and_wait(thread);
   mark = std::chrono::steady_clock::now();
-  waited += std::chrono::duration<double>(mark - arrived).count();
+  const double wait = std::chrono::duration<double>(mark - arrived).count();
+  waited += wait;
+  if (live) {  // only this thread writes its counts
+    live->seconds.store(live->seconds.load(std::memory_order_relaxed) + wait, std::memory_order_relaxed);
+    if (wait > LiveWait::kLongSeconds)
+      live->long_waits.store(live->long_waits.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
 }
 
 bool Trainer::close_batch(std::size_t end, std::size_t count, double lr, const BatchCallback& on_batch,
@@ -515,7 +522,9 @@ bool Trainer::can_split_by_classes() const {
 
 bool Trainer::may_go_alone() const {
   const char* solo = std::getenv("SOFTREG_SOLO");
-  return uses_fast_path() && pool_.threads() >= 2 && !(solo && std::string_view(solo) == "no");
+  const char* split = std::getenv("SOFTREG_SPLIT");
+  return uses_fast_path() && pool_.threads() >= 2 && config_.compute != "bf16" &&
+         !(solo && std::string_view(solo) == "no") && !(split && *split);
 }
 
 std::vector<EpochWay> Trainer::epoch_ways() {
@@ -651,6 +660,7 @@ bool Trainer::train_epoch_split_classes(const BatchCallback& on_batch, const Sto
 
   pool_.run(2, [&](std::size_t t) {
     ThreadTally tally;
+    tally.live = &live_waits_[t];
     ClassSplitBuffers& mine = class_split_[t];
     const ClassSplitBuffers& theirs = class_split_[1 - t];
     const std::size_t k0 = t == 0 ? 0 : split, own = t == 0 ? split : K - split;
@@ -849,6 +859,7 @@ bool Trainer::train_epoch_two_copies(const BatchCallback& on_batch, const StopRe
 
   pool_.run(2, [&](std::size_t t) {
     ThreadTally tally;
+    tally.live = &live_waits_[t];
     TwoCopiesBuffers& mine = two_copies_[t];
     const AskAheadChoice::Plan plan = ask_ahead_now_->plan();
     float* const W = t == 0 ? model_.W.data() : mine.W.data();  // (K, D): class k's weights at W + k D
@@ -1010,6 +1021,7 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
 
   pool_.run(threads, [&](std::size_t t) {
     ThreadTally tally;
+    tally.live = &live_waits_[t];
     const AskAheadChoice::Plan plan = ask_ahead_now_->plan();
     const auto meet = [&](double& phase) {  // one thread has no one to meet, nor any wait to count
       if (threads == 1) {
@@ -1208,16 +1220,49 @@ std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
   if (!way_choice_) way_choice_.emplace(epoch_ways(), may_go_alone());
   const EpochWay way = way_choice_->way();
   solo_now_ = way == EpochWay::kOneThread;
+  const bool alone_for_stall = solo_now_ && way_choice_->alone_after_stall();
   const bool split = way == EpochWay::kByClasses;
   const bool two_copies =
       uses_fast_path() && way == EpochWay::kByRows && pool_.threads() == 2 && sums_in_two_halves();
   AskAheadChoice* const ask_ahead = !uses_fast_path() ? nullptr : &ask_ahead_[split ? 2 : two_copies ? 1 : 0];
   ask_ahead_now_ = ask_ahead;
   batch_closed_ = std::chrono::steady_clock::now();
-  const bool finished = !uses_fast_path() ? train_epoch_naive(on_batch, should_stop)
-                        : split           ? train_epoch_split_classes(on_batch, should_stop)
-                        : two_copies      ? train_epoch_two_copies(on_batch, should_stop)
-                                          : train_epoch_fast(on_batch, should_stop);
+  // A team one of whose threads has waited for the others most of the epoch so far (EpochWayChoice's
+  // stall), in kStalledLongWaits waits of a time slice or more, stops at the batch's close, and one
+  // thread trains the epoch's rest: each further batch would wait a time slice again. (One long hiccup
+  // of the host early in an epoch, seen unloaded on a Zen 3 guest, is not a stall.) Every way gives
+  // the same bits, so where the team stops does not matter.
+  constexpr int kStalledLongWaits = 8;
+  const std::size_t threads = static_cast<std::size_t>(pool_.threads());
+  if (!live_waits_) live_waits_ = std::make_unique<LiveWait[]>(threads);
+  for (std::size_t t = 0; t < threads; ++t) {
+    live_waits_[t].seconds.store(0, std::memory_order_relaxed);
+    live_waits_[t].long_waits.store(0, std::memory_order_relaxed);
+  }
+  bool stalled = false;
+  const bool may_stall = !solo_now_ && may_go_alone();
+  const StopRequest stop_or_stall = [&] {
+    if (should_stop && should_stop()) return true;
+    if (!may_stall) return false;
+    for (std::size_t t = 0; t < threads; ++t) {
+      const double waited = live_waits_[t].seconds.load(std::memory_order_relaxed);
+      if (waited <= EpochWayChoice::kStalledWaitSeconds ||
+          live_waits_[t].long_waits.load(std::memory_order_relaxed) < kStalledLongWaits)
+        continue;
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (waited > EpochWayChoice::kStalledWaitFraction * seconds) return stalled = true;
+    }
+    return false;
+  };
+  bool finished = !uses_fast_path() ? train_epoch_naive(on_batch, should_stop)
+                  : split           ? train_epoch_split_classes(on_batch, stop_or_stall)
+                  : two_copies      ? train_epoch_two_copies(on_batch, stop_or_stall)
+                                    : train_epoch_fast(on_batch, stop_or_stall);
+  if (!finished && stalled) {
+    solo_now_ = true;
+    ask_ahead_now_ = &ask_ahead_[0];
+    finished = train_epoch_fast(on_batch, should_stop);
+  }
   ask_ahead_now_ = nullptr;
   if (!finished) return std::nullopt;
   if (ask_ahead) ask_ahead->end_epoch(batches_per_epoch());
@@ -1225,7 +1270,7 @@ std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
   const auto eval_start = std::chrono::steady_clock::now();
   // A whole epoch only (a resumed one's rest would compare part of an epoch with a whole).
   if (whole_epoch)
-    way_choice_->timed(std::chrono::duration<double>(eval_start - start).count(), barrier_wait_);
+    way_choice_->timed(std::chrono::duration<double>(eval_start - start).count(), barrier_wait_, stalled);
   evaluate_held_out(metrics);
   const auto end = std::chrono::steady_clock::now();
   metrics.train_loss = partial_sums_.loss / static_cast<double>(order_.size());
@@ -1244,6 +1289,7 @@ std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
   metrics.thread_busy_seconds = std::move(thread_busy_seconds_);
   metrics.split_by_classes = split;
   metrics.threads_used = !uses_fast_path() ? 0 : solo_now_ ? 1 : pool_.threads();
+  metrics.alone_after_stall = alone_for_stall || stalled;
   metrics.two_classes_as_one = uses_fast_path() && trains_two_classes_as_one();
   metrics.core_round_trip_seconds = round_trip_;
   if (ask_ahead) metrics.ask_ahead = ask_ahead->state_name();

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -14,6 +15,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <utility>
 
@@ -1032,6 +1034,9 @@ TEST(FastTrainer, SplittingByClassesGivesTheBitsOfOneThread) {
           // Two classes train as one margin, with one class's sums: never split by classes.
           EXPECT_EQ(epochs[e].split_by_classes, std::string(split) == "classes" && K != 2) << how;
           EXPECT_EQ(epochs[e].core_round_trip_seconds, 0.0) << how;  // forced: not measured
+          EXPECT_FALSE(epochs[e].alone_after_stall) << how;          // forced: never alone
+        } else if (epochs[e].alone_after_stall) {
+          // a machine so busy that the team stalled and left the epoch, or its rest, to one thread
         } else if (K >= 10 && K * D * sizeof(float) <= 128 * 1024) {
           // auto splits 10 classes or more of a small model by classes, without measuring
           EXPECT_TRUE(epochs[e].split_by_classes) << how;
@@ -1134,6 +1139,10 @@ TEST(EpochWayChoice, AStalledTeamTrainsAloneAndTriesAgainLater) {
     EXPECT_EQ(team.way(), kByRows) << epochs;
     team.timed(1.0, 0.9);
   }
+  // A team stopped part-way for a stall counts as stalled, whatever its waits over the whole epoch.
+  EpochWayChoice stopped({kByRows}, /*may_go_alone=*/true);
+  stopped.timed(1.0, 0.1, /*stopped_stalled=*/true);
+  EXPECT_EQ(stopped.way(), kOneThread);
   // Where the team may not go alone, or trains alone already, nothing changes.
   EpochWayChoice kept({kByRows}, /*may_go_alone=*/false);
   kept.timed(1.0, 0.9);
@@ -1152,6 +1161,50 @@ TEST(EpochWayChoice, AStalledTeamTrainsAloneAndTriesAgainLater) {
   learning.timed(0.1, 0.01);
   EXPECT_FALSE(learning.learning());
   EXPECT_EQ(learning.way(), kByRows);
+}
+
+// A team whose thread 0 keeps the other waiting (here: on_batch sleeps, as a thread off its CPU would)
+// stops at a batch's close once the waits are most of the epoch so far, and one thread trains the rest
+// of it and the next two epochs: the bits of one thread all along. SOFTREG_SOLO=no keeps the team.
+TEST(FastTrainer, AStalledTeamLeavesTheEpochsRestToOneThread) {
+  for (int K : {3, 10}) {  // by rows (two copies), and by classes first
+    const Dataset train = synthetic_dataset(64 * 40, 200, K, ElementType::kU8, 41),
+                  test = synthetic_dataset(100, 200, K, ElementType::kU8, 42);
+    const auto run = [&](int threads, const char* solo, bool sleepy) {
+      const test::ScopedEnv forced("SOFTREG_SOLO", solo);
+      TrainConfig config;
+      config.batch_size = 64;
+      config.seed = 5;
+      config.threads = threads;
+      Trainer trainer(config, train, test);
+      std::vector<EpochMetrics> epochs;
+      for (int epoch = 0; epoch < 3; ++epoch) {
+        const auto slow_books = [&](std::size_t, std::size_t) {
+          if (sleepy && epoch == 0) std::this_thread::sleep_for(std::chrono::milliseconds(3));
+        };
+        epochs.push_back(trainer.run_epoch(slow_books).value());
+      }
+      return std::make_pair(trainer.model(), epochs);
+    };
+    const auto [one_model, one] = run(1, nullptr, false);
+    const auto [model, epochs] = run(2, nullptr, true);
+    EXPECT_EQ(model.W, one_model.W) << K;
+    EXPECT_EQ(model.b, one_model.b) << K;
+    for (std::size_t e = 0; e < epochs.size(); ++e) {
+      EXPECT_EQ(epochs[e].train_loss, one[e].train_loss) << K << " epoch " << e;
+      EXPECT_EQ(epochs[e].threads_used, 1) << K << " epoch " << e;
+      EXPECT_TRUE(epochs[e].alone_after_stall) << K << " epoch " << e;
+    }
+    // The stalled epoch's waits stopped the team well before its end (40 batches of 3 ms).
+    EXPECT_LT(epochs[0].barrier_wait_seconds, 0.06) << K;
+    const auto [kept_model, kept] = run(2, "no", true);
+    EXPECT_EQ(kept_model.W, one_model.W) << K;
+    for (std::size_t e = 0; e < kept.size(); ++e) {
+      EXPECT_EQ(kept[e].threads_used, 2) << K << " epoch " << e;
+      EXPECT_FALSE(kept[e].alone_after_stall) << K << " epoch " << e;
+    }
+    EXPECT_GT(kept[0].barrier_wait_seconds, 0.03) << K;
+  }
 }
 
 TEST(FastTrainer, OneThreadOfATeamGivesTheTeamsBits) {
@@ -1181,10 +1234,16 @@ TEST(FastTrainer, OneThreadOfATeamGivesTheTeamsBits) {
             fmt::format("{} K={} solo {}", element_name(element), K, solo ? solo : "learned");
         EXPECT_EQ(model.W, one_model.W) << how;
         EXPECT_EQ(model.b, one_model.b) << how;
+        bool stalled = false;  // on a busy machine the learned team may have gone alone (EpochWayChoice)
         for (std::size_t e = 0; e < epochs.size(); ++e) {
           EXPECT_EQ(epochs[e].train_loss, one[e].train_loss) << how << " epoch " << e;
           EXPECT_EQ(epochs[e].test_loss, one[e].test_loss) << how << " epoch " << e;
           EXPECT_EQ(one[e].threads_used, 1);
+          stalled = stalled || epochs[e].alone_after_stall;
+          if (stalled) {
+            EXPECT_FALSE(solo) << how << " epoch " << e;  // forced either way, the team never goes alone
+            continue;
+          }
           // Forced, every epoch one way; learned, the team's epochs come first (two classes as one, by
           // rows; 10 or 40 classes, by classes twice, then by rows), then one thread's.
           const std::size_t alone = K == 2 ? 2 : 3;

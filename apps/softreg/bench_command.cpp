@@ -235,8 +235,10 @@ int run_bench(const BenchOptions& options, double startup_seconds,
   std::vector<double> thread_busy;  // each thread's busy seconds, summed over the team's epochs
   int split_by_classes = 0;         // epochs whose two threads split the batches by classes
   int solo = 0;                     // epochs one thread of the team trained alone (EpochWayChoice)
+  int stalled = 0;                  // of those, the epochs (or their rests) after the team stalled
   for (const auto& m : epochs) {
     split_by_classes += m.split_by_classes ? 1 : 0;
+    stalled += m.alone_after_stall ? 1 : 0;
     // An epoch one thread trained alone has no second thread to set beside the first.
     if (config.threads > 1 && m.threads_used == 1) {
       ++solo;
@@ -312,6 +314,7 @@ int run_bench(const BenchOptions& options, double startup_seconds,
     if (config.threads > 1) {
       j["split_by_classes_epochs"] = split_by_classes;
       j["one_thread_epochs"] = solo;
+      j["alone_after_stall_epochs"] = stalled;
       j["core_round_trip_seconds"] = round_trip_seconds;
       j["core_round_trip_seconds_before"] = round_trip_before;
     }
@@ -379,10 +382,10 @@ int run_bench(const BenchOptions& options, double startup_seconds,
         split_by_classes, epochs.size());
     if (solo > 0) {
       fmt::print(
-          "  one thread         {:8d}     of the {} epochs (one thread alone: tried or kept for short rows, "
-          "or "
-          "after an epoch the team stalled, a thread off its CPU)\n",
-          solo, epochs.size());
+          "  one thread         {:8d}     of the {} epochs (tried or kept for short rows; {} of them, or "
+          "their "
+          "rest, after the team stalled: a thread off its CPU, the machine busy)\n",
+          solo, epochs.size(), stalled);
     }
   }
   if (config.kernel == KernelChoice::kFast) {

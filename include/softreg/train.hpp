@@ -109,8 +109,9 @@ struct EpochMetrics {
   double forward_seconds = 0;
   double backward_seconds = 0;
   /// Of train_seconds, each thread's forward and backward passes (thread 0 first), without its waits;
-  /// empty on the naive path. Their mean is forward_seconds + backward_seconds. Two threads do equal
-  /// work (thread 0 a little more: the bookkeeping), so one far above the other is a slower core: on a
+  /// empty on the naive path. Their mean is forward_seconds + backward_seconds (but where the team
+  /// stalled part-way, alone_after_stall: thread 0's then holds the epoch's rest alone too). Two threads do
+  /// equal work (thread 0 a little more: the bookkeeping), so one far above the other is a slower core: on a
   /// cloud machine, a vCPU whose physical core another guest is using (BENCHMARKS.md). On more threads
   /// a small model's halves are summed by threads 0 and 1 alone.
   std::vector<double> thread_busy_seconds;
@@ -124,6 +125,9 @@ struct EpochMetrics {
   /// The threads that trained this epoch: the team's, or 1 where one of a team of two trained alone
   /// (EpochWayChoice); 0 on the naive path.
   int threads_used = 0;
+  /// One thread trained this epoch, or its rest, because the team stalled (EpochWayChoice): a machine
+  /// busy with other work.
+  bool alone_after_stall = false;
   /// Who asks memory for each batch's rows (AskAheadChoice), after this epoch: "learning", "asking",
   /// "not asking" or "rolling"; empty on the naive path.
   std::string ask_ahead;
@@ -231,14 +235,16 @@ enum class EpochWay {
 /// so it is not compared), then each way one timed epoch in the order given, and the fastest of those
 /// trains the rest; it does not look again. With one way given there is nothing to learn.
 ///
-/// A team whose epoch stalled (its threads waited for each other more than kStalledWaitFraction of the
-/// epoch and kStalledWaitSeconds in all: one of them was off its CPU, the machine busy with other work)
-/// trains alone, where the team may (`may_go_alone`), and tries the team again after 2, 4, 8, up to 16
-/// epochs alone; it stays a team again when that epoch did not stall and took less than the last
-/// alone. Why: two threads that meet twice a batch wait a time slice for a partner that lost its CPU.
-/// On a 2-vCPU Zen 3 guest compiling with two jobs beside, the recipe took 750-880 ms an epoch on two
-/// threads (90-93 % of it waiting) and 52 ms on one (BENCHMARKS.md). A stalled epoch, and a stalled or
-/// slower try of the team, leaves the learning where it was.
+/// A team whose epoch stalled trains alone, where the team may (`may_go_alone`): its threads waited
+/// for each other more than kStalledWaitFraction of the epoch and kStalledWaitSeconds in all (their
+/// mean over the whole epoch; or, as Trainer::run_epoch checks at every batch's close, one thread's so
+/// far, in 8 waits of a time slice or more, and one thread then trains the epoch's rest): one of them was off
+/// its CPU, the machine busy with other work. It tries the team again after 2, 4, 8, up to 16 epochs alone,
+/// and stays a team again when that epoch did not stall and took less than the last alone. Why: two threads
+/// that meet twice a batch wait a time slice for a partner that lost its CPU. On a 2-vCPU Zen 3 guest
+/// compiling with two jobs beside, the recipe took 750-880 ms an epoch on two threads (90-93 % of it waiting)
+/// and 52 ms on one (BENCHMARKS.md). A stalled epoch, and a stalled or slower try of the team, leaves the
+/// learning where it was.
 class EpochWayChoice {
  public:
   static constexpr std::size_t kMostInputsAlone = 128;
@@ -248,8 +254,9 @@ class EpochWayChoice {
   /// The way the next epoch trains.
   EpochWay way() const;
   /// After a whole epoch: its training took `seconds`, of which its threads waited for each other
-  /// `waited_seconds` (their mean).
-  void timed(double seconds, double waited_seconds = 0);
+  /// `waited_seconds` (their mean); `stopped_stalled`: the team stalled part-way and one thread trained
+  /// the rest (Trainer::run_epoch).
+  void timed(double seconds, double waited_seconds = 0, bool stopped_stalled = false);
   /// Whether it is still trying ways.
   bool learning() const { return ways_.size() > 1 && epochs_timed_ <= ways_.size(); }
   /// Whether the team trains alone since one of its epochs stalled.
@@ -346,9 +353,18 @@ class Trainer {
   // What each thread of the fast path counts in an epoch: its correct predictions, and the seconds it
   // spent in forward passes, in backward passes and waiting for the others. Kept on the thread's stack
   // and copied out at the end (counters written by both cores every batch would share a cache line).
+  // A thread's waits for its team in the epoch so far, for run_epoch's check for a stall at each
+  // batch's close (by thread 0, while the others go on: hence atomic, and a line each). Long waits,
+  // those of a time slice, tell a thread off its CPU from a single hiccup of the host.
+  struct alignas(64) LiveWait {
+    static constexpr double kLongSeconds = 1e-3;
+    std::atomic<double> seconds{0};
+    std::atomic<int> long_waits{0};
+  };
   struct ThreadTally {
     std::int64_t correct = 0;
     double forward = 0, backward = 0, waited = 0;
+    LiveWait* live = nullptr;  // where meet() also counts the waits as they happen
     std::chrono::steady_clock::time_point mark = std::chrono::steady_clock::now();  // the last phase's end
     // Adds the time since the last mark to `phase` (forward or backward); returns the new mark.
     std::chrono::steady_clock::time_point lap(double& phase);
@@ -399,7 +415,8 @@ class Trainer {
   // the round trip between the cores into round_trip_.
   std::vector<EpochWay> epoch_ways();
   // Whether a team whose epoch stalled may train alone (EpochWayChoice): on the fast path with two
-  // threads or more, unless SOFTREG_SOLO=no keeps the team.
+  // threads or more and float32 products, unless the environment forces the way (SOFTREG_SOLO=no,
+  // SOFTREG_SPLIT: what the tests and measurements of a way ask for).
   bool may_go_alone() const;
   // train_epoch_fast for two threads that each own half of the classes for all of the batch's rows.
   bool train_epoch_split_classes(const BatchCallback& on_batch, const StopRequest& should_stop);
@@ -436,6 +453,7 @@ class Trainer {
   bool solo_now_ = false;  // this epoch trains on one thread of the team (train_epoch_fast)
   std::chrono::steady_clock::time_point batch_closed_;  // when thread 0 closed the last batch
   alignas(64) double barrier_wait_ = 0;                 // in the current epoch so far
+  std::unique_ptr<LiveWait[]> live_waits_;              // a thread's each, for this run_epoch's team
   double forward_seconds_ = 0, backward_seconds_ = 0;
   std::vector<double> thread_busy_seconds_;  // EpochMetrics::thread_busy_seconds, so far
   double round_trip_ = 0;                    // EpochMetrics::core_round_trip_seconds
