@@ -220,7 +220,9 @@ TEST(Trainer, SplitsTheFastPassIntoForwardBackwardAndWaiting) {
       mean += busy / threads;
     }
     // (Unless the machine was so busy that the team stalled and thread 0 trained the rest alone.)
-    if (!m.alone_after_stall) EXPECT_NEAR(mean, m.forward_seconds + m.backward_seconds, 1e-9) << threads;
+    if (!m.alone_after_stall) {
+      EXPECT_NEAR(mean, m.forward_seconds + m.backward_seconds, 1e-9) << threads;
+    }
   }
   // The naive path has no such phases.
   Trainer naive(config_for(1, KernelChoice::kNaive), train, test);
