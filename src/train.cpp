@@ -1228,11 +1228,10 @@ std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
   ask_ahead_now_ = ask_ahead;
   batch_closed_ = std::chrono::steady_clock::now();
   // A team one of whose threads has waited for the others most of the epoch so far (EpochWayChoice's
-  // stall), in kStalledLongWaits waits of a time slice or more, stops at the batch's close, and one
-  // thread trains the epoch's rest: each further batch would wait a time slice again. (One long hiccup
-  // of the host early in an epoch, seen unloaded on a Zen 3 guest, is not a stall.) Every way gives
+  // stall), in EpochWayChoice::kStalledLongWaits waits of a time slice or more, stops at the batch's close,
+  // and one thread trains the epoch's rest: each further batch would wait a time slice again. (One long
+  // hiccup of the host early in an epoch, seen unloaded on a Zen 3 guest, is not a stall.) Every way gives
   // the same bits, so where the team stops does not matter.
-  constexpr int kStalledLongWaits = 8;
   const std::size_t threads = static_cast<std::size_t>(pool_.threads());
   if (!live_waits_) live_waits_ = std::make_unique<LiveWait[]>(threads);
   for (std::size_t t = 0; t < threads; ++t) {
@@ -1240,14 +1239,14 @@ std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
     live_waits_[t].long_waits.store(0, std::memory_order_relaxed);
   }
   bool stalled = false;
-  const bool may_stall = !solo_now_ && may_go_alone();
+  const bool may_stall = !solo_now_ && way_choice_->may_go_alone();
   const StopRequest stop_or_stall = [&] {
     if (should_stop && should_stop()) return true;
     if (!may_stall) return false;
     for (std::size_t t = 0; t < threads; ++t) {
       const double waited = live_waits_[t].seconds.load(std::memory_order_relaxed);
       if (waited <= EpochWayChoice::kStalledWaitSeconds ||
-          live_waits_[t].long_waits.load(std::memory_order_relaxed) < kStalledLongWaits)
+          live_waits_[t].long_waits.load(std::memory_order_relaxed) < EpochWayChoice::kStalledLongWaits)
         continue;
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (waited > EpochWayChoice::kStalledWaitFraction * seconds) return stalled = true;

@@ -249,6 +249,7 @@ class EpochWayChoice {
  public:
   static constexpr std::size_t kMostInputsAlone = 128;
   static constexpr double kStalledWaitFraction = 0.5, kStalledWaitSeconds = 0.02;
+  static constexpr int kStalledLongWaits = 8;  // of a time slice or more, in run_epoch's check
   static constexpr std::size_t kFirstEpochsAlone = 2, kMostEpochsAlone = 16;
   explicit EpochWayChoice(std::vector<EpochWay> ways = {EpochWay::kByRows}, bool may_go_alone = false);
   /// The way the next epoch trains.
@@ -261,6 +262,8 @@ class EpochWayChoice {
   bool learning() const { return ways_.size() > 1 && epochs_timed_ <= ways_.size(); }
   /// Whether the team trains alone since one of its epochs stalled.
   bool alone_after_stall() const { return alone_; }
+  /// Whether a stalled team may train alone (the constructor's `may_go_alone`).
+  bool may_go_alone() const { return may_go_alone_; }
 
  private:
   EpochWay learned_way() const;
