@@ -15,10 +15,12 @@
 // are the loops' own ceilings, not the passes'. AVX-512 only (skipped elsewhere).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
-#include <vector>
+
+#include "loop_ceiling.hpp"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -27,39 +29,11 @@
 
 namespace {
 
-constexpr int kClasses = 10, kInputs = 784, kRows = 256, kSteps = kInputs / 16;
+using namespace softreg::loop_ceiling;
+constexpr int kSteps = kInputs / 16;
 
 #if SOFTREG_LOOP_CEILING
 #define SOFTREG_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
-
-// Everything on 64-byte boundaries, as the kernels keep W: a vector of W across two lines costs two reads
-// of L1, and malloc's 16-byte alignment made the same loop up to a third slower from build to build.
-template <class T>
-struct Lines {
-  explicit Lines(std::size_t n) : storage((n * sizeof(T) + 127) / 64 * 64 / sizeof(T)) {}
-  T* data() {
-    return storage.data() + (64 - reinterpret_cast<std::uintptr_t>(storage.data()) % 64) % 64 / sizeof(T);
-  }
-  const T* data() const { return const_cast<Lines*>(this)->data(); }
-  std::vector<T> storage;
-};
-
-struct LoopData {
-  Lines<std::uint8_t> bytes{kRows * kInputs};
-  Lines<float> floats{kRows * kInputs};
-  Lines<float> W{kClasses * kInputs};
-  Lines<float> dlogits{kRows * kClasses};
-  LoopData() {
-    std::uint32_t state = 12345;
-    const auto next = [&] { return state = state * 1664525u + 1013904223u; };
-    for (std::size_t i = 0; i < kRows * kInputs; ++i)
-      floats.data()[i] = bytes.data()[i] = static_cast<std::uint8_t>(next() >> 24);
-    for (std::size_t i = 0; i < kClasses * kInputs; ++i)
-      W.data()[i] = static_cast<float>(next() >> 20) * 1e-7f;
-    for (std::size_t i = 0; i < kRows * kClasses; ++i)
-      dlogits.data()[i] = static_cast<float>(next() >> 20) * 1e-6f;
-  }
-};
 
 // One pass of version V over all 128 pairs of rows; returns the accumulators' sum (kept from the optimiser).
 template <int V>
@@ -162,25 +136,10 @@ void LoopCeiling(benchmark::State& state) {
       "multiply-adds alone", kUpdate ? "+ dlogits broadcast (L1)" : "+ W's loads (L1)",
       "+ rows of floats (L2)", "rows of bytes widened (the recipe's loop)"};
   const auto version = state.range(0);
-  switch (version) {
-    case 0:
-      RunLoop<kUpdate, 0>(state, data);
-      break;
-    case 1:
-      RunLoop<kUpdate, 1>(state, data);
-      break;
-    case 2:
-      RunLoop<kUpdate, 2>(state, data);
-      break;
-    default:
-      RunLoop<kUpdate, 3>(state, data);
-      break;
-  }
+  WithVersion<4>(version, [&]<int V>() { RunLoop<kUpdate, V>(state, data); });
   const double inputs = kUpdate ? 32.0 * kUpdateBlocks : kInputs;
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(static_cast<double>(state.iterations()) * 2.0 * kRows * inputs * kClasses / 1e9,
-                         benchmark::Counter::kIsRate);
-  state.SetLabel(kNames[static_cast<std::size_t>(version)]);
+  Report(state, 2.0 * kRows * inputs * kClasses,
+         kNames[static_cast<std::size_t>(std::min<std::int64_t>(version, 3))]);
 }
 void BM_ForwardLoopCeiling(benchmark::State& state) {
   LoopCeiling<false>(state);

@@ -22,10 +22,12 @@
 // step: the loops' own ceilings, not the passes'. x86-64 with AVX2 and FMA only (skipped elsewhere).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
-#include <vector>
+
+#include "loop_ceiling.hpp"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -34,40 +36,17 @@
 
 namespace {
 
-constexpr int kClasses = 10, kTileClasses = 5, kInputs = 784, kRows = 256, kSteps = kInputs / 8;
+using namespace softreg::loop_ceiling;
+constexpr int kTileClasses = 5, kSteps = kInputs / 8;
 constexpr int kChunkRows = 16;
 constexpr int kUpdateBlocks = kInputs / 16;  // 49 blocks of 2 vectors
 
 #if SOFTREG_LOOP_CEILING_AVX2
 #define SOFTREG_AVX2 __attribute__((target("avx2,fma")))
 
-// Everything on 64-byte boundaries, as the kernels keep W.
-template <class T>
-struct Lines {
-  explicit Lines(std::size_t n) : storage((n * sizeof(T) + 127) / 64 * 64 / sizeof(T)) {}
-  T* data() {
-    return storage.data() + (64 - reinterpret_cast<std::uintptr_t>(storage.data()) % 64) % 64 / sizeof(T);
-  }
-  const T* data() const { return const_cast<Lines*>(this)->data(); }
-  std::vector<T> storage;
-};
-
-struct LoopData {
-  Lines<std::uint8_t> bytes{kRows * kInputs};
-  Lines<float> floats{kRows * kInputs};
-  Lines<float> W{kClasses * kInputs};
-  Lines<float> dlogits{kRows * kClasses};
-  mutable Lines<float> chunk{kChunkRows * kInputs};  // version 4's widened rows
-  LoopData() {
-    std::uint32_t state = 12345;
-    const auto next = [&] { return state = state * 1664525u + 1013904223u; };
-    for (std::size_t i = 0; i < kRows * kInputs; ++i)
-      floats.data()[i] = bytes.data()[i] = static_cast<std::uint8_t>(next() >> 24);
-    for (std::size_t i = 0; i < kClasses * kInputs; ++i)
-      W.data()[i] = static_cast<float>(next() >> 20) * 1e-7f;
-    for (std::size_t i = 0; i < kRows * kClasses; ++i)
-      dlogits.data()[i] = static_cast<float>(next() >> 20) * 1e-6f;
-  }
+// LoopData with a chunk of widened rows for version 4.
+struct ChunkedLoopData : LoopData {
+  mutable Lines<float> chunk{kChunkRows * kInputs};
 };
 
 SOFTREG_AVX2 inline __m256 Widened(const std::uint8_t* p) {
@@ -77,7 +56,7 @@ SOFTREG_AVX2 inline __m256 Widened(const std::uint8_t* p) {
 // One tile (classes k0..k0+4) over the pairs of rows [first, last); version V; stores (version 4's
 // first tile) or reads (its second) the widened rows at `chunk` when given.
 template <int V, bool kStores, bool kReads>
-SOFTREG_AVX2 __m256 TilePass(const LoopData& data, int k0, int first, int last) {
+SOFTREG_AVX2 __m256 TilePass(const ChunkedLoopData& data, int k0, int first, int last) {
   __m256 total = _mm256_setzero_ps();
   const float* W = data.W.data() + k0 * kInputs;
   float* const chunk = data.chunk.data();
@@ -128,7 +107,7 @@ SOFTREG_AVX2 __m256 TilePass(const LoopData& data, int k0, int first, int last) 
 // Other shapes: a tile of KT classes by R rows of bytes widened, W's loads kept in a register for the R
 // rows or folded into each multiply-add (kFold), over rows [0, rows).
 template <int KT, int R, bool kFold>
-SOFTREG_AVX2 __m256 GenericTile(const LoopData& data, int k0, int rows) {
+SOFTREG_AVX2 __m256 GenericTile(const ChunkedLoopData& data, int k0, int rows) {
   __m256 total = _mm256_setzero_ps();
   const float* W = data.W.data() + k0 * kInputs;
   for (int r = 0; r + R <= rows; r += R) {
@@ -157,7 +136,7 @@ SOFTREG_AVX2 __m256 GenericTile(const LoopData& data, int k0, int rows) {
 
 // One pass of version V over the batch: both tiles.
 template <int V>
-SOFTREG_AVX2 __m256 LoopPass(const LoopData& data) {
+SOFTREG_AVX2 __m256 LoopPass(const ChunkedLoopData& data) {
   if constexpr (V == 5) {
     return _mm256_add_ps(GenericTile<5, 2, true>(data, 0, kRows), GenericTile<5, 2, true>(data, 5, kRows));
   } else if constexpr (V == 6) {
@@ -181,7 +160,7 @@ SOFTREG_AVX2 __m256 LoopPass(const LoopData& data) {
 
 // One pass of the update loop's version V: both tiles, 49 blocks each.
 template <int V>
-SOFTREG_AVX2 __m256 UpdateLoopPass(const LoopData& data) {
+SOFTREG_AVX2 __m256 UpdateLoopPass(const ChunkedLoopData& data) {
   __m256 total = _mm256_setzero_ps();
   for (int k0 = 0; k0 < kClasses; k0 += kTileClasses) {
     const float* g = data.dlogits.data() + k0;
@@ -217,7 +196,7 @@ SOFTREG_AVX2 __m256 UpdateLoopPass(const LoopData& data) {
 }
 
 template <bool kUpdate, int V>
-SOFTREG_AVX2 void RunLoop(benchmark::State& state, const LoopData& data) {
+SOFTREG_AVX2 void RunLoop(benchmark::State& state, const ChunkedLoopData& data) {
   for (auto _ : state) {
     benchmark::ClobberMemory();  // the data may have changed: every pass runs
     __m256 total;
@@ -238,7 +217,7 @@ bool HasAvx2(benchmark::State& state) {
 
 void BM_ForwardLoopCeilingAvx2(benchmark::State& state) {
   if (!HasAvx2(state)) return;
-  static const LoopData data;
+  static const ChunkedLoopData data;
   static constexpr std::array<const char*, 8> kNames = {
       "multiply-adds alone",
       "+ W's loads (L1)",
@@ -248,65 +227,21 @@ void BM_ForwardLoopCeilingAvx2(benchmark::State& state) {
       "W's loads folded (5 x 2)",
       "tiles of 10 x 1",
       "tiles of 4, 4, 2 x 3"};
-  const auto version = state.range(0);
-  switch (version) {
-    case 0:
-      RunLoop<false, 0>(state, data);
-      break;
-    case 1:
-      RunLoop<false, 1>(state, data);
-      break;
-    case 2:
-      RunLoop<false, 2>(state, data);
-      break;
-    case 3:
-      RunLoop<false, 3>(state, data);
-      break;
-    case 4:
-      RunLoop<false, 4>(state, data);
-      break;
-    case 5:
-      RunLoop<false, 5>(state, data);
-      break;
-    case 6:
-      RunLoop<false, 6>(state, data);
-      break;
-    default:
-      RunLoop<false, 7>(state, data);
-      break;
-  }
-  const double rows = version == 7 ? kRows - 1 : kRows;
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(static_cast<double>(state.iterations()) * 2.0 * rows * kInputs * kClasses / 1e9,
-                         benchmark::Counter::kIsRate);
-  state.SetLabel(kNames[static_cast<std::size_t>(version)]);
+  const auto version = std::min<std::int64_t>(state.range(0), 7);
+  WithVersion<8>(version, [&]<int V>() { RunLoop<false, V>(state, data); });
+  const double rows = version == 7 ? kRows - 1 : kRows;  // 85 blocks of 3 rows
+  Report(state, 2.0 * rows * kInputs * kClasses, kNames[static_cast<std::size_t>(version)]);
 }
 
 void BM_UpdateLoopCeilingAvx2(benchmark::State& state) {
   if (!HasAvx2(state)) return;
-  static const LoopData data;
+  static const ChunkedLoopData data;
   static constexpr std::array<const char*, 4> kNames = {"multiply-adds alone", "+ dlogits broadcast (L1)",
                                                         "+ rows of floats",
                                                         "rows of bytes widened (the recipe's loop)"};
-  const auto version = state.range(0);
-  switch (version) {
-    case 0:
-      RunLoop<true, 0>(state, data);
-      break;
-    case 1:
-      RunLoop<true, 1>(state, data);
-      break;
-    case 2:
-      RunLoop<true, 2>(state, data);
-      break;
-    default:
-      RunLoop<true, 3>(state, data);
-      break;
-  }
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(static_cast<double>(state.iterations()) * 2.0 * kRows * kInputs * kClasses / 1e9,
-                         benchmark::Counter::kIsRate);
-  state.SetLabel(kNames[static_cast<std::size_t>(version)]);
+  const auto version = std::min<std::int64_t>(state.range(0), 3);
+  WithVersion<4>(version, [&]<int V>() { RunLoop<true, V>(state, data); });
+  Report(state, 2.0 * kRows * kInputs * kClasses, kNames[static_cast<std::size_t>(version)]);
 }
 #else
 void BM_ForwardLoopCeilingAvx2(benchmark::State& state) {
