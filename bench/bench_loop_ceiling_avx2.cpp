@@ -18,8 +18,10 @@
 // sums, 10 accumulators, each row of the batch in turn (its 16 values times its 5 dlogits, broadcast),
 // for 49 blocks (all 784 inputs) and both tiles. Its versions: 0 the multiply-adds alone, 1 + the
 // dlogits broadcast from memory (10 KB, L1), 2 + the row's values, floats, 3 bytes widened (the
-// recipe's). Set each GFLOP/s against BM_ProbeFma's, in the same run. No lanes summed, no softmax, no
-// step: the loops' own ceilings, not the passes'. x86-64 with AVX2 and FMA only (skipped elsewhere).
+// recipe's); and other shapes: 4 tiles of 4, 4 and 2 classes by 3 vectors (768 of the inputs; 16
+// registers in use), 5 tiles of 10 classes by 1 vector. Set each GFLOP/s against BM_ProbeFma's, in the same
+// run. No lanes summed, no softmax, no step: the loops' own ceilings, not the passes'. x86-64 with AVX2 and
+// FMA only (skipped elsewhere).
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -195,12 +197,46 @@ SOFTREG_AVX2 __m256 UpdateLoopPass(const ChunkedLoopData& data) {
   return total;
 }
 
+// Other shapes of the update's loop: tiles of KT classes by NV vectors of inputs, bytes widened, over
+// the first `blocks` blocks of 8 * NV inputs.
+template <int KT, int NV>
+SOFTREG_AVX2 __m256 UpdateTile(const ChunkedLoopData& data, int k0, int blocks) {
+  __m256 total = _mm256_setzero_ps();
+  const float* g = data.dlogits.data() + k0;
+  for (int block = 0; block < blocks; ++block) {
+    __m256 acc[NV][KT];
+    for (int v = 0; v < NV; ++v)
+      for (int k = 0; k < KT; ++k)
+        acc[v][k] = _mm256_setzero_ps();
+    for (int r = 0; r < kRows; ++r) {
+      const std::uint8_t* at = data.bytes.data() + static_cast<std::size_t>(r) * kInputs + 8 * NV * block;
+      __m256 x[NV];
+      for (int v = 0; v < NV; ++v)
+        x[v] = Widened(at + 8 * v);
+      for (int k = 0; k < KT; ++k) {
+        const __m256 gk = _mm256_set1_ps(g[r * kClasses + k]);
+        for (int v = 0; v < NV; ++v)
+          acc[v][k] = _mm256_fmadd_ps(gk, x[v], acc[v][k]);
+      }
+    }
+    for (int v = 0; v < NV; ++v)
+      for (int k = 0; k < KT; ++k)
+        total = _mm256_add_ps(total, acc[v][k]);
+  }
+  return total;
+}
+
 template <bool kUpdate, int V>
 SOFTREG_AVX2 void RunLoop(benchmark::State& state, const ChunkedLoopData& data) {
   for (auto _ : state) {
     benchmark::ClobberMemory();  // the data may have changed: every pass runs
     __m256 total;
-    if constexpr (kUpdate) {
+    if constexpr (kUpdate && V == 4) {  // 32 blocks of 24 inputs: 768 of the 784
+      total = _mm256_add_ps(_mm256_add_ps(UpdateTile<4, 3>(data, 0, 32), UpdateTile<4, 3>(data, 4, 32)),
+                            UpdateTile<2, 3>(data, 8, 32));
+    } else if constexpr (kUpdate && V == 5) {
+      total = UpdateTile<10, 1>(data, 0, kInputs / 8);
+    } else if constexpr (kUpdate) {
       total = UpdateLoopPass<V>(data);
     } else {
       total = LoopPass<V>(data);
@@ -236,12 +272,16 @@ void BM_ForwardLoopCeilingAvx2(benchmark::State& state) {
 void BM_UpdateLoopCeilingAvx2(benchmark::State& state) {
   if (!HasAvx2(state)) return;
   static const ChunkedLoopData data;
-  static constexpr std::array<const char*, 4> kNames = {"multiply-adds alone", "+ dlogits broadcast (L1)",
+  static constexpr std::array<const char*, 6> kNames = {"multiply-adds alone",
+                                                        "+ dlogits broadcast (L1)",
                                                         "+ rows of floats",
-                                                        "rows of bytes widened (the recipe's loop)"};
-  const auto version = std::min<std::int64_t>(state.range(0), 3);
-  WithVersion<4>(version, [&]<int V>() { RunLoop<true, V>(state, data); });
-  Report(state, 2.0 * kRows * kInputs * kClasses, kNames[static_cast<std::size_t>(version)]);
+                                                        "rows of bytes widened (the recipe's loop)",
+                                                        "tiles of 4, 4, 2 x 3 vectors",
+                                                        "tiles of 10 x 1 vector"};
+  const auto version = std::min<std::int64_t>(state.range(0), 5);
+  WithVersion<6>(version, [&]<int V>() { RunLoop<true, V>(state, data); });
+  const double inputs = version == 4 ? 768 : kInputs;
+  Report(state, 2.0 * kRows * inputs * kClasses, kNames[static_cast<std::size_t>(version)]);
 }
 #else
 void BM_ForwardLoopCeilingAvx2(benchmark::State& state) {
@@ -252,6 +292,6 @@ void BM_UpdateLoopCeilingAvx2(benchmark::State& state) {
 }
 #endif
 BENCHMARK(BM_ForwardLoopCeilingAvx2)->DenseRange(0, 7)->Repetitions(5)->ReportAggregatesOnly(true);
-BENCHMARK(BM_UpdateLoopCeilingAvx2)->DenseRange(0, 3)->Repetitions(5)->ReportAggregatesOnly(true);
+BENCHMARK(BM_UpdateLoopCeilingAvx2)->DenseRange(0, 5)->Repetitions(5)->ReportAggregatesOnly(true);
 
 }  // namespace
