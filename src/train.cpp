@@ -328,8 +328,7 @@ void EpochWayChoice::timed(double seconds, double waited_seconds, bool stopped_s
     return;
   }
   const bool stalled = may_go_alone_ && learned_way() != EpochWay::kOneThread &&
-                       (stopped_stalled || (waited_seconds > kStalledWaitFraction * seconds &&
-                                            waited_seconds > kStalledWaitSeconds));
+                       (stopped_stalled || is_stall(waited_seconds, seconds));
   if (alone_) {  // the team's try
     if (stalled || seconds >= alone_seconds_) {
       epochs_alone_ = 0;
@@ -1244,12 +1243,12 @@ std::optional<EpochMetrics> Trainer::run_epoch(const BatchCallback& on_batch,
     if (should_stop && should_stop()) return true;
     if (!may_stall) return false;
     for (std::size_t t = 0; t < threads; ++t) {
-      const double waited = live_waits_[t].seconds.load(std::memory_order_relaxed);
-      if (waited <= EpochWayChoice::kStalledWaitSeconds ||
-          live_waits_[t].long_waits.load(std::memory_order_relaxed) < EpochWayChoice::kStalledLongWaits)
+      // The clock is read only for a thread with enough long waits to count.
+      if (live_waits_[t].long_waits.load(std::memory_order_relaxed) < EpochWayChoice::kStalledLongWaits)
         continue;
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      if (waited > EpochWayChoice::kStalledWaitFraction * seconds) return stalled = true;
+      if (EpochWayChoice::is_stall(live_waits_[t].seconds.load(std::memory_order_relaxed), seconds))
+        return stalled = true;
     }
     return false;
   };

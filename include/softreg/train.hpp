@@ -264,6 +264,11 @@ class EpochWayChoice {
   bool alone_after_stall() const { return alone_; }
   /// Whether a stalled team may train alone (the constructor's `may_go_alone`).
   bool may_go_alone() const { return may_go_alone_; }
+  /// Whether waits of `waited_seconds` in `seconds` of training are a stall: over kStalledWaitFraction
+  /// of the time and kStalledWaitSeconds in all (timed's whole epoch, run_epoch's epoch so far).
+  static bool is_stall(double waited_seconds, double seconds) {
+    return waited_seconds > kStalledWaitFraction * seconds && waited_seconds > kStalledWaitSeconds;
+  }
 
  private:
   EpochWay learned_way() const;
