@@ -1,6 +1,7 @@
 // The training and evaluation kernels against the readable reference math in double precision.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <numeric>
@@ -174,8 +175,16 @@ TEST(ThreadPool, CoreRoundTripIsMeasuredBetweenTheFirstTwoThreads) {
   ThreadPool one(1);
   EXPECT_EQ(core_round_trip_seconds(one), 0.0);
   ThreadPool two(2);
-  const double round_trip = core_round_trip_seconds(two, /*seconds=*/0.005);
-  EXPECT_GT(round_trip, 0.0);
+  // The probe ends early with a slow figure where a thread loses its CPU (as it is meant to on a busy
+  // machine); on a cloud guest the host takes a vCPU away for milliseconds at times even with this test
+  // running alone (CI's sanitizer stage on Zen 3: 2.2 ms once). The best of three probes must still
+  // see the cores' own round trip, well under a millisecond.
+  double round_trip = 0;
+  for (int probe = 0; probe < 3 && (round_trip == 0 || round_trip >= 1e-3); ++probe) {
+    const double measured = core_round_trip_seconds(two, /*seconds=*/0.005);
+    EXPECT_GT(measured, 0.0);
+    round_trip = round_trip == 0 ? measured : std::min(round_trip, measured);
+  }
   EXPECT_LT(round_trip, 1e-3);
   std::vector<int> hits(4, 0);
   two.run(hits.size(), [&](std::size_t i) { hits[i] = 1; });  // the pool still works afterwards
