@@ -106,16 +106,19 @@ constexpr int kWideTile = 0, kWideTileRows = 0;
 // With 16 registers a tile of 10 classes leaves room for one row (forward) or one vector of inputs
 // (backward) per block, so every load of W or of a row's values serves one multiply-add, and the
 // recipe's 31 KB of W does not stay in a 32 KB L1 beside the rows: tiles of 5 classes by 2 rows or 2
-// vectors measured 1.2-1.5x faster there on Zen 3, in both passes (BENCHMARKS.md). The update keeps
-// tiles of 10 for more than 10 classes: each tile reads every row of the batch again, and for a
-// thousand classes of float rows (a megabyte a batch, from L3) twice the tiles took 13-17 % longer.
+// vectors measured 1.2-1.5x faster there on Zen 3, in both passes (BENCHMARKS.md). The update takes
+// them for any number of classes: each tile reads every row of the batch again, which cost a thousand
+// classes of float rows 13-17 % when those came from L3, but the many-class update now reads chunks
+// copied into L2 (CopyChunk), and there the narrow tiles measured faster on Zen 3 too: BM_UpdatePass
+// (100, 512, f32) 0.82-0.85x the time, (500, 1024, f32) 0.85-0.93x; `bench` (1000, 1024, f32, 20,000
+// rows) the update 0.82x on one thread, 0.87x on two (BENCHMARKS.md).
 constexpr bool kNarrowTiles = kAccumulators < 2 * kTile;
 // The width of the full tiles of classes in each pass, for `classes` classes.
 HWY_INLINE int ForwardTileFor(std::size_t classes) {
   return kNarrowTiles || classes > static_cast<std::size_t>(kTile) ? kNarrowTile : kTile;
 }
-HWY_INLINE int UpdateTileFor(std::size_t classes) {
-  return kNarrowTiles && classes <= static_cast<std::size_t>(kTile) ? kNarrowTile : kTile;
+HWY_INLINE int UpdateTileFor(std::size_t /*classes*/) {
+  return kNarrowTiles ? kNarrowTile : kTile;
 }
 // Rows (forward) or vectors of inputs (backward) per block for a tile of KT classes: enough
 // independent accumulators to hide the multiply-add latency when KT is small.
