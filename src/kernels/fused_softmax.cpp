@@ -113,13 +113,11 @@ constexpr int kWideTile = 0, kWideTileRows = 0;
 // (100, 512, f32) 0.82-0.85x the time, (500, 1024, f32) 0.85-0.93x; `bench` (1000, 1024, f32, 20,000
 // rows) the update 0.82x on one thread, 0.87x on two (BENCHMARKS.md).
 constexpr bool kNarrowTiles = kAccumulators < 2 * kTile;
-// The width of the full tiles of classes in each pass, for `classes` classes.
+// The width of the forward pass's full tiles of classes, for `classes` classes, and of the update's.
 HWY_INLINE int ForwardTileFor(std::size_t classes) {
   return kNarrowTiles || classes > static_cast<std::size_t>(kTile) ? kNarrowTile : kTile;
 }
-HWY_INLINE int UpdateTileFor(std::size_t /*classes*/) {
-  return kNarrowTiles ? kNarrowTile : kTile;
-}
+constexpr int kUpdateTile = kNarrowTiles ? kNarrowTile : kTile;
 // Rows (forward) or vectors of inputs (backward) per block for a tile of KT classes: enough
 // independent accumulators to hide the multiply-add latency when KT is small.
 constexpr int BlockFor(int KT) {
@@ -1406,7 +1404,7 @@ bool TiledDlogitsPay(const FastUpdateArgs& a) {
   if (a.classes <= static_cast<std::size_t>(kTile)) return false;
   if (a.d_end - a.d_begin < kTiledDlogitsInputs) return false;
   if constexpr (kCanFoldBroadcasts) {
-    if (FoldedBroadcastsPay<T, kTile>()) return false;  // UpdateTileFor: tiles of kTile for these
+    if (FoldedBroadcastsPay<T, kUpdateTile>()) return false;
   }
   return true;
 }
@@ -1457,11 +1455,11 @@ void AllTiles(const FastUpdateArgs& a, float scale, PrefetchCursor& ahead) {
   thread_local std::vector<float> tile_dlogits;
   if constexpr (kCanFoldBroadcasts) tile_dlogits.resize(a.count * kMostTileDlogits);
   float* const tile = tile_dlogits.data();
-  const float* const tiled = TiledDlogitsPay<T>(a) ? TiledDlogits(a, UpdateTileFor(K)) : nullptr;
+  const float* const tiled = TiledDlogitsPay<T>(a) ? TiledDlogits(a, kUpdateTile) : nullptr;
   // Chunks of inputs (set_update_chunk_bytes) that stay in L2 while every tile of classes reads them:
   // BM_UpdatePass, 500 classes of 1,024 floats, 1.30-1.46 ms against 1.63-1.75 for the whole batch
   // (Zen 5). One tile of classes reads the rows once: no chunks then.
-  const std::size_t chunk = K <= static_cast<std::size_t>(UpdateTileFor(K))
+  const std::size_t chunk = K <= static_cast<std::size_t>(kUpdateTile)
                                 ? a.d_end - a.d_begin
                                 : UpdateChunkInputs(a.count, sizeof(T), update_chunk_bytes());
   // Ten tiles or more of float rows: each chunk's values of the batch's rows are first copied side by
@@ -1472,20 +1470,15 @@ void AllTiles(const FastUpdateArgs& a, float scale, PrefetchCursor& ahead) {
   // 512, f32) the update 24.9 -> 26.5 ms, (32, 512) 13.2 -> 15.2), and rows of bytes gained nothing
   // ((100, 784, u8) alike): those are read where they lie.
   const bool copies =
-      std::is_same_v<T, float> && K >= kCopiesForTiles * static_cast<std::size_t>(UpdateTileFor(K));
+      std::is_same_v<T, float> && K >= kCopiesForTiles * static_cast<std::size_t>(kUpdateTile);
   for (std::size_t d = a.d_begin; d < a.d_end; d += chunk) {
     FastUpdateArgs part = a;
     part.d_begin = d;
     part.d_end = std::min(a.d_end, d + chunk);
     if (copies) part.rows = CopyChunk(a, d, part.d_end - d, sizeof(T));
     std::size_t k0 = 0;
-    if (UpdateTileFor(K) == kNarrowTile) {
-      for (; k0 + kNarrowTile <= K; k0 += kNarrowTile)
-        ColumnTile<T, kNarrowTile, kApplyStep>(part, k0, scale, tiled, tile, ahead);
-    } else {
-      for (; k0 + kTile <= K; k0 += kTile)
-        ColumnTile<T, kTile, kApplyStep>(part, k0, scale, tiled, tile, ahead);
-    }
+    for (; k0 + kUpdateTile <= K; k0 += kUpdateTile)
+      ColumnTile<T, kUpdateTile, kApplyStep>(part, k0, scale, tiled, tile, ahead);
     if (k0 < K) ColumnPartialTile<T, kApplyStep>(part, k0, K - k0, scale, tiled, tile, ahead);
   }
 }
@@ -1514,8 +1507,7 @@ void ColumnsT(const FastUpdateArgs& a) {
     const std::size_t width = static_cast<std::size_t>(BlockFor(KT)) * lanes;
     return (a.d_end - a.d_begin + width - 1) / width;
   };
-  const int tile = UpdateTileFor(a.classes),
-            partial = static_cast<int>(a.classes % static_cast<std::size_t>(tile));
+  const int tile = kUpdateTile, partial = static_cast<int>(a.classes % static_cast<std::size_t>(tile));
   const std::size_t rows_read = a.count * (a.classes / static_cast<std::size_t>(tile) * blocks(tile) +
                                            (partial > 0 ? blocks(partial) : 0));
   ahead.spread_over(rows_read);
