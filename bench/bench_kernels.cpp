@@ -330,6 +330,56 @@ BENCHMARK(BM_MarginForwardPass)
                         [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); })
     ->ReportAggregatesOnly(true);
 
+// Both passes of two classes taken as one on one thread's batch of 256 resident rows of 784 bytes, in its
+// two halves of 128 rows: apart (the margins, fast_binary_softmax, then fast_gradient_columns over the
+// half) or in one pass over the rows (fast_margin_pass), the same bits. The step from the halves is left
+// out: the same in both.
+void BM_MarginPasses(benchmark::State& state) {
+  const bool fused = state.range(0) == 1;
+  constexpr std::size_t kRows = 256, kHalf = kRows / 2, D = 784;
+  const auto [data, rows] = resident_rows(kRows, D, 2, ElementType::kU8, /*seed=*/7);
+  Rng rng(0);
+  const SoftmaxModel model = SoftmaxModel::initialized(static_cast<int>(D), 2, 0.01, rng);
+  std::vector<float> margin_W(D), loss(kRows), dlogits(kRows), sums(2 * D);
+  for (auto _ : state) {
+    const float* W = model.W.data();
+    for (std::size_t d = 0; d < D; ++d)
+      margin_W[d] = W[D + d] - W[d];
+    const float margin_b = model.b(1) - model.b(0);
+    std::int64_t correct = 0;
+    for (std::size_t half = 0; half < 2; ++half) {
+      const std::size_t h0 = half * kHalf;
+      if (fused) {
+        correct += fast_margin_pass({rows.data() + h0, data.labels.data() + h0, kHalf, D, ElementType::kU8,
+                                     margin_W.data(), margin_b, data.scale(), dlogits.data() + h0,
+                                     loss.data() + h0, sums.data() + half * D, nullptr, 0,
+                                     /*rows_requested=*/true});
+        continue;
+      }
+      FastForwardArgs margins{
+          rows.data() + h0,       nullptr,   kHalf,        D,       1,       ElementType::kU8,
+          margin_W.data(),        &margin_b, data.scale(), nullptr, nullptr, dlogits.data() + h0,
+          /*rows_requested=*/true};
+      margins.logits_only = true;
+      fast_forward_rows(margins);
+      correct += fast_binary_softmax({data.labels.data() + h0, kHalf, dlogits.data() + h0, loss.data() + h0});
+      fast_gradient_columns({rows.data() + h0, dlogits.data() + h0, kHalf, D, 1, ElementType::kU8, 0, D,
+                             /*scale=*/1.0f, sums.data() + half * D});
+    }
+    benchmark::DoNotOptimize(correct);
+    benchmark::ClobberMemory();
+  }
+  state.SetLabel(fused ? "one pass" : "apart");
+}
+BENCHMARK(BM_MarginPasses)
+    ->ArgName("fused")
+    ->Arg(0)
+    ->Arg(1)
+    ->Repetitions(9)
+    ->ComputeStatistics("min",
+                        [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); })
+    ->ReportAggregatesOnly(true);
+
 // --compute bf16's two passes on one thread's slice of a batch (128 cache-resident rows, as two threads
 // split 256), against BM_ForwardPass's float32: the forward pass (pack the rows, logits; the float32
 // softmax after it is the same in both modes and left out) or the update (pair the rows, sums and

@@ -66,14 +66,19 @@ void copy_few(const float* src, std::size_t n, float* dst) {
   }
 }
 
+// The margin's weights W_1 - W_0 (W of two classes, (2, D)) into margin_W; returns its bias b_1 - b_0.
+float margin_weights(const float* W, const float* b, std::size_t D, float* margin_W) {
+  for (std::size_t d = 0; d < D; ++d)
+    margin_W[d] = W[D + d] - W[d];
+  return b[1] - b[0];
+}
+
 // Two classes as one (Trainer::trains_two_classes_as_one), for a forward pass set up for both classes
 // (their W and b, one dlogit a row out): the margin's weights W_1 - W_0 into margin_W, then the margins
-// o_1 - o_0 and their sigmoid, loss and dlogit. Returns the rows predicted right.
+// o_1 - o_0 and their sigmoid, loss and dlogit. Returns the rows predicted right. Three threads or more
+// take it (their slices of rows are not the halves of the sums); one or two take fast_margin_pass.
 std::int64_t forward_two_classes_as_one(FastForwardArgs forward, float* margin_W) {
-  const std::size_t D = forward.inputs;
-  for (std::size_t d = 0; d < D; ++d)
-    margin_W[d] = forward.W[D + d] - forward.W[d];
-  const float margin_b = forward.b[1] - forward.b[0];
+  const float margin_b = margin_weights(forward.W, forward.b, forward.inputs, margin_W);
   forward.classes = 1;
   forward.W = margin_W;
   forward.b = &margin_b;
@@ -187,6 +192,9 @@ Trainer::Trainer(const TrainConfig& config, const Dataset& train, const Dataset&
     standardization_ = fit_standardization(train, train_rows_, pool_);
     fold_standardization(model_, *standardization_, folded_);
   }
+  // Two classes as one on one or two threads: one pass over the rows, asking for them as it goes.
+  if (trains_two_classes_as_one() && pool_.threads() <= 2)
+    ask_ahead_.fill(AskAheadChoice::decided(AskAheadChoice::Way::kRolling));
   if (uses_fast_path()) return;  // the per-thread gradient buffers below serve only the naive path
   const auto threads = static_cast<std::size_t>(pool_.threads());
   thread_dW_.assign(threads, WeightMatrix::Zero(model_.W.rows(), model_.W.cols()));
@@ -359,6 +367,13 @@ AskAheadChoice::AskAheadChoice(bool can_roll) : ways_(can_roll ? kWays : 2) {
   if (name != "yes" && name != "no" && (name != "rolling" || !can_roll)) return;
   learning_ = false;
   way_ = name == "yes" ? Way::kAsk : name == "no" ? Way::kAtStart : Way::kRolling;
+}
+
+AskAheadChoice AskAheadChoice::decided(Way way) {
+  AskAheadChoice choice;
+  choice.learning_ = false;
+  choice.way_ = way;
+  return choice;
 }
 
 void AskAheadChoice::time_batch(std::size_t batch, std::size_t rows, double seconds) {
@@ -886,34 +901,46 @@ bool Trainer::train_epoch_two_copies(const BatchCallback& on_batch, const StopRe
       float* const losses = two_copies_losses_[parity].data();
       const Label* const labels = epoch_labels_.data() + begin;
       std::int64_t correct = 0;  // counted once past the meeting: a stop may leave this batch undone
-      if (h0 < h1) {
-        FastForwardArgs forward{rows,
-                                labels + h0,
-                                h1 - h0,
-                                D,
-                                K,
-                                train_.element,
-                                W,
-                                b,
-                                train_.scale(),
-                                losses + h0,
-                                nullptr,
-                                dlogits + h0 * KS,
-                                requested || plan.rolls(first_batch + batch)};
+      if (binary) {
+        // Both passes in one over its half of the rows (fast_margin_pass), which asks for its half of the
+        // next batch's first rows as it ends.
+        const std::size_t next_count = begin + count < n ? gather(begin + count, parity ^ 1) : 0;
+        const float margin_b = margin_weights(W, b, D, margin_W_[t].data());
         correct =
-            binary ? forward_two_classes_as_one(forward, margin_W_[t].data()) : fast_forward_rows(forward);
+            fast_margin_pass({rows, labels + h0, h1 - h0, D, train_.element, margin_W_[t].data(), margin_b,
+                              train_.scale(), dlogits + h0, losses + h0, mine.sums[parity].data(),
+                              mine.rows[parity ^ 1].data(), next_count, requested});
+        requested = next_count > 0;
+        tally.lap(tally.forward);
+      } else {
+        if (h0 < h1) {
+          FastForwardArgs forward{rows,
+                                  labels + h0,
+                                  h1 - h0,
+                                  D,
+                                  K,
+                                  train_.element,
+                                  W,
+                                  b,
+                                  train_.scale(),
+                                  losses + h0,
+                                  nullptr,
+                                  dlogits + h0 * KS,
+                                  requested || plan.rolls(first_batch + batch)};
+          correct = fast_forward_rows(forward);
+        }
+        tally.lap(tally.forward);
+        // Its half's sums, asking memory for its half of the next batch's rows when they fit in L2 beside
+        // this batch's half and the sums.
+        const std::size_t next_count = begin + count < n ? gather(begin + count, parity ^ 1) : 0;
+        const bool asked = next_count > 0 &&
+                           (h1 - h0 + next_count) * row_bytes + KS * D * sizeof(float) <= l2_cache_bytes() &&
+                           plan.asks(first_batch + batch);
+        fast_gradient_columns({rows, dlogits + h0 * KS, h1 - h0, D, KS, train_.element, 0, D, /*scale=*/1.0f,
+                               mine.sums[parity].data(), asked ? mine.rows[parity ^ 1].data() : nullptr,
+                               next_count, row_bytes});
+        requested = asked;
       }
-      tally.lap(tally.forward);
-      // Its half's sums, asking memory for its half of the next batch's rows when they fit in L2 beside
-      // this batch's half and the sums.
-      const std::size_t next_count = begin + count < n ? gather(begin + count, parity ^ 1) : 0;
-      const bool asked = next_count > 0 &&
-                         (h1 - h0 + next_count) * row_bytes + KS * D * sizeof(float) <= l2_cache_bytes() &&
-                         plan.asks(first_batch + batch);
-      fast_gradient_columns({rows, dlogits + h0 * KS, h1 - h0, D, KS, train_.element, 0, D, /*scale=*/1.0f,
-                             mine.sums[parity].data(), asked ? mine.rows[parity ^ 1].data() : nullptr,
-                             next_count, row_bytes});
-      requested = asked;
       tally.meet(team.barrier, t,
                  tally.backward);  // both halves' sums, dlogits and losses of this batch are there
       if (team.stopped_before(batch)) break;
@@ -1079,8 +1106,28 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
                             train_.scale(), dlogits});
           forward.logits_given = true;
         }
-        tally.correct +=
-            binary ? forward_two_classes_as_one(forward, margin_W_[t].data()) : fast_forward_rows(forward);
+        if (binary && threads == 1) {
+          // Both passes in one over each half of the rows (fast_margin_pass): the first asks for the
+          // second's first rows as it ends, the second for the next batch's.
+          const auto [next_rows, next_count] = begin + count < n
+                                                   ? gather(begin + count, buffer ^ 1)
+                                                   : std::pair<const std::uint8_t**, std::size_t>();
+          const std::size_t second_half = (count + 1) / 2;
+          float* const margin_W = margin_W_[t].data();
+          const float margin_b = margin_weights(kernel_model.W.data(), kernel_model.b.data(), D, margin_W);
+          const Label* const labels = epoch_labels_.data() + begin;
+          tally.correct +=
+              fast_margin_pass({pixels, labels, second_half, D, train_.element, margin_W, margin_b,
+                                train_.scale(), dlogits, batch_loss_.data(), batch_half_sums_[0].data(),
+                                pixels + second_half, count - second_half, requested});
+          tally.correct += fast_margin_pass({pixels + second_half, labels + second_half, count - second_half,
+                                             D, train_.element, margin_W, margin_b, train_.scale(),
+                                             dlogits + second_half, batch_loss_.data() + second_half,
+                                             batch_half_sums_[1].data(), next_rows, next_count, true});
+        } else {
+          tally.correct +=
+              binary ? forward_two_classes_as_one(forward, margin_W_[t].data()) : fast_forward_rows(forward);
+        }
         if (bf16) fast_bf16_pack_dlogit_pairs(dlogits, r1 - r0, K, bf16_dlogit_pairs_.data() + r0 / 2 * K);
       }
       meet(tally.forward);
@@ -1105,19 +1152,12 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
       const std::size_t second_half = (count + 1) / 2;  // the first row of the batch's second half
       bool asked = false;  // whether this pass asked memory for the next batch's rows
       if (sums_apart) {
-        const auto sum_half = [&](int half, const std::uint8_t* const* ask, std::size_t ask_count) {
-          const std::size_t h0 = half == 0 ? 0 : second_half, h1 = half == 0 ? second_half : count;
-          fast_gradient_columns({pixels + h0, batch_dlogits_.data() + h0 * KS, h1 - h0, D, KS, train_.element,
-                                 0, D, /*scale=*/1.0f, batch_half_sums_[half].data(), ask, ask_count,
-                                 row_bytes});
-        };
-        if (threads == 1) {  // two classes as one: both halves here, asking for half the next rows in each
-          asked = ask_ahead;
-          const std::size_t ask_first = asked ? next_count / 2 : 0;
-          sum_half(0, asked ? next_rows : nullptr, ask_first);
-          sum_half(1, asked ? next_rows + ask_first : nullptr, asked ? next_count - ask_first : 0);
+        if (threads == 1) {  // two classes as one: both halves' sums are there (fast_margin_pass above)
+          asked = next_count > 0;
         } else if (t < 2) {  // a half of rows from several threads' slices: no rows of its own to ask for
-          sum_half(static_cast<int>(t), nullptr, 0);
+          const std::size_t h0 = t == 0 ? 0 : second_half, h1 = t == 0 ? second_half : count;
+          fast_gradient_columns({pixels + h0, batch_dlogits_.data() + h0 * KS, h1 - h0, D, KS, train_.element,
+                                 0, D, /*scale=*/1.0f, batch_half_sums_[t].data()});
         }
         meet(tally.backward);  // both halves' sums are there
         if (d0 < d1) {

@@ -759,6 +759,81 @@ TEST(FastKernels, AMirrorTakesTheOppositeStep) {
       Error);
 }
 
+// Both passes of two classes as one in a single pass over the rows (fast_margin_pass): the same bits as
+// the margins (fast_forward_rows, one class, logits only), fast_binary_softmax and fast_gradient_columns
+// (scale 1) over the same rows, for any number of rows and inputs, bytes, floats and doubles, on every
+// target. Which rows it is told come next, and whether its first rows were asked for, change nothing;
+// no rows leave sums of zero, as the gradient's columns do.
+TEST(FastKernels, TheMarginPassIsTheMarginsSoftmaxAndSumsApart) {
+  constexpr std::size_t kRows = 70;
+  for (const std::string& target : simd_targets_available()) {
+    restrict_simd_targets(target);
+    for (ElementType element : {ElementType::kU8, ElementType::kF32, ElementType::kF64}) {
+      for (std::size_t D : {1, 5, 8, 17, 40, 100, 784}) {
+        const std::size_t row_bytes = D * element_size(element);
+        std::mt19937 random(static_cast<unsigned>(D * 31 + row_bytes));
+        std::normal_distribution<double> normal;
+        std::uniform_int_distribution<int> byte(0, 255), label(0, 1);
+        // Rows a few bytes apart, so that they start anywhere in a line.
+        std::vector<std::uint8_t> storage(kRows * (row_bytes + 12));
+        std::vector<const std::uint8_t*> rows(kRows);
+        std::vector<Label> labels(kRows);
+        for (std::size_t r = 0; r < kRows; ++r) {
+          std::uint8_t* row = storage.data() + ((r * 37 + 5) % kRows) * (row_bytes + 12) + r % 3 * 4;
+          for (std::size_t d = 0; d < D; ++d) {
+            if (element == ElementType::kU8) {
+              row[d] = static_cast<std::uint8_t>(byte(random));
+            } else if (element == ElementType::kF32) {
+              const auto value = static_cast<float>(normal(random));
+              std::memcpy(row + d * sizeof(float), &value, sizeof(float));
+            } else {
+              const double value = normal(random);
+              std::memcpy(row + d * sizeof(double), &value, sizeof(double));
+            }
+          }
+          rows[r] = row;
+          labels[r] = static_cast<Label>(label(random));
+        }
+        std::vector<float> W(D);
+        for (float& w : W)
+          w = static_cast<float>(0.05 * normal(random));
+        const float b = 0.1f, scale = element == ElementType::kU8 ? 1.0f / 255 : 1.0f;
+        for (std::size_t count : {0, 1, 3, 16, 17, 37, 70}) {
+          const std::string where =
+              fmt::format("{} {} D={} rows={}", target, element_name(element), D, count);
+          std::vector<float> dlogits(count + 1), loss(count + 1), sums(D, -1.0f);
+          FastForwardArgs margins{rows.data(), labels.data(),  count, D,     1,
+                                  element,     W.data(),       &b,    scale, nullptr,
+                                  nullptr,     dlogits.data(), true};
+          margins.logits_only = true;
+          fast_forward_rows(margins);
+          const std::int64_t correct =
+              fast_binary_softmax({labels.data(), count, dlogits.data(), loss.data()});
+          fast_gradient_columns({rows.data(), dlogits.data(), count, D, 1, element, 0, D, 1.0f, sums.data()});
+          for (int told = 0; told < 3; ++told) {  // nothing next, the rest next, and asked for first
+            std::vector<float> pass_dlogits(count + 1), pass_loss(count + 1);
+            std::vector<float> pass_sums(D, std::numeric_limits<float>::quiet_NaN());
+            const std::int64_t pass_correct = fast_margin_pass(
+                {rows.data(), labels.data(), count, D, element, W.data(), b, scale, pass_dlogits.data(),
+                 pass_loss.data(), pass_sums.data(), told > 0 ? rows.data() + count : nullptr,
+                 told > 0 ? kRows - count : 0, told == 2});
+            EXPECT_EQ(pass_correct, correct) << where;
+            EXPECT_EQ(std::memcmp(pass_dlogits.data(), dlogits.data(), count * sizeof(float)), 0) << where;
+            EXPECT_EQ(std::memcmp(pass_loss.data(), loss.data(), count * sizeof(float)), 0) << where;
+            EXPECT_EQ(std::memcmp(pass_sums.data(), sums.data(), D * sizeof(float)), 0) << where;
+          }
+          if (count == 0) {
+            EXPECT_EQ(sums, std::vector<float>(D, 0.0f)) << where;
+          } else {
+            EXPECT_NE(sums, std::vector<float>(D, 0.0f)) << where;
+          }
+        }
+      }
+    }
+  }
+  restrict_simd_targets("");
+}
+
 // Ten classes of 28x28 images that a linear model can learn: each label brightens its own band of pixels.
 Dataset learnable_28x28(std::size_t n, std::uint32_t seed) {
   return test::banded_dataset(n, /*side=*/28, /*classes=*/10, /*band=*/70, /*dim=*/3, /*bright=*/200, seed);

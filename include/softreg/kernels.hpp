@@ -205,6 +205,32 @@ struct FastBinaryArgs {
 /// logit) is the label. A row's results do not depend on the rows beside it in the call.
 std::int64_t fast_binary_softmax(const FastBinaryArgs& args);
 
+/// Arguments of fast_margin_pass.
+struct FastMarginArgs {
+  const std::uint8_t* const* rows;  // count pointers to rows of D values
+  const Label* labels;              // count labels, 0 or 1
+  std::size_t count;
+  std::size_t inputs;  // D
+  ElementType element;
+  const float* W;   // D: the margin's weights, W_1 - W_0
+  float b;          // the margin's bias, b_1 - b_0
+  float scale;      // 1/255 for pixels
+  float* dlogits;   // out: count dlogits of class 1, sigmoid(margin) - y
+  float* row_loss;  // out: count losses
+  float* sums;      // out: D sums, sum_rows dlogits[r] * x_r[d] (no scale)
+  // Optional: the rows the caller reads next (the rest of the batch, or the next batch's), asked for
+  // as the pass nears its end, as its own rows are a few blocks ahead.
+  const std::uint8_t* const* ahead = nullptr;
+  std::size_t ahead_count = 0;
+  // Memory was asked for the first rows (by the previous call's `ahead`): the pass does not ask first.
+  bool rows_requested = false;
+};
+/// Two classes trained as one, both passes in one over the rows: for a few rows at a time, their
+/// margins, dlogits and losses, then their part of each input's sum while they are in L1. The same bits
+/// as fast_forward_rows (one class, logits_only, W and b the margin's), fast_binary_softmax and
+/// fast_gradient_columns (scale 1) over the same rows. Returns the rows predicted right.
+std::int64_t fast_margin_pass(const FastMarginArgs& args);
+
 // ---- bfloat16 compute (kernels/bf16.cpp; layouts described there) ----------------------------------
 
 /// Whether this CPU runs the bfloat16 kernels (AVX-512 with BF16: Zen 4 and later, Cooper Lake, Sapphire

@@ -175,6 +175,9 @@ class AskAheadChoice {
 
   /// `can_roll`: whether the forward pass asks for its rows as it goes (not in bfloat16).
   explicit AskAheadChoice(bool can_roll = true);
+  /// Decided from the start, nothing timed: where one way is all there is (two classes trained as one
+  /// on one or two threads ask for their rows as they go, fast_margin_pass).
+  static AskAheadChoice decided(Way way);
   /// The current epoch's answers, copied by each thread at its start (the choice changes only between
   /// epochs, and thread 0 writes its timings beside it every batch).
   struct Plan {
