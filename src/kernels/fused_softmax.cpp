@@ -1637,12 +1637,13 @@ std::int64_t BinarySoftmax(const FastBinaryArgs& a) {
 
 // fast_margin_pass: rows in groups of kMarginGroupRows. A group's rows, just read for its margins, are in
 // L1 when its part of the sums is taken (the bytes widened again from there), where the forward pass and
-// then fast_gradient_columns read every row twice, the second time from L2, and the prefetches of the
-// next rows stopped between them. On Zen 3 (AVX2), alternated: BM_MarginPasses 32.7 -> 28.4 us a batch
-// of resident rows; `bench --classes 2` (784 bytes) 0.875x the epoch's time on one thread, 0.79x on two;
-// 784 floats 0.94x and 0.87x (BENCHMARKS.md). Each sum still runs over the rows in order from zero: a
-// group's part is added to the sums stored after the group before, the multiply-adds and the order of
-// the gradient's columns, so the same bits. 16 rows of 784 bytes are 12.5 KB.
+// then fast_gradient_columns read every row twice, the second time from L2, and the requests for the rows
+// ahead paused between them. On Zen 3 (AVX2), alternated with the passes apart: `bench --classes 2` (784
+// bytes) 0.85-0.91x the epoch's time on one thread, 0.79-0.87x on two; 784 floats 0.94x and 0.87x; on
+// resident rows (BM_MarginPasses) alike, 0.83-1.05x: what it saves is in the memory's time. Groups of 4 or
+// 8 rows measured alike for floats and slower for bytes (BENCHMARKS.md). Each sum still runs over the rows
+// in order from zero: a group's part is added to the sums stored after the group before, the multiply-adds
+// and the order of the gradient's columns, so the same bits. A group of 784 bytes a row is 12.5 KB.
 constexpr std::size_t kMarginGroupRows = 16;
 
 template <class T>
