@@ -37,7 +37,8 @@ Evaluation evaluate(const SoftmaxModel& model, const Dataset& data, ThreadPool& 
           {pixels.data(), data.labels.data() + begin, end - begin, data.features(),
            static_cast<std::size_t>(model.classes()), data.element, model.W.data(), model.b.data(),
            data.scale(), loss.data(), result.predictions.data() + begin, nullptr,
-           /*rows_requested=*/forward_asks_rows_in_loop(data.element)});
+           /*rows_requested=*/
+           forward_asks_rows_in_loop(data.element, static_cast<std::size_t>(model.classes()))});
       for (float l : loss)
         block_sums[block].loss += l;
     } else {

@@ -93,9 +93,10 @@ std::int64_t fast_forward_rows(const FastForwardArgs& args);
 /// fast_forward_rows and fast_bf16_pack_rows do first with shuffled rows (kernels/fused_softmax.cpp).
 void request_rows(const std::uint8_t* const* rows, std::size_t count, std::size_t row_bytes);
 /// Whether fast_forward_rows asks for rows of `element` a line at a time inside its loop, a few blocks
-/// ahead (rows of bytes); otherwise all of a block's lines at once before it. Where it does, asking for
-/// every row first only adds requests (evaluate leaves such rows to it).
-bool forward_asks_rows_in_loop(ElementType element);
+/// ahead (rows of bytes, or any rows for a model of few classes), for a model of `classes` classes;
+/// otherwise all of a block's lines at once before it. Where it does, asking for every row first only
+/// adds requests (evaluate leaves such rows to it).
+bool forward_asks_rows_in_loop(ElementType element, std::size_t classes);
 
 /// Arguments of fast_update_columns.
 struct FastUpdateArgs {

@@ -73,9 +73,19 @@ constexpr std::size_t kPrefetchRowsAhead = 4;
 // it (perf: 30 % of the forward pass's samples on the requests). With no other request for the rows
 // (AskAheadChoice's rolling way, which the recipe then learns) its epoch took 17.4 against 20.3 ms on
 // one thread, 10.7 against 11.6 on two (BENCHMARKS.md). Floats need a line a row every step, and with
-// those in the loop the many-class passes took 10-13 % longer on resident rows: they keep the burst.
+// those in the loop the many-class passes took 10-13 % longer on resident rows: they keep the burst. A
+// model of few classes asks in the loop for floats too: on Zen 3, `bench --dtype f32` alternated, the
+// forward pass of (10, 784) 43.3 -> 34.8 ms an epoch on one thread, 24.6 -> 22.2 on two, (17, 512) 43.6
+// -> 39.5, (32, 512) 63.5 -> 60.1, but (100, 512) 141 -> 158; two classes as one (fast_margin_pass) 0.76x
+// the epoch on one thread, 0.79x on two (BENCHMARKS.md). Doubles (floats once converted) follow floats.
 template <class T>
 constexpr bool kAsksInLoop = sizeof(T) == 1;
+constexpr std::size_t kValuesAskInLoopMaxClasses = 32;
+// Whether the forward pass asks for rows of T in its loop, for a model of `model_classes` classes.
+template <class T>
+HWY_INLINE bool AsksInLoop(std::size_t model_classes) {
+  return kAsksInLoop<T> || model_classes <= kValuesAskInLoopMaxClasses;
+}
 
 // Classes are handled in tiles of up to kTile: a tile's accumulators stay in registers while the rows
 // (forward) or the inputs (backward) stream past. Fashion-MNIST's 10 classes are one tile.
@@ -381,7 +391,7 @@ struct PrefetchCursor {
 // SOFTREG_MASKED_TAILS the last D % lanes inputs as one more vector, the one that ends with the row,
 // zeros in the lanes of inputs already taken), their lanes summed, then (without it) the last inputs
 // one by one.
-template <class T, int KT, int R>
+template <class T, int KT, int R, bool kAsks = kAsksInLoop<T>>
 void DotRows(const FastForwardArgs& a, std::size_t first, std::size_t k0, const float* bias, float* logits,
              const std::uint8_t* const* ahead = nullptr) {
   const hn::ScalableTag<float> df;
@@ -401,7 +411,7 @@ void DotRows(const FastForwardArgs& a, std::size_t first, std::size_t k0, const 
   // the same place in its own rows (kAsksInLoop).
   constexpr std::size_t kStepBytes = hn::MaxLanes(df) * sizeof(T);
   for (std::size_t d = 0; d < vector_end; d += lanes) {
-    if constexpr (kAsksInLoop<T>) {
+    if constexpr (kAsks) {
       const std::size_t byte = d * sizeof(T);
       if (ahead && byte % 64 < kStepBytes) {  // the step that starts a line
         for (int r = 0; r < R; ++r)
@@ -418,7 +428,7 @@ void DotRows(const FastForwardArgs& a, std::size_t first, std::size_t k0, const 
         acc[r][k] = hn::MulAdd(xv[r], w, acc[r][k]);
     }
   }
-  if (kAsksInLoop<T> && ahead) {  // the line of each row's last value, which the loop's may not reach
+  if (kAsks && ahead) {  // the line of each row's last value, which the loop's may not reach
     for (int r = 0; r < R; ++r) {
       if (vector_end == 0) __builtin_prefetch(ahead[r], 0, 2);
       __builtin_prefetch(ahead[r] + D * sizeof(T) - 1, 0, 2);
@@ -514,21 +524,22 @@ void DotTile(const FastForwardArgs& a, std::size_t k0, float* logits) {
   HWY_ALIGN float bias[(R * KT + 15) / 16 * 16] = {};
   for (int i = 0; i < R * KT; ++i)
     bias[i] = a.b[k0 + static_cast<std::size_t>(i % KT)];
+  const bool in_loop = AsksInLoop<T>(a.model_classes != 0 ? a.model_classes : K);
   std::size_t i = 0;
   for (; i + R <= a.count; i += R) {
     // The first tile brings the rows in; later tiles find them in cache.
     const std::size_t ahead_first = i + kPrefetchRowsAhead * R;
-    if constexpr (kAsksInLoop<T>) {
+    if (in_loop) {
       const bool asks = k0 == 0 && ahead_first + R <= a.count;
-      DotRows<T, KT, R>(a, i, k0, bias, logits + i * K, asks ? a.rows + ahead_first : nullptr);
-    } else {
+      DotRows<T, KT, R, true>(a, i, k0, bias, logits + i * K, asks ? a.rows + ahead_first : nullptr);
+    } else if constexpr (!kAsksInLoop<T>) {  // (bytes always ask in the loop)
       if (k0 == 0) {
         for (std::size_t r = ahead_first; r < std::min(a.count, ahead_first + R); ++r) {
           for (std::size_t offset = 0; offset < row_bytes; offset += 64)
             hwy::Prefetch(a.rows[r] + offset);
         }
       }
-      DotRows<T, KT, R>(a, i, k0, bias, logits + i * K);
+      DotRows<T, KT, R, false>(a, i, k0, bias, logits + i * K);
     }
   }
   for (; i < a.count; ++i)  // a row's lanes are the first KT of a block's: the same bias
@@ -1695,16 +1706,8 @@ std::int64_t MarginPassT(const FastMarginArgs& m) {
         for (int r = 0; r < R; ++r)
           ahead[r] = row_at(ahead_first + static_cast<std::size_t>(r));
       }
-      if constexpr (kAsksInLoop<T>) {
-        DotRows<T, 1, R>(a, g0 + i, 0, bias, z + i, asks ? ahead : nullptr);
-      } else {
-        if (asks) {
-          for (int r = 0; r < R; ++r)
-            for (std::size_t offset = 0; offset < row_bytes; offset += 64)
-              hwy::Prefetch(ahead[r] + offset);
-        }
-        DotRows<T, 1, R>(a, g0 + i, 0, bias, z + i);
-      }
+      static_assert(1 <= kValuesAskInLoopMaxClasses);  // AsksInLoop<T>(1): in the loop for any T
+      DotRows<T, 1, R, true>(a, g0 + i, 0, bias, z + i, asks ? ahead : nullptr);
     }
     for (; i < n; ++i)
       DotRows<T, 1, 1>(a, g0 + i, 0, bias, z + i);
@@ -1838,17 +1841,17 @@ void request_rows(const std::uint8_t* const* rows, std::size_t count, std::size_
   }
 }
 
-bool forward_asks_rows_in_loop(ElementType element) {
-  namespace target = HWY_NAMESPACE;  // kAsksInLoop is the same on every target
+bool forward_asks_rows_in_loop(ElementType element, std::size_t classes) {
+  namespace target = HWY_NAMESPACE;  // AsksInLoop is the same on every target
   switch (element) {
     case ElementType::kF32:
-      return target::kAsksInLoop<float>;
+      return target::AsksInLoop<float>(classes);
     case ElementType::kF64:
-      return target::kAsksInLoop<double>;
+      return target::AsksInLoop<double>(classes);
     case ElementType::kU8:
       break;
   }
-  return target::kAsksInLoop<std::uint8_t>;
+  return target::AsksInLoop<std::uint8_t>(classes);
 }
 
 std::int64_t fast_forward_rows(const FastForwardArgs& args) {
