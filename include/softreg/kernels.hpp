@@ -220,7 +220,8 @@ struct FastMarginArgs {
   float* row_loss;  // out: count losses
   float* sums;      // out: D sums, sum_rows dlogits[r] * x_r[d] (no scale)
   // Optional: the rows the caller reads next (the rest of the batch, or the next batch's), asked for
-  // as the pass nears its end, as its own rows are a few blocks ahead.
+  // as the pass nears its end, as its own rows are a few blocks ahead (the first of them at the start of
+  // a pass too short to reach them).
   const std::uint8_t* const* ahead = nullptr;
   std::size_t ahead_count = 0;
   // Memory was asked for the first rows (by the previous call's `ahead`): the pass does not ask first.

@@ -1690,6 +1690,10 @@ std::int64_t MarginPassT(const FastMarginArgs& m) {
     return 0;
   }
   if (!m.rows_requested) request_rows(m.rows, std::min(m.count, kAheadRows), row_bytes);
+  // A pass of fewer rows than it asks ahead reaches none of the first rows told to come next: those now,
+  // so that the next pass may count on its first rows asked for.
+  if (m.ahead && m.count < kAheadRows)
+    request_rows(m.ahead, std::min(m.ahead_count, kAheadRows - m.count), row_bytes);
 
   std::int64_t correct = 0;
   HWY_ALIGN float z[kMarginGroupRows], y[kMarginGroupRows], g[kMarginGroupRows], loss[kMarginGroupRows];
