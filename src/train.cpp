@@ -1084,6 +1084,14 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
       const double lr = current_lr();
       const auto [r0, r1] = slice_of(count);
       const std::uint8_t* const* pixels = batch_pixels_[buffer].data();
+      // The next batch's rows go into the other buffer, whose last readers were the previous batch's
+      // backward passes: several threads gather them after the first meeting, when those are all done;
+      // one thread before its forward pass (two classes as one ask for them as their pass ends).
+      using NextRows = std::pair<const std::uint8_t**, std::size_t>;
+      const auto gather_next = [&] {
+        return begin + count < n ? gather(begin + count, buffer ^ 1) : NextRows();
+      };
+      NextRows next = threads == 1 ? gather_next() : NextRows();
       if (r0 < r1) {
         float* dlogits = batch_dlogits_.data() + r0 * KS;
         FastForwardArgs forward{pixels + r0,
@@ -1109,9 +1117,6 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
         if (binary && threads == 1) {
           // Both passes in one over each half of the rows (fast_margin_pass): the first asks for the
           // second's first rows as it ends, the second for the next batch's.
-          const auto [next_rows, next_count] = begin + count < n
-                                                   ? gather(begin + count, buffer ^ 1)
-                                                   : std::pair<const std::uint8_t**, std::size_t>();
           const std::size_t second_half = (count + 1) / 2;
           float* const margin_W = margin_W_[t].data();
           const float margin_b = margin_weights(kernel_model.W.data(), kernel_model.b.data(), D, margin_W);
@@ -1123,7 +1128,7 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
           tally.correct += fast_margin_pass({pixels + second_half, labels + second_half, count - second_half,
                                              D, train_.element, margin_W, margin_b, train_.scale(),
                                              dlogits + second_half, batch_loss_.data() + second_half,
-                                             batch_half_sums_[1].data(), next_rows, next_count, true});
+                                             batch_half_sums_[1].data(), next.first, next.second, true});
         } else {
           tally.correct +=
               binary ? forward_two_classes_as_one(forward, margin_W_[t].data()) : fast_forward_rows(forward);
@@ -1131,9 +1136,8 @@ bool Trainer::train_epoch_fast(const BatchCallback& on_batch, const StopRequest&
         if (bf16) fast_bf16_pack_dlogit_pairs(dlogits, r1 - r0, K, bf16_dlogit_pairs_.data() + r0 / 2 * K);
       }
       meet(tally.forward);
-      // The other buffer's last readers were the previous batch's backward passes, all done.
-      const auto [next_rows, next_count] = begin + count < n ? gather(begin + count, buffer ^ 1)
-                                                             : std::pair<const std::uint8_t**, std::size_t>();
+      if (threads > 1) next = gather_next();
+      const auto [next_rows, next_count] = next;
 
       // Thread 0 also does the bookkeeping, so it takes the last (shortest) range of inputs.
       const std::size_t chunk = threads - 1 - t;
